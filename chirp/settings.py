@@ -1,0 +1,91 @@
+"""One settings object for every process: ports, URLs and credentials, all overridable with `CHIRP_*`."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHIRP_", env_file=".env", extra="ignore")
+
+    env: Literal["dev", "test", "prod"] = "prod"
+    home: Path = Field(default=Path.home() / ".cache" / "chirp", description="State outside the repo")
+
+    # Kafka
+    kafka_version: str = "4.3.1"
+    kafka_host: str = "127.0.0.1"
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_bootstrap: str = ""  # defaults to kafka_host:kafka_port
+
+    # Redis
+    redis_host: str = "127.0.0.1"
+    redis_port: int = 6379
+    redis_db: int = 0
+
+    # PostgreSQL
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = 5433
+    postgres_user: str = "chirp"
+    postgres_password: SecretStr = SecretStr("chirp")
+    postgres_db: str = "chirp"
+    postgres_test_db: str = "chirp_test"
+
+    # ArangoDB (optional adapter; tests run only when set)
+    arango_url: str = ""
+    arango_db: str = "chirp"
+    arango_user: str = "root"
+    arango_password: SecretStr = SecretStr("")
+
+    # Gateway
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str = "http://127.0.0.1:8000"
+
+    # Identity
+    github_client_id: str = ""
+    github_client_secret: SecretStr = SecretStr("")
+    github_authorize_url: str = "https://github.com/login/oauth/authorize"
+    github_token_url: str = "https://github.com/login/oauth/access_token"
+    github_api_url: str = "https://api.github.com"
+    jwt_issuer: str = "chirp"
+    jwt_audience: str = "chirp"
+    jwt_private_key_file: Path | None = None  # generated under `home` when unset
+    access_token_minutes: int = 15
+    refresh_token_days: int = 30
+
+    # Consumer runtime
+    consumer_max_attempts: int = 5
+    consumer_retry_base_ms: int = 100
+    consumer_retry_max_ms: int = 5_000
+    consumer_batch_size: int = 500
+    consumer_batch_timeout_ms: int = 50
+    metrics_port: int = 9400  # first consumer metrics port; `--all` uses this one
+
+    # Product knobs
+    fanout_max_followers: int = 5_000
+    timeline_length: int = 800
+
+    @cached_property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap or f"{self.kafka_host}:{self.kafka_port}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://{self.redis_host}:{self.redis_port}/{self.redis_db}"
+
+    def postgres_dsn(self, db: str | None = None) -> str:
+        password = self.postgres_password.get_secret_value()
+        return (
+            f"postgresql://{self.postgres_user}:{password}@{self.postgres_host}:{self.postgres_port}/"
+            f"{db or self.postgres_db}"
+        )
+
+    @property
+    def dev(self) -> bool:
+        return self.env == "dev"

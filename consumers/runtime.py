@@ -1,0 +1,415 @@
+"""What every consumer gets for free: batches, ordered retries, dead letters, commits, logging and metrics.
+
+A consumer module declares a `Consumer` and its handlers; this runtime subscribes it to Kafka through FastStream
+(one consumer group per consumer, manual acks) and, for every batch it polls:
+
+1. decodes each record into its event model; an undecodable record, an unknown type or an unknown version goes to
+   the consumer's dead-letter topic at once;
+2. calls the handlers: a batch handler gets every event of its topic in the batch (one transaction, one pipeline);
+   a per-event handler is called in offset order per partition, partitions concurrently. When a batch handler
+   fails, its events are retried one at a time, so one poison event cannot hold back the others;
+3. retries a failing event with exponential backoff up to `consumer_max_attempts`, then dead-letters it with
+   headers naming the consumer, the error, the attempts and the original topic/partition/offset. An outage
+   (Kafka, PostgreSQL or Redis unreachable) is not the event's fault: it is retried until the service is back;
+4. commits only after every event of the batch was handled or dead-lettered, so the committed offset never passes
+   an unhandled event; a crash before the commit means redelivery, and handlers are idempotent.
+
+On SIGTERM/SIGINT FastStream stops polling and waits for the batch in flight, which then commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+import asyncpg
+import orjson
+import redis.asyncio as aioredis
+import redis.exceptions
+from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+from faststream import AckPolicy, FastStream
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from prometheus_client import Counter, Gauge, Histogram
+from pydantic import ValidationError
+
+from chirp.logging import bind_contextvars, get_logger
+from chirp.settings import Settings
+from producers.broker import CORRELATION_HEADER, Publisher, ensure_topics, make_broker
+from schemas import topics
+from schemas.events import BY_TOPIC, Event
+
+log = get_logger("chirp.consumer")
+E = TypeVar("E", bound=Event)
+
+PROCESSED = Counter("chirp_events_processed", "Events handled", ["consumer", "topic"])
+FAILED = Counter("chirp_events_failed", "Handler attempts that raised", ["consumer", "topic"])
+DEAD_LETTERED = Counter(
+    "chirp_events_dead_lettered", "Events sent to the dead-letter topic", ["consumer", "topic"]
+)
+LATENCY = Histogram("chirp_handler_seconds", "Handler latency per batch", ["consumer", "topic"])
+LAG = Gauge("chirp_consumer_lag", "End offset minus position", ["consumer", "topic", "partition"])
+
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    TimeoutError,
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+)
+
+
+class PermanentError(Exception):
+    """Raised by a handler for an event that can never succeed: dead-lettered without retries."""
+
+
+@dataclass
+class Context:
+    """Shared clients a handler receives: the store pool, Redis, a publisher and the settings."""
+
+    settings: Settings
+    pg: asyncpg.Pool
+    redis: aioredis.Redis
+    publisher: Publisher
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+BatchHandler = Callable[[list[Any], Context], Awaitable[None]]
+EventHandler = Callable[[Any, Context], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Handler(Generic[E]):
+    topic: topics.Topic
+    fn: Callable[..., Awaitable[None]]
+    batch: bool
+
+
+@dataclass
+class Consumer:
+    """One consumer group: its name, its handlers by topic, and optional setup run once at start."""
+
+    name: str
+    description: str = ""
+    handlers: dict[str, Handler[Any]] = field(default_factory=dict)
+    setup: Callable[[Context], Awaitable[None]] | None = None
+
+    def on(
+        self, topic: topics.Topic, *, batch: bool = False
+    ) -> Callable[[Callable[..., Awaitable[None]]], Any]:
+        """Register `fn(event, ctx)` (or `fn(events, ctx)` with `batch=True`) for one topic."""
+
+        def register(fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+            if topic.name in self.handlers:
+                raise ValueError(f"{self.name} already handles {topic.name}")
+            self.handlers[topic.name] = Handler(topic, fn, batch)
+            return fn
+
+        return register
+
+    def on_setup(self, fn: Callable[[Context], Awaitable[None]]) -> Callable[[Context], Awaitable[None]]:
+        """Register a coroutine run once before the first batch (create tables, load scripts)."""
+        self.setup = fn
+        return fn
+
+    @property
+    def dead_letter_topic(self) -> topics.Topic:
+        return topics.dead_letters(self.name)
+
+
+PRODUCT_CONSUMERS = ("preparse", "posts", "users", "timelines", "search", "trending")
+
+
+def load(name: str) -> Consumer:
+    """`posts` → consumers.posts.consumer; a dotted path (`tests.x.probe`) imports that module instead."""
+    module = importlib.import_module(name if "." in name else f"consumers.{name}")
+    consumer = module.consumer
+    if not isinstance(consumer, Consumer):
+        raise TypeError(f"{module.__name__}.consumer is not a Consumer")
+    return consumer
+
+
+def all_consumers() -> list[Consumer]:
+    """Every consumer module under `consumers/` (the product's and any added since)."""
+    import pkgutil
+
+    import consumers as package
+
+    skip = {"runtime", "markdown"}
+    names = [m.name for m in pkgutil.iter_modules(package.__path__) if m.name not in skip and not m.ispkg]
+    found = []
+    for name in names:
+        module = importlib.import_module(f"consumers.{name}")
+        if isinstance(getattr(module, "consumer", None), Consumer):
+            found.append(module.consumer)
+    return found
+
+
+# Decoding ---------------------------------------------------------------------------------------------------
+
+
+class Rejected(Exception):
+    """A record that can never be handled: the reason goes in the dead-letter headers."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def decode(record: ConsumerRecord) -> Event:
+    """Parse a record into its event model, or raise `Rejected` naming why not."""
+    model = BY_TOPIC.get(record.topic)
+    if model is None:
+        raise Rejected("unknown_topic", record.topic)
+    try:
+        raw = orjson.loads(record.value)
+    except orjson.JSONDecodeError as exc:
+        raise Rejected("invalid_json", str(exc)) from None
+    if not isinstance(raw, dict):
+        raise Rejected("invalid_payload", "not a JSON object")
+    expected = model.model_fields["version"].default
+    if raw.get("version") != expected:
+        raise Rejected("unknown_version", f"{raw.get('version')!r}, this consumer reads {expected}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise Rejected("invalid_payload", _short(exc)) from None
+
+
+def _short(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+
+
+# Processing -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Item:
+    record: ConsumerRecord
+    event: Event
+
+
+class Runner:
+    """Runs one consumer's batches: the policy described in the module docstring."""
+
+    def __init__(self, consumer: Consumer, ctx: Context, stopping: asyncio.Event) -> None:
+        self.consumer = consumer
+        self.ctx = ctx
+        self.stopping = stopping
+        settings = ctx.settings
+        self.max_attempts = settings.consumer_max_attempts
+        self.base_delay = settings.consumer_retry_base_ms / 1000
+        self.max_delay = settings.consumer_retry_max_ms / 1000
+
+    async def run_batch(self, records: Sequence[ConsumerRecord]) -> None:
+        by_topic: dict[str, list[Item]] = defaultdict(list)
+        for record in records:
+            try:
+                by_topic[record.topic].append(Item(record, decode(record)))
+            except Rejected as exc:
+                await self.dead_letter(record, exc.reason, exc.detail, attempts=0)
+        for topic_name, items in by_topic.items():
+            handler = self.consumer.handlers[topic_name]
+            started = time.perf_counter()
+            if handler.batch:
+                await self._run_batch_handler(handler, items)
+            else:
+                await self._run_per_partition(handler, items)
+            LATENCY.labels(self.consumer.name, topic_name).observe(time.perf_counter() - started)
+
+    async def _run_batch_handler(self, handler: Handler[Any], items: list[Item]) -> None:
+        try:
+            await self._call(handler, [i.event for i in items], items[0])
+        except OUTAGE_ERRORS:
+            pass  # retried per event below, where outages are waited out
+        except Exception as exc:
+            FAILED.labels(self.consumer.name, handler.topic.name).inc()
+            log.warning("batch failed, retrying one at a time", size=len(items), error=repr(exc))
+        else:
+            PROCESSED.labels(self.consumer.name, handler.topic.name).inc(len(items))
+            return
+        for item in items:
+            await self._run_one(handler, item, as_batch=True)
+
+    async def _run_per_partition(self, handler: Handler[Any], items: list[Item]) -> None:
+        partitions: dict[int, list[Item]] = defaultdict(list)
+        for item in items:
+            partitions[item.record.partition].append(item)
+
+        async def in_order(part: list[Item]) -> None:
+            for item in part:
+                await self._run_one(handler, item, as_batch=False)
+
+        await asyncio.gather(*(in_order(part) for part in partitions.values()))
+
+    async def _run_one(self, handler: Handler[Any], item: Item, *, as_batch: bool) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._call(handler, [item.event] if as_batch else item.event, item)
+            except OUTAGE_ERRORS as exc:
+                attempt -= 1  # an outage is not the event's fault
+                await self._backoff(max(attempt, 3), exc, item)
+            except PermanentError as exc:
+                return await self.dead_letter(item.record, "rejected_by_handler", repr(exc), attempt)
+            except Exception as exc:
+                FAILED.labels(self.consumer.name, handler.topic.name).inc()
+                if attempt >= self.max_attempts:
+                    return await self.dead_letter(item.record, "handler_error", repr(exc), attempt)
+                await self._backoff(attempt, exc, item)
+            else:
+                PROCESSED.labels(self.consumer.name, handler.topic.name).inc()
+                return
+
+    async def _call(self, handler: Handler[Any], arg: Any, first: Item) -> None:
+        bind_contextvars(
+            event_id=first.event.id,
+            topic=first.record.topic,
+            partition=first.record.partition,
+            offset=first.record.offset,
+            correlation_id=first.event.correlation_id or _header(first.record, CORRELATION_HEADER),
+        )
+        await handler.fn(arg, self.ctx)
+
+    async def _backoff(self, attempt: int, exc: BaseException, item: Item) -> None:
+        delay = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        log.warning("handler failed, retrying", attempt=attempt, delay_s=round(delay, 3), error=repr(exc))
+        if self.stopping.is_set() and isinstance(exc, OUTAGE_ERRORS):
+            raise ShuttingDown from exc
+        await asyncio.sleep(delay)
+
+    async def dead_letter(self, record: ConsumerRecord, reason: str, detail: str, attempts: int) -> None:
+        """Send the original record, key and headers kept, to the dead-letter topic; retried until Kafka takes it."""
+        headers = {k: v.decode(errors="replace") for k, v in record.headers or ()}
+        headers.update(
+            {
+                "dlq_consumer": self.consumer.name,
+                "dlq_reason": reason,
+                "dlq_error": detail[:1000],
+                "dlq_attempts": str(attempts),
+                "dlq_topic": record.topic,
+                "dlq_partition": str(record.partition),
+                "dlq_offset": str(record.offset),
+                "dlq_at": datetime.now(UTC).isoformat(),
+            }
+        )
+        log.error("dead-lettered", reason=reason, error=detail[:300], attempts=attempts, offset=record.offset)
+        topic = self.consumer.dead_letter_topic.name
+        delay = self.base_delay
+        while True:
+            try:
+                await self.ctx.publisher.publish_raw(topic, record.key, record.value, headers)
+                break
+            except OUTAGE_ERRORS:
+                if self.stopping.is_set():
+                    raise ShuttingDown from None
+                await asyncio.sleep(delay)
+                delay = min(self.max_delay, delay * 2)
+        DEAD_LETTERED.labels(self.consumer.name, record.topic).inc()
+
+
+class ShuttingDown(Exception):
+    """An outage outlasted the shutdown: leave the batch uncommitted so it is redelivered."""
+
+
+def _header(record: ConsumerRecord, name: str) -> str:
+    for key, value in record.headers or ():
+        if key == name:
+            return value.decode(errors="replace")
+    return ""
+
+
+async def _update_lag(consumer_name: str, kafka_consumer: Any) -> None:
+    for tp in kafka_consumer.assignment():
+        end = kafka_consumer.highwater(tp)
+        if end is not None:
+            position = await kafka_consumer.position(tp)
+            LAG.labels(consumer_name, tp.topic, tp.partition).set(max(0, end - position))
+
+
+# Wiring -----------------------------------------------------------------------------------------------------
+
+
+def subscribe(broker: KafkaBroker, consumer: Consumer, ctx: Context, stopping: asyncio.Event) -> None:
+    """Attach one consumer group to the broker as a FastStream batch subscriber with manual acks."""
+    runner = Runner(consumer, ctx, stopping)
+    settings = ctx.settings
+    subscriber = broker.subscriber(
+        *consumer.handlers,
+        group_id=consumer.name,
+        batch=True,
+        max_records=settings.consumer_batch_size,
+        batch_timeout_ms=settings.consumer_batch_timeout_ms,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.MANUAL,
+        title=consumer.name,
+        description=consumer.description,
+    )
+
+    @subscriber
+    async def on_batch(msg: KafkaMessage) -> None:
+        records = msg.raw_message if isinstance(msg.raw_message, tuple) else (msg.raw_message,)
+        try:
+            await runner.run_batch(records)
+        except ShuttingDown:
+            await msg.nack()  # seek back: these records are redelivered after restart
+            return
+        await msg.ack()
+        await _update_lag(consumer.name, msg.consumer)
+
+
+async def open_context(settings: Settings, broker: KafkaBroker) -> Context:
+    from store.postgres import connect
+
+    pg = await connect(settings)
+    redis_client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    return Context(settings=settings, pg=pg, redis=redis_client, publisher=Publisher(broker))
+
+
+async def close_context(ctx: Context) -> None:
+    await ctx.pg.close()
+    await ctx.redis.aclose()
+
+
+def build_app(settings: Settings, consumers: list[Consumer]) -> FastStream:
+    """One process running `consumers`: shared clients, one subscriber (group) each, metrics on a port."""
+    broker = make_broker(settings, graceful_timeout=30.0)
+    stopping = asyncio.Event()
+    app = FastStream(broker)
+    holder: dict[str, Context] = {}
+
+    @app.on_startup
+    async def start() -> None:
+        await ensure_topics(settings, tuple(c.dead_letter_topic for c in consumers))
+        ctx = holder["ctx"] = await open_context(settings, broker)
+        for consumer in consumers:
+            if consumer.setup:
+                await consumer.setup(ctx)
+            subscribe(broker, consumer, ctx, stopping)
+        log.info("consumers starting", consumers=[c.name for c in consumers])
+
+    @app.on_shutdown
+    async def stop() -> None:
+        stopping.set()
+
+    @app.after_shutdown
+    async def close() -> None:
+        if "ctx" in holder:
+            await close_context(holder["ctx"])
+        log.info("consumers stopped", consumers=[c.name for c in consumers])
+
+    return app

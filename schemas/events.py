@@ -1,0 +1,189 @@
+"""Event models: a shared envelope (id, type, version, occurred_at, correlation_id, actor) around a payload."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from ulid import ULID
+
+from schemas import topics
+
+Handle = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+def new_id() -> str:
+    """A new time-ordered id (ULID, 26 characters)."""
+    return str(ULID())
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Event(BaseModel):
+    """The envelope every event shares. Subclasses pin `type`, `version`, `topic` and the payload model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    topic: ClassVar[topics.Topic]
+
+    id: Id = Field(default_factory=new_id)
+    type: str
+    version: int
+    occurred_at: datetime = Field(default_factory=utcnow)
+    correlation_id: str = ""
+    actor: str | None = None
+    payload: Any
+
+    @property
+    def key(self) -> str:
+        return str(getattr(self.payload, self.topic.key))
+
+
+# Posts -----------------------------------------------------------------------------------------------------
+
+
+class PostCreatedData(Payload):
+    post_id: Id
+    author_id: Id
+    body: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    reply_to: Id | None = None
+
+
+class PostCreated(Event):
+    topic: ClassVar = topics.POST_CREATED
+    type: Literal["post-created"] = "post-created"
+    version: Literal[1] = 1
+    payload: PostCreatedData
+
+
+class PostParsedData(Payload):
+    post_id: Id
+    author_id: Id
+    body: str
+    html: str
+    text: str
+    hashtags: tuple[str, ...] = ()
+    mentions: tuple[str, ...] = ()
+    links: tuple[str, ...] = ()
+    reply_to: Id | None = None
+    created_at: datetime
+
+
+class PostParsed(Event):
+    topic: ClassVar = topics.POST_PARSED
+    type: Literal["post-parsed"] = "post-parsed"
+    version: Literal[1] = 1
+    payload: PostParsedData
+
+
+class PostDeletedData(Payload):
+    post_id: Id
+    author_id: Id
+
+
+class PostDeleted(Event):
+    topic: ClassVar = topics.POST_DELETED
+    type: Literal["post-deleted"] = "post-deleted"
+    version: Literal[1] = 1
+    payload: PostDeletedData
+
+
+# Users -----------------------------------------------------------------------------------------------------
+
+
+class UserRegisteredData(Payload):
+    user_id: Id
+    github_id: int | None = None
+    handle: Handle
+    display_name: str = ""
+    avatar_url: str = ""
+
+
+class UserRegistered(Event):
+    topic: ClassVar = topics.USER_REGISTERED
+    type: Literal["user-registered"] = "user-registered"
+    version: Literal[1] = 1
+    payload: UserRegisteredData
+
+
+class UserProfileSyncedData(Payload):
+    user_id: Id
+    handle: Handle
+    display_name: str = ""
+    avatar_url: str = ""
+
+
+class UserProfileSynced(Event):
+    topic: ClassVar = topics.USER_PROFILE_SYNCED
+    type: Literal["user-profile-synced"] = "user-profile-synced"
+    version: Literal[1] = 1
+    payload: UserProfileSyncedData
+
+
+class UserProfileUpdatedData(Payload):
+    user_id: Id
+    display_name: Annotated[str, StringConstraints(min_length=1, max_length=50)] | None = None
+    bio: Annotated[str, StringConstraints(max_length=160)] | None = None
+
+
+class UserProfileUpdated(Event):
+    topic: ClassVar = topics.USER_PROFILE_UPDATED
+    type: Literal["user-profile-updated"] = "user-profile-updated"
+    version: Literal[1] = 1
+    payload: UserProfileUpdatedData
+
+
+class FollowData(Payload):
+    follower_id: Id
+    followee_id: Id
+
+
+class UserFollowed(Event):
+    topic: ClassVar = topics.USER_FOLLOWED
+    type: Literal["user-followed"] = "user-followed"
+    version: Literal[1] = 1
+    payload: FollowData
+
+
+class UserUnfollowed(Event):
+    topic: ClassVar = topics.USER_UNFOLLOWED
+    type: Literal["user-unfollowed"] = "user-unfollowed"
+    version: Literal[1] = 1
+    payload: FollowData
+
+
+# Moderation ------------------------------------------------------------------------------------------------
+
+
+class TrendingModeratedData(Payload):
+    target: Annotated[str, StringConstraints(min_length=2, max_length=100)]  # "#tag" or "@handle"
+    hidden: bool
+
+
+class TrendingModerated(Event):
+    topic: ClassVar = topics.TRENDING_MODERATED
+    type: Literal["trending-moderated"] = "trending-moderated"
+    version: Literal[1] = 1
+    payload: TrendingModeratedData
+
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    PostCreated,
+    PostParsed,
+    PostDeleted,
+    UserRegistered,
+    UserProfileSynced,
+    UserProfileUpdated,
+    UserFollowed,
+    UserUnfollowed,
+    TrendingModerated,
+)
+BY_TYPE: dict[str, type[Event]] = {cls.model_fields["type"].default: cls for cls in ALL_EVENTS}
+BY_TOPIC: dict[str, type[Event]] = {cls.topic.name: cls for cls in ALL_EVENTS}

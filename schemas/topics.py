@@ -1,0 +1,49 @@
+"""Every topic of the system: the one place a topic name is written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KEEP_FOREVER = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    name: str
+    key: str  # which payload field keys the messages (per-key order is what consumers rely on)
+    partitions: int = 3
+    retention_ms: int = KEEP_FOREVER
+
+    def __str__(self) -> str:
+        return self.name
+
+
+POST_CREATED = Topic("post-created", key="post_id")
+POST_PARSED = Topic("post-parsed", key="post_id")
+POST_DELETED = Topic("post-deleted", key="post_id")
+USER_REGISTERED = Topic("user-registered", key="user_id")
+USER_PROFILE_SYNCED = Topic("user-profile-synced", key="user_id")
+USER_PROFILE_UPDATED = Topic("user-profile-updated", key="user_id")
+USER_FOLLOWED = Topic("user-followed", key="follower_id")
+USER_UNFOLLOWED = Topic("user-unfollowed", key="follower_id")
+TRENDING_MODERATED = Topic("trending-moderated", key="target", partitions=1)
+
+ALL: tuple[Topic, ...] = (
+    POST_CREATED,
+    POST_PARSED,
+    POST_DELETED,
+    USER_REGISTERED,
+    USER_PROFILE_SYNCED,
+    USER_PROFILE_UPDATED,
+    USER_FOLLOWED,
+    USER_UNFOLLOWED,
+    TRENDING_MODERATED,
+)
+BY_NAME = {topic.name: topic for topic in ALL}
+
+DEAD_LETTER_PREFIX = "dead-letters-"
+
+
+def dead_letters(consumer: str) -> Topic:
+    """The dead-letter topic of one consumer group."""
+    return Topic(f"{DEAD_LETTER_PREFIX}{consumer}", key="(original key)", partitions=1)
