@@ -1,0 +1,33 @@
+"""Install and run the local Kafka, Redis and PostgreSQL that Chirp needs, idempotently."""
+
+from __future__ import annotations
+
+from chirp.services import kafka, postgres, redis
+from chirp.services._util import ServiceError
+from chirp.settings import Settings
+
+__all__ = ["ServiceError", "down", "status", "up"]
+
+
+def up(settings: Settings) -> None:
+    """Install what is missing, start what is not running and wait until every service is ready."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    postgres.up(settings)
+    redis.up(settings)
+    kafka.up(settings)
+
+
+def down(settings: Settings) -> None:
+    """Stop the services we started."""
+    kafka.down(settings)
+    redis.down(settings)
+    postgres.down(settings)
+
+
+def status(settings: Settings) -> dict[str, bool]:
+    """Which services answer on their ports."""
+    return {
+        "kafka": kafka.status(settings),
+        "redis": redis.status(settings),
+        "postgres": postgres.status(settings),
+    }

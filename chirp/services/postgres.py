@@ -1,0 +1,162 @@
+"""A dedicated Debian PostgreSQL cluster ("chirp") with the app role, databases and pg_trgm."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from chirp.services._util import ServiceError, apt_install, port_open, privileged, run, wait_for
+from chirp.settings import Settings
+
+CLUSTER = "chirp"
+READY_TIMEOUT_S = 60.0
+PG_ROOT = Path("/usr/lib/postgresql")
+
+# Dev/test cluster: durability traded for speed (the data is disposable).
+CONF = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "200",
+}
+
+PROVISION_SQL = r"""
+SELECT format('CREATE ROLE %I', :'user')
+  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'user') \gexec
+SELECT format('ALTER ROLE %I WITH LOGIN CREATEDB PASSWORD %L', :'user', :'pw') \gexec
+SELECT format('CREATE DATABASE %I OWNER %I', d, :'user') FROM unnest(ARRAY[:'db', :'test_db']) AS d
+  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = d) \gexec
+\connect :db
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+\connect :test_db
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+"""
+
+
+def _version() -> str | None:
+    """The newest PostgreSQL server version installed under /usr/lib/postgresql."""
+    versions = (
+        [d.name for d in PG_ROOT.glob("*") if (d / "bin" / "postgres").exists()] if PG_ROOT.exists() else []
+    )
+    return max(versions, key=lambda v: [int(x) for x in v.split(".") if x.isdigit()], default=None)
+
+
+def _cluster_state(version: str) -> str | None:
+    """'online'/'down' for our cluster, or None when it does not exist."""
+    out = run(["pg_lsclusters", "--no-header"]).stdout
+    for line in out.splitlines():
+        cols = line.split()
+        if cols[:2] == [version, CLUSTER]:
+            return "online" if cols[3].startswith("online") else cols[3]
+    return None
+
+
+def _install() -> str:
+    """Install PostgreSQL from Debian when missing and return the server version."""
+    version = _version()
+    if version is None or not shutil.which("pg_createcluster"):
+        apt_install("postgresql", "postgresql-contrib")
+        version = _version()
+    if version is None:
+        raise ServiceError(f"no PostgreSQL server found under {PG_ROOT} after installing")
+    return version
+
+
+def _configure(settings: Settings, version: str) -> None:
+    """Create the cluster once, then set its port and write our settings into conf.d/chirp.conf."""
+    if _cluster_state(version) is None:
+        create = ["pg_createcluster", version, CLUSTER, "--port", str(settings.postgres_port)]
+        create += ["--locale", "C.UTF-8", "--encoding", "UTF8", "--start-conf", "manual"]
+        run(privileged([*create, "--", "--auth-host=scram-sha-256", "--auth-local=peer"]))
+    run(privileged(["pg_conftool", version, CLUSTER, "set", "port", str(settings.postgres_port)]))
+    conf = {**CONF, "listen_addresses": settings.postgres_host}
+    text = "# Written by chirp.services.postgres on every start.\n"
+    text += "".join(f"{key} = '{value}'\n" for key, value in conf.items())
+    path = Path("/etc/postgresql") / version / CLUSTER / "conf.d" / "chirp.conf"
+    run(privileged(["tee", str(path)]), input=text)
+
+
+def _as_postgres(args: list[str], stdin: str | None = None) -> None:
+    """Run a client command as the postgres OS user (peer auth over the local socket)."""
+    run(privileged(["runuser", "-u", "postgres", "--", *args]), input=stdin, cwd="/")
+
+
+def _provision(settings: Settings) -> None:
+    """Create or update the app role, both databases and the pg_trgm extension."""
+    variables = {
+        "user": settings.postgres_user,
+        "pw": settings.postgres_password.get_secret_value(),
+        "db": settings.postgres_db,
+        "test_db": settings.postgres_test_db,
+    }
+    psql = ["psql", "-X", "-q", "-p", str(settings.postgres_port), "-d", "postgres", "-v", "ON_ERROR_STOP=1"]
+    for name, value in variables.items():
+        psql += ["-v", f"{name}={value}"]
+    _as_postgres([*psql, "-f", "-"], stdin=PROVISION_SQL)
+
+
+def login_ok(settings: Settings, db: str | None = None) -> bool:
+    """Whether the app credentials open a TCP session to db."""
+    env = {
+        **os.environ,
+        "PGPASSWORD": settings.postgres_password.get_secret_value(),
+        "PGCONNECT_TIMEOUT": "3",
+    }
+    cmd = ["psql", "-X", "-w", "-h", settings.postgres_host, "-p", str(settings.postgres_port)]
+    cmd += ["-U", settings.postgres_user, "-d", db or settings.postgres_db, "-tAc", "SELECT 1"]
+    try:
+        return run(cmd, env=env).stdout.strip() == "1"
+    except ServiceError:
+        return False
+
+
+def _ready(settings: Settings) -> bool:
+    """pg_isready over TCP on our port."""
+    cmd = ["pg_isready", "-q", "-h", settings.postgres_host, "-p", str(settings.postgres_port)]
+    try:
+        run(cmd)
+    except ServiceError:
+        return False
+    return True
+
+
+def up(settings: Settings) -> None:
+    """Install, create and start the cluster unless running; ensure role, databases and pg_trgm exist."""
+    t0 = time.monotonic()
+    version = _install()
+    state = _cluster_state(version)
+    foreign = state != "online" and port_open(settings.postgres_host, settings.postgres_port)
+    started = False
+    if state != "online" and not foreign:
+        _configure(settings, version)
+        run(privileged(["pg_ctlcluster", version, CLUSTER, "start"]))
+        started = True
+    if not wait_for(lambda: _ready(settings), READY_TIMEOUT_S):
+        log = f"/var/log/postgresql/postgresql-{version}-{CLUSTER}.log"
+        raise ServiceError(f"postgres not ready on port {settings.postgres_port}; see {log}")
+    if not foreign:
+        _provision(settings)
+    for db in (settings.postgres_db, settings.postgres_test_db):
+        if not login_ok(settings, db):
+            raise ServiceError(f"postgres: cannot log in as {settings.postgres_user} to {db} over TCP")
+    if started:
+        print(f"postgres: started ({version}/{CLUSTER}) in {time.monotonic() - t0:.1f}s")
+    else:
+        print("postgres: already running")
+
+
+def down(settings: Settings) -> None:
+    """Stop our cluster (fast shutdown) if it runs."""
+    version = _version()
+    if version is None or _cluster_state(version) != "online":
+        print("postgres: not running (nothing we started)")
+        return
+    run(privileged(["pg_ctlcluster", version, CLUSTER, "stop", "-m", "fast"]))
+    print("postgres: stopped")
+
+
+def status(settings: Settings) -> bool:
+    """Whether something accepts connections on the PostgreSQL port."""
+    return port_open(settings.postgres_host, settings.postgres_port)
