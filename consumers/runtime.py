@@ -95,6 +95,7 @@ class Handler(Generic[E]):
     topic: topics.Topic
     fn: Callable[..., Awaitable[None]]
     batch: bool
+    model: type[Event]
 
 
 @dataclass
@@ -107,14 +108,17 @@ class Consumer:
     setup: Callable[[Context], Awaitable[None]] | None = None
 
     def on(
-        self, topic: topics.Topic, *, batch: bool = False
+        self, topic: topics.Topic, *, batch: bool = False, model: type[Event] | None = None
     ) -> Callable[[Callable[..., Awaitable[None]]], Any]:
-        """Register `fn(event, ctx)` (or `fn(events, ctx)` with `batch=True`) for one topic."""
+        """Register `fn(event, ctx)` (or `fn(events, ctx)` with `batch=True`) for one topic.
+
+        The event model is the one published on that topic unless `model` names another.
+        """
 
         def register(fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
             if topic.name in self.handlers:
                 raise ValueError(f"{self.name} already handles {topic.name}")
-            self.handlers[topic.name] = Handler(topic, fn, batch)
+            self.handlers[topic.name] = Handler(topic, fn, batch, model or BY_TOPIC[topic.name])
             return fn
 
         return register
@@ -169,17 +173,16 @@ class Rejected(Exception):
         self.detail = detail
 
 
-def decode(record: ConsumerRecord) -> Event:
-    """Parse a record into its event model, or raise `Rejected` naming why not."""
-    model = BY_TOPIC.get(record.topic)
-    if model is None:
-        raise Rejected("unknown_topic", record.topic)
+def decode(record: ConsumerRecord, model: type[Event]) -> Event:
+    """Parse a record into `model`, or raise `Rejected` naming why not."""
     try:
         raw = orjson.loads(record.value)
     except orjson.JSONDecodeError as exc:
         raise Rejected("invalid_json", str(exc)) from None
     if not isinstance(raw, dict):
         raise Rejected("invalid_payload", "not a JSON object")
+    if raw.get("type") != model.model_fields["type"].default:
+        raise Rejected("unknown_type", f"{raw.get('type')!r} on a topic of {model.__name__}")
     expected = model.model_fields["version"].default
     if raw.get("version") != expected:
         raise Rejected("unknown_version", f"{raw.get('version')!r}, this consumer reads {expected}")
@@ -218,7 +221,8 @@ class Runner:
         by_topic: dict[str, list[Item]] = defaultdict(list)
         for record in records:
             try:
-                by_topic[record.topic].append(Item(record, decode(record)))
+                model = self.consumer.handlers[record.topic].model
+                by_topic[record.topic].append(Item(record, decode(record, model)))
             except Rejected as exc:
                 await self.dead_letter(record, exc.reason, exc.detail, attempts=0)
         for topic_name, items in by_topic.items():

@@ -1,0 +1,147 @@
+"""The `chirp` command: local services, the gateway, consumers, and the operator tools."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+from typing import Annotated
+
+import typer
+
+from chirp.logging import configure
+from chirp.settings import Settings
+
+app = typer.Typer(help="Chirp: an event-driven microblogging service.", no_args_is_help=True)
+services_app = typer.Typer(help="Kafka, Redis and PostgreSQL on this machine (installed and started as needed).")
+app.add_typer(services_app, name="services")
+
+
+@services_app.command("up")
+def services_up() -> None:
+    """Install what is missing and start what is not running; returns when everything answers."""
+    from chirp import services
+
+    services.up(Settings())
+
+
+@services_app.command("down")
+def services_down() -> None:
+    """Stop the local services started by `chirp services up`."""
+    from chirp import services
+
+    services.down(Settings())
+
+
+@services_app.command("status")
+def services_status() -> None:
+    """Say which services answer; exit 1 if any does not."""
+    from chirp import services
+
+    status = services.status(Settings())
+    for name, ok in status.items():
+        typer.echo(f"{name}: {'up' if ok else 'down'}")
+    raise typer.Exit(0 if all(status.values()) else 1)
+
+
+@app.command()
+def gateway(
+    reload: Annotated[bool, typer.Option(help="Restart on code changes (dev).")] = False,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+) -> None:
+    """Serve the gateway (HTTP API and pages) on CHIRP_HOST:CHIRP_PORT."""
+    import uvicorn
+
+    settings = Settings()
+    configure(process="gateway")
+    uvicorn.run(
+        "gateway.asgi:app",
+        host=settings.host,
+        port=settings.port,
+        reload=reload,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+    )
+
+
+@app.command()
+def consume(
+    names: Annotated[list[str] | None, typer.Argument(help="Consumers to run (module names under consumers/).")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Run every consumer in this one process.")] = False,
+    metrics_port: Annotated[int | None, typer.Option(help="Port of /metrics (0: none).")] = None,
+) -> None:
+    """Run consumers until SIGTERM/SIGINT: finish the batch in flight, commit, exit 0."""
+    from prometheus_client import start_http_server
+
+    from consumers.runtime import all_consumers, build_app, load
+
+    settings = Settings()
+    if not names and not all_:
+        raise typer.BadParameter("name at least one consumer, or --all")
+    consumers = all_consumers() if all_ else [load(n) for n in names or []]
+    configure(process="consumers" if all_ else ",".join(c.name for c in consumers))
+    port = settings.metrics_port if metrics_port is None else metrics_port
+    if port:
+        start_http_server(port, addr=settings.host)
+    asyncio.run(build_app(settings, consumers).run())
+
+
+@app.command()
+def run() -> None:
+    """Run the whole app: services, the gateway and every consumer, logs labelled per process; Ctrl-C stops all."""
+    from chirp import services
+
+    settings = Settings()
+    services.up(settings)
+    env = {**os.environ, "CHIRP_ENV": os.environ.get("CHIRP_ENV", "dev")}
+    chirp = [sys.executable, "-m", "chirp"]
+    procs = {
+        "gateway": subprocess.Popen([*chirp, "gateway"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT),
+        "consumers": subprocess.Popen(
+            [*chirp, "consume", "--all"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        ),
+    }
+    for label, proc in procs.items():
+        threading.Thread(target=_relay, args=(label, proc), daemon=True).start()
+    typer.echo(f"chirp: UI on {settings.public_url} (Ctrl-C stops)")
+    _supervise(procs)
+
+
+def _relay(label: str, proc: subprocess.Popen[bytes]) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        sys.stdout.write(f"{label:>9} | {line.decode(errors='replace')}")
+        sys.stdout.flush()
+
+
+def _supervise(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    """Wait until a child exits or we are told to stop; then stop every child gracefully."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        if any(p.poll() is not None for p in procs.values()):
+            break
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    codes = [p.returncode for p in procs.values()]
+    raise typer.Exit(0 if stop.is_set() else max(abs(c) for c in codes))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""The gateway: `create_app(settings)` builds the Starlette app and its shared clients (the composition root)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
+
+from chirp.settings import Settings
+from gateway import middleware
+from gateway.errors import HANDLERS
+from gateway.routes import health
+from gateway.state import State
+from producers.broker import Publisher, ensure_topics, make_broker
+from store.postgres import connect
+
+
+def routes() -> list[BaseRoute]:
+    return [*health.routes]
+
+
+def create_app(settings: Settings) -> Starlette:
+    """A gateway app for `settings`; the lifespan connects the broker (publish only), Redis and PostgreSQL."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        broker = make_broker(settings)
+        await broker.connect()
+        await ensure_topics(settings)
+        pg = await connect(settings)
+        redis_client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        app.state.chirp = State(settings, broker, Publisher(broker), redis_client, pg)
+        try:
+            yield
+        finally:
+            await broker.stop()
+            await redis_client.aclose()
+            await pg.close()
+
+    return Starlette(
+        routes=routes(),
+        lifespan=lifespan,
+        exception_handlers=HANDLERS,  # type: ignore[arg-type]
+        middleware=[Middleware(middleware.RequestContext)],
+    )

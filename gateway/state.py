@@ -1,0 +1,28 @@
+"""The clients the gateway shares across requests, opened and closed by the app's lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+from faststream.kafka import KafkaBroker
+from starlette.requests import Request
+
+from chirp.settings import Settings
+from producers.broker import Publisher
+
+
+@dataclass
+class State:
+    settings: Settings
+    broker: KafkaBroker
+    publisher: Publisher
+    redis: aioredis.Redis
+    pg: asyncpg.Pool
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def state_of(request: Request) -> State:
+    return request.app.state.chirp

@@ -1,0 +1,37 @@
+"""Shared fixtures: settings pointing at the test database, and helpers to wait with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import pytest
+
+from chirp.settings import Settings
+
+T = TypeVar("T")
+
+os.environ.setdefault("CHIRP_ENV", "test")
+os.environ["CHIRP_POSTGRES_DB"] = os.environ.get("CHIRP_POSTGRES_TEST_DB", "chirp_test")
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings()
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], *, until: Callable[[T], bool] = bool, timeout: float = 30.0
+) -> T:
+    """Poll `probe` until `until(result)` holds; fail with the last result after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await probe()
+        if until(result):
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s; last value: {result!r}")
+        await asyncio.sleep(0.05)
