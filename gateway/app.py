@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
+import pkgutil
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
@@ -10,17 +12,21 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
+import gateway.routes as routes_package
 from chirp.settings import Settings
 from gateway import middleware
 from gateway.errors import HANDLERS
-from gateway.routes import health
 from gateway.state import State
 from producers.broker import Publisher, ensure_topics, make_broker
 from store.postgres import connect
 
 
 def routes() -> list[BaseRoute]:
-    return [*health.routes]
+    """Every `routes` list of the modules in `gateway/routes/` (one module per resource)."""
+    found: list[BaseRoute] = []
+    for info in sorted(pkgutil.iter_modules(routes_package.__path__), key=lambda m: m.name):
+        found.extend(importlib.import_module(f"gateway.routes.{info.name}").routes)
+    return found
 
 
 def create_app(settings: Settings) -> Starlette:

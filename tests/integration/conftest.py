@@ -1,0 +1,44 @@
+"""Integration fixtures: the gateway in-process on the real services, and every consumer in a child process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from chirp.settings import Settings
+from gateway.app import create_app
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[Starlette]:
+    """The gateway app with its lifespan entered (broker, Redis and PostgreSQL connected)."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: Starlette, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the in-process gateway as a browser on the public origin would."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=settings.public_url) as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+def pipeline(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    """Every consumer running in one child process (as `make run` does), stopped with SIGTERM at the end."""
+    cmd = [sys.executable, "-m", "chirp", "consume", "--all", "--metrics-port", "0"]
+    proc = subprocess.Popen(cmd, env={**os.environ})
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
