@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -45,6 +46,15 @@ def services_status() -> None:
     for name, ok in status.items():
         typer.echo(f"{name}: {'up' if ok else 'down'}")
     raise typer.Exit(0 if all(status.values()) else 1)
+
+
+@app.command()
+def schemas() -> None:
+    """Write the JSON Schema of every event to schemas/json/ (a test checks the files match the models)."""
+    from schemas.jsonschema import export
+
+    for path in export():
+        typer.echo(path)
 
 
 @app.command()
@@ -87,8 +97,20 @@ def consume(
     configure(process="consumers" if all_ else ",".join(c.name for c in consumers))
     port = settings.metrics_port if metrics_port is None else metrics_port
     if port:
-        start_http_server(port, addr=settings.host)
+        _serve_metrics(start_http_server, port, settings.host)
     asyncio.run(build_app(settings, consumers).run())
+
+
+def _serve_metrics(start: Callable[..., object], port: int, host: str) -> None:
+    """Serve /metrics on `port`, or the next free one when several consumer processes share a machine."""
+    for candidate in range(port, port + 20):
+        try:
+            start(candidate, addr=host)
+        except OSError:
+            continue
+        typer.echo(f"metrics on http://{host}:{candidate}/metrics", err=True)
+        return
+    typer.echo(f"no free metrics port in {port}..{port + 19}", err=True)
 
 
 @app.command()

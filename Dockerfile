@@ -1,0 +1,15 @@
+# One image for the gateway and every consumer; the command picks the process (see compose.yaml).
+FROM python:3.11-slim
+WORKDIR /app
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+COPY pyproject.toml requirements.lock README.md ./
+COPY chirp chirp
+COPY schemas schemas
+COPY producers producers
+COPY consumers consumers
+COPY gateway gateway
+COPY store store
+RUN pip install --no-cache-dir -c requirements.lock . && useradd --create-home chirp
+USER chirp
+EXPOSE 8000 9400
+CMD ["chirp", "gateway"]
