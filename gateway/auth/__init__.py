@@ -1,0 +1,1 @@
+"""Identity building blocks: signing keys, access tokens, refresh sessions, CSRF checks."""
