@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     jwt_audience: str = "chirp"
     jwt_private_key_file: Path | None = None  # generated under `home` when unset
     access_token_minutes: int = 15
+    jwt_leeway_seconds: int = 5
     refresh_token_days: int = 30
 
     # Consumer runtime

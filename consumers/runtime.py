@@ -176,20 +176,25 @@ class Rejected(Exception):
 def decode(record: ConsumerRecord, model: type[Event]) -> Event:
     """Parse a record into `model`, or raise `Rejected` naming why not."""
     try:
-        raw = orjson.loads(record.value)
-    except orjson.JSONDecodeError as exc:
-        raise Rejected("invalid_json", str(exc)) from None
+        return model.model_validate_json(record.value or b"")
+    except ValidationError as exc:
+        raise _reason(record, model, exc) from None
+
+
+def _reason(record: ConsumerRecord, model: type[Event], exc: ValidationError) -> Rejected:
+    """Why a record failed validation (the slow path, taken only for bad records)."""
+    try:
+        raw = orjson.loads(record.value or b"")
+    except orjson.JSONDecodeError as json_error:
+        return Rejected("invalid_json", str(json_error))
     if not isinstance(raw, dict):
-        raise Rejected("invalid_payload", "not a JSON object")
+        return Rejected("invalid_payload", "not a JSON object")
     if raw.get("type") != model.model_fields["type"].default:
-        raise Rejected("unknown_type", f"{raw.get('type')!r} on a topic of {model.__name__}")
+        return Rejected("unknown_type", f"{raw.get('type')!r} on a topic of {model.__name__}")
     expected = model.model_fields["version"].default
     if raw.get("version") != expected:
-        raise Rejected("unknown_version", f"{raw.get('version')!r}, this consumer reads {expected}")
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        raise Rejected("invalid_payload", _short(exc)) from None
+        return Rejected("unknown_version", f"{raw.get('version')!r}, this consumer reads {expected}")
+    return Rejected("invalid_payload", _short(exc))
 
 
 def _short(exc: ValidationError) -> str:
@@ -348,6 +353,11 @@ async def _update_lag(consumer_name: str, kafka_consumer: Any) -> None:
 # Wiring -----------------------------------------------------------------------------------------------------
 
 
+async def _records_only(msg: Any) -> None:
+    """Skip FastStream's per-message body decoding: the runner decodes the raw records itself."""
+    return None
+
+
 def subscribe(broker: KafkaBroker, consumer: Consumer, ctx: Context, stopping: asyncio.Event) -> None:
     """Attach one consumer group to the broker as a FastStream batch subscriber with manual acks."""
     runner = Runner(consumer, ctx, stopping)
@@ -360,6 +370,7 @@ def subscribe(broker: KafkaBroker, consumer: Consumer, ctx: Context, stopping: a
         batch_timeout_ms=settings.consumer_batch_timeout_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.MANUAL,
+        decoder=_records_only,
         title=consumer.name,
         description=consumer.description,
     )

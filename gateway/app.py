@@ -15,7 +15,10 @@ from starlette.routing import BaseRoute
 import gateway.routes as routes_package
 from chirp.settings import Settings
 from gateway import middleware
+from gateway.auth.keys import KeyRing
+from gateway.auth.sessions import SessionStore
 from gateway.errors import HANDLERS
+from gateway.ratelimit import RateLimiter
 from gateway.state import State
 from producers.broker import Publisher, ensure_topics, make_broker
 from store.postgres import connect
@@ -39,7 +42,16 @@ def create_app(settings: Settings) -> Starlette:
         await ensure_topics(settings)
         pg = await connect(settings)
         redis_client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
-        app.state.chirp = State(settings, broker, Publisher(broker), redis_client, pg)
+        app.state.chirp = State(
+            settings,
+            broker,
+            Publisher(broker),
+            redis_client,
+            pg,
+            keys=KeyRing.from_settings(settings),
+            sessions=SessionStore(redis_client, settings.refresh_token_days),
+            limiter=RateLimiter(redis_client),
+        )
         try:
             yield
         finally:

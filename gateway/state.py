@@ -11,6 +11,9 @@ from faststream.kafka import KafkaBroker
 from starlette.requests import Request
 
 from chirp.settings import Settings
+from gateway.auth.keys import KeyRing
+from gateway.auth.sessions import SessionStore
+from gateway.ratelimit import RateLimiter
 from producers.broker import Publisher
 
 
@@ -21,6 +24,9 @@ class State:
     publisher: Publisher
     redis: aioredis.Redis
     pg: asyncpg.Pool
+    keys: KeyRing
+    sessions: SessionStore
+    limiter: RateLimiter
     extras: dict[str, Any] = field(default_factory=dict)
 
 

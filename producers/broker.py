@@ -43,7 +43,6 @@ class Publisher:
             topic=event.topic.name,
             key=event.key.encode(),
             headers={CORRELATION_HEADER: cid, "event_type": event.type, "event_id": event.id},
-            content_type="application/json",
         )
 
     async def publish_raw(self, topic: str, key: bytes | None, value: bytes, headers: dict[str, str]) -> None:

@@ -14,7 +14,7 @@ from chirp.settings import Settings
 
 T = TypeVar("T")
 
-os.environ.setdefault("CHIRP_ENV", "test")
+os.environ["CHIRP_ENV"] = "dev"  # the dev login is how API tests log in (a test checks it is off otherwise)
 os.environ["CHIRP_POSTGRES_DB"] = os.environ.get("CHIRP_POSTGRES_TEST_DB", "chirp_test")
 
 

@@ -62,7 +62,7 @@ class SessionStore:
         self._prefix = prefix
         self._rotate = redis.register_script(_ROTATE)
 
-    def _session_key(self, session_id: str) -> str:
+    def session_key(self, session_id: str) -> str:
         return f"{self._prefix}:session:{session_id}"
 
     def _refresh_key(self, token_hash: str) -> str:
@@ -74,7 +74,7 @@ class SessionStore:
         token = secrets.token_urlsafe(32)
         token_hash = _hash(token)
         now = str(int(time.time()))
-        key = self._session_key(session_id)
+        key = self.session_key(session_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping={"user_id": user_id, "token_hash": token_hash, "created_at": now})
             pipe.pexpire(key, self._ttl_ms)
@@ -93,7 +93,7 @@ class SessionStore:
         new_token = secrets.token_urlsafe(32)
         new_hash = _hash(new_token)
         result = await self._rotate(
-            keys=[self._session_key(session_id), self._refresh_key(new_hash)],
+            keys=[self.session_key(session_id), self._refresh_key(new_hash)],
             args=[token_hash, new_hash, session_id, int(time.time())],
         )
         outcome = _text(result[0])
@@ -103,8 +103,8 @@ class SessionStore:
 
     async def revoke(self, session_id: str) -> None:
         """End a session: its refresh tokens stop working and `is_active` turns false."""
-        await self._redis.delete(self._session_key(session_id))
+        await self._redis.delete(self.session_key(session_id))
 
     async def is_active(self, session_id: str) -> bool:
         """Whether the session named by an access token's `sid` is still live."""
-        return bool(await self._redis.exists(self._session_key(session_id)))
+        return bool(await self._redis.exists(self.session_key(session_id)))

@@ -1,0 +1,111 @@
+"""Who is asking: the viewer behind a request's Bearer token or access cookie, and the login that makes one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.auth.csrf import new_csrf_token
+from gateway.auth.tokens import TokenError, issue_access_token, verify_access_token, www_authenticate
+from gateway.errors import Unauthorized
+from gateway.state import State, state_of
+
+ACCESS_COOKIE = "chirp_access"
+REFRESH_COOKIE = "chirp_refresh"
+CSRF_COOKIE = "chirp_csrf"
+_HANDLE_KEY = "chirp:handle:{}"
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    user_id: str
+    handle: str
+    session_id: str
+    via_cookie: bool = False
+
+
+def bearer_or_cookie(request: Request) -> tuple[str | None, bool]:
+    """The access token of a request and whether it came from the cookie (browsers) or a header (API clients)."""
+    header = request.headers.get("authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip(), False
+    return request.cookies.get(ACCESS_COOKIE), True
+
+
+async def viewer(request: Request) -> Viewer | None:
+    """The logged-in viewer, or None for anonymous requests; a bad or revoked token raises Unauthorized."""
+    if "viewer" in request.scope:
+        return request.scope["viewer"]
+    token, via_cookie = bearer_or_cookie(request)
+    found = None
+    if token:
+        found = await _resolve(state_of(request), token, via_cookie)
+    request.scope["viewer"] = found
+    return found
+
+
+async def require_viewer(request: Request) -> Viewer:
+    """The logged-in viewer; 401 for anonymous requests."""
+    found = await viewer(request)
+    if found is None:
+        raise Unauthorized("Log in first.", headers={"WWW-Authenticate": "Bearer"})
+    return found
+
+
+async def _resolve(state: State, token: str, via_cookie: bool) -> Viewer:
+    settings = state.settings
+    try:
+        claims = verify_access_token(
+            state.keys,
+            token,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            leeway_s=settings.jwt_leeway_seconds,
+        )
+    except TokenError as exc:
+        raise Unauthorized(exc.message, headers={"WWW-Authenticate": www_authenticate(exc.reason)}) from None
+    async with state.redis.pipeline(transaction=False) as pipe:
+        pipe.exists(state.sessions.session_key(claims.sid))
+        pipe.get(_HANDLE_KEY.format(claims.sub))
+        active, handle = await pipe.execute()
+    if not active:
+        raise Unauthorized("This session has ended; log in again.", headers={"WWW-Authenticate": "Bearer"})
+    return Viewer(claims.sub, handle or "", claims.sid, via_cookie)
+
+
+async def start_session(state: State, user_id: str, handle: str) -> tuple[str, str, str]:
+    """Open a session for a user who just logged in; returns (access_token, refresh_token, session_id)."""
+    session_id, refresh = await state.sessions.create(user_id)
+    await state.redis.set(_HANDLE_KEY.format(user_id), handle, ex=state.settings.refresh_token_days * 86400)
+    return access_token_for(state, user_id, session_id), refresh, session_id
+
+
+def access_token_for(state: State, user_id: str, session_id: str) -> str:
+    settings = state.settings
+    return issue_access_token(
+        state.keys,
+        sub=user_id,
+        session_id=session_id,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl_seconds=settings.access_token_minutes * 60,
+    )
+
+
+def set_session_cookies(response: Response, state: State, access: str, refresh: str) -> None:
+    """Browsers keep the tokens in HttpOnly cookies; the CSRF cookie is readable so scripts can echo it."""
+    secure = state.settings.public_url.startswith("https://")
+    common = {"httponly": True, "samesite": "lax", "secure": secure}
+    response.set_cookie(ACCESS_COOKIE, access, max_age=state.settings.access_token_minutes * 60, path="/", **common)
+    response.set_cookie(
+        REFRESH_COOKIE, refresh, max_age=state.settings.refresh_token_days * 86400, path="/auth", **common
+    )
+    response.set_cookie(CSRF_COOKIE, new_csrf_token(), path="/", samesite="lax", secure=secure)
+
+
+def clear_session_cookies(response: Response) -> None:
+    response.delete_cookie(ACCESS_COOKIE, path="/")
+    response.delete_cookie(REFRESH_COOKIE, path="/auth")
+    response.delete_cookie(CSRF_COOKIE, path="/")

@@ -1,0 +1,114 @@
+"""Sessions: dev login, refresh, logout, the viewer (`/api/me`) and the public keys (`/.well-known/jwks.json`).
+
+The GitHub login lives in `gateway/routes/github.py`; both end in `login_user`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.auth.current import (
+    REFRESH_COOKIE,
+    access_token_for,
+    clear_session_cookies,
+    require_viewer,
+    set_session_cookies,
+    start_session,
+)
+from gateway.auth.sessions import SessionError
+from gateway.errors import InvalidInput, JSONResponse, NotFound, Unauthorized
+from gateway.requests import json_body
+from gateway.state import State, state_of
+from schemas.events import UserRegistered, UserRegisteredData
+
+LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
+
+
+async def login_user(state: State, registered: UserRegistered) -> tuple[str, str]:
+    """Log a person in; publishes `user-registered` the first time. Returns (access_token, refresh_token)."""
+    data = registered.payload
+    known = await state.pg.fetchval("SELECT 1 FROM users WHERE user_id = $1", data.user_id)
+    if not known:
+        await state.publisher.publish(registered)
+    access, refresh, _ = await start_session(state, data.user_id, data.handle)
+    return access, refresh
+
+
+async def dev_login(request: Request) -> Response:
+    """`POST /auth/dev-login {"login"}`: log in as anyone, registering them if new (only when CHIRP_ENV=dev)."""
+    state = state_of(request)
+    if not state.settings.dev:
+        raise NotFound("Not found.")
+    body = await json_body(request)
+    login = body.get("login")
+    if not isinstance(login, str) or not LOGIN.match(login):
+        raise InvalidInput("A GitHub-style login: letters, digits and hyphens, at most 39.", field="login")
+    existing = await state.pg.fetchrow("SELECT user_id, handle FROM users WHERE lower(handle) = lower($1)", login)
+    user_id, handle = (existing["user_id"], existing["handle"]) if existing else (f"dev-{login.lower()}", login)
+    registered = UserRegistered(
+        actor=user_id,
+        payload=UserRegisteredData(user_id=user_id, handle=handle, display_name=handle, avatar_url=""),
+    )
+    access, refresh = await login_user(state, registered)
+    response = JSONResponse({"access_token": access, "token_type": "Bearer", "refresh_token": refresh})
+    set_session_cookies(response, state, access, refresh)
+    return response
+
+
+async def refresh(request: Request) -> Response:
+    """`POST /auth/refresh`: trade the refresh token (cookie or JSON body) for new tokens; reuse revokes."""
+    state = state_of(request)
+    token = request.cookies.get(REFRESH_COOKIE)
+    if not token and request.headers.get("content-type", "").startswith("application/json"):
+        token = (await json_body(request)).get("refresh_token")
+    if not isinstance(token, str) or not token:
+        raise Unauthorized("No refresh token.")
+    try:
+        session_id, user_id, new_refresh = await state.sessions.rotate(token)
+    except SessionError as exc:
+        response = JSONResponse(
+            {"error": {"code": "unauthorized", "message": f"Refresh refused ({exc.reason}); log in again."}}, 401
+        )
+        clear_session_cookies(response)
+        return response
+    access = access_token_for(state, user_id, session_id)
+    response = JSONResponse({"access_token": access, "token_type": "Bearer", "refresh_token": new_refresh})
+    set_session_cookies(response, state, access, new_refresh)
+    return response
+
+
+async def logout(request: Request) -> Response:
+    """`POST /auth/logout`: end the session (its refresh token stops working) and clear the cookies."""
+    viewer = await require_viewer(request)
+    await state_of(request).sessions.revoke(viewer.session_id)
+    response = JSONResponse({"status": "logged_out"})
+    clear_session_cookies(response)
+    return response
+
+
+async def me(request: Request) -> Response:
+    """`GET /api/me`: the logged-in viewer's profile."""
+    viewer = await require_viewer(request)
+    row = await state_of(request).pg.fetchrow(
+        "SELECT handle, display_name, bio, avatar_url, joined_at FROM users WHERE user_id = $1", viewer.user_id
+    )
+    profile = dict(row) if row else {"handle": viewer.handle, "display_name": "", "bio": "", "avatar_url": ""}
+    return JSONResponse({"user_id": viewer.user_id, **profile})
+
+
+async def jwks(request: Request) -> Response:
+    """`GET /.well-known/jwks.json`: the public keys that verify access tokens."""
+    return JSONResponse(state_of(request).keys.jwks(), headers={"Cache-Control": "public, max-age=300"})
+
+
+routes = [
+    Route("/auth/dev-login", dev_login, methods=["POST"]),
+    Route("/auth/refresh", refresh, methods=["POST"]),
+    Route("/auth/logout", logout, methods=["POST"]),
+    Route("/api/me", me, methods=["GET"]),
+    Route("/.well-known/jwks.json", jwks),
+]

@@ -1,0 +1,20 @@
+"""Shared helpers for gateway tests: logging in through the dev login."""
+
+from __future__ import annotations
+
+import httpx
+
+from schemas.events import new_id
+
+
+def unique_handle(prefix: str = "u") -> str:
+    """A handle no other test uses (GitHub logins: letters, digits, hyphens, at most 39)."""
+    return f"{prefix}-{new_id()[-12:].lower()}"
+
+
+async def login(client: httpx.AsyncClient, handle: str) -> dict[str, str]:
+    """Log `handle` in with the dev login (registering them if new); returns the request headers to use."""
+    response = await client.post("/auth/dev-login", json={"login": handle})
+    assert response.status_code == 200, response.text
+    client.cookies.clear()  # API tests authenticate with the header, not the browser cookies
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
