@@ -1,0 +1,259 @@
+"""Posts: write (`POST`, `DELETE /api/posts[/{id}]`, 202 once Kafka acknowledged) and read (post, lists).
+
+Writes publish `post-created` / `post-deleted`; the preparse and posts consumers make them visible. Reads go to
+the posts read model (`store.posts.PostReadModel`); lists are keyset pages (`gateway.cursors`).
+
+Read-your-writes: a client sending `Prefer: wait` (the web UI does) gets its 202 once the post is visible in
+the read model (so in every list it then reads), or after at most `MAX_WAIT_S`; `Preference-Applied: wait` says
+it is visible. The posts consumer pushes a marker per projected post that the request pops with BLPOP: one
+blocking Redis call, no polling, no listener task. Without the header the 202 comes right after Kafka's ack and
+the post shows up once projected, for its author as for everyone else.
+
+Idempotency: an `Idempotency-Key` maps, per user, to the post id and a hash of the request (Redis `SET NX`, 24 h);
+a retry gets the same id, and publishes nothing once the first attempt's event was acknowledged (marked on the
+key); the same key with a different post gets 409.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.auth.current import Viewer, require_viewer
+from gateway.cursors import encode_cursor, page_params
+from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, NotFound
+from gateway.requests import json_body
+from gateway.state import State, state_of
+from schemas.events import PostCreated, PostCreatedData, PostDeleted, PostDeletedData, new_id
+from store.posts import Page, PostgresPosts, PostView, deleted_key, projected_key
+
+MAX_BODY_CHARS = 2000
+MAX_ID_CHARS = 64
+MAX_TAG_CHARS = 100
+MAX_WAIT_S = 1.0
+IDEMPOTENCY_TTL_S = 24 * 3600
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, as Stripe and the IETF draft use
+_FIELDS = frozenset({"body", "reply_to"})
+
+
+# Validation and JSON ------------------------------------------------------------------------------------------
+
+
+def validate_post(data: dict[str, Any]) -> tuple[str, str | None]:
+    """(body, reply_to) of a `POST /api/posts` body, or InvalidInput naming the field at fault."""
+    for name in data:
+        if name not in _FIELDS:
+            raise InvalidInput(f"Unknown field {name!r}.", field=name)
+    body = data.get("body")
+    if not isinstance(body, str):
+        raise InvalidInput("The post needs a body (a string of Markdown).", field="body")
+    if not body.strip():
+        raise InvalidInput("The post is empty.", field="body")
+    if len(body) > MAX_BODY_CHARS:
+        raise InvalidInput(f"A post is at most {MAX_BODY_CHARS} characters ({len(body)} given).", field="body")
+    if "\x00" in body:
+        raise InvalidInput("The post contains a NUL character.", field="body")
+    reply_to = data.get("reply_to")
+    if reply_to is not None and (not isinstance(reply_to, str) or not 0 < len(reply_to) <= MAX_ID_CHARS):
+        raise InvalidInput("reply_to must be a post id.", field="reply_to")
+    return body, reply_to
+
+
+def tag_key(raw: str) -> str:
+    """The key a hashtag is stored under (as the renderer writes it): no `#`, case-folded, NFC."""
+    key = unicodedata.normalize("NFC", raw.removeprefix("#").casefold())
+    if not key or len(key) > MAX_TAG_CHARS:
+        raise InvalidInput(f"A tag is 1 to {MAX_TAG_CHARS} characters.", field="tag")
+    return key
+
+
+def wait_seconds(prefer: str | None) -> float:
+    """How long the client asks us to wait for its write to be visible (`Prefer: wait[=N]`), capped; 0 if not."""
+    for preference in (prefer or "").split(","):
+        name, _, value = preference.split(";")[0].strip().partition("=")
+        if name.strip().lower() == "wait":
+            try:
+                return max(0.0, min(MAX_WAIT_S, float(value.strip().strip('"')))) if value else MAX_WAIT_S
+            except ValueError:
+                return MAX_WAIT_S
+    return 0.0
+
+
+def post_json(post: PostView) -> dict[str, Any]:
+    """A post as the API shows it."""
+    return {
+        "id": post.id,
+        "author_id": post.author_id,
+        "author": {"handle": post.handle, "display_name": post.display_name, "avatar_url": post.avatar_url},
+        "body": post.body,
+        "html": post.html,
+        "text": post.text,
+        "hashtags": post.hashtags,
+        "mentions": post.mentions,
+        "reply_to": post.reply_to,
+        "reply_count": post.reply_count,
+        "created_at": post.created_at,
+    }
+
+
+def page_json(page: Page) -> JSONResponse:
+    next_cursor = encode_cursor(page.last) if page.last else None
+    return JSONResponse({"items": [post_json(p) for p in page.items], "next_cursor": next_cursor})
+
+
+# Writes -------------------------------------------------------------------------------------------------------
+
+
+def _fingerprint(body: str, reply_to: str | None) -> str:
+    return hashlib.sha256(orjson.dumps([body, reply_to])).hexdigest()[:32]
+
+
+def _idempotency_key(viewer: Viewer, key: str) -> str:
+    return f"chirp:idempotency:posts:{viewer.user_id}:{key}"
+
+
+async def _claim(state: State, redis_key: str, post_id: str, fingerprint: str) -> tuple[str, bool]:
+    """(post id bound to the key, whether its event was already published); binds `post_id` if the key is new."""
+    previous = await state.redis.set(redis_key, f"{post_id} {fingerprint}", nx=True, get=True, ex=IDEMPOTENCY_TTL_S)
+    if previous is None:
+        return post_id, False
+    earlier_id, earlier_fingerprint, *published = previous.split(" ")
+    if earlier_fingerprint != fingerprint:
+        raise Conflict("This Idempotency-Key was used for a different post.", field="Idempotency-Key")
+    return earlier_id, bool(published)
+
+
+async def _visible(state: State, marker: str, wait: float, check: Callable[[], Awaitable[bool]]) -> bool:
+    """Whether the write became visible within `wait` seconds (marker popped, or `check()` says so after)."""
+    if not wait:
+        return False
+    return await state.redis.blpop([marker], timeout=wait) is not None or await check()
+
+
+def _accepted(post_id: str, visible: bool) -> JSONResponse:
+    headers = {"Location": f"/api/posts/{post_id}"}
+    if visible:
+        headers["Preference-Applied"] = "wait"
+    return JSONResponse({"id": post_id, "status": "accepted"}, 202, headers=headers)
+
+
+async def create_post(request: Request) -> Response:
+    """`POST /api/posts {"body", "reply_to"?}` → 202 `{"id", "status": "accepted"}` once Kafka has the event."""
+    viewer = await require_viewer(request)
+    state = state_of(request)
+    posts = PostgresPosts(state.pg)
+    body, reply_to = validate_post(await json_body(request))
+    if reply_to is not None and not await posts.exists(reply_to):
+        raise InvalidInput("The post replied to does not exist.", field="reply_to")
+    wait = wait_seconds(request.headers.get("prefer"))
+    post_id, published, key = new_id(), False, request.headers.get("idempotency-key")
+    if key is not None:
+        if not _IDEMPOTENCY_KEY.match(key):
+            raise InvalidInput("Idempotency-Key: 1 to 255 printable ASCII characters.", field="Idempotency-Key")
+        key = _idempotency_key(viewer, key)
+        post_id, published = await _claim(state, key, post_id, _fingerprint(body, reply_to))
+    if published:
+        if await posts.exists(post_id):
+            return _accepted(post_id, bool(wait))
+    else:
+        # Publishing the same post id again (a retry after a failure we cannot tell from a lost answer) still
+        # makes one post: every projection upserts by post id.
+        await state.publisher.publish(
+            PostCreated(
+                actor=viewer.user_id,
+                payload=PostCreatedData(post_id=post_id, author_id=viewer.user_id, body=body, reply_to=reply_to),
+            )
+        )
+        if key is not None:
+            await state.redis.set(key, f"{post_id} {_fingerprint(body, reply_to)} published", xx=True, keepttl=True)
+    return _accepted(post_id, await _visible(state, projected_key(post_id), wait, lambda: posts.exists(post_id)))
+
+
+async def delete_post(request: Request) -> Response:
+    """`DELETE /api/posts/{id}` by its author → 202; the post then leaves every read model."""
+    viewer = await require_viewer(request)
+    state = state_of(request)
+    posts = PostgresPosts(state.pg)
+    post = await posts.get(request.path_params["post_id"])
+    if post is None:
+        raise NotFound("No such post.")
+    if post.author_id != viewer.user_id:
+        raise Forbidden("Only its author can delete a post.")
+    await state.publisher.publish(
+        PostDeleted(actor=viewer.user_id, payload=PostDeletedData(post_id=post.id, author_id=post.author_id))
+    )
+
+    async def gone() -> bool:
+        return not await posts.exists(post.id)
+
+    visible = await _visible(state, deleted_key(post.id), wait_seconds(request.headers.get("prefer")), gone)
+    return JSONResponse(
+        {"id": post.id, "status": "accepted"}, 202, headers={"Preference-Applied": "wait"} if visible else None
+    )
+
+
+# Reads --------------------------------------------------------------------------------------------------------
+
+
+def _posts(request: Request) -> PostgresPosts:
+    return PostgresPosts(state_of(request).pg)
+
+
+async def get_post(request: Request) -> Response:
+    """`GET /api/posts/{id}` → the post, 404 when unknown or deleted."""
+    post = await _posts(request).get(request.path_params["post_id"])
+    if post is None:
+        raise NotFound("No such post.")
+    return JSONResponse(post_json(post))
+
+
+async def list_posts(request: Request) -> Response:
+    """`GET /api/posts?cursor&limit` → everyone's posts, newest first."""
+    cursor, limit = page_params(request)
+    return page_json(await _posts(request).latest(cursor, limit))
+
+
+async def list_replies(request: Request) -> Response:
+    """`GET /api/posts/{id}/replies?cursor&limit` → replies, oldest first; 404 when the post is unknown."""
+    cursor, limit = page_params(request)
+    posts = _posts(request)
+    post_id = request.path_params["post_id"]
+    if not await posts.exists(post_id):
+        raise NotFound("No such post.")
+    return page_json(await posts.replies(post_id, cursor, limit))
+
+
+async def list_user_posts(request: Request) -> Response:
+    """`GET /api/users/{handle}/posts?cursor&limit` → that user's posts, newest first; 404 for unknown users."""
+    cursor, limit = page_params(request)
+    posts = _posts(request)
+    user_id = await posts.user_id_of(request.path_params["handle"])
+    if user_id is None:
+        raise NotFound("No such user.")
+    return page_json(await posts.by_author(user_id, cursor, limit))
+
+
+async def list_tag_posts(request: Request) -> Response:
+    """`GET /api/tags/{tag}/posts?cursor&limit` → posts with that hashtag (any case, `#` optional), newest first."""
+    cursor, limit = page_params(request)
+    tag = tag_key(request.path_params["tag"])
+    return page_json(await _posts(request).by_tag(tag, cursor, limit))
+
+
+routes = [
+    Route("/api/posts", create_post, methods=["POST"]),
+    Route("/api/posts", list_posts, methods=["GET"]),
+    Route("/api/posts/{post_id}", get_post, methods=["GET"]),
+    Route("/api/posts/{post_id}", delete_post, methods=["DELETE"]),
+    Route("/api/posts/{post_id}/replies", list_replies, methods=["GET"]),
+    Route("/api/users/{handle}/posts", list_user_posts, methods=["GET"]),
+    Route("/api/tags/{tag}/posts", list_tag_posts, methods=["GET"]),
+]

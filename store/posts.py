@@ -1,0 +1,233 @@
+"""The posts read model: the `PostReadModel` port and its PostgreSQL adapter, `PostgresPosts`.
+
+Writes come from the posts consumer, one statement per batch; reads serve the gateway's post endpoints.
+- Rows are keyed by post id and written with `INSERT ... ON CONFLICT`, so a replayed batch changes nothing.
+- A delete leaves a tombstone (deleted_at set, content cleared); a post-parsed for a tombstoned id changes
+  nothing, whichever came first. A newer post-parsed (a re-render) replaces the content, an older one does not.
+- Lists are keyset pages on the post id (a ULID, so id order is creation order): `after` is the last id served.
+- `reply_count` is counted at read time from the live replies (index `posts_replies`): no counter to drift
+  when replies and deletes arrive out of order or twice; a page costs one index probe per post.
+- Author names come from the `users` table with a LEFT JOIN: a post whose author is not projected yet (no row,
+  or the users consumer's stub row with a `~` placeholder handle) still shows, with empty names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import asyncpg
+
+from schemas.events import PostDeleted, PostParsed
+
+
+@dataclass(frozen=True, slots=True)
+class PostView:
+    """A live post as the API shows it."""
+
+    id: str
+    author_id: str
+    handle: str
+    display_name: str
+    avatar_url: str
+    body: str
+    html: str
+    text: str
+    hashtags: list[str]
+    mentions: list[str]
+    reply_to: str | None
+    reply_count: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[PostView]
+    last: str | None  # the id to continue after, None on the last page
+
+
+@dataclass(frozen=True, slots=True)
+class Projected:
+    """A post that a write made visible (new, not a replay), for the live-update notice."""
+
+    id: str
+    author_id: str
+    reply_to: str | None
+    hashtags: list[str]
+
+
+class PostReadModel(Protocol):
+    async def get(self, post_id: str) -> PostView | None: ...
+    async def exists(self, post_id: str) -> bool: ...
+    async def latest(self, after: str | None, limit: int) -> Page: ...
+    async def by_author(self, author_id: str, after: str | None, limit: int) -> Page: ...
+    async def by_tag(self, tag: str, after: str | None, limit: int) -> Page: ...
+    async def replies(self, post_id: str, after: str | None, limit: int) -> Page: ...
+    async def user_id_of(self, handle: str) -> str | None: ...
+    async def save_parsed(self, events: Sequence[PostParsed]) -> list[Projected]: ...
+    async def save_deleted(self, events: Sequence[PostDeleted]) -> list[str]: ...
+
+
+# Redis: the live-update channel and the markers a request waiting for its own write pops ----------------------
+
+CHANNEL = "chirp:posts"
+MARKER_TTL_S = 60  # a waiting request pops its marker within a second; the others expire
+
+
+def projected_key(post_id: str) -> str:
+    """The list a gateway request pops to learn that `post_id` is visible in the read model."""
+    return f"{CHANNEL}:projected:{post_id}"
+
+
+def deleted_key(post_id: str) -> str:
+    """The list a gateway request pops to learn that `post_id` left the read model."""
+    return f"{CHANNEL}:deleted:{post_id}"
+
+
+# SQL --------------------------------------------------------------------------------------------------------
+
+# {where} filters live posts before the LIMIT; names and reply counts are looked up for that page only.
+_PAGE = """
+WITH page AS (
+    SELECT * FROM posts p WHERE p.deleted_at IS NULL AND {where} ORDER BY p.post_id {order} LIMIT {limit}
+)
+SELECT p.post_id, p.author_id, CASE WHEN u.handle LIKE '~%' THEN '' ELSE coalesce(u.handle, '') END AS handle,
+       coalesce(u.display_name, '') AS display_name, coalesce(u.avatar_url, '') AS avatar_url,
+       p.body, p.html, p.text, p.hashtags, p.mentions, p.reply_to, p.created_at,
+       (SELECT count(*) FROM posts r WHERE r.reply_to = p.post_id AND r.deleted_at IS NULL) AS reply_count
+FROM page p LEFT JOIN users u ON u.user_id = p.author_id
+ORDER BY p.post_id {order}
+"""
+
+_SAVE_PARSED = """
+INSERT INTO posts AS p (post_id, author_id, body, html, text, hashtags, mentions, links, reply_to, created_at,
+                        parsed_at)
+SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
+    post_id text, author_id text, body text, html text, text text, hashtags text[], mentions text[], links text[],
+    reply_to text, created_at timestamptz, parsed_at timestamptz)
+ON CONFLICT (post_id) DO UPDATE SET
+    body = EXCLUDED.body, html = EXCLUDED.html, text = EXCLUDED.text, hashtags = EXCLUDED.hashtags,
+    mentions = EXCLUDED.mentions, links = EXCLUDED.links, parsed_at = EXCLUDED.parsed_at
+WHERE p.deleted_at IS NULL AND (p.parsed_at IS NULL OR p.parsed_at < EXCLUDED.parsed_at)
+RETURNING post_id, author_id, reply_to, hashtags, xmax = 0 AS inserted
+"""
+
+# A delete for an unknown id inserts the tombstone; one for a live post by the same author clears it.
+_SAVE_DELETED = """
+INSERT INTO posts AS p (post_id, author_id, created_at, deleted_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $3::timestamptz[])
+ON CONFLICT (post_id) DO UPDATE SET
+    deleted_at = EXCLUDED.deleted_at, body = '', html = '', text = '', hashtags = '{}', mentions = '{}',
+    links = '{}'
+WHERE p.deleted_at IS NULL AND p.author_id = EXCLUDED.author_id
+RETURNING post_id
+"""
+
+
+def _view(row: asyncpg.Record) -> PostView:
+    return PostView(
+        id=row["post_id"],
+        author_id=row["author_id"],
+        handle=row["handle"],
+        display_name=row["display_name"],
+        avatar_url=row["avatar_url"],
+        body=row["body"],
+        html=row["html"],
+        text=row["text"],
+        hashtags=row["hashtags"],
+        mentions=row["mentions"],
+        reply_to=row["reply_to"],
+        reply_count=row["reply_count"],
+        created_at=row["created_at"],
+    )
+
+
+def _row(event: PostParsed) -> dict[str, Any]:
+    data = event.payload
+    return {
+        "post_id": data.post_id,
+        "author_id": data.author_id,
+        "body": data.body,
+        "html": data.html,
+        "text": data.text,
+        "hashtags": data.hashtags,
+        "mentions": data.mentions,
+        "links": data.links,
+        "reply_to": data.reply_to,
+        "created_at": data.created_at.isoformat(),
+        "parsed_at": event.occurred_at.isoformat(),
+    }
+
+
+def newest_per_post(events: Sequence[PostParsed]) -> list[PostParsed]:
+    """One event per post id, the newest by occurred_at (one statement may not touch a row twice)."""
+    newest: dict[str, PostParsed] = {}
+    for event in events:
+        seen = newest.get(event.payload.post_id)
+        if seen is None or seen.occurred_at < event.occurred_at:
+            newest[event.payload.post_id] = event
+    return list(newest.values())
+
+
+class PostgresPosts:
+    """`PostReadModel` on PostgreSQL (tables from 001_core.sql and 010_posts.sql)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def _page(self, where: str, args: Sequence[Any], after: str | None, limit: int, *, desc: bool) -> Page:
+        n = len(args)
+        order, cmp = ("DESC", "<") if desc else ("ASC", ">")
+        where = f"{where} AND (${n + 1}::text IS NULL OR p.post_id {cmp} ${n + 1})"
+        sql = _PAGE.format(where=where, order=order, limit=f"${n + 2}")
+        rows = await self._pool.fetch(sql, *args, after, limit + 1)
+        items = [_view(r) for r in rows[:limit]]
+        return Page(items, items[-1].id if len(rows) > limit else None)
+
+    async def get(self, post_id: str) -> PostView | None:
+        """The live post with this id, None when unknown or deleted."""
+        page = await self._page("p.post_id = $1", [post_id], None, 1, desc=True)
+        return page.items[0] if page.items else None
+
+    async def exists(self, post_id: str) -> bool:
+        """Whether a live post has this id."""
+        sql = "SELECT EXISTS (SELECT 1 FROM posts WHERE post_id = $1 AND deleted_at IS NULL)"
+        return bool(await self._pool.fetchval(sql, post_id))
+
+    async def latest(self, after: str | None, limit: int) -> Page:
+        """Everyone's posts, newest first."""
+        return await self._page("TRUE", [], after, limit, desc=True)
+
+    async def by_author(self, author_id: str, after: str | None, limit: int) -> Page:
+        """One author's posts, newest first."""
+        return await self._page("p.author_id = $1", [author_id], after, limit, desc=True)
+
+    async def by_tag(self, tag: str, after: str | None, limit: int) -> Page:
+        """Posts carrying the hashtag key `tag` (case-folded, NFC), newest first."""
+        return await self._page("p.hashtags @> ARRAY[$1::text]", [tag], after, limit, desc=True)
+
+    async def replies(self, post_id: str, after: str | None, limit: int) -> Page:
+        """Live replies to a post, oldest first (conversation order)."""
+        return await self._page("p.reply_to = $1", [post_id], after, limit, desc=False)
+
+    async def user_id_of(self, handle: str) -> str | None:
+        """The id of the user with this handle (case-insensitive), None when no such user is projected."""
+        return await self._pool.fetchval("SELECT user_id FROM users WHERE lower(handle) = lower($1)", handle)
+
+    async def save_parsed(self, events: Sequence[PostParsed]) -> list[Projected]:
+        """Upsert parsed posts in one statement; returns the posts this write made visible for the first time."""
+        rows = [_row(e) for e in newest_per_post(events)]
+        written = await self._pool.fetch(_SAVE_PARSED, rows)
+        return [Projected(r["post_id"], r["author_id"], r["reply_to"], r["hashtags"]) for r in written if r["inserted"]]
+
+    async def save_deleted(self, events: Sequence[PostDeleted]) -> list[str]:
+        """Tombstone posts in one statement; returns the ids this write removed or tombstoned first."""
+        first: dict[str, PostDeleted] = {}
+        for event in sorted(events, key=lambda e: e.occurred_at):
+            first.setdefault(event.payload.post_id, event)
+        ids = list(first)
+        authors = [e.payload.author_id for e in first.values()]
+        times = [e.occurred_at for e in first.values()]
+        return [r["post_id"] for r in await self._pool.fetch(_SAVE_DELETED, ids, authors, times)]
