@@ -1,0 +1,164 @@
+"""Redis in a shadow namespace: a client that rewrites the keys under a consumer's prefixes, and the atomic swap.
+
+Consumers write Redis keys by name (`timeline:{user}`); a replay must build the same keys somewhere readers do not
+look. The client below prepends a shadow root to every *key argument* that starts with one of the consumer's
+prefixes. Which arguments are keys comes from the server's own `COMMAND` key specifications, so pipelines, scripts
+(`EVALSHA numkeys ...`) and multi-key commands are rewritten exactly, and values that merely look like keys are not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+
+KeySpecs = dict[str, list[dict[str, Any]]]
+
+
+async def load_key_specs(client: aioredis.Redis) -> KeySpecs:
+    """Every command's key specifications, as the server describes them."""
+    commands = await client.command()
+    return {name.lower(): info.get("key_specifications") or [] for name, info in commands.items()}
+
+
+def _text(arg: Any) -> str | None:
+    if isinstance(arg, str):
+        return arg
+    if isinstance(arg, bytes):
+        return arg.decode(errors="replace")
+    return None
+
+
+def _begin(spec: dict[str, Any], argv: list[Any]) -> int | None:
+    begin = spec["begin_search"]
+    if begin["type"] == "index":
+        return int(begin["spec"]["index"])
+    if begin["type"] == "keyword":
+        keyword, start = str(begin["spec"]["keyword"]).upper(), int(begin["spec"]["startfrom"])
+        indices = range(start, len(argv)) if start > 0 else range(len(argv) + start, 0, -1)
+        for i in indices:
+            if (_text(argv[i]) or "").upper() == keyword:
+                return i + 1
+    return None
+
+
+def key_positions(specs: KeySpecs, argv: list[Any]) -> list[int]:
+    """Indices of the key arguments in `argv` (argv[0] is the command name)."""
+    positions: list[int] = []
+    for spec in specs.get((_text(argv[0]) or "").lower(), ()):
+        start = _begin(spec, argv)
+        if start is None or start >= len(argv):
+            continue
+        find = spec["find_keys"]
+        if find["type"] == "range":
+            last, step, limit = int(find["spec"]["lastkey"]), int(find["spec"]["keystep"]), int(find["spec"]["limit"])
+            end = start + last if last >= 0 else len(argv) + last
+            if last == -1 and limit > 1:
+                end = start + (len(argv) - start) // limit - 1
+            positions.extend(range(start, min(end, len(argv) - 1) + 1, max(step, 1)))
+        elif find["type"] == "keynum":
+            spec = find["spec"]
+            numidx, first, step = int(spec["keynumidx"]), int(spec["firstkey"]), int(spec["keystep"])
+            count = int(_text(argv[start + numidx]) or argv[start + numidx])
+            first_at = start + first
+            positions.extend(range(first_at, min(first_at + count * max(step, 1), len(argv)), max(step, 1)))
+    return positions
+
+
+class KeyRewriter:
+    """Prepends `root` to key arguments under `prefixes` while `enabled` (a replay turns it off after the swap)."""
+
+    def __init__(self, specs: KeySpecs, prefixes: tuple[str, ...], root: str) -> None:
+        self.specs = specs
+        self.prefixes = prefixes
+        self.root = root
+        self.enabled = True
+
+    def rewrite(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        if not self.enabled or not args:
+            return args
+        argv = [*str(args[0]).split(" "), *args[1:]] if isinstance(args[0], str) and " " in args[0] else list(args)
+        for i in key_positions(self.specs, argv):
+            key = _text(argv[i])
+            if key is not None and key.startswith(self.prefixes):
+                argv[i] = self.root + key
+        return tuple(argv)
+
+
+class ShadowRedis(aioredis.Redis):
+    """A Redis client whose writes and reads under the consumer's prefixes go to the shadow namespace."""
+
+    rewriter: KeyRewriter
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        return await super().execute_command(*self.rewriter.rewrite(args), **options)
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        pipe = ShadowPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+        pipe.rewriter = self.rewriter
+        return pipe
+
+
+class ShadowPipeline(Pipeline):
+    rewriter: KeyRewriter
+
+    def pipeline_execute_command(self, *args: Any, **options: Any) -> Any:
+        return super().pipeline_execute_command(*self.rewriter.rewrite(args), **options)
+
+    async def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
+        return await super().immediate_execute_command(*self.rewriter.rewrite(args), **options)
+
+
+async def shadow_client(url: str, prefixes: tuple[str, ...], root: str) -> ShadowRedis:
+    """A `ShadowRedis` on `url` (decode_responses=True, as consumers get)."""
+    client = ShadowRedis.from_url(url, decode_responses=True)
+    client.rewriter = KeyRewriter(await load_key_specs(client), prefixes, root)
+    return client
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
+
+
+async def keys_under(client: aioredis.Redis, prefixes: tuple[str, ...]) -> list[str]:
+    """Every key starting with one of `prefixes` (SCAN, so Redis keeps serving)."""
+    found: list[str] = []
+    for prefix in prefixes:
+        async for key in client.scan_iter(match=f"{_glob_escape(prefix)}*", count=1000):
+            found.append(key if isinstance(key, str) else key.decode())
+    return found
+
+
+async def delete_keys(client: aioredis.Redis, keys: list[str]) -> None:
+    for i in range(0, len(keys), 1000):
+        await client.unlink(*keys[i : i + 1000])
+
+
+async def copy_keys(client: aioredis.Redis, prefixes: tuple[str, ...], root: str) -> int:
+    """Copy the live keys into the shadow namespace (a replay from a point in time starts from the live model)."""
+    keys = await keys_under(client, prefixes)
+    for i in range(0, len(keys), 500):
+        async with client.pipeline(transaction=False) as pipe:
+            for key in keys[i : i + 500]:
+                pipe.copy(key, root + key, replace=True)
+            await pipe.execute()
+    return len(keys)
+
+
+# One script, so Redis applies it atomically: readers see the old keys or the new ones, never a mix.
+_SWAP = """
+local n = tonumber(ARGV[1])
+local cut = string.len(ARGV[2]) + 1
+for i = n + 1, #KEYS do redis.call('UNLINK', KEYS[i]) end
+for i = 1, n do redis.call('RENAME', KEYS[i], string.sub(KEYS[i], cut)) end
+return n
+"""
+
+
+async def swap(client: aioredis.Redis, prefixes: tuple[str, ...], root: str) -> int:
+    """Replace the live keys under `prefixes` by the shadow ones in one atomic script; returns the keys moved."""
+    shadow = await keys_under(client, tuple(root + p for p in prefixes))
+    names = {key[len(root) :] for key in shadow}
+    stale = [key for key in await keys_under(client, prefixes) if key not in names]
+    return int(await client.eval(_SWAP, len(shadow) + len(stale), *shadow, *stale, len(shadow), root))

@@ -1,0 +1,451 @@
+"""`chirp replay`: rebuild one consumer's read model from the log while the app stays live.
+
+1. **Build** a shadow copy: the consumer's tables are cloned (same columns, constraints and index names) into a
+   new schema `<name>_shadow_<n>`, its Redis keys get a shadow root (`~replay:<name>:<n>:` before every key under
+   its prefixes), and its own handlers run through the runtime's `Runner` with a pool whose `search_path` starts
+   with the shadow schema and a Redis client that rewrites its keys. A new consumer group
+   (`<name>.replay-<n>`, visible in `chirp lag`) reads from the chosen point to the live end.
+2. **Swap** once the shadow is within a batch of the end: one transaction takes a SHARE lock on the live tables
+   (readers go on, the live consumer's writes wait), catches the shadow up to the end offsets read under that
+   lock (so it holds every event any reader could have seen), then moves the live tables out and the shadow ones
+   in. Redis keys follow in one atomic script. Readers see the old model or the new one, never a half-built one.
+3. **Drain**: the live consumer may have applied, into the old tables, events fetched just before the swap; the
+   replay group consumes up to the end offsets read after the swap, into the now-live model (handlers are
+   idempotent, so events the live consumer also applies are harmless).
+4. **Hand off**: a stopped (or never started) live group gets the replay's offsets; a running one keeps its own,
+   which are never past what the new model holds. Then the old copy and the replay group are dropped.
+
+Which tables and keys a consumer owns it declares (see `read_model_of`). Handlers run as in production, except
+that events they would publish are dropped (a rebuild must not emit events again) and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import re
+import sys
+import time
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from chirp.ops import _kafka, _shadow_pg, _shadow_redis
+from chirp.settings import Settings
+from consumers.runtime import Consumer, Context, Runner, all_consumers
+from producers.broker import Publisher, ensure_topics, make_broker
+from schemas.events import Event
+
+
+class ReplayError(Exception):
+    """A replay that cannot start or finish; the message says why."""
+
+
+@dataclass(frozen=True)
+class ReadModel:
+    """What a consumer owns: PostgreSQL tables, Redis key prefixes, and the consumers whose models it reads."""
+
+    tables: tuple[str, ...] = ()
+    redis_prefixes: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.tables and not self.redis_prefixes
+
+
+# Consumers written before the runtime had a place to declare their read model.
+KNOWN: dict[str, ReadModel] = {
+    "users": ReadModel(tables=("users", "follows")),
+}
+# Rebuild order when nothing else is declared: upstream models first (others resolve handles through `users`).
+DEFAULT_ORDER = ("users", "posts", "timelines", "search", "trending", "mentions")
+
+
+def _module_of(consumer: Consumer) -> Any:
+    for handler in consumer.handlers.values():
+        return sys.modules.get(handler.fn.__module__)
+    return None
+
+
+def read_model_of(consumer: Consumer) -> ReadModel:
+    """The consumer's read model: `Consumer(tables=, redis_prefixes=, after=)` when the runtime has those fields,
+    else the module's `TABLES`, `REDIS_PREFIXES` and `AFTER` constants, else `KNOWN`."""
+    declared = [getattr(consumer, attr, ()) or () for attr in ("tables", "redis_prefixes", "after")]
+    if declared[0] or declared[1]:
+        return ReadModel(*(tuple(d) for d in declared))
+    module = _module_of(consumer)
+    if module is not None and (getattr(module, "TABLES", ()) or getattr(module, "REDIS_PREFIXES", ())):
+        return ReadModel(
+            tuple(getattr(module, "TABLES", ())),
+            tuple(getattr(module, "REDIS_PREFIXES", ())),
+            tuple(getattr(module, "AFTER", ())),
+        )
+    return KNOWN.get(consumer.name, ReadModel())
+
+
+def resolve(name: str) -> Consumer:
+    """`posts` → consumers.posts.consumer; a dotted path imports that module (as `chirp consume` does)."""
+    module = importlib.import_module(name if "." in name else f"consumers.{name}")
+    consumer = getattr(module, "consumer", None)
+    if not isinstance(consumer, Consumer):
+        raise ReplayError(f"{module.__name__} declares no `consumer`")
+    return consumer
+
+
+def rebuild_order(consumers: list[Consumer]) -> list[Consumer]:
+    """Consumers that own a read model, each after the ones it reads (`after`), else in `DEFAULT_ORDER`."""
+    owning = {c.name: c for c in consumers if not read_model_of(c).empty}
+    rank = {name: i for i, name in enumerate(DEFAULT_ORDER)}
+    ordered: list[Consumer] = []
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name not in owning or owning[name] in ordered:
+            return
+        if name in visiting:
+            raise ReplayError(f"read models depend on each other in a cycle through {name}")
+        visiting.add(name)
+        for upstream in sorted(read_model_of(owning[name]).after, key=lambda n: (rank.get(n, 99), n)):
+            visit(upstream)
+        ordered.append(owning[name])
+
+    for name in sorted(owning, key=lambda n: (rank.get(n, len(rank)), n)):
+        visit(name)
+    return ordered
+
+
+@dataclass
+class Progress:
+    """Where a replay is: phase (plan, build, swap, drain, done), events handled, events left, rate, ETA."""
+
+    consumer: str
+    phase: str
+    processed: int = 0
+    lag: int = 0
+    rate: float = 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        return self.lag / self.rate if self.rate > 0 else None
+
+
+@dataclass
+class ReplayResult:
+    consumer: str
+    group: str
+    planned: int  # events between the start point and the end when the replay began
+    processed: int = 0  # events the shadow's handlers were given (all phases; includes events published meanwhile)
+    dead_lettered: int = 0
+    publishes_dropped: int = 0
+    seconds: float = 0.0
+    tables: tuple[str, ...] = ()
+    redis_keys: int = 0
+    offsets_handed_off: bool = False
+    dry_run: bool = False
+    start: dict[str, int] = field(default_factory=dict)  # "topic/partition" -> first offset replayed
+
+    @property
+    def rate(self) -> float:
+        return self.processed / self.seconds if self.seconds else 0.0
+
+
+class _DroppingPublisher(Publisher):
+    """Drops (and counts) events a handler publishes during a replay; dead letters still go through."""
+
+    dropped = 0
+
+    async def publish(self, event: Event) -> None:
+        self.dropped += 1
+
+    async def publish_many(self, events: list[Event], chunk: int = 1000) -> None:
+        self.dropped += len(events)
+
+
+class _CountingRunner(Runner):
+    dead = 0
+
+    async def dead_letter(self, record: ConsumerRecord, reason: str, detail: str, attempts: int) -> None:
+        self.dead += 1
+        await super().dead_letter(record, reason, detail, attempts)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:30] or "consumer"
+
+
+class Replay:
+    """One replay of one consumer (see the module docstring); `run()` returns an honest `ReplayResult`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        consumer: Consumer,
+        model: ReadModel | None = None,
+        *,
+        from_time: datetime | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        catch_up_lag: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.consumer = consumer
+        self.model = model or read_model_of(consumer)
+        self.from_time = from_time
+        self.on_progress = on_progress or (lambda _: None)
+        self.catch_up_lag = settings.consumer_batch_size if catch_up_lag is None else catch_up_lag
+        self.generation = time.time_ns() // 1_000_000
+        base = _safe(consumer.name)
+        self.shadow_schema = f"{base}_shadow_{self.generation}"
+        self.old_schema = f"{base}_old_{self.generation}"
+        self.redis_root = f"~replay:{base}:{self.generation}:"
+        self.group = f"{consumer.name}.replay-{self.generation}"
+        self.progress = Progress(consumer.name, "plan")
+        self._positions: dict[TopicPartition, int] = {}
+        self._started = 0.0
+        if any(self.redis_root.startswith(p) or not p for p in self.model.redis_prefixes):
+            raise ReplayError(f"redis prefixes {self.model.redis_prefixes} would contain the shadow keys")
+
+    # Planning ------------------------------------------------------------------------------------------------
+
+    async def _start_offsets(self, kafka: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        if self.from_time is None:
+            return dict(await kafka.beginning_offsets(tps))
+        ends = await kafka.end_offsets(tps)
+        found = await kafka.offsets_for_times({tp: int(self.from_time.timestamp() * 1000) for tp in tps})
+        return {tp: found[tp].offset if found.get(tp) else ends[tp] for tp in tps}
+
+    async def plan(self) -> ReplayResult:
+        """What a replay would do, without doing it (`--dry-run`)."""
+        async with _kafka.reader(self.settings) as kafka:
+            tps = await _kafka.partitions(kafka, self.consumer.handlers)
+            start = await self._start_offsets(kafka, tps)
+            ends = await kafka.end_offsets(tps)
+        return ReplayResult(
+            self.consumer.name,
+            self.group,
+            planned=sum(ends[tp] - start[tp] for tp in tps),
+            tables=self.model.tables,
+            dry_run=True,
+            start={f"{tp.topic}/{tp.partition}": start[tp] for tp in tps},
+        )
+
+    # Running -------------------------------------------------------------------------------------------------
+
+    async def run(self) -> ReplayResult:
+        """Build, swap, drain, hand off, clean up; raises ReplayError (the live model untouched) on failure."""
+        if self.model.empty:
+            raise ReplayError(f"{self.consumer.name} owns no read model: nothing to rebuild")
+        self._started = time.monotonic()
+        async with AsyncExitStack() as stack:
+            live_pg = await _shadow_pg.pool(self.settings, max_size=3)
+            stack.push_async_callback(live_pg.close)
+            lock = await stack.enter_async_context(live_pg.acquire())
+            if not await lock.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"replay:{self.consumer.name}"):
+                raise ReplayError(f"another replay of {self.consumer.name} is running")
+            stack.push_async_callback(lock.execute, "SELECT pg_advisory_unlock_all()")
+            live_redis = aioredis.Redis.from_url(self.settings.redis_url, decode_responses=True)
+            stack.push_async_callback(live_redis.aclose)
+            await self._remove_leftovers(lock, live_redis)
+            await ensure_topics(self.settings, (self.consumer.dead_letter_topic,))
+            kafka = await stack.enter_async_context(_kafka.reader(self.settings, group_id=self.group))
+            admin = await stack.enter_async_context(_kafka.admin(self.settings))
+            tps = await _kafka.partitions(kafka, self.consumer.handlers)
+            start = await self._start_offsets(kafka, tps)
+            ends = await kafka.end_offsets(tps)
+            result = ReplayResult(
+                self.consumer.name,
+                self.group,
+                planned=sum(ends[tp] - start[tp] for tp in tps),
+                tables=self.model.tables,
+                start={f"{tp.topic}/{tp.partition}": start[tp] for tp in tps},
+            )
+            kafka.assign(tps)
+            for tp, offset in start.items():
+                kafka.seek(tp, offset)
+            self._positions = dict(start)
+            broker = make_broker(self.settings)
+            await broker.connect()
+            stack.push_async_callback(broker.stop)
+            publisher = _DroppingPublisher(broker)
+            shadow = await self._prepare_shadow(stack, lock, live_redis, publisher)
+            runner = _CountingRunner(self.consumer, shadow, asyncio.Event())
+            swapped = False
+            try:
+                await self._catch_up(kafka, runner, tps, "build", None)
+                await self._swap_pg(live_pg, kafka, runner, tps)
+                swapped = True
+                if self.model.redis_prefixes:
+                    if not self.model.tables:
+                        await self._catch_up(kafka, runner, tps, "swap", await kafka.end_offsets(tps))
+                    result.redis_keys = await _shadow_redis.swap(live_redis, self.model.redis_prefixes, self.redis_root)
+                    assert isinstance(shadow.redis, _shadow_redis.ShadowRedis)
+                    shadow.redis.rewriter.enabled = False
+                await self._catch_up(kafka, runner, tps, "drain", await kafka.end_offsets(tps))
+            finally:
+                if not swapped:
+                    await _shadow_pg.drop_schema(lock, self.shadow_schema)
+                    await _shadow_redis.delete_keys(
+                        live_redis, await _shadow_redis.keys_under(live_redis, (self.redis_root,))
+                    )
+                    await _kafka.delete_group(admin, self.group)
+            result.offsets_handed_off = await self._hand_off(admin, tps)
+            await _shadow_pg.drop_schema(lock, self.old_schema)
+            await _shadow_pg.drop_schema(lock, self.shadow_schema)
+            await kafka.stop()
+            await _kafka.delete_group(admin, self.group)
+            result.processed = self.progress.processed
+            result.dead_lettered = runner.dead
+            result.publishes_dropped = publisher.dropped
+            result.seconds = time.monotonic() - self._started
+            self._report("done", 0)
+            return result
+
+    async def _remove_leftovers(self, conn: asyncpg.Connection, redis_client: aioredis.Redis) -> None:
+        """Drop what an interrupted replay of this consumer left (we hold its advisory lock: none is running)."""
+        base = _safe(self.consumer.name)
+        for schema in await _shadow_pg.schemas_like(conn, f"{base}\\_shadow\\_%"):
+            await _shadow_pg.drop_schema(conn, schema)
+        for schema in await _shadow_pg.schemas_like(conn, f"{base}\\_old\\_%"):
+            await _shadow_pg.drop_schema(conn, schema)
+        leftovers = await _shadow_redis.keys_under(redis_client, (f"~replay:{base}:",))
+        await _shadow_redis.delete_keys(redis_client, leftovers)
+
+    async def _prepare_shadow(
+        self, stack: AsyncExitStack, conn: asyncpg.Connection, live_redis: aioredis.Redis, publisher: Publisher
+    ) -> Context:
+        """Create the shadow schema and keys; a context whose pg and redis write there."""
+        await conn.execute(f"CREATE SCHEMA {_shadow_pg.ident(self.shadow_schema)}")
+        for table in self.model.tables:
+            source = await _shadow_pg.live_schema(conn, table)
+            if source is not None:
+                await _shadow_pg.clone_table(conn, table, source, self.shadow_schema)
+                if self.from_time is not None:
+                    await _shadow_pg.copy_rows(conn, table, source, self.shadow_schema)
+        if self.from_time is not None and self.model.redis_prefixes:
+            await _shadow_redis.copy_keys(live_redis, self.model.redis_prefixes, self.redis_root)
+        pg = await _shadow_pg.pool(self.settings, search_path=f"{_shadow_pg.ident(self.shadow_schema)}, public")
+        stack.push_async_callback(pg.close)
+        redis_client = await _shadow_redis.shadow_client(
+            self.settings.redis_url, self.model.redis_prefixes, self.redis_root
+        )
+        stack.push_async_callback(redis_client.aclose)
+        ctx = Context(settings=self.settings, pg=pg, redis=redis_client, publisher=publisher)
+        if self.consumer.setup:
+            await self.consumer.setup(ctx)
+        for table in self.model.tables:
+            found = await conn.fetchval(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tablename = $2", self.shadow_schema, table
+            )
+            if not found:
+                raise ReplayError(f"{table} is neither a live table nor created by {self.consumer.name}'s setup")
+        return ctx
+
+    def _lag(self, ends: dict[TopicPartition, int]) -> int:
+        return sum(max(0, end - self._positions.get(tp, 0)) for tp, end in ends.items())
+
+    def _report(self, phase: str, lag: int) -> None:
+        elapsed = time.monotonic() - self._started
+        self.progress.phase, self.progress.lag = phase, lag
+        self.progress.rate = self.progress.processed / elapsed if elapsed > 0 else 0.0
+        self.on_progress(self.progress)
+
+    async def _catch_up(
+        self,
+        kafka: AIOKafkaConsumer,
+        runner: Runner,
+        tps: list[TopicPartition],
+        phase: str,
+        target: dict[TopicPartition, int] | None,
+    ) -> None:
+        """Consume into the shadow until `target` offsets, or (no target) until within `catch_up_lag` of the end."""
+        ends = target or await kafka.end_offsets(tps)
+        refreshed = time.monotonic()
+        while True:
+            lag = self._lag(ends)
+            self._report(phase, lag)
+            if lag <= (0 if target else self.catch_up_lag):
+                if target is not None or time.monotonic() - refreshed < 0.05:
+                    return
+                ends, refreshed = await kafka.end_offsets(tps), time.monotonic()
+                continue
+            batch = await kafka.getmany(timeout_ms=200, max_records=self.settings.consumer_batch_size)
+            records = [r for part in batch.values() for r in part]
+            if records:
+                await runner.run_batch(records)
+                for tp, part in batch.items():
+                    self._positions[tp] = part[-1].offset + 1
+                await kafka.commit({tp: self._positions[tp] for tp in batch})
+                self.progress.processed += len(records)
+            else:
+                for tp in tps:  # skips over offsets that hold no record (compaction, transaction markers)
+                    self._positions[tp] = await kafka.position(tp)
+            if target is None and time.monotonic() - refreshed > 1.0:
+                ends, refreshed = await kafka.end_offsets(tps), time.monotonic()
+
+    async def _swap_pg(
+        self, live_pg: asyncpg.Pool, kafka: AIOKafkaConsumer, runner: Runner, tps: list[TopicPartition]
+    ) -> None:
+        """Move the shadow tables in and the live ones out, in one transaction (retried on lock timeouts)."""
+        if not self.model.tables:
+            return
+        q = _shadow_pg.ident
+        for attempt in range(1, 6):
+            try:
+                async with live_pg.acquire() as conn, conn.transaction():
+                    await conn.execute("SET LOCAL lock_timeout = '3s'")
+                    live = {t: await _shadow_pg.live_schema(conn, t) or "public" for t in self.model.tables}
+                    existing = [f"{q(s)}.{q(t)}" for t, s in live.items() if await _shadow_pg.live_schema(conn, t)]
+                    if existing:
+                        # Readers go on; the live consumer's writes wait until the swap commits.
+                        await conn.execute(f"LOCK TABLE {', '.join(existing)} IN SHARE MODE")
+                    await self._catch_up(kafka, runner, tps, "swap", await kafka.end_offsets(tps))
+                    await conn.execute(f"CREATE SCHEMA {q(self.old_schema)}")
+                    for table, schema in live.items():
+                        if f"{q(schema)}.{q(table)}" in existing:
+                            await conn.execute(f"ALTER TABLE {q(schema)}.{q(table)} SET SCHEMA {q(self.old_schema)}")
+                        await conn.execute(f"ALTER TABLE {q(self.shadow_schema)}.{q(table)} SET SCHEMA {q(schema)}")
+                return
+            except (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError):
+                if attempt == 5:
+                    raise
+                await asyncio.sleep(0.2 * attempt)
+
+    async def _hand_off(self, admin: Any, tps: list[TopicPartition]) -> bool:
+        """Give a stopped or new live group the replay's offsets; a running group keeps its own."""
+        state = (await _kafka.group_states(admin, [self.consumer.name])).get(self.consumer.name)
+        if state is not None and state.active:
+            return False
+        async with _kafka.reader(self.settings, group_id=self.consumer.name) as live:
+            live.assign(tps)
+            await live.commit({tp: self._positions[tp] for tp in tps})
+        return True
+
+
+async def replay(
+    settings: Settings,
+    name: str,
+    *,
+    from_time: datetime | None = None,
+    dry_run: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> ReplayResult:
+    """Replay the consumer `name` (module name or dotted path) and return what happened."""
+    job = Replay(settings, resolve(name), from_time=from_time, on_progress=on_progress)
+    return await (job.plan() if dry_run else job.run())
+
+
+async def rebuild_all(
+    settings: Settings, *, dry_run: bool = False, on_progress: Callable[[Progress], None] | None = None
+) -> list[ReplayResult]:
+    """Replay every consumer that owns a read model, upstream models first."""
+    results = []
+    for consumer in rebuild_order(all_consumers()):
+        job = Replay(settings, consumer, on_progress=on_progress)
+        results.append(await (job.plan() if dry_run else job.run()))
+    return results
