@@ -1,0 +1,410 @@
+"""The operator commands: `chirp topics | lag | replay | rebuild | dlq | seed | docs`.
+
+Exit codes scripts can rely on: 0 done; 1 the operation failed or a check did not pass (lag over `--max-lag`,
+a replay that could not finish, an unknown dead-letter id); 2 bad usage; 3 Kafka, PostgreSQL or Redis unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Coroutine, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import orjson
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from chirp.settings import Settings
+
+EXIT_FAILED, EXIT_UNAVAILABLE = 1, 3
+T = TypeVar("T")
+
+ops_app = typer.Typer(help="Chirp operator tools.", no_args_is_help=True)
+dlq_app = typer.Typer(help="Dead-lettered events: list, show, retry (after a fix) or drop them.", no_args_is_help=True)
+ops_app.add_typer(dlq_app, name="dlq")
+console = Console()
+errors = Console(stderr=True)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine; turn unreachable services into exit 3 and operation errors into exit 1."""
+    import asyncpg
+    import redis.exceptions
+    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+
+    from chirp.ops.replay import ReplayError
+
+    try:
+        return asyncio.run(coro)
+    except (
+        KafkaConnectionError,
+        KafkaTimeoutError,
+        ConnectionError,
+        redis.exceptions.ConnectionError,
+        asyncpg.CannotConnectNowError,
+        asyncpg.PostgresConnectionError,
+    ) as exc:
+        errors.print(f"[red]unreachable:[/] {exc!r}")
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
+    except (ReplayError, ValueError) as exc:
+        errors.print(f"[red]failed:[/] {exc}")
+        raise typer.Exit(EXIT_FAILED) from None
+
+
+def _when(at: datetime | None) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if at else "-"
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.1f}s"
+
+
+def _print_json(rows: Iterable[dict[str, Any]]) -> None:
+    typer.echo(orjson.dumps(list(rows), option=orjson.OPT_INDENT_2, default=str).decode())
+
+
+# topics -----------------------------------------------------------------------------------------------------
+
+
+@ops_app.command()
+def topics(
+    internal: Annotated[bool, typer.Option(help="Include Kafka's own __ topics.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines for scripts instead of a table.")] = False,
+) -> None:
+    """Every topic with partitions, message counts, oldest and newest offsets and times."""
+    from chirp.ops.topics import describe
+
+    rows = _run(describe(Settings(), internal=internal))
+    if as_json:
+        return _print_json({**r.__dict__, "messages": r.messages, "newest_offset": r.newest_offset} for r in rows)
+    table = Table("topic", "part", "messages", "oldest", "newest", "oldest at", "newest at", title="Topics")
+    for r in rows:
+        newest = "-" if r.newest_offset is None else str(r.newest_offset)
+        table.add_row(
+            r.topic,
+            str(r.partition),
+            str(r.messages),
+            str(r.oldest_offset),
+            newest,
+            _when(r.oldest_at),
+            _when(r.newest_at),
+        )
+    console.print(table)
+
+
+# lag --------------------------------------------------------------------------------------------------------
+
+
+def _lag_table(rows: list[Any]) -> Table:
+    now = datetime.now(UTC)
+    table = Table(
+        "group", "topic", "part", "committed", "end", "lag", "oldest unprocessed", title=f"Lag at {_when(now)}"
+    )
+    for r in rows:
+        table.add_row(r.group, r.topic, str(r.partition), str(r.committed), str(r.end), str(r.lag), _age(r.age_s(now)))
+    return table
+
+
+@ops_app.command()
+def lag(
+    group: Annotated[list[str] | None, typer.Option("--group", "-g", help="Only these consumer groups.")] = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes with --watch.")] = 2.0,
+    max_lag: Annotated[int | None, typer.Option(help="Exit 1 when any partition lags more than this.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts instead of a table.")] = False,
+) -> None:
+    """Per consumer group and partition: committed offset, end offset, lag, age of the oldest unprocessed event."""
+    from chirp.ops.lag import measure
+
+    settings = Settings()
+    rows = _run(measure(settings, group))
+    if watch:
+        try:
+            with Live(_lag_table(rows), console=console, refresh_per_second=4) as live:
+                while True:
+                    time.sleep(interval)
+                    rows = _run(measure(settings, group))
+                    live.update(_lag_table(rows))
+        except KeyboardInterrupt:
+            pass
+    elif as_json:
+        _print_json({**r.__dict__, "lag": r.lag, "age_s": r.age_s()} for r in rows)
+    else:
+        console.print(_lag_table(rows))
+    if max_lag is not None and any(r.lag > max_lag for r in rows):
+        raise typer.Exit(EXIT_FAILED)
+
+
+# replay / rebuild -------------------------------------------------------------------------------------------
+
+
+class _Bar:
+    """A rich progress bar fed by replay progress reports: events/s, lag left, ETA."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.completed:,.0f} events  {task.fields[rate]:,.0f}/s"),
+            TextColumn("lag {task.fields[lag]:,}  ETA {task.fields[eta]}"),
+            TimeElapsedColumn(),
+            console=errors,
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(self, p: Any) -> None:
+        if p.consumer not in self.tasks:
+            self.tasks[p.consumer] = self.progress.add_task(p.consumer, total=None, rate=0.0, lag=0, eta="-")
+        eta = "-" if p.eta_s is None else _age(p.eta_s)
+        self.progress.update(
+            self.tasks[p.consumer],
+            description=f"{p.consumer} [{p.phase}]",
+            completed=p.processed,
+            total=p.processed + p.lag,
+            rate=p.rate,
+            lag=p.lag,
+            eta=eta,
+        )
+
+
+def _print_results(results: list[Any]) -> None:
+    table = Table(
+        "consumer",
+        "planned",
+        "processed",
+        "dead-lettered",
+        "publishes dropped",
+        "events/s",
+        "seconds",
+        "offsets to live group",
+    )
+    for r in results:
+        if r.dry_run:
+            table.add_row(r.consumer, f"{r.planned:,}", "(dry run)", "-", "-", "-", "-", "-")
+        else:
+            handed = "yes" if r.offsets_handed_off else "no (group running: keeps its own)"
+            table.add_row(
+                r.consumer,
+                f"{r.planned:,}",
+                f"{r.processed:,}",
+                str(r.dead_lettered),
+                str(r.publishes_dropped),
+                f"{r.rate:,.0f}",
+                f"{r.seconds:.1f}",
+                handed,
+            )
+    console.print(table)
+
+
+@ops_app.command()
+def replay(
+    consumer: Annotated[str, typer.Argument(help="Consumer module under consumers/ (or a dotted module path).")],
+    from_beginning: Annotated[
+        bool, typer.Option("--from-beginning", help="Rebuild from the first event (default).")
+    ] = False,
+    from_time: Annotated[
+        datetime | None,
+        typer.Option("--from-time", help="Start from the live model and reprocess events since T (ISO)."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be replayed; change nothing.")] = False,
+) -> None:
+    """Rebuild CONSUMER's read model from the log into a shadow copy, then swap it in while the app stays live."""
+    from chirp.ops.replay import replay as run_replay
+
+    if from_beginning and from_time:
+        raise typer.BadParameter("--from-beginning and --from-time exclude each other")
+    since = from_time.replace(tzinfo=from_time.tzinfo or UTC) if from_time else None
+    bar = _Bar()
+    with bar.progress:
+        result = _run(run_replay(Settings(), consumer, from_time=since, dry_run=dry_run, on_progress=bar))
+    _print_results([result])
+
+
+@ops_app.command()
+def rebuild(
+    all_: Annotated[bool, typer.Option("--all", help="Every consumer that owns a read model.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be replayed; change nothing.")] = False,
+) -> None:
+    """Rebuild every read model, upstream models first (users before those that resolve handles through it)."""
+    from chirp.ops.replay import rebuild_all
+
+    if not all_:
+        raise typer.BadParameter("say --all (use `chirp replay NAME` for one consumer)")
+    bar = _Bar()
+    with bar.progress:
+        results = _run(rebuild_all(Settings(), dry_run=dry_run, on_progress=bar))
+    _print_results(results)
+
+
+# dlq --------------------------------------------------------------------------------------------------------
+
+ConsumerArg = Annotated[str | None, typer.Argument(help="Only this consumer's dead letters.")]
+IdOpt = Annotated[list[str] | None, typer.Option("--id", help="Only these letters (ids from `dlq list`).")]
+
+
+def _select(consumer: str | None, ids: list[str] | None, *, handled: bool = False) -> list[Any]:
+    from chirp.ops.dlq import letters
+
+    found = _run(letters(Settings(), consumer, handled=handled or bool(ids)))
+    if not ids:
+        return found
+    by_id = {x.id: x for x in found}
+    unknown = [i for i in ids if i not in by_id]
+    if unknown:
+        errors.print(f"[red]no such dead letter:[/] {', '.join(unknown)}")
+        raise typer.Exit(EXIT_FAILED)
+    return [by_id[i] for i in ids]
+
+
+@dlq_app.command("list")
+def dlq_list(
+    consumer: ConsumerArg = None,
+    all_: Annotated[bool, typer.Option("--all", help="Include letters already retried or dropped.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts instead of a table.")] = False,
+) -> None:
+    """Dead-lettered events not yet handled: consumer, original topic, error, attempts, time."""
+    chosen = _select(consumer, None, handled=all_)
+    if as_json:
+        keys = ("id", "consumer", "reason", "error", "attempts", "at", "decision", "copies", "origin")
+        return _print_json({k: getattr(x, k) for k in keys} for x in chosen)
+    table = Table("id", "consumer", "from", "reason", "error", "attempts", "at", "status", title="Dead letters")
+    for x in chosen:
+        topic, partition, offset = x.origin
+        table.add_row(
+            x.id,
+            x.consumer,
+            f"{topic}/{partition}@{offset}",
+            x.reason,
+            x.error[:80],
+            str(x.attempts),
+            _when(x.at),
+            x.decision or "pending",
+        )
+    console.print(table)
+
+
+@dlq_app.command("show")
+def dlq_show(consumer: ConsumerArg = None, ids: IdOpt = None) -> None:
+    """Everything about the pending letters (or the given ids): headers, the full error, the event itself."""
+    for x in _select(consumer, ids):
+        console.rule(f"{x.id} ({x.decision or 'pending'})")
+        for name, value in sorted(x.headers.items()):
+            console.print(f"[bold]{name}[/]: {value}", highlight=False)
+        console.print(f"[bold]key[/]: {x.key.decode(errors='replace') if x.key else '-'}", highlight=False)
+        try:
+            console.print_json(x.value.decode())
+        except ValueError:
+            console.print(repr(x.value))
+
+
+@dlq_app.command("retry")
+def dlq_retry(
+    consumer: ConsumerArg = None,
+    ids: IdOpt = None,
+    note: Annotated[str, typer.Option(help="Why (kept with the decision).")] = "",
+) -> None:
+    """Publish the pending letters' events to their original topics again (after fixing the cause)."""
+    from chirp.ops.dlq import act
+
+    chosen = _select(consumer, ids)
+    done = _run(act(Settings(), chosen, "retried", note))
+    console.print(f"retried {done} event(s)")
+
+
+@dlq_app.command("drop")
+def dlq_drop(
+    consumer: ConsumerArg = None,
+    ids: IdOpt = None,
+    note: Annotated[str, typer.Option(help="Why (kept with the decision).")] = "",
+) -> None:
+    """Record that the pending letters (or the given ids) will not be retried; `list` hides them from now on."""
+    from chirp.ops.dlq import act
+
+    chosen = _select(consumer, ids)
+    done = _run(act(Settings(), chosen, "dropped", note))
+    console.print(f"dropped {done} event(s)")
+
+
+# seed -------------------------------------------------------------------------------------------------------
+
+
+async def _publish_seed(settings: Settings, users: int, posts: int, seed: int, chunk: int) -> int:
+    from chirp.ops.seed import generate
+    from producers.broker import Publisher, ensure_topics, make_broker
+
+    await ensure_topics(settings)
+    broker = make_broker(settings)
+    await broker.connect()
+    sent = 0
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("seeding"),
+        BarColumn(),
+        TextColumn("{task.completed:,} events"),
+        TimeElapsedColumn(),
+        console=errors,
+    )
+    try:
+        publisher = Publisher(broker)
+        with progress:
+            task = progress.add_task("seed", total=None)
+            batch = []
+            for event in generate(users, posts, seed):
+                batch.append(event)
+                if len(batch) == chunk:
+                    await publisher.publish_many(batch)
+                    sent += len(batch)
+                    progress.update(task, completed=sent)
+                    batch = []
+            await publisher.publish_many(batch)
+            sent += len(batch)
+            progress.update(task, completed=sent)
+    finally:
+        await broker.stop()
+    return sent
+
+
+@ops_app.command()
+def seed(
+    users: Annotated[int, typer.Option("--users", min=1, help="Users to register.")],
+    posts: Annotated[int, typer.Option("--posts", min=0, help="Posts to create.")],
+    seed_: Annotated[int, typer.Option("--seed", help="Same seed, same events (ids included).")] = 1,
+    chunk: Annotated[int, typer.Option(help="Events per publish batch.")] = 2000,
+) -> None:
+    """Publish deterministic demo data (users, follows, posts) as events through the normal pipeline."""
+    sent = _run(_publish_seed(Settings(), users, posts, seed_, chunk))
+    console.print(f"published {sent:,} events (seed {seed_})")
+
+
+# docs -------------------------------------------------------------------------------------------------------
+
+
+@ops_app.command()
+def docs(
+    out: Annotated[Path, typer.Option(help="Directory for asyncapi.json and openapi.json.")] = Path("docs"),
+) -> None:
+    """Write the AsyncAPI (every topic and event) and OpenAPI (every HTTP route) documents."""
+    from chirp.ops.docs import write
+
+    for path in write(out):
+        console.print(str(path))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the operator commands to the `chirp` app (top-level, as `chirp lag`, `chirp dlq list`...)."""
+    for command in (topics, lag, replay, rebuild, seed, docs):
+        app.command()(command)
+    app.add_typer(dlq_app, name="dlq")

@@ -1,0 +1,161 @@
+"""`chirp dlq`: the dead-lettered events of every consumer, and the decisions taken on them.
+
+Dead letters are the `dead-letters-<consumer>` topics the runtime writes (original key, value and headers, plus
+`dlq_*` headers). A decision (`retried` or `dropped`) is a record in the compacted `dlq-decisions` topic keyed by
+the letter's id, so `list` hides handled letters and the history stays in Kafka with everything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+import orjson
+from aiokafka.admin import NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from chirp.ops import _kafka
+from chirp.settings import Settings
+from producers.broker import Publisher, make_broker
+from schemas import topics
+
+DECISIONS_TOPIC = "dlq-decisions"
+RETRY_HEADER = "dlq_retry_of"
+
+
+@dataclass(frozen=True)
+class Letter:
+    consumer: str
+    partition: int  # of the dead-letter topic
+    offset: int  # of the dead-letter topic
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str]
+    decision: str | None = None  # "retried" / "dropped" once handled
+    copies: int = 1  # the same original record dead-lettered again (a replay, a redelivery) counts here
+
+    @property
+    def id(self) -> str:
+        """Stable id: `<consumer>:<partition>:<offset>` in the dead-letter topic."""
+        return f"{self.consumer}:{self.partition}:{self.offset}"
+
+    @property
+    def origin(self) -> tuple[str, str, str]:
+        """The dead-lettered record's topic, partition and offset."""
+        return tuple(self.headers.get(f"dlq_{k}", "") for k in ("topic", "partition", "offset"))  # type: ignore[return-value]
+
+    @property
+    def reason(self) -> str:
+        return self.headers.get("dlq_reason", "")
+
+    @property
+    def error(self) -> str:
+        return self.headers.get("dlq_error", "")
+
+    @property
+    def attempts(self) -> int:
+        return int(self.headers.get("dlq_attempts", "0") or 0)
+
+    @property
+    def at(self) -> datetime | None:
+        raw = self.headers.get("dlq_at")
+        return datetime.fromisoformat(raw) if raw else None
+
+    @property
+    def original_headers(self) -> dict[str, str]:
+        """The headers the event was published with (the runtime's `dlq_*` ones removed)."""
+        return {k: v for k, v in self.headers.items() if not k.startswith("dlq_")}
+
+
+async def ensure_decisions_topic(settings: Settings) -> None:
+    """Create the compacted decisions topic if it does not exist."""
+    async with _kafka.admin(settings) as client:
+        if DECISIONS_TOPIC in await client.list_topics():
+            return
+        topic = NewTopic(DECISIONS_TOPIC, 1, 1, topic_configs={"cleanup.policy": "compact"})
+        with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile by another process
+            await client.create_topics([topic])
+
+
+async def _read_all(settings: Settings, names: list[str]) -> list[object]:
+    """Every record of the named topics, from the first offset to the end offset read at the start."""
+    records: list[object] = []
+    async with _kafka.reader(settings) as kafka:
+        tps = await _kafka.partitions(kafka, names)
+        if not tps:
+            return records
+        ends = await kafka.end_offsets(tps)
+        kafka.assign(tps)
+        await kafka.seek_to_beginning(*tps)
+        todo = {tp for tp in tps if ends[tp] > 0}
+        while todo:
+            for tp, part in (await kafka.getmany(*todo, timeout_ms=500)).items():
+                records.extend(r for r in part if r.offset < ends[tp])
+                if part and part[-1].offset >= ends[tp] - 1:
+                    todo.discard(tp)
+            for tp in list(todo):
+                if await kafka.position(tp) >= ends[tp]:
+                    todo.discard(tp)
+    return records
+
+
+async def decisions(settings: Settings) -> dict[str, str]:
+    """Letter id → the latest decision taken on it."""
+    found: dict[str, str] = {}
+    for record in await _read_all(settings, [DECISIONS_TOPIC]):
+        if record.key is not None:  # type: ignore[attr-defined]
+            value = record.value  # type: ignore[attr-defined]
+            found[record.key.decode()] = orjson.loads(value)["decision"] if value else ""  # type: ignore[attr-defined]
+    return {k: v for k, v in found.items() if v}
+
+
+async def letters(settings: Settings, consumer: str | None = None, *, handled: bool = False) -> list[Letter]:
+    """Dead letters, oldest first: the pending ones (and, with `handled`, those retried or dropped too).
+
+    A record dead-lettered more than once (by a replay, or redelivered after a crash) is one letter: the latest.
+    """
+    async with _kafka.admin(settings) as client:
+        names = sorted(
+            n
+            for n in await client.list_topics()
+            if n.startswith(topics.DEAD_LETTER_PREFIX) and (consumer is None or n == topics.dead_letters(consumer).name)
+        )
+    taken = await decisions(settings)
+    latest: dict[tuple[str, tuple[str, str, str]], Letter] = {}
+    for record in await _read_all(settings, names):
+        headers = {k: v.decode(errors="replace") for k, v in record.headers or ()}  # type: ignore[attr-defined]
+        name = headers.get("dlq_consumer") or record.topic.removeprefix(topics.DEAD_LETTER_PREFIX)  # type: ignore[attr-defined]
+        letter = Letter(name, record.partition, record.offset, record.key, record.value or b"", headers)  # type: ignore[attr-defined]
+        previous = latest.get((name, letter.origin))
+        copies = previous.copies + 1 if previous else 1
+        latest[(name, letter.origin)] = replace(letter, decision=taken.get(letter.id), copies=copies)
+    found = sorted(latest.values(), key=lambda x: (x.at or datetime.min.replace(tzinfo=UTC), x.id))
+    return [x for x in found if handled or x.decision is None]
+
+
+async def _decide(publisher: Publisher, letter: Letter, decision: str, note: str) -> None:
+    body = {"decision": decision, "at": datetime.now(UTC).isoformat(), "note": note, "consumer": letter.consumer}
+    await publisher.publish_raw(DECISIONS_TOPIC, letter.id.encode(), orjson.dumps(body), {})
+
+
+async def act(settings: Settings, chosen: list[Letter], decision: str, note: str = "") -> int:
+    """`retried`: publish each letter's event to its original topic again, then record it; `dropped`: record it."""
+    if decision not in ("retried", "dropped"):
+        raise ValueError(decision)
+    await ensure_decisions_topic(settings)
+    broker = make_broker(settings)
+    await broker.connect()
+    try:
+        publisher = Publisher(broker)
+        for letter in chosen:
+            if decision == "retried":
+                topic = letter.headers.get("dlq_topic")
+                if not topic:
+                    raise ValueError(f"{letter.id} names no original topic")
+                headers = {**letter.original_headers, RETRY_HEADER: letter.id}
+                await publisher.publish_raw(topic, letter.key, letter.value, headers)
+            await _decide(publisher, letter, decision, note)
+    finally:
+        await broker.stop()
+    return len(chosen)
