@@ -1,0 +1,174 @@
+"""`chirp replay` on the real services: a rebuild during live publishing converges to a fresh rebuild."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from itertools import pairwise
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from chirp.ops import _kafka
+from chirp.ops.replay import Progress, ReadModel, Replay, ReplayError, rebuild_order
+from chirp.settings import Settings
+from consumers.runtime import Consumer
+from producers.broker import Publisher, ensure_topics, make_broker
+from schemas.events import PostCreated, new_id
+from schemas.topics import Topic
+from tests.conftest import eventually
+from tests.integration import replay_probe as probe
+
+
+@pytest.fixture
+async def publisher(settings: Settings) -> AsyncIterator[Publisher]:
+    broker = make_broker(settings)
+    await broker.connect()
+    yield Publisher(broker)
+    await broker.stop()
+
+
+@pytest.fixture
+async def pg(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(settings.postgres_dsn(), min_size=1, max_size=3)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+async def count(pg: asyncpg.Pool, table: str) -> int:
+    try:
+        return await pg.fetchval(f"SELECT count(*) FROM {table}")
+    except asyncpg.UndefinedTableError:
+        return 0
+
+
+async def snapshot(pg: asyncpg.Pool, redis_client: aioredis.Redis, table: str, prefix: str) -> tuple[list, dict]:
+    rows = [tuple(r) for r in await pg.fetch(f"SELECT * FROM {table} ORDER BY post_id")]
+    keys = sorted([k async for k in redis_client.scan_iter(match=f"{prefix}*")])
+    return rows, {k: sorted(await redis_client.smembers(k)) for k in keys}
+
+
+async def test_replay_during_live_publishing_converges_to_a_fresh_rebuild(
+    settings: Settings, publisher: Publisher, pg: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    uid = new_id().lower()
+    group, table, topic = f"rp-{uid}", f"rp_{uid}", Topic(f"rp-{uid}", key="post_id", partitions=3)
+    await ensure_topics(settings, (topic,))
+    consumer, model = probe.make(group, topic, table)
+    prefix = model.redis_prefixes[0]
+    before, during = probe.posts(1500), probe.posts(1500)
+    await probe.send(publisher, topic, before)
+
+    with probe.running(group, topic, table):
+        await eventually(lambda: count(pg, table), until=lambda n: n == 1500, timeout=90)
+        # A damaged read model (rows and keys lost): the replay must bring them back.
+        await pg.execute(f"DELETE FROM {table} WHERE post_id IN (SELECT post_id FROM {table} LIMIT 100)")
+        await redis_client.delete(f"{prefix}author:a1")
+        seen: list[int] = []
+        done = asyncio.Event()
+
+        async def read_while_replaying() -> None:
+            while not done.is_set():
+                seen.append(await count(pg, table))
+                await asyncio.sleep(0.01)
+
+        async def publish_while_replaying() -> None:
+            for i in range(0, len(during), 50):
+                await probe.send(publisher, topic, during[i : i + 50])
+                await asyncio.sleep(0.02)
+
+        reports: list[Progress] = []
+        reader = asyncio.create_task(read_while_replaying())
+        publishing = asyncio.create_task(publish_while_replaying())
+        job = Replay(settings, consumer, model, on_progress=lambda p: reports.append(Progress(**p.__dict__)))
+        result = await job.run()
+        await publishing
+        done.set()
+        await reader
+        await eventually(lambda: count(pg, table), until=lambda n: n == 3000, timeout=90)
+        live = await snapshot(pg, redis_client, table, prefix)
+
+    assert result.planned >= 1500 and result.processed >= result.planned
+    assert result.dead_lettered == 0 and not result.offsets_handed_off, "the running live group keeps its offsets"
+    assert {r.phase for r in reports} >= {"build", "swap", "drain", "done"}
+    assert all(b >= a for a, b in pairwise(seen)), "readers never saw rows disappear"
+    assert seen[0] == 1400 and max(seen) <= 3000
+    assert [r[0] for r in live[0]] == sorted(e.payload.post_id for e in before + during)
+    assert sum(len(v) for v in live[1].values()) == 3000
+
+    # A fresh rebuild with the live consumer stopped gives the same model, row by row, key by key.
+    fresh = await Replay(settings, consumer, model).run()
+    assert fresh.processed == fresh.planned == 3000
+    assert fresh.offsets_handed_off, "a stopped live group resumes where the rebuilt model is"
+    assert await snapshot(pg, redis_client, table, prefix) == live
+    async with _kafka.admin(settings) as admin:
+        handed = await _kafka.committed(admin, group)
+        groups = await _kafka.groups(admin)
+    assert sum(handed.values()) == 3000
+    assert not [g for g in groups if g.startswith(f"{group}.replay-")], "replay groups are deleted"
+    leftovers = await pg.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE $1", f"rp_{uid}%")
+    assert leftovers == []
+    assert [k async for k in redis_client.scan_iter(match="~replay:*" + uid + "*")] == []
+    await pg.execute(f"DROP TABLE {table}")
+
+
+async def test_replay_from_time_keeps_older_rows_and_reprocesses_newer_ones(
+    settings: Settings, publisher: Publisher, pg: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    uid = new_id().lower()
+    group, table, topic = f"rp-{uid}", f"rp_{uid}", Topic(f"rp-{uid}", key="post_id", partitions=2)
+    await ensure_topics(settings, (topic,))
+    consumer, model = probe.make(group, topic, table)
+    old, new = probe.posts(30), probe.posts(20)
+    await probe.send(publisher, topic, old)
+    with probe.running(group, topic, table):
+        await eventually(lambda: count(pg, table), until=lambda n: n == 30, timeout=60)
+    cut = datetime.now(UTC)
+    await probe.send(publisher, topic, new)
+    job = Replay(settings, consumer, model, from_time=cut)
+    plan = await job.plan()
+    assert plan.planned == 20
+    result = await job.run()
+    assert result.processed == 20
+    assert await count(pg, table) == 50, "rows from before T were copied from the live model, later ones replayed"
+    await pg.execute(f"DROP TABLE {table}")
+
+
+async def test_replay_refuses_consumers_without_a_read_model(settings: Settings) -> None:
+    bare = Consumer(f"bare-{new_id().lower()}")
+    with pytest.raises(ReplayError, match="no read model"):
+        await Replay(settings, bare, ReadModel()).run()
+
+
+async def _noop(events: list[PostCreated], ctx: object) -> None:
+    return None
+
+
+def test_rebuild_order_puts_upstream_models_first() -> None:
+    topic = Topic("t", key="post_id")
+
+    def consumer(name: str, **declared: tuple[str, ...]) -> Consumer:
+        made = Consumer(name)
+        for attr, value in declared.items():
+            setattr(made, attr, value)
+        made.on(topic, batch=True, model=PostCreated)(_noop)
+        return made
+
+    found = rebuild_order(
+        [
+            consumer("zeta", tables=("z",), after=("mentions",)),
+            consumer("mentions", redis_prefixes=("m:",)),
+            consumer("users", tables=("users",)),
+            consumer("preparse"),
+        ]
+    )
+    assert [c.name for c in found] == ["users", "mentions", "zeta"]
