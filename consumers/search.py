@@ -1,0 +1,64 @@
+"""Full-text search index of posts and users (PostgreSQL `search_posts`, `search_users`).
+
+In: post-parsed, post-deleted, user-registered, user-profile-synced, user-profile-updated.
+Out: rows in this model's own tables through the `SearchIndex` port (store/search.py); nothing published.
+Idempotency: one upsert per batch keyed by post id / user id. A delete leaves a tombstone that a later (or
+redelivered) post-parsed never revives, whichever arrives first; a newer render replaces an older one; every profile
+field is last-writer-wins by (occurred_at, value). The same events in any order, any number of times, leave the
+same rows.
+"""
+
+from __future__ import annotations
+
+from consumers.runtime import Consumer, Context
+from schemas import topics
+from schemas.events import PostDeleted, PostParsed, UserProfileSynced, UserProfileUpdated, UserRegistered
+from store.search import PostgresSearch, ProfileChange
+
+consumer = Consumer("search", "Full-text index of posts and users for GET /api/search.")
+
+# What `chirp replay search` rebuilds (see chirp/ops/replay.py).
+TABLES = ("search_posts", "search_users")
+
+ProfileEvent = UserRegistered | UserProfileSynced | UserProfileUpdated
+
+
+def profile_change(event: ProfileEvent) -> ProfileChange:
+    """The profile fields one event sets, stamped with its occurred_at."""
+    data = event.payload
+    if isinstance(event, UserProfileUpdated):
+        return ProfileChange(data.user_id, event.occurred_at, display_name=data.display_name, bio=data.bio)
+    assert isinstance(event, UserRegistered | UserProfileSynced)
+    return ProfileChange(
+        data.user_id, event.occurred_at, handle=data.handle, display_name=data.display_name, avatar_url=data.avatar_url
+    )
+
+
+@consumer.on(topics.POST_PARSED, batch=True)
+async def on_post_parsed(events: list[PostParsed], ctx: Context) -> None:
+    """Index the batch's posts in one statement."""
+    await PostgresSearch(ctx.pg).save_parsed(events)
+
+
+@consumer.on(topics.POST_DELETED, batch=True)
+async def on_post_deleted(events: list[PostDeleted], ctx: Context) -> None:
+    """Tombstone the batch's posts in one statement."""
+    await PostgresSearch(ctx.pg).save_deleted(events)
+
+
+@consumer.on(topics.USER_REGISTERED, batch=True)
+async def on_user_registered(events: list[UserRegistered], ctx: Context) -> None:
+    """Index new users' handles and names."""
+    await PostgresSearch(ctx.pg).save_profiles([profile_change(e) for e in events])
+
+
+@consumer.on(topics.USER_PROFILE_SYNCED, batch=True)
+async def on_user_profile_synced(events: list[UserProfileSynced], ctx: Context) -> None:
+    """Apply handle, name and avatar changes synced from GitHub."""
+    await PostgresSearch(ctx.pg).save_profiles([profile_change(e) for e in events])
+
+
+@consumer.on(topics.USER_PROFILE_UPDATED, batch=True)
+async def on_user_profile_updated(events: list[UserProfileUpdated], ctx: Context) -> None:
+    """Apply name and bio edits."""
+    await PostgresSearch(ctx.pg).save_profiles([profile_change(e) for e in events])

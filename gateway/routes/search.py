@@ -1,0 +1,108 @@
+"""Search: `GET /api/search?q=&type=posts|users&cursor=&limit=` and `GET /api/tags/{tag}`.
+
+The query language and ranking are described in store/search_query.py and store/search.py. A query that parses to
+nothing searchable (stop words, lone operators, punctuation) gets an empty page, never an error; only an empty or
+over-long `q`, a bad `type`, `cursor` or `limit` is a 422. The cursor of a post search freezes the ranking of the
+first page (offset, reference time, newest candidate id), so paging does not shift as new posts arrive.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.cursors import decode_cursor, encode_cursor, parse_limit
+from gateway.errors import InvalidInput, JSONResponse, NotFound
+from gateway.state import state_of
+from store.search import CANDIDATES, PostgresSearch
+from store.search_query import MAX_QUERY_CHARS, parse_query, tag_key
+
+TYPES = ("posts", "users")
+MAX_TAG_CHARS = 100
+
+
+def validate_q(raw: str | None) -> str:
+    """The query text, or InvalidInput(field="q") when empty or longer than MAX_QUERY_CHARS."""
+    q = (raw or "").strip()
+    if not q:
+        raise InvalidInput("Type something to search for.", field="q")
+    if len(q) > MAX_QUERY_CHARS:
+        raise InvalidInput(f"A search is at most {MAX_QUERY_CHARS} characters ({len(q)} given).", field="q")
+    return q
+
+
+def validate_type(raw: str | None) -> str:
+    kind = raw or "posts"
+    if kind not in TYPES:
+        raise InvalidInput("type must be posts or users.", field="type")
+    return kind
+
+
+def post_cursor(offset: int, ref: datetime, ceiling: str) -> str:
+    """The cursor of the next post page: offset into the frozen ranking, its reference time and ceiling id."""
+    return encode_cursor(f"{offset}|{int(ref.timestamp() * 1_000_000)}|{ceiling}")
+
+
+def read_post_cursor(raw: str | None) -> tuple[int, datetime, str | None]:
+    """(offset, reference time, ceiling id) from a post search cursor; the first page when there is none."""
+    value = decode_cursor(raw)
+    if value is None:
+        return 0, datetime.now(UTC), None
+    offset, ref, ceiling = (value.split("|", 2) + ["", ""])[:3]
+    if not (offset.isdigit() and ref.isdigit() and ceiling) or int(offset) > 3 * CANDIDATES:
+        raise InvalidInput("cursor is not one this API issued", field="cursor")
+    return int(offset), datetime.fromtimestamp(int(ref) / 1_000_000, UTC), ceiling
+
+
+def read_user_cursor(raw: str | None) -> int:
+    value = decode_cursor(raw)
+    if value is None:
+        return 0
+    if not value.isdigit() or int(value) > CANDIDATES:
+        raise InvalidInput("cursor is not one this API issued", field="cursor")
+    return int(value)
+
+
+async def search(request: Request) -> Response:
+    """`GET /api/search` → `{"items": [...], "next_cursor"}`: posts (with a `<mark>` snippet) or users."""
+    params = request.query_params
+    q = validate_q(params.get("q"))
+    kind = validate_type(params.get("type"))
+    limit = parse_limit(params.get("limit"))
+    index = PostgresSearch(state_of(request).pg)
+    query = parse_query(q)
+    body: dict[str, Any]
+    if kind == "users":
+        offset = read_user_cursor(params.get("cursor"))
+        users, more = await index.search_users(query, offset=offset, limit=limit)
+        body = {"items": users, "next_cursor": encode_cursor(str(offset + limit)) if more else None}
+        return JSONResponse(body)
+    offset, ref, ceiling = read_post_cursor(params.get("cursor"))
+    hits = await index.search_posts(query, offset=offset, limit=limit, ref=ref, ceiling=ceiling)
+    following = post_cursor(offset + limit, ref, hits.ceiling) if hits.more and hits.ceiling else None
+    return JSONResponse({"items": hits.items, "next_cursor": following})
+
+
+async def tag(request: Request) -> Response:
+    """`GET /api/tags/{tag}` → `{tag, posts_count, first_used_at, last_used_at}` over live posts; 404 if none."""
+    key = tag_key(request.path_params["tag"])
+    if not key or len(key) > MAX_TAG_CHARS:
+        raise NotFound("No such tag.")
+    stats = await PostgresSearch(state_of(request).pg).tag_stats(key)
+    if stats is None:
+        raise NotFound("No such tag.")
+    return JSONResponse(
+        {
+            "tag": stats.tag,
+            "posts_count": stats.posts_count,
+            "first_used_at": stats.first_used_at,
+            "last_used_at": stats.last_used_at,
+        }
+    )
+
+
+routes = [Route("/api/search", search, methods=["GET"]), Route("/api/tags/{tag}", tag, methods=["GET"])]

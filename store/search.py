@@ -1,0 +1,330 @@
+"""The search read model: the `SearchIndex` port and its PostgreSQL adapter, `PostgresSearch`.
+
+Writes come from the search consumer, one statement per batch; reads serve `GET /api/search` and `/api/tags/{tag}`.
+- `search_posts` / `search_users` (migration 030) are this model's own tables; a delete leaves a tombstone that a
+  late post-parsed never revives; every profile field is last-writer-wins by (occurred_at, value), so replays,
+  duplicates and out-of-order events converge to the same rows.
+- A query is parsed in Python (store/search_query.py) into terms; the SQL turns each term into a tsquery with
+  `phraseto_tsquery($text)` and combines them with the `search_tsq_and/or` aggregates: one fixed statement, user
+  text only in parameters.
+- Ranking runs over a bounded candidate set: the newest `CANDIDATES` matches from the GIN index (plus the newest
+  matches carrying a searched hashtag exactly), then exact-tag posts first, then `ts_rank` times a recency boost
+  (x2 for a post just written, x1.5 a day old, tending to x1). Pages are offsets into that ranking, frozen by the
+  cursor at the first page's newest candidate and reference time, so posts arriving meanwhile shift nothing.
+- Snippets come from `ts_headline` with private-use characters as delimiters (removed from the text first), then
+  HTML-escaped, then the delimiters become `<mark>`: the only markup a snippet can carry.
+- Authors come from `search_users` (a LEFT JOIN: a post whose author is not indexed yet still shows); follower
+  counts from the `users` table of the users consumer (LEFT JOIN, 0 when missing).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import asyncpg
+
+from schemas.events import PostDeleted, PostParsed
+from store.search_query import ParsedQuery
+
+CANDIDATES = 1000
+WHOLE_SNIPPET_CHARS = 300  # a post's text up to this long is its own snippet; longer ones get fragments
+_MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileChange:
+    """The profile fields one event sets (None: not set by it), stamped with the event's occurred_at."""
+
+    user_id: str
+    at: datetime
+    handle: str | None = None
+    display_name: str | None = None
+    bio: str | None = None
+    avatar_url: str | None = None
+
+
+PROFILE_FIELDS = ("handle", "display_name", "bio", "avatar_url")
+
+
+@dataclass(frozen=True, slots=True)
+class PostHits:
+    items: list[dict[str, Any]]  # posts as the API shows them, plus `snippet`
+    more: bool
+    ceiling: str | None  # the newest candidate's id: later pages rank only posts up to it
+
+
+@dataclass(frozen=True, slots=True)
+class TagStats:
+    tag: str
+    posts_count: int
+    first_used_at: datetime
+    last_used_at: datetime
+
+
+class SearchIndex(Protocol):
+    async def save_parsed(self, events: Sequence[PostParsed]) -> None: ...
+    async def save_deleted(self, events: Sequence[PostDeleted]) -> None: ...
+    async def save_profiles(self, changes: Sequence[ProfileChange]) -> None: ...
+    async def search_posts(
+        self, query: ParsedQuery, *, offset: int, limit: int, ref: datetime, ceiling: str | None
+    ) -> PostHits: ...
+    async def search_users(
+        self, query: ParsedQuery, *, offset: int, limit: int
+    ) -> tuple[list[dict[str, Any]], bool]: ...
+    async def tag_stats(self, tag: str) -> TagStats | None: ...
+
+
+# Pure helpers -------------------------------------------------------------------------------------------------
+
+
+def merge_profiles(changes: Sequence[ProfileChange]) -> list[dict[str, Any]]:
+    """One row per user: per field the newest (at, value) among `changes` (one statement may not touch a row twice)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for change in changes:
+        row = rows.setdefault(change.user_id, {"user_id": change.user_id})
+        for name in PROFILE_FIELDS:
+            value = getattr(change, name)
+            if value is None:
+                continue
+            seen = row.get(f"{name}_at")
+            if seen is None or (seen, row[name]) < (change.at, value):
+                row[name], row[f"{name}_at"] = value, change.at
+    return [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()} for row in rows.values()]
+
+
+def newest_per_post(events: Sequence[PostParsed]) -> list[PostParsed]:
+    """One event per post id, the newest by occurred_at."""
+    newest: dict[str, PostParsed] = {}
+    for event in events:
+        seen = newest.get(event.payload.post_id)
+        if seen is None or seen.occurred_at < event.occurred_at:
+            newest[event.payload.post_id] = event
+    return list(newest.values())
+
+
+def snippet_html(raw: str) -> str:
+    """A ts_headline result (private-use delimiters) as HTML whose only markup is `<mark>`."""
+    return html.escape(raw).replace(_MARK_OPEN, "<mark>").replace(_MARK_CLOSE, "</mark>")
+
+
+def like_pattern(text: str) -> str:
+    """`%text%` for LIKE, with the user's `%`, `_` and `\\` taken literally."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def user_words(query: ParsedQuery) -> str:
+    """What a user search matches: the positive words, lower-case, without `@` / `#` sigils."""
+    return " ".join(w.lstrip("@#") for w in query.words.split() if w.lstrip("@#"))
+
+
+# SQL ----------------------------------------------------------------------------------------------------------
+
+_SAVE_PARSED = """
+INSERT INTO search_posts AS s (post_id, author_id, body, html, text, hashtags, mentions, reply_to, created_at,
+                               parsed_at)
+SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
+    post_id text, author_id text, body text, html text, text text, hashtags text[], mentions text[], reply_to text,
+    created_at timestamptz, parsed_at timestamptz)
+ON CONFLICT (post_id) DO UPDATE SET
+    body = EXCLUDED.body, html = EXCLUDED.html, text = EXCLUDED.text, hashtags = EXCLUDED.hashtags,
+    mentions = EXCLUDED.mentions, parsed_at = EXCLUDED.parsed_at
+WHERE s.deleted_at IS NULL AND (s.parsed_at IS NULL OR s.parsed_at < EXCLUDED.parsed_at)
+"""
+
+# A delete for an unknown id inserts the tombstone; one for a live post by the same author clears it.
+_SAVE_DELETED = """
+INSERT INTO search_posts AS s (post_id, author_id, created_at, deleted_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $3::timestamptz[])
+ON CONFLICT (post_id) DO UPDATE SET
+    deleted_at = EXCLUDED.deleted_at, body = '', html = '', text = '', hashtags = '{}', mentions = '{}'
+WHERE s.deleted_at IS NULL AND s.author_id = EXCLUDED.author_id
+"""
+
+
+def _newer(name: str) -> str:
+    return (
+        f"EXCLUDED.{name}_at IS NOT NULL AND (s.{name}_at IS NULL"
+        f" OR (s.{name}_at, s.{name}) < (EXCLUDED.{name}_at, EXCLUDED.{name}))"
+    )
+
+
+_ASSIGN_NEWEST = ",\n".join(
+    f"    {n} = CASE WHEN {_newer(n)} THEN EXCLUDED.{n} ELSE s.{n} END,\n"
+    f"    {n}_at = CASE WHEN {_newer(n)} THEN EXCLUDED.{n}_at ELSE s.{n}_at END"
+    for n in PROFILE_FIELDS
+)
+_SAVE_PROFILES = f"""
+INSERT INTO search_users AS s (user_id, handle, handle_at, display_name, display_name_at, bio, bio_at, avatar_url,
+                               avatar_url_at)
+SELECT user_id, handle, handle_at, coalesce(display_name, ''), display_name_at, coalesce(bio, ''), bio_at,
+       coalesce(avatar_url, ''), avatar_url_at
+FROM jsonb_to_recordset($1::jsonb) AS x(
+    user_id text, handle text, handle_at timestamptz, display_name text, display_name_at timestamptz, bio text,
+    bio_at timestamptz, avatar_url text, avatar_url_at timestamptz)
+ON CONFLICT (user_id) DO UPDATE SET
+{_ASSIGN_NEWEST}
+"""
+
+_HEADLINE = f"StartSel={_MARK_OPEN}, StopSel={_MARK_CLOSE}"
+
+# $1 group ids, $2 term texts, $3 negated flags, $4 exact tags, $5 author handles, $6 ceiling id (or NULL),
+# $7 reference time of the recency boost, $8 offset, $9 rows wanted.
+SEARCH_POSTS = f"""
+WITH terms AS (
+    SELECT x.g, CASE WHEN x.neg THEN !! phraseto_tsquery('english', x.t) ELSE phraseto_tsquery('english', x.t) END AS q
+    FROM unnest($1::int[], $2::text[], $3::bool[]) AS x(g, t, neg)
+), query AS MATERIALIZED (
+    SELECT q, coalesce(numnode(q) > 0, false) AS has_q, coalesce(querytree(q) NOT IN ('', 'T'), false) AS ok
+    FROM (SELECT search_tsq_and(q) AS q FROM (SELECT search_tsq_or(q) AS q FROM terms GROUP BY g) grp) t
+), authors AS MATERIALIZED (
+    SELECT user_id FROM search_users WHERE lower(handle) = ANY($5::text[])
+), cand AS (
+    (SELECT p.post_id FROM search_posts p
+     WHERE (SELECT ok FROM query) AND p.deleted_at IS NULL AND p.doc @@ (SELECT q FROM query)
+       AND ($6::text IS NULL OR p.post_id <= $6::text)
+       AND (cardinality($5::text[]) = 0 OR p.author_id IN (SELECT user_id FROM authors))
+     ORDER BY p.post_id DESC LIMIT {CANDIDATES})
+    UNION
+    (SELECT p.post_id FROM search_posts p
+     WHERE cardinality($4::text[]) > 0 AND (SELECT ok FROM query) AND p.deleted_at IS NULL
+       AND p.hashtags && $4::text[] AND p.doc @@ (SELECT q FROM query)
+       AND ($6::text IS NULL OR p.post_id <= $6::text)
+       AND (cardinality($5::text[]) = 0 OR p.author_id IN (SELECT user_id FROM authors))
+     ORDER BY p.post_id DESC LIMIT {CANDIDATES})
+    UNION
+    (SELECT p.post_id FROM search_posts p
+     WHERE NOT (SELECT ok FROM query) AND cardinality($5::text[]) > 0 AND p.deleted_at IS NULL
+       AND p.author_id IN (SELECT user_id FROM authors) AND ($6::text IS NULL OR p.post_id <= $6::text)
+       AND (NOT (SELECT has_q FROM query) OR p.doc @@ (SELECT q FROM query))
+     ORDER BY p.post_id DESC LIMIT {CANDIDATES})
+), ranked AS (
+    SELECT p.post_id, p.hashtags && $4::text[] AS exact,
+           CASE WHEN query.has_q THEN ts_rank(p.doc, query.q) ELSE 0 END
+           * (1 + 1 / (1 + greatest(0, extract(epoch FROM $7::timestamptz - p.created_at)) / 86400.0)) AS score,
+           max(p.post_id) OVER () AS ceiling
+    FROM cand JOIN search_posts p USING (post_id), query
+    ORDER BY exact DESC, score DESC, p.post_id DESC
+    OFFSET $8 LIMIT $9
+)
+SELECT r.ceiling, p.post_id, p.author_id, p.body, p.html, p.text, p.hashtags, p.mentions, p.reply_to, p.created_at,
+       coalesce(u.handle, '') AS handle, coalesce(u.display_name, '') AS display_name,
+       coalesce(u.avatar_url, '') AS avatar_url,
+       (SELECT count(*) FROM search_posts x WHERE x.reply_to = p.post_id AND x.deleted_at IS NULL) AS reply_count,
+       CASE WHEN query.has_q
+            THEN ts_headline('english', translate(p.text, E'\\uE000\\uE001', ''), query.q,
+                             CASE WHEN length(p.text) <= {WHOLE_SNIPPET_CHARS} THEN '{_HEADLINE}, HighlightAll=true'
+                             ELSE '{_HEADLINE}, MaxWords=35, MinWords=15, MaxFragments=2, FragmentDelimiter=" … "'
+                             END)
+            ELSE translate(left(p.text, 200), E'\\uE000\\uE001', '') END AS snippet
+FROM ranked r JOIN search_posts p USING (post_id) LEFT JOIN search_users u ON u.user_id = p.author_id, query
+ORDER BY r.exact DESC, r.score DESC, r.post_id DESC
+"""
+
+# $1 words, $2 LIKE pattern, $3 offset, $4 rows wanted.
+SEARCH_USERS = f"""
+WITH cand AS (
+    SELECT user_id FROM search_users
+    WHERE handle IS NOT NULL AND (lower(handle) = $1 OR names LIKE $2 OR names %> $1)
+    LIMIT {CANDIDATES}
+)
+SELECT s.handle, s.display_name, s.avatar_url, coalesce(u.followers_count, 0) AS followers_count
+FROM cand JOIN search_users s USING (user_id) LEFT JOIN users u ON u.user_id = s.user_id
+ORDER BY lower(s.handle) = $1 DESC, word_similarity($1, s.names) DESC, followers_count DESC, lower(s.handle),
+         s.user_id
+OFFSET $3 LIMIT $4
+"""
+
+_TAG_STATS = """
+SELECT count(*) AS n, min(created_at) AS first, max(created_at) AS last
+FROM search_posts WHERE deleted_at IS NULL AND hashtags @> ARRAY[$1::text]
+"""
+
+
+def _post_row(event: PostParsed) -> dict[str, Any]:
+    data = event.payload
+    return {
+        "post_id": data.post_id,
+        "author_id": data.author_id,
+        "body": data.body,
+        "html": data.html,
+        "text": data.text,
+        "hashtags": data.hashtags,
+        "mentions": data.mentions,
+        "reply_to": data.reply_to,
+        "created_at": data.created_at.isoformat(),
+        "parsed_at": event.occurred_at.isoformat(),
+    }
+
+
+def _post_json(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": row["post_id"],
+        "author_id": row["author_id"],
+        "author": {"handle": row["handle"], "display_name": row["display_name"], "avatar_url": row["avatar_url"]},
+        "body": row["body"],
+        "html": row["html"],
+        "text": row["text"],
+        "hashtags": row["hashtags"],
+        "mentions": row["mentions"],
+        "reply_to": row["reply_to"],
+        "reply_count": row["reply_count"],
+        "created_at": row["created_at"],
+        "snippet": snippet_html(row["snippet"]),
+    }
+
+
+@dataclass
+class PostgresSearch:
+    """`SearchIndex` on PostgreSQL (tables from 030_search.sql)."""
+
+    pool: asyncpg.Pool
+    candidates: int = field(default=CANDIDATES)
+
+    async def save_parsed(self, events: Sequence[PostParsed]) -> None:
+        """Upsert parsed posts in one statement (tombstones and newer renders win)."""
+        await self.pool.execute(_SAVE_PARSED, [_post_row(e) for e in newest_per_post(events)])
+
+    async def save_deleted(self, events: Sequence[PostDeleted]) -> None:
+        """Tombstone posts in one statement (the first delete of each post wins)."""
+        first: dict[str, PostDeleted] = {}
+        for event in sorted(events, key=lambda e: e.occurred_at):
+            first.setdefault(event.payload.post_id, event)
+        ids = list(first)
+        authors = [e.payload.author_id for e in first.values()]
+        times = [e.occurred_at for e in first.values()]
+        await self.pool.execute(_SAVE_DELETED, ids, authors, times)
+
+    async def save_profiles(self, changes: Sequence[ProfileChange]) -> None:
+        """Apply profile changes, per field last-writer-wins, in one statement."""
+        await self.pool.execute(_SAVE_PROFILES, merge_profiles(changes))
+
+    async def search_posts(
+        self, query: ParsedQuery, *, offset: int, limit: int, ref: datetime, ceiling: str | None
+    ) -> PostHits:
+        """One page of posts matching `query`, best first (see the module docstring for the ranking)."""
+        if query.empty:
+            return PostHits([], False, None)
+        groups, texts, negated = query.arrays()
+        args = (list(query.tags), list(query.authors), ceiling, ref, offset, limit + 1)
+        rows = await self.pool.fetch(SEARCH_POSTS, groups, texts, negated, *args)
+        top = rows[0]["ceiling"] if rows else ceiling
+        return PostHits([_post_json(r) for r in rows[:limit]], len(rows) > limit, ceiling or top)
+
+    async def search_users(self, query: ParsedQuery, *, offset: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """One page of users whose handle or name matches, exact handle first; (items, more)."""
+        words = user_words(query)
+        if not words:
+            return [], False
+        rows = await self.pool.fetch(SEARCH_USERS, words, like_pattern(words), offset, limit + 1)
+        return [dict(r) for r in rows[:limit]], len(rows) > limit
+
+    async def tag_stats(self, tag: str) -> TagStats | None:
+        """Live posts carrying `tag` (a tag key) and when it was first and last used; None when none."""
+        row = await self.pool.fetchrow(_TAG_STATS, tag)
+        if row is None or not row["n"]:
+            return None
+        return TagStats(tag, row["n"], row["first"], row["last"])
