@@ -52,7 +52,7 @@ def read_post_cursor(raw: str | None) -> tuple[int, datetime, str | None]:
     value = decode_cursor(raw)
     if value is None:
         return 0, datetime.now(UTC), None
-    offset, ref, ceiling = (value.split("|", 2) + ["", ""])[:3]
+    offset, ref, ceiling = [*value.split("|", 2), "", ""][:3]
     if not (offset.isdigit() and ref.isdigit() and ceiling) or int(offset) > 3 * CANDIDATES:
         raise InvalidInput("cursor is not one this API issued", field="cursor")
     return int(offset), datetime.fromtimestamp(int(ref) / 1_000_000, UTC), ceiling
