@@ -1,0 +1,100 @@
+"""Trending hashtags and users, counted in Redis time buckets and ranked every few seconds.
+
+In: post-parsed, post-deleted, user-followed, trending-moderated.  Out: Redis keys under `trending:`
+(store/trending.py), among them `trending:ranking:{15m,1h,24h}`, the JSON `GET /api/trending` serves.
+- Per hashtag: the distinct authors using it; per user: the distinct people drawing activity to them (their own
+  posts, mentions received, new followers). 1-minute and 1-hour buckets keyed by event time: a post counts at its
+  `created_at` (the post-created event's occurred_at, so a re-render does not move it), a follow at its occurred_at.
+- "Now" is the newest post/follow time seen, not the wall clock, so replays and tests with synthetic times rank as
+  they would have live (an event dated more than 5 minutes past the wall clock does not move it).
+- A refresher task (started in `on_setup`) recomputes the three rankings when the counts changed, at most every
+  `REFRESH_S`; a deleted post is taken out of every bucket it counted in; hidden tags/users are left out.
+Idempotency: a post's contributions and its tombstone are written by one Lua script each (a redelivery finds the
+record and stops; a delete before the post leaves a tombstone the post then finds); a follow is a hash field per
+follower; moderation is last-writer-wins by (occurred_at, event id). Replays rebuild the same keys: every key is a
+function of the prefix (`ctx.extras["trending_prefix"]`, default `trending:`), so a replay can build elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+
+from chirp.logging import get_logger
+from consumers.runtime import Consumer, Context, PermanentError
+from schemas import topics
+from schemas.events import PostDeleted, PostParsed, TrendingModerated, UserFollowed
+from store.trending import DEFAULT_PREFIX, Follow, PostActivity, RedisTrending, moderation_target
+
+log = get_logger("chirp.trending")
+consumer = Consumer("trending", "Distinct authors per hashtag and activity per user in time buckets; rankings.")
+
+# What `chirp replay trending` rebuilds (see chirp/ops/replay.py); the ranking reads handles from `users`.
+REDIS_PREFIXES = (DEFAULT_PREFIX,)
+AFTER = ("users",)
+REFRESH_S = 2.0
+_tasks: set[asyncio.Task[Any]] = set()
+
+
+def counts_of(ctx: Context) -> RedisTrending:
+    """The trending counts this context writes (under `ctx.extras["trending_prefix"]` when set)."""
+    return RedisTrending(ctx.redis, ctx.extras.get("trending_prefix", DEFAULT_PREFIX))
+
+
+def activity(event: PostParsed) -> PostActivity:
+    """What a parsed post contributes: its tags and mentions, by its author, at its creation time."""
+    data = event.payload
+    return PostActivity(data.post_id, data.author_id, data.created_at.timestamp(), data.hashtags, data.mentions)
+
+
+async def refresh_forever(counts: RedisTrending, pg: asyncpg.Pool | None, every: float = REFRESH_S) -> None:
+    """Recompute the rankings whenever the counts changed, checking every `every` seconds, until cancelled."""
+    seen: str | None = None
+    while True:
+        try:
+            version = await counts.version()
+            if version != seen:
+                await counts.refresh(pg)
+                seen = version
+        except Exception as exc:  # an outage must not end the loop: the next tick tries again
+            log.warning("trending refresh failed", error=repr(exc))
+        await asyncio.sleep(every)
+
+
+@consumer.on_setup
+async def start_refresher(ctx: Context) -> None:
+    """Start the ranking refresher of this process."""
+    task = asyncio.create_task(refresh_forever(counts_of(ctx), ctx.pg))
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+@consumer.on(topics.POST_PARSED, batch=True)
+async def on_post_parsed(events: list[PostParsed], ctx: Context) -> None:
+    """Count each post's author per tag and the activity it draws per user."""
+    await counts_of(ctx).add_posts([activity(e) for e in events])
+
+
+@consumer.on(topics.POST_DELETED, batch=True)
+async def on_post_deleted(events: list[PostDeleted], ctx: Context) -> None:
+    """Take deleted posts out of every bucket (or tombstone them before they arrive)."""
+    await counts_of(ctx).remove_posts([(e.payload.post_id, e.payload.author_id) for e in events])
+
+
+@consumer.on(topics.USER_FOLLOWED, batch=True)
+async def on_user_followed(events: list[UserFollowed], ctx: Context) -> None:
+    """Count each new follower of a user."""
+    follows = [Follow(e.payload.follower_id, e.payload.followee_id, e.occurred_at.timestamp()) for e in events]
+    await counts_of(ctx).add_follows(follows)
+
+
+@consumer.on(topics.TRENDING_MODERATED)
+async def on_trending_moderated(event: TrendingModerated, ctx: Context) -> None:
+    """Hide or show a tag or user in every window."""
+    target = moderation_target(event.payload.target)
+    if target is None:
+        raise PermanentError(f"not a #tag or @handle: {event.payload.target!r}")
+    at_us = int(event.occurred_at.timestamp() * 1_000_000)
+    await counts_of(ctx).moderate(target, event.payload.hidden, at_us, event.id)

@@ -1,0 +1,426 @@
+"""Trending counts in Redis: the `TrendingCounts` port and its adapter, `RedisTrending`.
+
+Every key starts with a prefix (`DEFAULT_PREFIX`, or another one so a replay can build into a fresh namespace):
+
+| key | what |
+| --- | --- |
+| `{p}now` | "now" for the ranking: the newest post/follow time seen (epoch s), never wall-clock time |
+| `{p}post:{post_id}` | what a post contributed (JSON: time, author, tags, mentions), or `x` once deleted (tombstone) |
+| `{p}{t,u}:{m,h}:{bucket}:p:{subject}` | hash contribution → actor (post → author; `p:`, `m:`, `f:` ids) |
+| `{p}{t,u}:{m,h}:{bucket}:a:{subject}` | set of distinct actors (authors of a tag; people drawing activity to a user) |
+| `{p}active:{t,u}:{m,h}:{bucket}` | set of subjects with a contribution in the bucket (the ranking's candidates) |
+| `{p}moderation` | hash `#tag` / `@handle` → `{at_us:020}|{event_id}|{1 hidden, 0 shown}` (last writer wins) |
+| `{p}ranking:{window}` | the precomputed answer of `GET /api/trending?window=` (JSON), all the gateway reads |
+| `{p}version` | bumped by every write; the refresher recomputes only when it moved |
+
+Buckets are 1 minute (`m`, kept 3 h) and 1 hour (`h`, kept 50 h), numbered `epoch // size` from the event time.
+Subjects: a tag key; for users `u:{user_id}` (their posts, new followers) and `h:{handle}` (mentions, which carry
+handles), merged at ranking time through the `users` table.
+
+Idempotency: a post applies once (its record is written in the same Lua script; a redelivery finds it and stops), a
+delete applies once (the tombstone), and a delete before the post leaves a tombstone the post then finds. A follow
+is a hash field `f:{follower}` in its bucket, so a redelivery sets the same field. Distinct actors are sets, so one
+person repeating a tag counts once; a delete removes the post's fields and takes the actor out of the set only when
+none of their other posts remain in that bucket.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import unicodedata
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import asyncpg
+import orjson
+import redis.asyncio as aioredis
+
+from store.trending_score import WINDOWS, Ranked, Window, rank, score, slices
+
+DEFAULT_PREFIX = "trending:"
+RES_S = {"m": 60, "h": 3600}
+TTL_S = {"m": 3 * 3600, "h": 50 * 3600}
+RECORD_TTL_S = 50 * 3600
+TOMBSTONE_TTL_S = 7 * 86400
+RETENTION_S = 49 * 3600  # events older than `now` minus this can no longer reach any window: skipped
+FUTURE_SKEW_S = 300  # an event dated further than this past the wall clock does not move `now` (bad clocks)
+TOP = 50  # items kept per window; the gateway serves up to this many
+TOMBSTONE = "x"
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    """One piece of activity: `actor` drew `field` to `subject` (kind `t` a tag, `u` a user)."""
+
+    kind: str
+    subject: str
+    field: str
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class PostActivity:
+    post_id: str
+    author_id: str
+    at: float  # epoch seconds of the post's creation
+    tags: tuple[str, ...]
+    mentions: tuple[str, ...]
+
+    def record(self) -> str:
+        return orjson.dumps({"t": self.at, "a": self.author_id, "tags": self.tags, "m": self.mentions}).decode()
+
+    @classmethod
+    def from_record(cls, post_id: str, raw: str) -> PostActivity:
+        data = orjson.loads(raw)
+        return cls(post_id, data["a"], data["t"], tuple(data["tags"]), tuple(data["m"]))
+
+    def contributions(self) -> list[Contribution]:
+        """Each tag gets the author; the author gets their post; each mentioned handle gets the author."""
+        found = [Contribution("t", tag, self.post_id, self.author_id) for tag in self.tags]
+        found.append(Contribution("u", f"u:{self.author_id}", f"p:{self.post_id}", self.author_id))
+        found += [Contribution("u", f"h:{h}", f"m:{self.post_id}", self.author_id) for h in self.mentions]
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class Follow:
+    follower_id: str
+    followee_id: str
+    at: float
+
+    def contribution(self) -> Contribution:
+        return Contribution("u", f"u:{self.followee_id}", f"f:{self.follower_id}", self.follower_id)
+
+
+_HANDLE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
+_TAG = re.compile(r"^\w+$")
+
+
+def moderation_target(raw: str) -> str | None:
+    """`#tag` (case-folded, NFC; a bare `tag` too) or `@handle` (lower-case) as stored; None if neither."""
+    raw = raw.strip()
+    if raw.startswith("@"):
+        return f"@{raw[1:].lower()}" if _HANDLE.match(raw[1:]) else None
+    tag = unicodedata.normalize("NFC", raw.removeprefix("#").casefold())
+    return f"#{tag}" if _TAG.match(tag) and any(c.isalpha() for c in tag) else None
+
+
+def moderation_value(at_us: int, event_id: str, hidden: bool) -> str:
+    """The stored moderation state; string order is (time, event id) order, so the newest wins."""
+    return f"{at_us:020d}|{event_id}|{1 if hidden else 0}"
+
+
+def ranking_key(window: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The key holding the precomputed ranking of `window`."""
+    return f"{prefix}ranking:{window}"
+
+
+class TrendingCounts(Protocol):
+    async def add_posts(self, posts: Sequence[PostActivity]) -> None: ...
+    async def remove_posts(self, deletes: Sequence[tuple[str, str]]) -> None: ...
+    async def add_follows(self, follows: Sequence[Follow]) -> None: ...
+    async def moderate(self, target: str, hidden: bool, at_us: int, event_id: str) -> None: ...
+    async def refresh(self, pg: asyncpg.Pool | None) -> dict[str, dict[str, Any]]: ...
+    async def ranking(self, window: str) -> str | None: ...
+
+
+# Lua: each script is one atomic step, so concurrent consumers never see half a post. ----------------------------
+
+# KEYS: record (ignored when ARGV[1] is ''), now, version, then (contributions, actors, active) per contribution.
+# ARGV: record value or '', record ttl, event time, then (field, actor, subject, ttl) per contribution.
+_ADD = """
+if ARGV[1] ~= '' then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+end
+if tonumber(ARGV[3]) > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], ARGV[3]) end
+local added = 0
+for i = 4, #KEYS, 3 do
+  local j = 4 + (i - 4) / 3 * 4
+  if redis.call('HSETNX', KEYS[i], ARGV[j], ARGV[j + 1]) == 1 then
+    redis.call('SADD', KEYS[i + 1], ARGV[j + 1])
+    redis.call('SADD', KEYS[i + 2], ARGV[j + 2])
+    added = added + 1
+  end
+  for k = i, i + 2 do redis.call('EXPIRE', KEYS[k], ARGV[j + 3]) end
+end
+if added > 0 then redis.call('INCR', KEYS[3]) end
+return 1
+"""
+
+# KEYS: record, version, then (contributions, actors, active) per contribution.
+# ARGV: the record value read before (or ''), tombstone ttl, then (field, actor, subject) per contribution.
+# Returns -1 when the record changed since it was read (the caller reads again).
+_REMOVE = """
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return -1 end
+for i = 3, #KEYS, 3 do
+  local j = 3 + (i - 3) / 3 * 3
+  if redis.call('HDEL', KEYS[i], ARGV[j]) == 1 then
+    local still = false
+    for _, actor in ipairs(redis.call('HVALS', KEYS[i])) do
+      if actor == ARGV[j + 1] then still = true break end
+    end
+    if not still then redis.call('SREM', KEYS[i + 1], ARGV[j + 1]) end
+    if redis.call('HLEN', KEYS[i]) == 0 then redis.call('SREM', KEYS[i + 2], ARGV[j + 2]) end
+  end
+end
+redis.call('SET', KEYS[1], 'x', 'EX', ARGV[2])
+redis.call('INCR', KEYS[2])
+return 1
+"""
+
+# KEYS: moderation hash, version. ARGV: target, value (see moderation_value).
+_MODERATE = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current and current >= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('INCR', KEYS[2])
+return 1
+"""
+
+
+class RedisTrending:
+    """`TrendingCounts` on Redis, every key under `prefix`."""
+
+    def __init__(self, redis: aioredis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
+        self.redis = redis
+        self.p = prefix
+        self._add = redis.register_script(_ADD)
+        self._remove = redis.register_script(_REMOVE)
+        self._moderate = redis.register_script(_MODERATE)
+
+    # Keys ----------------------------------------------------------------------------------------------------
+
+    @property
+    def now_key(self) -> str:
+        return f"{self.p}now"
+
+    @property
+    def version_key(self) -> str:
+        return f"{self.p}version"
+
+    @property
+    def moderation_key(self) -> str:
+        return f"{self.p}moderation"
+
+    def post_key(self, post_id: str) -> str:
+        return f"{self.p}post:{post_id}"
+
+    def ranking_key(self, window: str) -> str:
+        return ranking_key(window, self.p)
+
+    def contributions_key(self, kind: str, res: str, bucket: int, subject: str) -> str:
+        return f"{self.p}{kind}:{res}:{bucket}:p:{subject}"
+
+    def actors_key(self, kind: str, res: str, bucket: int, subject: str) -> str:
+        return f"{self.p}{kind}:{res}:{bucket}:a:{subject}"
+
+    def active_key(self, kind: str, res: str, bucket: int) -> str:
+        return f"{self.p}active:{kind}:{res}:{bucket}"
+
+    def _triples(self, contributions: Iterable[Contribution], at: float) -> tuple[list[str], list[str], list[str]]:
+        """(keys, add args, remove args) of `contributions` at both resolutions."""
+        keys: list[str] = []
+        add: list[str] = []
+        remove: list[str] = []
+        for c in contributions:
+            for res, size in RES_S.items():
+                bucket = int(at // size)
+                keys += [
+                    self.contributions_key(c.kind, res, bucket, c.subject),
+                    self.actors_key(c.kind, res, bucket, c.subject),
+                    self.active_key(c.kind, res, bucket),
+                ]
+                add += [c.field, c.actor, c.subject, str(TTL_S[res])]
+                remove += [c.field, c.actor, c.subject]
+        return keys, add, remove
+
+    # Writes --------------------------------------------------------------------------------------------------
+
+    async def _current(self) -> float:
+        return float(await self.redis.get(self.now_key) or 0)
+
+    async def add_posts(self, posts: Sequence[PostActivity]) -> None:
+        """Count each post once (its author per tag, activity per user) in its minute and hour buckets."""
+        horizon = await self._current() - RETENTION_S
+        latest = time.time() + FUTURE_SKEW_S
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for post in posts:
+                if post.at < horizon:
+                    continue
+                keys, args, _ = self._triples(post.contributions(), post.at)
+                head = [post.record(), str(RECORD_TTL_S), str(min(post.at, latest))]
+                await self._add(
+                    keys=[self.post_key(post.post_id), self.now_key, self.version_key, *keys],
+                    args=[*head, *args],
+                    client=pipe,
+                )
+            await pipe.execute()
+
+    async def add_follows(self, follows: Sequence[Follow]) -> None:
+        """Count each new follower once per bucket of the followee."""
+        horizon = await self._current() - RETENTION_S
+        latest = time.time() + FUTURE_SKEW_S
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for follow in follows:
+                if follow.at < horizon:
+                    continue
+                keys, args, _ = self._triples([follow.contribution()], follow.at)
+                head = ["", "0", str(min(follow.at, latest))]
+                await self._add(
+                    keys=[self.now_key, self.now_key, self.version_key, *keys], args=[*head, *args], client=pipe
+                )
+            await pipe.execute()
+
+    async def remove_posts(self, deletes: Sequence[tuple[str, str]], attempts: int = 5) -> None:
+        """Take deleted posts (post id, author id) out of every bucket they counted in; tombstone them."""
+        pending = dict(deletes)
+        for _ in range(attempts):
+            if not pending:
+                return
+            ids = list(pending)
+            records = await self.redis.mget([self.post_key(i) for i in ids])
+            async with self.redis.pipeline(transaction=False) as pipe:
+                sent: list[str] = []
+                for post_id, raw in zip(ids, records, strict=True):
+                    if raw == TOMBSTONE:
+                        continue
+                    keys: list[str] = []
+                    args: list[str] = []
+                    if raw is not None:
+                        post = PostActivity.from_record(post_id, raw)
+                        if post.author_id != pending[post_id]:
+                            continue  # only its author deletes a post (as the posts model decides)
+                        keys, _, args = self._triples(post.contributions(), post.at)
+                    head = [raw or "", str(TOMBSTONE_TTL_S)]
+                    await self._remove(
+                        keys=[self.post_key(post_id), self.version_key, *keys], args=[*head, *args], client=pipe
+                    )
+                    sent.append(post_id)
+                results = await pipe.execute()
+            pending = {i: pending[i] for i, r in zip(sent, results, strict=True) if r == -1}
+        if pending:
+            raise RuntimeError(f"posts kept changing while being deleted: {sorted(pending)[:5]}")
+
+    async def moderate(self, target: str, hidden: bool, at_us: int, event_id: str) -> None:
+        """Hide or show `#tag` / `@handle` in every window (the newest moderation event wins)."""
+        value = moderation_value(at_us, event_id, hidden)
+        await self._moderate(keys=[self.moderation_key, self.version_key], args=[target, value])
+
+    # Ranking -------------------------------------------------------------------------------------------------
+
+    async def version(self) -> str | None:
+        return await self.redis.get(self.version_key)
+
+    async def hidden(self) -> set[str]:
+        """The targets currently hidden from trending."""
+        return {t for t, v in (await self.redis.hgetall(self.moderation_key)).items() if v.endswith("|1")}
+
+    async def refresh(self, pg: asyncpg.Pool | None) -> dict[str, dict[str, Any]]:
+        """Recompute the ranking of every window and store it (one JSON blob per window); returns them."""
+        raw_now = await self.redis.get(self.now_key)
+        hidden = await self.hidden()
+        results: dict[str, dict[str, Any]] = {}
+        tmp = f"{self.p}tmp:{uuid.uuid4().hex}"
+        try:
+            for window in WINDOWS.values():
+                if raw_now is None:
+                    results[window.name] = {"hashtags": [], "users": []}
+                    continue
+                now = float(raw_now)
+                tags = await self._rank_tags(window, now, hidden, tmp)
+                users = await self._rank_users(window, now, hidden, tmp, pg)
+                results[window.name] = {"hashtags": tags, "users": users}
+        finally:
+            await self.redis.unlink(tmp)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name, blob in results.items():
+                pipe.set(self.ranking_key(name), orjson.dumps(blob))
+            await pipe.execute()
+        return results
+
+    async def ranking(self, window: str) -> str | None:
+        """The stored ranking of `window` (JSON), None before the first refresh."""
+        return await self.redis.get(self.ranking_key(window))
+
+    async def _active(self, kind: str, window: Window, now: float) -> dict[str, set[int]]:
+        """Subject → buckets of the window and its baseline period where it has activity."""
+        buckets = list(window.buckets(now, baseline=True)) + list(window.buckets(now))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for bucket in buckets:
+                pipe.smembers(self.active_key(kind, window.res, bucket))
+            members = await pipe.execute()
+        found: dict[str, set[int]] = defaultdict(set)
+        for bucket, subjects in zip(buckets, members, strict=True):
+            for subject in subjects:
+                found[subject].add(bucket)
+        return found
+
+    async def _counts(
+        self, kind: str, res: str, groups: list[list[tuple[str, set[int]]]], spans: list[range], tmp: str
+    ) -> list[list[int]]:
+        """Per group (subjects with their active buckets), the distinct actors within each span of buckets."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            shape: list[int] = []
+            for group in groups:
+                for span in spans:
+                    keys = [self.actors_key(kind, res, b, s) for s, active in group for b in span if b in active]
+                    shape.append(len(keys))
+                    if len(keys) == 1:
+                        pipe.scard(keys[0])
+                    elif keys:
+                        pipe.sunionstore(tmp, keys)
+            replies = iter(await pipe.execute())
+        flat = [int(next(replies)) if n else 0 for n in shape]
+        return [flat[i : i + len(spans)] for i in range(0, len(flat), len(spans))]
+
+    async def _rank_tags(self, window: Window, now: float, hidden: set[str], tmp: str) -> list[dict[str, Any]]:
+        active = await self._active("t", window, now)
+        names = sorted(tag for tag in active if f"#{tag}" not in hidden)
+        groups = [[(tag, active[tag])] for tag in names]
+        spans = [window.buckets(now), window.buckets(now, baseline=True)]
+        counts = await self._counts("t", window.res, groups, spans, tmp)
+        top = rank(Ranked(name, c[0], score(c[0], c[1])) for name, c in zip(names, counts, strict=True))[:TOP]
+        sparks = await self._counts(
+            "t", window.res, [[(r.name, active[r.name])] for r in top], slices(window, now), tmp
+        )
+        return [
+            {"tag": r.name, "score": r.score, "count": r.count, "sparkline": s}
+            for r, s in zip(top, sparks, strict=True)
+        ]
+
+    async def _rank_users(
+        self, window: Window, now: float, hidden: set[str], tmp: str, pg: asyncpg.Pool | None
+    ) -> list[dict[str, Any]]:
+        active = await self._active("u", window, now)
+        if not active or pg is None:
+            return []
+        people = await _resolve(pg, active)
+        names = sorted(h for h in people if f"@{h.lower()}" not in hidden)
+        groups = [[(s, active[s]) for s in people[h]] for h in names]
+        spans = [window.buckets(now), window.buckets(now, baseline=True)]
+        counts = await self._counts("u", window.res, groups, spans, tmp)
+        top = rank(Ranked(name, c[0], score(c[0], c[1])) for name, c in zip(names, counts, strict=True))
+        return [{"handle": r.name, "score": r.score, "count": r.count} for r in top[:TOP]]
+
+
+_USERS = """
+SELECT user_id, handle FROM users
+WHERE (user_id = ANY($1::text[]) OR lower(handle) = ANY($2::text[])) AND handle NOT LIKE '~%'
+"""
+
+
+async def _resolve(pg: asyncpg.Pool, active: dict[str, set[int]]) -> dict[str, list[str]]:
+    """Handle → the subjects (`u:{id}`, `h:{handle}`) that are that user, for users known to the `users` table."""
+    ids = [s[2:] for s in active if s.startswith("u:")]
+    handles = [s[2:] for s in active if s.startswith("h:")]
+    people: dict[str, list[str]] = {}
+    for row in await pg.fetch(_USERS, ids, handles):
+        subjects = [s for s in (f"u:{row['user_id']}", f"h:{row['handle'].lower()}") if s in active]
+        if subjects:
+            people[row["handle"]] = subjects
+    return people
