@@ -1,0 +1,134 @@
+"""Home timelines, fanned out on write into Redis (store/timelines.py).
+
+In: post-parsed (the post is renderable by then), post-deleted, user-followed, user-unfollowed.
+Out: `chirp:tl:{user}` sorted sets and the `:big` sets of authors merged at read time.
+Idempotency: adding a member twice is one member, removing it twice is no member; follow/unfollow effects are
+applied only when newer than the last one applied to that pair (a per-follower hash), backfill and trim are both
+repeatable. Authors with more than `fanout_max_followers` followers are not fanned out: their followers' timelines
+name them in `:big` and the read path merges their posts from PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from chirp.logging import get_logger
+from consumers.runtime import Consumer, Context
+from schemas import topics
+from schemas.events import PostDeleted, PostParsed, UserFollowed, UserUnfollowed
+from store.timelines import PostgresTimelineSource, RedisTimelines, member
+from store.users import FollowChange, newest_per_pair
+
+consumer = Consumer("timelines", "Home timelines: fan-out on write into Redis, big accounts merged at read time.")
+log = get_logger("chirp.timelines")
+
+
+@dataclass
+class Fanout:
+    """Where a batch of posts goes: members per timeline, and which authors are too big to fan out."""
+
+    timelines: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    big: set[str] = field(default_factory=set)
+    small: set[str] = field(default_factory=set)
+
+
+def plan_fanout(posts: Iterable[tuple[str, str]], followers: dict[str, list[str]], max_followers: int) -> Fanout:
+    """Each post goes to its author's timeline, and to every follower's unless the author has too many followers."""
+    plan = Fanout()
+    for post_id, author in posts:
+        value = member(post_id, author)
+        plan.timelines[author].append(value)
+        if len(followers.get(author, ())) > max_followers:
+            plan.big.add(author)
+            continue
+        plan.small.add(author)
+        for follower in followers.get(author, ()):
+            plan.timelines[follower].append(value)
+    return plan
+
+
+def _change(event: UserFollowed | UserUnfollowed, *, active: bool) -> FollowChange:
+    return FollowChange(event.payload.follower_id, event.payload.followee_id, active, event.occurred_at)
+
+
+def _stores(ctx: Context) -> tuple[RedisTimelines, PostgresTimelineSource]:
+    if "timelines" not in ctx.extras:
+        ctx.extras["timelines"] = RedisTimelines(ctx.redis, ctx.settings.timeline_length)
+    return ctx.extras["timelines"], PostgresTimelineSource(ctx.pg)
+
+
+@consumer.on(topics.POST_PARSED, batch=True)
+async def on_post_parsed(events: list[PostParsed], ctx: Context) -> None:
+    timelines, source = _stores(ctx)
+    posts = {e.payload.post_id: e.payload.author_id for e in events}
+    gone = await source.deleted(list(posts))  # a replayed post-parsed must not bring a deleted post back
+    live = [(post_id, author) for post_id, author in posts.items() if post_id not in gone]
+    limit = ctx.settings.fanout_max_followers
+    plan = plan_fanout(live, await source.followers({a for _, a in live}, limit + 1), limit)
+    for author in plan.big:
+        if await timelines.mark_big(author):
+            await _became_big(author, timelines, source)
+    await timelines.unmark_big(plan.small)
+    await timelines.add(plan.timelines)
+
+
+async def _became_big(author: str, timelines: RedisTimelines, source: PostgresTimelineSource) -> None:
+    """From now on the author's posts are merged at read time: tell every follower's timeline so."""
+    followers = (await source.followers([author]))[author]
+    log.info("author no longer fanned out", author_id=author, followers=len(followers))
+    await timelines.add_big({follower: [author] for follower in followers})
+
+
+@consumer.on(topics.POST_DELETED, batch=True)
+async def on_post_deleted(events: list[PostDeleted], ctx: Context) -> None:
+    timelines, source = _stores(ctx)
+    followers = await source.followers({e.payload.author_id for e in events})
+    for event in events:
+        data = event.payload
+        await timelines.remove(member(data.post_id, data.author_id), [data.author_id, *followers[data.author_id]])
+
+
+@consumer.on(topics.USER_FOLLOWED, batch=True)
+async def on_user_followed(events: list[UserFollowed], ctx: Context) -> None:
+    await _apply_follows([_change(e, active=True) for e in events], ctx)
+
+
+@consumer.on(topics.USER_UNFOLLOWED, batch=True)
+async def on_user_unfollowed(events: list[UserUnfollowed], ctx: Context) -> None:
+    await _apply_follows([_change(e, active=False) for e in events], ctx)
+
+
+async def _apply_follows(changes: list[FollowChange], ctx: Context) -> None:
+    """The event is the truth for its pair (the follows table may lag): backfill on follow, trim on unfollow."""
+    timelines, source = _stores(ctx)
+    newest = newest_per_pair(changes)
+    pairs = [(c.follower_id, c.followee_id, c.at) for c in newest]
+    fresh = [c for c, newer in zip(newest, await timelines.newer_pairs(pairs), strict=True) if newer]
+    await timelines.drop_authors([(c.follower_id, c.followee_id) for c in fresh if not c.active])
+    follows = [c for c in fresh if c.active]
+    if follows:
+        await _backfill(follows, ctx.settings.fanout_max_followers, timelines, source)
+    await timelines.record_pairs([(c.follower_id, c.followee_id, c.at) for c in fresh])
+
+
+async def _backfill(
+    follows: list[FollowChange], max_followers: int, timelines: RedisTimelines, source: PostgresTimelineSource
+) -> None:
+    followees = {c.followee_id for c in follows}
+    counts = await source.followers(followees, max_followers + 1)
+    marked = await timelines.all_big()
+    big = {a for a in followees if len(counts[a]) > max_followers or a in marked}
+    by_author: dict[str, list[str]] = defaultdict(list)
+    for post_id, author in await source.recent(followees - big, timelines.length):
+        by_author[author].append(member(post_id, author))
+    big_by_user: dict[str, list[str]] = defaultdict(list)
+    added: dict[str, list[str]] = defaultdict(list)
+    for change in follows:
+        if change.followee_id in big:
+            big_by_user[change.follower_id].append(change.followee_id)
+        else:
+            added[change.follower_id].extend(by_author[change.followee_id])
+    await timelines.add_big(big_by_user)
+    await timelines.add(added)

@@ -1,0 +1,81 @@
+"""Users projection: profiles, follows and follower counts.
+
+In: user-registered, user-profile-synced, user-profile-updated, user-followed, user-unfollowed.
+Out: the `users` and `follows` tables (store/users.py).
+Idempotency: every profile field is last-writer-wins by occurred_at, every follow pair too (one row per pair);
+counts are recomputed from `follows` in the same transaction, never incremented.
+"""
+
+from __future__ import annotations
+
+from consumers.runtime import Consumer, Context
+from schemas import topics
+from schemas.events import (
+    UserFollowed,
+    UserProfileSynced,
+    UserProfileUpdated,
+    UserProfileUpdatedData,
+    UserRegistered,
+    UserRegisteredData,
+    UserUnfollowed,
+)
+from store.users import FollowChange, PostgresUsersReadModel, ProfileChange
+
+consumer = Consumer("users", "Profiles, follows and exact follower counts in the users and follows tables.")
+
+ProfileEvent = UserRegistered | UserProfileSynced | UserProfileUpdated
+
+
+def profile_change(event: ProfileEvent) -> ProfileChange:
+    """The fields one profile event sets, stamped with its occurred_at."""
+    data = event.payload
+    if isinstance(data, UserProfileUpdatedData):
+        return ProfileChange(data.user_id, event.occurred_at, display_name=data.display_name, bio=data.bio)
+    return ProfileChange(
+        data.user_id,
+        event.occurred_at,
+        handle=data.handle,
+        display_name=data.display_name,
+        avatar_url=data.avatar_url,
+        github_id=data.github_id if isinstance(data, UserRegisteredData) else None,
+        registered=isinstance(data, UserRegisteredData),
+    )
+
+
+def follow_change(event: UserFollowed | UserUnfollowed) -> FollowChange:
+    """The pair's state after the event."""
+    data = event.payload
+    return FollowChange(data.follower_id, data.followee_id, isinstance(event, UserFollowed), event.occurred_at)
+
+
+async def _profiles(events: list[ProfileEvent], ctx: Context) -> None:
+    await PostgresUsersReadModel(ctx.pg).apply_profiles([profile_change(e) for e in events])
+
+
+async def _follows(events: list[UserFollowed] | list[UserUnfollowed], ctx: Context) -> None:
+    await PostgresUsersReadModel(ctx.pg).apply_follows([follow_change(e) for e in events])
+
+
+@consumer.on(topics.USER_REGISTERED, batch=True)
+async def on_user_registered(events: list[UserRegistered], ctx: Context) -> None:
+    await _profiles(list(events), ctx)
+
+
+@consumer.on(topics.USER_PROFILE_SYNCED, batch=True)
+async def on_user_profile_synced(events: list[UserProfileSynced], ctx: Context) -> None:
+    await _profiles(list(events), ctx)
+
+
+@consumer.on(topics.USER_PROFILE_UPDATED, batch=True)
+async def on_user_profile_updated(events: list[UserProfileUpdated], ctx: Context) -> None:
+    await _profiles(list(events), ctx)
+
+
+@consumer.on(topics.USER_FOLLOWED, batch=True)
+async def on_user_followed(events: list[UserFollowed], ctx: Context) -> None:
+    await _follows(events, ctx)
+
+
+@consumer.on(topics.USER_UNFOLLOWED, batch=True)
+async def on_user_unfollowed(events: list[UserUnfollowed], ctx: Context) -> None:
+    await _follows(events, ctx)

@@ -1,0 +1,77 @@
+"""The home timeline: `GET /api/timeline?cursor&limit`, the viewer's posts and their followees', newest first.
+
+Warm path: one Redis script (a page of post ids after the cursor, plus the followed big accounts) and one SQL query
+loading those posts by id merged with the big accounts' newest. Cold path (no built timeline in Redis): the page is
+served from SQL with `"partial": true` while the timeline is rebuilt in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from chirp.logging import get_logger
+from gateway.auth.current import require_viewer
+from gateway.cursors import encode_cursor, page_params
+from gateway.errors import JSONResponse
+from gateway.routes.posts import post_json
+from gateway.state import State, state_of
+from store.timelines import PostgresTimelineSource, RedisTimelines, page_of, rebuild
+
+log = get_logger("chirp.gateway")
+
+
+def _timelines(state: State) -> RedisTimelines:
+    found = state.extras.get("timelines")
+    if found is None:
+        found = state.extras["timelines"] = RedisTimelines(state.redis, state.settings.timeline_length)
+    return found
+
+
+async def timeline(request: Request) -> Response:
+    """`GET /api/timeline`: `{items, next_cursor, partial}`."""
+    me = await require_viewer(request)
+    cursor, limit = page_params(request)
+    state = state_of(request)
+    source = PostgresTimelineSource(state.pg)
+    window = await _timelines(state).window(me.user_id, cursor, limit)
+    if window is None:
+        _start_rebuild(state, me.user_id)
+        authors = [*await source.followees(me.user_id), me.user_id]
+        rows = await source.items([], authors, cursor, limit + 1)
+        page, after = rows[:limit], rows[limit - 1].id if len(rows) > limit else None
+    else:
+        rows = await source.items(window.post_ids, window.big_authors, cursor, limit + 1)
+        page, after = page_of(rows, window.post_ids, limit)
+    return JSONResponse(
+        {
+            "items": [post_json(post) for post in page],
+            "next_cursor": encode_cursor(after) if after else None,
+            "partial": window is None,
+        }
+    )
+
+
+def _start_rebuild(state: State, user_id: str) -> None:
+    tasks: set[asyncio.Task[None]] = state.extras.setdefault("timeline_rebuilds", set())
+    task = asyncio.create_task(_rebuild(state, user_id))
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+async def _rebuild(state: State, user_id: str) -> None:
+    timelines = _timelines(state)
+    if not await timelines.lock(user_id):
+        return  # another request (or process) is rebuilding it
+    try:
+        await rebuild(timelines, PostgresTimelineSource(state.pg), user_id, state.settings.fanout_max_followers)
+    except Exception:
+        log.exception("timeline rebuild failed; the next read retries", user_id=user_id)
+    finally:
+        await timelines.unlock(user_id)
+
+
+routes = [Route("/api/timeline", timeline, methods=["GET"])]

@@ -1,0 +1,163 @@
+"""Profiles and follows: `/api/users/{handle}`, its followers and following, follow/unfollow, and `PATCH /api/me`.
+
+Reads go to the users read model (store/users.py); commands publish an event and answer 202: the users consumer
+applies them, idempotently, so following twice is one follow.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import datetime
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.auth.current import require_viewer, viewer
+from gateway.cursors import encode_cursor, page_params
+from gateway.errors import InvalidInput, JSONResponse, NotFound
+from gateway.requests import json_body
+from gateway.state import state_of
+from schemas.events import FollowData, UserFollowed, UserProfileUpdated, UserProfileUpdatedData, UserUnfollowed
+from store.users import FollowPage, PostgresUsersReadModel
+
+HANDLE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
+DISPLAY_NAME_MAX = 50
+BIO_MAX = 160
+EDITABLE = ("display_name", "bio")
+# Direction marks that reorder the text around them: spoofing material in a name, never needed in plain text.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+ACCEPTED = {"status": "accepted"}
+
+
+def _clean_text(value: object, field: str, *, allow_newlines: bool) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be a string.", field=field)
+    text = value.replace("\r\n", "\n").strip()
+    for char in text:
+        if char == "\n" and allow_newlines:
+            continue
+        if unicodedata.category(char) in ("Cc", "Cs") or char in _BIDI_CONTROLS:
+            raise InvalidInput(f"{field} must not contain control characters.", field=field)
+    return text
+
+
+def profile_edit(body: dict[str, Any]) -> dict[str, str]:
+    """The fields a `PATCH /api/me` body changes, validated and trimmed; InvalidInput names the field at fault."""
+    for name in body:
+        if name not in EDITABLE:
+            raise InvalidInput(f"{name} cannot be changed; only display_name and bio can.", field=name)
+    edit: dict[str, str] = {}
+    if "display_name" in body:
+        name = _clean_text(body["display_name"], "display_name", allow_newlines=False)
+        if not 1 <= len(name) <= DISPLAY_NAME_MAX:
+            raise InvalidInput(f"display_name must be 1 to {DISPLAY_NAME_MAX} characters.", field="display_name")
+        edit["display_name"] = name
+    if "bio" in body:
+        bio = _clean_text(body["bio"], "bio", allow_newlines=True)
+        if len(bio) > BIO_MAX:
+            raise InvalidInput(f"bio must be at most {BIO_MAX} characters.", field="bio")
+        edit["bio"] = bio
+    if not edit:
+        raise InvalidInput("Nothing to change: send display_name and/or bio.", field="body")
+    return edit
+
+
+def _users(request: Request) -> PostgresUsersReadModel:
+    return PostgresUsersReadModel(state_of(request).pg)
+
+
+async def _user_id(request: Request) -> str:
+    handle = request.path_params["handle"]
+    found = await _users(request).user_id(handle) if HANDLE.match(handle) else None
+    if found is None:
+        raise NotFound(f"No user @{handle}.")
+    return found
+
+
+async def profile(request: Request) -> Response:
+    """`GET /api/users/{handle}`: a public profile; `followed_by_me` for the logged-in viewer."""
+    handle = request.path_params["handle"]
+    me = await viewer(request)
+    found = await _users(request).profile(handle, me.user_id if me else None) if HANDLE.match(handle) else None
+    if found is None:
+        raise NotFound(f"No user @{handle}.")
+    return JSONResponse(found)
+
+
+async def update_me(request: Request) -> Response:
+    """`PATCH /api/me {display_name?, bio?}`: publishes user-profile-updated; 202."""
+    me = await require_viewer(request)
+    edit = profile_edit(await json_body(request))
+    event = UserProfileUpdated(actor=me.user_id, payload=UserProfileUpdatedData(user_id=me.user_id, **edit))
+    await state_of(request).publisher.publish(event)
+    return JSONResponse(ACCEPTED, 202)
+
+
+async def _follow_data(request: Request) -> FollowData:
+    me = await require_viewer(request)
+    target = await _user_id(request)
+    if target == me.user_id:
+        raise InvalidInput("You cannot follow yourself.", field="handle")
+    return FollowData(follower_id=me.user_id, followee_id=target)
+
+
+async def follow(request: Request) -> Response:
+    """`POST /api/users/{handle}/follow`: publishes user-followed; 202."""
+    data = await _follow_data(request)
+    await state_of(request).publisher.publish(UserFollowed(actor=data.follower_id, payload=data))
+    return JSONResponse(ACCEPTED, 202)
+
+
+async def unfollow(request: Request) -> Response:
+    """`DELETE /api/users/{handle}/follow`: publishes user-unfollowed; 202."""
+    data = await _follow_data(request)
+    await state_of(request).publisher.publish(UserUnfollowed(actor=data.follower_id, payload=data))
+    return JSONResponse(ACCEPTED, 202)
+
+
+def _after(cursor: str | None) -> tuple[datetime, str] | None:
+    """The keyset (changed_at, user_id) inside a follow-list cursor."""
+    if cursor is None:
+        return None
+    try:
+        at, user_id = orjson.loads(cursor)
+        return datetime.fromisoformat(at), str(user_id)
+    except (orjson.JSONDecodeError, TypeError, ValueError):
+        raise InvalidInput("cursor is not one this API issued", field="cursor") from None
+
+
+def _follow_list(page: FollowPage) -> Response:
+    items = [{k: row[k] for k in ("handle", "display_name", "avatar_url", "followers_count")} for row in page.rows]
+    cursor = None
+    if page.after:
+        at, user_id = page.after
+        cursor = encode_cursor(orjson.dumps([at.isoformat(), user_id]).decode())
+    return JSONResponse({"items": items, "next_cursor": cursor})
+
+
+async def followers(request: Request) -> Response:
+    """`GET /api/users/{handle}/followers?cursor&limit`: newest follower first."""
+    cursor, limit = page_params(request)
+    user_id = await _user_id(request)
+    return _follow_list(await _users(request).followers(user_id, _after(cursor), limit))
+
+
+async def following(request: Request) -> Response:
+    """`GET /api/users/{handle}/following?cursor&limit`: newest followee first."""
+    cursor, limit = page_params(request)
+    user_id = await _user_id(request)
+    return _follow_list(await _users(request).following(user_id, _after(cursor), limit))
+
+
+routes = [
+    Route("/api/me", update_me, methods=["PATCH"]),
+    Route("/api/users/{handle}", profile, methods=["GET"]),
+    Route("/api/users/{handle}/follow", follow, methods=["POST"]),
+    Route("/api/users/{handle}/follow", unfollow, methods=["DELETE"]),
+    Route("/api/users/{handle}/followers", followers, methods=["GET"]),
+    Route("/api/users/{handle}/following", following, methods=["GET"]),
+]

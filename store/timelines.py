@@ -1,0 +1,337 @@
+"""Home timelines: a Redis sorted set of post ids per user, filled on write, rebuilt from PostgreSQL when cold.
+
+Keys:
+- `chirp:tl:{user}`: every score is 0 and members are `{post_id}:{author_id}`, so the set is in lexicographic order
+  of ULID post ids, which is time order. `ZRANGE BYLEX REV` with an exclusive bound pages newest first without the
+  ties a millisecond score has; the author in the member lets an unfollow remove that author's posts without a second
+  structure. The member `~` sorts after every post and marks a timeline *built* from the store: a set without it only
+  holds what writes added since (after a flush or an expiry) and the read path rebuilds it.
+- `chirp:tl:{user}:big`: authors the user follows whose posts are not fanned out (merged at read time).
+- `chirp:tl:{user}:pairs`: followee -> occurred_at of the newest follow/unfollow applied (last writer wins).
+- `chirp:tl:big`: authors currently not fanned out (more than `fanout_max_followers` followers).
+A timeline lives `TTL_S` after its last read, so inactive users stop costing memory and are rebuilt on return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from store.posts import PostView
+
+BUILT = "~"
+TTL_S = 14 * 86400
+GLOBAL_BIG = "chirp:tl:big"
+_CHUNK = 2000  # commands per pipeline round trip
+
+
+def timeline_key(user_id: str) -> str:
+    return f"chirp:tl:{user_id}"
+
+
+def big_key(user_id: str) -> str:
+    return f"chirp:tl:{user_id}:big"
+
+
+def pairs_key(user_id: str) -> str:
+    return f"chirp:tl:{user_id}:pairs"
+
+
+def lock_key(user_id: str) -> str:
+    return f"chirp:tl:{user_id}:lock"
+
+
+def member(post_id: str, author_id: str) -> str:
+    return f"{post_id}:{author_id}"
+
+
+def post_id_of(value: str) -> str:
+    return value.split(":", 1)[0]
+
+
+def stamp(at: datetime) -> str:
+    """A fixed-width UTC timestamp: string order is time order (compared inside Lua)."""
+    return at.astimezone(UTC).strftime("%Y%m%d%H%M%S%f")
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One page read from Redis: up to limit+1 member ids after the cursor, and the big authors to merge."""
+
+    post_ids: list[str]
+    big_authors: list[str]
+
+
+class Timelines(Protocol):
+    async def window(self, user_id: str, cursor: str | None, limit: int) -> Window | None: ...
+    async def add(self, posts_by_timeline: Mapping[str, Iterable[str]]) -> None: ...
+    async def remove(self, value: str, timelines: Iterable[str]) -> None: ...
+
+
+# Lua: one round trip and one command per timeline, whatever it does there.
+_ADD = """
+for i = 3, #ARGV do redis.call('ZADD', KEYS[1], 0, ARGV[i]) end
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[1]) + 2))
+redis.call('EXPIRE', KEYS[1], ARGV[2], 'NX')
+return 0
+"""
+
+_WINDOW = """
+if not redis.call('ZSCORE', KEYS[1], '~') then return false end
+local ids = redis.call('ZRANGE', KEYS[1], ARGV[1], '-', 'BYLEX', 'REV', 'LIMIT', 0, ARGV[2])
+local big = redis.call('SMEMBERS', KEYS[2])
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+return {ids, big}
+"""
+
+_DROP_AUTHOR = """
+local n = 0
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local sep = string.find(m, ':', 1, true)
+  if sep and string.sub(m, sep + 1) == ARGV[1] then
+    redis.call('ZREM', KEYS[1], m)
+    n = n + 1
+  end
+end
+redis.call('SREM', KEYS[2], ARGV[1])
+return n
+"""
+
+_RECORD_PAIR = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old and old >= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3], 'NX')
+return 1
+"""
+
+
+def page_of(rows: list[PostView], window_ids: list[str], limit: int) -> tuple[list[PostView], str | None]:
+    """Cut the page from live rows (newest first) merged from a Redis window of up to limit+1 ids and big authors.
+
+    Redis may still hold ids the store no longer serves (deleted, not projected yet), so the page only goes down
+    to the lowest id Redis returned when Redis has more: nothing past it was fetched, so nothing past it is served.
+    """
+    lower = window_ids[limit] if len(window_ids) > limit else None
+    live = [r for r in rows if lower is None or r.id >= lower]
+    page = live[:limit]
+    more = len(live) > limit or lower is not None
+    if not more:
+        return page, None
+    return page, page[-1].id if page else lower
+
+
+class RedisTimelines:
+    """Timelines in Redis (see the module docstring for the keys)."""
+
+    def __init__(self, redis: aioredis.Redis, length: int) -> None:
+        self.redis = redis
+        self.length = length
+        self._add = redis.register_script(_ADD)
+        self._window = redis.register_script(_WINDOW)
+        self._drop_author = redis.register_script(_DROP_AUTHOR)
+        self._record_pair = redis.register_script(_RECORD_PAIR)
+
+    async def window(self, user_id: str, cursor: str | None, limit: int) -> Window | None:
+        """Up to limit+1 post ids older than `cursor` and the big authors to merge; None when the timeline is cold."""
+        keys = [timeline_key(user_id), big_key(user_id), pairs_key(user_id)]
+        start = f"({cursor}" if cursor else f"({BUILT}"
+        found = await self._window(keys=keys, args=[start, limit + 1, TTL_S])
+        if found is None:
+            return None
+        members, big = found
+        return Window([post_id_of(m) for m in members], list(big))
+
+    async def add(self, posts_by_timeline: Mapping[str, Iterable[str]]) -> None:
+        """Add members to each user's timeline (created if missing), trimmed to the newest `length`."""
+        items = [(user, list(values)) for user, values in posts_by_timeline.items()]
+        for i in range(0, len(items), _CHUNK):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for user, values in items[i : i + _CHUNK]:
+                    if values:
+                        await self._add(keys=[timeline_key(user)], args=[self.length, TTL_S, *values], client=pipe)
+                await pipe.execute()
+
+    async def remove(self, value: str, timelines: Iterable[str]) -> None:
+        """Remove one member from these users' timelines."""
+        users = list(timelines)
+        for i in range(0, len(users), _CHUNK):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for user in users[i : i + _CHUNK]:
+                    pipe.zrem(timeline_key(user), value)
+                await pipe.execute()
+
+    async def drop_authors(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """After unfollows (user, author): the author's posts leave the user's timeline, the author its big set."""
+        items = list(pairs)
+        for i in range(0, len(items), _CHUNK):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for user, author in items[i : i + _CHUNK]:
+                    await self._drop_author(keys=[timeline_key(user), big_key(user)], args=[author], client=pipe)
+                await pipe.execute()
+
+    async def add_big(self, authors_by_user: Mapping[str, Iterable[str]]) -> None:
+        """Merge these authors' posts at read time for these users."""
+        items = [(user, list(authors)) for user, authors in authors_by_user.items()]
+        for i in range(0, len(items), _CHUNK):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for user, authors in items[i : i + _CHUNK]:
+                    if authors:
+                        pipe.sadd(big_key(user), *authors)
+                        pipe.expire(big_key(user), TTL_S, nx=True)
+                await pipe.execute()
+
+    async def newer_pairs(self, changes: list[tuple[str, str, datetime]]) -> list[bool]:
+        """For each (follower, followee, occurred_at): is it newer than what was applied to that pair?"""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for follower, followee, _ in changes:
+                pipe.hget(pairs_key(follower), followee)
+            applied = await pipe.execute()
+        return [old is None or old < stamp(at) for old, (_, _, at) in zip(applied, changes, strict=True)]
+
+    async def record_pairs(self, changes: list[tuple[str, str, datetime]]) -> None:
+        """Remember these pair changes as applied (a newer one already recorded is kept)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for follower, followee, at in changes:
+                await self._record_pair(keys=[pairs_key(follower)], args=[followee, stamp(at), TTL_S], client=pipe)
+            await pipe.execute()
+
+    async def mark_big(self, author_id: str) -> bool:
+        """Record that the author is not fanned out; True when that is new."""
+        return bool(await self.redis.sadd(GLOBAL_BIG, author_id))
+
+    async def unmark_big(self, author_ids: Iterable[str]) -> None:
+        """These authors are fanned out (again)."""
+        authors = list(author_ids)
+        if authors:
+            await self.redis.srem(GLOBAL_BIG, *authors)
+
+    async def all_big(self) -> set[str]:
+        """Authors currently not fanned out."""
+        return {str(author) for author in await self.redis.smembers(GLOBAL_BIG)}
+
+    async def build(self, user_id: str, values: list[str], big: Iterable[str]) -> None:
+        """Merge a rebuild from the store into the timeline and mark it built (writes since are kept)."""
+        keys = [timeline_key(user_id), big_key(user_id)]
+        authors = list(big)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(keys[0], {value: 0 for value in [*values, BUILT]})
+            pipe.zremrangebyrank(keys[0], 0, -(self.length + 2))
+            if authors:
+                pipe.sadd(keys[1], *authors)
+            for key in keys:
+                pipe.expire(key, TTL_S)
+            await pipe.execute()
+
+    async def lock(self, user_id: str, seconds: int = 30) -> bool:
+        """Take the rebuild lock of one timeline (one rebuild at a time across gateway processes)."""
+        return bool(await self.redis.set(lock_key(user_id), "1", nx=True, ex=seconds))
+
+    async def unlock(self, user_id: str) -> None:
+        await self.redis.delete(lock_key(user_id))
+
+
+# PostgreSQL ------------------------------------------------------------------------------------------------
+
+_ITEMS = """
+WITH ids AS (
+    SELECT unnest($1::text[]) AS post_id
+    UNION
+    SELECT b.post_id FROM unnest($2::text[]) AS a(author_id), LATERAL (
+        SELECT post_id FROM posts
+        WHERE posts.author_id = a.author_id AND deleted_at IS NULL AND ($3::text IS NULL OR post_id < $3)
+        ORDER BY post_id DESC LIMIT $4) b
+)
+SELECT p.post_id, p.author_id, CASE WHEN u.handle LIKE '~%' THEN '' ELSE coalesce(u.handle, '') END AS handle,
+       coalesce(u.display_name, '') AS display_name, coalesce(u.avatar_url, '') AS avatar_url,
+       p.body, p.html, p.text, p.hashtags, p.mentions, p.reply_to, p.created_at,
+       (SELECT count(*) FROM posts r WHERE r.reply_to = p.post_id AND r.deleted_at IS NULL) AS reply_count
+FROM posts p JOIN ids USING (post_id) LEFT JOIN users u ON u.user_id = p.author_id
+WHERE p.deleted_at IS NULL
+ORDER BY p.post_id DESC
+LIMIT $4"""
+
+_RECENT = """
+SELECT b.post_id, a.author_id FROM unnest($1::text[]) AS a(author_id), LATERAL (
+    SELECT post_id FROM posts WHERE posts.author_id = a.author_id AND deleted_at IS NULL
+    ORDER BY post_id DESC LIMIT $2) b
+ORDER BY b.post_id DESC
+LIMIT $3"""
+
+_FOLLOWERS = """
+SELECT a.author_id, f.follower_id FROM unnest($1::text[]) AS a(author_id), LATERAL (
+    SELECT follower_id FROM follows WHERE followee_id = a.author_id AND active LIMIT $2) f"""
+
+_FOLLOWEES = """
+SELECT f.followee_id, coalesce(u.followers_count, 0) AS followers
+FROM follows f LEFT JOIN users u ON u.user_id = f.followee_id
+WHERE f.follower_id = $1 AND f.active"""
+
+
+def _view(row: asyncpg.Record) -> PostView:
+    """The posts API's view of a post (store/posts.py), so timeline items have the same shape."""
+    return PostView(
+        id=row["post_id"],
+        author_id=row["author_id"],
+        handle=row["handle"],
+        display_name=row["display_name"],
+        avatar_url=row["avatar_url"],
+        body=row["body"],
+        html=row["html"],
+        text=row["text"],
+        hashtags=row["hashtags"],
+        mentions=row["mentions"],
+        reply_to=row["reply_to"],
+        reply_count=row["reply_count"],
+        created_at=row["created_at"],
+    )
+
+
+class PostgresTimelineSource:
+    """What timelines are made of, read from the `posts`, `follows` and `users` tables."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def items(self, post_ids: list[str], authors: list[str], before: str | None, limit: int) -> list[PostView]:
+        """Live posts among `post_ids` and the newest of `authors` before `before`, newest first, at most `limit`."""
+        return [_view(r) for r in await self.pool.fetch(_ITEMS, post_ids, authors, before, limit)]
+
+    async def recent(self, authors: Iterable[str], per_author: int, total: int | None = None) -> list[tuple[str, str]]:
+        """(post_id, author_id) of each author's newest live posts, newest first, at most `total` in all."""
+        rows = await self.pool.fetch(_RECENT, list(authors), per_author, total)
+        return [(r["post_id"], r["author_id"]) for r in rows]
+
+    async def followers(self, authors: Iterable[str], at_most: int | None = None) -> dict[str, list[str]]:
+        """The active followers of each author (up to `at_most` each)."""
+        found: dict[str, list[str]] = {a: [] for a in authors}
+        for row in await self.pool.fetch(_FOLLOWERS, list(found), at_most):
+            found[row["author_id"]].append(row["follower_id"])
+        return found
+
+    async def followees(self, user_id: str) -> dict[str, int]:
+        """Whom the user follows, with each one's follower count."""
+        return {r["followee_id"]: r["followers"] for r in await self.pool.fetch(_FOLLOWEES, user_id)}
+
+    async def deleted(self, post_ids: list[str]) -> set[str]:
+        """Which of these posts are tombstoned."""
+        rows = await self.pool.fetch(
+            "SELECT post_id FROM posts WHERE post_id = ANY($1::text[]) AND deleted_at IS NOT NULL", post_ids
+        )
+        return {r["post_id"] for r in rows}
+
+
+async def rebuild(timelines: RedisTimelines, source: PostgresTimelineSource, user_id: str, max_followers: int) -> None:
+    """Build a user's timeline from the store: the newest posts of the user and of the followees fanned out."""
+    followees = await source.followees(user_id)
+    marked = await timelines.all_big()
+    # Either sign of a big account counts: merging one too many at read time costs a little, missing one loses posts.
+    big = {author for author, followers in followees.items() if followers > max_followers or author in marked}
+    small = [author for author in followees if author not in big]
+    recent = await source.recent([*small, user_id], timelines.length, timelines.length)
+    await timelines.build(user_id, [member(post_id, author) for post_id, author in recent], big)

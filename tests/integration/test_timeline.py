@@ -1,0 +1,219 @@
+"""Home timelines: fan-out on write, deletes, follow backfill and unfollow trim, big accounts merged at read,
+cold timelines rebuilt, and replays (handlers called twice, in any order, leave one state)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from consumers import timelines
+from consumers.runtime import Context
+from schemas.events import PostParsed, PostParsedData, new_id, utcnow
+from store.timelines import GLOBAL_BIG, PostgresTimelineSource, RedisTimelines, big_key, member, rebuild, timeline_key
+from tests.conftest import eventually
+from tests.integration.users_support import api_user, at, ctx, follow_event, logged_in, pg, publisher, wait_user
+
+__all__ = ["api_user", "ctx", "pg", "publisher"]  # module fixtures
+pytestmark = pytest.mark.usefixtures("pipeline")
+
+
+async def post(client: httpx.AsyncClient, headers: dict[str, str], body: str) -> str:
+    """Create a post through the API; returns once it is visible in the posts read model."""
+    response = await client.post("/api/posts", json={"body": body}, headers={**headers, "Prefer": "wait"})
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
+async def read(client: httpx.AsyncClient, headers: dict[str, str], **params: Any) -> dict[str, Any]:
+    response = await client.get("/api/timeline", params=params, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def ids_when(client, headers, expected: list[str], *, partial: bool | None = False) -> dict[str, Any]:
+    """The first page once it lists exactly `expected` (and, unless None, with that `partial` flag)."""
+
+    def done(body: dict[str, Any]) -> bool:
+        return [i["id"] for i in body["items"]] == expected and (partial is None or body["partial"] is partial)
+
+    return await eventually(lambda: read(client, headers, limit=100), until=done, timeout=60)
+
+
+async def members(ctx: Context, user_id: str) -> list[str]:
+    return await ctx.redis.zrange(timeline_key(user_id), 0, -1)
+
+
+async def follow(client, headers, handle: str, pg, follower: str, following: int) -> None:
+    assert (await client.post(f"/api/users/{handle}/follow", headers=headers)).status_code == 202
+    await wait_user(pg, follower, until=lambda r: r["following_count"] == following)
+
+
+async def test_my_posts_and_my_followees_newest_first(client: httpx.AsyncClient, pg) -> None:
+    a, _, a_h = await logged_in(client, pg, "ta")
+    _, b_handle, b_h = await logged_in(client, pg, "tb")
+    _, _, c_h = await logged_in(client, pg, "tc")
+    await follow(client, a_h, b_handle, pg, a, 1)
+    p1 = await post(client, b_h, "b one")
+    await post(client, c_h, "c, not followed")
+    p3 = await post(client, a_h, "a mine")
+    p4 = await post(client, b_h, "b **two** #tag")
+    body = await ids_when(client, a_h, [p4, p3, p1], partial=None)
+    first = body["items"][0]
+    assert first["author"]["handle"] == b_handle
+    assert first["body"] == "b **two** #tag" and "<strong>two</strong>" in first["html"]
+    assert set(first) >= {"id", "author", "body", "html", "text", "hashtags", "mentions", "reply_to", "reply_count"}
+    await ids_when(client, a_h, [p4, p3, p1])  # and once built, from Redis
+
+
+async def test_pages_follow_the_cursor(client: httpx.AsyncClient, pg) -> None:
+    _, _, a_h = await logged_in(client, pg, "tp")
+    posts = [await post(client, a_h, f"post {i}") for i in range(5)]
+    await ids_when(client, a_h, posts[::-1])
+    seen, cursor = [], None
+    for _ in range(3):
+        body = await read(client, a_h, limit=2, **({"cursor": cursor} if cursor else {}))
+        seen += [i["id"] for i in body["items"]]
+        cursor = body["next_cursor"]
+    assert seen == posts[::-1] and cursor is None
+    assert (await client.get("/api/timeline", params={"cursor": "!!"}, headers=a_h)).status_code == 422
+    assert (await client.get("/api/timeline", params={"limit": 101}, headers=a_h)).status_code == 422
+    assert (await client.get("/api/timeline")).status_code == 401
+
+
+async def test_deleted_post_leaves_the_timelines(client: httpx.AsyncClient, ctx, pg) -> None:
+    a, _, a_h = await logged_in(client, pg, "td")
+    b, b_handle, b_h = await logged_in(client, pg, "te")
+    await follow(client, a_h, b_handle, pg, a, 1)
+    await read(client, a_h)  # builds a's timeline
+    keep, gone = await post(client, b_h, "keep"), await post(client, b_h, "gone")
+    await ids_when(client, a_h, [gone, keep])
+    assert member(gone, b) in await members(ctx, a)
+    assert (await client.delete(f"/api/posts/{gone}", headers=b_h)).status_code == 202
+    await ids_when(client, a_h, [keep])
+    await eventually(lambda: members(ctx, a), until=lambda m: member(gone, b) not in m)
+    await eventually(lambda: members(ctx, b), until=lambda m: member(gone, b) not in m)
+
+
+async def test_follow_backfills_and_unfollow_trims(client: httpx.AsyncClient, ctx, pg) -> None:
+    a, _, a_h = await logged_in(client, pg, "tf")
+    b, b_handle, b_h = await logged_in(client, pg, "tg")
+    mine = await post(client, a_h, "mine")
+    older = [await post(client, b_h, f"before the follow {i}") for i in range(3)]
+    await ids_when(client, a_h, [mine])  # built, from Redis
+    await follow(client, a_h, b_handle, pg, a, 1)
+    await ids_when(client, a_h, [*older[::-1], mine])
+    assert {member(p, b) for p in older} <= set(await members(ctx, a)), "backfilled into Redis, not merged"
+    assert (await client.delete(f"/api/users/{b_handle}/follow", headers=a_h)).status_code == 202
+    await ids_when(client, a_h, [mine])
+    assert await members(ctx, a) == [member(mine, a), "~"]
+
+
+async def test_cold_timeline_is_served_partial_then_rebuilt(client: httpx.AsyncClient, ctx, pg) -> None:
+    a, _, a_h = await logged_in(client, pg, "tk")
+    _, b_handle, b_h = await logged_in(client, pg, "tl")
+    await follow(client, a_h, b_handle, pg, a, 1)
+    posts = [await post(client, b_h, "b"), await post(client, a_h, "a"), await post(client, b_h, "b again")]
+    await ids_when(client, a_h, posts[::-1])
+    await ctx.redis.delete(timeline_key(a), big_key(a))  # as after a flush or an expiry
+    cold = await read(client, a_h, limit=2)
+    assert cold["partial"] is True
+    assert [i["id"] for i in cold["items"]] == [posts[2], posts[1]]
+    rest = await read(client, a_h, limit=2, cursor=cold["next_cursor"])
+    assert [i["id"] for i in rest["items"]] == [posts[0]]
+    await ids_when(client, a_h, posts[::-1])
+    assert len(await members(ctx, a)) == 4  # three posts and the built mark
+
+
+async def test_big_accounts_are_merged_at_read_time(client: httpx.AsyncClient, ctx, pg) -> None:
+    a, _, a_h = await logged_in(client, pg, "tm")
+    big, big_handle, big_h = await logged_in(client, pg, "tn")
+    small, small_handle, small_h = await logged_in(client, pg, "to")
+    await follow(client, a_h, big_handle, pg, a, 1)
+    await follow(client, a_h, small_handle, pg, a, 2)
+    posts = []
+    for i in range(3):
+        posts += [await post(client, big_h, f"big {i}"), await post(client, small_h, f"small {i}")]
+    await ids_when(client, a_h, posts[::-1])
+    # With a limit of 0 followers every followee is big: a rebuild keeps their posts out of Redis...
+    await ctx.redis.delete(timeline_key(a))
+    await rebuild(RedisTimelines(ctx.redis, 800), PostgresTimelineSource(pg), a, max_followers=0)
+    assert await members(ctx, a) == ["~"]
+    assert await ctx.redis.smembers(big_key(a)) == {big, small}
+    # ...and the read path merges them from PostgreSQL, page by page, each post once.
+    seen, cursor = [], None
+    while True:
+        body = await read(client, a_h, limit=4, **({"cursor": cursor} if cursor else {}))
+        assert body["partial"] is False
+        seen += [i["id"] for i in body["items"]]
+        if not (cursor := body["next_cursor"]):
+            break
+    assert seen == posts[::-1]
+    # A post fanned out anyway (this pipeline's limit is higher) is merged and shown once.
+    newest = await post(client, big_h, "big, both ways")
+    await ids_when(client, a_h, [newest, *posts[::-1]])
+
+
+async def test_authors_over_the_limit_are_not_fanned_out(client: httpx.AsyncClient, ctx, pg) -> None:
+    a, _, a_h = await logged_in(client, pg, "tr")
+    b, _, b_h = await logged_in(client, pg, "ts")
+    star, star_handle, _ = await logged_in(client, pg, "tt")
+    for headers, follower in ((a_h, a), (b_h, b)):
+        await follow(client, headers, star_handle, pg, follower, 1)
+    small = Context(
+        settings=ctx.settings.model_copy(update={"fanout_max_followers": 1}),
+        pg=pg,
+        redis=ctx.redis,
+        publisher=ctx.publisher,
+    )
+    event = PostParsed(
+        payload=PostParsedData(
+            post_id=new_id(), author_id=star, body="x", html="<p>x</p>", text="x", created_at=utcnow()
+        )
+    )
+    try:
+        await timelines.on_post_parsed([event], small)
+        value = member(event.payload.post_id, star)
+        assert value in await members(ctx, star), "the author's own timeline always gets it"
+        for follower in (a, b):
+            assert value not in await members(ctx, follower)
+            assert star in await ctx.redis.smembers(big_key(follower)), "followers merge the author from now on"
+        assert await ctx.redis.sismember(GLOBAL_BIG, star)
+    finally:
+        await ctx.redis.srem(GLOBAL_BIG, star)
+
+
+async def test_replayed_and_reordered_follow_events_leave_one_state(client: httpx.AsyncClient, ctx, pg) -> None:
+    a, _, a_h = await logged_in(client, pg, "tu")
+    b, _, b_h = await logged_in(client, pg, "tv")
+    mine = await post(client, a_h, "mine")
+    theirs = [await post(client, b_h, f"b {i}") for i in range(2)]
+    await ids_when(client, a_h, [mine])
+    followed, unfollowed = follow_event(a, b, active=True, when=1), follow_event(a, b, active=False, when=2)
+    # Handlers called directly (these events never reach Kafka): the newer unfollow first, then the older follow.
+    await timelines.on_user_unfollowed([unfollowed], ctx)
+    await timelines.on_user_followed([followed, followed], ctx)
+    assert await members(ctx, a) == [member(mine, a), "~"]
+    refollowed = follow_event(a, b, active=True, when=3)
+    for _ in range(2):
+        await timelines.on_user_followed([refollowed, followed], ctx)
+        await timelines.on_user_unfollowed([unfollowed], ctx)
+        assert await members(ctx, a) == sorted([member(mine, a), *(member(p, b) for p in theirs), "~"])
+
+
+async def test_replayed_post_events_leave_one_state(client: httpx.AsyncClient, ctx, pg) -> None:
+    a, _, a_h = await logged_in(client, pg, "tw")
+    await ids_when(client, a_h, [])
+    events = [
+        PostParsed(
+            occurred_at=at(i),
+            payload=PostParsedData(post_id=new_id(), author_id=a, body="x", html="x", text="x", created_at=utcnow()),
+        )
+        for i in range(3)
+    ]
+    await timelines.on_post_parsed(events, ctx)
+    once = await members(ctx, a)
+    await timelines.on_post_parsed(events + events[::-1], ctx)
+    assert await members(ctx, a) == once
+    assert len(once) == 4

@@ -1,0 +1,127 @@
+"""Pure parts of profiles, follows and timelines: input validation, event mapping, dedup, fan-out and paging."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from consumers.timelines import plan_fanout
+from consumers.users import follow_change, profile_change
+from gateway.errors import InvalidInput
+from gateway.routes.users import profile_edit
+from schemas.events import (
+    FollowData,
+    UserFollowed,
+    UserProfileSynced,
+    UserProfileSyncedData,
+    UserProfileUpdated,
+    UserProfileUpdatedData,
+    UserRegistered,
+    UserRegisteredData,
+    UserUnfollowed,
+)
+from store.posts import PostView
+from store.timelines import member, page_of, post_id_of, stamp
+from store.users import FollowChange, newest_per_pair
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_profile_edit_trims_and_keeps_only_what_is_sent() -> None:
+    assert profile_edit({"display_name": "  Ada  "}) == {"display_name": "Ada"}
+    assert profile_edit({"bio": " line one\r\nline two "}) == {"bio": "line one\nline two"}
+    assert profile_edit({"bio": ""}) == {"bio": ""}
+    assert profile_edit({"display_name": "é" * 50, "bio": "b" * 160}) == {"display_name": "é" * 50, "bio": "b" * 160}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "body"),
+        ({"display_name": " "}, "display_name"),
+        ({"display_name": "x" * 51}, "display_name"),
+        ({"display_name": "tab\there"}, "display_name"),
+        ({"display_name": "a\u202eb"}, "display_name"),
+        ({"display_name": None}, "display_name"),
+        ({"bio": "b" * 161}, "bio"),
+        ({"bio": "esc\x1b[31m"}, "bio"),
+        ({"bio": ["list"]}, "bio"),
+        ({"avatar_url": "x"}, "avatar_url"),
+    ],
+)
+def test_profile_edit_names_the_field_at_fault(body: dict, field: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        profile_edit(body)
+    assert caught.value.field == field
+
+
+def test_each_profile_event_sets_only_its_fields() -> None:
+    reg = UserRegistered(
+        occurred_at=T0, payload=UserRegisteredData(user_id="u", github_id=7, handle="ada", display_name="Ada")
+    )
+    change = profile_change(reg)
+    assert (change.handle, change.display_name, change.avatar_url, change.bio) == ("ada", "Ada", "", None)
+    assert change.registered and change.github_id == 7 and change.at == T0
+    sync = profile_change(UserProfileSynced(payload=UserProfileSyncedData(user_id="u", handle="ada2")))
+    assert not sync.registered and sync.github_id is None and sync.bio is None and sync.handle == "ada2"
+    edit = profile_change(UserProfileUpdated(payload=UserProfileUpdatedData(user_id="u", bio="hi")))
+    assert (edit.handle, edit.display_name, edit.avatar_url, edit.bio) == (None, None, None, "hi")
+
+
+def test_follow_events_map_to_pair_states() -> None:
+    data = FollowData(follower_id="a", followee_id="b")
+    assert follow_change(UserFollowed(occurred_at=T0, payload=data)) == FollowChange("a", "b", True, T0)
+    assert follow_change(UserUnfollowed(occurred_at=T0, payload=data)) == FollowChange("a", "b", False, T0)
+
+
+def test_newest_per_pair_keeps_the_newest_and_drops_self_follows() -> None:
+    t = [T0 + timedelta(seconds=i) for i in range(3)]
+    changes = [
+        FollowChange("a", "b", True, t[2]),
+        FollowChange("a", "b", False, t[1]),
+        FollowChange("a", "b", True, t[2]),
+        FollowChange("a", "a", True, t[0]),
+        FollowChange("c", "b", False, t[0]),
+    ]
+    assert newest_per_pair(changes) == [FollowChange("a", "b", True, t[2]), FollowChange("c", "b", False, t[0])]
+
+
+def test_fanout_plan_skips_followers_of_big_authors_but_not_the_author() -> None:
+    followers = {"small": ["f1", "f2"], "big": ["f1", "f2", "f3"]}
+    plan = plan_fanout([("p1", "small"), ("p2", "big"), ("p3", "loner")], followers, max_followers=2)
+    assert plan.big == {"big"} and plan.small == {"small", "loner"}
+    assert dict(plan.timelines) == {
+        "small": ["p1:small"],
+        "f1": ["p1:small"],
+        "f2": ["p1:small"],
+        "big": ["p2:big"],
+        "loner": ["p3:loner"],
+    }
+
+
+def test_members_carry_the_author_and_sort_like_their_ids() -> None:
+    assert post_id_of(member("01ABC", "dev-x")) == "01ABC"
+    assert sorted([member("01B", "z"), member("01A", "zz"), "~"]) == ["01A:zz", "01B:z", "~"]
+    assert stamp(T0) < stamp(T0 + timedelta(microseconds=1)) < stamp(T0 + timedelta(days=400))
+
+
+def _view(post_id: str) -> PostView:
+    return PostView(post_id, "a", "h", "", "", "", "", "", [], [], None, 0, T0)
+
+
+@pytest.mark.parametrize(
+    ("rows", "window", "limit", "page", "cursor"),
+    [
+        (["9", "8", "7"], ["9", "8", "7"], 2, ["9", "8"], "8"),  # more in Redis
+        (["9", "8"], ["9", "8"], 2, ["9", "8"], None),  # the end
+        (["9", "7"], ["9", "8", "7"], 2, ["9", "7"], "7"),  # 8 deleted: 7, the lowest fetched, may still be served
+        (["9", "5", "4"], ["9", "8", "7"], 2, ["9"], "9"),  # 8 and 7 deleted; 5 is past Redis' lowest: next page
+        ([], ["9", "8", "7"], 2, [], "7"),  # all deleted: continue below the lowest fetched
+        (["9", "6", "5"], ["9"], 2, ["9", "6"], "6"),  # Redis done, big authors have more
+    ],
+)
+def test_page_of_never_serves_past_what_redis_returned(rows, window, limit, page, cursor) -> None:
+    served, after = page_of([_view(r) for r in rows], window, limit)
+    assert [p.id for p in served] == page
+    assert after == cursor
