@@ -18,6 +18,7 @@ from gateway import middleware
 from gateway.auth.keys import KeyRing
 from gateway.auth.sessions import SessionStore
 from gateway.errors import HANDLERS
+from gateway.pages.security import SecurityHeaders
 from gateway.ratelimit import RateLimiter
 from gateway.state import State
 from producers.broker import Publisher, ensure_topics, make_broker
@@ -63,5 +64,5 @@ def create_app(settings: Settings) -> Starlette:
         routes=routes(),
         lifespan=lifespan,
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
-        middleware=[Middleware(middleware.RequestContext)],
+        middleware=[Middleware(middleware.RequestContext), Middleware(SecurityHeaders)],
     )

@@ -80,20 +80,69 @@ def invalid_from(exc: ValidationError) -> InvalidInput:
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
 
 
+# Browsers get the same errors as pages in the site's layout; API clients (and /api/* always) get JSON.
+_PAGE_TITLES = {
+    400: "That did not work",
+    401: "Please log in",
+    403: "Not allowed",
+    404: "Page not found",
+    405: "Not allowed",
+    409: "That did not work",
+    413: "Too large",
+    422: "That did not work",
+    429: "Slow down",
+    500: "Something went wrong",
+    503: "Temporarily unavailable",
+}
+_PAGE_MESSAGES = {
+    404: "There is nothing here. The link may be broken, or the post or person may be gone.",
+    429: "You are doing that too often. Wait a moment, then try again.",
+    500: "Something went wrong on our side. Try again in a moment.",
+}
+
+
+def wants_html(request: Request) -> bool:
+    """A browser asking for a page: `Accept` names text/html and the path is not under /api/."""
+    return "text/html" in request.headers.get("accept", "") and not request.url.path.startswith("/api/")
+
+
+async def html_error(
+    request: Request, status: int, message: str, headers: dict[str, str] | None = None, *, with_viewer: bool = True
+) -> Response:
+    """An error page in the site layout (imported lazily: the pages import this module)."""
+    from gateway.pages.errors import error_page
+
+    return await error_page(
+        request, status, _PAGE_TITLES.get(status, "Error"), message, headers, with_viewer=with_viewer
+    )
+
+
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
+    if wants_html(request):
+        message = _PAGE_MESSAGES.get(exc.status) if exc.status in (404, 429) else exc.message
+        return await html_error(request, exc.status, message or exc.message, exc.headers)
     return JSONResponse(error_body(exc.code, exc.message, exc.field), exc.status, headers=exc.headers)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if wants_html(request):
+        message = _PAGE_MESSAGES.get(exc.status_code, str(exc.detail))
+        return await html_error(request, exc.status_code, message, exc.headers)
     code = _HTTP_CODES.get(exc.status_code, "error")
     return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", path=request.url.path)
-    return JSONResponse(error_body("internal", "Something went wrong on our side."), 500)
+    # This handler runs outside the middleware stack (Starlette's ServerErrorMiddleware), so it adds the
+    # security headers itself.
+    from gateway.pages.security import HEADERS
+
+    if wants_html(request):
+        return await html_error(request, 500, _PAGE_MESSAGES[500], HEADERS, with_viewer=False)
+    return JSONResponse(error_body("internal", "Something went wrong on our side."), 500, headers=HEADERS)
 
 
 HANDLERS = {ApiError: api_error, HTTPException: http_error, Exception: server_error}

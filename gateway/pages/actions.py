@@ -1,0 +1,163 @@
+"""Form actions (they work without JavaScript): post and reply, delete, follow and unfollow, edit the profile.
+
+Each checks the form's CSRF token, runs the JSON API's endpoint in-process (same validation, same events), and
+answers 303 back to the page; a refused input re-renders that page with the error next to the field and the text
+kept. Commands the API applies asynchronously (follow, profile edits) are awaited briefly on the read model, so
+the page the browser lands on already shows the change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from consumers.markdown import render_post
+from gateway.auth.csrf import csrf_ok
+from gateway.auth.current import CSRF_COOKIE, require_viewer
+from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, TooManyRequests
+from gateway.pages.feeds import home_context, post_context
+from gateway.pages.forms import MAX_POST_CHARS, Composer
+from gateway.pages.internal import call_api
+from gateway.pages.web import checked_form, field, local_path, login_redirect, page, page_route, page_viewer
+from gateway.requests import json_body
+from gateway.state import state_of
+from store.users import PostgresUsersReadModel
+
+SETTLE_S = 2.0  # how long an action waits for its event to reach the read model before redirecting anyway
+
+
+async def settle(check: Callable[[], Awaitable[bool]], timeout: float = SETTLE_S) -> bool:
+    """Poll `check` until it holds or `timeout` passes (read-your-writes for the page redirected to)."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+async def compose(request: Request) -> Response:
+    """`POST /compose` (body, reply_to?, next, idempotency_key): publish the post, back to `next` (303)."""
+    me = await page_viewer(request)
+    if me is None:
+        return login_redirect(request)
+    form = await checked_form(request)
+    reply_to = field(form, "reply_to") or None
+    default_next = f"/posts/{reply_to}" if reply_to else "/"
+    composer = Composer(
+        next=local_path(field(form, "next"), default_next),
+        reply_to=reply_to,
+        body=field(form, "body"),
+        idempotency_key=field(form, "idempotency_key") or Composer().idempotency_key,
+    )
+    payload: dict[str, Any] = {"body": composer.body}
+    if reply_to:
+        payload["reply_to"] = reply_to
+    headers = {"Prefer": "wait", "Idempotency-Key": composer.idempotency_key}
+    try:
+        result = await call_api(request, "POST", "/api/posts", json=payload, headers=headers)
+    except (InvalidInput, TooManyRequests, Conflict) as exc:
+        composer.error = exc.message
+        if reply_to and exc.field != "reply_to":
+            return page(request, "post.html", me, 422, **await post_context(request, me, reply_to, composer))
+        return page(request, "home.html", me, 422, **await home_context(request, me, composer))
+    anchor = f"#post-{result.data['id']}" if reply_to else ""
+    return RedirectResponse(composer.next + anchor, 303)
+
+
+async def delete(request: Request) -> Response:
+    """`POST /posts/{post_id}/delete` by its author: delete, then home (303)."""
+    if await page_viewer(request) is None:
+        return login_redirect(request)
+    await checked_form(request)
+    await call_api(request, "DELETE", f"/api/posts/{request.path_params['post_id']}", headers={"Prefer": "wait"})
+    return RedirectResponse("/", 303)
+
+
+async def _follow(request: Request, following: bool) -> Response:
+    me = await page_viewer(request)
+    handle = request.path_params["handle"]
+    if me is None:
+        return login_redirect(request, f"/@{handle}")
+    form = await checked_form(request)
+    await call_api(request, "POST" if following else "DELETE", f"/api/users/{handle}/follow")
+    users = PostgresUsersReadModel(state_of(request).pg)
+
+    async def applied() -> bool:
+        profile = await users.profile(handle, me.user_id)
+        return profile is None or profile["followed_by_me"] == following
+
+    await settle(applied)
+    return RedirectResponse(local_path(field(form, "next"), f"/@{handle}"), 303)
+
+
+async def follow(request: Request) -> Response:
+    """`POST /@{handle}/follow`."""
+    return await _follow(request, True)
+
+
+async def unfollow(request: Request) -> Response:
+    """`POST /@{handle}/unfollow`."""
+    return await _follow(request, False)
+
+
+@page_route
+async def settings_page(request: Request) -> Response:
+    """`GET /settings`: the profile form, filled in."""
+    me = await page_viewer(request)
+    if me is None:
+        return login_redirect(request, "/settings")
+    profile = await PostgresUsersReadModel(state_of(request).pg).profile(me.handle, me.user_id) or {}
+    values = {"display_name": profile.get("display_name", ""), "bio": profile.get("bio", "")}
+    return page(request, "settings.html", me, values=values, errors={}, saved=False)
+
+
+async def save_settings(request: Request) -> Response:
+    """`POST /settings` (display_name, bio): publish the edit, wait for it to show, then the profile (303)."""
+    me = await page_viewer(request)
+    if me is None:
+        return login_redirect(request, "/settings")
+    form = await checked_form(request)
+    values = {"display_name": field(form, "display_name"), "bio": field(form, "bio")}
+    try:
+        await call_api(request, "PATCH", "/api/me", json=values)
+    except InvalidInput as exc:
+        errors = {exc.field if exc.field in values else "form": exc.message}
+        return page(request, "settings.html", me, 422, values=values, errors=errors, saved=False)
+    users = PostgresUsersReadModel(state_of(request).pg)
+    wanted = {k: v.strip() for k, v in values.items()}
+
+    async def applied() -> bool:
+        profile = await users.profile(me.handle, me.user_id)
+        return profile is not None and all(profile[k] == v for k, v in wanted.items())
+
+    await settle(applied)
+    return RedirectResponse(f"/@{me.handle}", 303)
+
+
+async def preview(request: Request) -> Response:
+    """`POST /api/preview {"body"}` → `{"html"}`: the composer's live preview, rendered as the post will be."""
+    me = await require_viewer(request)
+    if me.via_cookie and not csrf_ok(request.headers.get("x-csrf-token"), request.cookies.get(CSRF_COOKIE)):
+        raise Forbidden("Missing or wrong X-CSRF-Token header.")
+    body = (await json_body(request)).get("body")
+    if not isinstance(body, str) or len(body) > 2 * MAX_POST_CHARS:
+        raise InvalidInput(f"body must be a string of at most {2 * MAX_POST_CHARS} characters.", field="body")
+    return JSONResponse({"html": render_post(body).html})
+
+
+routes = [
+    Route("/compose", compose, methods=["POST"]),
+    Route("/posts/{post_id}/delete", delete, methods=["POST"]),
+    Route("/@{handle}/follow", follow, methods=["POST"]),
+    Route("/@{handle}/unfollow", unfollow, methods=["POST"]),
+    Route("/settings", settings_page, methods=["GET"]),
+    Route("/settings", save_settings, methods=["POST"]),
+    Route("/api/preview", preview, methods=["POST"]),
+]

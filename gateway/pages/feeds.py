@@ -1,0 +1,133 @@
+"""Reading pages: home, a post with its replies, a profile, a tag, and the post fragments live updates insert."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.auth.current import Viewer
+from gateway.errors import NotFound
+from gateway.pages.forms import Composer
+from gateway.pages.internal import MissingEndpoint, call_api
+from gateway.pages.templating import base_context, render
+from gateway.pages.web import page, page_route, page_viewer
+from gateway.routes.posts import post_json
+from gateway.state import state_of
+from store.posts import PostgresPosts
+from store.users import PostgresUsersReadModel
+
+
+def _cursor(request: Request) -> dict[str, str]:
+    cursor = request.query_params.get("cursor")
+    return {"cursor": cursor} if cursor else {}
+
+
+async def _list(request: Request, path: str) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of posts from a list endpoint of the API (`{"items", "next_cursor"}`), continuing at `?cursor`."""
+    data = (await call_api(request, "GET", path, query=_cursor(request))).data
+    return data["items"], data.get("next_cursor")
+
+
+async def home_context(request: Request, me: Viewer | None, form: Composer | None = None) -> dict[str, Any]:
+    """Home: the viewer's timeline (or everyone's posts with `?feed=all`, and always for visitors)."""
+    feed = "home" if me and request.query_params.get("feed") != "all" else "all"
+    if feed == "home":
+        try:
+            posts, next_cursor = await _list(request, "/api/timeline")
+        except MissingEndpoint:
+            feed = "all"
+    if feed == "all":
+        posts, next_cursor = await _list(request, "/api/posts")
+    return {
+        "feed": feed,
+        "live_feed": feed,
+        "posts": posts,
+        "next_cursor": next_cursor,
+        "form": form or Composer(next="/"),
+    }
+
+
+@page_route
+async def home(request: Request) -> Response:
+    """`GET /`."""
+    me = await page_viewer(request)
+    return page(request, "home.html", me, **await home_context(request, me))
+
+
+async def post_context(
+    request: Request, me: Viewer | None, post_id: str, form: Composer | None = None
+) -> dict[str, Any]:
+    """A post, the post it replies to, its author's card and its replies (oldest first)."""
+    pool = state_of(request).pg
+    posts = PostgresPosts(pool)
+    found = await posts.get(post_id)
+    if found is None:
+        raise NotFound("This post does not exist or was deleted.")
+    parent = await posts.get(found.reply_to) if found.reply_to else None
+    author = (
+        await PostgresUsersReadModel(pool).profile(found.handle, me.user_id if me else None) if found.handle else None
+    )
+    replies, next_cursor = await _list(request, f"/api/posts/{post_id}/replies")
+    return {
+        "post": post_json(found),
+        "parent": post_json(parent) if parent else None,
+        "author": author,
+        "replies": replies,
+        "next_cursor": next_cursor,
+        "form": form or Composer(next=f"/posts/{post_id}", reply_to=post_id),
+    }
+
+
+@page_route
+async def post_page(request: Request) -> Response:
+    """`GET /posts/{post_id}`."""
+    me = await page_viewer(request)
+    return page(request, "post.html", me, **await post_context(request, me, request.path_params["post_id"]))
+
+
+@page_route
+async def profile_page(request: Request) -> Response:
+    """`GET /@{handle}`: the profile card and the person's posts."""
+    me = await page_viewer(request)
+    handle = request.path_params["handle"]
+    users = PostgresUsersReadModel(state_of(request).pg)
+    profile = await users.profile(handle, me.user_id if me else None)
+    if profile is None or profile["handle"].startswith("~"):
+        raise NotFound(f"Nobody here goes by @{handle}.")
+    posts, next_cursor = await _list(request, f"/api/users/{profile['handle']}/posts")
+    user_id = await users.user_id(profile["handle"])
+    return page(request, "profile.html", me, profile=profile, user_id=user_id, posts=posts, next_cursor=next_cursor)
+
+
+@page_route
+async def tag_page(request: Request) -> Response:
+    """`GET /tags/{tag}`: the tag's figures (when the tags API is there) and its posts."""
+    me = await page_viewer(request)
+    tag = request.path_params["tag"].removeprefix("#").casefold()
+    posts, next_cursor = await _list(request, f"/api/tags/{tag}/posts")
+    try:
+        info = (await call_api(request, "GET", f"/api/tags/{tag}")).data
+    except (MissingEndpoint, NotFound):
+        info = None
+    return page(request, "tag.html", me, tag=tag, info=info, posts=posts, next_cursor=next_cursor)
+
+
+async def post_fragment(request: Request) -> Response:
+    """`GET /fragments/posts/{post_id}`: one post card, for the live updates to insert."""
+    me = await page_viewer(request)
+    found = await PostgresPosts(state_of(request).pg).get(request.path_params["post_id"])
+    if found is None:
+        raise NotFound("No such post.")
+    return render("fragment_post.html", base_context(request, me, post=post_json(found)))
+
+
+routes = [
+    Route("/", home, methods=["GET"]),
+    Route("/posts/{post_id}", post_page, methods=["GET"]),
+    Route("/@{handle}", profile_page, methods=["GET"]),
+    Route("/tags/{tag}", tag_page, methods=["GET"]),
+    Route("/fragments/posts/{post_id}", post_fragment, methods=["GET"]),
+]

@@ -1,0 +1,22 @@
+"""Form state the templates render: what was typed, the error next to its field, a per-render idempotency key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from schemas.events import new_id
+
+MAX_POST_CHARS = 2000
+
+
+@dataclass
+class Composer:
+    """The post (or reply) form: re-rendered with the text kept when the post is refused."""
+
+    next: str = "/"
+    reply_to: str | None = None
+    body: str = ""
+    error: str = ""
+    max_chars: int = MAX_POST_CHARS
+    # A resubmitted form (double click, reload after a lost answer) reuses the key, so it makes one post.
+    idempotency_key: str = field(default_factory=new_id)

@@ -1,0 +1,94 @@
+"""Calling the JSON API in-process: a page reuses an endpoint's validation and logic without an HTTP hop.
+
+The endpoint is found by matching a method and path against the app's own routes, so pages depend on the API's
+paths and JSON shapes (the public contract), not on the names of the functions behind them. Domain errors
+(`ApiError`) propagate to the caller unchanged, so a page can show them next to the field at fault.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Match, Route
+from starlette.types import Message
+
+
+class MissingEndpoint(LookupError):
+    """No route of the app answers this method and path (the API is not there yet)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiResult:
+    status: int
+    data: Any
+    response: Response
+
+    @property
+    def set_cookies(self) -> list[tuple[bytes, bytes]]:
+        """The response's `Set-Cookie` headers, to copy onto a page's own response."""
+        return [(k, v) for k, v in self.response.raw_headers if k == b"set-cookie"]
+
+
+def _endpoint(request: Request, method: str, path: str) -> tuple[Any, dict[str, Any]]:
+    probe = {"type": "http", "method": method, "path": path, "root_path": ""}
+    for route in request.app.router.routes:
+        if isinstance(route, Route):
+            match, child = route.matches(probe)
+            if match is Match.FULL:
+                return route.endpoint, child.get("path_params", {})
+    raise MissingEndpoint(f"{method} {path}")
+
+
+def has_endpoint(request: Request, method: str, path: str) -> bool:
+    """Whether the app serves `method path` (an API that another part of the system may not have added yet)."""
+    try:
+        _endpoint(request, method, path)
+    except MissingEndpoint:
+        return False
+    return True
+
+
+async def call_api(
+    request: Request,
+    method: str,
+    path: str,
+    *,
+    query: dict[str, str] | None = None,
+    json: Any = None,
+    headers: dict[str, str] | None = None,
+) -> ApiResult:
+    """Run the endpoint serving `method path` with the caller's cookies and identity; its JSON decoded."""
+    endpoint, path_params = _endpoint(request, method, path)
+    body = orjson.dumps(json) if json is not None else b""
+    extra = {k.lower(): v for k, v in (headers or {}).items()}
+    if json is not None:
+        extra["content-type"] = "application/json"
+    kept = [(k, v) for k, v in request.scope["headers"] if k.decode("latin-1") not in extra and k != b"content-length"]
+    raw_headers = kept + [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+    raw_headers.append((b"content-length", str(len(body)).encode()))
+    scope = {
+        **request.scope,
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": urlencode(query or {}).encode(),
+        "headers": raw_headers,
+        "path_params": path_params,
+    }
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    response: Response = await endpoint(Request(scope, receive))
+    data = orjson.loads(response.body) if response.body else None
+    return ApiResult(response.status_code, data, response)

@@ -1,0 +1,310 @@
+"""Live updates: Server-Sent Events at `GET /events?feed=...`, relayed from Redis pub/sub `chirp:posts`.
+
+One `Relay` per gateway process subscribes to the channel while streams are open (and `IDLE_S` after the last
+one closes), numbers each notice `<boot>.<seq>`, keeps the last `KEEP` in memory and hands each to every open
+stream. A stream sends the notices its page shows (`Feed`): `all` (every new post), `home` (the viewer's and
+their followees' posts), `user:<id>` (one author's), `replies:<post id>`, `tag:<tag>`.
+
+Nothing is lost across a reconnect: the browser's EventSource sends `Last-Event-ID` (heartbeats carry an `id:`
+line so it advances past notices the page does not show), and the buffered notices after it are sent first.
+When they cannot be (an id from another gateway process, older than the buffer, or a gap while Redis was away),
+the stream sends `event: resync` and the page offers a reload. A page also passes the relay position it was
+rendered at (`?since=`), so posts projected between rendering and connecting are sent too. Each stream ends
+after `STREAM_S` (the browser reconnects within `RETRY_MS`, losing nothing), so a gateway shutting down never
+waits long for open streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import secrets
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from chirp.logging import get_logger
+from gateway.auth.current import viewer
+from gateway.errors import InvalidInput, Unauthorized
+from gateway.state import State, state_of
+from store.posts import CHANNEL
+from store.timelines import PostgresTimelineSource
+
+log = get_logger("chirp.gateway")
+
+KEEP = 500  # notices kept for reconnects
+IDLE_S = 60.0  # the relay unsubscribes this long after its last stream closed
+MAX_PENDING = 1000  # notices queued for one slow stream before it is told to resync
+HEARTBEAT_S = 15.0
+STREAM_S = 55.0  # plus up to 10 s of jitter, so reconnects do not come in waves
+RETRY_MS = 1000
+FOLLOWEES_STALE_S = 2.0
+FEED_KINDS = ("all", "home", "user", "replies", "tag")
+
+
+# Pure parts ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    seq: int
+    event_id: str
+    post_id: str
+    author_id: str
+    reply_to: str | None
+    hashtags: tuple[str, ...]
+
+    def sse(self) -> str:
+        data = orjson.dumps(
+            {"id": self.post_id, "author_id": self.author_id, "reply_to": self.reply_to, "hashtags": self.hashtags}
+        ).decode()
+        return f"id: {self.event_id}\nevent: post\ndata: {data}\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Feed:
+    kind: str
+    arg: str = ""
+
+
+def parse_feed(raw: str) -> Feed:
+    """`all`, `home`, `user:<id>`, `replies:<post id>` or `tag:<tag>`; InvalidInput(field="feed") otherwise."""
+    kind, _, arg = raw.partition(":")
+    if kind not in FEED_KINDS or (kind in ("all", "home")) != (arg == "") or len(arg) > 100:
+        raise InvalidInput("feed is one of all, home, user:<id>, replies:<post id>, tag:<tag>.", field="feed")
+    return Feed(kind, arg.casefold() if kind == "tag" else arg)
+
+
+def shows(feed: Feed, notice: Notice, followees: frozenset[str] = frozenset()) -> bool:
+    """Whether a page showing `feed` shows this new post (`followees` includes the viewer, for `home`)."""
+    if feed.kind == "all":
+        return True
+    if feed.kind == "home":
+        return notice.author_id in followees
+    if feed.kind == "user":
+        return notice.author_id == feed.arg
+    if feed.kind == "replies":
+        return notice.reply_to == feed.arg
+    return feed.arg in notice.hashtags
+
+
+# The relay ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Listener:
+    queue: asyncio.Queue[Notice] = field(default_factory=asyncio.Queue)
+    lost: bool = False  # notices were dropped for it: the page must resync
+
+    def push(self, notice: Notice) -> None:
+        if self.queue.qsize() >= MAX_PENDING:
+            self.lost = True
+        else:
+            self.queue.put_nowait(notice)
+
+
+class Relay:
+    """Redis pub/sub to the open streams of this process, with a replay buffer (see the module docstring)."""
+
+    def __init__(self, redis_url: str, *, keep: int = KEEP, idle_s: float = IDLE_S) -> None:
+        self.redis_url = redis_url
+        self.idle_s = idle_s
+        self.boot = secrets.token_hex(4)
+        self.seq = 0
+        self.complete_after = 0  # every notice with a greater seq is in the buffer or was evicted in order
+        self.buffer: deque[Notice] = deque(maxlen=keep)
+        self.listeners: set[Listener] = set()
+        self.ready = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def position(self) -> str:
+        """The id of the newest notice seen (`<boot>.<seq>`): a page rendered now has seen everything up to it."""
+        return f"{self.boot}.{self.seq}"
+
+    def listen(self) -> Listener:
+        listener = Listener()
+        self.listeners.add(listener)
+        if self.task is None or self.task.done():
+            self.ready = asyncio.Event()
+            self.task = asyncio.create_task(self._run(), name="chirp-live-relay")
+        return listener
+
+    def forget(self, listener: Listener) -> None:
+        self.listeners.discard(listener)
+
+    def since(self, event_id: str) -> list[Notice] | None:
+        """The buffered notices after `event_id`; None when some may be missing (unknown id, evicted, or a gap)."""
+        boot, _, raw_seq = event_id.partition(".")
+        if boot != self.boot or not raw_seq.isdigit():
+            return None
+        seq = int(raw_seq)
+        oldest = self.buffer[0].seq if self.buffer else self.seq + 1
+        if seq > self.seq or seq < self.complete_after or seq < oldest - 1:
+            return None
+        return [n for n in self.buffer if n.seq > seq]
+
+    def dispatch(self, raw: str | bytes) -> Notice | None:
+        """Number a notice from the channel, buffer it and hand it to every listener."""
+        try:
+            data: dict[str, Any] = orjson.loads(raw)
+            self.seq += 1
+            notice = Notice(
+                seq=self.seq,
+                event_id=f"{self.boot}.{self.seq}",
+                post_id=str(data["id"]),
+                author_id=str(data["author_id"]),
+                reply_to=data.get("reply_to"),
+                hashtags=tuple(data.get("hashtags") or ()),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            log.warning("ignored a malformed live notice", notice=str(raw)[:200])
+            return None
+        self.buffer.append(notice)
+        for listener in self.listeners:
+            listener.push(notice)
+        return notice
+
+    async def _run(self) -> None:
+        client = aioredis.Redis.from_url(self.redis_url, decode_responses=True)
+        try:
+            while not await self._subscribed(client):
+                # Redis went away: notices may have been missed, so open pages resync once it is back.
+                for listener in self.listeners:
+                    listener.lost = True
+                await asyncio.sleep(1.0)
+        finally:
+            await client.aclose()
+
+    async def _subscribed(self, client: aioredis.Redis) -> bool:
+        """Relay until idle (True) or until Redis fails (False)."""
+        idle_since: float | None = None
+        try:
+            async with client.pubsub() as pubsub:
+                await pubsub.subscribe(CHANNEL)
+                self.complete_after = self.seq
+                self.ready.set()
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None and message["type"] == "message":
+                        self.dispatch(message["data"])
+                    if self.listeners:
+                        idle_since = None
+                    elif idle_since is None:
+                        idle_since = time.monotonic()
+                    elif time.monotonic() - idle_since > self.idle_s:
+                        self.task = None  # the next listener starts a fresh subscription
+                        return True
+        except (RedisError, OSError) as exc:
+            log.warning("live relay lost Redis; retrying", error=str(exc))
+            self.ready.clear()
+            return False
+
+
+def relay_of(state: State) -> Relay:
+    """This process's relay (created on first use; it subscribes when the first stream opens)."""
+    found = state.extras.get("live_relay")
+    if found is None:
+        found = state.extras["live_relay"] = Relay(state.settings.redis_url)
+    return found
+
+
+# The stream ---------------------------------------------------------------------------------------------------
+
+
+class _Followees:
+    """Whom a viewer follows (and the viewer), reloaded when a post by someone else arrives and the set is stale."""
+
+    def __init__(self, state: State, user_id: str) -> None:
+        self.source = PostgresTimelineSource(state.pg)
+        self.user_id = user_id
+        self.ids: frozenset[str] = frozenset({user_id})
+        self.loaded = 0.0
+
+    async def load(self) -> None:
+        self.ids = frozenset({self.user_id, *await self.source.followees(self.user_id)})
+        self.loaded = time.monotonic()
+
+    async def refresh_for(self, author_id: str) -> None:
+        """Reload when a post by someone not (yet) followed arrives: the viewer may have just followed them."""
+        if author_id not in self.ids and time.monotonic() - self.loaded > FOLLOWEES_STALE_S:
+            await self.load()
+
+
+def _resync() -> str:
+    return "event: resync\ndata: {}\n\n"
+
+
+async def _stream(
+    relay: Relay,
+    listener: Listener,
+    feed: Feed,
+    followees: _Followees | None,
+    start: str,
+    last: str | None,
+    since: str | None,
+) -> AsyncIterator[str]:
+    try:
+        yield f"retry: {RETRY_MS}\n\n"
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(relay.ready.wait(), timeout=5.0)
+        backlog = relay.since(last) if last else None
+        if last and backlog is None:
+            yield _resync()  # a reconnect that cannot be replayed
+        if backlog is None and since:
+            backlog = relay.since(since)  # a page's own position; when too old, it simply starts now
+        pending = backlog if backlog is not None else relay.since(start) or []
+        done = relay.seq
+        end = time.monotonic() + STREAM_S + random.uniform(0, 10)
+        while time.monotonic() < end:
+            for notice in pending:
+                if followees is not None:
+                    await followees.refresh_for(notice.author_id)
+                if shows(feed, notice, followees.ids if followees else frozenset()):
+                    yield notice.sse()
+            if listener.lost:
+                listener.lost = False
+                yield _resync()
+            try:
+                notice = await asyncio.wait_for(listener.queue.get(), timeout=HEARTBEAT_S)
+            except TimeoutError:
+                pending = []
+                yield f": ping\nid: {relay.boot}.{done}\n\n"
+                continue
+            pending = [notice] if notice.seq > done else []  # older ones came with the backlog
+            done = max(done, notice.seq)
+        yield f"id: {relay.boot}.{done}\n\n"
+    finally:
+        relay.forget(listener)
+
+
+async def events(request: Request) -> Response:
+    """`GET /events?feed=...&since=...`: new posts for one page, as Server-Sent Events (see the module docstring)."""
+    feed = parse_feed(request.query_params.get("feed", "all"))
+    state = state_of(request)
+    me = await viewer(request)
+    followees = None
+    if feed.kind == "home":
+        if me is None:
+            raise Unauthorized("Log in to follow your home timeline.")
+        followees = _Followees(state, me.user_id)
+        await followees.load()
+    relay = relay_of(state)
+    listener = relay.listen()
+    start, last = relay.position, request.headers.get("last-event-id")
+    stream = _stream(relay, listener, feed, followees, start, last, request.query_params.get("since"))
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+
+
+routes = [Route("/events", events, methods=["GET"])]

@@ -1,0 +1,154 @@
+// Chirp progressive enhancement: every page works without this file; it adds live updates, the composer's
+// preview and counter, local times and delete confirmations.
+(function () {
+  "use strict";
+
+  function cookie(name) {
+    var found = document.cookie.split("; ").find(function (c) { return c.indexOf(name + "=") === 0; });
+    return found ? decodeURIComponent(found.slice(name.length + 1)) : "";
+  }
+
+  // Times: relative text kept fresh, exact local time on hover.
+  function relative(date) {
+    var s = (Date.now() - date.getTime()) / 1000;
+    if (s < 45) return "now";
+    if (s < 3600) return Math.max(1, Math.round(s / 60)) + "m";
+    if (s < 86400) return Math.floor(s / 3600) + "h";
+    if (s < 7 * 86400) return Math.floor(s / 86400) + "d";
+    var opts = { month: "short", day: "numeric" };
+    if (date.getFullYear() !== new Date().getFullYear()) opts.year = "numeric";
+    return date.toLocaleDateString(undefined, opts);
+  }
+  function refreshTimes(root) {
+    (root || document).querySelectorAll(".post-meta time[datetime]").forEach(function (el) {
+      var date = new Date(el.getAttribute("datetime"));
+      if (isNaN(date)) return;
+      el.textContent = relative(date);
+      el.title = date.toLocaleString(undefined, { dateStyle: "full", timeStyle: "long" });
+    });
+  }
+
+  // Composer: a character counter and a live Markdown preview rendered by the server, as the post will be.
+  function composer(form) {
+    var area = form.querySelector("textarea");
+    var counter = form.querySelector("[data-counter]");
+    var preview = form.querySelector("[data-preview]");
+    var submit = form.querySelector("button[type=submit]");
+    var max = parseInt(counter.getAttribute("data-max"), 10);
+    var timer = null, seq = 0;
+    counter.hidden = false;
+    function count() {
+      var left = max - Array.from(area.value).length;
+      counter.textContent = left < 0 ? Math.abs(left) + " too many" : left + " left";
+      counter.classList.toggle("over", left < 0);
+      submit.disabled = left < 0 || area.value.trim() === "";
+    }
+    function render() {
+      var mine = ++seq, body = area.value;
+      if (!body.trim()) { preview.hidden = true; preview.innerHTML = ""; return; }
+      fetch("/api/preview", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": cookie("chirp_csrf") },
+        body: JSON.stringify({ body: body })
+      }).then(function (r) { return r.ok ? r.json() : null; }).then(function (data) {
+        if (!data || mine !== seq) return;
+        preview.innerHTML = data.html; // sanitized by the server's post renderer
+        preview.hidden = false;
+      }).catch(function () {});
+    }
+    area.addEventListener("input", function () {
+      count();
+      clearTimeout(timer);
+      timer = setTimeout(render, 250);
+    });
+    area.addEventListener("keydown", function (e) {
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && !submit.disabled) form.requestSubmit();
+    });
+    count();
+    if (area.value.trim()) render();
+  }
+
+  // Live updates: the page names what it shows, the server sends new posts that belong there.
+  function live(banner) {
+    if (!window.EventSource || new URLSearchParams(location.search).has("cursor")) return;
+    var feed = banner.getAttribute("data-live-feed");
+    var list = banner.parentNode.querySelector("[data-posts]");
+    var button = banner.querySelector(".new-posts");
+    var append = list.hasAttribute("data-append");
+    var pending = [], resync = false;
+    var url = "/events?feed=" + encodeURIComponent(feed) + "&since=" + encodeURIComponent(banner.getAttribute("data-live-since") || "");
+    var source = new EventSource(url);
+
+    function onPage(id) { return document.getElementById("post-" + id) !== null; }
+    function show() {
+      if (resync) button.textContent = "New posts may be available. Reload";
+      else button.textContent = pending.length === 1 ? "1 new post" : pending.length + " new posts";
+      button.hidden = !resync && pending.length === 0;
+    }
+    function fetchCard(id) {
+      return fetch("/fragments/posts/" + encodeURIComponent(id), { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.text() : ""; })
+        .catch(function () { return ""; });
+    }
+    function insert(html, atEnd) {
+      var holder = document.createElement("div");
+      holder.innerHTML = html.trim();
+      var card = holder.firstElementChild;
+      if (!card || onPage(card.id.replace("post-", ""))) return null;
+      var empty = list.querySelector(".empty");
+      if (empty) empty.remove();
+      card.classList.add("fresh");
+      if (atEnd) list.appendChild(card); else list.insertBefore(card, list.firstChild);
+      refreshTimes(card);
+      wireConfirm(card);
+      return card;
+    }
+
+    source.addEventListener("post", function (e) {
+      var notice = JSON.parse(e.data);
+      if (onPage(notice.id) || pending.indexOf(notice.id) >= 0) return;
+      if (append) {
+        fetchCard(notice.id).then(function (html) { if (html) insert(html, true); });
+      } else {
+        pending.push(notice.id);
+        show();
+      }
+    });
+    source.addEventListener("resync", function () { resync = true; show(); });
+    button.addEventListener("click", function () {
+      if (resync) { location.reload(); return; }
+      var ids = pending.slice();
+      pending = [];
+      show();
+      Promise.all(ids.map(fetchCard)).then(function (cards) {
+        var first = null;
+        cards.forEach(function (html) { // oldest first, each inserted on top: the newest ends up first
+          var card = html && insert(html, false);
+          if (card) first = card;
+        });
+        if (first) {
+          first.tabIndex = -1;
+          first.focus({ preventScroll: true });
+          first.scrollIntoView({ block: "nearest" });
+        }
+      });
+    });
+  }
+
+  function wireConfirm(root) {
+    root.querySelectorAll("form[data-confirm]").forEach(function (form) {
+      form.addEventListener("submit", function (e) {
+        if (!window.confirm(form.getAttribute("data-confirm"))) e.preventDefault();
+      });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    refreshTimes(document);
+    setInterval(function () { refreshTimes(document); }, 60000);
+    document.querySelectorAll("form[data-composer]").forEach(composer);
+    document.querySelectorAll("[data-live-feed]").forEach(live);
+    wireConfirm(document);
+  });
+})();
