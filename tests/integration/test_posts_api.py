@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +14,10 @@ from schemas.events import new_id
 from tests.conftest import eventually
 from tests.integration.helpers import login, unique_handle
 from tests.integration.posts_support import status_of
+from tests.unit.htmlsafety import assert_safe_html
+
+# Public XSS payloads (PayloadsAllTheThings), in the shared corpora beside the checkout.
+XSS_QUICK = Path(__file__).parents[3] / "shared/corpora/xss/payloadsallthethings/xss_payloads_quick.txt"
 
 pytestmark = pytest.mark.usefixtures("pipeline")
 
@@ -59,9 +64,8 @@ async def test_a_post_is_accepted_then_visible_with_safe_html(client, author) ->
     assert post["author"] == {"handle": handle, "display_name": handle, "avatar_url": ""}
     assert post["author_id"] == f"dev-{handle}"
     assert post["hashtags"] == ["chirp"] and post["mentions"] == ["bob"]
-    html = post["html"].lower()
-    assert "<script" not in html and "javascript:" not in html and "onerror" not in html and "<img" not in html
-    assert '<strong><a href="/tags/chirp" class="hashtag">#chirp</a></strong>' in html
+    assert_safe_html(post["html"])
+    assert '<strong><a href="/tags/chirp" class="hashtag">#Chirp</a></strong>' in post["html"]
     assert "alert(1)" in post["text"] and post["created_at"].startswith("20")
 
 
@@ -80,6 +84,14 @@ async def test_invalid_posts_are_422_naming_the_field(client, author, payload, f
     response = await client.post("/api/posts", json=payload, headers=author[1])
     assert response.status_code == 422
     assert response.json()["error"]["field"] == field
+
+
+async def test_xss_payloads_come_back_safe(client, author) -> None:
+    _, headers = author
+    payloads = [line for line in XSS_QUICK.read_text().splitlines() if line.strip()]
+    posted = [await create(client, headers, payload[:2000]) for payload in payloads]
+    for post_id in posted:
+        assert_safe_html((await visible(client, post_id))["html"])
 
 
 async def test_2000_characters_are_fine(client, author) -> None:
