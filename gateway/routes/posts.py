@@ -125,7 +125,7 @@ async def _claim(state: State, redis_key: str, post_id: str, fingerprint: str) -
     previous = await state.redis.set(redis_key, f"{post_id} {fingerprint}", nx=True, get=True, ex=IDEMPOTENCY_TTL_S)
     if previous is None:
         return post_id, False
-    earlier_id, earlier_fingerprint, *published = previous.split(" ")
+    earlier_id, earlier_fingerprint, *published = str(previous).split(" ")  # decode_responses: a str
     if earlier_fingerprint != fingerprint:
         raise Conflict("This Idempotency-Key was used for a different post.", field="Idempotency-Key")
     return earlier_id, bool(published)
