@@ -1,0 +1,283 @@
+"""Trending on the real broker, Redis and PostgreSQL: bursts rise, steady tags and spam do not, deletes and hides hold.
+
+Pipeline tests publish events dated a little before the wall clock (the live "now" is the newest event time seen,
+shared with every other test) and read `GET /api/trending`. Replay tests run the consumer's handlers in-process over
+the same events into a fresh key prefix and compare the Redis state key by key.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from chirp.settings import Settings
+from consumers import trending
+from consumers.runtime import Context
+from producers.broker import Publisher, make_broker
+from schemas import topics
+from schemas.events import (
+    Event,
+    FollowData,
+    PostParsed,
+    TrendingModerated,
+    TrendingModeratedData,
+    UserFollowed,
+    new_id,
+)
+from store.postgres import connect
+from store.trending import RedisTrending
+from tests.conftest import eventually
+from tests.integration.explore_support import ago, caught_up, deleted, drop, dump, parsed, registered
+
+Pipeline = subprocess.Popen[bytes]
+
+
+@pytest.fixture(scope="module")
+async def publisher(settings: Settings) -> AsyncIterator[Publisher]:
+    broker = make_broker(settings)
+    await broker.connect()
+    yield Publisher(broker)
+    await broker.stop()
+
+
+@pytest.fixture(scope="module")
+async def pg(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    pool = await connect(settings, max_size=4)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def fresh(
+    settings: Settings, pg: asyncpg.Pool, redis: aioredis.Redis, publisher: Publisher
+) -> AsyncIterator[Any]:
+    """A factory of contexts whose trending keys live under a new prefix (dropped afterwards)."""
+    prefixes: list[str] = []
+
+    def make() -> Context:
+        prefixes.append(f"test-trending:{new_id()}:")
+        return Context(settings, pg, redis, publisher, extras={"trending_prefix": prefixes[-1]})
+
+    yield make
+    for prefix in prefixes:
+        await drop(redis, prefix)
+
+
+def tag() -> str:
+    return "tr" + "".join(random.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(10))
+
+
+def burst(name: str, people: int, at: datetime) -> list[PostParsed]:
+    """`people` different authors posting `#name` within the same minute."""
+    return [
+        parsed(f"a-{new_id()}", f"#{name} now", tags=(name,), at=at + timedelta(seconds=i % 20)) for i in range(people)
+    ]
+
+
+def steady(name: str, authors: int, minutes: int, end: datetime) -> list[PostParsed]:
+    """The same `authors` posting `#name` every minute for `minutes` minutes up to `end`."""
+    ids = [f"s-{new_id()}" for _ in range(authors)]
+    return [
+        parsed(a, f"#{name} as usual", tags=(name,), at=end - timedelta(minutes=m)) for m in range(minutes) for a in ids
+    ]
+
+
+def moderated(target: str, hidden: bool, at: datetime | None = None) -> TrendingModerated:
+    data = TrendingModeratedData(target=target, hidden=hidden)
+    return TrendingModerated(occurred_at=at or datetime.now(UTC), payload=data)
+
+
+async def ranking(client: httpx.AsyncClient, window: str = "15m") -> dict[str, Any]:
+    response = await client.get("/api/trending", params={"window": window, "limit": "50"})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def tags_of(body: dict[str, Any]) -> list[str]:
+    return [h["tag"] for h in body["hashtags"]]
+
+
+HANDLERS = {
+    "post-parsed": trending.on_post_parsed,
+    "post-deleted": trending.on_post_deleted,
+    "user-followed": trending.on_user_followed,
+}
+
+
+async def apply(ctx: Context, events: list[Event]) -> None:
+    """Run the trending consumer's handlers over `events`, one batch per run of the same type."""
+    i = 0
+    while i < len(events):
+        j = i
+        while j < len(events) and events[j].type == events[i].type:
+            j += 1
+        if events[i].type == "trending-moderated":
+            for event in events[i:j]:
+                await trending.on_trending_moderated(event, ctx)
+        else:
+            await HANDLERS[events[i].type](events[i:j], ctx)
+        i = j
+
+
+# Live pipeline ------------------------------------------------------------------------------------------------
+
+
+async def test_burst_rises_above_a_steady_tag(
+    pipeline: Pipeline, publisher: Publisher, client: httpx.AsyncClient
+) -> None:
+    busy, new = tag(), tag()
+    await publisher.publish_many([*steady(busy, 5, 30, ago(seconds=30)), *burst(new, 12, ago(seconds=25))])
+
+    body = await eventually(lambda: ranking(client), until=lambda b: new in tags_of(b), timeout=60)
+    item = body["hashtags"][tags_of(body).index(new)]
+    assert item["count"] == 12 and sum(item["sparkline"]) == 12 and len(item["sparkline"]) == 12
+    assert busy not in tags_of(body)[: tags_of(body).index(new)]
+
+
+async def test_one_person_repeating_a_tag_does_not_trend(
+    pipeline: Pipeline, settings: Settings, publisher: Publisher, client: httpx.AsyncClient
+) -> None:
+    spam, sentinel = tag(), tag()
+    author = f"spammer-{new_id()}"
+    await publisher.publish_many(
+        [parsed(author, f"#{spam} buy", tags=(spam,), at=ago(seconds=40 - i)) for i in range(30)]
+    )
+    await caught_up(settings, "trending", [topics.POST_PARSED.name])
+    await publisher.publish_many(burst(sentinel, 4, ago(seconds=10)))  # a ranking showing it was made after the spam
+
+    await eventually(lambda: ranking(client), until=lambda b: sentinel in tags_of(b), timeout=60)
+    for window in ("15m", "1h", "24h"):
+        assert spam not in tags_of(await ranking(client, window))
+
+
+async def test_deleted_posts_leave_trending(
+    pipeline: Pipeline, publisher: Publisher, client: httpx.AsyncClient
+) -> None:
+    name = tag()
+    posts = burst(name, 6, ago(seconds=30))
+    await publisher.publish_many(posts)
+    await eventually(lambda: ranking(client), until=lambda b: name in tags_of(b), timeout=60)
+
+    await publisher.publish_many([deleted(p) for p in posts[:5]])
+    await eventually(lambda: ranking(client), until=lambda b: name not in tags_of(b), timeout=60)
+
+
+async def test_users_trend_on_mentions_and_new_followers(
+    pipeline: Pipeline, publisher: Publisher, pg: asyncpg.Pool, client: httpx.AsyncClient
+) -> None:
+    star = registered("star")
+    await publisher.publish(star)
+    sql = "SELECT count(*) FROM users WHERE user_id = $1 AND handle = $2"
+    await eventually(lambda: pg.fetchval(sql, star.payload.user_id, star.payload.handle), timeout=60)
+    handle, star_id = star.payload.handle, star.payload.user_id
+    mentions = [parsed(f"fan-{new_id()}", f"hi @{handle}", mentions=(handle,), at=ago(seconds=20)) for _ in range(5)]
+    follows = [
+        UserFollowed(occurred_at=ago(seconds=15), payload=FollowData(follower_id=f"f-{new_id()}", followee_id=star_id))
+        for _ in range(3)
+    ]
+    await publisher.publish_many([*mentions, *follows])
+
+    def listed(body: dict[str, Any]) -> list[dict[str, Any]]:
+        return [u for u in body["users"] if u["handle"] == handle]
+
+    body = await eventually(
+        lambda: ranking(client), until=lambda b: listed(b) and listed(b)[0]["count"] == 8, timeout=60
+    )
+    assert listed(body)[0]["score"] > 0
+
+
+async def test_hidden_tag_stays_hidden_after_a_replay(
+    pipeline: Pipeline, publisher: Publisher, client: httpx.AsyncClient, redis: aioredis.Redis, fresh: Any
+) -> None:
+    hidden, control = tag(), tag()
+    events: list[Event] = [*burst(hidden, 6, ago(seconds=30)), *burst(control, 5, ago(seconds=30))]
+    await publisher.publish_many(events)
+    await eventually(lambda: ranking(client), until=lambda b: hidden in tags_of(b), timeout=60)
+    hide = moderated(f"#{hidden.upper()}", True)
+    await publisher.publish(hide)
+    body = await eventually(lambda: ranking(client), until=lambda b: hidden not in tags_of(b), timeout=60)
+    assert control in tags_of(body)
+
+    ctx = fresh()  # the replay: the same events, the consumer's own handlers, a fresh key prefix
+    replayed = [*events, hide]
+    await apply(ctx, replayed)
+    counts = RedisTrending(redis, ctx.extras["trending_prefix"])
+    result = await counts.refresh(ctx.pg)
+    assert control in tags_of(result["15m"]) and hidden not in tags_of(result["15m"])
+
+    before = await dump(redis, ctx.extras["trending_prefix"])
+    await apply(ctx, replayed)  # redelivery of everything
+    await counts.refresh(ctx.pg)
+    assert await dump(redis, ctx.extras["trending_prefix"]) == before
+
+    await apply(ctx, [moderated(f"#{hidden}", False, at=hide.occurred_at + timedelta(seconds=1))])
+    assert hidden in tags_of((await counts.refresh(ctx.pg))["15m"])
+
+
+@pytest.mark.parametrize(
+    ("params", "field"), [({"window": "2h"}, "window"), ({"limit": "0"}, "limit"), ({"limit": "51"}, "limit")]
+)
+async def test_bad_parameters_are_422(client: httpx.AsyncClient, params: dict[str, str], field: str) -> None:
+    response = await client.get("/api/trending", params=params)
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == field
+
+
+async def test_limit_cuts_both_lists(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/api/trending", params={"window": "24h", "limit": "1"})).json()
+    assert set(body) == {"hashtags", "users"} and len(body["hashtags"]) <= 1 and len(body["users"]) <= 1
+
+
+# Replays into a fresh prefix, synthetic times ------------------------------------------------------------------
+
+T0 = datetime(2025, 3, 1, 12, 0, 30, tzinfo=UTC)
+
+
+async def test_synthetic_times_rank_as_live_and_order_does_not_matter(
+    redis: aioredis.Redis, pg: asyncpg.Pool, fresh: Any
+) -> None:
+    busy, new, spam, removed = tag(), tag(), tag(), tag()
+    gone = burst(removed, 4, T0 - timedelta(minutes=3))
+    events: list[Event] = [
+        *steady(busy, 6, 40, T0),
+        *burst(new, 10, T0 - timedelta(seconds=20)),
+        *[parsed("one-spammer", f"#{spam}", tags=(spam,), at=T0 - timedelta(seconds=i)) for i in range(25)],
+        *gone,
+        *[deleted(p, at=T0) for p in gone],
+        UserFollowed(occurred_at=T0 - timedelta(minutes=1), payload=FollowData(follower_id="f1", followee_id="u1")),
+        moderated(f"#{busy}", True, at=T0 - timedelta(minutes=5)),
+        moderated(f"#{busy}", False, at=T0 - timedelta(minutes=4)),
+    ]
+    in_order = fresh()
+    await apply(in_order, events)
+    result = await RedisTrending(redis, in_order.extras["trending_prefix"]).refresh(pg)
+    assert tags_of(result["15m"])[0] == new  # on top, ranked at the newest event time (T0), not the wall clock
+    assert result["15m"]["hashtags"][0]["count"] == 10
+    assert busy not in tags_of(result["15m"]) and spam not in tags_of(result["15m"])
+    assert not set(tags_of(result["24h"])) & {removed, spam}
+
+    shuffled = fresh()
+    mixed = events[:]
+    random.Random(5).shuffle(mixed)
+    await apply(shuffled, mixed)
+    again = await RedisTrending(redis, shuffled.extras["trending_prefix"]).refresh(pg)
+    assert again == result
+    skip = ("version", "tmp:")
+    assert await dump(redis, shuffled.extras["trending_prefix"], skip) == await dump(
+        redis, in_order.extras["trending_prefix"], skip
+    )
