@@ -50,14 +50,13 @@ def activity(event: PostParsed) -> PostActivity:
 
 
 async def refresh_forever(counts: RedisTrending, pg: asyncpg.Pool | None, every: float = REFRESH_S) -> None:
-    """Recompute the rankings whenever the counts changed, checking every `every` seconds, until cancelled."""
-    seen: str | None = None
-    while True:
+    """Recompute the rankings whenever the counts changed, checking every `every` seconds, until cancelled (or until
+    the context's pool closes: a replay's shadow context ends before its process does)."""
+    while pg is None or not pg.is_closing():
         try:
-            version = await counts.version()
-            if version != seen:
+            # The marker lives next to the rankings (not in this process), so a replay swapping both in stays right.
+            if await counts.stale():
                 await counts.refresh(pg)
-                seen = version
         except Exception as exc:  # an outage must not end the loop: the next tick tries again
             log.warning("trending refresh failed", error=repr(exc))
         await asyncio.sleep(every)

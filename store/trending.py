@@ -11,7 +11,8 @@ Every key starts with a prefix (`DEFAULT_PREFIX`, or another one so a replay can
 | `{p}active:{t,u}:{m,h}:{bucket}` | set of subjects with a contribution in the bucket (the ranking's candidates) |
 | `{p}moderation` | hash `#tag` / `@handle` → `{at_us:020}|{event_id}|{1 hidden, 0 shown}` (last writer wins) |
 | `{p}ranking:{window}` | the precomputed answer of `GET /api/trending?window=` (JSON), all the gateway reads |
-| `{p}version` | bumped by every write; the refresher recomputes only when it moved |
+| `{p}version` | bumped by every write |
+| `{p}ranked` | the version the stored rankings were computed from: the refresher recomputes when it differs |
 
 Buckets are 1 minute (`m`, kept 3 h) and 1 hour (`h`, kept 50 h), numbered `epoch // size` from the event time.
 Subjects: a tag key; for users `u:{user_id}` (their posts, new followers) and `h:{handle}` (mentions, which carry
@@ -204,6 +205,10 @@ class RedisTrending:
         return f"{self.p}version"
 
     @property
+    def ranked_key(self) -> str:
+        return f"{self.p}ranked"
+
+    @property
     def moderation_key(self) -> str:
         return f"{self.p}moderation"
 
@@ -313,8 +318,10 @@ class RedisTrending:
 
     # Ranking -------------------------------------------------------------------------------------------------
 
-    async def version(self) -> str | None:
-        return await self.redis.get(self.version_key)
+    async def stale(self) -> bool:
+        """Whether the counts changed since the stored rankings were computed (or there are none yet)."""
+        version, ranked = await self.redis.mget(self.version_key, self.ranked_key)
+        return ranked is None or version != ranked
 
     async def hidden(self) -> set[str]:
         """The targets currently hidden from trending."""
@@ -322,7 +329,7 @@ class RedisTrending:
 
     async def refresh(self, pg: asyncpg.Pool | None) -> dict[str, dict[str, Any]]:
         """Recompute the ranking of every window and store it (one JSON blob per window); returns them."""
-        raw_now = await self.redis.get(self.now_key)
+        version, raw_now = await self.redis.mget(self.version_key, self.now_key)
         hidden = await self.hidden()
         results: dict[str, dict[str, Any]] = {}
         tmp = f"{self.p}tmp:{uuid.uuid4().hex}"
@@ -340,6 +347,7 @@ class RedisTrending:
         async with self.redis.pipeline(transaction=False) as pipe:
             for name, blob in results.items():
                 pipe.set(self.ranking_key(name), orjson.dumps(blob))
+            pipe.set(self.ranked_key, version or "0")
             await pipe.execute()
         return results
 
