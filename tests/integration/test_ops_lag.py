@@ -1,0 +1,81 @@
+"""`chirp lag` and `chirp topics` on the real broker: exact lag after events reach a stopped consumer group."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from chirp.ops import _kafka
+from chirp.ops.cli import ops_app
+from chirp.ops.lag import measure
+from chirp.ops.topics import describe
+from chirp.settings import Settings
+from producers.broker import Publisher, ensure_topics, make_broker
+from schemas.events import new_id
+from schemas.topics import Topic
+from tests.integration import replay_probe as probe
+
+
+@pytest.fixture
+async def publisher(settings: Settings) -> AsyncIterator[Publisher]:
+    broker = make_broker(settings)
+    await broker.connect()
+    yield Publisher(broker)
+    await broker.stop()
+
+
+async def commit_at_end(settings: Settings, group: str, topic: Topic) -> None:
+    """A consumer group that read everything and committed, then stopped."""
+    async with _kafka.reader(settings, group_id=group) as kafka:
+        tps = await _kafka.partitions(kafka, [topic.name])
+        ends = await kafka.end_offsets(tps)
+        kafka.assign(tps)
+        await kafka.commit(ends)
+
+
+async def test_lag_is_exactly_the_events_produced_since_the_group_committed(settings, publisher) -> None:
+    uid = new_id().lower()
+    topic, group = Topic(f"lag-{uid}", key="post_id", partitions=3), f"lag-{uid}"
+    await ensure_topics(settings, (topic,))
+    await probe.send(publisher, topic, probe.posts(11))
+    await commit_at_end(settings, group, topic)
+    assert sum(r.lag for r in await measure(settings, [group])) == 0
+    await probe.send(publisher, topic, probe.posts(37))
+
+    rows = await measure(settings, [group])
+    assert {r.partition for r in rows} == {0, 1, 2}
+    assert sum(r.lag for r in rows) == 37
+    assert sum(r.committed for r in rows) == 11 and sum(r.end for r in rows) == 48
+    assert all(r.age_s() is not None and r.age_s() >= 0 for r in rows if r.lag)
+    assert all(r.age_s() is None for r in rows if not r.lag)
+
+    runner = CliRunner()
+    shown = await asyncio.to_thread(runner.invoke, ops_app, ["lag", "--group", group, "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert sum(r["lag"] for r in orjson.loads(shown.output)) == 37
+    table = await asyncio.to_thread(runner.invoke, ops_app, ["lag", "--group", group], env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and group in table.output
+    worst = max(r.lag for r in rows)
+    over = await asyncio.to_thread(runner.invoke, ops_app, ["lag", "-g", group, "--max-lag", str(worst - 1)])
+    assert over.exit_code == 1, "a script can tell a partition is behind"
+    within = await asyncio.to_thread(runner.invoke, ops_app, ["lag", "-g", group, "--max-lag", str(worst)])
+    assert within.exit_code == 0
+
+
+async def test_topics_counts_messages_with_oldest_and_newest(settings, publisher) -> None:
+    topic = Topic(f"topics-{new_id().lower()}", key="post_id", partitions=2)
+    await ensure_topics(settings, (topic,))
+    await probe.send(publisher, topic, probe.posts(25))
+    rows = [r for r in await describe(settings) if r.topic == topic.name]
+    assert [r.partition for r in rows] == [0, 1]
+    assert sum(r.messages for r in rows) == 25
+    for r in rows:
+        assert r.oldest_offset == 0 and r.newest_offset == r.messages - 1
+        assert r.oldest_at is not None and r.newest_at is not None and r.oldest_at <= r.newest_at
+    shown = await asyncio.to_thread(CliRunner().invoke, ops_app, ["topics", "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert sum(r["messages"] for r in orjson.loads(shown.output) if r["topic"] == topic.name) == 25
