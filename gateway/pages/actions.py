@@ -21,7 +21,7 @@ from consumers.markdown import render_post
 from gateway.auth.csrf import csrf_ok
 from gateway.auth.current import CSRF_COOKIE, require_viewer
 from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, TooManyRequests
-from gateway.pages.feeds import home_context, post_context
+from gateway.pages.feeds import home_context, post_context, remember_posted
 from gateway.pages.forms import MAX_POST_CHARS, Composer
 from gateway.pages.internal import call_api
 from gateway.pages.web import checked_form, field, local_path, login_redirect, page, page_route, page_viewer
@@ -68,7 +68,9 @@ async def compose(request: Request) -> Response:
             return page(request, "post.html", me, 422, **await post_context(request, me, reply_to, composer))
         return page(request, "home.html", me, 422, **await home_context(request, me, composer))
     anchor = f"#post-{result.data['id']}" if reply_to else ""
-    return RedirectResponse(composer.next + anchor, 303)
+    response = RedirectResponse(composer.next + anchor, 303)
+    remember_posted(response, result.data["id"])
+    return response
 
 
 async def delete(request: Request) -> Response:

@@ -76,6 +76,19 @@ async def _trending(request: Request, window: str) -> dict[str, Any] | None:
     return data
 
 
+async def trending_context(request: Request) -> dict[str, Any]:
+    """What the trending box needs (`?window=`); pages without a search pass an empty one."""
+    window = request.query_params.get("window", DEFAULT_WINDOW)
+    window = window if window in dict(WINDOWS) else DEFAULT_WINDOW
+    return {
+        "trending": await _trending(request, window),
+        "window": window,
+        "windows": WINDOWS,
+        "q": "",
+        "kind": "posts",
+    }
+
+
 @page_route
 async def explore(request: Request) -> Response:
     """`GET /explore?q=&type=posts|users&window=15m|1h|24h`."""
@@ -83,21 +96,18 @@ async def explore(request: Request) -> Response:
     params = request.query_params
     q = params.get("q", "").strip()[:200]
     kind = params.get("type") if params.get("type") in KINDS else "posts"
-    window = params.get("window") if params.get("window") in dict(WINDOWS) else DEFAULT_WINDOW
     results, next_cursor, error = await _search(request, q, kind) if q else (None, None, "")
+    latest = [] if q else (await call_api(request, "GET", "/api/posts", query={"limit": "10"})).data["items"]
     return page(
         request,
         "explore.html",
         me,
-        q=q,
-        kind=kind,
+        **{**await trending_context(request), "q": q, "kind": kind},
+        latest=latest,
         results=results,
         next_cursor=next_cursor,
         search_error=error,
         search_unavailable="Search is not available yet." if q and results is None else "",
-        trending=await _trending(request, window),
-        window=window,
-        windows=WINDOWS,
     )
 
 

@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from gateway.auth.current import Viewer
 from gateway.errors import NotFound
+from gateway.pages.explore import trending_context
 from gateway.pages.forms import Composer
 from gateway.pages.internal import MissingEndpoint, call_api
 from gateway.pages.templating import base_context, render
@@ -18,6 +19,9 @@ from gateway.routes.posts import post_json
 from gateway.state import state_of
 from store.posts import PostgresPosts
 from store.users import PostgresUsersReadModel
+
+POSTED_COOKIE = "chirp_posted"
+POSTED_TTL_S = 60
 
 
 def _cursor(request: Request) -> dict[str, str]:
@@ -31,6 +35,23 @@ async def _list(request: Request, path: str) -> tuple[list[dict[str, Any]], str 
     return data["items"], data.get("next_cursor")
 
 
+def remember_posted(response: Response, post_id: str) -> None:
+    """Mark the post the viewer just wrote, so the page they land on shows it even before the timeline has it."""
+    response.set_cookie(POSTED_COOKIE, post_id, max_age=POSTED_TTL_S, path="/", httponly=True, samesite="lax")
+
+
+async def _with_own_post(request: Request, me: Viewer, posts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # The posts read model has a new post once `Prefer: wait` returns; the home timeline is fanned out by
+    # another consumer a moment later. Merge the viewer's own latest post so posting feels instant.
+    post_id = request.cookies.get(POSTED_COOKIE)
+    if not post_id or request.query_params.get("cursor") or any(p["id"] == post_id for p in posts):
+        return posts
+    found = await PostgresPosts(state_of(request).pg).get(post_id)
+    if found is None or found.author_id != me.user_id or (posts and found.id < posts[-1]["id"]):
+        return posts
+    return sorted([post_json(found), *posts], key=lambda p: p["id"], reverse=True)
+
+
 async def home_context(request: Request, me: Viewer | None, form: Composer | None = None) -> dict[str, Any]:
     """Home: the viewer's timeline (or everyone's posts with `?feed=all`, and always for visitors)."""
     feed = "home" if me and request.query_params.get("feed") != "all" else "all"
@@ -41,7 +62,10 @@ async def home_context(request: Request, me: Viewer | None, form: Composer | Non
             feed = "all"
     if feed == "all":
         posts, next_cursor = await _list(request, "/api/posts")
+    if me is not None:
+        posts = await _with_own_post(request, me, posts)
     return {
+        **await trending_context(request),
         "feed": feed,
         "live_feed": feed,
         "posts": posts,
