@@ -1,0 +1,108 @@
+"""`chirp dlq` on the real services: list and show dead letters, retry them after the fix, drop the rest."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from typer.testing import CliRunner
+
+from chirp.ops.cli import ops_app
+from chirp.ops.dlq import letters
+from chirp.settings import Settings
+from producers.broker import Publisher, ensure_topics, make_broker
+from schemas.events import new_id
+from schemas.topics import Topic
+from tests.conftest import eventually
+from tests.integration import replay_probe as probe
+
+
+@pytest.fixture
+async def publisher(settings: Settings) -> AsyncIterator[Publisher]:
+    broker = make_broker(settings)
+    await broker.connect()
+    yield Publisher(broker)
+    await broker.stop()
+
+
+@pytest.fixture
+async def pg(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(settings.postgres_dsn(), min_size=1, max_size=2)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+async def cli(*args: str) -> tuple[int, str]:
+    """Run an operator command as a script would (in a thread: it runs its own event loop)."""
+    result = await asyncio.to_thread(CliRunner().invoke, ops_app, list(args), env={"COLUMNS": "250"})
+    return result.exit_code, result.output
+
+
+async def post_ids(pg: asyncpg.Pool, table: str) -> set[str]:
+    try:
+        return {r["post_id"] for r in await pg.fetch(f"SELECT post_id FROM {table}")}
+    except asyncpg.UndefinedTableError:
+        return set()
+
+
+async def test_dead_letters_are_listed_shown_retried_after_the_fix_and_dropped(
+    settings: Settings, publisher: Publisher, pg: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    uid = new_id().lower()
+    group, table, topic = f"dlq-{uid}", f"dlq_{uid}", Topic(f"dlq-{uid}", key="post_id", partitions=2)
+    await ensure_topics(settings, (topic,))
+    await redis_client.set(probe.fail_flag(group), "1")  # the bug: every batch fails while this is set
+    failing = probe.posts(3)
+    env = {"CHIRP_CONSUMER_MAX_ATTEMPTS": "2", "CHIRP_CONSUMER_RETRY_BASE_MS": "20"}
+    with probe.running(group, topic, table, **env):
+        await probe.send(publisher, topic, failing)
+        found = await eventually(lambda: letters(settings, group), until=lambda x: len(x) == 3, timeout=60)
+        assert {orjson.loads(x.value)["id"] for x in found} == {e.id for e in failing}
+        assert all(x.reason == "handler_error" and x.attempts == 2 and x.origin[0] == topic.name for x in found)
+
+        code, out = await cli("dlq", "list", group, "--json")
+        assert code == 0
+        listed = orjson.loads(out)
+        assert sorted(x["id"] for x in listed) == sorted(x.id for x in found)
+        assert all("flag set" in x["error"] and x["consumer"] == group for x in listed)
+        code, out = await cli("dlq", "list", group)
+        assert code == 0 and found[0].id in out
+        code, out = await cli("dlq", "show", group, "--id", found[0].id)
+        assert code == 0 and "probe failing: flag set" in out and orjson.loads(found[0].value)["id"] in out
+
+        await redis_client.delete(probe.fail_flag(group))  # the fix
+        code, out = await cli("dlq", "retry", group)
+        assert code == 0 and "retried 3" in out
+        await eventually(
+            lambda: post_ids(pg, table), until=lambda ids: ids == {e.payload.post_id for e in failing}, timeout=60
+        )
+        code, out = await cli("dlq", "list", group, "--json")
+        assert code == 0 and orjson.loads(out) == [], "handled letters are hidden"
+        code, out = await cli("dlq", "list", group, "--all", "--json")
+        assert {x["decision"] for x in orjson.loads(out)} == {"retried"}
+
+        # A letter nobody will fix: dropped, never processed, hidden from then on.
+        await redis_client.set(probe.fail_flag(group), "1")
+        doomed = probe.posts(1)
+        await probe.send(publisher, topic, doomed)
+        pending = await eventually(lambda: letters(settings, group), until=lambda x: len(x) == 1, timeout=60)
+        await redis_client.delete(probe.fail_flag(group))
+        code, out = await cli("dlq", "drop", group, "--id", pending[0].id, "--note", "test data")
+        assert code == 0 and "dropped 1" in out
+        assert await letters(settings, group) == []
+        assert doomed[0].payload.post_id not in await post_ids(pg, table)
+
+    code, out = await cli("dlq", "show", group, "--id", f"{group}:0:999999")
+    assert code == 1, "an unknown letter id is an error a script sees"
+    await pg.execute(f"DROP TABLE IF EXISTS {table}")
