@@ -14,6 +14,7 @@ A timeline lives `TTL_S` after its last read, so inactive users stop costing mem
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -238,21 +239,19 @@ class RedisTimelines:
 
 # PostgreSQL ------------------------------------------------------------------------------------------------
 
+# The ids drive primary-key lookups (`= ANY`), whatever the statistics say; big authors' newest posts before the
+# cursor join them in the same array (an init plan run once).
 _ITEMS = """
-WITH ids AS (
-    SELECT unnest($1::text[]) AS post_id
-    UNION
-    SELECT b.post_id FROM unnest($2::text[]) AS a(author_id), LATERAL (
-        SELECT post_id FROM posts
-        WHERE posts.author_id = a.author_id AND deleted_at IS NULL AND ($3::text IS NULL OR post_id < $3)
-        ORDER BY post_id DESC LIMIT $4) b
-)
 SELECT p.post_id, p.author_id, CASE WHEN u.handle LIKE '~%' THEN '' ELSE coalesce(u.handle, '') END AS handle,
        coalesce(u.display_name, '') AS display_name, coalesce(u.avatar_url, '') AS avatar_url,
        p.body, p.html, p.text, p.hashtags, p.mentions, p.reply_to, p.created_at,
        (SELECT count(*) FROM posts r WHERE r.reply_to = p.post_id AND r.deleted_at IS NULL) AS reply_count
-FROM posts p JOIN ids USING (post_id) LEFT JOIN users u ON u.user_id = p.author_id
-WHERE p.deleted_at IS NULL
+FROM posts p LEFT JOIN users u ON u.user_id = p.author_id
+WHERE p.deleted_at IS NULL AND p.post_id = ANY($1::text[] || ARRAY(
+    SELECT b.post_id FROM unnest($2::text[]) AS a(author_id), LATERAL (
+        SELECT post_id FROM posts
+        WHERE posts.author_id = a.author_id AND deleted_at IS NULL AND ($3::text IS NULL OR post_id < $3)
+        ORDER BY post_id DESC LIMIT $4) b))
 ORDER BY p.post_id DESC
 LIMIT $4"""
 
@@ -335,3 +334,43 @@ async def rebuild(timelines: RedisTimelines, source: PostgresTimelineSource, use
     small = [author for author in followees if author not in big]
     recent = await source.recent([*small, user_id], timelines.length, timelines.length)
     await timelines.build(user_id, [member(post_id, author) for post_id, author in recent], big)
+
+
+class CachedPosts:
+    """Post views by id, kept `ttl_s` in this process: timeline pages are the same posts read again and again.
+
+    A post changes only when deleted (the timelines consumer then takes its id out of Redis, where page ids come
+    from), re-rendered, replied to, or when its author renames: each shows at most `ttl_s` late. Ids missing here
+    and big authors' posts are one SQL query, as without the cache.
+    """
+
+    def __init__(self, source: PostgresTimelineSource, ttl_s: float, max_entries: int = 50_000) -> None:
+        self.source = source
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._views: dict[str, tuple[float, PostView]] = {}
+
+    async def items(self, post_ids: list[str], authors: list[str], before: str | None, limit: int) -> list[PostView]:
+        """As `PostgresTimelineSource.items`, serving fresh cached views without a query."""
+        now = time.monotonic()
+        found: dict[str, PostView] = {}
+        missing = []
+        for post_id in post_ids:
+            entry = self._views.get(post_id)
+            if entry is not None and entry[0] > now:
+                found[post_id] = entry[1]
+            else:
+                missing.append(post_id)
+        if missing or authors:
+            for view in await self.source.items(missing, authors, before, limit):
+                found[view.id] = view
+                self._views[view.id] = (now + self.ttl_s, view)
+            self._evict(now)
+        return sorted(found.values(), key=lambda view: view.id, reverse=True)[:limit]
+
+    def _evict(self, now: float) -> None:
+        if len(self._views) <= self.max_entries:
+            return
+        self._views = {k: v for k, v in self._views.items() if v[0] > now}
+        while len(self._views) > self.max_entries:  # still full of fresh entries: drop the oldest inserted
+            del self._views[next(iter(self._views))]

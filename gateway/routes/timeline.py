@@ -19,9 +19,10 @@ from gateway.cursors import encode_cursor, page_params
 from gateway.errors import JSONResponse
 from gateway.routes.posts import post_json
 from gateway.state import State, state_of
-from store.timelines import PostgresTimelineSource, RedisTimelines, page_of, rebuild
+from store.timelines import CachedPosts, PostgresTimelineSource, RedisTimelines, page_of, rebuild
 
 log = get_logger("chirp.gateway")
+POST_CACHE_TTL_S = 2.0  # how late a reply count, a rename or a re-render may show in timelines
 
 
 def _timelines(state: State) -> RedisTimelines:
@@ -31,20 +32,28 @@ def _timelines(state: State) -> RedisTimelines:
     return found
 
 
+def _posts(state: State) -> CachedPosts:
+    found = state.extras.get("timeline_posts")
+    if found is None:
+        source = PostgresTimelineSource(state.pg)
+        found = state.extras["timeline_posts"] = CachedPosts(source, POST_CACHE_TTL_S)
+    return found
+
+
 async def timeline(request: Request) -> Response:
     """`GET /api/timeline`: `{items, next_cursor, partial}`."""
     me = await require_viewer(request)
     cursor, limit = page_params(request)
     state = state_of(request)
-    source = PostgresTimelineSource(state.pg)
     window = await _timelines(state).window(me.user_id, cursor, limit)
     if window is None:
         _start_rebuild(state, me.user_id)
+        source = _posts(state).source
         authors = [*await source.followees(me.user_id), me.user_id]
         rows = await source.items([], authors, cursor, limit + 1)
         page, after = rows[:limit], rows[limit - 1].id if len(rows) > limit else None
     else:
-        rows = await source.items(window.post_ids, window.big_authors, cursor, limit + 1)
+        rows = await _posts(state).items(window.post_ids, window.big_authors, cursor, limit + 1)
         page, after = page_of(rows, window.post_ids, limit)
     return JSONResponse(
         {
