@@ -49,6 +49,16 @@ def plan_fanout(posts: Iterable[tuple[str, str]], followers: dict[str, list[str]
     return plan
 
 
+def with_recent(followers: dict[str, list[str]], recent: dict[str, dict[str, bool]]) -> dict[str, list[str]]:
+    """The projected followers of each author, corrected by the follow events of the last minutes."""
+    corrected = {}
+    for author, projected in followers.items():
+        changes, known = recent.get(author, {}), set(projected)
+        kept = [f for f in projected if changes.get(f, True)]
+        corrected[author] = kept + [f for f, following in changes.items() if following and f not in known]
+    return corrected
+
+
 def _change(event: UserFollowed | UserUnfollowed, *, active: bool) -> FollowChange:
     return FollowChange(event.payload.follower_id, event.payload.followee_id, active, event.occurred_at)
 
@@ -66,7 +76,9 @@ async def on_post_parsed(events: list[PostParsed], ctx: Context) -> None:
     gone = await source.deleted(list(posts))  # a replayed post-parsed must not bring a deleted post back
     live = [(post_id, author) for post_id, author in posts.items() if post_id not in gone]
     limit = ctx.settings.fanout_max_followers
-    plan = plan_fanout(live, await source.followers({a for _, a in live}, limit + 1), limit)
+    authors = {a for _, a in live}
+    followers = with_recent(await source.followers(authors, limit + 1), await timelines.recent_followers(authors))
+    plan = plan_fanout(live, followers, limit)
     for author in plan.big:
         if await timelines.mark_big(author):
             await _became_big(author, timelines, source)
@@ -84,10 +96,13 @@ async def _became_big(author: str, timelines: RedisTimelines, source: PostgresTi
 @consumer.on(topics.POST_DELETED, batch=True)
 async def on_post_deleted(events: list[PostDeleted], ctx: Context) -> None:
     timelines, source = _stores(ctx)
-    followers = await source.followers({e.payload.author_id for e in events})
+    authors = {e.payload.author_id for e in events}
+    followers = await source.followers(authors)
+    recent = await timelines.recent_followers(authors)  # removing from a timeline that never had it is harmless
     for event in events:
         data = event.payload
-        await timelines.remove(member(data.post_id, data.author_id), [data.author_id, *followers[data.author_id]])
+        owners = {data.author_id, *followers[data.author_id], *recent[data.author_id]}
+        await timelines.remove(member(data.post_id, data.author_id), owners)
 
 
 @consumer.on(topics.USER_FOLLOWED, batch=True)
@@ -104,13 +119,12 @@ async def _apply_follows(changes: list[FollowChange], ctx: Context) -> None:
     """The event is the truth for its pair (the follows table may lag): backfill on follow, trim on unfollow."""
     timelines, source = _stores(ctx)
     newest = newest_per_pair(changes)
-    pairs = [(c.follower_id, c.followee_id, c.at) for c in newest]
-    fresh = [c for c, newer in zip(newest, await timelines.newer_pairs(pairs), strict=True) if newer]
+    fresh = [c for c, newer in zip(newest, await timelines.newer_pairs(newest), strict=True) if newer]
     await timelines.drop_authors([(c.follower_id, c.followee_id) for c in fresh if not c.active])
     follows = [c for c in fresh if c.active]
     if follows:
         await _backfill(follows, ctx.settings.fanout_max_followers, timelines, source)
-    await timelines.record_pairs([(c.follower_id, c.followee_id, c.at) for c in fresh])
+    await timelines.record_pairs(fresh)
 
 
 async def _backfill(

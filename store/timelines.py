@@ -7,7 +7,9 @@ Keys:
   structure. The member `~` sorts after every post and marks a timeline *built* from the store: a set without it only
   holds what writes added since (after a flush or an expiry) and the read path rebuilds it.
 - `chirp:tl:{user}:big`: authors the user follows whose posts are not fanned out (merged at read time).
-- `chirp:tl:{user}:pairs`: followee -> occurred_at of the newest follow/unfollow applied (last writer wins).
+- `chirp:tl:{user}:pairs`: followee -> `pair_state` of the newest follow/unfollow applied (last writer wins).
+- `chirp:tl:{author}:recent`: follower -> `pair_state`, the follow events of the last minutes: the follows table
+  (another consumer's projection) may not show them yet, and for its own pair an event is the truth.
 - `chirp:tl:big`: authors currently not fanned out (more than `fanout_max_followers` followers).
 A timeline lives `TTL_S` after its last read, so inactive users stop costing memory and are rebuilt on return.
 """
@@ -24,11 +26,17 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from store.posts import PostView
+from store.users import FollowChange
 
 BUILT = "~"
 TTL_S = 14 * 86400
+RECENT_TTL_S = 300  # far longer than the users projection ever lags
 GLOBAL_BIG = "chirp:tl:big"
 _CHUNK = 2000  # commands per pipeline round trip
+
+
+def _state(change: FollowChange) -> str:
+    return pair_state(change.at, change.active)
 
 
 def timeline_key(user_id: str) -> str:
@@ -43,6 +51,10 @@ def pairs_key(user_id: str) -> str:
     return f"chirp:tl:{user_id}:pairs"
 
 
+def recent_key(author_id: str) -> str:
+    return f"chirp:tl:{author_id}:recent"
+
+
 def lock_key(user_id: str) -> str:
     return f"chirp:tl:{user_id}:lock"
 
@@ -55,9 +67,25 @@ def post_id_of(value: str) -> str:
     return value.split(":", 1)[0]
 
 
-def stamp(at: datetime) -> str:
-    """A fixed-width UTC timestamp: string order is time order (compared inside Lua)."""
-    return at.astimezone(UTC).strftime("%Y%m%d%H%M%S%f")
+def pair_state(at: datetime, active: bool) -> str:
+    """A pair's state after an event: fixed-width UTC time then 1/0, so string order is time order (compared in
+    Lua too), and at the very same microsecond a follow wins over an unfollow, whatever the order of arrival."""
+    return at.astimezone(UTC).strftime("%Y%m%d%H%M%S%f") + ("1" if active else "0")
+
+
+def is_active(state: str) -> bool:
+    return state.endswith("1")
+
+
+def followed(projected: Mapping[str, tuple[str, int]], applied: Mapping[str, str]) -> dict[str, int]:
+    """Whom a user follows (followee -> follower count, 0 when unknown): for each pair, the newer of the projected
+    row (state, followers) and the last event this consumer applied."""
+    found = {}
+    for followee in projected.keys() | applied.keys():
+        state, followers = projected.get(followee, ("", 0))
+        if is_active(max(state, applied.get(followee, ""))):
+            found[followee] = followers
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,11 +131,12 @@ redis.call('SREM', KEYS[2], ARGV[1])
 return n
 """
 
+# KEYS: hash.  ARGV: field, pair state, ttl, 'NX' (keep the expiry) or 'XX' (renew it).
 _RECORD_PAIR = """
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if old and old >= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3], 'NX')
+if ARGV[4] == 'NX' then redis.call('EXPIRE', KEYS[1], ARGV[3], 'NX') else redis.call('EXPIRE', KEYS[1], ARGV[3]) end
 return 1
 """
 
@@ -187,20 +216,41 @@ class RedisTimelines:
                         pipe.expire(big_key(user), TTL_S, nx=True)
                 await pipe.execute()
 
-    async def newer_pairs(self, changes: list[tuple[str, str, datetime]]) -> list[bool]:
-        """For each (follower, followee, occurred_at): is it newer than what was applied to that pair?"""
+    async def newer_pairs(self, changes: list[FollowChange]) -> list[bool]:
+        """For each change: is it newer than what was applied to that pair?"""
         async with self.redis.pipeline(transaction=False) as pipe:
-            for follower, followee, _ in changes:
-                pipe.hget(pairs_key(follower), followee)
+            for change in changes:
+                pipe.hget(pairs_key(change.follower_id), change.followee_id)
             applied = await pipe.execute()
-        return [old is None or old < stamp(at) for old, (_, _, at) in zip(applied, changes, strict=True)]
+        return [old is None or old < _state(c) for old, c in zip(applied, changes, strict=True)]
 
-    async def record_pairs(self, changes: list[tuple[str, str, datetime]]) -> None:
-        """Remember these pair changes as applied (a newer one already recorded is kept)."""
+    async def record_pairs(self, changes: list[FollowChange]) -> None:
+        """Remember these changes as applied (a newer one already recorded is kept), per follower and per followee."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            for follower, followee, at in changes:
-                await self._record_pair(keys=[pairs_key(follower)], args=[followee, stamp(at), TTL_S], client=pipe)
+            for c in changes:
+                state = _state(c)
+                await self._record_pair(
+                    keys=[pairs_key(c.follower_id)], args=[c.followee_id, state, TTL_S, "NX"], client=pipe
+                )
+                await self._record_pair(
+                    keys=[recent_key(c.followee_id)], args=[c.follower_id, state, RECENT_TTL_S, "XX"], client=pipe
+                )
             await pipe.execute()
+
+    async def applied_pairs(self, user_id: str) -> dict[str, str]:
+        """followee -> state of the last follow event applied to this user's timeline."""
+        return {str(k): str(v) for k, v in (await self.redis.hgetall(pairs_key(user_id))).items()}
+
+    async def recent_followers(self, authors: Iterable[str]) -> dict[str, dict[str, bool]]:
+        """author -> {follower: following?} from the follow events of the last `RECENT_TTL_S` seconds."""
+        names = list(authors)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for author in names:
+                pipe.hgetall(recent_key(author))
+            found = await pipe.execute()
+        return {
+            a: {str(f): is_active(str(s)) for f, s in states.items()} for a, states in zip(names, found, strict=True)
+        }
 
     async def mark_big(self, author_id: str) -> bool:
         """Record that the author is not fanned out; True when that is new."""
@@ -267,9 +317,9 @@ SELECT a.author_id, f.follower_id FROM unnest($1::text[]) AS a(author_id), LATER
     SELECT follower_id FROM follows WHERE followee_id = a.author_id AND active LIMIT $2) f"""
 
 _FOLLOWEES = """
-SELECT f.followee_id, coalesce(u.followers_count, 0) AS followers
+SELECT f.followee_id, f.active, f.changed_at, coalesce(u.followers_count, 0) AS followers
 FROM follows f LEFT JOIN users u ON u.user_id = f.followee_id
-WHERE f.follower_id = $1 AND f.active"""
+WHERE f.follower_id = $1"""
 
 
 def _view(row: asyncpg.Record) -> PostView:
@@ -313,9 +363,10 @@ class PostgresTimelineSource:
             found[row["author_id"]].append(row["follower_id"])
         return found
 
-    async def followees(self, user_id: str) -> dict[str, int]:
-        """Whom the user follows, with each one's follower count."""
-        return {r["followee_id"]: r["followers"] for r in await self.pool.fetch(_FOLLOWEES, user_id)}
+    async def follow_rows(self, user_id: str) -> dict[str, tuple[str, int]]:
+        """followee -> (pair state, followee's follower count) for every pair of this follower, active or not."""
+        rows = await self.pool.fetch(_FOLLOWEES, user_id)
+        return {r["followee_id"]: (pair_state(r["changed_at"], r["active"]), r["followers"]) for r in rows}
 
     async def deleted(self, post_ids: list[str]) -> set[str]:
         """Which of these posts are tombstoned."""
@@ -325,9 +376,14 @@ class PostgresTimelineSource:
         return {r["post_id"] for r in rows}
 
 
+async def followees_of(timelines: RedisTimelines, source: PostgresTimelineSource, user_id: str) -> dict[str, int]:
+    """Whom the user follows (followee -> follower count): the follows table, corrected by newer follow events."""
+    return followed(await source.follow_rows(user_id), await timelines.applied_pairs(user_id))
+
+
 async def rebuild(timelines: RedisTimelines, source: PostgresTimelineSource, user_id: str, max_followers: int) -> None:
     """Build a user's timeline from the store: the newest posts of the user and of the followees fanned out."""
-    followees = await source.followees(user_id)
+    followees = await followees_of(timelines, source, user_id)
     marked = await timelines.all_big()
     # Either sign of a big account counts: merging one too many at read time costs a little, missing one loses posts.
     big = {author for author, followers in followees.items() if followers > max_followers or author in marked}

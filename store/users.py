@@ -92,7 +92,7 @@ _UPSERT_FOLLOWS = """
 INSERT INTO follows (follower_id, followee_id, active, changed_at)
 SELECT * FROM unnest($1::text[], $2::text[], $3::boolean[], $4::timestamptz[])
 ON CONFLICT (follower_id, followee_id) DO UPDATE SET active = EXCLUDED.active, changed_at = EXCLUDED.changed_at
-WHERE EXCLUDED.changed_at > follows.changed_at"""
+WHERE (EXCLUDED.changed_at, EXCLUDED.active) > (follows.changed_at, follows.active)"""
 
 _RECOUNT = """
 UPDATE users u SET
@@ -124,13 +124,16 @@ _FOLLOWING = _page_sql("follower_id", "followee_id")
 
 
 def newest_per_pair(changes: list[FollowChange]) -> list[FollowChange]:
-    """The newest change of each pair (one upsert may not touch a row twice); self-follows dropped."""
+    """The newest change of each pair (one upsert may not touch a row twice); self-follows dropped.
+
+    At the very same instant a follow wins over an unfollow, so the outcome never depends on arrival order.
+    """
     newest: dict[tuple[str, str], FollowChange] = {}
     for change in changes:
         if change.follower_id == change.followee_id:
             continue
         pair = (change.follower_id, change.followee_id)
-        if pair not in newest or change.at > newest[pair].at:
+        if pair not in newest or (change.at, change.active) > (newest[pair].at, newest[pair].active):
             newest[pair] = change
     return sorted(newest.values(), key=lambda c: (c.follower_id, c.followee_id))
 

@@ -19,7 +19,7 @@ from gateway.cursors import encode_cursor, page_params
 from gateway.errors import JSONResponse
 from gateway.routes.posts import post_json
 from gateway.state import State, state_of
-from store.timelines import CachedPosts, PostgresTimelineSource, RedisTimelines, page_of, rebuild
+from store.timelines import CachedPosts, PostgresTimelineSource, RedisTimelines, followees_of, page_of, rebuild
 
 log = get_logger("chirp.gateway")
 POST_CACHE_TTL_S = 2.0  # how late a reply count, a rename or a re-render may show in timelines
@@ -49,7 +49,7 @@ async def timeline(request: Request) -> Response:
     if window is None:
         _start_rebuild(state, me.user_id)
         source = _posts(state).source
-        authors = [*await source.followees(me.user_id), me.user_id]
+        authors = [*await followees_of(_timelines(state), source, me.user_id), me.user_id]
         rows = await source.items([], authors, cursor, limit + 1)
         page, after = rows[:limit], rows[limit - 1].id if len(rows) > limit else None
     else:

@@ -11,7 +11,16 @@ import pytest
 from consumers import timelines
 from consumers.runtime import Context
 from schemas.events import PostParsed, PostParsedData, new_id, utcnow
-from store.timelines import GLOBAL_BIG, PostgresTimelineSource, RedisTimelines, big_key, member, rebuild, timeline_key
+from store.timelines import (
+    GLOBAL_BIG,
+    PostgresTimelineSource,
+    RedisTimelines,
+    big_key,
+    member,
+    pair_state,
+    rebuild,
+    timeline_key,
+)
 from tests.conftest import eventually
 from tests.integration.users_support import api_user, at, ctx, follow_event, logged_in, pg, publisher, wait_user
 
@@ -217,3 +226,24 @@ async def test_replayed_post_events_leave_one_state(client: httpx.AsyncClient, c
     await timelines.on_post_parsed(events + events[::-1], ctx)
     assert await members(ctx, a) == once
     assert len(once) == 4
+
+
+async def test_follow_events_win_over_a_lagging_follows_table(client: httpx.AsyncClient, ctx, pg) -> None:
+    a, _, a_h = await logged_in(client, pg, "tx")
+    b, _, b_h = await logged_in(client, pg, "ty")
+    c, _, c_h = await logged_in(client, pg, "tz")
+    await ids_when(client, a_h, [])
+    # a follows b and unfollows c: events the timelines consumer saw, the follows table not (it says a follows c).
+    await pg.execute("INSERT INTO follows VALUES ($1, $2, true, $3)", a, c, at(1))
+    await timelines.on_user_followed([follow_event(a, b, active=True, when=2)], ctx)
+    await timelines.on_user_unfollowed([follow_event(a, c, active=False, when=2)], ctx)
+    from_c = await post(client, c_h, "c, unfollowed")
+    from_b = await post(client, b_h, "b, followed")
+    await ids_when(client, a_h, [from_b])
+    assert member(from_c, c) not in await members(ctx, a)
+    # A rebuild follows the same truth.
+    await ctx.redis.delete(timeline_key(a))
+    source = PostgresTimelineSource(pg)
+    await rebuild(RedisTimelines(ctx.redis, 800), source, a, max_followers=5000)
+    assert await source.follow_rows(a) == {c: (pair_state(at(1), True), 0)}
+    assert await members(ctx, a) == [member(from_b, b), "~"]

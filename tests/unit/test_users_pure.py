@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from consumers.timelines import plan_fanout
+from consumers.timelines import plan_fanout, with_recent
 from consumers.users import follow_change, profile_change
 from gateway.errors import InvalidInput
 from gateway.routes.users import profile_edit
@@ -22,7 +22,7 @@ from schemas.events import (
     UserUnfollowed,
 )
 from store.posts import PostView
-from store.timelines import member, page_of, post_id_of, stamp
+from store.timelines import followed, member, page_of, pair_state, post_id_of
 from store.users import FollowChange, newest_per_pair
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -85,6 +85,8 @@ def test_newest_per_pair_keeps_the_newest_and_drops_self_follows() -> None:
         FollowChange("c", "b", False, t[0]),
     ]
     assert newest_per_pair(changes) == [FollowChange("a", "b", True, t[2]), FollowChange("c", "b", False, t[0])]
+    tie = [FollowChange("a", "b", True, t[0]), FollowChange("a", "b", False, t[0])]
+    assert newest_per_pair(tie) == newest_per_pair(tie[::-1]) == [tie[0]], "a follow wins a tie"
 
 
 def test_fanout_plan_skips_followers_of_big_authors_but_not_the_author() -> None:
@@ -103,7 +105,26 @@ def test_fanout_plan_skips_followers_of_big_authors_but_not_the_author() -> None
 def test_members_carry_the_author_and_sort_like_their_ids() -> None:
     assert post_id_of(member("01ABC", "dev-x")) == "01ABC"
     assert sorted([member("01B", "z"), member("01A", "zz"), "~"]) == ["01A:zz", "01B:z", "~"]
-    assert stamp(T0) < stamp(T0 + timedelta(microseconds=1)) < stamp(T0 + timedelta(days=400))
+    later = T0 + timedelta(microseconds=1)
+    assert pair_state(T0, True) < pair_state(later, False) < pair_state(T0 + timedelta(days=400), False)
+    assert pair_state(T0, False) < pair_state(T0, True), "at the same instant, a follow wins"
+
+
+def test_followed_takes_the_newer_of_the_projection_and_the_events() -> None:
+    t = [T0 + timedelta(seconds=i) for i in range(3)]
+    projected = {
+        "a": (pair_state(t[1], True), 10),
+        "b": (pair_state(t[1], True), 20),
+        "c": (pair_state(t[2], False), 0),
+    }
+    applied = {"a": pair_state(t[2], False), "b": pair_state(t[0], False), "d": pair_state(t[0], True)}
+    assert followed(projected, applied) == {"b": 20, "d": 0}
+
+
+def test_recent_follow_events_correct_the_projected_followers() -> None:
+    followers = {"x": ["f1", "f2"], "y": []}
+    recent = {"x": {"f2": False, "f3": True, "f1": True}, "y": {"f4": False}}
+    assert with_recent(followers, recent) == {"x": ["f1", "f3"], "y": []}
 
 
 def _view(post_id: str) -> PostView:
