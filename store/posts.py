@@ -70,20 +70,10 @@ class PostReadModel(Protocol):
     async def save_deleted(self, events: Sequence[PostDeleted]) -> list[str]: ...
 
 
-# Redis: the live-update channel and the markers a request waiting for its own write pops ----------------------
+# Redis pub/sub: the posts consumer announces what it made visible and what it removed --------------------------
 
-CHANNEL = "chirp:posts"
-MARKER_TTL_S = 60  # a waiting request pops its marker within a second; the others expire
-
-
-def projected_key(post_id: str) -> str:
-    """The list a gateway request pops to learn that `post_id` is visible in the read model."""
-    return f"{CHANNEL}:projected:{post_id}"
-
-
-def deleted_key(post_id: str) -> str:
-    """The list a gateway request pops to learn that `post_id` left the read model."""
-    return f"{CHANNEL}:deleted:{post_id}"
+CHANNEL = "chirp:posts"  # {"id", "author_id", "reply_to", "hashtags"} per newly visible post (live updates)
+DELETED_CHANNEL = "chirp:posts:deleted"  # {"id"} per post a delete removed
 
 
 # SQL --------------------------------------------------------------------------------------------------------

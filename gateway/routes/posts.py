@@ -3,11 +3,12 @@
 Writes publish `post-created` / `post-deleted`; the preparse and posts consumers make them visible. Reads go to
 the posts read model (`store.posts.PostReadModel`); lists are keyset pages (`gateway.cursors`).
 
-Read-your-writes: a client sending `Prefer: wait` (the web UI does) gets its 202 once the post is visible in
-the read model (so in every list it then reads), or after at most `MAX_WAIT_S`; `Preference-Applied: wait` says
-it is visible. The posts consumer pushes a marker per projected post that the request pops with BLPOP: one
-blocking Redis call, no polling, no listener task. Without the header the 202 comes right after Kafka's ack and
-the post shows up once projected, for its author as for everyone else.
+Read-your-writes: a client sending `Prefer: wait` (the web UI's forms do) gets its 202 once the post is visible
+in the read model (so in every list it reads next), or after at most `MAX_WAIT_S`; `Preference-Applied: wait`
+says it is visible (for a DELETE: gone). The request hears it from the posts consumer's announcement on Redis
+pub/sub (`gateway.post_waits`: one subscription per process, no polling). Without the header the 202 comes right
+after Kafka's ack and the post shows up once projected, for its author as for everyone else. (The alternative,
+merging the author's pending posts into their lists, would touch every list query and its cursors.)
 
 Idempotency: an `Idempotency-Key` maps, per user, to the post id and a hash of the request (Redis `SET NX`, 24 h);
 a retry gets the same id, and publishes nothing once the first attempt's event was acknowledged (marked on the
@@ -19,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -30,10 +30,11 @@ from starlette.routing import Route
 from gateway.auth.current import Viewer, require_viewer
 from gateway.cursors import encode_cursor, page_params
 from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, NotFound
+from gateway.post_waits import waits_of
 from gateway.requests import json_body
 from gateway.state import State, state_of
 from schemas.events import PostCreated, PostCreatedData, PostDeleted, PostDeletedData, new_id
-from store.posts import Page, PostgresPosts, PostView, deleted_key, projected_key
+from store.posts import CHANNEL, DELETED_CHANNEL, Page, PostgresPosts, PostView
 
 MAX_BODY_CHARS = 2000
 MAX_ID_CHARS = 64
@@ -131,13 +132,6 @@ async def _claim(state: State, redis_key: str, post_id: str, fingerprint: str) -
     return earlier_id, bool(published)
 
 
-async def _visible(state: State, marker: str, wait: float, check: Callable[[], Awaitable[bool]]) -> bool:
-    """Whether the write became visible within `wait` seconds (marker popped, or `check()` says so after)."""
-    if not wait:
-        return False
-    return await state.redis.blpop([marker], timeout=wait) is not None or await check()
-
-
 def _accepted(post_id: str, visible: bool) -> JSONResponse:
     headers = {"Location": f"/api/posts/{post_id}"}
     if visible:
@@ -160,21 +154,18 @@ async def create_post(request: Request) -> Response:
             raise InvalidInput("Idempotency-Key: 1 to 255 printable ASCII characters.", field="Idempotency-Key")
         key = _idempotency_key(viewer, key)
         post_id, published = await _claim(state, key, post_id, _fingerprint(body, reply_to))
-    if published:
-        if await posts.exists(post_id):
+        if published and (not wait or await posts.exists(post_id)):
             return _accepted(post_id, bool(wait))
-    else:
-        # Publishing the same post id again (a retry after a failure we cannot tell from a lost answer) still
-        # makes one post: every projection upserts by post id.
-        await state.publisher.publish(
-            PostCreated(
-                actor=viewer.user_id,
-                payload=PostCreatedData(post_id=post_id, author_id=viewer.user_id, body=body, reply_to=reply_to),
-            )
-        )
-        if key is not None:
-            await state.redis.set(key, f"{post_id} {_fingerprint(body, reply_to)} published", xx=True, keepttl=True)
-    return _accepted(post_id, await _visible(state, projected_key(post_id), wait, lambda: posts.exists(post_id)))
+    async with waits_of(state).expecting(CHANNEL, post_id, wait) as seen:
+        if not published:
+            # Publishing the same post id again (a retry after a failure we cannot tell from a lost answer) still
+            # makes one post: every projection upserts by post id.
+            event = PostCreatedData(post_id=post_id, author_id=viewer.user_id, body=body, reply_to=reply_to)
+            await state.publisher.publish(PostCreated(actor=viewer.user_id, payload=event))
+            if key is not None:
+                await state.redis.set(key, f"{post_id} {_fingerprint(body, reply_to)} published", xx=True, keepttl=True)
+        visible = await seen(lambda: posts.exists(post_id))
+    return _accepted(post_id, visible)
 
 
 async def delete_post(request: Request) -> Response:
@@ -187,17 +178,17 @@ async def delete_post(request: Request) -> Response:
         raise NotFound("No such post.")
     if post.author_id != viewer.user_id:
         raise Forbidden("Only its author can delete a post.")
-    await state.publisher.publish(
-        PostDeleted(actor=viewer.user_id, payload=PostDeletedData(post_id=post.id, author_id=post.author_id))
-    )
 
     async def gone() -> bool:
         return not await posts.exists(post.id)
 
-    visible = await _visible(state, deleted_key(post.id), wait_seconds(request.headers.get("prefer")), gone)
-    return JSONResponse(
-        {"id": post.id, "status": "accepted"}, 202, headers={"Preference-Applied": "wait"} if visible else None
-    )
+    wait = wait_seconds(request.headers.get("prefer"))
+    async with waits_of(state).expecting(DELETED_CHANNEL, post.id, wait) as seen:
+        event = PostDeleted(actor=viewer.user_id, payload=PostDeletedData(post_id=post.id, author_id=post.author_id))
+        await state.publisher.publish(event)
+        visible = await seen(gone)
+    headers = {"Preference-Applied": "wait"} if visible else None
+    return JSONResponse({"id": post.id, "status": "accepted"}, 202, headers=headers)
 
 
 # Reads --------------------------------------------------------------------------------------------------------

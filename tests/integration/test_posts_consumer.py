@@ -15,7 +15,7 @@ from chirp.settings import Settings
 from producers.broker import Publisher, make_broker
 from schemas import topics
 from schemas.events import PostDeleted, PostDeletedData, PostParsed, PostParsedData, new_id
-from store.posts import CHANNEL, PostgresPosts
+from store.posts import CHANNEL, DELETED_CHANNEL, PostgresPosts
 from tests.conftest import eventually
 from tests.integration.posts_support import caught_up
 
@@ -37,16 +37,16 @@ def posts(app: Starlette) -> PostgresPosts:
 
 @pytest.fixture
 async def notices(settings: Settings) -> AsyncIterator[list[dict]]:
-    """Every notice published on `chirp:posts` while the test runs."""
+    """Every announcement on `chirp:posts` and `chirp:posts:deleted` while the test runs (with its channel)."""
     client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
     pubsub = client.pubsub()
-    await pubsub.subscribe(CHANNEL)
+    await pubsub.subscribe(CHANNEL, DELETED_CHANNEL)
     seen: list[dict] = []
 
     async def listen() -> None:
         async for message in pubsub.listen():
             if message["type"] == "message":
-                seen.append(orjson.loads(message["data"]))
+                seen.append({"channel": message["channel"], **orjson.loads(message["data"])})
 
     task = asyncio.create_task(listen())
     yield seen
@@ -73,7 +73,8 @@ async def test_the_same_post_parsed_twice_is_one_post_and_one_notice(publisher, 
     page = await posts.by_author(event.payload.author_id, None, 10)
     assert [p.id for p in page.items] == [event.payload.post_id]
     mine = await eventually(lambda: _notices_for(notices, event.payload.post_id))
-    assert mine == [{"id": event.payload.post_id, "author_id": event.payload.author_id, "reply_to": None,
+    data = event.payload
+    assert mine == [{"channel": CHANNEL, "id": data.post_id, "author_id": data.author_id, "reply_to": None,
                      "hashtags": ["replay"]}]  # fmt: skip
 
 
@@ -87,10 +88,10 @@ async def test_a_delete_before_the_post_keeps_it_away(publisher, posts, notices,
     assert await posts.get(post_id) is None
     assert (await posts.by_author(author, None, 10)).items == []
     assert post_id not in {p.id for p in (await posts.by_tag("late", None, 100)).items}
-    assert await _notices_for(notices, post_id) == [], "it was never visible, not even for a moment"
+    assert [n for n in await _notices_for(notices, post_id) if n["channel"] == CHANNEL] == [], "never visible"
 
 
-async def test_a_delete_after_the_post_removes_it(publisher, posts, settings) -> None:
+async def test_a_delete_after_the_post_removes_it(publisher, posts, notices, settings) -> None:
     event = post_parsed(new_id(), new_id(), "soon")
     await publisher.publish(event)
     await eventually(lambda: posts.exists(event.payload.post_id))
@@ -100,7 +101,10 @@ async def test_a_delete_after_the_post_removes_it(publisher, posts, settings) ->
     await eventually(lambda: posts.exists(event.payload.post_id), until=lambda live: not live)
     await publisher.publish(event)  # a redelivered post-parsed after the delete
     await caught_up(settings, "posts", topics.POST_PARSED)
+    await caught_up(settings, "posts", topics.POST_DELETED)
     assert not await posts.exists(event.payload.post_id)
+    announced = await _notices_for(notices, event.payload.post_id)
+    assert [n["channel"] for n in announced] == [CHANNEL, DELETED_CHANNEL], "one each, replays stay quiet"
 
 
 async def _notices_for(notices: list[dict], post_id: str) -> list[dict]:

@@ -1,0 +1,552 @@
+"""Posts end to end: POST /api/posts → 202 → visible at GET /api/posts/{id}, open loop, CPU per process.
+
+    .venv/bin/python bench/pipeline.py [--rate 200] [--seconds 20] [--runs 5] [--users 8] [--find-max]
+                                       [--app-groups] [--no-ceiling]
+
+Prints a table and appends JSON lines to bench/results/pipeline.jsonl. Method: ../shared/BENCH.md.
+- Processes: the gateway (`chirp gateway`: uvicorn, one worker, CHIRP_ENV=dev for the dev login) and every consumer
+  (`python -m bench.pipeline_consumers`: `chirp consume --all` under `bench-` group ids, fast-forwarded to the end
+  of the topics first; `--app-groups` runs `chirp consume --all` itself) as children, unpinned, on the app database.
+- Load: `--users` dev-login users post 200-280 character posts (0-3 hashtags from a Zipf set, a link in 30%,
+  seeded) at `--rate` per second, open loop: every request starts at its scheduled time whatever happened to the
+  others, and every latency counts from that scheduled time (no coordinated omission).
+- accepted: scheduled → 202 (Kafka acknowledged post-created). visible: scheduled → GET /api/posts/{id} answers
+  200. The driver subscribes to `chirp:posts` and sends that GET when the id's notice arrives (one GET per post,
+  no blind polling; a 404 then polls every 20 ms), so the gateway's CPU per post covers one POST and one GET.
+- count in = count out: accepted ids vs live rows with those ids in `posts`.
+- CPU-ms per post per process over each run (utime+stime from /proc/PID/stat; PostgreSQL with its backends):
+  gateway, consumers, this driver, and Kafka, Redis, PostgreSQL (shared with whatever else runs on the box).
+- Ceiling: Kafka's ProducerPerformance at the post-created record size (acks=all), before and after the runs.
+- `--find-max` steps the rate up (10 s steps) while visible p99 stays under 1 s and every post is visible within
+  2 s after the step; the highest such rate is reported as a ratio to the ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+
+from chirp.services import kafka as kafka_service
+from chirp.services import redis as redis_service
+from chirp.settings import Settings
+from schemas.events import PostCreated, PostCreatedData, new_id
+from schemas.topics import BY_NAME
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "pipeline.jsonl"
+PORT = 8765
+VISIBLE_TIMEOUT_S = 30.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+WORDS = ["the", "a", "river", "light", "code", "open", "small", "event", "kafka", "post", "stream", "quiet", "build"]
+
+
+# Synthetic posts ----------------------------------------------------------------------------------------------
+
+
+def make_bodies(n: int, seed: int) -> list[str]:
+    """`n` deterministic posts of 200-280 characters: 0-3 Zipf-distributed hashtags, a link in 30%."""
+    rng = random.Random(seed)
+    tags = [f"tag{i}" for i in range(1, 201)]
+    weights = [1 / rank for rank in range(1, len(tags) + 1)]
+    bodies = []
+    for _ in range(n):
+        target = rng.randint(200, 280)
+        extra = [f"#{t}" for t in rng.choices(tags, weights, k=rng.randint(0, 3))]
+        if rng.random() < 0.3:
+            extra.append(f"https://example.org/{rng.randrange(10**6)}")
+        words: list[str] = []
+        while len(" ".join(words + extra)) < target:
+            words.append(rng.choice(WORDS))
+        rng.shuffle(extra)
+        bodies.append(" ".join(words + extra)[:280].strip())
+    return bodies
+
+
+# Processes ----------------------------------------------------------------------------------------------------
+
+
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int(_stat(int(entry.name))[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError):
+                continue  # exited meanwhile
+    return found
+
+
+def cpu_ticks(pid: int, tree: bool = False) -> int:
+    """utime+stime of a process; with `tree`, plus its reaped (cutime) and live children's."""
+    fields = _stat(pid)
+    total = int(fields[11]) + int(fields[12])
+    if tree:
+        total += int(fields[13]) + int(fields[14])
+        for child in _children(pid):
+            try:
+                child_fields = _stat(child)
+            except OSError:
+                continue
+            total += int(child_fields[11]) + int(child_fields[12])
+    return total
+
+
+def rss_mb(pid: int, key: str = "VmRSS") -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith(key)).split()[1]) / 1024
+
+
+def postmaster_pid(settings: Settings) -> int | None:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if "/bin/postgres" in cmd and "-D" in cmd and "chirp" in cmd:
+                return int(entry.name)
+    return None
+
+
+@dataclass
+class Watched:
+    """The processes whose CPU a run measures: name → (pid, whole tree?)."""
+
+    pids: dict[str, tuple[int, bool]]
+
+    def ticks(self) -> dict[str, int]:
+        return {name: cpu_ticks(pid, tree) for name, (pid, tree) in self.pids.items()}
+
+
+def spawn(cmd: list[str], settings: Settings, log: Path | None) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "CHIRP_ENV": "dev",
+        "CHIRP_PORT": str(PORT),
+        "CHIRP_PUBLIC_URL": f"http://{settings.host}:{PORT}",
+    }
+    out = log.open("ab") if log else subprocess.DEVNULL
+    return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=out)
+
+
+async def fast_forward(settings: Settings, prefix: str) -> None:
+    """Commit the end offsets of every topic for the `prefix` groups, so a run does not replay the history."""
+    from bench.pipeline_consumers import bench_consumers
+
+    for consumer in bench_consumers():
+        probe = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=consumer.name)
+        await probe.start()
+        try:
+            tps = [TopicPartition(t, p) for t in consumer.handlers for p in range(BY_NAME[t].partitions)]
+            probe.assign(tps)
+            ends = await probe.end_offsets(tps)
+            await probe.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in ends.items()})
+        finally:
+            await probe.stop()
+
+
+# Load ---------------------------------------------------------------------------------------------------------
+
+
+class MiniHTTP:
+    """A bare HTTP/1.1 keep-alive client over asyncio streams.
+
+    httpx costs the driver ~5 ms of CPU per request, which on this 2-core box made the driver the bottleneck and
+    its own lateness the measured latency; this costs ~0.1 ms. It speaks just what the gateway answers:
+    Content-Length bodies, keep-alive.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.opened: list[asyncio.StreamWriter] = []
+
+    async def request(self, method: str, path: str, headers: dict[str, str] | None = None,
+                      json_body: Any = None) -> tuple[int, bytes]:  # fmt: skip
+        body = orjson.dumps(json_body) if json_body is not None else b""
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Length: {len(body)}\r\n"
+        if body:
+            head += "Content-Type: application/json\r\n"
+        for name, value in (headers or {}).items():
+            head += f"{name}: {value}\r\n"
+        request = head.encode() + b"\r\n" + body
+        while self.idle:  # uvicorn closes keep-alive connections idle for 5 s: skip those
+            reader, writer = self.idle.pop()
+            try:
+                return await self._exchange(reader, writer, request)
+            except (ConnectionError, IndexError, asyncio.IncompleteReadError):
+                writer.close()
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        self.opened.append(writer)
+        return await self._exchange(reader, writer, request)
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                        request: bytes) -> tuple[int, bytes]:  # fmt: skip
+        writer.write(request)
+        status = int((await reader.readline()).split()[1])
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+        data = await reader.readexactly(length)
+        self.idle.append((reader, writer))
+        return status, data
+
+    async def close(self) -> None:
+        for writer in self.opened:
+            writer.close()
+
+
+class Notices:
+    """Arrival times of `chirp:posts` notices, and futures for ids someone waits for."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, float] = {}
+        self.waiting: dict[str, asyncio.Future[float]] = {}
+
+    async def listen(self, client: aioredis.Redis) -> None:
+        pubsub = client.pubsub()
+        await pubsub.subscribe("chirp:posts")
+        try:
+            async for message in pubsub.listen():
+                if message["type"] == "message":
+                    post_id = orjson.loads(message["data"])["id"]
+                    future = self.waiting.pop(post_id, None)
+                    if future and not future.done():
+                        future.set_result(time.monotonic())
+                    else:
+                        self.seen[post_id] = time.monotonic()
+        finally:
+            await pubsub.aclose()
+
+    async def wait(self, post_id: str, timeout: float) -> None:
+        if post_id in self.seen:
+            return
+        future = self.waiting[post_id] = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            self.waiting.pop(post_id, None)
+
+
+@dataclass
+class Run:
+    rate: int
+    seconds: float
+    accepted: list[float] = field(default_factory=list)
+    visible: list[float] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    errors: int = 0
+    error_statuses: dict[int, int] = field(default_factory=dict)
+    invisible: int = 0
+    last_visible_at: float = 0.0
+
+
+async def one_post(http: MiniHTTP, headers: dict[str, str], body: str, scheduled: float, notices: Notices,
+                   run: Run) -> None:  # fmt: skip
+    status, data = await http.request("POST", "/api/posts", headers, {"body": body})
+    if status != 202:
+        run.errors += 1
+        run.error_statuses[status] = run.error_statuses.get(status, 0) + 1
+        return
+    run.accepted.append(time.monotonic() - scheduled)
+    post_id = orjson.loads(data)["id"]
+    run.ids.append(post_id)
+    await notices.wait(post_id, VISIBLE_TIMEOUT_S)
+    while True:
+        if (await http.request("GET", f"/api/posts/{post_id}"))[0] == 200:
+            now = time.monotonic()
+            run.visible.append(now - scheduled)
+            run.last_visible_at = max(run.last_visible_at, now)
+            return
+        if time.monotonic() - scheduled > VISIBLE_TIMEOUT_S:
+            run.invisible += 1
+            return
+        await asyncio.sleep(0.02)
+
+
+async def open_loop(http: MiniHTTP, users: list[dict[str, str]], bodies: list[str], rate: int,
+                    notices: Notices) -> Run:  # fmt: skip
+    run = Run(rate, len(bodies) / rate)
+    tasks = []
+    start = time.monotonic() + 0.05
+    for i, body in enumerate(bodies):
+        scheduled = start + i / rate
+        delay = scheduled - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one_post(http, users[i % len(users)], body, scheduled, notices, run)))
+    sent_by = start + len(bodies) / rate
+    await asyncio.gather(*tasks)
+    run.last_visible_at -= sent_by  # how long after the last scheduled send everything was visible
+    return run
+
+
+async def count_live(pg: asyncpg.Pool, ids: list[str]) -> int:
+    return await pg.fetchval("SELECT count(*) FROM posts WHERE post_id = ANY($1) AND deleted_at IS NULL", ids)
+
+
+# Ceiling and figures ------------------------------------------------------------------------------------------
+
+
+def producer_perf(settings: Settings, n: int, size: int) -> float:
+    """Kafka's ProducerPerformance (acks=all, 1 producer) on a fresh topic: records/s."""
+    libs = settings.home / "kafka" / settings.kafka_version / "libs"
+    cmd = [
+        "java", "-Xmx512m", "-cp", f"{libs}/*", "org.apache.kafka.tools.ProducerPerformance",
+        "--topic", f"bench-pp-{new_id().lower()}", "--num-records", str(n), "--record-size", str(size),
+        "--throughput", "-1", "--producer-props", f"bootstrap.servers={settings.bootstrap_servers}", "acks=all",
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1].split(" records sent, ")[1].split(" records/sec")[0])
+
+
+def record_size(body: str) -> int:
+    event = PostCreated(payload=PostCreatedData(post_id=new_id(), author_id="dev-bench-u0", body=body))
+    return len(event.model_dump_json())
+
+
+def pcts(values: list[float]) -> dict[str, float]:
+    values = sorted(values)
+    if not values:
+        return {}
+
+    def at(q: float) -> float:
+        return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1)
+
+    return {"n": len(values), "p50_ms": at(0.5), "p95_ms": at(0.95), "p99_ms": at(0.99), "max_ms": at(1.0)}
+
+
+def spread(values: list[float], digits: int = 1) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+    }
+
+
+@dataclass
+class Harness:
+    settings: Settings
+    http: MiniHTTP
+    pg: asyncpg.Pool
+    users: list[dict[str, str]]
+    notices: Notices
+    watched: Watched
+
+    async def measure(self, rate: int, seconds: float, seed: int) -> dict[str, Any]:
+        bodies = make_bodies(max(1, int(rate * seconds)), seed)
+        before = self.watched.ticks()
+        run = await open_loop(self.http, self.users, bodies, rate, self.notices)
+        after = self.watched.ticks()
+        live = await count_live(self.pg, run.ids)
+        n = max(1, len(run.ids))
+        cpu = {name: round((after[name] - before[name]) * 1000 / CLK_TCK / n, 3) for name in before}
+        return {
+            "rate": rate,
+            "posts": len(bodies),
+            "accepted": pcts(run.accepted),
+            "visible": pcts(run.visible),
+            "count_in": len(run.ids),
+            "count_out": live,
+            "errors": run.errors,
+            "error_statuses": run.error_statuses,
+            "invisible": run.invisible,
+            "drain_s": round(run.last_visible_at, 3),
+            "cpu_ms_per_post": cpu,
+        }
+
+
+async def login_users(http: httpx.AsyncClient, n: int) -> list[dict[str, str]]:
+    users = []
+    for i in range(n):
+        response = await http.post("/auth/dev-login", json={"login": f"bench-u{i}"})
+        response.raise_for_status()
+        users.append({"Authorization": f"Bearer {response.json()['access_token']}"})
+    return users
+
+
+async def until_up(http: MiniHTTP, users: list[dict[str, str]], notices: Notices) -> None:
+    """Wait until a post goes all the way through (consumers joined their groups)."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        post_id = orjson.loads((await http.request("POST", "/api/posts", users[0], {"body": "warm-up #bench"}))[1])[
+            "id"
+        ]
+        await notices.wait(post_id, 10)
+        if (await http.request("GET", f"/api/posts/{post_id}"))[0] == 200:
+            return
+    raise RuntimeError("the pipeline did not project a post within 3 minutes")
+
+
+async def wait_healthy(http: httpx.AsyncClient, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the gateway exited")
+        try:
+            if (await http.get("/healthz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.2)
+    raise RuntimeError("the gateway did not answer within 60 s")
+
+
+async def find_max(harness: Harness, start: int, ceiling: float) -> dict[str, Any]:
+    """Double the rate, then bisect, while visible p99 < 1 s and all posts are visible within 2 s of the step."""
+    best: dict[str, Any] = {}
+    rate, high = start, None
+    for step in range(8):
+        result = await harness.measure(rate, 10, seed=1000 + step)
+        ok = (
+            result["visible"].get("p99_ms", 1e9) < 1000
+            and result["drain_s"] < 2
+            and result["count_out"] == result["posts"]
+        )
+        print(f"  step {rate}/s: visible p99 {result['visible'].get('p99_ms')} ms, drain {result['drain_s']} s, "
+              f"{'ok' if ok else 'over'}")  # fmt: skip
+        if ok:
+            best = {"rate": rate, **result}
+        else:
+            high = rate
+        low = best.get("rate", start // 2)
+        if high is not None and high - low <= max(50, low // 10):
+            break
+        rate = rate * 2 if high is None else (low + high) // 2
+        await asyncio.sleep(3)  # let any backlog drain before the next step
+    if not best:
+        return {"rate": 0}
+    return {"rate": best["rate"], "ratio_to_producer_perf": round(best["rate"] / ceiling, 4), "step": best}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--users", type=int, default=8)
+    parser.add_argument("--find-max", action="store_true")
+    parser.add_argument("--app-groups", action="store_true", help="run `chirp consume --all` (the app's groups)")
+    parser.add_argument("--no-ceiling", action="store_true")
+    parser.add_argument("--logs", help="directory for the children's logs (default: discarded)")
+    args = parser.parse_args()
+    settings = Settings()
+    size = record_size(make_bodies(1, 0)[0])
+    ceiling = [] if args.no_ceiling else [producer_perf(settings, 100_000, size)]
+
+    if args.app_groups:
+        consumers_cmd = [sys.executable, "-m", "chirp", "consume", "--all", "--metrics-port", "0"]
+    else:
+        await fast_forward(settings, "bench-")
+        consumers_cmd = [sys.executable, "-m", "bench.pipeline_consumers"]
+    logs = Path(args.logs) if args.logs else None
+    gateway = spawn([sys.executable, "-m", "chirp", "gateway"], settings, logs and logs / "gateway.log")
+    consumers = spawn(consumers_cmd, settings, logs and logs / "consumers.log")
+    http = httpx.AsyncClient(base_url=f"http://{settings.host}:{PORT}", timeout=60)  # setup requests only
+    mini = MiniHTTP(settings.host, PORT)
+    redis_client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    pg = await asyncpg.create_pool(settings.postgres_dsn(), min_size=1, max_size=2)
+    notices = Notices()
+    listener = asyncio.create_task(notices.listen(redis_client))
+    try:
+        await wait_healthy(http, gateway)
+        users = await login_users(http, args.users)
+        await until_up(mini, users, notices)
+        idle_rss = {"gateway": rss_mb(gateway.pid), "consumers": rss_mb(consumers.pid)}
+        pids = {"gateway": (gateway.pid, False), "consumers": (consumers.pid, False), "driver": (os.getpid(), False)}
+        for name, pid in (("kafka", kafka_service.pid(settings)), ("redis", redis_service.pid(settings)),
+                          ("postgres", postmaster_pid(settings))):  # fmt: skip
+            if pid:
+                pids[name] = (pid, name == "postgres")
+        harness = Harness(settings, mini, pg, users, notices, Watched(pids))
+        runs = []
+        for i in range(args.runs):
+            result = await harness.measure(args.rate, args.seconds, seed=i)
+            runs.append(result)
+            print(f"run {i + 1}: accepted {result['accepted']} visible {result['visible']} "
+                  f"in {result['count_in']} out {result['count_out']}")  # fmt: skip
+            await asyncio.sleep(2)
+        peak_rss = {"gateway": rss_mb(gateway.pid, "VmHWM"), "consumers": rss_mb(consumers.pid, "VmHWM")}
+        maximum = await find_max(harness, args.rate * 2, ceiling[0]) if args.find_max and ceiling else None
+    finally:
+        listener.cancel()
+        await http.aclose()
+        await mini.close()
+        await redis_client.aclose()
+        await pg.close()
+        for proc in (gateway, consumers):
+            proc.terminate()
+            proc.wait(timeout=60)
+    if not args.no_ceiling:
+        ceiling.append(producer_perf(settings, 100_000, size))
+    report(args, size, ceiling, runs, idle_rss, peak_rss, maximum)
+
+
+def report(args: argparse.Namespace, size: int, ceiling: list[float], runs: list[dict[str, Any]],
+           idle_rss: dict[str, float], peak_rss: dict[str, float], maximum: dict[str, Any] | None) -> None:  # fmt: skip
+    def over_runs(path: tuple[str, str]) -> dict[str, float]:
+        return spread([r[path[0]][path[1]] for r in runs if path[1] in r[path[0]]])
+
+    processes = list(runs[0]["cpu_ms_per_post"])
+    result = {
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "rate_per_s": args.rate,
+        "seconds": args.seconds,
+        "runs": args.runs,
+        "users": args.users,
+        "groups": "app" if args.app_groups else "bench",
+        "record_bytes": size,
+        "accepted_ms": {q: over_runs(("accepted", q)) for q in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
+        "visible_ms": {q: over_runs(("visible", q)) for q in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
+        "count_in": sum(r["count_in"] for r in runs),
+        "count_out": sum(r["count_out"] for r in runs),
+        "errors": sum(r["errors"] for r in runs),
+        "cpu_ms_per_post": {p: spread([r["cpu_ms_per_post"][p] for r in runs], 3) for p in processes},
+        "rss_mb": {"idle": idle_rss, "peak": peak_rss},
+        "producer_perf_per_s": [round(c) for c in ceiling],
+        "rate_to_producer_perf": round(args.rate / statistics.median(ceiling), 4) if ceiling else None,
+        "max_sustained": maximum,
+    }
+    print(f"\n{'figure':<28} median (min..max) over {args.runs} runs of {args.seconds:g} s at {args.rate}/s")
+    for kind in ("accepted_ms", "visible_ms"):
+        for q, s in result[kind].items():
+            print(f"{kind[:-3] + ' ' + q:<28} {s['median']:>9} ({s['min']}..{s['max']})")
+    for name, s in result["cpu_ms_per_post"].items():
+        print(f"{'cpu-ms/post ' + name:<28} {s['median']:>9} ({s['min']}..{s['max']})")
+    print(f"{'count in / out':<28} {result['count_in']} / {result['count_out']} (errors {result['errors']})")
+    print(f"{'rss MB idle / peak':<28} {idle_rss} / {peak_rss}")
+    print(f"{'ProducerPerformance rec/s':<28} {result['producer_perf_per_s']} (record {size} B)")
+    if maximum:
+        print(f"{'max sustained posts/s':<28} {maximum.get('rate')} (ratio {maximum.get('ratio_to_producer_perf')})")
+    RESULTS.parent.mkdir(exist_ok=True)
+    with RESULTS.open("a") as out:
+        out.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))  # `bench.pipeline_consumers` when run as a script
+    asyncio.run(main())
