@@ -25,10 +25,10 @@ ProfileEvent = UserRegistered | UserProfileSynced | UserProfileUpdated
 
 def profile_change(event: ProfileEvent) -> ProfileChange:
     """The profile fields one event sets, stamped with its occurred_at."""
-    data = event.payload
     if isinstance(event, UserProfileUpdated):
-        return ProfileChange(data.user_id, event.occurred_at, display_name=data.display_name, bio=data.bio)
-    assert isinstance(event, UserRegistered | UserProfileSynced)
+        edit = event.payload
+        return ProfileChange(edit.user_id, event.occurred_at, display_name=edit.display_name, bio=edit.bio)
+    data = event.payload
     return ProfileChange(
         data.user_id, event.occurred_at, handle=data.handle, display_name=data.display_name, avatar_url=data.avatar_url
     )

@@ -297,7 +297,7 @@ class RedisTrending:
                     keys: list[str] = []
                     args: list[str] = []
                     if raw is not None:
-                        post = PostActivity.from_record(post_id, raw)
+                        post = PostActivity.from_record(post_id, str(raw))
                         if post.author_id != pending[post_id]:
                             continue  # only its author deletes a post (as the posts model decides)
                         keys, _, args = self._triples(post.contributions(), post.at)
@@ -325,7 +325,8 @@ class RedisTrending:
 
     async def hidden(self) -> set[str]:
         """The targets currently hidden from trending."""
-        return {t for t, v in (await self.redis.hgetall(self.moderation_key)).items() if v.endswith("|1")}
+        found = await self.redis.hgetall(self.moderation_key)
+        return {str(t) for t, v in found.items() if str(v).endswith("|1")}
 
     async def refresh(self, pg: asyncpg.Pool | None) -> dict[str, dict[str, Any]]:
         """Recompute the ranking of every window and store it (one JSON blob per window); returns them."""
@@ -353,7 +354,8 @@ class RedisTrending:
 
     async def ranking(self, window: str) -> str | None:
         """The stored ranking of `window` (JSON), None before the first refresh."""
-        return await self.redis.get(self.ranking_key(window))
+        blob = await self.redis.get(self.ranking_key(window))
+        return None if blob is None else str(blob)
 
     async def _active(self, kind: str, window: Window, now: float) -> dict[str, set[int]]:
         """Subject → buckets of the window and its baseline period where it has activity."""
