@@ -1,0 +1,79 @@
+"""Request metrics for `/metrics`: a pure ASGI middleware counting requests and timing them by route template.
+
+Routes are labelled by their template (`/api/posts/{post_id}`), never the raw path, so label sets stay bounded;
+requests no route matched are `unmatched`. The time is from the request's arrival to the last body chunk sent
+(for the event stream that is the connection's life: read those series by their route).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+from starlette.routing import BaseRoute, Match, Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUESTS = Counter("chirp_http_requests", "HTTP requests handled", ["method", "route", "status"])
+LATENCY = Histogram(
+    "chirp_http_request_seconds",
+    "HTTP request duration by route",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+UNMATCHED = "unmatched"
+
+
+def _templates(routes: list[BaseRoute], prefix: str = "") -> dict[int, list[tuple[BaseRoute, str]]]:
+    """Endpoint id → the routes (and full templates) that serve it."""
+    found: dict[int, list[tuple[BaseRoute, str]]] = {}
+    for route in routes:
+        path = prefix + getattr(route, "path", "")
+        if isinstance(route, Mount) and route.routes:
+            for key, value in _templates(list(route.routes), path).items():
+                found.setdefault(key, []).extend(value)
+        endpoint = getattr(route, "endpoint", None) or getattr(route, "app", None)
+        found.setdefault(id(endpoint), []).append((route, path))
+    return found
+
+
+class MetricsMiddleware:
+    """Counts requests by method, route template and status, and observes their duration."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._by_endpoint: dict[int, list[tuple[BaseRoute, str]]] | None = None
+
+    def route_of(self, scope: Scope) -> str:
+        """The template of the route that served `scope` (the router records its endpoint in the scope)."""
+        endpoint = scope.get("endpoint")
+        if endpoint is None:
+            return UNMATCHED
+        if self._by_endpoint is None:
+            self._by_endpoint = _templates(list(getattr(scope.get("app"), "routes", [])))
+        candidates = self._by_endpoint.get(id(endpoint), [])
+        if len(candidates) == 1:
+            return candidates[0][1]
+        for route, template in candidates:
+            if route.matches(scope)[0] is Match.FULL:
+                return template
+        return candidates[0][1] if candidates else UNMATCHED
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        status: dict[str, Any] = {"code": 500}
+
+        async def observe(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observe)
+        finally:
+            route = self.route_of(scope)
+            method = scope["method"]
+            REQUESTS.labels(method, route, str(status["code"])).inc()
+            LATENCY.labels(method, route).observe(time.perf_counter() - started)
