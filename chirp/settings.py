@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     access_token_minutes: int = 15
     jwt_leeway_seconds: int = 5
     refresh_token_days: int = 30
+    github_scope: str = "read:user user:email"
+    oauth_state_seconds: int = 600  # how long a GitHub login may take between redirect and callback
+
+    # Rate limits (gateway/ratelimit.py): action -> (tokens per second, burst), overriding its built-in tables
+    ratelimits: dict[str, tuple[float, int]] = Field(default_factory=dict)  # per user
+    ratelimits_ip: dict[str, tuple[float, int]] = Field(default_factory=dict)  # per client address
+    ratelimit_scale: float | None = None  # multiplies every limit; None: 1 in prod, 1000 in dev and test
 
     # Consumer runtime
     consumer_max_attempts: int = 5

@@ -19,7 +19,7 @@ from gateway.auth.keys import KeyRing
 from gateway.auth.sessions import SessionStore
 from gateway.errors import HANDLERS
 from gateway.pages.security import SecurityHeaders
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import RateLimiter, RateLimitMiddleware
 from gateway.state import State
 from producers.broker import Publisher, ensure_topics, make_broker
 from store.postgres import connect
@@ -64,5 +64,9 @@ def create_app(settings: Settings) -> Starlette:
         routes=routes(),
         lifespan=lifespan,
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
-        middleware=[Middleware(middleware.RequestContext), Middleware(SecurityHeaders)],
+        middleware=[
+            Middleware(middleware.RequestContext),
+            Middleware(SecurityHeaders),
+            Middleware(RateLimitMiddleware),
+        ],
     )

@@ -3,16 +3,29 @@
 One Lua script reads, refills, spends and writes the bucket, so concurrent gateways cannot overspend it. Time comes
 from Redis (`TIME`), not from the gateways, so their clock skew does not matter. A bucket expires once it would
 be full again, so idle actors cost no memory.
+
+`RateLimitMiddleware` applies them to the routes of `RULES`: a request spends from the viewer's bucket (when
+logged in) and from its client address's bucket, and is refused with 429 and `Retry-After` if either is empty.
+The client address is the ASGI `client` host: behind a proxy, run uvicorn with `--proxy-headers` and
+`--forwarded-allow-ips` so it is the real one.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from redis.asyncio import Redis
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.errors import ApiError, JSONResponse, error_body
+
+if TYPE_CHECKING:
+    from chirp.settings import Settings
 
 PREFIX = "chirp:rl"
 
@@ -66,6 +79,28 @@ LIMITS: Mapping[str, Limit] = {
     "refresh": Limit(rate_per_s=1 / 30, burst=10),
 }
 
+# One address may hide many people (offices, mobile carriers): its buckets are wider than one user's. Logins are
+# mostly anonymous, so the address is what limits them.
+IP_LIMITS: Mapping[str, Limit] = {
+    "post": Limit(rate_per_s=20 / 6, burst=200),
+    "like": Limit(rate_per_s=20, burst=600),
+    "follow": Limit(rate_per_s=20 / 3, burst=400),
+    "login": Limit(rate_per_s=1 / 12, burst=5),
+    "refresh": Limit(rate_per_s=1, burst=60),
+}
+
+DEV_SCALE = 1000.0  # dev and test: the whole test suite logs everyone in and posts from 127.0.0.1
+
+# (methods, path) -> action. Paths are matched in full.
+RULES: tuple[tuple[frozenset[str], re.Pattern[str], str], ...] = (
+    (frozenset({"POST"}), re.compile(r"/api/posts/?"), "post"),
+    (frozenset({"POST", "DELETE"}), re.compile(r"/api/users/[^/]+/follow/?"), "follow"),
+    (frozenset({"POST"}), re.compile(r"/auth/dev-login"), "login"),
+    (frozenset({"GET"}), re.compile(r"/auth/github/login"), "login"),
+    (frozenset({"GET"}), re.compile(r"/auth/github/callback"), "login"),
+    (frozenset({"POST"}), re.compile(r"/auth/refresh"), "login"),
+)
+
 
 def rate_key(action: str, kind: Literal["user", "ip"], actor: str, *, prefix: str = PREFIX) -> str:
     """The bucket key for `actor` (a user id or a client IP) doing `action`."""
@@ -92,3 +127,82 @@ class RateLimiter:
         limit = self.limits[action]
         key = rate_key(action, kind, actor, prefix=self.prefix)
         return await self.hit(key, rate_per_s=limit.rate_per_s, burst=limit.burst, cost=cost)
+
+
+def action_for(method: str, path: str) -> str | None:
+    """The rate-limited action a request performs, if any."""
+    for methods, pattern, action in RULES:
+        if method in methods and pattern.fullmatch(path):
+            return action
+    return None
+
+
+def _scaled(limit: Limit, scale: float) -> Limit:
+    return Limit(rate_per_s=limit.rate_per_s * scale, burst=max(1, round(limit.burst * scale)))
+
+
+def limits_from(settings: Settings) -> tuple[dict[str, Limit], dict[str, Limit]]:
+    """The (per user, per address) limits: built-in tables, then the settings' overrides, times the scale."""
+    scale = settings.ratelimit_scale
+    if scale is None:
+        scale = 1.0 if settings.env == "prod" else DEV_SCALE
+    user = {**LIMITS, **{a: Limit(*v) for a, v in settings.ratelimits.items()}}
+    ip = {**IP_LIMITS, **{a: Limit(*v) for a, v in settings.ratelimits_ip.items()}}
+    return {a: _scaled(v, scale) for a, v in user.items()}, {a: _scaled(v, scale) for a, v in ip.items()}
+
+
+class RateLimitMiddleware:
+    """Pure ASGI: 429 with `Retry-After` once the viewer's or the address's bucket for the action is empty."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._limits: tuple[int, dict[str, Limit], dict[str, Limit]] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        action = action_for(scope["method"], scope["path"]) if scope["type"] == "http" else None
+        if action is None:
+            return await self.app(scope, receive, send)
+        refused = await self._check(scope, action)
+        if refused is None:
+            return await self.app(scope, receive, send)
+        seconds = refused.retry_after_header
+        body = error_body("rate_limited", f"Too many requests; try again in {seconds} s.")
+        await JSONResponse(body, 429, headers={"Retry-After": seconds})(scope, receive, send)
+
+    async def _check(self, scope: Scope, action: str) -> Decision | None:
+        """The refusal, or None when both buckets had a token."""
+        from gateway.auth.current import viewer  # here: current imports the state, which imports this module
+
+        state = scope["app"].state.chirp
+        user_limits, ip_limits = self._limits_for(state.settings)
+        limiter: RateLimiter = state.limiter
+        # Outside prod the limits are scaled, so those buckets live apart: a dev gateway and a prod-like one
+        # sharing a Redis (the test suite) must not clamp each other's buckets to their own burst.
+        prefix = limiter.prefix if state.settings.env == "prod" else f"{limiter.prefix}:{state.settings.env}"
+        try:
+            who = await viewer(Request(scope))  # cached in the scope for the endpoint
+        except ApiError:
+            who = None  # a bad token: the endpoint answers 401; the address still pays
+        if who is not None and action in user_limits:
+            decision = await _spend(limiter, prefix, action, "user", who.user_id, user_limits[action])
+            if not decision.allowed:
+                return decision
+        client = scope.get("client")
+        address = client[0] if client else "unknown"
+        if action in ip_limits:
+            decision = await _spend(limiter, prefix, action, "ip", address, ip_limits[action])
+            if not decision.allowed:
+                return decision
+        return None
+
+    def _limits_for(self, settings: Settings) -> tuple[dict[str, Limit], dict[str, Limit]]:
+        if self._limits is None or self._limits[0] != id(settings):
+            self._limits = (id(settings), *limits_from(settings))
+        return self._limits[1], self._limits[2]
+
+
+async def _spend(
+    limiter: RateLimiter, prefix: str, action: str, kind: Literal["user", "ip"], actor: str, limit: Limit
+) -> Decision:
+    key = rate_key(action, kind, actor, prefix=prefix)
+    return await limiter.hit(key, rate_per_s=limit.rate_per_s, burst=limit.burst)

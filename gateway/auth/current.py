@@ -1,4 +1,10 @@
-"""Who is asking: the viewer behind a request's Bearer token or access cookie, and the login that makes one."""
+"""Who is asking: the viewer behind a request's Bearer token or access cookie, and the login that makes one.
+
+Cookies ride along on cross-site requests, so a cookie-authenticated unsafe request must also prove it comes from
+our own pages: a CSRF token equal to the `chirp_csrf` cookie (header `X-CSRF-Token` or form field `csrf_token`)
+and, when the browser sends one, a same-origin `Origin` (or `Referer`). Bearer requests are exempt: another site
+cannot make a browser send our `Authorization` header.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +13,26 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.auth.csrf import new_csrf_token
+from gateway.auth.csrf import csrf_ok, new_csrf_token, origin_ok
 from gateway.auth.tokens import TokenError, issue_access_token, verify_access_token, www_authenticate
-from gateway.errors import Unauthorized
+from gateway.errors import Forbidden, Unauthorized
 from gateway.state import State, state_of
 
 ACCESS_COOKIE = "chirp_access"
 REFRESH_COOKIE = "chirp_refresh"
 CSRF_COOKIE = "chirp_csrf"
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf_token"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_CSRF_VERIFIED = "chirp.csrf_verified"
 _HANDLE_KEY = "chirp:handle:{}"
+
+
+class CsrfError(Forbidden):
+    """A cookie-authenticated unsafe request without a matching CSRF token or from another origin."""
+
+    code = "csrf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +64,38 @@ async def viewer(request: Request) -> Viewer | None:
 
 
 async def require_viewer(request: Request) -> Viewer:
-    """The logged-in viewer; 401 for anonymous requests."""
+    """The logged-in viewer; 401 for anonymous requests, 403 (`csrf`) for cookie ones failing the CSRF check."""
     found = await viewer(request)
     if found is None:
         raise Unauthorized("Log in first.", headers={"WWW-Authenticate": "Bearer"})
+    if found.via_cookie and request.method in UNSAFE_METHODS and not request.scope.get(_CSRF_VERIFIED):
+        await check_csrf(request)
     return found
+
+
+def mark_csrf_verified(request: Request) -> None:
+    """Record that this request passed a CSRF check (copies of its scope, e.g. in-process API calls, inherit it)."""
+    request.scope[_CSRF_VERIFIED] = True
+
+
+def check_origin(request: Request) -> None:
+    """403 (`csrf`) when the request's `Origin` (else `Referer`) names another site; absent headers pass."""
+    public_url = state_of(request).settings.public_url
+    claimed = request.headers.get("origin") or request.headers.get("referer")
+    if not origin_ok(claimed, public_url):
+        raise CsrfError("This request came from another site.")
+
+
+async def check_csrf(request: Request) -> None:
+    """403 (`csrf`) unless the request is same-origin and echoes the CSRF cookie in the header or form."""
+    check_origin(request)
+    token = request.headers.get(CSRF_HEADER)
+    if token is None and request.headers.get("content-type", "").startswith(_FORM_TYPES):
+        field = (await request.form()).get(CSRF_FIELD)  # cached on the request: the endpoint reads it again
+        token = field if isinstance(field, str) else None
+    if not csrf_ok(token, request.cookies.get(CSRF_COOKIE)):
+        raise CsrfError("Missing or wrong CSRF token; reload the page and try again.")
+    mark_csrf_verified(request)
 
 
 async def _resolve(state: State, token: str, via_cookie: bool) -> Viewer:

@@ -6,6 +6,8 @@ The GitHub login lives in `gateway/routes/github.py`; both end in `login_user`.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -14,6 +16,7 @@ from starlette.routing import Route
 from gateway.auth.current import (
     REFRESH_COOKIE,
     access_token_for,
+    check_origin,
     clear_session_cookies,
     require_viewer,
     set_session_cookies,
@@ -23,19 +26,34 @@ from gateway.auth.sessions import SessionError
 from gateway.errors import InvalidInput, JSONResponse, NotFound, Unauthorized
 from gateway.requests import json_body
 from gateway.state import State, state_of
-from schemas.events import UserRegistered, UserRegisteredData
+from schemas.events import UserProfileSynced, UserProfileSyncedData, UserRegistered, UserRegisteredData
 
 LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 
 
 async def login_user(state: State, registered: UserRegistered) -> tuple[str, str]:
-    """Log a person in; publishes `user-registered` the first time. Returns (access_token, refresh_token)."""
+    """Log a person in; publishes `user-registered` the first time. Returns (access_token, refresh_token).
+
+    For GitHub identities (`github_id` set) a later login whose profile differs from the users row publishes
+    `user-profile-synced`: GitHub is the source of the handle, name and avatar.
+    """
     data = registered.payload
-    known = await state.pg.fetchval("SELECT 1 FROM users WHERE user_id = $1", data.user_id)
-    if not known:
+    row = await state.pg.fetchrow("SELECT handle, display_name, avatar_url FROM users WHERE user_id = $1", data.user_id)
+    if row is None:
         await state.publisher.publish(registered)
+    elif data.github_id is not None and _differs(row, data):
+        synced = UserProfileSyncedData(
+            user_id=data.user_id, handle=data.handle, display_name=data.display_name, avatar_url=data.avatar_url
+        )
+        await state.publisher.publish(
+            UserProfileSynced(actor=data.user_id, correlation_id=registered.correlation_id, payload=synced)
+        )
     access, refresh, _ = await start_session(state, data.user_id, data.handle)
     return access, refresh
+
+
+def _differs(row: Mapping[str, Any], data: UserRegisteredData) -> bool:
+    return (row["handle"], row["display_name"], row["avatar_url"]) != (data.handle, data.display_name, data.avatar_url)
 
 
 async def dev_login(request: Request) -> Response:
@@ -43,6 +61,7 @@ async def dev_login(request: Request) -> Response:
     state = state_of(request)
     if not state.settings.dev:
         raise NotFound("Not found.")
+    check_origin(request)  # no session yet, so no CSRF token: a foreign page must still not log the browser in
     body = await json_body(request)
     login = body.get("login")
     if not isinstance(login, str) or not LOGIN.match(login):
@@ -62,6 +81,7 @@ async def dev_login(request: Request) -> Response:
 async def refresh(request: Request) -> Response:
     """`POST /auth/refresh`: trade the refresh token (cookie or JSON body) for new tokens; reuse revokes."""
     state = state_of(request)
+    check_origin(request)
     token = request.cookies.get(REFRESH_COOKIE)
     if not token and request.headers.get("content-type", "").startswith("application/json"):
         token = (await json_body(request)).get("refresh_token")

@@ -1,0 +1,268 @@
+"""Login with GitHub: the OAuth web flow with `state` and PKCE (S256), ending in `login_user`.
+
+`GET /auth/github/login` keeps `{code_verifier, browser}` in Redis under a fresh `state` for `oauth_state_seconds`
+and redirects to GitHub. `browser` is the hash of the random `chirp_oauth` cookie, so a callback only completes in
+the browser that started it (no login CSRF with someone else's code). `GET /auth/github/callback` takes the record
+with GETDEL (single use), trades the code with authlib, reads `/user` and `/user/emails`, publishes, opens a session
+and redirects home. Every failure answers before anything is published or any session opened: an HTML page for
+browsers, `{"error": {"code", "message"}}` for API clients (`Accept: application/json`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import secrets
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+from authlib.deprecate import AuthlibDeprecationWarning  # first: importing it installs an "always" filter
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from chirp.logging import get_logger
+from chirp.settings import Settings
+from gateway.auth.current import set_session_cookies
+from gateway.errors import JSONResponse, error_body
+from gateway.routes.auth import LOGIN, login_user
+from gateway.state import state_of
+from schemas.events import UserRegistered, UserRegisteredData
+
+with warnings.catch_warnings():
+    # authlib 1.9 warns on import when it falls back from httpx2 to httpx; the client works the same.
+    warnings.simplefilter("ignore", AuthlibDeprecationWarning)
+    from authlib.integrations.base_client import OAuthError
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+log = get_logger("chirp.gateway.github")
+
+BROWSER_COOKIE = "chirp_oauth"
+CALLBACK_PATH = "/auth/github/callback"
+_STATE_KEY = "chirp:oauth:{}"
+_API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "chirp"}
+_TIMEOUT_S = 10.0
+
+
+class GitHubLoginError(Exception):
+    """A GitHub login that cannot complete: `code` and `status` for the answer, `message` for the person."""
+
+    def __init__(self, code: str, status: int, message: str) -> None:
+        super().__init__(message)
+        self.code, self.status, self.message = code, status, message
+
+
+def _bad_state() -> GitHubLoginError:
+    return GitHubLoginError("bad_state", 400, "This sign-in link has expired or was already used. Please start again.")
+
+
+def _unavailable() -> GitHubLoginError:
+    return GitHubLoginError("github_unavailable", 502, "GitHub is not answering right now. Please try again later.")
+
+
+@dataclass(frozen=True)
+class GitHubProfile:
+    github_id: int
+    login: str
+    name: str
+    avatar_url: str
+    email: str | None  # the verified primary address, when GitHub shares one
+
+    @property
+    def user_id(self) -> str:
+        return f"gh-{self.github_id}"
+
+
+def profile_from(user: Any, emails: Any) -> GitHubProfile:
+    """Our view of GitHub's `/user` and `/user/emails` bodies; GitHubLoginError when they make no sense."""
+    if not isinstance(user, dict):
+        raise _unavailable()
+    github_id, login = user.get("id"), user.get("login")
+    if not isinstance(github_id, int) or isinstance(github_id, bool) or github_id <= 0:
+        raise _unavailable()
+    if not isinstance(login, str) or not LOGIN.match(login):
+        raise _unavailable()
+    name = user.get("name") if isinstance(user.get("name"), str) and user.get("name") else login
+    avatar = user.get("avatar_url") if isinstance(user.get("avatar_url"), str) else ""
+    email = (
+        next(
+            (
+                e["email"]
+                for e in emails
+                if isinstance(e, dict) and e.get("primary") and e.get("verified") and isinstance(e.get("email"), str)
+            ),
+            None,
+        )
+        if isinstance(emails, list)
+        else None
+    )
+    return GitHubProfile(github_id, login, name, avatar, email)
+
+
+def _redirect_uri(settings: Settings) -> str:
+    return settings.public_url.rstrip("/") + CALLBACK_PATH
+
+
+def _client(settings: Settings) -> AsyncOAuth2Client:
+    return AsyncOAuth2Client(
+        settings.github_client_id,
+        settings.github_client_secret.get_secret_value(),
+        token_endpoint_auth_method="client_secret_post",  # what GitHub documents
+        scope=settings.github_scope,
+        redirect_uri=_redirect_uri(settings),
+        code_challenge_method="S256",
+        timeout=_TIMEOUT_S,
+    )
+
+
+def _browser_hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+async def github_login(request: Request) -> Response:
+    """`GET /auth/github/login`: remember a fresh state and PKCE verifier, then redirect to GitHub."""
+    state = state_of(request)
+    settings = state.settings
+    if not settings.github_client_id:
+        return _error(request, GitHubLoginError("not_configured", 503, "Login with GitHub is not set up here."))
+    browser = request.cookies.get(BROWSER_COOKIE) or ""
+    if len(browser) < 32:
+        browser = secrets.token_urlsafe(32)  # reused while it lives, so two tabs can both log in
+    oauth_state, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(64)
+    record = orjson.dumps({"verifier": verifier, "browser": _browser_hash(browser)})
+    await state.redis.set(_STATE_KEY.format(oauth_state), record, ex=settings.oauth_state_seconds)
+    async with _client(settings) as client:
+        url, _ = client.create_authorization_url(
+            settings.github_authorize_url, state=oauth_state, code_verifier=verifier
+        )
+    response = RedirectResponse(url, 302, headers={"Cache-Control": "no-store"})
+    response.set_cookie(
+        BROWSER_COOKIE,
+        browser,
+        max_age=settings.oauth_state_seconds,
+        path="/auth/github",
+        httponly=True,
+        samesite="lax",  # sent on GitHub's top-level redirect back to us
+        secure=settings.public_url.startswith("https://"),
+    )
+    return response
+
+
+async def github_callback(request: Request) -> Response:
+    """`GET /auth/github/callback`: check the state, trade the code, read the profile, log in, redirect home."""
+    try:
+        profile = await _complete(request)
+    except GitHubLoginError as exc:
+        log.info("github login refused", code=exc.code)
+        return _error(request, exc)
+    state = state_of(request)
+    registered = UserRegistered(
+        actor=profile.user_id,
+        payload=UserRegisteredData(
+            user_id=profile.user_id,
+            github_id=profile.github_id,
+            handle=profile.login,
+            display_name=profile.name,
+            avatar_url=profile.avatar_url,
+        ),
+    )
+    access, refresh = await login_user(state, registered)
+    response = RedirectResponse("/", 303, headers={"Cache-Control": "no-store"})
+    set_session_cookies(response, state, access, refresh)
+    return response
+
+
+async def _complete(request: Request) -> GitHubProfile:
+    """Everything that can fail before we publish: the state, GitHub's answer, the code, the profile."""
+    state = state_of(request)
+    query = request.query_params
+    oauth_state = query.get("state")
+    if not oauth_state:
+        raise _bad_state()
+    raw = await state.redis.getdel(_STATE_KEY.format(oauth_state))
+    if raw is None:
+        raise _bad_state()
+    record = orjson.loads(raw)
+    browser = request.cookies.get(BROWSER_COOKIE)
+    if not browser or not secrets.compare_digest(_browser_hash(browser), record["browser"]):
+        raise _bad_state()
+    if query.get("error") == "access_denied":
+        raise GitHubLoginError(
+            "access_denied", 403, "You declined to share your GitHub account, so you are not logged in."
+        )
+    if query.get("error"):
+        log.warning("github login error", error=query.get("error"), description=query.get("error_description"))
+        raise GitHubLoginError("github_error", 502, "GitHub could not complete the sign-in. Please try again.")
+    code = query.get("code")
+    if not code:
+        raise _bad_state()
+    return await _fetch_profile(state.settings, code, record["verifier"])
+
+
+async def _fetch_profile(settings: Settings, code: str, verifier: str) -> GitHubProfile:
+    async with _client(settings) as client:
+        try:
+            await client.fetch_token(
+                settings.github_token_url, grant_type="authorization_code", code=code, code_verifier=verifier
+            )
+            user = await client.get(f"{settings.github_api_url}/user", headers=_API_HEADERS)
+            user.raise_for_status()
+            emails = await client.get(f"{settings.github_api_url}/user/emails", headers=_API_HEADERS)
+            if emails.status_code >= 500:
+                emails.raise_for_status()
+        except OAuthError as exc:
+            if exc.error == "bad_verification_code":
+                raise GitHubLoginError(
+                    "bad_code", 400, "This sign-in code was already used or has expired. Please start again."
+                ) from None
+            log.warning("github token refused", error=exc.error, description=exc.description)
+            raise GitHubLoginError("github_error", 502, "GitHub refused our sign-in request.") from None
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("github unavailable", error=repr(exc))
+            raise _unavailable() from None
+    # Without the user:email scope (or with no verified primary address) the list is 403/404: no email, still fine.
+    return profile_from(user.json(), emails.json() if emails.is_success else None)
+
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign-in failed · Chirp</title>
+<style>
+body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 32rem; margin: 4rem auto; padding: 0 1rem; color: #1f2328; }}
+a {{ color: #0969da; }}
+</style>
+</head>
+<body>
+<main data-error="{code}">
+<h1>Sign-in failed</h1>
+<p>{message}</p>
+<p><a href="/auth/github/login">Try again</a> · <a href="/">Home</a></p>
+</main>
+</body>
+</html>
+"""
+
+
+def _wants_json(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def _error(request: Request, exc: GitHubLoginError) -> Response:
+    headers = {"Cache-Control": "no-store"}
+    if _wants_json(request):
+        return JSONResponse(error_body(exc.code, exc.message), exc.status, headers=headers)
+    page = _PAGE.format(code=html.escape(exc.code), message=html.escape(exc.message))
+    return HTMLResponse(page, exc.status, headers=headers)
+
+
+routes = [
+    Route("/auth/github/login", github_login, methods=["GET"]),
+    Route(CALLBACK_PATH, github_callback, methods=["GET"]),
+]
