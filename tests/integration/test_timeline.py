@@ -13,6 +13,7 @@ from consumers.runtime import Context
 from schemas.events import PostParsed, PostParsedData, new_id, utcnow
 from store.timelines import (
     GLOBAL_BIG,
+    CachedPosts,
     PostgresTimelineSource,
     RedisTimelines,
     big_key,
@@ -247,3 +248,18 @@ async def test_follow_events_win_over_a_lagging_follows_table(client: httpx.Asyn
     await rebuild(RedisTimelines(ctx.redis, 800), source, a, max_followers=5000)
     assert await source.follow_rows(a) == {c: (pair_state(at(1), True), 0)}
     assert await members(ctx, a) == [member(from_b, b), "~"]
+
+
+async def test_post_cache_serves_fresh_views_and_stays_bounded(client: httpx.AsyncClient, pg) -> None:
+    _, _, a_h = await logged_in(client, pg, "tc")
+    ids = [await post(client, a_h, f"cached {i}") for i in range(3)]
+    cache = CachedPosts(PostgresTimelineSource(pg), ttl_s=60, max_entries=2)
+    assert [v.body for v in await cache.items(ids[:2], [], None, 10)] == ["cached 1", "cached 0"]
+    await pg.execute("UPDATE posts SET body = body || ' (edited)' WHERE post_id = ANY($1::text[])", ids)
+    assert [v.body for v in await cache.items(ids[:2], [], None, 10)] == ["cached 1", "cached 0"], "within the TTL"
+    views = await cache.items(ids, [], None, 2)
+    assert [v.id for v in views] == [ids[2], ids[1]], "newest first, at most the limit"
+    assert views[0].body == "cached 2 (edited)"
+    assert len(cache._views) == 2
+    expired = CachedPosts(PostgresTimelineSource(pg), ttl_s=0)
+    assert [v.body for v in await expired.items(ids[:1], [], None, 10)] == ["cached 0 (edited)"]
