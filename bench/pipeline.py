@@ -151,11 +151,11 @@ def spawn(cmd: list[str], settings: Settings, log: Path | None) -> subprocess.Po
     return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=out)
 
 
-async def fast_forward(settings: Settings, prefix: str) -> None:
-    """Commit the end offsets of every topic for the `prefix` groups, so a run does not replay the history."""
+async def fast_forward(settings: Settings, only: str) -> None:
+    """Commit the end offsets of their topics for the bench groups, so a run does not replay the history."""
     from bench.pipeline_consumers import bench_consumers
 
-    for consumer in bench_consumers():
+    for consumer in bench_consumers(only):
         probe = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=consumer.name)
         await probe.start()
         try:
@@ -262,6 +262,7 @@ class Run:
     errors: int = 0
     error_statuses: dict[int, int] = field(default_factory=dict)
     invisible: int = 0
+    timeline: list[tuple[float, float]] = field(default_factory=list)  # (scheduled, accepted latency)
     last_visible_at: float = 0.0
 
 
@@ -273,6 +274,7 @@ async def one_post(http: MiniHTTP, headers: dict[str, str], body: str, scheduled
         run.error_statuses[status] = run.error_statuses.get(status, 0) + 1
         return
     run.accepted.append(time.monotonic() - scheduled)
+    run.timeline.append((scheduled, run.accepted[-1]))
     post_id = orjson.loads(data)["id"]
     run.ids.append(post_id)
     await notices.wait(post_id, VISIBLE_TIMEOUT_S)
@@ -363,6 +365,12 @@ class Harness:
         run = await open_loop(self.http, self.users, bodies, rate, self.notices)
         after = self.watched.ticks()
         live = await count_live(self.pg, run.ids)
+        if os.environ.get("BENCH_TIMELINE"):
+            t0 = run.timeline[0][0] if run.timeline else 0
+            worst: dict[int, float] = {}
+            for at, latency in run.timeline:
+                worst[int(at - t0)] = max(worst.get(int(at - t0), 0), latency)
+            print("worst accepted ms per second:", [round(worst[k] * 1000) for k in sorted(worst)])
         n = max(1, len(run.ids))
         cpu = {name: round((after[name] - before[name]) * 1000 / CLK_TCK / n, 3) for name in before}
         return {
@@ -451,6 +459,7 @@ async def main() -> None:
     parser.add_argument("--users", type=int, default=8)
     parser.add_argument("--find-max", action="store_true")
     parser.add_argument("--app-groups", action="store_true", help="run `chirp consume --all` (the app's groups)")
+    parser.add_argument("--consumers", default="", help="only these consumers (comma-separated), e.g. preparse,posts")
     parser.add_argument("--no-ceiling", action="store_true")
     parser.add_argument("--logs", help="directory for the children's logs (default: discarded)")
     args = parser.parse_args()
@@ -461,8 +470,8 @@ async def main() -> None:
     if args.app_groups:
         consumers_cmd = [sys.executable, "-m", "chirp", "consume", "--all", "--metrics-port", "0"]
     else:
-        await fast_forward(settings, "bench-")
-        consumers_cmd = [sys.executable, "-m", "bench.pipeline_consumers"]
+        await fast_forward(settings, args.consumers)
+        consumers_cmd = [sys.executable, "-m", "bench.pipeline_consumers", args.consumers]
     logs = Path(args.logs) if args.logs else None
     gateway = spawn([sys.executable, "-m", "chirp", "gateway"], settings, logs and logs / "gateway.log")
     consumers = spawn(consumers_cmd, settings, logs and logs / "consumers.log")
@@ -519,6 +528,7 @@ def report(args: argparse.Namespace, size: int, ceiling: list[float], runs: list
         "runs": args.runs,
         "users": args.users,
         "groups": "app" if args.app_groups else "bench",
+        "consumers": args.consumers or "all",
         "record_bytes": size,
         "accepted_ms": {q: over_runs(("accepted", q)) for q in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
         "visible_ms": {q: over_runs(("visible", q)) for q in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},

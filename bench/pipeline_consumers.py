@@ -1,6 +1,6 @@
 """Every consumer of `chirp consume --all`, in one process, under `bench-` group ids.
 
-    python -m bench.pipeline_consumers
+    python -m bench.pipeline_consumers [preparse,posts,...]
 
 Same runtime, same handlers, same process layout as `chirp consume --all`; only the group ids differ, so a
 benchmark never shares partitions with a pipeline that tests or the app run on this machine at the same time
@@ -10,6 +10,7 @@ benchmark never shares partitions with a pipeline that tests or the app run on t
 from __future__ import annotations
 
 import asyncio
+import sys
 from dataclasses import replace
 
 from chirp.logging import configure
@@ -19,14 +20,16 @@ from consumers.runtime import Consumer, all_consumers, build_app
 PREFIX = "bench-"
 
 
-def bench_consumers() -> list[Consumer]:
-    """Every product consumer, renamed `bench-<name>` (the group id and the dead-letter topic follow the name)."""
-    return [replace(consumer, name=PREFIX + consumer.name) for consumer in all_consumers()]
+def bench_consumers(only: str = "") -> list[Consumer]:
+    """Every product consumer (or those named in `only`, comma-separated), renamed `bench-<name>`."""
+    wanted = set(filter(None, only.split(",")))
+    return [replace(c, name=PREFIX + c.name) for c in all_consumers() if not wanted or c.name in wanted]
 
 
 def main() -> None:
     configure(process="bench-consumers", level="WARNING")
-    asyncio.run(build_app(Settings(), bench_consumers()).run())
+    only = sys.argv[1] if len(sys.argv) > 1 else ""
+    asyncio.run(build_app(Settings(), bench_consumers(only)).run())
 
 
 if __name__ == "__main__":

