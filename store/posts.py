@@ -168,11 +168,12 @@ class PostgresPosts:
         self._pool = pool
 
     async def _page(self, where: str, args: Sequence[Any], after: str | None, limit: int, *, desc: bool) -> Page:
-        n = len(args)
         order, cmp = ("DESC", "<") if desc else ("ASC", ">")
-        where = f"{where} AND (${n + 1}::text IS NULL OR p.post_id {cmp} ${n + 1})"
-        sql = _PAGE.format(where=where, order=order, limit=f"${n + 2}")
-        rows = await self._pool.fetch(sql, *args, after, limit + 1)
+        if after is not None:  # a separate statement: `$n IS NULL OR id < $n` would not bound the index scan
+            args = [*args, after]
+            where = f"{where} AND p.post_id {cmp} ${len(args)}"
+        sql = _PAGE.format(where=where, order=order, limit=f"${len(args) + 1}")
+        rows = await self._pool.fetch(sql, *args, limit + 1)
         items = [_view(r) for r in rows[:limit]]
         return Page(items, items[-1].id if len(rows) > limit else None)
 
