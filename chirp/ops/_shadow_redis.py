@@ -66,6 +66,9 @@ def key_positions(specs: KeySpecs, argv: list[Any]) -> list[int]:
     return positions
 
 
+_PUBLISH = {"PUBLISH", "SPUBLISH"}
+
+
 class KeyRewriter:
     """Prepends `root` to key arguments under `prefixes` while `enabled` (a replay turns it off after the swap)."""
 
@@ -79,6 +82,10 @@ class KeyRewriter:
         if not self.enabled or not args:
             return args
         argv = [*str(args[0]).split(" "), *args[1:]] if isinstance(args[0], str) and " " in args[0] else list(args)
+        if (_text(argv[0]) or "").upper() in _PUBLISH and len(argv) > 1:
+            # A rebuild announces nothing: its messages go to a channel nobody listens to (the reply stays 0).
+            argv[1] = self.root + (_text(argv[1]) or "")
+            return tuple(argv)
         for i in key_positions(self.specs, argv):
             key = _text(argv[i])
             if key is not None and key.startswith(self.prefixes):

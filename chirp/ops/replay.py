@@ -16,7 +16,8 @@
    which are never past what the new model holds. Then the old copy and the replay group are dropped.
 
 Which tables and keys a consumer owns it declares (see `read_model_of`). Handlers run as in production, except
-that events they would publish are dropped (a rebuild must not emit events again) and counted.
+that events they would publish are dropped (a rebuild must not emit events again) and counted, and Redis PUBLISH
+messages go to a shadow channel nobody listens to.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class ReadModel:
 # Consumers written before the runtime had a place to declare their read model.
 KNOWN: dict[str, ReadModel] = {
     "users": ReadModel(tables=("users", "follows")),
+    "posts": ReadModel(tables=("posts",)),
+    "timelines": ReadModel(redis_prefixes=("chirp:tl:",), after=("users", "posts")),
 }
 # Rebuild order when nothing else is declared: upstream models first (others resolve handles through `users`).
 DEFAULT_ORDER = ("users", "posts", "timelines", "search", "trending", "mentions")
