@@ -1,7 +1,8 @@
 """Home timelines, fanned out on write into Redis (store/timelines.py).
 
 In: post-parsed (the post is renderable by then), post-deleted, user-followed, user-unfollowed.
-Out: `chirp:tl:{user}` sorted sets and the `:big` sets of authors merged at read time.
+Out: Redis keys under `chirp:tl:` (store/timelines.py): a sorted set of post ids per user, the big authors each
+user merges at read time, and the follow events applied.
 Idempotency: adding a member twice is one member, removing it twice is no member; follow/unfollow effects are
 applied only when newer than the last one applied to that pair (a per-follower hash), backfill and trim are both
 repeatable. Authors with more than `fanout_max_followers` followers are not fanned out: their followers' timelines
@@ -21,6 +22,8 @@ from schemas.events import PostDeleted, PostParsed, UserFollowed, UserUnfollowed
 from store.timelines import PostgresTimelineSource, RedisTimelines, member
 from store.users import FollowChange, newest_per_pair
 
+REDIS_PREFIXES = ("chirp:tl:",)  # the read model `chirp replay` rebuilds
+AFTER = ("users", "posts")  # it reads their tables
 consumer = Consumer("timelines", "Home timelines: fan-out on write into Redis, big accounts merged at read time.")
 log = get_logger("chirp.timelines")
 

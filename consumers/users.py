@@ -21,6 +21,7 @@ from schemas.events import (
 )
 from store.users import FollowChange, PostgresUsersReadModel, ProfileChange
 
+TABLES = ("users", "follows")  # the read model `chirp replay` rebuilds
 consumer = Consumer("users", "Profiles, follows and exact follower counts in the users and follows tables.")
 
 ProfileEvent = UserRegistered | UserProfileSynced | UserProfileUpdated

@@ -1,17 +1,18 @@
 """Home timelines: a Redis sorted set of post ids per user, filled on write, rebuilt from PostgreSQL when cold.
 
 Keys:
-- `chirp:tl:{user}`: every score is 0 and members are `{post_id}:{author_id}`, so the set is in lexicographic order
+- `chirp:tl:home:{user}`: every score is 0 and members are `{post_id}:{author_id}`, so the set is in lexicographic order
   of ULID post ids, which is time order. `ZRANGE BYLEX REV` with an exclusive bound pages newest first without the
   ties a millisecond score has; the author in the member lets an unfollow remove that author's posts without a second
   structure. The member `~` sorts after every post and marks a timeline *built* from the store: a set without it only
   holds what writes added since (after a flush or an expiry) and the read path rebuilds it.
-- `chirp:tl:{user}:big`: authors the user follows whose posts are not fanned out (merged at read time).
-- `chirp:tl:{user}:pairs`: followee -> `pair_state` of the newest follow/unfollow applied (last writer wins).
-- `chirp:tl:{author}:recent`: follower -> `pair_state`, the follow events of the last minutes: the follows table
+- `chirp:tl:big:{user}`: authors the user follows whose posts are not fanned out (merged at read time).
+- `chirp:tl:pairs:{user}`: followee -> `pair_state` of the newest follow/unfollow applied (last writer wins).
+- `chirp:tl:recent:{author}`: follower -> `pair_state`, the follow events of the last minutes: the follows table
   (another consumer's projection) may not show them yet, and for its own pair an event is the truth.
-- `chirp:tl:big`: authors currently not fanned out (more than `fanout_max_followers` followers).
+- `chirp:tl:big-authors`: authors currently not fanned out (more than `fanout_max_followers` followers).
 A timeline lives `TTL_S` after its last read, so inactive users stop costing memory and are rebuilt on return.
+Every key is under `chirp:tl:` (the prefix `chirp replay` rebuilds) and scripts touch only the keys they are given.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from store.users import FollowChange
 BUILT = "~"
 TTL_S = 14 * 86400
 RECENT_TTL_S = 300  # far longer than the users projection ever lags
-GLOBAL_BIG = "chirp:tl:big"
+GLOBAL_BIG = "chirp:tl:big-authors"
 _CHUNK = 2000  # commands per pipeline round trip
 
 
@@ -40,23 +41,23 @@ def _state(change: FollowChange) -> str:
 
 
 def timeline_key(user_id: str) -> str:
-    return f"chirp:tl:{user_id}"
+    return f"chirp:tl:home:{user_id}"
 
 
 def big_key(user_id: str) -> str:
-    return f"chirp:tl:{user_id}:big"
+    return f"chirp:tl:big:{user_id}"
 
 
 def pairs_key(user_id: str) -> str:
-    return f"chirp:tl:{user_id}:pairs"
+    return f"chirp:tl:pairs:{user_id}"
 
 
 def recent_key(author_id: str) -> str:
-    return f"chirp:tl:{author_id}:recent"
+    return f"chirp:tl:recent:{author_id}"
 
 
 def lock_key(user_id: str) -> str:
-    return f"chirp:tl:{user_id}:lock"
+    return f"chirp:tl:lock:{user_id}"
 
 
 def member(post_id: str, author_id: str) -> str:
