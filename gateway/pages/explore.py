@@ -18,6 +18,8 @@ from gateway.pages.web import page, page_route, page_viewer
 WINDOWS = (("15m", "15 min"), ("1h", "1 hour"), ("24h", "24 hours"))
 DEFAULT_WINDOW = "1h"
 KINDS = ("posts", "users")
+TRENDS = 10  # shown in the box; `?trends=all` shows up to MORE_TRENDS
+MORE_TRENDS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +67,10 @@ async def _search(request: Request, q: str, kind: str) -> tuple[list[dict[str, A
     return items, data.get("next_cursor"), ""
 
 
-async def _trending(request: Request, window: str) -> dict[str, Any] | None:
+async def _trending(request: Request, window: str, limit: int) -> dict[str, Any] | None:
     try:
-        data = (await call_api(request, "GET", "/api/trending", query={"window": window})).data
+        query = {"window": window, "limit": str(limit)}
+        data = (await call_api(request, "GET", "/api/trending", query=query)).data
     except MissingEndpoint:
         return None
     for item in data.get("hashtags", []):
@@ -80,10 +83,12 @@ async def trending_context(request: Request) -> dict[str, Any]:
     """What the trending box needs (`?window=`); pages without a search pass an empty one."""
     window = request.query_params.get("window", DEFAULT_WINDOW)
     window = window if window in dict(WINDOWS) else DEFAULT_WINDOW
+    more = request.query_params.get("trends") == "all"
     return {
-        "trending": await _trending(request, window),
+        "trending": await _trending(request, window, MORE_TRENDS if more else TRENDS),
         "window": window,
         "windows": WINDOWS,
+        "more_trends": more,
         "q": "",
         "kind": "posts",
     }

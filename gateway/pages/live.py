@@ -38,7 +38,7 @@ from gateway.auth.current import viewer
 from gateway.errors import InvalidInput, Unauthorized
 from gateway.state import State, state_of
 from store.posts import CHANNEL
-from store.timelines import PostgresTimelineSource
+from store.users import PostgresUsersReadModel
 
 log = get_logger("chirp.gateway")
 
@@ -49,6 +49,7 @@ HEARTBEAT_S = 15.0
 STREAM_S = 55.0  # plus up to 10 s of jitter, so reconnects do not come in waves
 RETRY_MS = 1000
 FOLLOWEES_STALE_S = 2.0
+MAX_FOLLOWEES = 5000  # a home stream shows posts of at most this many followees (the newest follows)
 FEED_KINDS = ("all", "home", "user", "replies", "tag")
 
 
@@ -226,13 +227,14 @@ class _Followees:
     """Whom a viewer follows (and the viewer), reloaded when a post by someone else arrives and the set is stale."""
 
     def __init__(self, state: State, user_id: str) -> None:
-        self.source = PostgresTimelineSource(state.pg)
+        self.users = PostgresUsersReadModel(state.pg)
         self.user_id = user_id
         self.ids: frozenset[str] = frozenset({user_id})
         self.loaded = 0.0
 
     async def load(self) -> None:
-        self.ids = frozenset({self.user_id, *await self.source.followees(self.user_id)})
+        page = await self.users.following(self.user_id, None, MAX_FOLLOWEES)
+        self.ids = frozenset({self.user_id, *(row["user_id"] for row in page.rows)})
         self.loaded = time.monotonic()
 
     async def refresh_for(self, author_id: str) -> None:

@@ -66,8 +66,10 @@ async def resume(request: Request) -> Response:
     comes back here in a loop.
     """
     target = local_path(request.query_params.get("next"))
+    # A top-level GET navigation: its Referer may name another site (a link followed from elsewhere while the access
+    # cookie had expired). The exchange only sets cookies in this browser, so it claims no origin.
     try:
-        result = await call_api(request, "POST", "/auth/refresh")
+        result = await call_api(request, "POST", "/auth/refresh", headers={"origin": "", "referer": ""})
     except Unauthorized:  # no refresh cookie at all
         return _redirect_with_cookies(target, None)
     return _redirect_with_cookies(target, result)

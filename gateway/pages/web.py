@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from gateway.auth.csrf import csrf_ok, origin_ok
-from gateway.auth.current import ACCESS_COOKIE, CSRF_COOKIE, Viewer, viewer
+from gateway.auth.current import ACCESS_COOKIE, CSRF_COOKIE, Viewer, mark_csrf_verified, viewer
 from gateway.errors import ApiError, Forbidden, Unauthorized
 from gateway.pages.templating import base_context, render
 from gateway.state import state_of
@@ -78,8 +78,10 @@ async def checked_form(request: Request, *, require_token: bool = True) -> FormD
         raise CsrfRefused("This form was sent from another site.")
     form = await request.form()
     token = form.get("csrf_token")
-    if require_token and not csrf_ok(token if isinstance(token, str) else None, request.cookies.get(CSRF_COOKIE)):
-        raise CsrfRefused("This form has expired. Reload the page and try again.")
+    if require_token:
+        if not csrf_ok(token if isinstance(token, str) else None, request.cookies.get(CSRF_COOKIE)):
+            raise CsrfRefused("This form has expired. Reload the page and try again.")
+        mark_csrf_verified(request)  # the API endpoints this action then runs in-process need not check again
     return form
 
 
