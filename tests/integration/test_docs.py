@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -91,3 +92,10 @@ async def test_gateway_serves_the_documents_and_a_page(client: httpx.AsyncClient
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "<script" not in page.text
     assert "/api/notifications" in page.text and "post-created" in page.text
+
+
+def test_the_consumer_guide_shows_the_mentions_consumer_verbatim() -> None:
+    guide = (DOCS_DIR / "adding-a-consumer.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", guide, flags=re.S)
+    source = (DOCS_DIR.parent / "consumers" / "mentions.py").read_text()
+    assert source in blocks, "docs/adding-a-consumer.md must quote consumers/mentions.py exactly"
