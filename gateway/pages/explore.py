@@ -79,13 +79,13 @@ async def _trending(request: Request, window: str, limit: int) -> dict[str, Any]
     return data
 
 
-async def trending_context(request: Request) -> dict[str, Any]:
-    """What the trending box needs (`?window=`); pages without a search pass an empty one."""
+async def trending_context(request: Request, shown: int = TRENDS) -> dict[str, Any]:
+    """What the trending box needs (`?window=`, `?trends=all`); pages without a search pass an empty one."""
     window = request.query_params.get("window", DEFAULT_WINDOW)
     window = window if window in dict(WINDOWS) else DEFAULT_WINDOW
     more = request.query_params.get("trends") == "all"
     return {
-        "trending": await _trending(request, window, MORE_TRENDS if more else TRENDS),
+        "trending": await _trending(request, window, MORE_TRENDS if more else shown),
         "window": window,
         "windows": WINDOWS,
         "more_trends": more,

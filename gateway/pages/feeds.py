@@ -65,7 +65,7 @@ async def home_context(request: Request, me: Viewer | None, form: Composer | Non
     if me is not None:
         posts = await _with_own_post(request, me, posts)
     return {
-        **await trending_context(request),
+        **await trending_context(request, shown=5),
         "feed": feed,
         "live_feed": feed,
         "posts": posts,
