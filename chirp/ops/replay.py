@@ -377,7 +377,7 @@ class Replay:
                     return
                 ends, refreshed = await kafka.end_offsets(tps), time.monotonic()
                 continue
-            batch = await kafka.getmany(timeout_ms=200, max_records=self.settings.consumer_batch_size)
+            batch = await self._poll(kafka)
             records = [r for part in batch.values() for r in part]
             if records:
                 await runner.run_batch(records)
@@ -390,6 +390,20 @@ class Replay:
                     self._positions[tp] = await kafka.position(tp)
             if target is None and time.monotonic() - refreshed > 1.0:
                 ends, refreshed = await kafka.end_offsets(tps), time.monotonic()
+
+    async def _poll(self, kafka: AIOKafkaConsumer) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """Up to a full batch: what the fetcher holds is taken in one go (one transaction, one pipeline)."""
+        size = self.settings.consumer_batch_size
+        batch = await kafka.getmany(timeout_ms=200, max_records=size)
+        count = sum(len(part) for part in batch.values())
+        while 0 < count < size:
+            more = await kafka.getmany(timeout_ms=0, max_records=size - count)
+            if not more:
+                break
+            for tp, part in more.items():
+                batch.setdefault(tp, []).extend(part)
+            count += sum(len(part) for part in more.values())
+        return batch
 
     async def _swap_pg(
         self, live_pg: asyncpg.Pool, kafka: AIOKafkaConsumer, runner: Runner, tps: list[TopicPartition]

@@ -1,0 +1,257 @@
+"""`chirp rebuild --all` throughput: events/s end to end, as a ratio to Kafka's ConsumerPerformance; peak RSS.
+
+    .venv/bin/python bench/rebuild.py [--events 100000] [--runs 3] [--redis-db 9]
+    .venv/bin/python bench/rebuild.py --events 1000000 --runs 1        # the full size
+
+Prints a table and appends JSON lines to bench/results/rebuild.jsonl. Method: ../shared/BENCH.md.
+
+Isolation (the machine's Kafka, PostgreSQL and Redis are shared with everyone's tests): the seed data set
+(chirp.ops.seed.generate: users, follows, posts, plus each post's post-parsed rendering) goes to topics of this run
+(`bench-rb-<id>-<topic>`), every consumer that owns a read model is rebuilt under a copy of itself subscribed to
+those topics (group `bench-rb-<id>-<name>`), into the database `chirp_bench` and Redis database `--redis-db`. The
+rebuild is the real one (chirp.ops.replay.Replay: shadow build, swap, drain, hand-off), in rebuild order, each
+consumer in its own process (as `chirp rebuild --all` would run in one), so its peak RSS is its own.
+
+1. Ceiling: ConsumerPerformance reading the same number of records the rebuild reads (the post-parsed topic
+   repeatedly covers most of them), before and after the rebuilds.
+2. Rebuild: events handled by every consumer / wall time of all of them (process start to exit), and per
+   consumer: events/s inside the replay, CPU-ms per event, peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from chirp.ops import _kafka  # noqa: E402
+from chirp.ops.replay import Replay, read_model_of, rebuild_order  # noqa: E402
+from chirp.ops.seed import generate  # noqa: E402
+from chirp.settings import Settings  # noqa: E402
+from consumers.preparse import parsed, render_post  # noqa: E402
+from consumers.runtime import Consumer, all_consumers  # noqa: E402
+from producers.broker import ensure_topics  # noqa: E402
+from schemas import topics  # noqa: E402
+from schemas.events import Event, PostCreated, new_id  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "rebuild.jsonl"
+BENCH_DB = "chirp_bench"
+
+
+def bench_topic(prefix: str, topic: topics.Topic) -> topics.Topic:
+    return topics.Topic(f"{prefix}{topic.name}", key=topic.key, partitions=topic.partitions)
+
+
+def remapped(consumer: Consumer, prefix: str) -> Consumer:
+    """A copy of `consumer` reading this run's topics under its own group name."""
+    copy = Consumer(f"{prefix}{consumer.name}", consumer.description, setup=consumer.setup)
+    for handler in consumer.handlers.values():
+        topic = bench_topic(prefix, handler.topic)
+        copy.handlers[topic.name] = replace(handler, topic=topic)
+    return copy
+
+
+def data_set(events: int, seed: int) -> list[Event]:
+    """About `events` records: the seed generator's users, follows and posts, plus a post-parsed per post."""
+    users = max(100, events // 100)
+    head = list(generate(users, 0, seed))
+    posts = max(0, (events - len(head)) // 2)
+    out: list[Event] = []
+    for event in generate(users, posts, seed):
+        out.append(event)
+        if isinstance(event, PostCreated):
+            out.append(parsed(event, render_post(event.payload.body)))
+    return out
+
+
+async def publish(settings: Settings, prefix: str, events: list[Event]) -> dict[str, int]:
+    await ensure_topics(settings, tuple(bench_topic(prefix, t) for t in topics.ALL))
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5, max_batch_size=262144)
+    await producer.start()
+    counts: dict[str, int] = {}
+    try:
+        for i in range(0, len(events), 5000):
+            sends = []
+            for event in events[i : i + 5000]:
+                name = f"{prefix}{event.topic.name}"
+                counts[name] = counts.get(name, 0) + 1
+                sends.append(producer.send(name, event.model_dump_json().encode(), key=event.key.encode()))
+            await asyncio.gather(*sends)
+    finally:
+        await producer.stop()
+    return counts
+
+
+def consumer_perf(settings: Settings, topic: str, n: int) -> float:
+    libs = settings.home / "kafka" / settings.kafka_version / "libs" / "*"
+    cmd = [
+        "java", "-cp", str(libs), "org.apache.kafka.tools.ConsumerPerformance", "--bootstrap-server",
+        settings.bootstrap_servers, "--topic", topic, "--messages", str(n), "--group", f"perf-{new_id()}",
+        "--hide-header",
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1].split(",")[5])  # nMsg.sec
+
+
+def run_child(prefix: str, name: str, env: dict[str, str]) -> dict[str, Any]:
+    """One consumer's rebuild in its own process: its result, wall time, CPU time and peak RSS."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", name, "--prefix", prefix], env=env, stdout=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"rebuild of {name} failed ({proc.returncode})")
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    result.update(
+        wall_s=time.perf_counter() - started,
+        cpu_s=usage.ru_utime + usage.ru_stime,
+        peak_rss_mb=usage.ru_maxrss / 1024,
+    )
+    return result
+
+
+async def child(name: str, prefix: str) -> None:
+    settings = Settings()
+    original = next(c for c in all_consumers() if c.name == name)
+    result = await Replay(settings, remapped(original, prefix), read_model_of(original)).run()
+    print(json.dumps({"consumer": name, "processed": result.processed, "seconds": result.seconds}))
+    os._exit(0)  # background tasks a consumer's setup started (trending's refresher) end with the process
+
+
+async def prepare_stores(settings: Settings, redis_db: int) -> None:
+    conn = await asyncpg.connect(settings.postgres_dsn())
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", BENCH_DB):
+            await conn.execute(f"CREATE DATABASE {BENCH_DB}")
+    finally:
+        await conn.close()
+    from store.postgres import connect
+
+    pool = await connect(settings.model_copy(update={"postgres_db": BENCH_DB}))
+    await pool.close()
+    client = aioredis.Redis(host=settings.redis_host, port=settings.redis_port, db=redis_db)
+    await client.flushdb()  # this database is the benchmark's own
+    await client.aclose()
+
+
+async def cleanup(settings: Settings, prefix: str, redis_db: int) -> None:
+    async with _kafka.admin(settings) as admin:
+        names = [n for n in await admin.list_topics() if n.startswith(prefix)]
+        await admin.delete_topics(names)
+        for group in await _kafka.groups(admin):
+            if group.startswith(prefix):
+                await _kafka.delete_group(admin, group)
+    client = aioredis.Redis(host=settings.redis_host, port=settings.redis_port, db=redis_db)
+    await client.flushdb()
+    await client.aclose()
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--redis-db", type=int, default=9)
+    parser.add_argument("--child")
+    parser.add_argument("--prefix")
+    args = parser.parse_args()
+    if args.child:
+        return asyncio.run(child(args.child, args.prefix))
+
+    settings = Settings()
+    prefix = f"bench-rb-{new_id().lower()}-"
+    env = {**os.environ, "CHIRP_POSTGRES_DB": BENCH_DB, "CHIRP_REDIS_DB": str(args.redis_db)}
+    order = [c.name for c in rebuild_order(all_consumers())]
+    asyncio.run(prepare_stores(settings, args.redis_db))
+    started = time.perf_counter()
+    events = data_set(args.events, args.seed)
+    counts = asyncio.run(publish(settings, prefix, events))
+    print(
+        f"{len(events):,} events published in {time.perf_counter() - started:.0f}s to {len(counts)} topics", flush=True
+    )
+    parsed_topic = f"{prefix}{topics.POST_PARSED.name}"
+    try:
+        ceiling, rebuilds = [], []
+        for run in range(args.runs):
+            ceiling.append(consumer_perf(settings, parsed_topic, counts[parsed_topic]))
+            wall = time.perf_counter()
+            per = [run_child(prefix, name, env) for name in order]
+            rebuilds.append({"wall_s": time.perf_counter() - wall, "consumers": per})
+            total = sum(r["processed"] for r in per)
+            print(f"run {run + 1}: {total:,} events in {rebuilds[-1]['wall_s']:.1f}s", flush=True)
+        ceiling.append(consumer_perf(settings, parsed_topic, counts[parsed_topic]))
+    finally:
+        asyncio.run(cleanup(settings, prefix, args.redis_db))
+    report(args, counts, order, ceiling, rebuilds)
+
+
+def report(
+    args: argparse.Namespace, counts: dict[str, int], order: list[str], ceiling: list[float], rebuilds: list
+) -> None:
+    rates = [sum(c["processed"] for c in r["consumers"]) / r["wall_s"] for r in rebuilds]
+    kafka = statistics.median(ceiling)
+    rows = []
+    for name in order:
+        mine = [next(c for c in r["consumers"] if c["consumer"] == name) for r in rebuilds]
+        rows.append(
+            {
+                "consumer": name,
+                "events": mine[0]["processed"],
+                "events_per_s": spread([c["processed"] / c["seconds"] for c in mine]),
+                "cpu_ms_per_event": spread([1000 * c["cpu_s"] / max(c["processed"], 1) for c in mine]),
+                "peak_rss_mb": spread([c["peak_rss_mb"] for c in mine]),
+                "wall_s": spread([c["wall_s"] for c in mine]),
+            }
+        )
+    print(f"\nrebuild --all over {sum(counts.values()):,} events ({args.runs} runs; medians [min-max])")
+    print(f"{'':<11}{'events':>10}{'events/s':>22}{'CPU-ms/ev':>12}{'peak RSS MB':>13}{'wall s':>9}")
+    for row in rows:
+        e = row["events_per_s"]
+        print(
+            f"{row['consumer']:<11}{row['events']:>10,}{e['median']:>10,.0f} [{e['min']:,.0f}-{e['max']:,.0f}]"
+            f"{row['cpu_ms_per_event']['median']:>12.3f}{row['peak_rss_mb']['median']:>13.0f}{row['wall_s']['median']:>9.1f}"
+        )
+    r = spread(rates)
+    print(f"end to end: {r['median']:,.0f} events/s [{r['min']:,.0f}-{r['max']:,.0f}]")
+    print(f"ConsumerPerformance: {kafka:,.0f} msg/s [{min(ceiling):,.0f}-{max(ceiling):,.0f}]")
+    print(f"ratio rebuild / Kafka consumer ceiling: {r['median'] / kafka:.3f}")
+    RESULTS.parent.mkdir(exist_ok=True)
+    with RESULTS.open("a") as out:
+        line = {
+            "bench": "rebuild",
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "events": sum(counts.values()),
+            "runs": args.runs,
+            "end_to_end_events_per_s": r,
+            "consumer_performance_msgs_per_s": spread(ceiling),
+            "ratio": r["median"] / kafka,
+            "consumers": rows,
+        }
+        out.write(json.dumps(line) + "\n")
+
+
+if __name__ == "__main__":
+    main()
