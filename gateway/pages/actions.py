@@ -27,6 +27,7 @@ from gateway.pages.internal import call_api
 from gateway.pages.web import checked_form, field, local_path, login_redirect, page, page_route, page_viewer
 from gateway.requests import json_body
 from gateway.state import state_of
+from store.posts import PostgresPosts
 from store.users import PostgresUsersReadModel
 
 SETTLE_S = 2.0  # how long an action waits for its event to reach the read model before redirecting anyway
@@ -67,9 +68,13 @@ async def compose(request: Request) -> Response:
         if reply_to and exc.field != "reply_to":
             return page(request, "post.html", me, 422, **await post_context(request, me, reply_to, composer))
         return page(request, "home.html", me, 422, **await home_context(request, me, composer))
-    anchor = f"#post-{result.data['id']}" if reply_to else ""
+    post_id = result.data["id"]
+    if "preference-applied" not in result.response.headers:  # not visible within the API's wait: a little longer
+        posts = PostgresPosts(state_of(request).pg)
+        await settle(lambda: posts.exists(post_id))
+    anchor = f"#post-{post_id}" if reply_to else ""
     response = RedirectResponse(composer.next + anchor, 303)
-    remember_posted(response, result.data["id"])
+    remember_posted(response, post_id)
     return response
 
 
@@ -78,7 +83,15 @@ async def delete(request: Request) -> Response:
     if await page_viewer(request) is None:
         return login_redirect(request)
     await checked_form(request)
-    await call_api(request, "DELETE", f"/api/posts/{request.path_params['post_id']}", headers={"Prefer": "wait"})
+    post_id = request.path_params["post_id"]
+    result = await call_api(request, "DELETE", f"/api/posts/{post_id}", headers={"Prefer": "wait"})
+    if "preference-applied" not in result.response.headers:
+        posts = PostgresPosts(state_of(request).pg)
+
+        async def gone() -> bool:
+            return not await posts.exists(post_id)
+
+        await settle(gone)
     return RedirectResponse("/", 303)
 
 
