@@ -141,10 +141,12 @@ def access_token_for(state: State, user_id: str, session_id: str) -> str:
 def set_session_cookies(response: Response, state: State, access: str, refresh: str) -> None:
     """Browsers keep the tokens in HttpOnly cookies; the CSRF cookie is readable so scripts can echo it."""
     secure = state.settings.public_url.startswith("https://")
-    common = {"httponly": True, "samesite": "lax", "secure": secure}
-    response.set_cookie(ACCESS_COOKIE, access, max_age=state.settings.access_token_minutes * 60, path="/", **common)
+    access_age, refresh_age = state.settings.access_token_minutes * 60, state.settings.refresh_token_days * 86400
     response.set_cookie(
-        REFRESH_COOKIE, refresh, max_age=state.settings.refresh_token_days * 86400, path="/auth", **common
+        ACCESS_COOKIE, access, max_age=access_age, path="/", httponly=True, samesite="lax", secure=secure
+    )
+    response.set_cookie(
+        REFRESH_COOKIE, refresh, max_age=refresh_age, path="/auth", httponly=True, samesite="lax", secure=secure
     )
     response.set_cookie(CSRF_COOKIE, new_csrf_token(), path="/", samesite="lax", secure=secure)
 

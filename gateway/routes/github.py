@@ -85,21 +85,23 @@ def profile_from(user: Any, emails: Any) -> GitHubProfile:
         raise _unavailable()
     if not isinstance(login, str) or not LOGIN.match(login):
         raise _unavailable()
-    name = user.get("name") if isinstance(user.get("name"), str) and user.get("name") else login
-    avatar = user.get("avatar_url") if isinstance(user.get("avatar_url"), str) else ""
-    email = (
-        next(
-            (
-                e["email"]
-                for e in emails
-                if isinstance(e, dict) and e.get("primary") and e.get("verified") and isinstance(e.get("email"), str)
-            ),
-            None,
-        )
-        if isinstance(emails, list)
-        else None
+    name, avatar = user.get("name"), user.get("avatar_url")
+    return GitHubProfile(
+        github_id,
+        login,
+        name if isinstance(name, str) and name else login,
+        avatar if isinstance(avatar, str) else "",
+        _primary_email(emails),
     )
-    return GitHubProfile(github_id, login, name, avatar, email)
+
+
+def _primary_email(emails: Any) -> str | None:
+    """The verified primary address in a `/user/emails` body, if there is one."""
+    for entry in emails if isinstance(emails, list) else []:
+        if isinstance(entry, dict) and entry.get("primary") and entry.get("verified"):
+            email = entry.get("email")
+            return email if isinstance(email, str) else None
+    return None
 
 
 def _redirect_uri(settings: Settings) -> str:
