@@ -25,6 +25,7 @@ from typing import Protocol
 
 import asyncpg
 import redis.asyncio as aioredis
+from ulid import ULID
 
 from store.posts import PostView
 from store.users import FollowChange
@@ -67,6 +68,11 @@ def member(post_id: str, author_id: str) -> str:
 
 def post_id_of(value: str) -> str:
     return value.split(":", 1)[0]
+
+
+def ulid_floor(seconds: float) -> str:
+    """The smallest ULID of that instant: every post id created since sorts after it."""
+    return str(ULID.from_bytes(int(seconds * 1000).to_bytes(6, "big") + bytes(10)))
 
 
 def pair_state(at: datetime, active: bool) -> str:
@@ -330,8 +336,13 @@ LIMIT $4"""
 _RECENT = """
 SELECT b.post_id, a.author_id FROM unnest($1::text[]) AS a(author_id), LATERAL (
     SELECT post_id FROM posts WHERE posts.author_id = a.author_id AND deleted_at IS NULL
-    ORDER BY post_id DESC LIMIT $2) b
-ORDER BY b.post_id DESC
+    ORDER BY post_id DESC LIMIT $2) b"""
+
+# Index range scans on posts_by_author, one per author, bounded by a time window (ids are ULIDs).
+_NEWEST_SINCE = """
+SELECT post_id, author_id FROM posts
+WHERE author_id = ANY($1::text[]) AND deleted_at IS NULL AND post_id > $2
+ORDER BY post_id DESC
 LIMIT $3"""
 
 _FOLLOWERS = """
@@ -373,10 +384,24 @@ class PostgresTimelineSource:
         """Live posts among `post_ids` and the newest of `authors` before `before`, newest first, at most `limit`."""
         return [_view(r) for r in await self.pool.fetch(_ITEMS, post_ids, authors, before, limit)]
 
-    async def recent(self, authors: Iterable[str], per_author: int, total: int | None = None) -> list[tuple[str, str]]:
-        """(post_id, author_id) of each author's newest live posts, newest first, at most `total` in all."""
-        rows = await self.pool.fetch(_RECENT, list(authors), per_author, total)
+    async def recent(self, authors: Iterable[str], per_author: int) -> list[tuple[str, str]]:
+        """(post_id, author_id) of each author's newest `per_author` live posts."""
+        rows = await self.pool.fetch(_RECENT, list(authors), per_author)
         return [(r["post_id"], r["author_id"]) for r in rows]
+
+    async def newest(self, authors: list[str], total: int) -> list[tuple[str, str]]:
+        """(post_id, author_id) of the newest `total` live posts of all these authors together, newest first.
+
+        Looks back one day, then 8, 64, 512, then forever, so following thousands of prolific accounts reads about
+        `total` rows, not each one's newest `total`.
+        """
+        days, now = 1, time.time()
+        while True:
+            since = ulid_floor(now - days * 86400) if days <= 512 else ""
+            rows = await self.pool.fetch(_NEWEST_SINCE, authors, since, total)
+            if len(rows) >= total or not since:
+                return [(r["post_id"], r["author_id"]) for r in rows]
+            days *= 8
 
     async def followers(self, authors: Iterable[str], at_most: int | None = None) -> dict[str, list[str]]:
         """The active followers of each author (up to `at_most` each)."""
@@ -410,7 +435,7 @@ async def rebuild(timelines: RedisTimelines, source: PostgresTimelineSource, use
     # Either sign of a big account counts: merging one too many at read time costs a little, missing one loses posts.
     big = {author for author, followers in followees.items() if followers > max_followers or author in marked}
     small = [author for author in followees if author not in big]
-    recent = await source.recent([*small, user_id], timelines.length, timelines.length)
+    recent = await source.newest([*small, user_id], timelines.length)
     await timelines.build(user_id, [member(post_id, author) for post_id, author in recent], big)
 
 
