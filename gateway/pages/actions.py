@@ -66,8 +66,9 @@ async def compose(request: Request) -> Response:
     except (InvalidInput, TooManyRequests, Conflict) as exc:
         composer.error = exc.message
         if reply_to and exc.field != "reply_to":
-            return page(request, "post.html", me, 422, **await post_context(request, me, reply_to, composer))
-        return page(request, "home.html", me, 422, **await home_context(request, me, composer))
+            context = await post_context(request, me, reply_to, composer)
+            return page(request, "post.html", me, exc.status, exc.headers, **context)
+        return page(request, "home.html", me, exc.status, exc.headers, **await home_context(request, me, composer))
     post_id = result.data["id"]
     if "preference-applied" not in result.response.headers:  # not visible within the API's wait: a little longer
         posts = PostgresPosts(state_of(request).pg)

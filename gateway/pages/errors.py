@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -10,7 +12,7 @@ from gateway.pages.templating import base_context, render
 
 
 async def error_page(
-    request: Request, status: int, title: str, message: str, headers: dict[str, str] | None, *, with_viewer: bool
+    request: Request, status: int, title: str, message: str, headers: Mapping[str, str] | None, *, with_viewer: bool
 ) -> Response:
     """The error page; the header shows the viewer when that is cheap and safe to find out (not after a crash)."""
     me: Viewer | None = None
@@ -24,4 +26,4 @@ async def error_page(
         context = base_context(request, me, **extra)
     except Exception:  # the app state itself is broken (a failed start): the layout without it
         context = {"viewer": None, "csrf_token": "", "path": request.url.path, "dev": False, "live_since": "", **extra}
-    return render("error.html", context, status, headers)
+    return render("error.html", context, status, dict(headers or {}))

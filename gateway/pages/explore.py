@@ -100,7 +100,8 @@ async def explore(request: Request) -> Response:
     me = await page_viewer(request)
     params = request.query_params
     q = params.get("q", "").strip()[:200]
-    kind = params.get("type") if params.get("type") in KINDS else "posts"
+    kind = params.get("type", "posts")
+    kind = kind if kind in KINDS else "posts"
     results, next_cursor, error = await _search(request, q, kind) if q else (None, None, "")
     latest = [] if q else (await call_api(request, "GET", "/api/posts", query={"limit": "10"})).data["items"]
     return page(

@@ -2,7 +2,8 @@
 
 The endpoint is found by matching a method and path against the app's own routes, so pages depend on the API's
 paths and JSON shapes (the public contract), not on the names of the functions behind them. Domain errors
-(`ApiError`) propagate to the caller unchanged, so a page can show them next to the field at fault.
+(`ApiError`) propagate to the caller unchanged, so a page can show them next to the field at fault; the API's rate
+limits apply as to the JSON request (`TooManyRequests` with `Retry-After`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
-from starlette.types import Message
+from starlette.types import Message, Receive, Scope, Send
+
+from gateway.errors import TooManyRequests
+from gateway.ratelimit import RateLimitMiddleware
 
 
 class MissingEndpoint(LookupError):
@@ -89,6 +93,22 @@ async def call_api(
         sent = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    response: Response = await endpoint(Request(scope, receive))
+    captured: list[Response] = []
+    refusal: list[Message] = []
+
+    async def run(inner_scope: Scope, inner_receive: Receive, _send: Send) -> None:
+        captured.append(await endpoint(Request(inner_scope, inner_receive)))
+
+    async def refused(message: Message) -> None:
+        refusal.append(message)
+
+    # The API's rate limits apply to its paths in a middleware; the same middleware guards the in-process call,
+    # so a form spends from the same buckets as the JSON request it stands for.
+    await RateLimitMiddleware(run)(scope, receive, refused)
+    if not captured:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in refusal[0].get("headers", [])}
+        retry = headers.get("retry-after", "1")
+        raise TooManyRequests(f"Too many requests; try again in {retry} s.", headers={"Retry-After": retry})
+    response = captured[0]
     data = orjson.loads(response.body) if response.body else None
     return ApiResult(response.status_code, data, response)

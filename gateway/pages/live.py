@@ -133,9 +133,15 @@ class Relay:
         """The id of the newest notice seen (`<boot>.<seq>`): a page rendered now has seen everything up to it."""
         return f"{self.boot}.{self.seq}"
 
-    def listen(self) -> Listener:
+    def listen_without_task(self) -> Listener:
+        """A listener fed by `dispatch` (what `listen` does, minus the subscription; for tests and tools)."""
         listener = Listener()
         self.listeners.add(listener)
+        return listener
+
+    def listen(self) -> Listener:
+        """A listener for one stream; subscribes to Redis if no subscription is running."""
+        listener = self.listen_without_task()
         if self.task is None or self.task.done():
             self.ready = asyncio.Event()
             self.task = asyncio.create_task(self._run(), name="chirp-live-relay")
@@ -159,10 +165,10 @@ class Relay:
         """Number a notice from the channel, buffer it and hand it to every listener."""
         try:
             data: dict[str, Any] = orjson.loads(raw)
-            self.seq += 1
+            seq = self.seq + 1
             notice = Notice(
-                seq=self.seq,
-                event_id=f"{self.boot}.{self.seq}",
+                seq=seq,
+                event_id=f"{self.boot}.{seq}",
                 post_id=str(data["id"]),
                 author_id=str(data["author_id"]),
                 reply_to=data.get("reply_to"),
@@ -171,6 +177,7 @@ class Relay:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             log.warning("ignored a malformed live notice", notice=str(raw)[:200])
             return None
+        self.seq = seq
         self.buffer.append(notice)
         for listener in self.listeners:
             listener.push(notice)

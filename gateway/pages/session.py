@@ -46,7 +46,7 @@ async def dev_login(request: Request) -> Response:
     try:
         result = await call_api(request, "POST", "/auth/dev-login", json={"login": login})
     except (InvalidInput, TooManyRequests) as exc:
-        return page(request, "login.html", None, 422, next=target, login=login, error=exc.message)
+        return page(request, "login.html", None, exc.status, exc.headers, next=target, login=login, error=exc.message)
     return _redirect_with_cookies(target, result)
 
 

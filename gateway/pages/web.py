@@ -91,9 +91,16 @@ def field(form: FormData, name: str) -> str:
     return value.replace("\r\n", "\n") if isinstance(value, str) else ""
 
 
-def page(request: Request, template: str, me: Viewer | None, status: int = 200, **context: Any) -> Response:
+def page(
+    request: Request,
+    template: str,
+    me: Viewer | None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    **context: Any,
+) -> Response:
     """Render a page in the site layout for `me`."""
-    return render(template, base_context(request, me, **context), status)
+    return render(template, base_context(request, me, **context), status, headers)
 
 
 def login_redirect(request: Request, back: str | None = None) -> Response:

@@ -34,9 +34,12 @@ def unique(prefix: str) -> str:
 
 
 async def shoot(page: Page, directory: Path, name: str) -> None:
-    """Full-page screenshots at each width; the page is laid out again at each."""
+    """Full-page screenshots at each width; at each, nothing may stick out sideways (long words, code, links)."""
     for label, width in WIDTHS.items():
         await page.set_viewport_size({"width": width, "height": 900})
+        await page.evaluate("window.scrollTo(0, 0)")  # the sticky header belongs at the top of a full-page shot
+        overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{name} is {overflow}px wider than the {label} viewport"
         await page.screenshot(path=str(directory / f"{name}-{label}.png"), full_page=True)
     await page.set_viewport_size({"width": WIDTHS["desktop"], "height": 900})
 
@@ -123,6 +126,11 @@ async def test_core_flows_with_javascript(browser: Browser, site: Site, screensh
     await ada.get_by_label("Write a reply").fill(f"A reply with _emphasis_ {word}")
     await ada.get_by_role("button", name="Reply", exact=True).click()
     await expect(ada.locator("#replies article.post em")).to_have_text("emphasis")
+    long_word = "Pneumonoultramicroscopicsilicovolcanoconiosis" * 3
+    code = "print('" + "a very long line of code " * 8 + "')"
+    await ada.get_by_label("Write a reply").fill(f"{long_word} https://example.org/{'path/' * 20}\n\n```\n{code}\n```")
+    await ada.get_by_role("button", name="Reply", exact=True).click()
+    await expect(ada.locator("#replies pre code")).to_have_text(code)
     await shoot(ada, screenshots, "04-post")
 
     # A second person follows Ada and sees her next post arrive live.

@@ -8,6 +8,7 @@ re-render with the error next to the field and the input kept.
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 from xml.etree.ElementTree import Element
 
@@ -17,6 +18,8 @@ import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 
+from chirp.settings import Settings
+from gateway.app import create_app
 from gateway.errors import NotFound, TooManyRequests, api_error, server_error
 from gateway.pages.security import CSP
 from schemas.events import new_id
@@ -278,3 +281,25 @@ async def test_an_expired_access_cookie_resumes_the_session(client: httpx.AsyncC
     assert resumed.status_code == 303 and resumed.headers["location"] == "/settings"
     assert client.cookies.get("chirp_access")
     assert (await client.get("/settings", headers=HTML)).status_code == 200
+
+
+@pytest.fixture(scope="module")
+async def strict_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A gateway whose post limit is one post per person, then one every 1000 s (as a prod limit, scaled 1)."""
+    strict = settings.model_copy(update={"ratelimit_scale": 1.0, "ratelimits": {"post": (0.001, 1)}})
+    application = create_app(strict)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url=strict.public_url) as http:
+            yield http
+
+
+async def test_forms_spend_from_the_api_rate_limits(strict_client: httpx.AsyncClient) -> None:
+    await browser_login(strict_client, unique_handle("fast"))
+    first = await post_form(strict_client, "/compose", {"body": "one", "next": "/"})
+    assert first.status_code == 303
+    second = await post_form(strict_client, "/compose", {"body": "two, too fast", "next": "/"})
+    assert second.status_code == 429 and int(second.headers["retry-after"]) > 0
+    textarea = tags(assert_accessible(second.text), "textarea")[0]
+    assert textarea.text == "two, too fast"
+    assert "Too many requests" in second.text
