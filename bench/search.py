@@ -8,8 +8,8 @@ Prints a table and appends JSON lines to bench/results/search.jsonl. Method: ../
    frequent are English stop words, 0-3 Zipf hashtags, 10,000 authors, 30 days of ULIDs) COPYed into the search
    tables of a schema of their own (`bench_search`, same DDL as migration 030, indexes built after the load). The
    load is kept between runs with the same size and seed.
-2. Queries: 200 two-word queries, each word drawn from the same Zipf distribution without the stop words, parsed by
-   the API's own parser.
+2. Queries: 200 two-word queries (two different words, each drawn from the same Zipf distribution without the stop
+   words), parsed by the API's own parser; and the 20 most frequent words alone (the most matches to rank).
 3. Latency: every query in turn through the store adapter (`PostgresSearch.search_posts`, page of 20, snippets and
    authors included), one connection: p50/p95/p99/max per run, median of `--runs` runs (min-max).
 4. Throughput: `--concurrency` connections looping over the queries for `--seconds`, queries/s per run.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import itertools
 import json
 import os
@@ -39,7 +40,7 @@ import asyncpg
 
 from chirp.settings import Settings
 from store.postgres import MIGRATIONS, connect
-from store.search import SEARCH_POSTS, PostgresSearch
+from store.search import SEARCH_POSTS, PostgresSearch, tier_days
 from store.search_query import ParsedQuery, parse_query
 
 RESULTS = Path(__file__).with_name("results") / "search.jsonl"
@@ -114,9 +115,19 @@ class Corpus:
             yield (ulid(at_ms, rng), author, text, f"<p>{text}</p>", text, tags, [], None, created, created)
 
     def queries(self, n: int) -> list[str]:
+        """`n` queries of two different words, each drawn from the Zipf distribution of the content words."""
         rng = random.Random(self.seed * 104729)
         content = self.words[len(STOP_WORDS) :]
-        return [" ".join(rng.choices(content, cum_weights=self.content_cum, k=2)) for _ in range(n)]
+        found = []
+        while len(found) < n:
+            a, b = rng.choices(content, cum_weights=self.content_cum, k=2)
+            if a != b:
+                found.append(f"{a} {b}")
+        return found
+
+    def common_words(self, n: int) -> list[str]:
+        """The `n` most frequent content words (one-word queries: the most matches to rank)."""
+        return self.words[len(STOP_WORDS) : len(STOP_WORDS) + n]
 
 
 def _statements(kind: str) -> list[str]:
@@ -131,9 +142,10 @@ async def load(pool: asyncpg.Pool, corpus: Corpus, n: int, reload: bool) -> floa
     """Load `n` posts into the bench schema unless that exact load is there; returns the seconds taken (None: kept)."""
     async with pool.acquire() as conn:
         kept = False
+        ddl = hashlib.sha1("".join(_statements("table") + _statements("index")).encode()).hexdigest()
         if await conn.fetchval(f"SELECT to_regclass('{SCHEMA}.meta') IS NOT NULL"):
-            sql = f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.meta WHERE posts = $1 AND seed = $2)"
-            kept = await conn.fetchval(sql, n, corpus.seed)
+            sql = f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.meta WHERE posts = $1 AND seed = $2 AND ddl = $3)"
+            kept = await conn.fetchval(sql, n, corpus.seed, ddl)
         if kept and not reload:
             return None
         started = time.perf_counter()
@@ -158,8 +170,8 @@ async def load(pool: asyncpg.Pool, corpus: Corpus, n: int, reload: bool) -> floa
             await conn.execute(statement)
         await conn.execute(f"VACUUM ANALYZE {SCHEMA}.search_posts")
         await conn.execute(f"VACUUM ANALYZE {SCHEMA}.search_users")
-        await conn.execute(f"CREATE TABLE {SCHEMA}.meta (posts int, seed int)")
-        await conn.execute(f"INSERT INTO {SCHEMA}.meta VALUES ($1, $2)", n, corpus.seed)
+        await conn.execute(f"CREATE TABLE {SCHEMA}.meta (posts int, seed int, ddl text)")
+        await conn.execute(f"INSERT INTO {SCHEMA}.meta VALUES ($1, $2, $3)", n, corpus.seed, ddl)
         return time.perf_counter() - started
 
 
@@ -227,7 +239,7 @@ def pgbench_script(query: ParsedQuery) -> str:
     """SEARCH_POSTS with this query's parameters written in (what the adapter sends, minus the protocol)."""
     groups, texts, negated = query.arrays()
     ref = datetime(2026, 1, 31, tzinfo=UTC)
-    args = [groups, texts, negated, list(query.tags), list(query.authors), None, ref, 0, 21]
+    args = [groups, texts, negated, list(query.tags), list(query.authors), None, ref, 0, 21, *tier_days(ref)]
     empty_arrays = {4: "'{}'", 5: "'{}'"}  # ARRAY[] needs a type; the statement casts each parameter anyway
 
     def substitute(match: re.Match[str]) -> str:
@@ -287,10 +299,12 @@ async def main() -> None:
         await latency_run(index, queries)  # warm the cache and the prepared statement
         ceiling = [pgbench(settings, scripts, args.concurrency, args.seconds)]
         single = [pgbench(settings, scripts, 1, args.seconds)]
-        latencies, rates, mean_hits = [], [], 0.0
+        common = [parse_query(w) for w in corpus.common_words(20)]
+        latencies, common_latencies, rates, mean_hits = [], [], [], 0.0
         for _ in range(args.runs):
             lat, mean_hits = await latency_run(index, queries)
             latencies.append(lat)
+            common_latencies.append((await latency_run(index, common))[0])
             rates.append(await throughput_run(index, queries, args.concurrency, args.seconds))
         ceiling.append(pgbench(settings, scripts, args.concurrency, args.seconds))
         single.append(pgbench(settings, scripts, 1, args.seconds))
@@ -304,6 +318,7 @@ async def main() -> None:
         "queries": QUERIES,
         "mean_hits_per_page": round(mean_hits, 1),
         "adapter_latency_ms": {k: summary([lat[k] for lat in latencies]) for k in ("p50", "p95", "p99", "max")},
+        "common_word_latency_ms": {k: summary([lat[k] for lat in common_latencies]) for k in ("p50", "p95", "max")},
         "pgbench_c1_latency_avg_ms": summary([s["latency_avg_ms"] for s in single]),
         "concurrency": args.concurrency,
         "adapter_queries_per_s": summary(rates),

@@ -7,10 +7,14 @@ Writes come from the search consumer, one statement per batch; reads serve `GET 
 - A query is parsed in Python (store/search_query.py) into terms; the SQL turns each term into a tsquery with
   `phraseto_tsquery($text)` and combines them with the `search_tsq_and/or` aggregates: one fixed statement, user
   text only in parameters.
-- Ranking runs over a bounded candidate set: the newest `CANDIDATES` matches from the GIN index (plus the newest
-  matches carrying a searched hashtag exactly), then exact-tag posts first, then `ts_rank` times a recency boost
-  (x2 for a post just written, x1.5 a day old, tending to x1). Pages are offsets into that ranking, frozen by the
-  cursor at the first page's newest candidate and reference time, so posts arriving meanwhile shift nothing.
+- Ranking runs over a bounded candidate set: the newest `CANDIDATES` matches, looked for in the last 2 days, then the
+  6 before, then older, each tier only when the newer ones held too few. `doc` carries a lexeme naming the post's
+  day, so each tier is one GIN search (`q & (day | day ...)`) and a common word never makes PostgreSQL visit all of
+  its matches in the table. Among candidates, posts carrying a
+  searched hashtag exactly come first, then `ts_rank` times a recency boost (x2 for a post just written, x1.5 a day
+  old, tending to x1). A hashtag is also a word of the text, so its posts are among the text matches.
+- Pages are offsets into that ranking, frozen by the cursor at the first page's newest candidate and reference
+  time (which also fixes the tiers), so posts arriving meanwhile shift nothing.
 - Snippets come from `ts_headline` with private-use characters as delimiters (removed from the text first), then
   HTML-escaped, then the delimiters become `<mark>`: the only markup a snippet can carry.
 - Authors come from `search_users` (a LEFT JOIN: a post whose author is not indexed yet still shows); follower
@@ -31,6 +35,7 @@ from schemas.events import PostDeleted, PostParsed
 from store.search_query import ParsedQuery
 
 CANDIDATES = 1000
+RECENT_DAYS = (2, 8)  # candidates come from the last 2 UTC days, then the 6 before, then older ones
 WHOLE_SNIPPET_CHARS = 300  # a post's text up to this long is its own snippet; longer ones get fragments
 _MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
 
@@ -106,6 +111,18 @@ def newest_per_post(events: Sequence[PostParsed]) -> list[PostParsed]:
     return list(newest.values())
 
 
+def day_lexeme(day: int) -> str:
+    """The lexeme `doc` holds for posts of UTC day `day` (days since 1970-01-01; see migration 030)."""
+    return f"~d{day}"
+
+
+def tier_days(ref: datetime) -> tuple[list[str], list[str]]:
+    """Day lexemes of the first two candidate tiers before `ref` (the first also takes the next day: clock skew)."""
+    today = int(ref.timestamp() // 86400)
+    first, second = RECENT_DAYS
+    return [day_lexeme(today - i) for i in range(-1, first)], [day_lexeme(today - i) for i in range(first, second)]
+
+
 def snippet_html(raw: str) -> str:
     """A ts_headline result (private-use delimiters) as HTML whose only markup is `<mark>`."""
     return html.escape(raw).replace(_MARK_OPEN, "<mark>").replace(_MARK_CLOSE, "</mark>")
@@ -171,36 +188,52 @@ ON CONFLICT (user_id) DO UPDATE SET
 
 _HEADLINE = f"StartSel={_MARK_OPEN}, StopSel={_MARK_CLOSE}"
 
+_KEEP = (
+    "($6::text IS NULL OR p.post_id <= $6::text)"
+    " AND (cardinality($5::text[]) = 0 OR p.author_id IN (SELECT user_id FROM authors))"
+)
+
+_DAYS = "(SELECT string_agg(quote_literal(d), ' | ') FROM unnest({}::text[]) d)::tsquery"
+
 # $1 group ids, $2 term texts, $3 negated flags, $4 exact tags, $5 author handles, $6 ceiling id (or NULL),
-# $7 reference time of the recency boost, $8 offset, $9 rows wanted.
+# $7 reference time of the recency boost, $8 offset, $9 rows wanted, $10 and $11 the day lexemes of the first two
+# tiers (see `tier_days`): q1, q2 and q3 are the query restricted to each tier, answered by the GIN index alone.
 SEARCH_POSTS = f"""
 WITH terms AS (
     SELECT x.g, CASE WHEN x.neg THEN !! phraseto_tsquery('english', x.t) ELSE phraseto_tsquery('english', x.t) END AS q
     FROM unnest($1::int[], $2::text[], $3::bool[]) AS x(g, t, neg)
 ), query AS MATERIALIZED (
-    SELECT q, coalesce(numnode(q) > 0, false) AS has_q, coalesce(querytree(q) NOT IN ('', 'T'), false) AS ok
+    SELECT q, coalesce(numnode(q) > 0, false) AS has_q, coalesce(querytree(q) NOT IN ('', 'T'), false) AS ok,
+           q && {_DAYS.format("$10")} AS q1, q && {_DAYS.format("$11")} AS q2,
+           q && !! {_DAYS.format("($10::text[] || $11::text[])")} AS q3
     FROM (SELECT search_tsq_and(q) AS q FROM (SELECT search_tsq_or(q) AS q FROM terms GROUP BY g) grp) t
 ), authors AS MATERIALIZED (
     SELECT user_id FROM search_users WHERE lower(handle) = ANY($5::text[])
+), m1 AS MATERIALIZED (
+    SELECT p.post_id FROM search_posts p
+    WHERE (SELECT ok FROM query) AND p.deleted_at IS NULL AND p.doc @@ (SELECT q1 FROM query) AND {_KEEP}
+    ORDER BY p.post_id DESC LIMIT {CANDIDATES}
+), m2 AS MATERIALIZED (
+    SELECT p.post_id FROM search_posts p
+    WHERE (SELECT count(*) FROM m1) < {CANDIDATES} AND (SELECT ok FROM query) AND p.deleted_at IS NULL
+      AND p.doc @@ (SELECT q2 FROM query) AND {_KEEP}
+    ORDER BY p.post_id DESC LIMIT {CANDIDATES}
+), m3 AS MATERIALIZED (
+    SELECT p.post_id FROM search_posts p
+    WHERE (SELECT count(*) FROM m1) + (SELECT count(*) FROM m2) < {CANDIDATES} AND (SELECT ok FROM query)
+      AND p.deleted_at IS NULL AND p.doc @@ (SELECT q3 FROM query) AND {_KEEP}
+    ORDER BY p.post_id DESC LIMIT {CANDIDATES}
+), by_author AS MATERIALIZED (
+    SELECT p.post_id FROM search_posts p
+    WHERE NOT (SELECT ok FROM query) AND cardinality($5::text[]) > 0 AND p.deleted_at IS NULL
+      AND p.author_id IN (SELECT user_id FROM authors) AND ($6::text IS NULL OR p.post_id <= $6::text)
+      AND (NOT (SELECT has_q FROM query) OR p.doc @@ (SELECT q FROM query))
+    ORDER BY p.post_id DESC LIMIT {CANDIDATES}
 ), cand AS (
-    (SELECT p.post_id FROM search_posts p
-     WHERE (SELECT ok FROM query) AND p.deleted_at IS NULL AND p.doc @@ (SELECT q FROM query)
-       AND ($6::text IS NULL OR p.post_id <= $6::text)
-       AND (cardinality($5::text[]) = 0 OR p.author_id IN (SELECT user_id FROM authors))
-     ORDER BY p.post_id DESC LIMIT {CANDIDATES})
-    UNION
-    (SELECT p.post_id FROM search_posts p
-     WHERE cardinality($4::text[]) > 0 AND (SELECT ok FROM query) AND p.deleted_at IS NULL
-       AND p.hashtags && $4::text[] AND p.doc @@ (SELECT q FROM query)
-       AND ($6::text IS NULL OR p.post_id <= $6::text)
-       AND (cardinality($5::text[]) = 0 OR p.author_id IN (SELECT user_id FROM authors))
-     ORDER BY p.post_id DESC LIMIT {CANDIDATES})
-    UNION
-    (SELECT p.post_id FROM search_posts p
-     WHERE NOT (SELECT ok FROM query) AND cardinality($5::text[]) > 0 AND p.deleted_at IS NULL
-       AND p.author_id IN (SELECT user_id FROM authors) AND ($6::text IS NULL OR p.post_id <= $6::text)
-       AND (NOT (SELECT has_q FROM query) OR p.doc @@ (SELECT q FROM query))
-     ORDER BY p.post_id DESC LIMIT {CANDIDATES})
+    SELECT post_id FROM (
+        SELECT post_id FROM m1 UNION ALL SELECT post_id FROM m2 UNION ALL SELECT post_id FROM m3
+        UNION ALL SELECT post_id FROM by_author
+    ) found ORDER BY post_id DESC LIMIT {CANDIDATES}
 ), ranked AS (
     SELECT p.post_id, p.hashtags && $4::text[] AS exact,
            CASE WHEN query.has_q THEN ts_rank(p.doc, query.q) ELSE 0 END
@@ -224,11 +257,12 @@ FROM ranked r JOIN search_posts p USING (post_id) LEFT JOIN search_users u ON u.
 ORDER BY r.exact DESC, r.score DESC, r.post_id DESC
 """
 
-# $1 words, $2 LIKE pattern, $3 offset, $4 rows wanted.
+# $1 words, $2 LIKE pattern, $3 offset, $4 rows wanted. Stop words alone match only a handle spelled that way.
 SEARCH_USERS = f"""
 WITH cand AS (
     SELECT user_id FROM search_users
-    WHERE handle IS NOT NULL AND (lower(handle) = $1 OR names LIKE $2 OR names %> $1)
+    WHERE handle IS NOT NULL AND (lower(handle) = $1
+           OR ((SELECT numnode(plainto_tsquery('english', $1)) > 0) AND (names LIKE $2 OR names %> $1)))
     LIMIT {CANDIDATES}
 )
 SELECT s.handle, s.display_name, s.avatar_url, coalesce(u.followers_count, 0) AS followers_count
@@ -309,7 +343,7 @@ class PostgresSearch:
         if query.empty:
             return PostHits([], False, None)
         groups, texts, negated = query.arrays()
-        args = (list(query.tags), list(query.authors), ceiling, ref, offset, limit + 1)
+        args = (list(query.tags), list(query.authors), ceiling, ref, offset, limit + 1, *tier_days(ref))
         rows = await self.pool.fetch(SEARCH_POSTS, groups, texts, negated, *args)
         top = rows[0]["ceiling"] if rows else ceiling
         return PostHits([_post_json(r) for r in rows[:limit]], len(rows) > limit, ceiling or top)

@@ -19,7 +19,10 @@ CREATE TABLE IF NOT EXISTS search_posts (
     created_at timestamptz NOT NULL,
     parsed_at  timestamptz,
     deleted_at timestamptz,
-    doc        tsvector GENERATED ALWAYS AS (to_tsvector('english'::regconfig, text)) STORED
+    doc        tsvector GENERATED ALWAYS AS (
+        to_tsvector('english'::regconfig, text)
+        || array_to_tsvector(ARRAY['~d' || floor(extract(epoch FROM created_at - timestamptz '1970-01-01 00:00:00+00') / 86400)::int::text])
+    ) STORED
 );
 CREATE INDEX IF NOT EXISTS search_posts_doc ON search_posts USING gin (doc) WHERE deleted_at IS NULL;
 CREATE INDEX IF NOT EXISTS search_posts_tags ON search_posts USING gin (hashtags) WHERE deleted_at IS NULL;
