@@ -191,6 +191,18 @@ async def test_tag_stats_count_live_posts(
     assert (await client.get(f"/api/tags/{word()}")).status_code == 404
 
 
+async def test_posts_of_every_age_are_found_newest_first(
+    pipeline: Pipeline, publisher: Publisher, pg: asyncpg.Pool, client: httpx.AsyncClient
+) -> None:
+    """One post per candidate tier (the last 2 days, the 6 before, older) and one a little in the future."""
+    user = registered("ages")
+    w = word()
+    ages = [{"minutes": -3}, {"hours": 1}, {"days": 1, "hours": 12}, {"days": 4}, {"days": 40}]
+    posts = [parsed(user.payload.user_id, f"{w} aged", at=ago(**age)) for age in ages]
+    await publish_and_wait(publisher, pg, [user, *posts])
+    assert await ids(client, w) == [p.payload.post_id for p in posts]
+
+
 async def test_pages_cover_every_match_once(
     pipeline: Pipeline, publisher: Publisher, pg: asyncpg.Pool, client: httpx.AsyncClient
 ) -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from store.search import ProfileChange, like_pattern, merge_profiles, snippet_html, user_words
+from store.search import ProfileChange, like_pattern, merge_profiles, snippet_html, tier_days, user_words
 from store.search_query import MAX_QUERY_CHARS, MAX_TERMS, ParsedQuery, Term, parse_query
 
 
@@ -140,3 +140,11 @@ def test_profiles_merge_per_field_newest() -> None:
     assert rows["u1"]["avatar_url"] == "a.png"
     assert rows["u2"] == {"user_id": "u2", "handle": "x", "handle_at": t0.isoformat()}
     assert {r["user_id"]: r for r in merge_profiles(list(reversed(changes)))} == rows
+
+
+def test_tiers_cover_the_last_days_without_overlap() -> None:
+    ref = datetime(2026, 1, 31, 10, tzinfo=UTC)
+    first, second = tier_days(ref)
+    today = int(ref.timestamp() // 86400)
+    assert first == [f"~d{today + 1}", f"~d{today}", f"~d{today - 1}"]
+    assert second == [f"~d{today - d}" for d in range(2, 8)]
