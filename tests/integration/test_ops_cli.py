@@ -43,3 +43,9 @@ def test_bad_usage_exits_2() -> None:
     assert CliRunner().invoke(ops_app, ["rebuild"]).exit_code == 2
     assert CliRunner().invoke(ops_app, ["replay"]).exit_code == 2
     assert CliRunner().invoke(ops_app, ["seed", "--users", "0", "--posts", "1"]).exit_code == 2
+
+
+@pytest.mark.parametrize("args", [["topics"], ["lag"], ["dlq", "list"]], ids=" ".join)
+def test_unreachable_kafka_exits_3(args: list[str]) -> None:
+    result = CliRunner().invoke(ops_app, args, env={"CHIRP_KAFKA_PORT": "1"})
+    assert result.exit_code == 3, result.output

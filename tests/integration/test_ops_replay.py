@@ -101,7 +101,7 @@ async def test_replay_during_live_publishing_converges_to_a_fresh_rebuild(
     assert result.dead_lettered == 0 and not result.offsets_handed_off, "the running live group keeps its offsets"
     assert {r.phase for r in reports} >= {"build", "swap", "drain", "done"}
     assert all(b >= a for a, b in pairwise(seen)), "readers never saw rows disappear"
-    assert seen[0] == 1400 and max(seen) <= 3000
+    assert seen[0] >= 1400 and max(seen) <= 3000
     assert [r[0] for r in live[0]] == sorted(e.payload.post_id for e in before + during)
     assert sum(len(v) for v in live[1].values()) == 3000
 
