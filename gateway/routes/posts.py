@@ -118,6 +118,9 @@ def _fingerprint(body: str, reply_to: str | None) -> str:
 
 
 def _idempotency_key(viewer: Viewer, key: str) -> str:
+    """The Redis key of a client's Idempotency-Key (per user); InvalidInput for keys we do not accept."""
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise InvalidInput("Idempotency-Key: 1 to 255 printable ASCII characters.", field="Idempotency-Key")
     return f"chirp:idempotency:posts:{viewer.user_id}:{key}"
 
 
@@ -139,6 +142,13 @@ def _accepted(post_id: str, visible: bool) -> JSONResponse:
     return JSONResponse({"id": post_id, "status": "accepted"}, 202, headers=headers)
 
 
+async def _publish(state: State, viewer: Viewer, post_id: str, body: str, reply_to: str | None) -> None:
+    # Publishing the same post id again (a retry after a failure we cannot tell from a lost answer) still makes
+    # one post: every projection upserts by post id.
+    event = PostCreatedData(post_id=post_id, author_id=viewer.user_id, body=body, reply_to=reply_to)
+    await state.publisher.publish(PostCreated(actor=viewer.user_id, payload=event))
+
+
 async def create_post(request: Request) -> Response:
     """`POST /api/posts {"body", "reply_to"?}` → 202 `{"id", "status": "accepted"}` once Kafka has the event."""
     viewer = await require_viewer(request)
@@ -149,27 +159,27 @@ async def create_post(request: Request) -> Response:
         raise InvalidInput("The post replied to does not exist.", field="reply_to")
     wait = wait_seconds(request.headers.get("prefer"))
     post_id, published, key = new_id(), False, request.headers.get("idempotency-key")
+    fingerprint = _fingerprint(body, reply_to)
     if key is not None:
-        if not _IDEMPOTENCY_KEY.match(key):
-            raise InvalidInput("Idempotency-Key: 1 to 255 printable ASCII characters.", field="Idempotency-Key")
         key = _idempotency_key(viewer, key)
-        post_id, published = await _claim(state, key, post_id, _fingerprint(body, reply_to))
+        post_id, published = await _claim(state, key, post_id, fingerprint)
         if published and (not wait or await posts.exists(post_id)):
             return _accepted(post_id, bool(wait))
     async with waits_of(state).expecting(CHANNEL, post_id, wait) as seen:
         if not published:
-            # Publishing the same post id again (a retry after a failure we cannot tell from a lost answer) still
-            # makes one post: every projection upserts by post id.
-            event = PostCreatedData(post_id=post_id, author_id=viewer.user_id, body=body, reply_to=reply_to)
-            await state.publisher.publish(PostCreated(actor=viewer.user_id, payload=event))
+            await _publish(state, viewer, post_id, body, reply_to)
             if key is not None:
-                await state.redis.set(key, f"{post_id} {_fingerprint(body, reply_to)} published", xx=True, keepttl=True)
+                await state.redis.set(key, f"{post_id} {fingerprint} published", xx=True, keepttl=True)
         visible = await seen(lambda: posts.exists(post_id))
     return _accepted(post_id, visible)
 
 
 async def delete_post(request: Request) -> Response:
-    """`DELETE /api/posts/{id}` by its author → 202; the post then leaves every read model."""
+    """`DELETE /api/posts/{id}` by its author → 202; the post then leaves every read model.
+
+    A post not projected yet is not found (404) until it is: clients that delete what they just wrote send
+    `Prefer: wait` with the POST.
+    """
     viewer = await require_viewer(request)
     state = state_of(request)
     posts = PostgresPosts(state.pg)
