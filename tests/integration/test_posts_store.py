@@ -1,17 +1,23 @@
-"""The `PostReadModel` contract, run against each backend (PostgreSQL here): writes, tombstones, pages."""
+"""The `PostReadModel` contract, run against each backend (PostgreSQL; ArangoDB when `CHIRP_ARANGO_URL` is set)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+from arango import ArangoClient
+from arango.database import StandardDatabase
 
 from chirp.settings import Settings
 from schemas.events import PostDeleted, PostDeletedData, PostParsed, PostParsedData, new_id
+from store.arango import INDEXES, ArangoPosts, connect_arango
 from store.postgres import connect
 from store.posts import PostgresPosts, PostReadModel
+
+AddAuthor = Callable[[str, str, str, str], Awaitable[None]]  # (user_id, handle, display_name, avatar_url)
 
 
 def parsed(
@@ -39,7 +45,7 @@ def deleted(post_id: str, author: str, at: datetime | None = None) -> PostDelete
 
 
 class PostReadModelContract:
-    """Every backend of the port passes these; a subclass provides the `model` fixture."""
+    """Every backend of the port passes these; a subclass provides the `model` and `add_author` fixtures."""
 
     async def test_same_post_twice_is_one_post_and_one_first_projection(self, model: PostReadModel) -> None:
         event = parsed(new_id())
@@ -134,6 +140,21 @@ class PostReadModelContract:
         await model.save_parsed([tagged, other])
         assert [p.id for p in (await model.by_tag(tag, None, 10)).items] == [tagged.payload.post_id]
 
+    async def test_author_names_join_from_users(self, model: PostReadModel, add_author: AddAuthor) -> None:
+        known, stub, unknown = parsed(new_id()), parsed(new_id()), parsed(new_id())
+        handle = f"h{new_id()[-10:].lower()}"
+        await add_author(known.payload.author_id, handle, "Known One", "https://a/x.png")
+        await add_author(stub.payload.author_id, "~" + stub.payload.author_id, "", "")  # handle not known yet
+        await model.save_parsed([known, stub, unknown])
+        a, s, b = [await model.get(e.payload.post_id) for e in (known, stub, unknown)]
+        assert a is not None and (a.handle, a.display_name, a.avatar_url) == (handle, "Known One", "https://a/x.png")
+        assert s is not None and s.handle == ""
+        assert b is not None and (b.author_id, b.handle, b.display_name, b.avatar_url) == (
+            unknown.payload.author_id, "", "", "",
+        )  # fmt: skip
+        assert await model.user_id_of(handle.upper()) == known.payload.author_id
+        assert await model.user_id_of("no-such-" + handle) is None
+
 
 class TestPostgresPosts(PostReadModelContract):
     @pytest.fixture
@@ -145,6 +166,17 @@ class TestPostgresPosts(PostReadModelContract):
     @pytest.fixture
     def model(self, pool: asyncpg.Pool) -> PostReadModel:
         return PostgresPosts(pool)
+
+    @pytest.fixture
+    def add_author(self, pool: asyncpg.Pool) -> AddAuthor:
+        async def add(user_id: str, handle: str, display_name: str, avatar_url: str) -> None:
+            await pool.execute(
+                "INSERT INTO users (user_id, handle, display_name, avatar_url, joined_at, profile_at)"
+                " VALUES ($1, $2, $3, $4, now(), now())",
+                user_id, handle, display_name, avatar_url,
+            )  # fmt: skip
+
+        return add
 
     async def test_authors_come_from_users_or_stay_empty(self, pool: asyncpg.Pool, model: PostReadModel) -> None:
         known, unknown = parsed(new_id()), parsed(new_id())
@@ -162,3 +194,47 @@ class TestPostgresPosts(PostReadModelContract):
         )  # fmt: skip
         assert await model.user_id_of(handle.upper()) == known.payload.author_id
         assert await model.user_id_of("no-such-" + handle) is None
+
+
+@pytest.fixture(scope="session")
+def arango_settings(settings: Settings) -> Iterator[Settings]:
+    """Settings naming a fresh ArangoDB database for this session, dropped at the end."""
+    if not settings.arango_url:
+        pytest.skip("CHIRP_ARANGO_URL is not set: no ArangoDB server to test against (compose.yaml starts one)")
+    scoped = settings.model_copy(update={"arango_db": f"chirp_test_{new_id().lower()}"})
+    yield scoped
+    client = ArangoClient(hosts=settings.arango_url)
+    system = client.db("_system", username=settings.arango_user, password=settings.arango_password.get_secret_value())
+    system.delete_database(scoped.arango_db, ignore_missing=True)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def arango_db(arango_settings: Settings) -> Iterator[StandardDatabase]:
+    client = ArangoClient(hosts=arango_settings.arango_url)
+    yield connect_arango(arango_settings, client)
+    client.close()
+
+
+class TestArangoPosts(PostReadModelContract):
+    @pytest.fixture
+    def model(self, arango_db: StandardDatabase) -> PostReadModel:  # the annotation checks the port is complete
+        return ArangoPosts(arango_db)
+
+    @pytest.fixture
+    def add_author(self, arango_db: StandardDatabase) -> AddAuthor:
+        return ArangoPosts(arango_db).save_user
+
+    async def test_reconnecting_keeps_posts_and_indexes(self, arango_settings: Settings, model: PostReadModel) -> None:
+        event = parsed(new_id())
+        await model.save_parsed([event])
+        client = ArangoClient(hosts=arango_settings.arango_url)
+        try:
+            again = await asyncio.to_thread(connect_arango, arango_settings, client)
+            assert await ArangoPosts(again).exists(event.payload.post_id)
+            for name, wanted in INDEXES.items():
+                indexes = again.collection(name).indexes()
+                assert isinstance(indexes, list)
+                assert {i["name"] for i in wanted} <= {i["name"] for i in indexes}
+        finally:
+            client.close()
