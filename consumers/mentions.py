@@ -62,8 +62,9 @@ async def on_post_parsed(events: list[PostParsed], ctx: Context) -> None:
                 continue
             data = event.payload
             score = int(data.created_at.timestamp() * 1000)
-            fields = {"author_id": data.author_id, "text": data.text, "at": score, "users": ",".join(notified)}
-            pipe.hset(post_key(data.post_id), mapping=fields)
+            fields: list[str | int] = ["author_id", data.author_id, "text", data.text, "at", score]
+            fields += ["users", ",".join(notified)]
+            pipe.hset(post_key(data.post_id), items=fields)
             for user_id in notified:
                 pipe.zadd(user_key(user_id), {data.post_id: score})
                 pipe.zremrangebyrank(user_key(user_id), 0, -KEEP - 1)

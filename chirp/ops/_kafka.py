@@ -51,7 +51,7 @@ async def partitions(consumer: AIOKafkaConsumer, names: Iterable[str]) -> list[T
     # Track these topics' metadata in the client, so offset look-ups find their leaders without waiting.
     await consumer._client.set_topics(names)
     cluster = consumer._client.cluster
-    found = []
+    found: list[TopicPartition] = []
     for name in names:
         found.extend(TopicPartition(name, p) for p in sorted(cluster.partitions_for_topic(name) or ()))
     return found

@@ -119,7 +119,7 @@ class ShadowPipeline(Pipeline):
 
 async def shadow_client(url: str, prefixes: tuple[str, ...], root: str) -> ShadowRedis:
     """A `ShadowRedis` on `url` (decode_responses=True, as consumers get)."""
-    client = ShadowRedis.from_url(url, decode_responses=True)
+    client: ShadowRedis = ShadowRedis.from_url(url, decode_responses=True)  # type: ignore[assignment]
     client.rewriter = KeyRewriter({}, prefixes, root)  # no specs yet: COMMAND itself has no keys
     client.rewriter.specs = await load_key_specs(client)
     return client

@@ -84,7 +84,7 @@ def read_model_of(consumer: Consumer) -> ReadModel:
     if declared[0] or declared[1]:
         return ReadModel(*(tuple(d) for d in declared))
     module = _module_of(consumer)
-    if module is not None and (getattr(module, "TABLES", ()) or getattr(module, "REDIS_PREFIXES", ())):
+    if module is not None and (getattr(module, "TABLES", None) or getattr(module, "REDIS_PREFIXES", None)):
         return ReadModel(
             tuple(getattr(module, "TABLES", ())),
             tuple(getattr(module, "REDIS_PREFIXES", ())),

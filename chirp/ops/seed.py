@@ -128,6 +128,6 @@ def generate(users: int, posts: int, seed: int = 1, *, end: datetime = DEFAULT_E
         author = rng.choices(range(users), cum_weights=weights)[0]
         post_id = _ulid(rng, at)
         reply_to = rng.choice(recent) if recent and rng.random() < 0.1 else None
-        data = PostCreatedData(post_id=post_id, author_id=ids[author], body=body(rng, handles), reply_to=reply_to)
-        yield PostCreated(id=_ulid(rng, at), occurred_at=at, payload=data, actor=ids[author])
+        post = PostCreatedData(post_id=post_id, author_id=ids[author], body=body(rng, handles), reply_to=reply_to)
+        yield PostCreated(id=_ulid(rng, at), occurred_at=at, payload=post, actor=ids[author])
         recent = [*recent[-99:], post_id]

@@ -38,7 +38,7 @@ async def notifications(request: Request) -> Response:
     state = state_of(request)
     score, last = _after(cursor)
     # Inclusive bound, then skip what was served: same-millisecond items sort by post id, descending.
-    found = await state.redis.zrevrangebyscore(
+    found: list[tuple[str, float]] = await state.redis.zrevrangebyscore(  # type: ignore[assignment]
         user_key(me.user_id), score, "-inf", start=0, num=limit + 1 + (TIES if last else 0), withscores=True
     )
     page = [(m, s) for m, s in found if not last or s < float(score) or m < last][: limit + 1]
