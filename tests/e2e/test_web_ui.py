@@ -25,7 +25,8 @@ from tests.fakes.github import GitHubUser
 pytestmark = pytest.mark.browser
 
 WIDTHS = {"desktop": 1280, "phone": 390}
-WAIT_MS = 20_000
+WAIT_MS = 45_000  # consumers rebalancing (another test process joining the groups) pause projections for seconds
+expect.set_options(timeout=WAIT_MS)
 CROWD = 14
 
 
@@ -57,6 +58,12 @@ async def dev_login(page: Page, handle: str) -> None:
     await page.get_by_label("Handle").fill(handle)
     await page.get_by_role("button", name="Log in", exact=True).click()
     await expect(page.get_by_role("button", name="Log out")).to_be_visible()
+
+
+async def submit(page: Page, button: str) -> None:
+    """Click a form's submit button and wait for the page the form leads to."""
+    async with page.expect_navigation():
+        await page.get_by_role("button", name=button, exact=True).click()
 
 
 async def crowd_posts(site: Site, body: str, people: int) -> None:
@@ -113,8 +120,8 @@ async def test_core_flows_with_javascript(browser: Browser, site: Site, screensh
     await composer.fill(f"Hello **bold {word}** and `code` #{tag}")
     await expect(ada.locator("[data-preview] strong")).to_have_text(f"bold {word}")
     await expect(ada.locator("[data-counter]")).to_have_text(re.compile(r"^\d+ left$"))
-    await ada.get_by_role("button", name="Post", exact=True).click()
-    first = ada.locator("article.post", has_text=f"bold {word}").first
+    await submit(ada, "Post")
+    first = await reload_until(ada, "/", lambda p: p.locator("article.post", has_text=f"bold {word}"))
     await expect(first.locator(".content strong")).to_have_text(f"bold {word}")
     await expect(first.locator(f'a.hashtag[href="/tags/{tag}"]')).to_be_visible()
     await shoot(ada, screenshots, "03-home")
@@ -124,13 +131,13 @@ async def test_core_flows_with_javascript(browser: Browser, site: Site, screensh
     await expect(ada).to_have_url(re.compile(r"/posts/[0-9A-Z]{26}$"))
     post_url = ada.url
     await ada.get_by_label("Write a reply").fill(f"A reply with _emphasis_ {word}")
-    await ada.get_by_role("button", name="Reply", exact=True).click()
-    await expect(ada.locator("#replies article.post em")).to_have_text("emphasis")
+    await submit(ada, "Reply")
+    await reload_until(ada, post_url, lambda p: p.locator("#replies article.post em", has_text="emphasis"))
     long_word = "Pneumonoultramicroscopicsilicovolcanoconiosis" * 3
     code = "print('" + "a very long line of code " * 8 + "')"
     await ada.get_by_label("Write a reply").fill(f"{long_word} https://example.org/{'path/' * 20}\n\n```\n{code}\n```")
-    await ada.get_by_role("button", name="Reply", exact=True).click()
-    await expect(ada.locator("#replies pre code")).to_have_text(code)
+    await submit(ada, "Reply")
+    await reload_until(ada, post_url, lambda p: p.locator("#replies pre code", has_text=code))
     await shoot(ada, screenshots, "04-post")
 
     # A second person follows Ada and sees her next post arrive live.
@@ -138,8 +145,9 @@ async def test_core_flows_with_javascript(browser: Browser, site: Site, screensh
     bob = await bob_ctx.new_page()
     await dev_login(bob, bob_login)
     await bob.goto(f"/@{ada_login}")
-    await bob.get_by_role("button", name=re.compile("^Follow")).click()
-    await expect(bob.get_by_role("button", name=re.compile("^Unfollow"))).to_be_visible()
+    async with bob.expect_navigation():
+        await bob.get_by_role("button", name=re.compile("^Follow")).click()
+    await reload_until(bob, f"/@{ada_login}", lambda p: p.get_by_role("button", name=re.compile("^Unfollow")))
     await shoot(bob, screenshots, "05-profile")
     await bob.goto("/")
     await bob.evaluate("window.__sameDocument = true")
@@ -148,11 +156,14 @@ async def test_core_flows_with_javascript(browser: Browser, site: Site, screensh
     live_text = f"Live from Ada {word}"
     await ada.goto("/")
     await ada.get_by_label("What’s happening?").fill(f"{live_text} #{tag}")
-    await ada.get_by_role("button", name="Post", exact=True).click()
-    await expect(ada.locator("article.post", has_text=live_text)).to_be_visible()
+    await submit(ada, "Post")
+    await reload_until(ada, "/", lambda p: p.locator("article.post", has_text=live_text))
 
     banner = bob.locator(".new-posts")
     await expect(banner).to_have_text(re.compile(r"^\d+ new posts?$"))
+    await bob.set_viewport_size({"width": 390, "height": 700})
+    await bob.screenshot(path=str(screenshots / "05b-live-banner-phone.png"))
+    await bob.set_viewport_size({"width": 1280, "height": 900})
     await banner.click()
     await expect(bob.locator("article.post", has_text=live_text)).to_be_visible()
     assert await bob.evaluate("window.__sameDocument === true"), "the page reloaded"
@@ -160,15 +171,15 @@ async def test_core_flows_with_javascript(browser: Browser, site: Site, screensh
     # Search finds it, with the match highlighted.
     await bob.goto("/explore")
     await bob.get_by_label("Search posts and people").fill(word)
-    await bob.get_by_role("button", name="Search").click()
-    await expect(bob.locator(".results mark").first).to_be_visible()
-    await expect(bob.locator(".results article", has_text="Live from Ada")).to_be_visible()
+    await submit(bob, "Search")
+    await reload_until(bob, bob.url, lambda p: p.locator(".results article", has_text="Live from Ada"))
+    await expect(bob.locator(".results mark").first).to_have_text(word)
     await shoot(bob, screenshots, "06-search")
 
     # The tag trends on Explore (its own posts are by two people now) and has its page.
     await bob.goto("/")
     await bob.get_by_label("What’s happening?").fill(f"Me too #{tag}")
-    await bob.get_by_role("button", name="Post", exact=True).click()
+    await submit(bob, "Post")
     # A tag trends when many people use it at once: a crowd joins in through the API. Other tests' tags trend
     # too, so the full list (`Show more trends`) is where it is looked for.
     await crowd_posts(site, f"Joining in #{tag}", CROWD)
@@ -187,8 +198,8 @@ async def test_core_flows_with_javascript(browser: Browser, site: Site, screensh
     await shoot(ada, screenshots, "09-settings")
     await ada.get_by_label("Name").fill("Ada L.")
     await ada.get_by_label("Bio").fill(f"Analytical engines and {word}.")
-    await ada.get_by_role("button", name="Save").click()
-    await expect(ada.get_by_role("heading", name="Ada L.")).to_be_visible()
+    await submit(ada, "Save")
+    await reload_until(ada, f"/@{ada_login}", lambda p: p.get_by_role("heading", name="Ada L."))
     await expect(ada.locator(".profile .bio")).to_have_text(f"Analytical engines and {word}.")
     await shoot(ada, screenshots, "10-own-profile")
 
@@ -223,29 +234,31 @@ async def test_core_flows_without_javascript(browser: Browser, site: Site, scree
     # A refused post keeps the text and says why, next to the field.
     too_long = "x" * 2001
     await carol.get_by_label("What’s happening?").fill(too_long)
-    await carol.get_by_role("button", name="Post", exact=True).click()
+    await submit(carol, "Post")
     await expect(carol.locator(".field-error")).to_contain_text("at most 2000")
     await expect(carol.get_by_label("What’s happening?")).to_have_value(too_long)
     await shoot(carol, screenshots, "12-nojs-error")
 
     # Post, read, reply.
     await carol.get_by_label("What’s happening?").fill(f"No script needed *{word}*")
-    await carol.get_by_role("button", name="Post", exact=True).click()
-    post = carol.locator("article.post", has_text="No script needed").first
+    await submit(carol, "Post")
+    post = await reload_until(carol, "/", lambda p: p.locator("article.post", has_text="No script needed"))
     await expect(post.locator("em")).to_have_text(word)
     await post.locator("a.permalink").click()
     await carol.get_by_label("Write a reply").fill(f"Replying without script {word}")
-    await carol.get_by_role("button", name="Reply", exact=True).click()
-    await expect(carol.locator("#replies article.post", has_text="Replying without script")).to_be_visible()
+    await submit(carol, "Reply")
+    thread = carol.url.split("#")[0]
+    await reload_until(carol, thread, lambda p: p.locator("#replies article.post", has_text="Replying without script"))
 
     # Follow, search, log out.
     await carol.goto(f"/@{dave_login}")
-    await carol.get_by_role("button", name=re.compile("^Follow")).click()
-    await expect(carol.get_by_role("button", name=re.compile("^Unfollow"))).to_be_visible()
+    async with carol.expect_navigation():
+        await carol.get_by_role("button", name=re.compile("^Follow")).click()
+    await reload_until(carol, f"/@{dave_login}", lambda p: p.get_by_role("button", name=re.compile("^Unfollow")))
     await carol.goto("/explore")
     await carol.get_by_label("Search posts and people").fill(word)
-    await carol.get_by_role("button", name="Search").click()
-    await expect(carol.locator(".results article", has_text="No script needed")).to_be_visible()
+    await submit(carol, "Search")
+    await reload_until(carol, carol.url, lambda p: p.locator(".results article", has_text="No script needed"))
     await carol.get_by_role("button", name="Log out").click()
     await expect(carol.get_by_role("link", name="Log in", exact=True)).to_be_visible()
     await ctx.close()
