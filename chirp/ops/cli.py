@@ -394,12 +394,12 @@ def seed(
 
 @ops_app.command()
 def docs(
-    out: Annotated[Path, typer.Option(help="Directory for asyncapi.json and openapi.json.")] = Path("docs"),
+    out: Annotated[Path | None, typer.Option(help="Directory for the files (default: the repo's docs/).")] = None,
 ) -> None:
-    """Write the AsyncAPI (every topic and event) and OpenAPI (every HTTP route) documents."""
-    from chirp.ops.docs import write
+    """Write docs/asyncapi.json (every topic and event) and docs/openapi.json (every HTTP route)."""
+    from chirp.ops.docs import DOCS_DIR, write
 
-    for path in write(out):
+    for path in write(out or DOCS_DIR):
         console.print(str(path))
 
 
