@@ -264,9 +264,9 @@ async def _stream(
     since: str | None,
 ) -> AsyncIterator[str]:
     try:
-        yield f"retry: {RETRY_MS}\n\n"
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(relay.ready.wait(), timeout=5.0)
+        yield f"retry: {RETRY_MS}\n\n"  # first bytes once subscribed: nothing published after them is missed
         backlog = relay.since(last) if last else None
         if last and backlog is None:
             yield _resync()  # a reconnect that cannot be replayed

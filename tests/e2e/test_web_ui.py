@@ -215,6 +215,13 @@ async def test_core_flows_with_javascript(browser: Browser, site: Site, screensh
     await ada.get_by_role("button", name="Log out").click()
     await expect(ada.get_by_role("link", name="Log in", exact=True)).to_be_visible()
     assert not errors, errors
+
+    # The same thread for a reader whose system is in dark mode.
+    dark_ctx = await browser.new_context(base_url=site.url, color_scheme="dark")
+    dark = await dark_ctx.new_page()
+    await dark.goto(post_url)
+    await shoot(dark, screenshots, "13-dark-post")
+    await dark_ctx.close()
     await ada_ctx.close()
     await bob_ctx.close()
 
