@@ -14,11 +14,15 @@ from typing import Annotated
 import typer
 
 from chirp.logging import configure
+from chirp.ops.cli import register as register_ops
+from chirp.ops.trending import trending_app
 from chirp.settings import Settings
 
 app = typer.Typer(help="Chirp: an event-driven microblogging service.", no_args_is_help=True)
 services_app = typer.Typer(help="Kafka, Redis and PostgreSQL on this machine (installed and started as needed).")
 app.add_typer(services_app, name="services")
+register_ops(app)  # topics, lag, replay, rebuild, seed, docs, dlq
+app.add_typer(trending_app, name="trending")
 
 
 @services_app.command("up")

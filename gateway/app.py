@@ -18,6 +18,7 @@ from gateway import middleware
 from gateway.auth.keys import KeyRing
 from gateway.auth.sessions import SessionStore
 from gateway.errors import HANDLERS
+from gateway.metrics import MetricsMiddleware
 from gateway.pages.security import SecurityHeaders
 from gateway.ratelimit import RateLimiter, RateLimitMiddleware
 from gateway.state import State
@@ -65,6 +66,7 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
         middleware=[
+            Middleware(MetricsMiddleware),
             Middleware(middleware.RequestContext),
             Middleware(SecurityHeaders),
             Middleware(RateLimitMiddleware),
