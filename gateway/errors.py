@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -107,7 +108,7 @@ def wants_html(request: Request) -> bool:
 
 
 async def html_error(
-    request: Request, status: int, message: str, headers: dict[str, str] | None = None, *, with_viewer: bool = True
+    request: Request, status: int, message: str, headers: Mapping[str, str] | None = None, *, with_viewer: bool = True
 ) -> Response:
     """An error page in the site layout (imported lazily: the pages import this module)."""
     from gateway.pages.errors import error_page
