@@ -4,14 +4,14 @@
 and redirects to GitHub. `browser` is the hash of the random `chirp_oauth` cookie, so a callback only completes in
 the browser that started it (no login CSRF with someone else's code). `GET /auth/github/callback` takes the record
 with GETDEL (single use), trades the code with authlib, reads `/user` and `/user/emails`, publishes, opens a session
-and redirects home. Every failure answers before anything is published or any session opened: an HTML page for
-browsers, `{"error": {"code", "message"}}` for API clients (`Accept: application/json`).
+and redirects home. Every failure raises `GitHubLoginError` before anything is published or any session opened;
+gateway/errors.py turns it into the site's error page for browsers and `{"error": {"code", "message"}}` for API
+clients.
 """
 
 from __future__ import annotations
 
 import hashlib
-import html
 import secrets
 import warnings
 from dataclasses import dataclass
@@ -21,13 +21,13 @@ import httpx
 import orjson
 from authlib.deprecate import AuthlibDeprecationWarning  # first: importing it installs an "always" filter
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from chirp.logging import get_logger
 from chirp.settings import Settings
 from gateway.auth.current import set_session_cookies
-from gateway.errors import JSONResponse, error_body
+from gateway.errors import ApiError
 from gateway.routes.auth import LOGIN, login_user
 from gateway.state import state_of
 from schemas.events import UserRegistered, UserRegisteredData
@@ -47,12 +47,12 @@ _API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version":
 _TIMEOUT_S = 10.0
 
 
-class GitHubLoginError(Exception):
-    """A GitHub login that cannot complete: `code` and `status` for the answer, `message` for the person."""
+class GitHubLoginError(ApiError):
+    """A GitHub login that cannot complete; rendered by gateway/errors.py (a page for browsers, JSON otherwise)."""
 
     def __init__(self, code: str, status: int, message: str) -> None:
-        super().__init__(message)
-        self.code, self.status, self.message = code, status, message
+        super().__init__(message, headers={"Cache-Control": "no-store"})
+        self.code, self.status = code, status
 
 
 def _bad_state() -> GitHubLoginError:
@@ -129,7 +129,7 @@ async def github_login(request: Request) -> Response:
     state = state_of(request)
     settings = state.settings
     if not settings.github_client_id:
-        return _error(request, GitHubLoginError("not_configured", 503, "Login with GitHub is not set up here."))
+        raise GitHubLoginError("not_configured", 503, "Login with GitHub is not set up here.")
     browser = request.cookies.get(BROWSER_COOKIE) or ""
     if len(browser) < 32:
         browser = secrets.token_urlsafe(32)  # reused while it lives, so two tabs can both log in
@@ -155,11 +155,7 @@ async def github_login(request: Request) -> Response:
 
 async def github_callback(request: Request) -> Response:
     """`GET /auth/github/callback`: check the state, trade the code, read the profile, log in, redirect home."""
-    try:
-        profile = await _complete(request)
-    except GitHubLoginError as exc:
-        log.info("github login refused", code=exc.code)
-        return _error(request, exc)
+    profile = await _complete(request)
     state = state_of(request)
     registered = UserRegistered(
         actor=profile.user_id,
@@ -227,41 +223,6 @@ async def _fetch_profile(settings: Settings, code: str, verifier: str) -> GitHub
             raise _unavailable() from None
     # Without the user:email scope (or with no verified primary address) the list is 403/404: no email, still fine.
     return profile_from(user.json(), emails.json() if emails.is_success else None)
-
-
-_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Sign-in failed · Chirp</title>
-<style>
-body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 32rem; margin: 4rem auto; padding: 0 1rem; color: #1f2328; }}
-a {{ color: #0969da; }}
-</style>
-</head>
-<body>
-<main data-error="{code}">
-<h1>Sign-in failed</h1>
-<p>{message}</p>
-<p><a href="/auth/github/login">Try again</a> · <a href="/">Home</a></p>
-</main>
-</body>
-</html>
-"""
-
-
-def _wants_json(request: Request) -> bool:
-    accept = request.headers.get("accept", "")
-    return "application/json" in accept and "text/html" not in accept
-
-
-def _error(request: Request, exc: GitHubLoginError) -> Response:
-    headers = {"Cache-Control": "no-store"}
-    if _wants_json(request):
-        return JSONResponse(error_body(exc.code, exc.message), exc.status, headers=headers)
-    page = _PAGE.format(code=html.escape(exc.code), message=html.escape(exc.message))
-    return HTMLResponse(page, exc.status, headers=headers)
 
 
 routes = [

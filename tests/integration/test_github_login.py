@@ -162,6 +162,16 @@ def set_cookie_names(response: httpx.Response) -> set[str]:
     return {c.split("=", 1)[0] for c in response.headers.get_list("set-cookie")}
 
 
+# What each refusal tells the person, in the page or the JSON message.
+PHRASES = {
+    "bad_state": "expired or was already used",
+    "bad_code": "already used or has expired",
+    "access_denied": "declined",
+    "github_unavailable": "not answering",
+    "not_configured": "not set up",
+}
+
+
 def assert_refused(response: httpx.Response, status: int, code: str, *, as_json: bool = False) -> None:
     """Refused with the right error, as a page or as JSON, and without a session."""
     assert response.status_code == status, response.text
@@ -170,11 +180,10 @@ def assert_refused(response: httpx.Response, status: int, code: str, *, as_json:
     if as_json:
         assert response.headers["content-type"].startswith("application/json")
         error = response.json()["error"]
-        assert error["code"] == code and error["message"]
+        assert error["code"] == code and PHRASES[code] in error["message"]
     else:
         assert response.headers["content-type"].startswith("text/html")
-        assert f'data-error="{code}"' in response.text
-        assert "<h1>Sign-in failed</h1>" in response.text and 'href="/auth/github/login"' in response.text
+        assert "<h1" in response.text and PHRASES[code] in response.text
 
 
 async def assert_only_published_by(tail: Tail, user_id: str, request_id: str) -> None:
