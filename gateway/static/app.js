@@ -136,6 +136,20 @@
     });
   }
 
+  // An avatar that fails to load (offline, blocked, gone) becomes the initial placeholder the server draws.
+  function avatarFallback(img) {
+    function swap() {
+      var span = document.createElement("span");
+      var name = (img.getAttribute("data-name") || "?").replace(/^@/, "");
+      span.className = img.className + " hue-" + (img.getAttribute("data-hue") || "0");
+      span.setAttribute("aria-hidden", "true");
+      span.textContent = name.charAt(0).toUpperCase();
+      img.replaceWith(span);
+    }
+    if (img.complete && img.naturalWidth === 0) swap();
+    else img.addEventListener("error", swap);
+  }
+
   function wireConfirm(root) {
     root.querySelectorAll("form[data-confirm]").forEach(function (form) {
       form.addEventListener("submit", function (e) {
@@ -150,5 +164,6 @@
     document.querySelectorAll("form[data-composer]").forEach(composer);
     document.querySelectorAll("[data-live-feed]").forEach(live);
     wireConfirm(document);
+    document.querySelectorAll("img.avatar").forEach(avatarFallback);
   });
 })();
