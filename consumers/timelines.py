@@ -37,13 +37,15 @@ class Fanout:
     small: set[str] = field(default_factory=set)
 
 
-def plan_fanout(posts: Iterable[tuple[str, str]], followers: dict[str, list[str]], max_followers: int) -> Fanout:
+def plan_fanout(
+    posts: Iterable[tuple[str, str]], followers: dict[str, list[str]], big: set[str], max_followers: int
+) -> Fanout:
     """Each post goes to its author's timeline, and to every follower's unless the author has too many followers."""
     plan = Fanout()
     for post_id, author in posts:
         value = member(post_id, author)
         plan.timelines[author].append(value)
-        if len(followers.get(author, ())) > max_followers:
+        if author in big or len(followers.get(author, ())) > max_followers:
             plan.big.add(author)
             continue
         plan.small.add(author)
@@ -80,8 +82,9 @@ async def on_post_parsed(events: list[PostParsed], ctx: Context) -> None:
     live = [(post_id, author) for post_id, author in posts.items() if post_id not in gone]
     limit = ctx.settings.fanout_max_followers
     authors = {a for _, a in live}
-    followers = with_recent(await source.followers(authors, limit + 1), await timelines.recent_followers(authors))
-    plan = plan_fanout(live, followers, limit)
+    projected, big = await source.fanout_targets(authors, limit)
+    followers = with_recent(projected, await timelines.recent_followers(authors))
+    plan = plan_fanout(live, followers, big, limit)
     for author in plan.big:
         if await timelines.mark_big(author):
             await _became_big(author, timelines, source)
@@ -134,9 +137,8 @@ async def _backfill(
     follows: list[FollowChange], max_followers: int, timelines: RedisTimelines, source: PostgresTimelineSource
 ) -> None:
     followees = {c.followee_id for c in follows}
-    counts = await source.followers(followees, max_followers + 1)
-    marked = await timelines.all_big()
-    big = {a for a in followees if len(counts[a]) > max_followers or a in marked}
+    _, big = await source.fanout_targets(followees, max_followers)
+    big |= followees & await timelines.all_big()
     by_author: dict[str, list[str]] = defaultdict(list)
     for post_id, author in await source.recent(followees - big, timelines.length):
         by_author[author].append(member(post_id, author))

@@ -349,6 +349,15 @@ _FOLLOWERS = """
 SELECT a.author_id, f.follower_id FROM unnest($1::text[]) AS a(author_id), LATERAL (
     SELECT follower_id FROM follows WHERE followee_id = a.author_id AND active LIMIT $2) f"""
 
+# The projected follower count settles big authors without fetching thousands of follower ids per post.
+_FANOUT_TARGETS = """
+SELECT a.author_id, coalesce(u.followers_count, 0) AS projected, f.follower_id
+FROM unnest($1::text[]) AS a(author_id)
+LEFT JOIN users u ON u.user_id = a.author_id
+LEFT JOIN LATERAL (
+    SELECT follower_id FROM follows WHERE followee_id = a.author_id AND active
+    LIMIT CASE WHEN coalesce(u.followers_count, 0) > $2 THEN 0 ELSE $2 + 1 END) f ON true"""
+
 _FOLLOWEES = """
 SELECT f.followee_id, f.active, f.changed_at, coalesce(u.followers_count, 0) AS followers
 FROM follows f LEFT JOIN users u ON u.user_id = f.followee_id
@@ -409,6 +418,19 @@ class PostgresTimelineSource:
         for row in await self.pool.fetch(_FOLLOWERS, list(found), at_most):
             found[row["author_id"]].append(row["follower_id"])
         return found
+
+    async def fanout_targets(self, authors: Iterable[str], max_followers: int) -> tuple[dict[str, list[str]], set[str]]:
+        """(followers of each author with at most `max_followers`, the authors with more)."""
+        followers: dict[str, list[str]] = {}
+        big = set()
+        for row in await self.pool.fetch(_FANOUT_TARGETS, list(authors), max_followers):
+            author = row["author_id"]
+            found = followers.setdefault(author, [])
+            if row["follower_id"] is not None:
+                found.append(row["follower_id"])
+            if row["projected"] > max_followers or len(found) > max_followers:
+                big.add(author)
+        return {a: f for a, f in followers.items() if a not in big}, big
 
     async def follow_rows(self, user_id: str) -> dict[str, tuple[str, int]]:
         """followee -> (pair state, followee's follower count) for every pair of this follower, active or not."""

@@ -91,14 +91,16 @@ def test_newest_per_pair_keeps_the_newest_and_drops_self_follows() -> None:
 
 def test_fanout_plan_skips_followers_of_big_authors_but_not_the_author() -> None:
     followers = {"small": ["f1", "f2"], "big": ["f1", "f2", "f3"]}
-    plan = plan_fanout([("p1", "small"), ("p2", "big"), ("p3", "loner")], followers, max_followers=2)
-    assert plan.big == {"big"} and plan.small == {"small", "loner"}
+    posts = [("p1", "small"), ("p2", "big"), ("p3", "loner"), ("p4", "known")]
+    plan = plan_fanout(posts, followers, {"known"}, max_followers=2)
+    assert plan.big == {"big", "known"} and plan.small == {"small", "loner"}
     assert dict(plan.timelines) == {
         "small": ["p1:small"],
         "f1": ["p1:small"],
         "f2": ["p1:small"],
         "big": ["p2:big"],
         "loner": ["p3:loner"],
+        "known": ["p4:known"],
     }
 
 
