@@ -40,7 +40,7 @@ import asyncpg
 
 from chirp.settings import Settings
 from store.postgres import MIGRATIONS, connect
-from store.search import SEARCH_POSTS, PostgresSearch, tier_days
+from store.search import CANDIDATES, PROBE, SEARCH_POSTS, PostgresSearch, tier_days
 from store.search_query import ParsedQuery, parse_query
 
 RESULTS = Path(__file__).with_name("results") / "search.jsonl"
@@ -144,7 +144,8 @@ async def load(pool: asyncpg.Pool, corpus: Corpus, n: int, reload: bool) -> floa
         kept = False
         ddl = hashlib.sha1("".join(_statements("table") + _statements("index")).encode()).hexdigest()
         if await conn.fetchval(f"SELECT to_regclass('{SCHEMA}.meta') IS NOT NULL"):
-            sql = f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.meta WHERE posts = $1 AND seed = $2 AND ddl = $3)"
+            sql = f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.meta m WHERE posts = $1 AND seed = $2"
+            sql += " AND to_jsonb(m)->>'ddl' = $3)"  # an older load has no ddl column: loaded again
             kept = await conn.fetchval(sql, n, corpus.seed, ddl)
         if kept and not reload:
             return None
@@ -239,7 +240,20 @@ def pgbench_script(query: ParsedQuery) -> str:
     """SEARCH_POSTS with this query's parameters written in (what the adapter sends, minus the protocol)."""
     groups, texts, negated = query.arrays()
     ref = datetime(2026, 1, 31, tzinfo=UTC)
-    args = [groups, texts, negated, list(query.tags), list(query.authors), None, ref, 0, 21, *tier_days(ref)]
+    args = [
+        groups,
+        texts,
+        negated,
+        list(query.tags),
+        list(query.authors),
+        None,
+        ref,
+        0,
+        21,
+        *tier_days(ref),
+        PROBE,
+        CANDIDATES,
+    ]
     empty_arrays = {4: "'{}'", 5: "'{}'"}  # ARRAY[] needs a type; the statement casts each parameter anyway
 
     def substitute(match: re.Match[str]) -> str:

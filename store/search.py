@@ -7,12 +7,13 @@ Writes come from the search consumer, one statement per batch; reads serve `GET 
 - A query is parsed in Python (store/search_query.py) into terms; the SQL turns each term into a tsquery with
   `phraseto_tsquery($text)` and combines them with the `search_tsq_and/or` aggregates: one fixed statement, user
   text only in parameters.
-- Ranking runs over a bounded candidate set: the newest `CANDIDATES` matches, looked for in the last 2 days, then the
-  6 before, then older, each tier only when the newer ones held too few. `doc` carries a lexeme naming the post's
-  day, so each tier is one GIN search (`q & (day | day ...)`) and a common word never makes PostgreSQL visit all of
-  its matches in the table. Among candidates, posts carrying a
-  searched hashtag exactly come first, then `ts_rank` times a recency boost (x2 for a post just written, x1.5 a day
-  old, tending to x1). A hashtag is also a word of the text, so its posts are among the text matches.
+- Ranking runs over a bounded candidate set. A query with fewer than `PROBE` matches ranks them all (one GIN search,
+  stopped at `PROBE` rows); a commoner one ranks its newest `CANDIDATES` matches, looked for in the last 2 days,
+  then the 6 before, then older, each tier only when the newer ones held too few. `doc` carries a lexeme naming the
+  post's day, so each tier is one GIN search (`q & (day | day ...)`) and a common word never makes PostgreSQL visit
+  all of its matches in the table. Among candidates, posts carrying a searched hashtag exactly come first, then
+  `ts_rank` times a recency boost (x2 for a post just written, x1.5 a day old, tending to x1). A hashtag is also a
+  word of the text, so its posts are among the text matches.
 - Pages are offsets into that ranking, frozen by the cursor at the first page's newest candidate and reference
   time (which also fixes the tiers), so posts arriving meanwhile shift nothing.
 - Snippets come from `ts_headline` with private-use characters as delimiters (removed from the text first), then
@@ -35,6 +36,7 @@ from schemas.events import PostDeleted, PostParsed
 from store.search_query import ParsedQuery
 
 CANDIDATES = 1000
+PROBE = 2000  # a query with fewer matches than this ranks all of them; one with more, the newest by day tiers
 RECENT_DAYS = (2, 8)  # candidates come from the last 2 UTC days, then the 6 before, then older ones
 WHOLE_SNIPPET_CHARS = 300  # a post's text up to this long is its own snippet; longer ones get fragments
 _MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
@@ -197,7 +199,8 @@ _DAYS = "(SELECT string_agg(quote_literal(d), ' | ') FROM unnest({}::text[]) d):
 
 # $1 group ids, $2 term texts, $3 negated flags, $4 exact tags, $5 author handles, $6 ceiling id (or NULL),
 # $7 reference time of the recency boost, $8 offset, $9 rows wanted, $10 and $11 the day lexemes of the first two
-# tiers (see `tier_days`): q1, q2 and q3 are the query restricted to each tier, answered by the GIN index alone.
+# tiers (see `tier_days`): q1, q2 and q3 are the query restricted to each tier, answered by the GIN index alone;
+# $12 the probe size (PROBE), $13 the candidates kept (CANDIDATES).
 SEARCH_POSTS = f"""
 WITH terms AS (
     SELECT x.g, CASE WHEN x.neg THEN !! phraseto_tsquery('english', x.t) ELSE phraseto_tsquery('english', x.t) END AS q
@@ -209,31 +212,39 @@ WITH terms AS (
     FROM (SELECT search_tsq_and(q) AS q FROM (SELECT search_tsq_or(q) AS q FROM terms GROUP BY g) grp) t
 ), authors AS MATERIALIZED (
     SELECT user_id FROM search_users WHERE lower(handle) = ANY($5::text[])
+), probe AS MATERIALIZED (
+    -- Up to PROBE matches in table order: when there are fewer, they are all the matches, ranked as they are.
+    SELECT p.post_id FROM search_posts p
+    WHERE (SELECT ok FROM query) AND p.deleted_at IS NULL AND p.doc @@ (SELECT q FROM query) AND {_KEEP}
+    LIMIT $12::int
+), common AS MATERIALIZED (
+    SELECT count(*) >= $12::int AS yes FROM probe
 ), m1 AS MATERIALIZED (
     SELECT p.post_id FROM search_posts p
-    WHERE (SELECT ok FROM query) AND p.deleted_at IS NULL AND p.doc @@ (SELECT q1 FROM query) AND {_KEEP}
-    ORDER BY p.post_id DESC LIMIT {CANDIDATES}
+    WHERE (SELECT yes FROM common) AND p.deleted_at IS NULL AND p.doc @@ (SELECT q1 FROM query) AND {_KEEP}
+    ORDER BY p.post_id DESC LIMIT $13::int
 ), m2 AS MATERIALIZED (
     SELECT p.post_id FROM search_posts p
-    WHERE (SELECT count(*) FROM m1) < {CANDIDATES} AND (SELECT ok FROM query) AND p.deleted_at IS NULL
+    WHERE (SELECT count(*) FROM m1) < $13::int AND (SELECT yes FROM common) AND p.deleted_at IS NULL
       AND p.doc @@ (SELECT q2 FROM query) AND {_KEEP}
-    ORDER BY p.post_id DESC LIMIT {CANDIDATES}
+    ORDER BY p.post_id DESC LIMIT $13::int
 ), m3 AS MATERIALIZED (
     SELECT p.post_id FROM search_posts p
-    WHERE (SELECT count(*) FROM m1) + (SELECT count(*) FROM m2) < {CANDIDATES} AND (SELECT ok FROM query)
+    WHERE (SELECT count(*) FROM m1) + (SELECT count(*) FROM m2) < $13::int AND (SELECT yes FROM common)
       AND p.deleted_at IS NULL AND p.doc @@ (SELECT q3 FROM query) AND {_KEEP}
-    ORDER BY p.post_id DESC LIMIT {CANDIDATES}
+    ORDER BY p.post_id DESC LIMIT $13::int
 ), by_author AS MATERIALIZED (
     SELECT p.post_id FROM search_posts p
     WHERE NOT (SELECT ok FROM query) AND cardinality($5::text[]) > 0 AND p.deleted_at IS NULL
       AND p.author_id IN (SELECT user_id FROM authors) AND ($6::text IS NULL OR p.post_id <= $6::text)
       AND (NOT (SELECT has_q FROM query) OR p.doc @@ (SELECT q FROM query))
-    ORDER BY p.post_id DESC LIMIT {CANDIDATES}
+    ORDER BY p.post_id DESC LIMIT $13::int
 ), cand AS (
     SELECT post_id FROM (
-        SELECT post_id FROM m1 UNION ALL SELECT post_id FROM m2 UNION ALL SELECT post_id FROM m3
+        SELECT post_id FROM probe WHERE NOT (SELECT yes FROM common)
+        UNION ALL SELECT post_id FROM m1 UNION ALL SELECT post_id FROM m2 UNION ALL SELECT post_id FROM m3
         UNION ALL SELECT post_id FROM by_author
-    ) found ORDER BY post_id DESC LIMIT {CANDIDATES}
+    ) found ORDER BY post_id DESC LIMIT $13::int
 ), ranked AS (
     SELECT p.post_id, p.hashtags && $4::text[] AS exact,
            CASE WHEN query.has_q THEN ts_rank(p.doc, query.q) ELSE 0 END
@@ -317,6 +328,7 @@ class PostgresSearch:
 
     pool: asyncpg.Pool
     candidates: int = field(default=CANDIDATES)
+    probe: int = field(default=PROBE)
 
     async def save_parsed(self, events: Sequence[PostParsed]) -> None:
         """Upsert parsed posts in one statement (tombstones and newer renders win)."""
@@ -343,7 +355,17 @@ class PostgresSearch:
         if query.empty:
             return PostHits([], False, None)
         groups, texts, negated = query.arrays()
-        args = (list(query.tags), list(query.authors), ceiling, ref, offset, limit + 1, *tier_days(ref))
+        args = (
+            list(query.tags),
+            list(query.authors),
+            ceiling,
+            ref,
+            offset,
+            limit + 1,
+            *tier_days(ref),
+            self.probe,
+            self.candidates,
+        )
         rows = await self.pool.fetch(SEARCH_POSTS, groups, texts, negated, *args)
         top = rows[0]["ceiling"] if rows else ceiling
         return PostHits([_post_json(r) for r in rows[:limit]], len(rows) > limit, ceiling or top)

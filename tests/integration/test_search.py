@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import subprocess
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -24,6 +24,8 @@ from producers.broker import Publisher, make_broker
 from schemas import topics
 from schemas.events import Event, UserProfileUpdated, UserProfileUpdatedData
 from store.postgres import connect
+from store.search import PostgresSearch
+from store.search_query import parse_query
 from tests.conftest import eventually
 from tests.integration.explore_support import ago, caught_up, deleted, parsed, registered
 
@@ -200,7 +202,14 @@ async def test_posts_of_every_age_are_found_newest_first(
     ages = [{"minutes": -3}, {"hours": 1}, {"days": 1, "hours": 12}, {"days": 4}, {"days": 40}]
     posts = [parsed(user.payload.user_id, f"{w} aged", at=ago(**age)) for age in ages]
     await publish_and_wait(publisher, pg, [user, *posts])
-    assert await ids(client, w) == [p.payload.post_id for p in posts]
+    newest_first = [p.payload.post_id for p in posts]
+    assert await ids(client, w) == newest_first
+
+    # With a tiny probe the day tiers pick the candidates: each tier is read only while the newer ones held too few.
+    for keep, expected in ((3, newest_first[:3]), (4, newest_first[:4]), (9, newest_first)):
+        index = PostgresSearch(pg, candidates=keep, probe=2)
+        hits = await index.search_posts(parse_query(w), offset=0, limit=20, ref=datetime.now(UTC), ceiling=None)
+        assert [h["id"] for h in hits.items] == expected
 
 
 async def test_pages_cover_every_match_once(
