@@ -195,6 +195,7 @@ _KEEP = (
     " AND (cardinality($5::text[]) = 0 OR p.author_id IN (SELECT user_id FROM authors))"
 )
 
+_COLS = "p.post_id, p.doc, p.created_at, p.hashtags"  # what ranking needs, carried from the index search
 _DAYS = "(SELECT string_agg(quote_literal(d), ' | ') FROM unnest({}::text[]) d)::tsquery"
 
 # $1 group ids, $2 term texts, $3 negated flags, $4 exact tags, $5 author handles, $6 ceiling id (or NULL),
@@ -214,44 +215,44 @@ WITH terms AS (
     SELECT user_id FROM search_users WHERE lower(handle) = ANY($5::text[])
 ), probe AS MATERIALIZED (
     -- Up to PROBE matches in table order: when there are fewer, they are all the matches, ranked as they are.
-    SELECT p.post_id FROM search_posts p
+    SELECT {_COLS} FROM search_posts p
     WHERE (SELECT ok FROM query) AND p.deleted_at IS NULL AND p.doc @@ (SELECT q FROM query) AND {_KEEP}
     LIMIT $12::int
 ), common AS MATERIALIZED (
     SELECT count(*) >= $12::int AS yes FROM probe
 ), m1 AS MATERIALIZED (
-    SELECT p.post_id FROM search_posts p
+    SELECT {_COLS} FROM search_posts p
     WHERE (SELECT yes FROM common) AND p.deleted_at IS NULL AND p.doc @@ (SELECT q1 FROM query) AND {_KEEP}
     ORDER BY p.post_id DESC LIMIT $13::int
 ), m2 AS MATERIALIZED (
-    SELECT p.post_id FROM search_posts p
+    SELECT {_COLS} FROM search_posts p
     WHERE (SELECT count(*) FROM m1) < $13::int AND (SELECT yes FROM common) AND p.deleted_at IS NULL
       AND p.doc @@ (SELECT q2 FROM query) AND {_KEEP}
     ORDER BY p.post_id DESC LIMIT $13::int
 ), m3 AS MATERIALIZED (
-    SELECT p.post_id FROM search_posts p
+    SELECT {_COLS} FROM search_posts p
     WHERE (SELECT count(*) FROM m1) + (SELECT count(*) FROM m2) < $13::int AND (SELECT yes FROM common)
       AND p.deleted_at IS NULL AND p.doc @@ (SELECT q3 FROM query) AND {_KEEP}
     ORDER BY p.post_id DESC LIMIT $13::int
 ), by_author AS MATERIALIZED (
-    SELECT p.post_id FROM search_posts p
+    SELECT {_COLS} FROM search_posts p
     WHERE NOT (SELECT ok FROM query) AND cardinality($5::text[]) > 0 AND p.deleted_at IS NULL
       AND p.author_id IN (SELECT user_id FROM authors) AND ($6::text IS NULL OR p.post_id <= $6::text)
       AND (NOT (SELECT has_q FROM query) OR p.doc @@ (SELECT q FROM query))
     ORDER BY p.post_id DESC LIMIT $13::int
 ), cand AS (
-    SELECT post_id FROM (
-        SELECT post_id FROM probe WHERE NOT (SELECT yes FROM common)
-        UNION ALL SELECT post_id FROM m1 UNION ALL SELECT post_id FROM m2 UNION ALL SELECT post_id FROM m3
-        UNION ALL SELECT post_id FROM by_author
+    SELECT * FROM (
+        SELECT * FROM probe WHERE NOT (SELECT yes FROM common)
+        UNION ALL SELECT * FROM m1 UNION ALL SELECT * FROM m2 UNION ALL SELECT * FROM m3
+        UNION ALL SELECT * FROM by_author
     ) found ORDER BY post_id DESC LIMIT $13::int
 ), ranked AS (
-    SELECT p.post_id, p.hashtags && $4::text[] AS exact,
-           CASE WHEN query.has_q THEN ts_rank(p.doc, query.q) ELSE 0 END
-           * (1 + 1 / (1 + greatest(0, extract(epoch FROM $7::timestamptz - p.created_at)) / 86400.0)) AS score,
-           max(p.post_id) OVER () AS ceiling
-    FROM cand JOIN search_posts p USING (post_id), query
-    ORDER BY exact DESC, score DESC, p.post_id DESC
+    SELECT c.post_id, c.hashtags && $4::text[] AS exact,
+           CASE WHEN query.has_q THEN ts_rank(c.doc, query.q) ELSE 0 END
+           * (1 + 1 / (1 + greatest(0, extract(epoch FROM $7::timestamptz - c.created_at)) / 86400.0)) AS score,
+           max(c.post_id) OVER () AS ceiling
+    FROM cand c, query
+    ORDER BY exact DESC, score DESC, c.post_id DESC
     OFFSET $8 LIMIT $9
 )
 SELECT r.ceiling, p.post_id, p.author_id, p.body, p.html, p.text, p.hashtags, p.mentions, p.reply_to, p.created_at,
