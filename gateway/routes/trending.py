@@ -2,9 +2,14 @@
 
 The trending consumer precomputes each window's ranking (store/trending.py); this endpoint only reads it: one Redis
 GET of a JSON blob, cut to `limit`. Before the first ranking exists the lists are empty.
+The blob and its cuts are kept in the process for `CACHE_S` (rankings change every few seconds at most), so a
+busy gateway asks Redis about once a second per window instead of once per request.
 """
 
 from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
 
 import orjson
 from starlette.requests import Request
@@ -17,6 +22,7 @@ from gateway.state import state_of
 from store.trending import TOP, ranking_key
 from store.trending_score import WINDOWS
 
+CACHE_S = 1.0
 DEFAULT_WINDOW = "1h"
 DEFAULT_LIMIT = 10
 _EMPTY = b'{"hashtags":[],"users":[]}'
@@ -39,12 +45,27 @@ def cut(blob: str | bytes | None, limit: int) -> bytes:
     return orjson.dumps({"hashtags": ranking["hashtags"][:limit], "users": ranking["users"][:limit]})
 
 
+@dataclass
+class _Cached:
+    blob: str | bytes | None
+    until: float
+    cuts: dict[int, bytes] = field(default_factory=dict)
+
+
 async def trending(request: Request) -> Response:
     """`GET /api/trending` → the precomputed ranking of the window."""
     window = validate_window(request.query_params.get("window"))
     limit = parse_limit(request.query_params.get("limit"), default=DEFAULT_LIMIT, maximum=TOP)
-    blob = await state_of(request).redis.get(ranking_key(window))
-    return Response(cut(blob, limit), media_type="application/json")
+    state = state_of(request)
+    cache: dict[str, _Cached] = state.extras.setdefault("trending_cache", {})
+    entry = cache.get(window)
+    now = time.monotonic()
+    if entry is None or entry.until < now:
+        entry = cache[window] = _Cached(await state.redis.get(ranking_key(window)), now + CACHE_S)
+    body = entry.cuts.get(limit)
+    if body is None:
+        body = entry.cuts[limit] = cut(entry.blob, limit)
+    return Response(body, media_type="application/json")
 
 
 routes = [Route("/api/trending", trending, methods=["GET"])]
