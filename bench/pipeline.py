@@ -425,7 +425,7 @@ async def wait_healthy(http: httpx.AsyncClient, proc: subprocess.Popen[bytes]) -
 
 
 async def find_max(harness: Harness, start: int, ceiling: float) -> dict[str, Any]:
-    """Double the rate from `start` (or halve it) until it fails, then bisect; ok = visible p99 < 1 s, drained in 2 s."""
+    """Double the rate from `start` (or halve it) until it fails, then bisect; ok: visible p99 < 1 s, drain < 2 s."""
     ok_rate, bad_rate, best = 0, 0, None
     rate = start
     for step in range(8):
