@@ -80,6 +80,7 @@ def gateway(
         log_config=None,
         access_log=False,
         proxy_headers=False,
+        timeout_graceful_shutdown=5,  # live-update streams reconnect; don't hold a stopping gateway for them
     )
 
 
