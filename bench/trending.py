@@ -8,7 +8,9 @@ Prints a table and appends JSON lines to bench/results/trending.jsonl. Method: .
 2. The gateway (`gateway.asgi:app`, that Redis database) and a bare Starlette app answering the same bytes run in
    turn under the same uvicorn settings (one worker, httptools, uvloop, no access log), pinned to core 0; wrk runs
    on core 1 (`wrk -t1 -c{connections} --latency`) against `/api/trending?window=1h` (the default limit, 10).
-3. Runs alternate ceiling and gateway; medians of `--runs` (min-max) and the ratio of the medians.
+3. Runs alternate ceiling and gateway; medians of `--runs` (min-max) and the ratio of the medians. The gateway's
+   own `/healthz` (a constant JSON through the same middleware and router) is measured too, to show how much of the
+   gap is the app's shared per-request cost rather than this endpoint.
 """
 
 from __future__ import annotations
@@ -108,9 +110,9 @@ def wait_ready(port: int, timeout: float = 60) -> bytes:
         time.sleep(0.2)
 
 
-def wrk(port: int, seconds: int, connections: int) -> dict[str, float]:
+def wrk(port: int, seconds: int, connections: int, path: str = PATH) -> dict[str, float]:
     cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
-    out = subprocess.run([*cmd, f"http://127.0.0.1:{port}{PATH}"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([*cmd, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     found = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -128,13 +130,17 @@ def summary(values: list[float]) -> dict[str, float]:
     return {"median": round(statistics.median(values), 1), "min": round(min(values), 1), "max": round(max(values), 1)}
 
 
-def measure(app: str, env: dict[str, str], seconds: int, connections: int) -> tuple[dict[str, float], bytes]:
+def measure(
+    app: str, env: dict[str, str], seconds: int, connections: int, also: str | None = None
+) -> tuple[dict[str, float], bytes, dict[str, float] | None]:
+    """wrk on PATH (and on `also`, same server) after a warm-up; the body PATH answered."""
     port = free_port()
     server = serve(app, port, env)
     try:
         body = wait_ready(port)
         wrk(port, 1, connections)  # warm-up
-        return wrk(port, seconds, connections), body
+        result = wrk(port, seconds, connections)
+        return result, body, wrk(port, seconds, connections, also) if also else None
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -152,13 +158,15 @@ def main() -> None:
     asyncio.run(store_ranking(settings))
     body_file = Path(f"/tmp/chirp-bench-trending-{os.getpid()}.json")
     gateway_runs: list[dict[str, float]] = []
+    healthz_runs: list[dict[str, float]] = []
     bare_runs: list[dict[str, float]] = []
     try:
         for _ in range(args.runs):
-            result, body = measure("gateway.asgi:app", env, args.seconds, args.connections)
+            result, body, healthz = measure("gateway.asgi:app", env, args.seconds, args.connections, "/healthz")
             gateway_runs.append(result)
+            healthz_runs.append(healthz or {})
             body_file.write_bytes(body)  # the ceiling answers exactly what the gateway answered
-            result, same = measure(
+            result, same, _ = measure(
                 "bench.trending:bare_app", {**env, BODY_ENV: str(body_file)}, args.seconds, args.connections
             )
             assert same == body
@@ -173,6 +181,7 @@ def main() -> None:
         "seconds": args.seconds,
         "gateway_rps": summary([r["rps"] for r in gateway_runs]),
         "bare_starlette_rps": summary([r["rps"] for r in bare_runs]),
+        "gateway_healthz_rps": summary([r["rps"] for r in healthz_runs]),
         "gateway_to_bare_ratio": round(
             statistics.median(r["rps"] for r in gateway_runs) / statistics.median(r["rps"] for r in bare_runs), 3
         ),
