@@ -358,12 +358,18 @@ class Harness:
     users: list[dict[str, str]]
     notices: Notices
     watched: Watched
+    offsets: AIOKafkaConsumer
+
+    async def topic_end(self) -> int:
+        """Records in post-created so far: others publish too, and the bench's consumers handle theirs as well."""
+        tps = [TopicPartition("post-created", p) for p in range(BY_NAME["post-created"].partitions)]
+        return sum((await self.offsets.end_offsets(tps)).values())
 
     async def measure(self, rate: int, seconds: float, seed: int) -> dict[str, Any]:
         bodies = make_bodies(max(1, int(rate * seconds)), seed)
-        before = self.watched.ticks()
+        before, end_before = self.watched.ticks(), await self.topic_end()
         run = await open_loop(self.http, self.users, bodies, rate, self.notices)
-        after = self.watched.ticks()
+        after, end_after = self.watched.ticks(), await self.topic_end()
         live = await count_live(self.pg, run.ids)
         if os.environ.get("BENCH_TIMELINE"):
             t0 = run.timeline[0][0] if run.timeline else 0
@@ -385,6 +391,8 @@ class Harness:
             "invisible": run.invisible,
             "drain_s": round(run.last_visible_at, 3),
             "cpu_ms_per_post": cpu,
+            # posts others published meanwhile also cost the bench's consumers, Kafka and PostgreSQL CPU
+            "topic_posts": end_after - end_before,
         }
 
 
@@ -479,6 +487,8 @@ async def main() -> None:
     pg = await asyncpg.create_pool(settings.postgres_dsn(), min_size=1, max_size=2)
     notices = Notices()
     listener = asyncio.create_task(notices.listen(redis_client))
+    offsets = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    await offsets.start()
     try:
         await wait_healthy(http, gateway)
         users = await login_users(http, args.users)
@@ -489,7 +499,7 @@ async def main() -> None:
                           ("postgres", postmaster_pid(settings))):  # fmt: skip
             if pid:
                 pids[name] = (pid, name == "postgres")
-        harness = Harness(settings, mini, pg, users, notices, Watched(pids))
+        harness = Harness(settings, mini, pg, users, notices, Watched(pids), offsets)
         runs = []
         for i in range(args.runs):
             result = await harness.measure(args.rate, args.seconds, seed=i)
@@ -504,6 +514,7 @@ async def main() -> None:
         listener.cancel()
         await http.aclose()
         await mini.close()
+        await offsets.stop()
         await redis_client.aclose()
         await pg.close()
         for proc in (gateway, consumers):
@@ -535,6 +546,7 @@ def report(args: argparse.Namespace, size: int, ceiling: list[float], runs: list
         "visible_ms": {q: over_runs(("visible", q)) for q in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
         "loadavg_1m_per_run": [r["loadavg_1m"] for r in runs],
         "count_in": sum(r["count_in"] for r in runs),
+        "topic_posts": sum(r["topic_posts"] for r in runs),  # > count_in: others published during the runs
         "count_out": sum(r["count_out"] for r in runs),
         "errors": sum(r["errors"] for r in runs),
         "cpu_ms_per_post": {p: spread([r["cpu_ms_per_post"][p] for r in runs], 3) for p in processes},
@@ -554,7 +566,8 @@ def report(args: argparse.Namespace, size: int, ceiling: list[float], runs: list
         print(f"{'cpu-ms/post ' + name:<28} {s['median']:>9} ({s['min']}..{s['max']})")
     print(f"{'cpu-ms/post all':<28} {result['cpu_ms_per_post_total']['median']:>9} "
           f"(= {result['posts_per_s_per_core']} posts/s per core)")  # fmt: skip
-    print(f"{'count in / out':<28} {result['count_in']} / {result['count_out']} (errors {result['errors']})")
+    print(f"{'count in / out':<28} {result['count_in']} / {result['count_out']} (errors {result['errors']}; "
+          f"{result['topic_posts']} posts entered post-created meanwhile)")  # fmt: skip
     print(f"{'rss MB idle / peak':<28} {idle_rss} / {peak_rss}")
     print(f"{'ProducerPerformance rec/s':<28} {result['producer_perf_per_s']} (record {size} B)")
     if maximum:
