@@ -360,16 +360,18 @@ class Harness:
     watched: Watched
     offsets: AIOKafkaConsumer
 
-    async def topic_end(self) -> int:
-        """Records in post-created so far: others publish too, and the bench's consumers handle theirs as well."""
-        tps = [TopicPartition("post-created", p) for p in range(BY_NAME["post-created"].partitions)]
-        return sum((await self.offsets.end_offsets(tps)).values())
+    async def topic_ends(self) -> dict[str, int]:
+        """Records in the post topics so far: others publish too, and the bench's consumers handle theirs as well."""
+        names = ("post-created", "post-parsed", "post-deleted")
+        tps = [TopicPartition(name, p) for name in names for p in range(BY_NAME[name].partitions)]
+        ends = await self.offsets.end_offsets(tps)
+        return {name: sum(offset for tp, offset in ends.items() if tp.topic == name) for name in names}
 
     async def measure(self, rate: int, seconds: float, seed: int) -> dict[str, Any]:
         bodies = make_bodies(max(1, int(rate * seconds)), seed)
-        before, end_before = self.watched.ticks(), await self.topic_end()
+        before, ends_before = self.watched.ticks(), await self.topic_ends()
         run = await open_loop(self.http, self.users, bodies, rate, self.notices)
-        after, end_after = self.watched.ticks(), await self.topic_end()
+        after, ends_after = self.watched.ticks(), await self.topic_ends()
         live = await count_live(self.pg, run.ids)
         if os.environ.get("BENCH_TIMELINE"):
             t0 = run.timeline[0][0] if run.timeline else 0
@@ -392,7 +394,7 @@ class Harness:
             "drain_s": round(run.last_visible_at, 3),
             "cpu_ms_per_post": cpu,
             # posts others published meanwhile also cost the bench's consumers, Kafka and PostgreSQL CPU
-            "topic_posts": end_after - end_before,
+            "topic_records": {name: ends_after[name] - ends_before[name] for name in ends_after},
         }
 
 
@@ -546,7 +548,8 @@ def report(args: argparse.Namespace, size: int, ceiling: list[float], runs: list
         "visible_ms": {q: over_runs(("visible", q)) for q in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
         "loadavg_1m_per_run": [r["loadavg_1m"] for r in runs],
         "count_in": sum(r["count_in"] for r in runs),
-        "topic_posts": sum(r["topic_posts"] for r in runs),  # > count_in: others published during the runs
+        # more than count_in: others published during the runs (their events cost the bench's consumers too)
+        "topic_records": {t: sum(r["topic_records"][t] for r in runs) for t in runs[0]["topic_records"]},
         "count_out": sum(r["count_out"] for r in runs),
         "errors": sum(r["errors"] for r in runs),
         "cpu_ms_per_post": {p: spread([r["cpu_ms_per_post"][p] for r in runs], 3) for p in processes},
@@ -567,7 +570,7 @@ def report(args: argparse.Namespace, size: int, ceiling: list[float], runs: list
     print(f"{'cpu-ms/post all':<28} {result['cpu_ms_per_post_total']['median']:>9} "
           f"(= {result['posts_per_s_per_core']} posts/s per core)")  # fmt: skip
     print(f"{'count in / out':<28} {result['count_in']} / {result['count_out']} (errors {result['errors']}; "
-          f"{result['topic_posts']} posts entered post-created meanwhile)")  # fmt: skip
+          f"records that entered the post topics meanwhile: {result['topic_records']})")  # fmt: skip
     print(f"{'rss MB idle / peak':<28} {idle_rss} / {peak_rss}")
     print(f"{'ProducerPerformance rec/s':<28} {result['producer_perf_per_s']} (record {size} B)")
     if maximum:
