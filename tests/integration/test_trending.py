@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import redis as sync_redis
 import redis.asyncio as aioredis
 
 from chirp.settings import Settings
@@ -281,3 +283,30 @@ async def test_synthetic_times_rank_as_live_and_order_does_not_matter(
     assert await dump(redis, shuffled.extras["trending_prefix"], skip) == await dump(
         redis, in_order.extras["trending_prefix"], skip
     )
+
+
+def test_cli_hide_and_unhide_are_events_the_consumer_applies(pipeline: Pipeline, settings: Settings) -> None:
+    """`chirp trending hide|unhide` publish trending-moderated; the running consumer records the newest decision."""
+    from typer.testing import CliRunner
+
+    from chirp.ops.trending import trending_app
+
+    name = tag()
+    client = sync_redis.Redis.from_url(settings.redis_url, decode_responses=True)
+
+    def state(expected: str) -> str:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            value = client.hget("trending:moderation", f"#{name}")
+            if value is not None and value.endswith(expected):
+                return value
+            time.sleep(0.05)
+        raise AssertionError(f"#{name} never became {expected!r}")
+
+    runner = CliRunner()
+    assert runner.invoke(trending_app, ["hide", f"#{name.upper()}"]).exit_code == 0
+    state("|1")
+    assert runner.invoke(trending_app, ["unhide", name]).exit_code == 0
+    state("|0")
+    assert runner.invoke(trending_app, ["hide", "not a tag"]).exit_code == 2
+    client.close()
