@@ -118,7 +118,7 @@ class Corpus:
         """`n` queries of two different words, each drawn from the Zipf distribution of the content words."""
         rng = random.Random(self.seed * 104729)
         content = self.words[len(STOP_WORDS) :]
-        found = []
+        found: list[str] = []
         while len(found) < n:
             a, b = rng.choices(content, cum_weights=self.content_cum, k=2)
             if a != b:
