@@ -9,8 +9,8 @@ Prints a table and appends JSON lines to bench/results/timeline.jsonl. Method: .
 - Throughput: `wrk` (keep-alive, `--connections`) against the gateway (`uvicorn gateway.asgi:app`) and, alternating
   in every run, against a bare Starlette app returning the same JSON body (same uvicorn options): the ceiling.
   With one worker the server is pinned to core 0 and the load to core 1; PostgreSQL and Redis float.
-- Latency: open loop at half the gateway's median throughput, timed from each request's scheduled send time (no
-  coordinated omission), against both servers.
+- Latency: open loop at `--rate` (default: half the gateway's median throughput), timed from each request's
+  scheduled send time (no coordinated omission), against both servers, `--latency-runs` times.
 - CPU-ms per request of the gateway, PostgreSQL and Redis processes (utime+stime from /proc), in the wrk runs.
 """
 
@@ -285,6 +285,18 @@ def cpu_delta(before: dict[int, tuple[str, int]], after: dict[int, tuple[str, in
     return spent
 
 
+def latency_summary(runs: list[dict[str, float]]) -> dict[str, object]:
+    """Median (min-max) of each percentile over the open-loop runs."""
+    return {
+        key: {
+            "median": statistics.median(r[key] for r in runs),
+            "min": min(r[key] for r in runs),
+            "max": max(r[key] for r in runs),
+        }
+        for key in ("p50_ms", "p99_ms", "max_ms")
+    } | {"runs": len(runs), "requests_per_run": runs[0]["n"]}
+
+
 def summary(values: list[float]) -> dict[str, float]:
     return {"median": round(statistics.median(values)), "min": round(min(values)), "max": round(max(values))}
 
@@ -294,6 +306,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--latency-seconds", type=int, default=10)
+    parser.add_argument("--latency-runs", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rate", type=float, default=0, help="open-loop rate; default half the measured throughput")
     parser.add_argument("--workers", type=int, default=1, help="gateway workers; 1 pins server and load")
@@ -337,9 +350,11 @@ def main() -> None:
                 served += int(ours[-1]["rps"] * args.seconds)
                 for name in cpu:
                     cpu[name] += spent[name] * 1000 / tick
-            half = statistics.median(r["rps"] for r in ours) / 2
-            lat_ours = pcts(asyncio.run(open_loop(port, token, half, args.latency_seconds)))
-            lat_bare = pcts(asyncio.run(open_loop(bare_port, token, half, args.latency_seconds)))
+            half = args.rate or statistics.median(r["rps"] for r in ours) / 2
+            lat_ours, lat_bare = [], []
+            for _ in range(args.latency_runs):
+                lat_ours.append(pcts(asyncio.run(open_loop(port, token, half, args.latency_seconds))))
+                lat_bare.append(pcts(asyncio.run(open_loop(bare_port, token, half, args.latency_seconds))))
     ratio = statistics.median(r["rps"] for r in ours) / statistics.median(r["rps"] for r in bare)
     result = {
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -354,9 +369,9 @@ def main() -> None:
         "timeline_to_bare_ratio": round(ratio, 3),
         "timeline_wrk_p50_ms": round(statistics.median(r["p50_ms"] for r in ours), 2),
         "timeline_wrk_p99_ms": round(statistics.median(r["p99_ms"] for r in ours), 2),
-        "half_load_rate_per_s": round(half),
-        "half_load_timeline": lat_ours,
-        "half_load_bare": lat_bare,
+        "open_loop_rate_per_s": round(half),
+        "open_loop_timeline": latency_summary(lat_ours),
+        "open_loop_bare": latency_summary(lat_bare),
         # PostgreSQL and Redis: every process of theirs on the box, so whatever else runs is counted too.
         "cpu_ms_per_request": {name: round(ms / served, 3) for name, ms in cpu.items()},
     }
