@@ -76,7 +76,7 @@ def synthetic_posts(rng: random.Random, authors: list[str], per_author: int) -> 
     weights = [1 / (i + 1) for i in range(len(tags))]
     words = ("the", "of", "and", "to", "in", "is", "you", "that", "it", "he", "was", "for", "on", "are", "as")
     base_ms = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000)
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for i, author in enumerate(authors):
         for j in range(per_author):
             ms = base_ms + (j * len(authors) + i) * 60_000

@@ -23,20 +23,10 @@ from store.timelines import (
     timeline_key,
 )
 from tests.conftest import eventually
-from tests.integration.users_support import api_user, at, ctx, follow_event, logged_in, pg, publisher, wait_user
+from tests.integration.users_support import api_user, at, ctx, follow_event, logged_in, pg, post, publisher, wait_user
 
 __all__ = ["api_user", "ctx", "pg", "publisher"]  # module fixtures
 pytestmark = pytest.mark.usefixtures("pipeline")
-
-
-async def post(client: httpx.AsyncClient, headers: dict[str, str], body: str) -> str:
-    """Create a post through the API; returns once it is visible in the posts read model."""
-    response = await client.post("/api/posts", json={"body": body}, headers={**headers, "Prefer": "wait"})
-    assert response.status_code == 202, response.text
-    post_id = response.json()["id"]
-    if response.headers.get("preference-applied") != "wait":  # not visible within the wait: poll for it
-        await eventually(lambda: client.get(f"/api/posts/{post_id}"), until=lambda r: r.status_code == 200)
-    return post_id
 
 
 async def read(client: httpx.AsyncClient, headers: dict[str, str], **params: Any) -> dict[str, Any]:

@@ -87,3 +87,13 @@ async def api_user(app: Starlette, settings: Settings, pg: asyncpg.Pool) -> tupl
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=settings.public_url) as http:
         return await logged_in(http, pg)
+
+
+async def post(client: httpx.AsyncClient, headers: dict[str, str], body: str) -> str:
+    """Create a post through the API; returns once it is visible in the posts read model."""
+    response = await client.post("/api/posts", json={"body": body}, headers={**headers, "Prefer": "wait"})
+    assert response.status_code == 202, response.text
+    post_id = response.json()["id"]
+    if response.headers.get("preference-applied") != "wait":  # not visible within the wait: poll for it
+        await eventually(lambda: client.get(f"/api/posts/{post_id}"), until=lambda r: r.status_code == 200)
+    return post_id
