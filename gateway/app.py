@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import pkgutil
 from collections.abc import AsyncIterator
@@ -43,7 +44,10 @@ def create_app(settings: Settings) -> Starlette:
         await broker.connect()
         await ensure_topics(settings)
         pg = await connect(settings)
-        redis_client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=200, timeout=5, decode_responses=True
+        )  # waits for a free connection under load instead of failing the request
+        redis_client = aioredis.Redis(connection_pool=pool)
         app.state.chirp = State(
             settings,
             broker,
@@ -54,6 +58,8 @@ def create_app(settings: Settings) -> Starlette:
             sessions=SessionStore(redis_client, settings.refresh_token_days),
             limiter=RateLimiter(redis_client),
         )
+        gc.collect()
+        gc.freeze()  # startup objects leave the collector's view: shorter full-collection pauses on hot paths
         try:
             yield
         finally:
