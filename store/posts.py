@@ -116,7 +116,8 @@ RETURNING post_id
 """
 
 
-def _view(row: asyncpg.Record) -> PostView:
+def post_view(row: asyncpg.Record) -> PostView:
+    """A post row (joined with its author and reply count) as the view every post list serves."""
     return PostView(
         id=row["post_id"],
         author_id=row["author_id"],
@@ -174,7 +175,7 @@ class PostgresPosts:
             where = f"{where} AND p.post_id {cmp} ${len(args)}"
         sql = _PAGE.format(where=where, order=order, limit=f"${len(args) + 1}")
         rows = await self._pool.fetch(sql, *args, limit + 1)
-        items = [_view(r) for r in rows[:limit]]
+        items = [post_view(r) for r in rows[:limit]]
         return Page(items, items[-1].id if len(rows) > limit else None)
 
     async def get(self, post_id: str) -> PostView | None:

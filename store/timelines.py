@@ -27,7 +27,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from ulid import ULID
 
-from store.posts import PostView
+from store.posts import PostView, post_view
 from store.users import FollowChange
 
 BUILT = "~"
@@ -364,25 +364,6 @@ FROM follows f LEFT JOIN users u ON u.user_id = f.followee_id
 WHERE f.follower_id = $1"""
 
 
-def _view(row: asyncpg.Record) -> PostView:
-    """The posts API's view of a post (store/posts.py), so timeline items have the same shape."""
-    return PostView(
-        id=row["post_id"],
-        author_id=row["author_id"],
-        handle=row["handle"],
-        display_name=row["display_name"],
-        avatar_url=row["avatar_url"],
-        body=row["body"],
-        html=row["html"],
-        text=row["text"],
-        hashtags=row["hashtags"],
-        mentions=row["mentions"],
-        reply_to=row["reply_to"],
-        reply_count=row["reply_count"],
-        created_at=row["created_at"],
-    )
-
-
 class PostgresTimelineSource:
     """What timelines are made of, read from the `posts`, `follows` and `users` tables."""
 
@@ -391,7 +372,7 @@ class PostgresTimelineSource:
 
     async def items(self, post_ids: list[str], authors: list[str], before: str | None, limit: int) -> list[PostView]:
         """Live posts among `post_ids` and the newest of `authors` before `before`, newest first, at most `limit`."""
-        return [_view(r) for r in await self.pool.fetch(_ITEMS, post_ids, authors, before, limit)]
+        return [post_view(r) for r in await self.pool.fetch(_ITEMS, post_ids, authors, before, limit)]
 
     async def recent(self, authors: Iterable[str], per_author: int) -> list[tuple[str, str]]:
         """(post_id, author_id) of each author's newest `per_author` live posts."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
@@ -53,14 +54,18 @@ async def test_readyz_names_redis_when_it_stops_and_recovers(settings: Settings,
                 return await http.get("/readyz")
 
             await eventually(ready, until=lambda r: r.status_code == 200)
-            subprocess.run(["redis-cli", "-p", str(own_redis), "shutdown", "nosave"], check=False)
+            await asyncio.to_thread(
+                subprocess.run, ["redis-cli", "-p", str(own_redis), "shutdown", "nosave"], check=False
+            )
             down = await eventually(ready, until=lambda r: r.status_code == 503)
             body = down.json()
             assert body["redis"].startswith("down") and body["kafka"] == "ok" and body["postgres"] == "ok"
             assert "redis" in body["error"]["message"]
-            subprocess.run(cmd_up, check=True, stdout=subprocess.DEVNULL)
+            await asyncio.to_thread(subprocess.run, cmd_up, check=True, stdout=subprocess.DEVNULL)
             await eventually(ready, until=lambda r: r.status_code == 200)
-            subprocess.run(["redis-cli", "-p", str(own_redis), "shutdown", "nosave"], check=False)
+            await asyncio.to_thread(
+                subprocess.run, ["redis-cli", "-p", str(own_redis), "shutdown", "nosave"], check=False
+            )
 
 
 async def test_unknown_route_is_a_json_404(client: httpx.AsyncClient) -> None:
