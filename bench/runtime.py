@@ -4,7 +4,8 @@
 
 Prints a table and appends JSON lines to bench/results/runtime.jsonl. Method: ../shared/BENCH.md.
 1. Ceiling: Kafka's ConsumerPerformance / ProducerPerformance on the same box, same record size.
-2. Raw Python client: a no-op aiokafka `getmany` loop over the same topic.
+2. Raw Python client: a no-op aiokafka `getmany` loop over the same topic (same `max_records` as the runtime),
+   and the same loop validating each record into its pydantic event model, as the runtime does.
 3. The runtime: `chirp consume bench.noop_consumer` (decode, validate, no-op batch handler, commit) in a child
    process; events/s from its first commit to the last, as a ratio to (2).
 4. Latency: open-loop publishing at `--rate` events/s; publish → handler (handler side) and publish → commit
@@ -36,6 +37,7 @@ from schemas.topics import Topic
 
 RESULTS = Path(__file__).with_name("results") / "runtime.jsonl"
 ROOT = Path(__file__).resolve().parents[1]
+VALIDATOR = PostCreated.__pydantic_validator__
 
 
 def event_bytes(body: str) -> bytes:
@@ -56,7 +58,7 @@ async def fill(settings: Settings, topic: str, n: int) -> int:
     return len(value)
 
 
-async def raw_getmany(settings: Settings, topic: str, n: int) -> float:
+async def raw_getmany(settings: Settings, topic: str, n: int, *, validate: bool = False) -> float:
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=settings.bootstrap_servers, group_id=f"raw-{new_id()}", auto_offset_reset="earliest"
     )
@@ -64,10 +66,14 @@ async def raw_getmany(settings: Settings, topic: str, n: int) -> float:
     seen, started = 0, 0.0
     try:
         while seen < n:
-            batch = await consumer.getmany(timeout_ms=200, max_records=500)
+            batch = await consumer.getmany(timeout_ms=200, max_records=settings.consumer_batch_size)
             if batch and not started:
                 started = time.perf_counter()
-            seen += sum(len(records) for records in batch.values())
+            for records in batch.values():
+                seen += len(records)
+                if validate:
+                    for record in records:
+                        VALIDATOR.validate_json(record.value)
             if batch:
                 await consumer.commit()
     finally:
@@ -224,10 +230,11 @@ async def main() -> None:
     topic = f"bench-rt-{new_id().lower()}"
     await ensure_topics(settings, (Topic(topic, key="post_id"),))
     size = await fill(settings, topic, args.events)
-    ceiling, raw, runtime = [], [], []
+    ceiling, raw, raw_validated, runtime = [], [], [], []
     for _ in range(args.runs):
         ceiling.append(consumer_perf(settings, topic, args.events))
         raw.append(await raw_getmany(settings, topic, args.events))
+        raw_validated.append(await raw_getmany(settings, topic, args.events, validate=True))
         runtime.append(await runtime_rate(settings, topic, args.events))
     produce = producer_perf(settings, args.events, size)
     lat = await latency(settings, args.rate, args.seconds)
@@ -240,8 +247,10 @@ async def main() -> None:
         "kafka_consumer_perf_per_s": summary(ceiling),
         "kafka_producer_perf_per_s": round(produce),
         "raw_getmany_per_s": summary(raw),
+        "raw_getmany_validating_per_s": summary(raw_validated),
         "runtime_noop_per_s": summary(runtime),
         "runtime_to_raw_ratio": round(ratio, 3),
+        "runtime_to_raw_validating_ratio": round(statistics.median(runtime) / statistics.median(raw_validated), 3),
         "runtime_to_kafka_ratio": round(statistics.median(runtime) / statistics.median(ceiling), 3),
         "latency_at_rate": {"rate_per_s": args.rate, "seconds": args.seconds, **lat},
         "idle_consumer_rss_mb": round(rss, 1),

@@ -32,14 +32,15 @@ import asyncpg
 import orjson
 import redis.asyncio as aioredis
 import redis.exceptions
-from aiokafka import ConsumerRecord
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
 
+from chirp.heap import settle_after_startup
 from chirp.logging import bind_contextvars, get_logger
 from chirp.settings import Settings
 from producers.broker import CORRELATION_HEADER, Publisher, ensure_topics, make_broker
@@ -51,9 +52,7 @@ E = TypeVar("E", bound=Event)
 
 PROCESSED = Counter("chirp_events_processed", "Events handled", ["consumer", "topic"])
 FAILED = Counter("chirp_events_failed", "Handler attempts that raised", ["consumer", "topic"])
-DEAD_LETTERED = Counter(
-    "chirp_events_dead_lettered", "Events sent to the dead-letter topic", ["consumer", "topic"]
-)
+DEAD_LETTERED = Counter("chirp_events_dead_lettered", "Events sent to the dead-letter topic", ["consumer", "topic"])
 LATENCY = Histogram("chirp_handler_seconds", "Handler latency per batch", ["consumer", "topic"])
 LAG = Gauge("chirp_consumer_lag", "End offset minus position", ["consumer", "topic", "partition"])
 
@@ -176,7 +175,7 @@ class Rejected(Exception):
 def decode(record: ConsumerRecord, model: type[Event]) -> Event:
     """Parse a record into `model`, or raise `Rejected` naming why not."""
     try:
-        return model.model_validate_json(record.value or b"")
+        return model.__pydantic_validator__.validate_json(record.value or b"")  # type: ignore[no-any-return]
     except ValidationError as exc:
         raise _reason(record, model, exc) from None
 
@@ -358,10 +357,49 @@ async def _records_only(msg: Any) -> None:
     return None
 
 
-def subscribe(broker: KafkaBroker, consumer: Consumer, ctx: Context, stopping: asyncio.Event) -> None:
+class Committer:
+    """Commits a handled batch's offsets while the next batch is fetched and handled; commits stay in order.
+
+    Offsets are explicit (the batch's last offset + 1 per partition), so a commit never covers records fetched
+    after the batch. A commit that fails (a rebalance took the partition, the broker is away) is logged: the
+    next commit covers it, or the records are redelivered, which idempotent handlers absorb.
+    """
+
+    def __init__(self) -> None:
+        self._pending: asyncio.Task[None] | None = None
+
+    async def commit(self, kafka_consumer: Any, records: Sequence[ConsumerRecord], *, wait: bool) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for record in records:
+            offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
+        await self.flush()
+        self._pending = asyncio.create_task(self._commit(kafka_consumer, offsets))
+        if wait:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+
+    @staticmethod
+    async def _commit(kafka_consumer: Any, offsets: dict[TopicPartition, int]) -> None:
+        try:
+            await kafka_consumer.commit(offsets)
+        except KafkaError as exc:
+            log.warning("commit failed; a later commit covers it or the batch is redelivered", error=repr(exc))
+
+
+def subscribe(broker: KafkaBroker, consumer: Consumer, ctx: Context, stopping: asyncio.Event) -> Committer:
     """Attach one consumer group to the broker as a FastStream batch subscriber with manual acks."""
     runner = Runner(consumer, ctx, stopping)
+    committer = Committer()
     settings = ctx.settings
+
+    async def records_only(records: tuple[ConsumerRecord, ...]) -> KafkaMessage:
+        """FastStream's own parser decodes every record's headers; the runner reads the raw records itself."""
+        return KafkaMessage(raw_message=records, body=b"", consumer=subscriber.consumer)
+
     subscriber = broker.subscriber(
         *consumer.handlers,
         group_id=consumer.name,
@@ -370,6 +408,7 @@ def subscribe(broker: KafkaBroker, consumer: Consumer, ctx: Context, stopping: a
         batch_timeout_ms=settings.consumer_batch_timeout_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.MANUAL,
+        parser=records_only,
         decoder=_records_only,
         title=consumer.name,
         description=consumer.description,
@@ -377,14 +416,25 @@ def subscribe(broker: KafkaBroker, consumer: Consumer, ctx: Context, stopping: a
 
     @subscriber
     async def on_batch(msg: KafkaMessage) -> None:
-        records = msg.raw_message if isinstance(msg.raw_message, tuple) else (msg.raw_message,)
+        records: tuple[ConsumerRecord, ...] = msg.raw_message  # type: ignore[assignment]
         try:
             await runner.run_batch(records)
         except ShuttingDown:
-            await msg.nack()  # seek back: these records are redelivered after restart
+            await committer.flush()
+            for tp, offset in _earliest(records).items():
+                subscriber.consumer.seek(tp, offset)  # these records are redelivered after restart
             return
-        await msg.ack()
-        await _update_lag(consumer.name, msg.consumer)
+        await committer.commit(subscriber.consumer, records, wait=stopping.is_set())
+        await _update_lag(consumer.name, subscriber.consumer)
+
+    return committer
+
+
+def _earliest(records: Sequence[ConsumerRecord]) -> dict[TopicPartition, int]:
+    earliest: dict[TopicPartition, int] = {}
+    for record in reversed(records):
+        earliest[TopicPartition(record.topic, record.partition)] = record.offset
+    return earliest
 
 
 async def open_context(settings: Settings, broker: KafkaBroker) -> Context:
@@ -406,6 +456,7 @@ def build_app(settings: Settings, consumers: list[Consumer]) -> FastStream:
     stopping = asyncio.Event()
     app = FastStream(broker)
     holder: dict[str, Context] = {}
+    committers: list[Committer] = []
 
     @app.on_startup
     async def start() -> None:
@@ -414,12 +465,15 @@ def build_app(settings: Settings, consumers: list[Consumer]) -> FastStream:
         for consumer in consumers:
             if consumer.setup:
                 await consumer.setup(ctx)
-            subscribe(broker, consumer, ctx, stopping)
+            committers.append(subscribe(broker, consumer, ctx, stopping))
+        settle_after_startup()
         log.info("consumers starting", consumers=[c.name for c in consumers])
 
     @app.on_shutdown
     async def stop() -> None:
-        stopping.set()
+        stopping.set()  # batches still in flight commit before they return
+        for committer in committers:
+            await committer.flush()
 
     @app.after_shutdown
     async def close() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import importlib
 import pkgutil
 from collections.abc import AsyncIterator
@@ -14,6 +13,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 import gateway.routes as routes_package
+from chirp.heap import settle_after_startup
 from chirp.settings import Settings
 from gateway import middleware
 from gateway.auth.keys import KeyRing
@@ -58,8 +58,7 @@ def create_app(settings: Settings) -> Starlette:
             sessions=SessionStore(redis_client, settings.refresh_token_days),
             limiter=RateLimiter(redis_client),
         )
-        gc.collect()
-        gc.freeze()  # startup objects leave the collector's view: shorter full-collection pauses on hot paths
+        settle_after_startup()
         try:
             yield
         finally:

@@ -53,9 +53,7 @@ def _resource(name: str) -> str:
 
 def _ensure_tools() -> None:
     """Install a JDK and Maven from Debian when they are missing."""
-    missing = [
-        pkg for tool, pkg in (("java", "openjdk-17-jre-headless"), ("mvn", "maven")) if not shutil.which(tool)
-    ]
+    missing = [pkg for tool, pkg in (("java", "openjdk-17-jre-headless"), ("mvn", "maven")) if not shutil.which(tool)]
     if missing:
         apt_install(*missing)
 

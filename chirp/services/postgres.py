@@ -37,9 +37,7 @@ CREATE EXTENSION IF NOT EXISTS pg_trgm;
 
 def _version() -> str | None:
     """The newest PostgreSQL server version installed under /usr/lib/postgresql."""
-    versions = (
-        [d.name for d in PG_ROOT.glob("*") if (d / "bin" / "postgres").exists()] if PG_ROOT.exists() else []
-    )
+    versions = [d.name for d in PG_ROOT.glob("*") if (d / "bin" / "postgres").exists()] if PG_ROOT.exists() else []
     return max(versions, key=lambda v: [int(x) for x in v.split(".") if x.isdigit()], default=None)
 
 
