@@ -203,7 +203,7 @@ def _short(exc: ValidationError) -> str:
 # Processing -------------------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class Item:
     record: ConsumerRecord
     event: Event
