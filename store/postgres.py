@@ -20,13 +20,9 @@ async def _init(conn: asyncpg.Connection) -> None:
         )
 
 
-async def connect(
-    settings: Settings, *, migrate: bool = True, min_size: int = 1, max_size: int = 10
-) -> asyncpg.Pool:
+async def connect(settings: Settings, *, migrate: bool = True, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     """A pool on the app database, with migrations applied."""
-    pool = await asyncpg.create_pool(
-        settings.postgres_dsn(), min_size=min_size, max_size=max_size, init=_init
-    )
+    pool = await asyncpg.create_pool(settings.postgres_dsn(), min_size=min_size, max_size=max_size, init=_init)
     if migrate:
         await apply_migrations(pool)
     return pool

@@ -51,6 +51,7 @@ RETENTION_S = 49 * 3600  # events older than `now` minus this can no longer reac
 FUTURE_SKEW_S = 300  # an event dated further than this past the wall clock does not move `now` (bad clocks)
 TOP = 50  # items kept per window; the gateway serves up to this many
 TOMBSTONE = "x"
+COUNT_CHUNK = 1000  # subjects counted per Redis round trip when ranking
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,20 +374,27 @@ class RedisTrending:
     async def _counts(
         self, kind: str, res: str, groups: list[list[tuple[str, set[int]]]], spans: list[range], tmp: str
     ) -> list[list[int]]:
-        """Per group (subjects with their active buckets), the distinct actors within each span of buckets."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            shape: list[int] = []
-            for group in groups:
-                for span in spans:
-                    keys = [self.actors_key(kind, res, b, s) for s, active in group for b in span if b in active]
-                    shape.append(len(keys))
-                    if len(keys) == 1:
-                        pipe.scard(keys[0])
-                    elif keys:
-                        pipe.sunionstore(tmp, keys)
-            replies = iter(await pipe.execute())
-        flat = [int(next(replies)) if n else 0 for n in shape]
-        return [flat[i : i + len(spans)] for i in range(0, len(flat), len(spans))]
+        """Per group (subjects with their active buckets), the distinct actors within each span of buckets.
+
+        Pipelined in chunks of `COUNT_CHUNK` groups, so a window with many active subjects (a replay) does not hold
+        every command and reply in memory at once.
+        """
+        counts: list[list[int]] = []
+        for start in range(0, len(groups), COUNT_CHUNK):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                shape: list[int] = []
+                for group in groups[start : start + COUNT_CHUNK]:
+                    for span in spans:
+                        keys = [self.actors_key(kind, res, b, s) for s, active in group for b in span if b in active]
+                        shape.append(len(keys))
+                        if len(keys) == 1:
+                            pipe.scard(keys[0])
+                        elif keys:
+                            pipe.sunionstore(tmp, keys)
+                replies = iter(await pipe.execute())
+            flat = [int(next(replies)) if n else 0 for n in shape]
+            counts.extend(flat[i : i + len(spans)] for i in range(0, len(flat), len(spans)))
+        return counts
 
     async def _rank_tags(self, window: Window, now: float, hidden: set[str], tmp: str) -> list[dict[str, Any]]:
         active = await self._active("t", window, now)
