@@ -13,6 +13,7 @@ from starlette.requests import Request
 from chirp.settings import Settings
 from gateway.auth.keys import KeyRing
 from gateway.auth.sessions import SessionStore
+from gateway.auth.tokens import VerifiedTokens
 from gateway.ratelimit import RateLimiter
 from producers.broker import Publisher
 
@@ -27,6 +28,7 @@ class State:
     keys: KeyRing
     sessions: SessionStore
     limiter: RateLimiter
+    verified_tokens: VerifiedTokens = field(default_factory=VerifiedTokens)
     extras: dict[str, Any] = field(default_factory=dict)
 
 

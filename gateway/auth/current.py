@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.auth.csrf import csrf_ok, new_csrf_token, origin_ok
-from gateway.auth.tokens import TokenError, issue_access_token, verify_access_token, www_authenticate
+from gateway.auth.tokens import TokenError, issue_access_token, www_authenticate
 from gateway.errors import Forbidden, Unauthorized
 from gateway.state import State, state_of
 
@@ -101,7 +101,7 @@ async def check_csrf(request: Request) -> None:
 async def _resolve(state: State, token: str, via_cookie: bool) -> Viewer:
     settings = state.settings
     try:
-        claims = verify_access_token(
+        claims = state.verified_tokens.verify(
             state.keys,
             token,
             issuer=settings.jwt_issuer,

@@ -121,6 +121,34 @@ def verify_access_token(
     return _claims(payload)
 
 
+class VerifiedTokens:
+    """Tokens whose signature and claims already verified, kept until they expire: one EdDSA check per token.
+
+    A hit still checks what can change since: the clock (`exp` with the leeway) and the key ring (a key dropped
+    from it stops its tokens). Session revocation is checked by the caller on every request, cached or not.
+    Bounded: past `size` entries the oldest goes.
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._seen: dict[str, tuple[Claims, str]] = {}
+
+    def verify(self, keyring: KeyRing, token: str, *, issuer: str, audience: str, leeway_s: float = LEEWAY_S) -> Claims:
+        """As `verify_access_token`."""
+        hit = self._seen.get(token)
+        if hit is not None:
+            claims, kid = hit
+            fresh = time.time() <= claims.exp + leeway_s and (claims.iss, claims.aud) == (issuer, audience)
+            if fresh and keyring.public_key(kid) is not None:
+                return claims
+            del self._seen[token]
+        claims = verify_access_token(keyring, token, issuer=issuer, audience=audience, leeway_s=leeway_s)
+        if len(self._seen) >= self.size:
+            del self._seen[next(iter(self._seen))]
+        self._seen[token] = (claims, jwt.get_unverified_header(token)["kid"])
+        return claims
+
+
 def _reason(exc: jwt.PyJWTError) -> str:
     # Order matters: InvalidSignatureError is a DecodeError, so it is matched first.
     for exc_type, reason in (

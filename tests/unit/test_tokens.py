@@ -19,6 +19,7 @@ from gateway.auth.keys import KeyRing, KeyRingError, thumbprint
 from gateway.auth.tokens import (
     REASONS,
     TokenError,
+    VerifiedTokens,
     issue_access_token,
     sign_claims,
     verify_access_token,
@@ -270,3 +271,35 @@ def test_non_ed25519_key_file_is_refused(tmp_path: Path) -> None:
 def test_settings_default_to_a_generated_ring_under_home(tmp_path: Path) -> None:
     ring = KeyRing.from_settings(Settings(home=tmp_path, jwt_private_key_file=None))
     assert (tmp_path / "keys" / f"{ring.current.kid}.pem").exists()
+
+
+def test_verified_tokens_answer_like_verification_and_expire() -> None:
+    ring, cache = KeyRing.generate(), VerifiedTokens(size=2)
+    token = sign_claims(ring, _claims(exp=int(time.time()) + 3))
+    assert cache.verify(ring, token, issuer=ISS, audience=AUD) == _verify(ring, token)
+    assert cache.verify(ring, token, issuer=ISS, audience=AUD).sub == "u"  # from the cache
+    with pytest.raises(TokenError) as caught:
+        cache.verify(ring, token[:-4] + "AAAA", issuer=ISS, audience=AUD)
+    assert caught.value.reason == "bad_signature"
+    with pytest.raises(TokenError) as caught:
+        cache.verify(ring, token, issuer=ISS, audience=AUD + "-other")  # what was verified is not reused blindly
+    assert caught.value.reason == "bad_audience"
+    time.sleep(3.1 + 1)  # past exp and the 1 s leeway
+    with pytest.raises(TokenError) as caught:
+        cache.verify(ring, token, issuer=ISS, audience=AUD, leeway_s=1)
+    assert caught.value.reason == "expired"
+
+
+def test_verified_tokens_drop_tokens_of_a_retired_key_and_stay_bounded() -> None:
+    clock = Clock()
+    ring, cache = KeyRing.generate(retain_s=905, clock=clock), VerifiedTokens(size=2)
+    old = _issue(ring)
+    assert cache.verify(ring, old, issuer=ISS, audience=AUD).sub == "user-1"
+    ring.rotate()
+    clock.now += 906
+    with pytest.raises(TokenError) as caught:
+        cache.verify(ring, old, issuer=ISS, audience=AUD)
+    assert caught.value.reason == "unknown_kid"
+    for _ in range(3):
+        cache.verify(ring, _issue(ring), issuer=ISS, audience=AUD)
+    assert len(cache._seen) == 2
