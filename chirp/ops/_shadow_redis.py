@@ -154,19 +154,38 @@ async def copy_keys(client: aioredis.Redis, prefixes: tuple[str, ...], root: str
     return len(keys)
 
 
-# One script, so Redis applies it atomically: readers see the old keys or the new ones, never a mix.
+# One script, so Redis applies it atomically: readers see the old keys or the new ones, never a mix. The keys are
+# found by SCAN inside the script, so a model of millions of keys never travels to this process.
+# ARGV: the shadow root, n, then n patterns of live keys and n patterns of their shadow copies.
 _SWAP = """
-local n = tonumber(ARGV[1])
-local cut = string.len(ARGV[2]) + 1
-for i = n + 1, #KEYS do redis.call('UNLINK', KEYS[i]) end
-for i = 1, n do redis.call('RENAME', KEYS[i], string.sub(KEYS[i], cut)) end
-return n
+local root, n = ARGV[1], tonumber(ARGV[2])
+local cut, moved = string.len(root) + 1, 0
+for p = 1, n do
+  local cursor = '0'
+  repeat  -- live keys the rebuilt model does not have
+    local reply = redis.call('SCAN', cursor, 'MATCH', ARGV[2 + p], 'COUNT', 1000)
+    cursor = reply[1]
+    for _, key in ipairs(reply[2]) do
+      if redis.call('EXISTS', root .. key) == 0 then redis.call('UNLINK', key) end
+    end
+  until cursor == '0'
+  repeat  -- the rebuilt keys take the live names (SCAN may repeat a key: only existing ones move)
+    local reply = redis.call('SCAN', cursor, 'MATCH', ARGV[2 + n + p], 'COUNT', 1000)
+    cursor = reply[1]
+    for _, key in ipairs(reply[2]) do
+      if redis.call('EXISTS', key) == 1 then
+        redis.call('RENAME', key, string.sub(key, cut))
+        moved = moved + 1
+      end
+    end
+  until cursor == '0'
+end
+return moved
 """
 
 
 async def swap(client: aioredis.Redis, prefixes: tuple[str, ...], root: str) -> int:
     """Replace the live keys under `prefixes` by the shadow ones in one atomic script; returns the keys moved."""
-    shadow = await keys_under(client, tuple(root + p for p in prefixes))
-    names = {key[len(root) :] for key in shadow}
-    stale = [key for key in await keys_under(client, prefixes) if key not in names]
-    return int(await client.eval(_SWAP, len(shadow) + len(stale), *shadow, *stale, len(shadow), root))
+    live = [f"{_glob_escape(p)}*" for p in prefixes]
+    shadow = [f"{_glob_escape(root + p)}*" for p in prefixes]
+    return int(await client.eval(_SWAP, 0, root, len(prefixes), *live, *shadow))

@@ -1,0 +1,44 @@
+"""The Redis half of a replay's swap: shadow keys take the live names in one script, stale live keys go."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from chirp.ops._shadow_redis import swap
+from chirp.settings import Settings
+from schemas.events import new_id
+
+
+@pytest.fixture
+async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+async def test_swap_moves_shadow_keys_and_drops_stale_live_ones(redis_client: aioredis.Redis) -> None:
+    run = new_id()
+    prefix, other = f"sw:{run}:[a]*:", f"sw2:{run}:"  # glob characters in a prefix match only themselves
+    root = f"~replay:sw:{run}:"
+    await redis_client.set(f"{prefix}kept", "old")
+    await redis_client.set(f"{prefix}stale", "old")
+    await redis_client.set(f"sw:{run}:a-lookalike:kept", "not ours")
+    await redis_client.set(f"{root}{prefix}kept", "new")
+    await redis_client.sadd(f"{root}{prefix}added", "x", "y")
+    for i in range(2500):  # more than one SCAN page
+        await redis_client.set(f"{root}{other}{i}", str(i))
+
+    assert await swap(redis_client, (prefix, other), root) == 2 + 2500
+
+    assert await redis_client.get(f"{prefix}kept") == "new"
+    assert await redis_client.smembers(f"{prefix}added") == {"x", "y"}
+    assert not await redis_client.exists(f"{prefix}stale")
+    assert await redis_client.get(f"sw:{run}:a-lookalike:kept") == "not ours"
+    assert await redis_client.get(f"{other}2499") == "2499"
+    assert [k async for k in redis_client.scan_iter(match=f"~replay:sw:{run}:*")] == []
+    await redis_client.delete(f"sw:{run}:a-lookalike:kept")
+    async for key in redis_client.scan_iter(match=f"sw*:{run}:*"):
+        await redis_client.delete(key)
