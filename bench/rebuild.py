@@ -10,8 +10,9 @@ Isolation (the machine's Kafka, PostgreSQL and Redis are shared with everyone's 
 (chirp.ops.seed.generate: users, follows, posts, plus each post's post-parsed rendering) goes to topics of this run
 (`bench-rb-<id>-<topic>`), every consumer that owns a read model is rebuilt under a copy of itself subscribed to
 those topics (group `bench-rb-<id>-<name>`), into the database `chirp_bench` and Redis database `--redis-db`. The
-rebuild is the real one (chirp.ops.replay.Replay: shadow build, swap, drain, hand-off), in rebuild order, each
-consumer in its own process (as `chirp rebuild --all` would run in one), so its peak RSS is its own.
+rebuild is the real one (chirp.ops.replay.Replay: shadow build, swap, drain, hand-off), each consumer in its own
+process, scheduled as `chirp rebuild --all --jobs N` schedules them (each model after the ones it reads, up to
+`--jobs` at once, default one per core), so each peak RSS is its own process's.
 
 1. Ceiling: ConsumerPerformance reading the same number of records the rebuild reads (the post-parsed topic
    repeatedly covers most of them), before and after the rebuilds.
@@ -41,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from chirp.ops import _kafka  # noqa: E402
-from chirp.ops.replay import Replay, read_model_of, rebuild_order  # noqa: E402
+from chirp.ops.replay import Replay, in_dependency_order, read_model_of, rebuild_order  # noqa: E402
 from chirp.ops.seed import generate  # noqa: E402
 from chirp.settings import Settings  # noqa: E402
 from consumers.preparse import parsed, render_post  # noqa: E402
@@ -129,6 +130,15 @@ def run_child(prefix: str, name: str, env: dict[str, str]) -> dict[str, Any]:
     return result
 
 
+async def rebuild_in_children(prefix: str, env: dict[str, str], jobs: int) -> list[dict[str, Any]]:
+    """Every consumer's rebuild in its own process, scheduled as `chirp rebuild --all --jobs` schedules them."""
+
+    async def run(consumer: Consumer) -> dict[str, Any]:
+        return await asyncio.to_thread(run_child, prefix, consumer.name, env)
+
+    return await in_dependency_order(all_consumers(), run, jobs)
+
+
 def _status_kb(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(f"{field}:"):
@@ -183,6 +193,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="3 for the medians BENCH.md asks of runs over 60 s")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--redis-db", type=int, default=9)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="replays at once (as rebuild --jobs)")
     parser.add_argument("--child")
     parser.add_argument("--prefix")
     args = parser.parse_args()
@@ -206,7 +217,7 @@ def main() -> None:
         for run in range(args.runs):
             ceiling.append(consumer_perf(settings, parsed_topic, counts[parsed_topic]))
             wall = time.perf_counter()
-            per = [run_child(prefix, name, env) for name in order]
+            per = asyncio.run(rebuild_in_children(prefix, env, args.jobs))
             rebuilds.append({"wall_s": time.perf_counter() - wall, "consumers": per})
             total = sum(r["processed"] for r in per)
             print(f"run {run + 1}: {total:,} events in {rebuilds[-1]['wall_s']:.1f}s", flush=True)
@@ -234,7 +245,8 @@ def report(
                 "wall_s": spread([c["wall_s"] for c in mine]),
             }
         )
-    print(f"\nrebuild --all over {sum(counts.values()):,} events ({args.runs} runs; medians [min-max])")
+    total = sum(counts.values())
+    print(f"\nrebuild --all --jobs {args.jobs} over {total:,} events ({args.runs} runs; medians [min-max])")
     print(f"{'':<11}{'events':>10}{'events/s':>22}{'CPU-ms/ev':>12}{'peak RSS MB':>13}{'wall s':>9}")
     for row in rows:
         e = row["events_per_s"]
@@ -253,6 +265,7 @@ def report(
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "events": sum(counts.values()),
             "runs": args.runs,
+            "jobs": args.jobs,
             "end_to_end_events_per_s": r,
             "consumer_performance_msgs_per_s": spread(ceiling),
             "ratio": r["median"] / kafka,

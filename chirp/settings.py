@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     consumer_retry_max_ms: int = 5_000
     consumer_batch_size: int = 500
     consumer_batch_timeout_ms: int = 50
+    replay_batch_size: int = 2_000  # a replay reads a backlog: larger batches, fewer round trips per event
     metrics_port: int = 9400  # first consumer metrics port; `--all` uses this one
 
     # Product knobs

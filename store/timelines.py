@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 import asyncpg
+import orjson
 import redis.asyncio as aioredis
 from ulid import ULID
 
@@ -111,13 +112,20 @@ class Timelines(Protocol):
 
 
 # Lua: one command does a whole step, for one timeline or (fan-out) for hundreds.
-# KEYS: timelines.  ARGV: length, ttl, then for each key: a count n and n members.
+# KEYS: timelines.  ARGV: length, ttl, then for each key a JSON array of its members (one argument per timeline
+# keeps the client's protocol encoding short; ZADD takes up to 1,000 members per call).
 _ADD = """
-local length, ttl, i = tonumber(ARGV[1]), ARGV[2], 3
+local length, ttl = tonumber(ARGV[1]), ARGV[2]
 for k = 1, #KEYS do
-  local n = tonumber(ARGV[i])
-  for j = i + 1, i + n do redis.call('ZADD', KEYS[k], 0, ARGV[j]) end
-  i = i + n + 1
+  local members = cjson.decode(ARGV[k + 2])
+  for first = 1, #members, 1000 do
+    local args = {}
+    for j = first, math.min(first + 999, #members) do
+      args[#args + 1] = 0
+      args[#args + 1] = members[j]
+    end
+    redis.call('ZADD', KEYS[k], unpack(args))
+  end
   redis.call('ZREMRANGEBYRANK', KEYS[k], 0, -(length + 2))
   redis.call('EXPIRE', KEYS[k], ttl, 'NX')
 end
@@ -210,9 +218,7 @@ class RedisTimelines:
         async with self.redis.pipeline(transaction=False) as pipe:
             for i in range(0, len(items), _KEYS_PER_CALL):
                 chunk = items[i : i + _KEYS_PER_CALL]
-                args: list[str | int] = [self.length, TTL_S]
-                for _, values in chunk:
-                    args += [len(values), *values]
+                args: list[str | int] = [self.length, TTL_S, *(orjson.dumps(values).decode() for _, values in chunk)]
                 await self._add(keys=[timeline_key(user) for user, _ in chunk], args=args, client=pipe)
             await pipe.execute()
 

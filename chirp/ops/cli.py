@@ -7,6 +7,9 @@ a replay that could not finish, an unknown dead-letter id); 2 bad usage; 3 Kafka
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
+import os
 import time
 from collections.abc import Coroutine, Iterable
 from datetime import UTC, datetime
@@ -149,6 +152,19 @@ def lag(
 # replay / rebuild -------------------------------------------------------------------------------------------
 
 
+class _JsonProgress:
+    """Replay progress as JSON lines on stdout, at most every half second (and every phase change)."""
+
+    def __init__(self) -> None:
+        self.last: tuple[str, float] = ("", 0.0)
+
+    def __call__(self, p: Any) -> None:
+        now = time.monotonic()
+        if p.phase != self.last[0] or now - self.last[1] >= 0.5:
+            self.last = (p.phase, now)
+            print(json.dumps({"progress": dataclasses.asdict(p)}), flush=True)
+
+
 class _Bar:
     """A rich progress bar fed by replay progress reports: events/s, lag left, ETA."""
 
@@ -220,6 +236,9 @@ def replay(
         typer.Option("--from-time", help="Start from the live model and reprocess events since T (ISO)."),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be replayed; change nothing.")] = False,
+    progress_json: Annotated[
+        bool, typer.Option("--progress-json", hidden=True, help="Progress and result as JSON lines on stdout.")
+    ] = False,
 ) -> None:
     """Rebuild CONSUMER's read model from the log into a shadow copy, then swap it in while the app stays live."""
     from chirp.ops.replay import replay as run_replay
@@ -227,6 +246,11 @@ def replay(
     if from_beginning and from_time:
         raise typer.BadParameter("--from-beginning and --from-time exclude each other")
     since = from_time.replace(tzinfo=from_time.tzinfo or UTC) if from_time else None
+    if progress_json:  # `chirp rebuild --all --jobs N` runs each replay so and shows the progress itself
+        report = _JsonProgress()
+        result = _run(run_replay(Settings(), consumer, from_time=since, dry_run=dry_run, on_progress=report))
+        print(json.dumps({"result": dataclasses.asdict(result)}), flush=True)
+        return
     bar = _Bar()
     with bar.progress:
         result = _run(run_replay(Settings(), consumer, from_time=since, dry_run=dry_run, on_progress=bar))
@@ -237,15 +261,20 @@ def replay(
 def rebuild(
     all_: Annotated[bool, typer.Option("--all", help="Every consumer that owns a read model.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be replayed; change nothing.")] = False,
+    jobs: Annotated[
+        int,
+        typer.Option("--jobs", "-j", min=1, help="Replays at once, each in its own process (default: one per core)."),
+    ] = os.cpu_count() or 1,
 ) -> None:
-    """Rebuild every read model, upstream models first (users before those that resolve handles through it)."""
+    """Rebuild every read model, each after the models it reads (users before those that resolve handles through
+    it); independent ones run side by side, up to --jobs at a time."""
     from chirp.ops.replay import rebuild_all
 
     if not all_:
         raise typer.BadParameter("say --all (use `chirp replay NAME` for one consumer)")
     bar = _Bar()
     with bar.progress:
-        results = _run(rebuild_all(Settings(), dry_run=dry_run, on_progress=bar))
+        results = _run(rebuild_all(Settings(), dry_run=dry_run, on_progress=bar, jobs=jobs))
     _print_results(results)
 
 

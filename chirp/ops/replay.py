@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -42,6 +43,8 @@ from chirp.settings import Settings
 from consumers.runtime import Consumer, Context, Runner, all_consumers
 from producers.broker import Publisher, ensure_topics, make_broker
 from schemas.events import Event
+
+T = TypeVar("T")
 
 
 class ReplayError(Exception):
@@ -393,7 +396,7 @@ class Replay:
 
     async def _poll(self, kafka: AIOKafkaConsumer) -> dict[TopicPartition, list[ConsumerRecord]]:
         """Up to a full batch: what the fetcher holds is taken in one go (one transaction, one pipeline)."""
-        size = self.settings.consumer_batch_size
+        size = self.settings.replay_batch_size
         batch = await kafka.getmany(timeout_ms=200, max_records=size)
         count = sum(len(part) for part in batch.values())
         while 0 < count < size:
@@ -457,12 +460,73 @@ async def replay(
     return await (job.plan() if dry_run else job.run())
 
 
+async def in_dependency_order(
+    consumers: list[Consumer], run: Callable[[Consumer], Awaitable[T]], jobs: int = 1
+) -> list[T]:
+    """`run(consumer)` for every consumer that owns a read model, each once those it reads (`after`) are done, up
+    to `jobs` at a time; results in rebuild order. A failure cancels the runs not finished."""
+    order = rebuild_order(consumers)
+    done = {c.name: asyncio.Event() for c in order}
+    slots = asyncio.Semaphore(max(1, jobs))
+
+    async def one(consumer: Consumer) -> T:
+        for upstream in read_model_of(consumer).after:
+            if upstream in done:
+                await done[upstream].wait()
+        async with slots:
+            result = await run(consumer)
+        done[consumer.name].set()
+        return result
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(c)) for c in order]
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None  # the first failure, as callers of one replay would see it
+    return [t.result() for t in tasks]
+
+
 async def rebuild_all(
-    settings: Settings, *, dry_run: bool = False, on_progress: Callable[[Progress], None] | None = None
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+    jobs: int = 1,
 ) -> list[ReplayResult]:
-    """Replay every consumer that owns a read model, upstream models first."""
-    results = []
-    for consumer in rebuild_order(all_consumers()):
+    """Replay every consumer that owns a read model, upstream models first.
+
+    With `jobs` > 1 up to that many replays run at once, each in a process of its own (`chirp replay NAME
+    --progress-json`), so they use as many cores; their progress reports come back here.
+    """
+
+    async def in_process(consumer: Consumer) -> ReplayResult:
         job = Replay(settings, consumer, on_progress=on_progress)
-        results.append(await (job.plan() if dry_run else job.run()))
-    return results
+        return await (job.plan() if dry_run else job.run())
+
+    async def in_child(consumer: Consumer) -> ReplayResult:
+        return await replay_in_child(consumer.name, on_progress)
+
+    return await in_dependency_order(all_consumers(), in_child if jobs > 1 and not dry_run else in_process, jobs)
+
+
+async def replay_in_child(name: str, on_progress: Callable[[Progress], None] | None = None) -> ReplayResult:
+    """`chirp replay NAME` in a child process; its JSON progress lines are passed on, its result returned."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "chirp", "replay", name, "--progress-json", stdout=asyncio.subprocess.PIPE
+    )
+    assert child.stdout is not None
+    result = None
+    async for line in child.stdout:
+        try:
+            message = json.loads(line)
+        except json.JSONDecodeError:
+            sys.stderr.write(line.decode(errors="replace"))  # not ours: pass it on
+            continue
+        if "progress" in message and on_progress:
+            on_progress(Progress(**message["progress"]))
+        elif "result" in message:
+            found = message["result"]
+            result = ReplayResult(**{**found, "tables": tuple(found["tables"])})
+    if await child.wait() != 0 or result is None:
+        raise ReplayError(f"the replay of {name} failed (exit {child.returncode}); its errors are above")
+    return result

@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from chirp.ops import _kafka
-from chirp.ops.replay import Progress, ReadModel, Replay, ReplayError, rebuild_order
+from chirp.ops.replay import Progress, ReadModel, Replay, ReplayError, rebuild_order, replay_in_child
 from chirp.settings import Settings
 from consumers.runtime import Consumer
 from producers.broker import Publisher, ensure_topics, make_broker
@@ -172,3 +172,23 @@ def test_rebuild_order_puts_upstream_models_first() -> None:
         ]
     )
     assert [c.name for c in found] == ["users", "mentions", "zeta"]
+
+
+async def test_a_replay_in_a_child_process_reports_its_progress_and_result(
+    settings: Settings, publisher: Publisher, pg: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uid = new_id().lower()
+    group, table, topic = f"rp-{uid}", f"rp_{uid}", Topic(f"rp-{uid}", key="post_id", partitions=3)
+    await ensure_topics(settings, (topic,))
+    await probe.send(publisher, topic, probe.posts(700))
+    for name, value in (("CHIRP_RP_GROUP", group), ("CHIRP_RP_TOPIC", topic.name), ("CHIRP_RP_TABLE", table)):
+        monkeypatch.setenv(name, value)  # the child (`chirp replay ... --progress-json`) builds the probe from these
+    reports: list[Progress] = []
+
+    result = await replay_in_child("tests.integration.replay_probe", reports.append)
+
+    assert (result.consumer, result.planned, result.processed) == (group, 700, 700)
+    assert result.offsets_handed_off and result.tables == (table,)
+    assert {r.phase for r in reports} >= {"build", "done"} and reports[-1].processed == 700
+    assert await count(pg, table) == 700
+    await pg.execute(f"DROP TABLE {table}")

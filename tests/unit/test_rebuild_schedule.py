@@ -1,0 +1,52 @@
+"""`in_dependency_order`: every model after the ones it reads, independent ones side by side, at most `jobs`."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from chirp.ops.replay import in_dependency_order
+from consumers.runtime import Consumer
+
+
+def owning(name: str, *after: str) -> Consumer:
+    consumer = Consumer(name)
+    consumer.tables, consumer.after = (f"{name}_table",), after  # type: ignore[attr-defined]
+    return consumer
+
+
+async def test_models_wait_for_what_they_read_and_jobs_bound_the_parallelism() -> None:
+    consumers = [owning("d", "a", "b"), owning("c", "a"), owning("a"), owning("b"), owning("e")]
+    log: list[tuple[str, str]] = []
+    running, most = 0, 0
+
+    async def run(consumer: Consumer) -> str:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        log.append(("start", consumer.name))
+        await asyncio.sleep(0.05 if consumer.name == "a" else 0.01)
+        log.append(("end", consumer.name))
+        running -= 1
+        return consumer.name.upper()
+
+    results = await in_dependency_order(consumers, run, jobs=2)
+
+    assert sorted(results) == ["A", "B", "C", "D", "E"]
+    assert most == 2
+    for name, upstream in (("c", "a"), ("d", "a"), ("d", "b")):
+        assert log.index(("end", upstream)) < log.index(("start", name))
+
+
+async def test_a_failure_stops_what_depends_on_it() -> None:
+    started: list[str] = []
+
+    async def run(consumer: Consumer) -> None:
+        started.append(consumer.name)
+        if consumer.name == "a":
+            raise RuntimeError("a failed")
+
+    with pytest.raises(RuntimeError, match="a failed"):
+        await in_dependency_order([owning("a"), owning("c", "a")], run, jobs=2)
+    assert "c" not in started
