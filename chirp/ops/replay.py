@@ -23,6 +23,7 @@ messages go to a shadow channel nobody listens to.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib
 import json
 import re
@@ -183,7 +184,11 @@ class _CountingRunner(Runner):
 
 
 def _safe(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:30] or "consumer"
+    """A short identifier for `name` (schema names have 63 bytes); long names keep a hash, so they stay distinct."""
+    safe = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "consumer"
+    if len(safe) <= 30:
+        return safe
+    return f"{safe[:21]}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 class Replay:

@@ -50,3 +50,11 @@ async def test_a_failure_stops_what_depends_on_it() -> None:
     with pytest.raises(RuntimeError, match="a failed"):
         await in_dependency_order([owning("a"), owning("c", "a")], run, jobs=2)
     assert "c" not in started
+
+
+def test_long_consumer_names_get_distinct_short_shadow_names() -> None:
+    from chirp.ops.replay import _safe
+
+    first, second = _safe("bench-rb-01m87hpy0r3azvwqx54aw-posts"), _safe("bench-rb-01m87hpy0r3azvwqx54aw-search")
+    assert first != second and len(first) <= 30 and len(second) <= 30
+    assert _safe("timelines") == "timelines"
