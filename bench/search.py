@@ -270,6 +270,7 @@ def pgbench(settings: Settings, scripts: list[Path], clients: int, seconds: int)
         **os.environ,
         "PGPASSWORD": settings.postgres_password.get_secret_value(),
         "PGOPTIONS": f"-c search_path={SCHEMA},public",
+        "PGSSLMODE": settings.postgres_sslmode,  # as the adapter connects
     }
     cmd = [PGBENCH, "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(clients, 2)), "-T", str(seconds)]
     cmd += ["-h", settings.postgres_host, "-p", str(settings.postgres_port), "-U", settings.postgres_user]

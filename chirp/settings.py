@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     postgres_password: SecretStr = SecretStr("chirp")
     postgres_db: str = "chirp"
     postgres_test_db: str = "chirp_test"
+    # The server `chirp services` starts listens on loopback only: TLS there costs CPU and protects nothing. Set
+    # `verify-full` (with the server's CA in libpq's usual place) for a server across a network.
+    postgres_sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "disable"
 
     # ArangoDB (optional adapter; tests run only when set)
     arango_url: str = ""
@@ -92,7 +95,7 @@ class Settings(BaseSettings):
         password = self.postgres_password.get_secret_value()
         return (
             f"postgresql://{self.postgres_user}:{password}@{self.postgres_host}:{self.postgres_port}/"
-            f"{db or self.postgres_db}"
+            f"{db or self.postgres_db}?sslmode={self.postgres_sslmode}"
         )
 
     @property
