@@ -198,9 +198,12 @@ class MiniHTTP:
                 return await self._exchange(reader, writer, request)
             except (ConnectionError, IndexError, asyncio.IncompleteReadError):
                 writer.close()
-        reader, writer = await asyncio.open_connection(self.host, self.port)
-        self.opened.append(writer)
-        return await self._exchange(reader, writer, request)
+        try:
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+            self.opened.append(writer)
+            return await self._exchange(reader, writer, request)
+        except (ConnectionError, IndexError, asyncio.IncompleteReadError):
+            return 0, b""  # an overloaded server dropped it: counted as an error (status 0), never fatal
 
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                         request: bytes) -> tuple[int, bytes]:  # fmt: skip
