@@ -46,6 +46,7 @@ from producers.broker import Publisher, ensure_topics, make_broker
 from schemas.events import Event
 
 T = TypeVar("T")
+REPLAY_FETCH_BYTES = 4 * 1024 * 1024  # per partition and fetch: a replay reads a backlog, the next batch is ready
 
 
 class ReplayError(Exception):
@@ -264,7 +265,9 @@ class Replay:
             stack.push_async_callback(live_redis.aclose)
             await self._remove_leftovers(lock, live_redis)
             await ensure_topics(self.settings, (self.consumer.dead_letter_topic,))
-            kafka = await stack.enter_async_context(_kafka.reader(self.settings, group_id=self.group))
+            kafka = await stack.enter_async_context(
+                _kafka.reader(self.settings, group_id=self.group, max_partition_fetch_bytes=REPLAY_FETCH_BYTES)
+            )
             admin = await stack.enter_async_context(_kafka.admin(self.settings))
             tps = await _kafka.partitions(kafka, self.consumer.handlers)
             start = await self._start_offsets(kafka, tps)
