@@ -8,6 +8,7 @@ prefixes. Which arguments are keys comes from the server's own `COMMAND` key spe
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -154,38 +155,63 @@ async def copy_keys(client: aioredis.Redis, prefixes: tuple[str, ...], root: str
     return len(keys)
 
 
-# One script, so Redis applies it atomically: readers see the old keys or the new ones, never a mix. The keys are
-# found by SCAN inside the script, so a model of millions of keys never travels to this process.
-# ARGV: the shadow root, n, then n patterns of live keys and n patterns of their shadow copies.
+# One script, so Redis applies it atomically: readers see the old keys or the new ones, never a mix. The key names
+# wait in two Redis lists written beforehand (page by page, while Redis keeps serving), so neither a model of
+# millions of keys nor its names pass through this process at once; the script blocks Redis only for the moves.
+# KEYS: the list of shadow keys, the list of live keys the shadow lacks.  ARGV: the shadow root.
 _SWAP = """
-local root, n = ARGV[1], tonumber(ARGV[2])
-local cut, moved = string.len(root) + 1, 0
-for p = 1, n do
-  local cursor = '0'
-  repeat  -- live keys the rebuilt model does not have
-    local reply = redis.call('SCAN', cursor, 'MATCH', ARGV[2 + p], 'COUNT', 1000)
-    cursor = reply[1]
-    for _, key in ipairs(reply[2]) do
-      if redis.call('EXISTS', root .. key) == 0 then redis.call('UNLINK', key) end
-    end
-  until cursor == '0'
-  repeat  -- the rebuilt keys take the live names (SCAN may repeat a key: only existing ones move)
-    local reply = redis.call('SCAN', cursor, 'MATCH', ARGV[2 + n + p], 'COUNT', 1000)
-    cursor = reply[1]
-    for _, key in ipairs(reply[2]) do
-      if redis.call('EXISTS', key) == 1 then
-        redis.call('RENAME', key, string.sub(key, cut))
-        moved = moved + 1
-      end
-    end
-  until cursor == '0'
+local cut, moved = string.len(ARGV[1]) + 1, 0
+for i = 0, redis.call('LLEN', KEYS[2]) - 1, 1000 do
+  for _, key in ipairs(redis.call('LRANGE', KEYS[2], i, i + 999)) do
+    if redis.call('EXISTS', ARGV[1] .. key) == 0 then redis.call('UNLINK', key) end
+  end
 end
+for i = 0, redis.call('LLEN', KEYS[1]) - 1, 1000 do
+  for _, key in ipairs(redis.call('LRANGE', KEYS[1], i, i + 999)) do
+    if redis.call('EXISTS', key) == 1 then
+      redis.call('RENAME', key, string.sub(key, cut))
+      moved = moved + 1
+    end
+  end
+end
+redis.call('UNLINK', KEYS[1], KEYS[2])
 return moved
 """
 
 
+async def _pages(client: aioredis.Redis, prefix: str, size: int = 1000) -> AsyncIterator[list[str]]:
+    """The keys under `prefix`, a SCAN page at a time."""
+    cursor: int | str = 0
+    while True:
+        cursor, keys = await client.scan(cursor, match=f"{_glob_escape(prefix)}*", count=size)
+        if keys:
+            yield [k if isinstance(k, str) else k.decode() for k in keys]
+        if int(cursor) == 0:
+            return
+
+
 async def swap(client: aioredis.Redis, prefixes: tuple[str, ...], root: str) -> int:
-    """Replace the live keys under `prefixes` by the shadow ones in one atomic script; returns the keys moved."""
-    live = [f"{_glob_escape(p)}*" for p in prefixes]
-    shadow = [f"{_glob_escape(root + p)}*" for p in prefixes]
-    return int(await client.eval(_SWAP, 0, root, len(prefixes), *live, *shadow))
+    """Replace the live keys under `prefixes` by the shadow ones in one atomic script; returns the keys moved.
+
+    Redis is busy with the script for about a second per million keys moved (so the call waits without timeout).
+    """
+    moving, stale = f"{root}~swap:moving", f"{root}~swap:stale"
+    await client.unlink(moving, stale)
+    for prefix in prefixes:
+        async for page in _pages(client, root + prefix):
+            await client.rpush(moving, *page)
+        async for page in _pages(client, prefix):
+            async with client.pipeline(transaction=False) as pipe:
+                for key in page:
+                    pipe.exists(root + key)
+                found = await pipe.execute()
+            lacking = [key for key, shadowed in zip(page, found, strict=True) if not shadowed]
+            if lacking:
+                await client.rpush(stale, *lacking)
+    pool = client.connection_pool
+    kwargs = {**pool.connection_kwargs, "socket_timeout": None}
+    patient = aioredis.Redis(connection_pool=aioredis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
+    try:
+        return int(await patient.eval(_SWAP, 2, moving, stale, root))
+    finally:
+        await patient.aclose(close_connection_pool=True)
