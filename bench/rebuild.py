@@ -61,7 +61,7 @@ def bench_topic(prefix: str, topic: topics.Topic) -> topics.Topic:
 
 def remapped(consumer: Consumer, prefix: str) -> Consumer:
     """A copy of `consumer` reading this run's topics under its own group name."""
-    copy = Consumer(f"{prefix}{consumer.name}", consumer.description, setup=consumer.setup)
+    copy = replace(consumer, name=f"{prefix}{consumer.name}", handlers={})
     for handler in consumer.handlers.values():
         topic = bench_topic(prefix, handler.topic)
         copy.handlers[topic.name] = replace(handler, topic=topic)

@@ -8,6 +8,7 @@ import sys
 import orjson
 import structlog
 from structlog.contextvars import bind_contextvars, get_contextvars
+from structlog.typing import EventDict, WrappedLogger
 
 __all__ = ["bind_contextvars", "configure", "correlation_id", "get_logger"]
 
@@ -44,14 +45,14 @@ def configure(level: str = "INFO", *, process: str | None = None) -> None:
 
 
 def _static(**fields: str) -> structlog.types.Processor:
-    def add(_: object, __: str, event: dict) -> dict:
+    def add(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
         event.update(fields)
         return event
 
     return add
 
 
-def _drop_meta(_: object, __: str, event: dict) -> dict:
+def _drop_meta(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     event.pop("_record", None)
     event.pop("_from_structlog", None)
     return event

@@ -15,11 +15,13 @@ from consumers.runtime import Consumer, Context
 from schemas import topics
 from schemas.events import PostDeleted, PostParsed
 
-consumer = Consumer("mentions", "Per-user notification lists in Redis: the posts that mention each user.")
-
 # The read model, for `chirp replay mentions`: Redis keys under this prefix, rebuilt after `users`.
-REDIS_PREFIXES = ("notifications:",)
-AFTER = ("users",)
+consumer = Consumer(
+    "mentions",
+    "Per-user notification lists in Redis: the posts that mention each user.",
+    redis_prefixes=("notifications:",),
+    after=("users",),
+)
 KEEP = 500  # notifications kept per user
 
 

@@ -16,7 +16,9 @@ from schemas import topics
 from schemas.events import PostDeleted, PostParsed
 from store.posts import CHANNEL, DELETED_CHANNEL, PostgresPosts, Projected
 
-consumer = Consumer("posts", "Projects posts into PostgreSQL and announces new ones on Redis pub/sub.")
+consumer = Consumer(
+    "posts", "Projects posts into PostgreSQL and announces new ones on Redis pub/sub.", tables=("posts",)
+)
 
 
 def notice(post: Projected) -> bytes:

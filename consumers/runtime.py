@@ -103,6 +103,11 @@ class Consumer:
 
     name: str
     description: str = ""
+    # The read model it owns, for `chirp replay` / `rebuild --all` (chirp/ops/replay.py): its PostgreSQL tables,
+    # the prefixes of every Redis key it writes, and the consumers whose models it reads (rebuilt before it).
+    tables: tuple[str, ...] = ()
+    redis_prefixes: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
     handlers: dict[str, Handler[Any]] = field(default_factory=dict)
     setup: Callable[[Context], Awaitable[None]] | None = None
 
@@ -398,7 +403,9 @@ def subscribe(broker: KafkaBroker, consumer: Consumer, ctx: Context, stopping: a
 
     async def records_only(records: tuple[ConsumerRecord, ...]) -> KafkaMessage:
         """FastStream's own parser decodes every record's headers; the runner reads the raw records itself."""
-        return KafkaMessage(raw_message=records, body=b"", consumer=subscriber.consumer)
+        kafka = subscriber.consumer
+        assert kafka is not None, "FastStream parses only for a started subscriber"
+        return KafkaMessage(raw_message=records, body=b"", consumer=kafka)
 
     subscriber = broker.subscriber(
         *consumer.handlers,
@@ -417,15 +424,16 @@ def subscribe(broker: KafkaBroker, consumer: Consumer, ctx: Context, stopping: a
     @subscriber
     async def on_batch(msg: KafkaMessage) -> None:
         records: tuple[ConsumerRecord, ...] = msg.raw_message  # type: ignore[assignment]
+        kafka: Any = msg.consumer
         try:
             await runner.run_batch(records)
         except ShuttingDown:
             await committer.flush()
             for tp, offset in _earliest(records).items():
-                subscriber.consumer.seek(tp, offset)  # these records are redelivered after restart
+                kafka.seek(tp, offset)  # these records are redelivered after restart
             return
-        await committer.commit(subscriber.consumer, records, wait=stopping.is_set())
-        await _update_lag(consumer.name, subscriber.consumer)
+        await committer.commit(kafka, records, wait=stopping.is_set())
+        await _update_lag(consumer.name, kafka)
 
     return committer
 

@@ -15,10 +15,10 @@ from schemas import topics
 from schemas.events import PostDeleted, PostParsed, UserProfileSynced, UserProfileUpdated, UserRegistered
 from store.search import PostgresSearch, ProfileChange
 
-consumer = Consumer("search", "Full-text index of posts and users for GET /api/search.")
+consumer = Consumer(
+    "search", "Full-text index of posts and users for GET /api/search.", tables=("search_posts", "search_users")
+)
 
-# What `chirp replay search` rebuilds (see chirp/ops/replay.py).
-TABLES = ("search_posts", "search_users")
 
 ProfileEvent = UserRegistered | UserProfileSynced | UserProfileUpdated
 

@@ -22,9 +22,12 @@ from schemas.events import PostDeleted, PostParsed, UserFollowed, UserUnfollowed
 from store.timelines import PostgresTimelineSource, RedisTimelines, member
 from store.users import FollowChange, newest_per_pair
 
-REDIS_PREFIXES = ("chirp:tl:",)  # the read model `chirp replay` rebuilds
-AFTER = ("users", "posts")  # it reads their tables
-consumer = Consumer("timelines", "Home timelines: fan-out on write into Redis, big accounts merged at read time.")
+consumer = Consumer(
+    "timelines",
+    "Home timelines: fan-out on write into Redis, big accounts merged at read time.",
+    redis_prefixes=("chirp:tl:",),
+    after=("users", "posts"),  # it reads their tables
+)
 log = get_logger("chirp.timelines")
 
 

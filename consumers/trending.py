@@ -29,11 +29,13 @@ from schemas.events import PostDeleted, PostParsed, TrendingModerated, UserFollo
 from store.trending import DEFAULT_PREFIX, Follow, PostActivity, RedisTrending, moderation_target
 
 log = get_logger("chirp.trending")
-consumer = Consumer("trending", "Distinct authors per hashtag and activity per user in time buckets; rankings.")
+consumer = Consumer(
+    "trending",
+    "Distinct authors per hashtag and activity per user in time buckets; rankings.",
+    redis_prefixes=(DEFAULT_PREFIX,),
+    after=("users",),  # the ranking reads handles from `users`
+)
 
-# What `chirp replay trending` rebuilds (see chirp/ops/replay.py); the ranking reads handles from `users`.
-REDIS_PREFIXES = (DEFAULT_PREFIX,)
-AFTER = ("users",)
 REFRESH_S = 2.0
 _tasks: set[asyncio.Task[Any]] = set()
 

@@ -21,8 +21,9 @@ from schemas.events import (
 )
 from store.users import FollowChange, PostgresUsersReadModel, ProfileChange
 
-TABLES = ("users", "follows")  # the read model `chirp replay` rebuilds
-consumer = Consumer("users", "Profiles, follows and exact follower counts in the users and follows tables.")
+consumer = Consumer(
+    "users", "Profiles, follows and exact follower counts in the users and follows tables.", tables=("users", "follows")
+)
 
 ProfileEvent = UserRegistered | UserProfileSynced | UserProfileUpdated
 

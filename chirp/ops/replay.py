@@ -66,36 +66,13 @@ class ReadModel:
         return not self.tables and not self.redis_prefixes
 
 
-# Consumers written before the runtime had a place to declare their read model.
-KNOWN: dict[str, ReadModel] = {
-    "users": ReadModel(tables=("users", "follows")),
-    "posts": ReadModel(tables=("posts",)),
-    "timelines": ReadModel(redis_prefixes=("chirp:tl:",), after=("users", "posts")),
-}
-# Rebuild order when nothing else is declared: upstream models first (others resolve handles through `users`).
+# Tie-break of the rebuild order (dependencies come first regardless): the product's models, upstream first.
 DEFAULT_ORDER = ("users", "posts", "timelines", "search", "trending", "mentions")
 
 
-def _module_of(consumer: Consumer) -> Any:
-    for handler in consumer.handlers.values():
-        return sys.modules.get(handler.fn.__module__)
-    return None
-
-
 def read_model_of(consumer: Consumer) -> ReadModel:
-    """The consumer's read model: `Consumer(tables=, redis_prefixes=, after=)` when the runtime has those fields,
-    else the module's `TABLES`, `REDIS_PREFIXES` and `AFTER` constants, else `KNOWN`."""
-    declared = [getattr(consumer, attr, ()) or () for attr in ("tables", "redis_prefixes", "after")]
-    if declared[0] or declared[1]:
-        return ReadModel(*(tuple(d) for d in declared))
-    module = _module_of(consumer)
-    if module is not None and (getattr(module, "TABLES", None) or getattr(module, "REDIS_PREFIXES", None)):
-        return ReadModel(
-            tuple(getattr(module, "TABLES", ())),
-            tuple(getattr(module, "REDIS_PREFIXES", ())),
-            tuple(getattr(module, "AFTER", ())),
-        )
-    return KNOWN.get(consumer.name, ReadModel())
+    """The read model a consumer declares: `Consumer(tables=, redis_prefixes=, after=)`."""
+    return ReadModel(tuple(consumer.tables), tuple(consumer.redis_prefixes), tuple(consumer.after))
 
 
 def resolve(name: str) -> Consumer:

@@ -15,9 +15,10 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from chirp.ops.replay import ReadModel
+from chirp.ops.replay import ReadModel, read_model_of
+from chirp.settings import Settings
 from consumers.runtime import Consumer, Context
-from producers.broker import Publisher
+from producers.broker import Publisher, ensure_topics
 from schemas.events import PostCreated, PostCreatedData, new_id
 from schemas.topics import Topic
 
@@ -28,8 +29,8 @@ def fail_flag(group: str) -> str:
 
 def make(group: str, topic: Topic, table: str) -> tuple[Consumer, ReadModel]:
     """A probe consumer for one test, and the read model it owns."""
-    consumer = Consumer(group, "Test probe for replays and dead letters")
     prefix = f"rp:{group}:"
+    consumer = Consumer(group, "Test probe for replays and dead letters", tables=(table,), redis_prefixes=(prefix,))
 
     @consumer.on_setup
     async def create_table(ctx: Context) -> None:
@@ -58,18 +59,25 @@ def make(group: str, topic: Topic, table: str) -> tuple[Consumer, ReadModel]:
                 pipe.sadd(f"{prefix}author:{e.payload.author_id}", e.payload.post_id)
             await pipe.execute()
 
-    return consumer, ReadModel(tables=(table,), redis_prefixes=(prefix,))
+    return consumer, read_model_of(consumer)
 
 
-consumer, _model = make(
+consumer, _ = make(
     os.environ.get("CHIRP_RP_GROUP", "replay-probe"),
     Topic(os.environ.get("CHIRP_RP_TOPIC", "replay-probe"), key="post_id"),
     os.environ.get("CHIRP_RP_TABLE", "replay_probe"),
 )
-TABLES, REDIS_PREFIXES = _model.tables, _model.redis_prefixes
 
 
 # Helpers for the tests -------------------------------------------------------------------------------------
+
+
+async def fresh(settings: Settings, kind: str, partitions: int) -> tuple[str, str, Topic]:
+    """A new probe's group, table and topic (created), all named `{kind}-<unique id>`."""
+    uid = new_id().lower()
+    topic = Topic(f"{kind}-{uid}", key="post_id", partitions=partitions)
+    await ensure_topics(settings, (topic,))
+    return f"{kind}-{uid}", f"{kind}_{uid}", topic
 
 
 def posts(n: int, authors: int = 7) -> list[PostCreated]:

@@ -14,9 +14,7 @@ from typer.testing import CliRunner
 from chirp.ops.cli import ops_app
 from chirp.ops.dlq import letters
 from chirp.settings import Settings
-from producers.broker import Publisher, ensure_topics, make_broker
-from schemas.events import new_id
-from schemas.topics import Topic
+from producers.broker import Publisher, make_broker
 from tests.conftest import eventually
 from tests.integration import replay_probe as probe
 
@@ -59,9 +57,7 @@ async def post_ids(pg: asyncpg.Pool, table: str) -> set[str]:
 async def test_dead_letters_are_listed_shown_retried_after_the_fix_and_dropped(
     settings: Settings, publisher: Publisher, pg: asyncpg.Pool, redis_client: aioredis.Redis
 ) -> None:
-    uid = new_id().lower()
-    group, table, topic = f"dlq-{uid}", f"dlq_{uid}", Topic(f"dlq-{uid}", key="post_id", partitions=2)
-    await ensure_topics(settings, (topic,))
+    group, table, topic = await probe.fresh(settings, "dlq", partitions=2)
     await redis_client.set(probe.fail_flag(group), "1")  # the bug: every batch fails while this is set
     failing = probe.posts(3)
     env = {"CHIRP_CONSUMER_MAX_ATTEMPTS": "2", "CHIRP_CONSUMER_RETRY_BASE_MS": "20"}

@@ -15,7 +15,7 @@ from chirp.ops import _kafka
 from chirp.ops.replay import Progress, ReadModel, Replay, ReplayError, rebuild_order, replay_in_child
 from chirp.settings import Settings
 from consumers.runtime import Consumer
-from producers.broker import Publisher, ensure_topics, make_broker
+from producers.broker import Publisher, make_broker
 from schemas.events import PostCreated, new_id
 from schemas.topics import Topic
 from tests.conftest import eventually
@@ -60,9 +60,7 @@ async def snapshot(pg: asyncpg.Pool, redis_client: aioredis.Redis, table: str, p
 async def test_replay_during_live_publishing_converges_to_a_fresh_rebuild(
     settings: Settings, publisher: Publisher, pg: asyncpg.Pool, redis_client: aioredis.Redis
 ) -> None:
-    uid = new_id().lower()
-    group, table, topic = f"rp-{uid}", f"rp_{uid}", Topic(f"rp-{uid}", key="post_id", partitions=3)
-    await ensure_topics(settings, (topic,))
+    group, table, topic = await probe.fresh(settings, "rp", partitions=3)
     consumer, model = probe.make(group, topic, table)
     prefix = model.redis_prefixes[0]
     before, during = probe.posts(1500), probe.posts(1500)
@@ -115,18 +113,16 @@ async def test_replay_during_live_publishing_converges_to_a_fresh_rebuild(
         groups = await _kafka.groups(admin)
     assert sum(handed.values()) == 3000
     assert not [g for g in groups if g.startswith(f"{group}.replay-")], "replay groups are deleted"
-    leftovers = await pg.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE $1", f"rp_{uid}%")
+    leftovers = await pg.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE $1", f"{table}%")
     assert leftovers == []
-    assert [k async for k in redis_client.scan_iter(match="~replay:*" + uid + "*")] == []
+    assert [k async for k in redis_client.scan_iter(match="~replay:" + table + "*")] == []
     await pg.execute(f"DROP TABLE {table}")
 
 
 async def test_replay_from_time_keeps_older_rows_and_reprocesses_newer_ones(
     settings: Settings, publisher: Publisher, pg: asyncpg.Pool, redis_client: aioredis.Redis
 ) -> None:
-    uid = new_id().lower()
-    group, table, topic = f"rp-{uid}", f"rp_{uid}", Topic(f"rp-{uid}", key="post_id", partitions=2)
-    await ensure_topics(settings, (topic,))
+    group, table, topic = await probe.fresh(settings, "rp", partitions=2)
     consumer, model = probe.make(group, topic, table)
     old, new = probe.posts(30), probe.posts(20)
     await probe.send(publisher, topic, old)
@@ -177,9 +173,7 @@ def test_rebuild_order_puts_upstream_models_first() -> None:
 async def test_a_replay_in_a_child_process_reports_its_progress_and_result(
     settings: Settings, publisher: Publisher, pg: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    uid = new_id().lower()
-    group, table, topic = f"rp-{uid}", f"rp_{uid}", Topic(f"rp-{uid}", key="post_id", partitions=3)
-    await ensure_topics(settings, (topic,))
+    group, table, topic = await probe.fresh(settings, "rp", partitions=3)
     await probe.send(publisher, topic, probe.posts(700))
     for name, value in (("CHIRP_RP_GROUP", group), ("CHIRP_RP_TOPIC", topic.name), ("CHIRP_RP_TABLE", table)):
         monkeypatch.setenv(name, value)  # the child (`chirp replay ... --progress-json`) builds the probe from these

@@ -11,9 +11,7 @@ from consumers.runtime import Consumer
 
 
 def owning(name: str, *after: str) -> Consumer:
-    consumer = Consumer(name)
-    consumer.tables, consumer.after = (f"{name}_table",), after  # type: ignore[attr-defined]
-    return consumer
+    return Consumer(name, tables=(f"{name}_table",), after=after)
 
 
 async def test_models_wait_for_what_they_read_and_jobs_bound_the_parallelism() -> None:
