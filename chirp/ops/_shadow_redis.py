@@ -181,12 +181,12 @@ return moved
 
 async def _pages(client: aioredis.Redis, prefix: str, size: int = 1000) -> AsyncIterator[list[str]]:
     """The keys under `prefix`, a SCAN page at a time."""
-    cursor: int | str = 0
+    cursor = 0
     while True:
         cursor, keys = await client.scan(cursor, match=f"{_glob_escape(prefix)}*", count=size)
         if keys:
             yield [k if isinstance(k, str) else k.decode() for k in keys]
-        if int(cursor) == 0:
+        if cursor == 0:
             return
 
 
