@@ -160,12 +160,19 @@ return n
 """
 
 # KEYS: hash.  ARGV: field, pair state, ttl, 'NX' (keep the expiry) or 'XX' (renew it).
-_RECORD_PAIR = """
-local old = redis.call('HGET', KEYS[1], ARGV[1])
-if old and old >= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-if ARGV[4] == 'NX' then redis.call('EXPIRE', KEYS[1], ARGV[3], 'NX') else redis.call('EXPIRE', KEYS[1], ARGV[3]) end
-return 1
+# KEYS: pair hashes (a key may repeat).  ARGV: for each key a field, its new state, a TTL and NX (set the TTL
+# only if none) or XX (reset it). A state older than the one recorded is ignored.
+_RECORD_PAIRS = """
+for k = 1, #KEYS do
+  local i = (k - 1) * 4
+  local old = redis.call('HGET', KEYS[k], ARGV[i + 1])
+  if not (old and old >= ARGV[i + 2]) then
+    redis.call('HSET', KEYS[k], ARGV[i + 1], ARGV[i + 2])
+    if ARGV[i + 4] == 'NX' then redis.call('EXPIRE', KEYS[k], ARGV[i + 3], 'NX')
+    else redis.call('EXPIRE', KEYS[k], ARGV[i + 3]) end
+  end
+end
+return #KEYS
 """
 
 
@@ -194,7 +201,7 @@ class RedisTimelines:
         self._remove = redis.register_script(_REMOVE)
         self._window = redis.register_script(_WINDOW)
         self._drop_author = redis.register_script(_DROP_AUTHOR)
-        self._record_pair = redis.register_script(_RECORD_PAIR)
+        self._record_pairs = redis.register_script(_RECORD_PAIRS)
 
     async def window(self, user_id: str, cursor: str | None, limit: int) -> Window | None:
         """Up to limit+1 post ids older than `cursor` and the big authors to merge; None when the timeline is cold."""
@@ -252,23 +259,30 @@ class RedisTimelines:
 
     async def newer_pairs(self, changes: list[FollowChange]) -> list[bool]:
         """For each change: is it newer than what was applied to that pair?"""
+        by_follower: dict[str, list[int]] = {}
+        for i, change in enumerate(changes):
+            by_follower.setdefault(change.follower_id, []).append(i)
         async with self.redis.pipeline(transaction=False) as pipe:
-            for change in changes:
-                pipe.hget(pairs_key(change.follower_id), change.followee_id)
-            applied = await pipe.execute()
+            for follower, indices in by_follower.items():
+                pipe.hmget(pairs_key(follower), [changes[i].followee_id for i in indices])
+            found = await pipe.execute()
+        applied: list[str | None] = [None] * len(changes)
+        for indices, states in zip(by_follower.values(), found, strict=True):
+            for i, state in zip(indices, states, strict=True):
+                applied[i] = state
         return [old is None or old < _state(c) for old, c in zip(applied, changes, strict=True)]
 
     async def record_pairs(self, changes: list[FollowChange]) -> None:
         """Remember these changes as applied (a newer one already recorded is kept), per follower and per followee."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            for c in changes:
-                state = _state(c)
-                await self._record_pair(
-                    keys=[pairs_key(c.follower_id)], args=[c.followee_id, state, TTL_S, "NX"], client=pipe
-                )
-                await self._record_pair(
-                    keys=[recent_key(c.followee_id)], args=[c.follower_id, state, RECENT_TTL_S, "XX"], client=pipe
-                )
+            for start in range(0, len(changes), _KEYS_PER_CALL // 2):
+                keys: list[str] = []
+                args: list[str | int] = []
+                for c in changes[start : start + _KEYS_PER_CALL // 2]:
+                    state = _state(c)
+                    keys += [pairs_key(c.follower_id), recent_key(c.followee_id)]
+                    args += [c.followee_id, state, TTL_S, "NX", c.follower_id, state, RECENT_TTL_S, "XX"]
+                await self._record_pairs(keys=keys, args=args, client=pipe)
             await pipe.execute()
 
     async def applied_pairs(self, user_id: str) -> dict[str, str]:
