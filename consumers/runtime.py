@@ -377,6 +377,8 @@ class Committer:
         offsets: dict[TopicPartition, int] = {}
         for record in records:
             offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
+        if not offsets:
+            return
         await self.flush()
         self._pending = asyncio.create_task(self._commit(kafka_consumer, offsets))
         if wait:
