@@ -7,12 +7,16 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 
+import asyncpg
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from starlette.applications import Starlette
 
 from chirp.settings import Settings
 from gateway.app import create_app
+from producers.broker import Publisher, make_broker
+from store.postgres import connect
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +33,30 @@ async def client(app: Starlette, settings: Settings) -> AsyncIterator[httpx.Asyn
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=settings.public_url) as http:
         yield http
+
+
+@pytest.fixture(scope="module")
+async def publisher(settings: Settings) -> AsyncIterator[Publisher]:
+    """Publishes events to the real broker, as the gateway does."""
+    broker = make_broker(settings)
+    await broker.connect()
+    yield Publisher(broker)
+    await broker.stop()
+
+
+@pytest.fixture(scope="module")
+async def pg(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """The pool consumers get (JSON codecs, migrations applied), on the test database."""
+    pool = await connect(settings, max_size=4)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="module")
+async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(scope="session")

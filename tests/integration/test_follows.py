@@ -15,14 +15,12 @@ from tests.integration.users_support import (
     ctx,
     follow_event,
     logged_in,
-    pg,
-    publisher,
     registered,
     user_row,
     wait_user,
 )
 
-__all__ = ["api_user", "ctx", "pg", "publisher"]  # module fixtures
+__all__ = ["api_user", "ctx"]  # module fixtures
 pytestmark = pytest.mark.usefixtures("pipeline")
 
 

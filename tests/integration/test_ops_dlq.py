@@ -3,42 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import asyncpg
 import orjson
-import pytest
 import redis.asyncio as aioredis
 from typer.testing import CliRunner
 
 from chirp.ops.cli import ops_app
 from chirp.ops.dlq import letters
 from chirp.settings import Settings
-from producers.broker import Publisher, make_broker
+from producers.broker import Publisher
 from tests.conftest import eventually
 from tests.integration import replay_probe as probe
-
-
-@pytest.fixture
-async def publisher(settings: Settings) -> AsyncIterator[Publisher]:
-    broker = make_broker(settings)
-    await broker.connect()
-    yield Publisher(broker)
-    await broker.stop()
-
-
-@pytest.fixture
-async def pg(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(settings.postgres_dsn(), min_size=1, max_size=2)
-    yield pool
-    await pool.close()
-
-
-@pytest.fixture
-async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 async def cli(*args: str) -> tuple[int, str]:

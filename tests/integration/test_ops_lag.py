@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import orjson
-import pytest
 from typer.testing import CliRunner
 
 from chirp.ops import _kafka
@@ -14,18 +12,10 @@ from chirp.ops.cli import ops_app
 from chirp.ops.lag import measure
 from chirp.ops.topics import describe
 from chirp.settings import Settings
-from producers.broker import Publisher, ensure_topics, make_broker
+from producers.broker import ensure_topics
 from schemas.events import new_id
 from schemas.topics import Topic
 from tests.integration import replay_probe as probe
-
-
-@pytest.fixture
-async def publisher(settings: Settings) -> AsyncIterator[Publisher]:
-    broker = make_broker(settings)
-    await broker.connect()
-    yield Publisher(broker)
-    await broker.stop()
 
 
 async def commit_at_end(settings: Settings, group: str, topic: Topic) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from itertools import pairwise
 
@@ -15,33 +14,11 @@ from chirp.ops import _kafka
 from chirp.ops.replay import Progress, ReadModel, Replay, ReplayError, rebuild_order, replay_in_child
 from chirp.settings import Settings
 from consumers.runtime import Consumer
-from producers.broker import Publisher, make_broker
+from producers.broker import Publisher
 from schemas.events import PostCreated, new_id
 from schemas.topics import Topic
 from tests.conftest import eventually
 from tests.integration import replay_probe as probe
-
-
-@pytest.fixture
-async def publisher(settings: Settings) -> AsyncIterator[Publisher]:
-    broker = make_broker(settings)
-    await broker.connect()
-    yield Publisher(broker)
-    await broker.stop()
-
-
-@pytest.fixture
-async def pg(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(settings.postgres_dsn(), min_size=1, max_size=3)
-    yield pool
-    await pool.close()
-
-
-@pytest.fixture
-async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 async def count(pg: asyncpg.Pool, table: str) -> int:

@@ -12,7 +12,6 @@ import redis.asyncio as aioredis
 from starlette.applications import Starlette
 
 from chirp.settings import Settings
-from producers.broker import Publisher, make_broker
 from schemas import topics
 from schemas.events import PostDeleted, PostDeletedData, PostParsed, PostParsedData, new_id
 from store.posts import CHANNEL, DELETED_CHANNEL, PostgresPosts
@@ -20,14 +19,6 @@ from tests.conftest import eventually
 from tests.integration.posts_support import caught_up
 
 pytestmark = pytest.mark.usefixtures("pipeline")
-
-
-@pytest.fixture
-async def publisher(settings: Settings) -> AsyncIterator[Publisher]:
-    broker = make_broker(settings)
-    await broker.connect()
-    yield Publisher(broker)
-    await broker.stop()
 
 
 @pytest.fixture

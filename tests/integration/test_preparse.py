@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from aiokafka import AIOKafkaConsumer
 from starlette.applications import Starlette
 
-from chirp.settings import Settings
 from consumers.preparse import render_post
-from producers.broker import Publisher, make_broker
 from schemas import topics
 from schemas.events import PostCreated, PostCreatedData, PostParsed, new_id
 from store.posts import PostgresPosts
@@ -18,14 +14,6 @@ from tests.conftest import eventually
 from tests.integration.posts_support import caught_up, tail
 
 pytestmark = pytest.mark.usefixtures("pipeline")
-
-
-@pytest.fixture
-async def publisher(settings: Settings) -> AsyncIterator[Publisher]:
-    broker = make_broker(settings)
-    await broker.connect()
-    yield Publisher(broker)
-    await broker.stop()
 
 
 async def parsed_for(consumer: AIOKafkaConsumer, post_id: str, n: int) -> list[PostParsed]:

@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import asyncpg
@@ -16,7 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from chirp.settings import Settings
-from producers.broker import Publisher, make_broker
+from producers.broker import Publisher
 from schemas.events import PostCreated, PostCreatedData, new_id
 from schemas.topics import Topic
 from tests.conftest import eventually
@@ -25,21 +25,6 @@ from tests.conftest import eventually
 @pytest.fixture
 def topic() -> Topic:
     return Topic(f"probe-{new_id().lower()}", key="post_id")
-
-
-@pytest.fixture
-async def publisher(settings: Settings) -> AsyncIterator[Publisher]:
-    broker = make_broker(settings)
-    await broker.connect()
-    yield Publisher(broker)
-    await broker.stop()
-
-
-@pytest.fixture
-async def pg(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(settings.postgres_dsn(), min_size=1, max_size=2)
-    yield pool
-    await pool.close()
 
 
 @contextmanager

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import subprocess
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,31 +19,15 @@ import redis.asyncio as aioredis
 from chirp.settings import Settings
 from consumers import search
 from consumers.runtime import Context
-from producers.broker import Publisher, make_broker
+from producers.broker import Publisher
 from schemas import topics
 from schemas.events import Event, UserProfileUpdated, UserProfileUpdatedData
-from store.postgres import connect
 from store.search import PostgresSearch
 from store.search_query import parse_query
 from tests.conftest import eventually
 from tests.integration.explore_support import ago, caught_up, deleted, parsed, registered
 
 Pipeline = subprocess.Popen[bytes]
-
-
-@pytest.fixture(scope="module")
-async def publisher(settings: Settings) -> AsyncIterator[Publisher]:
-    broker = make_broker(settings)
-    await broker.connect()
-    yield Publisher(broker)
-    await broker.stop()
-
-
-@pytest.fixture(scope="module")
-async def pg(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    pool = await connect(settings, max_size=4)  # the pool consumers get (JSON codecs, migrations applied)
-    yield pool
-    await pool.close()
 
 
 def word() -> str:

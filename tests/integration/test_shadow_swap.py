@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 import redis.asyncio as aioredis
 
 from chirp.ops._shadow_redis import swap
-from chirp.settings import Settings
 from schemas.events import new_id
-
-
-@pytest.fixture
-async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 async def test_swap_moves_shadow_keys_and_drops_stale_live_ones(redis_client: aioredis.Redis) -> None:

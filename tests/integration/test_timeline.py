@@ -23,9 +23,9 @@ from store.timelines import (
     timeline_key,
 )
 from tests.conftest import eventually
-from tests.integration.users_support import api_user, at, ctx, follow_event, logged_in, pg, post, publisher, wait_user
+from tests.integration.users_support import api_user, at, ctx, follow_event, logged_in, post, wait_user
 
-__all__ = ["api_user", "ctx", "pg", "publisher"]  # module fixtures
+__all__ = ["api_user", "ctx"]  # module fixtures
 pytestmark = pytest.mark.usefixtures("pipeline")
 
 

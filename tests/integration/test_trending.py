@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from chirp.settings import Settings
 from consumers import trending
 from consumers.runtime import Context
-from producers.broker import Publisher, make_broker
+from producers.broker import Publisher
 from schemas import topics
 from schemas.events import (
     Event,
@@ -34,27 +34,11 @@ from schemas.events import (
     UserFollowed,
     new_id,
 )
-from store.postgres import connect
 from store.trending import RedisTrending
 from tests.conftest import eventually
 from tests.integration.explore_support import ago, caught_up, deleted, drop, dump, parsed, registered
 
 Pipeline = subprocess.Popen[bytes]
-
-
-@pytest.fixture(scope="module")
-async def publisher(settings: Settings) -> AsyncIterator[Publisher]:
-    broker = make_broker(settings)
-    await broker.connect()
-    yield Publisher(broker)
-    await broker.stop()
-
-
-@pytest.fixture(scope="module")
-async def pg(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    pool = await connect(settings, max_size=4)
-    yield pool
-    await pool.close()
 
 
 @pytest.fixture

@@ -23,15 +23,13 @@ from tests.integration.users_support import (
     at,
     ctx,
     logged_in,
-    pg,
     post,
-    publisher,
     registered,
     user_row,
     wait_user,
 )
 
-__all__ = ["api_user", "ctx", "pg", "publisher"]  # module fixtures
+__all__ = ["api_user", "ctx"]  # module fixtures
 pytestmark = pytest.mark.usefixtures("pipeline")
 HANDLERS = {
     UserRegistered: users.on_user_registered,

@@ -14,27 +14,12 @@ from starlette.applications import Starlette
 
 from chirp.settings import Settings
 from consumers.runtime import Context
-from producers.broker import Publisher, make_broker
+from producers.broker import Publisher
 from schemas.events import Event, FollowData, UserFollowed, UserRegistered, UserRegisteredData, UserUnfollowed, new_id
 from tests.conftest import eventually
 from tests.integration.helpers import login, unique_handle
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-async def publisher(settings: Settings) -> AsyncIterator[Publisher]:
-    broker = make_broker(settings)
-    await broker.connect()
-    yield Publisher(broker)
-    await broker.stop()
-
-
-@pytest.fixture(scope="module")
-async def pg(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(settings.postgres_dsn(), min_size=1, max_size=4)
-    yield pool
-    await pool.close()
 
 
 def at(seconds: float) -> datetime:
