@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -24,25 +23,13 @@ from chirp.settings import Settings
 from gateway.app import create_app
 from gateway.auth.keys import KeyRing
 from gateway.auth.tokens import sign_claims
+from tests import jwt_corpus
 from tests.integration.helpers import login, unique_handle
 
-CORPORA = Path(os.environ.get("CHIRP_CORPORA") or Path(__file__).resolve().parents[3] / "shared" / "corpora")
-VECTORS = CORPORA / "jwt" / "jwt_vectors.json"
-if not VECTORS.exists():
-    pytest.skip(f"JWT corpus not found at {VECTORS} (set CHIRP_CORPORA)", allow_module_level=True)
-CORPUS: dict[str, Any] = json.loads(VECTORS.read_text())
-
-# PyJWT's exception names in `pyjwt_observed`, mapped onto the reason in our 401 (None: 200).
-OUTCOMES: dict[str, str | None] = {
-    "OK": None,
-    "ExpiredSignatureError": "expired",
-    "ImmatureSignatureError": "not_yet_valid",
-    "MissingRequiredClaimError": "missing_claim",
-    "InvalidIssuerError": "bad_issuer",
-    "InvalidAudienceError": "bad_audience",
-    "InvalidSubjectError": "malformed",
-}
-OFFSETS = {"exp_offset_s": "exp", "nbf_offset_s": "nbf", "iat_offset_s": "iat"}
+CORPUS = jwt_corpus.load()
+if CORPUS is None:
+    pytest.skip(f"JWT corpus not found at {jwt_corpus.VECTORS} (set CHIRP_CORPORA)", allow_module_level=True)
+OUTCOMES, OFFSETS = jwt_corpus.OUTCOMES, jwt_corpus.OFFSETS
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -93,12 +80,7 @@ def _from_template(template: dict[str, Any], session: dict[str, Any], settings: 
         "jti": uuid.uuid4().hex,
         "sid": session["sid"],
     }
-    for name, value in template["claims"].items():
-        if name == "sub" and isinstance(value, str):
-            continue  # the template's placeholder user: ours is the one whose session is live
-        claims[OFFSETS.get(name, name)] = now + value if name in OFFSETS else value
-    if template["id"].endswith("-missing"):
-        del claims[template["id"].removeprefix("claims-").removesuffix("-missing")]
+    jwt_corpus.apply_template(template, claims, now, keep_sub=True)  # ours is the user whose session is live
     return claims
 
 

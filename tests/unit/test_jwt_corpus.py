@@ -7,11 +7,8 @@ template does not mention get valid defaults, except the one a `claims-<name>-mi
 
 from __future__ import annotations
 
-import json
-import os
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -19,25 +16,13 @@ import pytest
 
 from gateway.auth.keys import LEEWAY_S, KeyRing
 from gateway.auth.tokens import REASONS, TokenError, sign_claims, verify_access_token
+from tests import jwt_corpus
 
 ISS, AUD = "chirp", "chirp"
-CORPORA = Path(os.environ.get("CHIRP_CORPORA") or Path(__file__).resolve().parents[3] / "shared" / "corpora")
-VECTORS = CORPORA / "jwt" / "jwt_vectors.json"
-if not VECTORS.exists():
-    pytest.skip(f"JWT corpus not found at {VECTORS} (set CHIRP_CORPORA)", allow_module_level=True)
-CORPUS: dict[str, Any] = json.loads(VECTORS.read_text())
-
-# PyJWT's exception names in `pyjwt_observed`, mapped onto our reason codes (None: accepted).
-OUTCOMES: dict[str, str | None] = {
-    "OK": None,
-    "ExpiredSignatureError": "expired",
-    "ImmatureSignatureError": "not_yet_valid",
-    "MissingRequiredClaimError": "missing_claim",
-    "InvalidIssuerError": "bad_issuer",
-    "InvalidAudienceError": "bad_audience",
-    "InvalidSubjectError": "malformed",
-}
-OFFSETS = {"exp_offset_s": "exp", "nbf_offset_s": "nbf", "iat_offset_s": "iat"}
+CORPUS = jwt_corpus.load()
+if CORPUS is None:
+    pytest.skip(f"JWT corpus not found at {jwt_corpus.VECTORS} (set CHIRP_CORPORA)", allow_module_level=True)
+OUTCOMES, OFFSETS = jwt_corpus.OUTCOMES, jwt_corpus.OFFSETS
 
 RING = KeyRing.generate()
 
@@ -68,10 +53,7 @@ def _sign(template: dict[str, Any]) -> str:
         "jti": uuid.uuid4().hex,
         "sid": "corpus",
     }
-    for name, value in template["claims"].items():
-        claims[OFFSETS.get(name, name)] = now + value if name in OFFSETS else value
-    if template["id"].endswith("-missing"):
-        del claims[template["id"].removeprefix("claims-").removesuffix("-missing")]
+    jwt_corpus.apply_template(template, claims, now)
     return sign_claims(RING, claims)
 
 
