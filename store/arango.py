@@ -28,6 +28,7 @@ from arango.exceptions import CollectionCreateError, DatabaseCreateError
 
 from chirp.settings import Settings
 from schemas.events import PostDeleted, PostParsed
+from store import posts
 from store.posts import Page, PostView, Projected, newest_per_post
 
 # Indexes per collection; add_index returns the existing index when one with the same definition exists.
@@ -172,22 +173,8 @@ def first_deletes(events: Sequence[PostDeleted]) -> list[dict[str, str]]:
 
 
 def post_view(row: dict[str, Any]) -> PostView:
-    """A page query's row as a PostView."""
-    return PostView(
-        id=row["id"],
-        author_id=row["author_id"],
-        handle=row["handle"],
-        display_name=row["display_name"],
-        avatar_url=row["avatar_url"],
-        body=row["body"],
-        html=row["html"],
-        text=row["text"],
-        hashtags=row["hashtags"],
-        mentions=row["mentions"],
-        reply_to=row["reply_to"],
-        reply_count=row["reply_count"],
-        created_at=datetime.fromisoformat(row["created_at"]),
-    )
+    """A page query's row as a PostView (the PostgreSQL adapter's mapping; ids and times as AQL returns them)."""
+    return posts.post_view({**row, "post_id": row["id"], "created_at": datetime.fromisoformat(row["created_at"])})
 
 
 def page_of(rows: list[dict[str, Any]], limit: int) -> Page:

@@ -13,7 +13,7 @@ Writes come from the posts consumer, one statement per batch; reads serve the ga
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -116,7 +116,7 @@ RETURNING post_id
 """
 
 
-def post_view(row: asyncpg.Record) -> PostView:
+def post_view(row: Mapping[str, Any]) -> PostView:
     """A post row (joined with its author and reply count) as the view every post list serves."""
     return PostView(
         id=row["post_id"],
