@@ -13,25 +13,12 @@ from __future__ import annotations
 from consumers.runtime import Consumer, Context
 from schemas import topics
 from schemas.events import PostDeleted, PostParsed, UserProfileSynced, UserProfileUpdated, UserRegistered
-from store.search import PostgresSearch, ProfileChange
+from store.search import PostgresSearch
+from store.users import ProfileChange
 
 consumer = Consumer(
     "search", "Full-text index of posts and users for GET /api/search.", tables=("search_posts", "search_users")
 )
-
-
-ProfileEvent = UserRegistered | UserProfileSynced | UserProfileUpdated
-
-
-def profile_change(event: ProfileEvent) -> ProfileChange:
-    """The profile fields one event sets, stamped with its occurred_at."""
-    if isinstance(event, UserProfileUpdated):
-        edit = event.payload
-        return ProfileChange(edit.user_id, event.occurred_at, display_name=edit.display_name, bio=edit.bio)
-    data = event.payload
-    return ProfileChange(
-        data.user_id, event.occurred_at, handle=data.handle, display_name=data.display_name, avatar_url=data.avatar_url
-    )
 
 
 @consumer.on(topics.POST_PARSED, batch=True)
@@ -49,16 +36,16 @@ async def on_post_deleted(events: list[PostDeleted], ctx: Context) -> None:
 @consumer.on(topics.USER_REGISTERED, batch=True)
 async def on_user_registered(events: list[UserRegistered], ctx: Context) -> None:
     """Index new users' handles and names."""
-    await PostgresSearch(ctx.pg).save_profiles([profile_change(e) for e in events])
+    await PostgresSearch(ctx.pg).save_profiles([ProfileChange.of(e) for e in events])
 
 
 @consumer.on(topics.USER_PROFILE_SYNCED, batch=True)
 async def on_user_profile_synced(events: list[UserProfileSynced], ctx: Context) -> None:
     """Apply handle, name and avatar changes synced from GitHub."""
-    await PostgresSearch(ctx.pg).save_profiles([profile_change(e) for e in events])
+    await PostgresSearch(ctx.pg).save_profiles([ProfileChange.of(e) for e in events])
 
 
 @consumer.on(topics.USER_PROFILE_UPDATED, batch=True)
 async def on_user_profile_updated(events: list[UserProfileUpdated], ctx: Context) -> None:
     """Apply name and bio edits."""
-    await PostgresSearch(ctx.pg).save_profiles([profile_change(e) for e in events])
+    await PostgresSearch(ctx.pg).save_profiles([ProfileChange.of(e) for e in events])

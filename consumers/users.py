@@ -14,34 +14,14 @@ from schemas.events import (
     UserFollowed,
     UserProfileSynced,
     UserProfileUpdated,
-    UserProfileUpdatedData,
     UserRegistered,
-    UserRegisteredData,
     UserUnfollowed,
 )
-from store.users import FollowChange, PostgresUsersReadModel, ProfileChange
+from store.users import FollowChange, PostgresUsersReadModel, ProfileChange, ProfileEvent
 
 consumer = Consumer(
     "users", "Profiles, follows and exact follower counts in the users and follows tables.", tables=("users", "follows")
 )
-
-ProfileEvent = UserRegistered | UserProfileSynced | UserProfileUpdated
-
-
-def profile_change(event: ProfileEvent) -> ProfileChange:
-    """The fields one profile event sets, stamped with its occurred_at."""
-    data = event.payload
-    if isinstance(data, UserProfileUpdatedData):
-        return ProfileChange(data.user_id, event.occurred_at, display_name=data.display_name, bio=data.bio)
-    return ProfileChange(
-        data.user_id,
-        event.occurred_at,
-        handle=data.handle,
-        display_name=data.display_name,
-        avatar_url=data.avatar_url,
-        github_id=data.github_id if isinstance(data, UserRegisteredData) else None,
-        registered=isinstance(data, UserRegisteredData),
-    )
 
 
 def follow_change(event: UserFollowed | UserUnfollowed) -> FollowChange:
@@ -51,7 +31,7 @@ def follow_change(event: UserFollowed | UserUnfollowed) -> FollowChange:
 
 
 async def _profiles(events: list[ProfileEvent], ctx: Context) -> None:
-    await PostgresUsersReadModel(ctx.pg).apply_profiles([profile_change(e) for e in events])
+    await PostgresUsersReadModel(ctx.pg).apply_profiles([ProfileChange.of(e) for e in events])
 
 
 async def _follows(events: list[UserFollowed] | list[UserUnfollowed], ctx: Context) -> None:

@@ -135,7 +135,8 @@ def post_view(row: Mapping[str, Any]) -> PostView:
     )
 
 
-def _row(event: PostParsed) -> dict[str, Any]:
+def post_row(event: PostParsed) -> dict[str, Any]:
+    """A parsed post as a JSON row for `jsonb_to_recordset` (read models take the columns they have)."""
     data = event.payload
     return {
         "post_id": data.post_id,
@@ -210,7 +211,7 @@ class PostgresPosts:
 
     async def save_parsed(self, events: Sequence[PostParsed]) -> list[Projected]:
         """Upsert parsed posts in one statement; returns the posts this write made visible for the first time."""
-        rows = [_row(e) for e in newest_per_post(events)]
+        rows = [post_row(e) for e in newest_per_post(events)]
         written = await self._pool.fetch(_SAVE_PARSED, rows)
         return [Projected(r["post_id"], r["author_id"], r["reply_to"], r["hashtags"]) for r in written if r["inserted"]]
 

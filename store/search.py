@@ -33,25 +33,15 @@ from typing import Any, Protocol
 import asyncpg
 
 from schemas.events import PostDeleted, PostParsed
+from store.posts import newest_per_post, post_row
 from store.search_query import ParsedQuery
+from store.users import ProfileChange
 
 CANDIDATES = 1000
 PROBE = 2000  # a query with fewer matches than this ranks all of them; one with more, the newest by day tiers
 RECENT_DAYS = (2, 8)  # candidates come from the last 2 UTC days, then the 6 before, then older ones
 WHOLE_SNIPPET_CHARS = 300  # a post's text up to this long is its own snippet; longer ones get fragments
 _MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
-
-
-@dataclass(frozen=True, slots=True)
-class ProfileChange:
-    """The profile fields one event sets (None: not set by it), stamped with the event's occurred_at."""
-
-    user_id: str
-    at: datetime
-    handle: str | None = None
-    display_name: str | None = None
-    bio: str | None = None
-    avatar_url: str | None = None
 
 
 PROFILE_FIELDS = ("handle", "display_name", "bio", "avatar_url")
@@ -101,16 +91,6 @@ def merge_profiles(changes: Sequence[ProfileChange]) -> list[dict[str, Any]]:
             if seen is None or (seen, row[name]) < (change.at, value):
                 row[name], row[f"{name}_at"] = value, change.at
     return [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()} for row in rows.values()]
-
-
-def newest_per_post(events: Sequence[PostParsed]) -> list[PostParsed]:
-    """One event per post id, the newest by occurred_at."""
-    newest: dict[str, PostParsed] = {}
-    for event in events:
-        seen = newest.get(event.payload.post_id)
-        if seen is None or seen.occurred_at < event.occurred_at:
-            newest[event.payload.post_id] = event
-    return list(newest.values())
 
 
 def day_lexeme(day: int) -> str:
@@ -290,22 +270,6 @@ FROM search_posts WHERE deleted_at IS NULL AND hashtags @> ARRAY[$1::text]
 """
 
 
-def _post_row(event: PostParsed) -> dict[str, Any]:
-    data = event.payload
-    return {
-        "post_id": data.post_id,
-        "author_id": data.author_id,
-        "body": data.body,
-        "html": data.html,
-        "text": data.text,
-        "hashtags": data.hashtags,
-        "mentions": data.mentions,
-        "reply_to": data.reply_to,
-        "created_at": data.created_at.isoformat(),
-        "parsed_at": event.occurred_at.isoformat(),
-    }
-
-
 def _post_json(row: asyncpg.Record) -> dict[str, Any]:
     return {
         "id": row["post_id"],
@@ -333,7 +297,7 @@ class PostgresSearch:
 
     async def save_parsed(self, events: Sequence[PostParsed]) -> None:
         """Upsert parsed posts in one statement (tombstones and newer renders win)."""
-        await self.pool.execute(_SAVE_PARSED, [_post_row(e) for e in newest_per_post(events)])
+        await self.pool.execute(_SAVE_PARSED, [post_row(e) for e in newest_per_post(events)])
 
     async def save_deleted(self, events: Sequence[PostDeleted]) -> None:
         """Tombstone posts in one statement (the first delete of each post wins)."""

@@ -13,6 +13,15 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from schemas.events import (
+    UserProfileSynced,
+    UserProfileUpdated,
+    UserProfileUpdatedData,
+    UserRegistered,
+    UserRegisteredData,
+)
+
+ProfileEvent = UserRegistered | UserProfileSynced | UserProfileUpdated
 PLACEHOLDER = "~"  # prefix of the handle of a user whose handle is unknown (never matches a valid handle)
 
 
@@ -28,6 +37,22 @@ class ProfileChange:
     avatar_url: str | None = None
     github_id: int | None = None
     registered: bool = False
+
+    @classmethod
+    def of(cls, event: ProfileEvent) -> ProfileChange:
+        """The fields one profile event sets, stamped with its occurred_at."""
+        data = event.payload
+        if isinstance(data, UserProfileUpdatedData):
+            return cls(data.user_id, event.occurred_at, display_name=data.display_name, bio=data.bio)
+        return cls(
+            data.user_id,
+            event.occurred_at,
+            handle=data.handle,
+            display_name=data.display_name,
+            avatar_url=data.avatar_url,
+            github_id=data.github_id if isinstance(data, UserRegisteredData) else None,
+            registered=isinstance(data, UserRegisteredData),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from consumers.timelines import plan_fanout, with_recent
-from consumers.users import follow_change, profile_change
+from consumers.users import follow_change
 from gateway.errors import InvalidInput
 from gateway.routes.users import profile_edit
 from schemas.events import (
@@ -23,7 +23,7 @@ from schemas.events import (
 )
 from store.posts import PostView
 from store.timelines import followed, member, page_of, pair_state, post_id_of
-from store.users import FollowChange, newest_per_pair
+from store.users import FollowChange, ProfileChange, newest_per_pair
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -60,12 +60,12 @@ def test_each_profile_event_sets_only_its_fields() -> None:
     reg = UserRegistered(
         occurred_at=T0, payload=UserRegisteredData(user_id="u", github_id=7, handle="ada", display_name="Ada")
     )
-    change = profile_change(reg)
+    change = ProfileChange.of(reg)
     assert (change.handle, change.display_name, change.avatar_url, change.bio) == ("ada", "Ada", "", None)
     assert change.registered and change.github_id == 7 and change.at == T0
-    sync = profile_change(UserProfileSynced(payload=UserProfileSyncedData(user_id="u", handle="ada2")))
+    sync = ProfileChange.of(UserProfileSynced(payload=UserProfileSyncedData(user_id="u", handle="ada2")))
     assert not sync.registered and sync.github_id is None and sync.bio is None and sync.handle == "ada2"
-    edit = profile_change(UserProfileUpdated(payload=UserProfileUpdatedData(user_id="u", bio="hi")))
+    edit = ProfileChange.of(UserProfileUpdated(payload=UserProfileUpdatedData(user_id="u", bio="hi")))
     assert (edit.handle, edit.display_name, edit.avatar_url, edit.bio) == (None, None, None, "hi")
 
 
