@@ -9,29 +9,21 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from chirp.settings import Settings
 from gateway.auth.sessions import SessionError, SessionStore
 from tests.conftest import eventually
 
 
 @pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def store(redis: aioredis.Redis) -> AsyncIterator[SessionStore]:
+async def store(redis_client: aioredis.Redis) -> AsyncIterator[SessionStore]:
     prefix = f"chirp:test:{uuid.uuid4().hex}"
-    yield SessionStore(redis, ttl_days=30, prefix=prefix)
-    keys = [key async for key in redis.scan_iter(f"{prefix}:*")]
+    yield SessionStore(redis_client, ttl_days=30, prefix=prefix)
+    keys = [key async for key in redis_client.scan_iter(f"{prefix}:*")]
     if keys:
-        await redis.delete(*keys)
+        await redis_client.delete(*keys)
 
 
-async def _keys(redis: aioredis.Redis, store: SessionStore) -> list[str]:
-    return [key async for key in redis.scan_iter(f"{store._prefix}:*")]
+async def _keys(redis_client: aioredis.Redis, store: SessionStore) -> list[str]:
+    return [key async for key in redis_client.scan_iter(f"{store._prefix}:*")]
 
 
 async def test_create_then_rotate(store: SessionStore) -> None:
@@ -85,24 +77,24 @@ async def test_concurrent_use_of_one_token_rotates_once(store: SessionStore) -> 
     assert not await store.is_active(sid)
 
 
-async def test_only_hashes_are_stored_and_everything_expires(redis: aioredis.Redis, store: SessionStore) -> None:
+async def test_only_hashes_are_stored_and_everything_expires(redis_client: aioredis.Redis, store: SessionStore) -> None:
     sid, token = await store.create("user-1")
     _, _, newer = await store.rotate(token)
-    keys = await _keys(redis, store)
+    keys = await _keys(redis_client, store)
     assert len(keys) == 3  # the session and both refresh tokens
-    session_ttl = await redis.pttl(f"{store._prefix}:session:{sid}")
+    session_ttl = await redis_client.pttl(f"{store._prefix}:session:{sid}")
     assert 29 * 86_400_000 < session_ttl <= 30 * 86_400_000
     for key in keys:
-        assert 0 < await redis.pttl(key) <= session_ttl
+        assert 0 < await redis_client.pttl(key) <= session_ttl
         assert token not in key and newer not in key
-    stored = await redis.hgetall(f"{store._prefix}:session:{sid}")
+    stored = await redis_client.hgetall(f"{store._prefix}:session:{sid}")
     assert stored["user_id"] == "user-1"
     assert token not in stored.values() and newer not in stored.values()
 
 
-async def test_expired_session_is_inactive(redis: aioredis.Redis) -> None:
+async def test_expired_session_is_inactive(redis_client: aioredis.Redis) -> None:
     prefix = f"chirp:test:{uuid.uuid4().hex}"
-    store = SessionStore(redis, ttl_days=0.2 / 86_400, prefix=prefix)  # 200 ms
+    store = SessionStore(redis_client, ttl_days=0.2 / 86_400, prefix=prefix)  # 200 ms
     sid, token = await store.create("user-1")
     assert await store.is_active(sid)
 

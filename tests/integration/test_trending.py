@@ -42,26 +42,19 @@ Pipeline = subprocess.Popen[bytes]
 
 
 @pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 async def fresh(
-    settings: Settings, pg: asyncpg.Pool, redis: aioredis.Redis, publisher: Publisher
+    settings: Settings, pg: asyncpg.Pool, redis_client: aioredis.Redis, publisher: Publisher
 ) -> AsyncIterator[Any]:
     """A factory of contexts whose trending keys live under a new prefix (dropped afterwards)."""
     prefixes: list[str] = []
 
     def make() -> Context:
         prefixes.append(f"test-trending:{new_id()}:")
-        return Context(settings, pg, redis, publisher, extras={"trending_prefix": prefixes[-1]})
+        return Context(settings, pg, redis_client, publisher, extras={"trending_prefix": prefixes[-1]})
 
     yield make
     for prefix in prefixes:
-        await drop(redis, prefix)
+        await drop(redis_client, prefix)
 
 
 def tag() -> str:
@@ -188,7 +181,7 @@ async def test_users_trend_on_mentions_and_new_followers(
 
 
 async def test_hidden_tag_stays_hidden_after_a_replay(
-    pipeline: Pipeline, publisher: Publisher, client: httpx.AsyncClient, redis: aioredis.Redis, fresh: Any
+    pipeline: Pipeline, publisher: Publisher, client: httpx.AsyncClient, redis_client: aioredis.Redis, fresh: Any
 ) -> None:
     hidden, control = tag(), tag()
     events: list[Event] = [*burst(hidden, 6, ago(seconds=30)), *burst(control, 5, ago(seconds=30))]
@@ -202,14 +195,14 @@ async def test_hidden_tag_stays_hidden_after_a_replay(
     ctx = fresh()  # the replay: the same events, the consumer's own handlers, a fresh key prefix
     replayed = [*events, hide]
     await apply(ctx, replayed)
-    counts = RedisTrending(redis, ctx.extras["trending_prefix"])
+    counts = RedisTrending(redis_client, ctx.extras["trending_prefix"])
     result = await counts.refresh(ctx.pg)
     assert control in tags_of(result["15m"]) and hidden not in tags_of(result["15m"])
 
-    before = await dump(redis, ctx.extras["trending_prefix"])
+    before = await dump(redis_client, ctx.extras["trending_prefix"])
     await apply(ctx, replayed)  # redelivery of everything
     await counts.refresh(ctx.pg)
-    assert await dump(redis, ctx.extras["trending_prefix"]) == before
+    assert await dump(redis_client, ctx.extras["trending_prefix"]) == before
 
     await apply(ctx, [moderated(f"#{hidden}", False, at=hide.occurred_at + timedelta(seconds=1))])
     assert hidden in tags_of((await counts.refresh(ctx.pg))["15m"])
@@ -235,7 +228,7 @@ T0 = datetime(2025, 3, 1, 12, 0, 30, tzinfo=UTC)
 
 
 async def test_synthetic_times_rank_as_live_and_order_does_not_matter(
-    redis: aioredis.Redis, pg: asyncpg.Pool, fresh: Any
+    redis_client: aioredis.Redis, pg: asyncpg.Pool, fresh: Any
 ) -> None:
     busy, new, spam, removed = tag(), tag(), tag(), tag()
     gone = burst(removed, 4, T0 - timedelta(minutes=3))
@@ -251,7 +244,7 @@ async def test_synthetic_times_rank_as_live_and_order_does_not_matter(
     ]
     in_order = fresh()
     await apply(in_order, events)
-    result = await RedisTrending(redis, in_order.extras["trending_prefix"]).refresh(pg)
+    result = await RedisTrending(redis_client, in_order.extras["trending_prefix"]).refresh(pg)
     assert tags_of(result["15m"])[0] == new  # on top, ranked at the newest event time (T0), not the wall clock
     assert result["15m"]["hashtags"][0]["count"] == 10
     assert busy not in tags_of(result["15m"]) and spam not in tags_of(result["15m"])
@@ -261,11 +254,11 @@ async def test_synthetic_times_rank_as_live_and_order_does_not_matter(
     mixed = events[:]
     random.Random(5).shuffle(mixed)
     await apply(shuffled, mixed)
-    again = await RedisTrending(redis, shuffled.extras["trending_prefix"]).refresh(pg)
+    again = await RedisTrending(redis_client, shuffled.extras["trending_prefix"]).refresh(pg)
     assert again == result
     skip = ("version", "ranked", "tmp:")
-    assert await dump(redis, shuffled.extras["trending_prefix"], skip) == await dump(
-        redis, in_order.extras["trending_prefix"], skip
+    assert await dump(redis_client, shuffled.extras["trending_prefix"], skip) == await dump(
+        redis_client, in_order.extras["trending_prefix"], skip
     )
 
 
