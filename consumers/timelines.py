@@ -133,7 +133,7 @@ async def _apply_follows(changes: list[FollowChange], ctx: Context) -> None:
     follows = [c for c in fresh if c.active]
     if follows:
         await _backfill(follows, ctx.settings.fanout_max_followers, timelines, source)
-    await timelines.record_pairs(fresh)
+    await timelines.record_pairs(fresh, await source.projected(fresh))
 
 
 async def _backfill(

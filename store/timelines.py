@@ -8,8 +8,10 @@ Keys:
   holds what writes added since (after a flush or an expiry) and the read path rebuilds it.
 - `chirp:tl:big:{user}`: authors the user follows whose posts are not fanned out (merged at read time).
 - `chirp:tl:pairs:{user}`: followee -> `pair_state` of the newest follow/unfollow applied (last writer wins).
-- `chirp:tl:recent:{author}`: follower -> `pair_state`, the follow events of the last minutes: the follows table
-  (another consumer's projection) may not show them yet, and for its own pair an event is the truth.
+- `chirp:tl:recent:{author}`: follower -> `pair_state`, the follow events of the last minutes that the follows table
+  (another consumer's projection) did not show yet when applied: for its own pair an event is the truth. Events the
+  projection already showed only update an entry that is there, so a replay behind a rebuilt projection keeps
+  these hashes empty instead of copying every follow into them.
 - `chirp:tl:big-authors`: authors currently not fanned out (more than `fanout_max_followers` followers).
 A timeline lives `TTL_S` after its last read, so inactive users stop costing memory and are rebuilt on return.
 Every key is under `chirp:tl:` (the prefix `chirp replay` rebuilds) and scripts touch only the keys they are given.
@@ -159,17 +161,17 @@ redis.call('SREM', KEYS[2], ARGV[1])
 return n
 """
 
-# KEYS: hash.  ARGV: field, pair state, ttl, 'NX' (keep the expiry) or 'XX' (renew it).
-# KEYS: pair hashes (a key may repeat).  ARGV: for each key a field, its new state, a TTL and NX (set the TTL
-# only if none) or XX (reset it). A state older than the one recorded is ignored.
+# KEYS: pair hashes (a key may repeat).  ARGV: for each key a field, its new state, a TTL and a mode: NX (set the
+# TTL only if none), XX (reset it) or KNOWN (update only a field already there, resetting the TTL). A state older
+# than the one recorded is ignored.
 _RECORD_PAIRS = """
 for k = 1, #KEYS do
   local i = (k - 1) * 4
-  local old = redis.call('HGET', KEYS[k], ARGV[i + 1])
-  if not (old and old >= ARGV[i + 2]) then
-    redis.call('HSET', KEYS[k], ARGV[i + 1], ARGV[i + 2])
-    if ARGV[i + 4] == 'NX' then redis.call('EXPIRE', KEYS[k], ARGV[i + 3], 'NX')
-    else redis.call('EXPIRE', KEYS[k], ARGV[i + 3]) end
+  local field, state, ttl, mode = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local old = redis.call('HGET', KEYS[k], field)
+  if not (old and old >= state) and (old or mode ~= 'KNOWN') then
+    redis.call('HSET', KEYS[k], field, state)
+    if mode == 'NX' then redis.call('EXPIRE', KEYS[k], ttl, 'NX') else redis.call('EXPIRE', KEYS[k], ttl) end
   end
 end
 return #KEYS
@@ -272,16 +274,19 @@ class RedisTimelines:
                 applied[i] = state
         return [old is None or old < _state(c) for old, c in zip(applied, changes, strict=True)]
 
-    async def record_pairs(self, changes: list[FollowChange]) -> None:
-        """Remember these changes as applied (a newer one already recorded is kept), per follower and per followee."""
+    async def record_pairs(self, changes: list[FollowChange], projected: Iterable[bool]) -> None:
+        """Remember these changes as applied (a newer one already recorded is kept), per follower and per followee;
+        `projected` says, per change, whether the follows table showed it already (then no recent entry is made)."""
+        items = list(zip(changes, projected, strict=True))
         async with self.redis.pipeline(transaction=False) as pipe:
-            for start in range(0, len(changes), _KEYS_PER_CALL // 2):
+            for start in range(0, len(items), _KEYS_PER_CALL // 2):
                 keys: list[str] = []
                 args: list[str | int] = []
-                for c in changes[start : start + _KEYS_PER_CALL // 2]:
+                for c, shown in items[start : start + _KEYS_PER_CALL // 2]:
                     state = _state(c)
                     keys += [pairs_key(c.follower_id), recent_key(c.followee_id)]
-                    args += [c.followee_id, state, TTL_S, "NX", c.follower_id, state, RECENT_TTL_S, "XX"]
+                    args += [c.followee_id, state, TTL_S, "NX", c.follower_id, state, RECENT_TTL_S]
+                    args.append("KNOWN" if shown else "XX")
                 await self._record_pairs(keys=keys, args=args, client=pipe)
             await pipe.execute()
 
@@ -378,6 +383,11 @@ LEFT JOIN LATERAL (
     SELECT follower_id FROM follows WHERE followee_id = a.author_id AND active
     LIMIT CASE WHEN coalesce(u.followers_count, 0) > $2 THEN 0 ELSE $2 + 1 END) f ON true"""
 
+_PAIR_STATES = """
+SELECT f.follower_id, f.followee_id, f.active, f.changed_at
+FROM unnest($1::text[], $2::text[]) AS p(follower_id, followee_id)
+JOIN follows f USING (follower_id, followee_id)"""
+
 _FOLLOWEES = """
 SELECT f.followee_id, f.active, f.changed_at, coalesce(u.followers_count, 0) AS followers
 FROM follows f LEFT JOIN users u ON u.user_id = f.followee_id
@@ -437,6 +447,16 @@ class PostgresTimelineSource:
         """followee -> (pair state, followee's follower count) for every pair of this follower, active or not."""
         rows = await self.pool.fetch(_FOLLOWEES, user_id)
         return {r["followee_id"]: (pair_state(r["changed_at"], r["active"]), r["followers"]) for r in rows}
+
+    async def projected(self, changes: list[FollowChange]) -> list[bool]:
+        """For each change: does the follows table already show it (or a newer change of that pair)?"""
+        if not changes:
+            return []
+        rows = await self.pool.fetch(
+            _PAIR_STATES, [c.follower_id for c in changes], [c.followee_id for c in changes]
+        )
+        states = {(r["follower_id"], r["followee_id"]): pair_state(r["changed_at"], r["active"]) for r in rows}
+        return [states.get((c.follower_id, c.followee_id), "") >= _state(c) for c in changes]
 
     async def deleted(self, post_ids: list[str]) -> set[str]:
         """Which of these posts are tombstoned."""

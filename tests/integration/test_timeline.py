@@ -20,6 +20,7 @@ from store.timelines import (
     member,
     pair_state,
     rebuild,
+    recent_key,
     timeline_key,
 )
 from tests.conftest import eventually
@@ -241,6 +242,26 @@ async def test_follow_events_win_over_a_lagging_follows_table(client: httpx.Asyn
     await rebuild(RedisTimelines(ctx.redis, 800), source, a, max_followers=5000)
     assert await source.follow_rows(a) == {c: (pair_state(at(1), True), 0)}
     assert await members(ctx, a) == [member(from_b, b), "~"]
+
+
+async def test_follows_the_table_already_shows_leave_no_recent_entry(ctx, pg) -> None:
+    """Behind an up-to-date follows table (a replay after the users rebuild) the recent hashes stay empty; an entry
+    made while the table lagged is still brought up to date, so it never outvotes the table with an old follow."""
+    a, b, c = (f"u-{new_id()}" for _ in range(3))
+    await pg.execute("INSERT INTO follows VALUES ($1, $2, true, $3), ($1, $4, false, $5)", a, b, at(1), c, at(2))
+    await timelines.on_user_followed([follow_event(a, b, active=True, when=1)], ctx)
+    await timelines.on_user_followed([follow_event(a, c, active=True, when=1)], ctx)  # the table shows a newer one
+    assert await ctx.redis.hgetall(recent_key(b)) == {}
+    assert await ctx.redis.hgetall(recent_key(c)) == {}
+    # The table lags: the follow is recorded; then the table catches up and the unfollow updates that entry.
+    d = f"u-{new_id()}"
+    await timelines.on_user_followed([follow_event(d, b, active=True, when=3)], ctx)
+    assert await ctx.redis.hgetall(recent_key(b)) == {d: pair_state(at(3), True)}
+    await pg.execute("INSERT INTO follows VALUES ($1, $2, false, $3)", d, b, at(4))
+    await timelines.on_user_unfollowed([follow_event(d, b, active=False, when=4)], ctx)
+    assert await ctx.redis.hgetall(recent_key(b)) == {d: pair_state(at(4), False)}
+    recent = await RedisTimelines(ctx.redis, 800).recent_followers([b])
+    assert recent == {b: {d: False}}
 
 
 async def test_post_cache_serves_fresh_views_and_stays_bounded(client: httpx.AsyncClient, pg) -> None:
