@@ -452,9 +452,7 @@ class PostgresTimelineSource:
         """For each change: does the follows table already show it (or a newer change of that pair)?"""
         if not changes:
             return []
-        rows = await self.pool.fetch(
-            _PAIR_STATES, [c.follower_id for c in changes], [c.followee_id for c in changes]
-        )
+        rows = await self.pool.fetch(_PAIR_STATES, [c.follower_id for c in changes], [c.followee_id for c in changes])
         states = {(r["follower_id"], r["followee_id"]): pair_state(r["changed_at"], r["active"]) for r in rows}
         return [states.get((c.follower_id, c.followee_id), "") >= _state(c) for c in changes]
 
