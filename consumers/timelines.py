@@ -29,6 +29,7 @@ consumer = Consumer(
     after=("users", "posts"),  # it reads their tables
 )
 log = get_logger("chirp.timelines")
+BACKFILL_CHUNK = 200  # follows backfilled together: up to `timeline_length` posts each are in memory at once
 
 
 @dataclass
@@ -131,8 +132,8 @@ async def _apply_follows(changes: list[FollowChange], ctx: Context) -> None:
     fresh = [c for c, newer in zip(newest, await timelines.newer_pairs(newest), strict=True) if newer]
     await timelines.drop_authors([(c.follower_id, c.followee_id) for c in fresh if not c.active])
     follows = [c for c in fresh if c.active]
-    if follows:
-        await _backfill(follows, ctx.settings.fanout_max_followers, timelines, source)
+    for i in range(0, len(follows), BACKFILL_CHUNK):
+        await _backfill(follows[i : i + BACKFILL_CHUNK], ctx.settings.fanout_max_followers, timelines, source)
     await timelines.record_pairs(fresh, await source.projected(fresh))
 
 

@@ -39,6 +39,7 @@ RECENT_TTL_S = 300  # far longer than the users projection ever lags
 GLOBAL_BIG = "chirp:tl:big-authors"
 _CHUNK = 2000  # commands per pipeline round trip
 _KEYS_PER_CALL = 500  # timelines per fan-out script call: about a millisecond of Redis time
+_MEMBERS_PER_ROUND_TRIP = 50_000  # fan-out members sent before the pipeline is flushed
 
 
 def _state(change: FollowChange) -> str:
@@ -225,10 +226,15 @@ class RedisTimelines:
         if not items:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
+            pending = 0
             for i in range(0, len(items), _KEYS_PER_CALL):
                 chunk = items[i : i + _KEYS_PER_CALL]
                 args: list[str | int] = [self.length, TTL_S, *(orjson.dumps(values).decode() for _, values in chunk)]
                 await self._add(keys=[timeline_key(user) for user, _ in chunk], args=args, client=pipe)
+                pending += sum(len(values) for _, values in chunk)
+                if pending >= _MEMBERS_PER_ROUND_TRIP:  # the encoded commands stay a few MB, whatever the batch
+                    await pipe.execute()
+                    pending = 0
             await pipe.execute()
 
     async def remove(self, value: str, timelines: Iterable[str]) -> None:
