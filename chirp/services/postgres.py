@@ -22,6 +22,17 @@ CONF = {
     "max_connections": "200",
 }
 
+
+def memory_conf() -> dict[str, str]:
+    """Cache sizes from the machine's memory (the usual quarter for shared buffers, capped at 2 GB)."""
+    total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    return {
+        "shared_buffers": f"{max(128, min(2048, total_mb // 4))}MB",
+        "effective_cache_size": f"{max(512, total_mb // 2)}MB",
+        "random_page_cost": "1.1",  # data lives in memory or on SSD
+    }
+
+
 PROVISION_SQL = r"""
 SELECT format('CREATE ROLE %I', :'user')
   WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'user') \gexec
@@ -69,7 +80,7 @@ def _configure(settings: Settings, version: str) -> None:
         create += ["--locale", "C.UTF-8", "--encoding", "UTF8", "--start-conf", "manual"]
         run(privileged([*create, "--", "--auth-host=scram-sha-256", "--auth-local=peer"]))
     run(privileged(["pg_conftool", version, CLUSTER, "set", "port", str(settings.postgres_port)]))
-    conf = {**CONF, "listen_addresses": settings.postgres_host}
+    conf = {**CONF, **memory_conf(), "listen_addresses": settings.postgres_host}
     text = "# Written by chirp.services.postgres on every start.\n"
     text += "".join(f"{key} = '{value}'\n" for key, value in conf.items())
     path = Path("/etc/postgresql") / version / CLUSTER / "conf.d" / "chirp.conf"
