@@ -40,7 +40,7 @@ import asyncpg
 
 from chirp.settings import Settings
 from store.postgres import MIGRATIONS, connect
-from store.search import CANDIDATES, PROBE, SEARCH_POSTS, PostgresSearch, tier_days
+from store.search import CANDIDATES, PLAN_ONCE, PROBE, SEARCH_POSTS, PostgresSearch, tier_days
 from store.search_query import ParsedQuery, parse_query
 
 RESULTS = Path(__file__).with_name("results") / "search.jsonl"
@@ -269,7 +269,8 @@ def pgbench(settings: Settings, scripts: list[Path], clients: int, seconds: int)
     env = {
         **os.environ,
         "PGPASSWORD": settings.postgres_password.get_secret_value(),
-        "PGOPTIONS": f"-c search_path={SCHEMA},public",
+        "PGOPTIONS": f"-c search_path={SCHEMA},public"
+        + "".join(f" -c {key}={value}" for key, value in PLAN_ONCE.items()),  # as the adapter's connections
         "PGSSLMODE": settings.postgres_sslmode,  # as the adapter connects
     }
     cmd = [PGBENCH, "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(clients, 2)), "-T", str(seconds)]
@@ -300,7 +301,7 @@ async def main() -> None:
         settings.postgres_dsn(),
         min_size=args.concurrency,
         max_size=args.concurrency,
-        server_settings={"search_path": f"{SCHEMA},public"},
+        server_settings={"search_path": f"{SCHEMA},public", **PLAN_ONCE},  # as the gateway's search pool
     )
     index = PostgresSearch(pool)
     texts = corpus.queries(QUERIES)

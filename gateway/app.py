@@ -25,6 +25,7 @@ from gateway.ratelimit import RateLimiter, RateLimitMiddleware
 from gateway.state import State
 from producers.broker import Publisher, ensure_topics, make_broker
 from store.postgres import connect
+from store.search import PLAN_ONCE
 
 
 def routes() -> list[BaseRoute]:
@@ -44,6 +45,7 @@ def create_app(settings: Settings) -> Starlette:
         await broker.connect()
         await ensure_topics(settings)
         pg = await connect(settings)
+        search_pg = await connect(settings, migrate=False, server_settings=PLAN_ONCE)
         pool = aioredis.BlockingConnectionPool.from_url(
             settings.redis_url, max_connections=200, timeout=5, decode_responses=True
         )  # waits for a free connection under load instead of failing the request
@@ -57,6 +59,7 @@ def create_app(settings: Settings) -> Starlette:
             keys=KeyRing.from_settings(settings),
             sessions=SessionStore(redis_client, settings.refresh_token_days),
             limiter=RateLimiter(redis_client),
+            search_pg=search_pg,
         )
         settle_after_startup()
         try:
@@ -65,6 +68,7 @@ def create_app(settings: Settings) -> Starlette:
             await broker.stop()
             await redis_client.aclose()
             await pg.close()
+            await search_pg.close()
 
     return Starlette(
         routes=routes(),

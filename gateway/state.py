@@ -28,6 +28,7 @@ class State:
     keys: KeyRing
     sessions: SessionStore
     limiter: RateLimiter
+    search_pg: asyncpg.Pool  # the same database, connections that plan search statements once (store/search.py)
     verified_tokens: VerifiedTokens = field(default_factory=VerifiedTokens)
     extras: dict[str, Any] = field(default_factory=dict)
 

@@ -20,9 +20,18 @@ async def _init(conn: asyncpg.Connection) -> None:
         )
 
 
-async def connect(settings: Settings, *, migrate: bool = True, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """A pool on the app database, with migrations applied."""
-    pool = await asyncpg.create_pool(settings.postgres_dsn(), min_size=min_size, max_size=max_size, init=_init)
+async def connect(
+    settings: Settings,
+    *,
+    migrate: bool = True,
+    min_size: int = 1,
+    max_size: int = 10,
+    server_settings: dict[str, str] | None = None,
+) -> asyncpg.Pool:
+    """A pool on the app database, with migrations applied; `server_settings` are set on each connection."""
+    pool = await asyncpg.create_pool(
+        settings.postgres_dsn(), min_size=min_size, max_size=max_size, init=_init, server_settings=server_settings
+    )
     if migrate:
         await apply_migrations(pool)
     return pool

@@ -37,6 +37,10 @@ from store.posts import newest_per_post, post_row
 from store.search_query import ParsedQuery
 from store.users import ProfileChange
 
+# The search statements are long and every part of them hangs on parameters: planning one costs about as much as
+# running a typical query. Connections serving searches (`connect(..., server_settings=PLAN_ONCE)`) plan each
+# prepared statement once and reuse that plan, whose CTEs switch on the parameters at run time.
+PLAN_ONCE = {"plan_cache_mode": "force_generic_plan"}
 CANDIDATES = 1000
 PROBE = 2000  # a query with fewer matches than this ranks all of them; one with more, the newest by day tiers
 RECENT_DAYS = (2, 8)  # candidates come from the last 2 UTC days, then the 6 before, then older ones
@@ -229,7 +233,7 @@ WITH terms AS (
 ), ranked AS (
     SELECT c.post_id, c.hashtags && $4::text[] AS exact,
            CASE WHEN query.has_q THEN ts_rank(c.doc, query.q) ELSE 0 END
-           * (1 + 1 / (1 + greatest(0, extract(epoch FROM $7::timestamptz - c.created_at)) / 86400.0)) AS score,
+           * (1 + 1 / (1 + greatest(0, date_part('epoch', $7::timestamptz - c.created_at)) / 86400.0)) AS score,
            max(c.post_id) OVER () AS ceiling
     FROM cand c, query
     ORDER BY exact DESC, score DESC, c.post_id DESC

@@ -73,7 +73,7 @@ async def search(request: Request) -> Response:
     q = validate_q(params.get("q"))
     kind = validate_type(params.get("type"))
     limit = parse_limit(params.get("limit"))
-    index = PostgresSearch(state_of(request).pg)
+    index = PostgresSearch(state_of(request).search_pg)
     query = parse_query(q)
     body: dict[str, Any]
     if kind == "users":
@@ -92,7 +92,7 @@ async def tag(request: Request) -> Response:
     key = tag_key(request.path_params["tag"])
     if not key or len(key) > MAX_TAG_CHARS:
         raise NotFound("No such tag.")
-    stats = await PostgresSearch(state_of(request).pg).tag_stats(key)
+    stats = await PostgresSearch(state_of(request).search_pg).tag_stats(key)
     if stats is None:
         raise NotFound("No such tag.")
     return JSONResponse(
