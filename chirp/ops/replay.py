@@ -5,7 +5,8 @@
    its prefixes), and its own handlers run through the runtime's `Runner` with a pool whose `search_path` starts
    with the shadow schema and a Redis client that rewrites its keys. A new consumer group
    (`<name>.replay-<n>`, visible in `chirp lag`) reads from the chosen point to the live end.
-2. **Swap** once the shadow is within a batch of the end: one transaction takes a SHARE lock on the live tables
+2. **Swap** once the shadow is within a batch of the end (its tables ANALYZEd first, so the first queries after
+   the swap are planned with statistics): one transaction takes a SHARE lock on the live tables
    (readers go on, the live consumer's writes wait), catches the shadow up to the end offsets read under that
    lock (so it holds every event any reader could have seen), then moves the live tables out and the shadow ones
    in. Redis keys follow in one atomic script. Readers see the old model or the new one, never a half-built one.
@@ -269,6 +270,8 @@ class Replay:
             swapped = False
             try:
                 await self._catch_up(kafka, runner, tps, "build", None)
+                for table in self.model.tables:  # planner statistics before the first reader plans against it
+                    await lock.execute(f"ANALYZE {_shadow_pg.ident(self.shadow_schema)}.{_shadow_pg.ident(table)}")
                 await self._swap_pg(live_pg, kafka, runner, tps)
                 swapped = True
                 if self.model.redis_prefixes:

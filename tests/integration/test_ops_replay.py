@@ -113,6 +113,8 @@ async def test_replay_from_time_keeps_older_rows_and_reprocesses_newer_ones(
     result = await job.run()
     assert result.processed == 20
     assert await count(pg, table) == 50, "rows from before T were copied from the live model, later ones replayed"
+    analyzed = await pg.fetchval("SELECT reltuples FROM pg_class WHERE oid = $1::regclass", table)
+    assert analyzed >= 30, "the swapped-in table has planner statistics (reltuples is -1 when never analyzed)"
     await pg.execute(f"DROP TABLE {table}")
 
 
