@@ -35,7 +35,7 @@ import asyncpg
 from schemas.events import PostDeleted, PostParsed
 from store.posts import newest_per_post, post_row
 from store.search_query import ParsedQuery
-from store.users import ProfileChange
+from store.users import ProfileChange, chosen_name_wins
 
 # The search statements are long and every part of them hangs on parameters: planning one costs about as much as
 # running a typical query. Connections serving searches (`connect(..., server_settings=PLAN_ONCE)`) plan each
@@ -83,17 +83,22 @@ class SearchIndex(Protocol):
 
 
 def merge_profiles(changes: Sequence[ProfileChange]) -> list[dict[str, Any]]:
-    """One row per user: per field the newest (at, value) among `changes` (one statement may not touch a row twice)."""
+    """One row per user: per field the newest (at, value) among `changes` (one statement may not touch a row twice);
+    a display name the user chose outranks GitHub's whatever the times (migration 040)."""
     rows: dict[str, dict[str, Any]] = {}
+    ranks: dict[tuple[str, str], tuple[bool, datetime, str]] = {}
     for change in changes:
-        row = rows.setdefault(change.user_id, {"user_id": change.user_id})
+        row = rows.setdefault(change.user_id, {"user_id": change.user_id, "display_name_chosen": False})
         for name in PROFILE_FIELDS:
             value = getattr(change, name)
             if value is None:
                 continue
-            seen = row.get(f"{name}_at")
-            if seen is None or (seen, row[name]) < (change.at, value):
+            rank = (name == "display_name" and change.name_chosen, change.at, value)
+            if ranks.get((change.user_id, name), rank) <= rank:
+                ranks[change.user_id, name] = rank
                 row[name], row[f"{name}_at"] = value, change.at
+                if name == "display_name":
+                    row["display_name_chosen"] = rank[0]
     return [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()} for row in rows.values()]
 
 
@@ -159,17 +164,19 @@ _ASSIGN_NEWEST = ",\n".join(
     f"    {n} = CASE WHEN {_newer(n)} THEN EXCLUDED.{n} ELSE s.{n} END,\n"
     f"    {n}_at = CASE WHEN {_newer(n)} THEN EXCLUDED.{n}_at ELSE s.{n}_at END"
     for n in PROFILE_FIELDS
+    if n != "display_name"
 )
 _SAVE_PROFILES = f"""
-INSERT INTO search_users AS s (user_id, handle, handle_at, display_name, display_name_at, bio, bio_at, avatar_url,
-                               avatar_url_at)
-SELECT user_id, handle, handle_at, coalesce(display_name, ''), display_name_at, coalesce(bio, ''), bio_at,
-       coalesce(avatar_url, ''), avatar_url_at
+INSERT INTO search_users AS s (user_id, handle, handle_at, display_name, display_name_at, display_name_chosen, bio,
+                               bio_at, avatar_url, avatar_url_at)
+SELECT user_id, handle, handle_at, coalesce(display_name, ''), display_name_at, display_name_chosen,
+       coalesce(bio, ''), bio_at, coalesce(avatar_url, ''), avatar_url_at
 FROM jsonb_to_recordset($1::jsonb) AS x(
-    user_id text, handle text, handle_at timestamptz, display_name text, display_name_at timestamptz, bio text,
-    bio_at timestamptz, avatar_url text, avatar_url_at timestamptz)
+    user_id text, handle text, handle_at timestamptz, display_name text, display_name_at timestamptz,
+    display_name_chosen boolean, bio text, bio_at timestamptz, avatar_url text, avatar_url_at timestamptz)
 ON CONFLICT (user_id) DO UPDATE SET
-{_ASSIGN_NEWEST}
+{_ASSIGN_NEWEST},
+    {chosen_name_wins("s")}
 """
 
 _HEADLINE = f"StartSel={_MARK_OPEN}, StopSel={_MARK_CLOSE}"

@@ -37,13 +37,15 @@ class ProfileChange:
     avatar_url: str | None = None
     github_id: int | None = None
     registered: bool = False
+    name_chosen: bool = False  # the display name is one the user picked, not GitHub's (migration 040)
 
     @classmethod
     def of(cls, event: ProfileEvent) -> ProfileChange:
         """The fields one profile event sets, stamped with its occurred_at."""
         data = event.payload
         if isinstance(data, UserProfileUpdatedData):
-            return cls(data.user_id, event.occurred_at, display_name=data.display_name, bio=data.bio)
+            name = data.display_name
+            return cls(data.user_id, event.occurred_at, display_name=name, bio=data.bio, name_chosen=name is not None)
         return cls(
             data.user_id,
             event.occurred_at,
@@ -98,16 +100,31 @@ def _field(name: str, stamp: str) -> str:
     )
 
 
+def chosen_name_wins(row: str) -> str:
+    """SET clauses of an upsert (target aliased `row`) for the display name: a name the user chose outranks
+    GitHub's, then the newest wins (migration 040)."""
+    wins = (
+        "(EXCLUDED.display_name_chosen, EXCLUDED.display_name_at)"
+        f" > ({row}.display_name_chosen, coalesce({row}.display_name_at, '-infinity'))"
+    )
+    return (
+        f"display_name = CASE WHEN {wins} THEN EXCLUDED.display_name ELSE {row}.display_name END, "
+        f"display_name_at = CASE WHEN {wins} THEN EXCLUDED.display_name_at ELSE {row}.display_name_at END, "
+        f"display_name_chosen = {row}.display_name_chosen OR EXCLUDED.display_name_chosen"
+    )
+
+
 _UPSERT = f"""
-INSERT INTO users AS u (user_id, github_id, handle, handle_at, display_name, display_name_at, bio, bio_at,
-                        avatar_url, avatar_at, registered_at, joined_at, profile_at, followers_count, following_count)
-VALUES ($1, $2, coalesce($3, '~' || $1), $4, coalesce($5, ''), $6, coalesce($7, ''), $8, coalesce($9, ''), $10,
-        $11, $12, $12,
+INSERT INTO users AS u (user_id, github_id, handle, handle_at, display_name, display_name_at, display_name_chosen,
+                        bio, bio_at, avatar_url, avatar_at, registered_at, joined_at, profile_at, followers_count,
+                        following_count)
+VALUES ($1, $2, coalesce($3, '~' || $1), $4, coalesce($5, ''), $6, $13, coalesce($7, ''), $8, coalesce($9, ''),
+        $10, $11, $12, $12,
         (SELECT count(*) FROM follows WHERE followee_id = $1 AND active),
         (SELECT count(*) FROM follows WHERE follower_id = $1 AND active))
 ON CONFLICT (user_id) DO UPDATE SET
     github_id = coalesce(EXCLUDED.github_id, u.github_id),
-    {_field("handle", "handle_at")}, {_field("display_name", "display_name_at")},
+    {_field("handle", "handle_at")}, {chosen_name_wins("u")},
     {_field("bio", "bio_at")}, {_field("avatar_url", "avatar_at")},
     registered_at = least(u.registered_at, EXCLUDED.registered_at),
     joined_at = coalesce(least(u.registered_at, EXCLUDED.registered_at), u.joined_at),
@@ -188,6 +205,7 @@ class PostgresUsersReadModel:
                     change.at if change.avatar_url is not None else None,
                     change.at if change.registered else None,
                     change.at,
+                    change.name_chosen,
                 )
 
     async def _claim_handle(self, conn: asyncpg.Connection, change: ProfileChange) -> str:

@@ -35,7 +35,8 @@ async def login_user(state: State, registered: UserRegistered) -> tuple[str, str
     """Log a person in; publishes `user-registered` the first time. Returns (access_token, refresh_token).
 
     For GitHub identities (`github_id` set) a later login whose profile differs from the users row publishes
-    `user-profile-synced`: GitHub is the source of the handle, name and avatar.
+    `user-profile-synced`: GitHub is the source of the handle and avatar, and of the name until the user picks
+    one (the projections rank a chosen name above GitHub's, migration 040).
     """
     data = registered.payload
     row = await state.pg.fetchrow("SELECT handle, display_name, avatar_url FROM users WHERE user_id = $1", data.user_id)

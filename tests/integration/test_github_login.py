@@ -314,6 +314,17 @@ async def test_later_logins_sync_a_changed_profile(
     assert [e.correlation_id for e in tail.of(user_id, UserProfileSynced)] == [second, fourth]
     await eventually(row, until=lambda r: r is not None and r["handle"] == new_login, timeout=60)
 
+    # A name chosen in Chirp stays through later logins; the avatar still follows GitHub.
+    csrf = {**JSON, "X-CSRF-Token": browser.cookies["chirp_csrf"], "Origin": gh_settings.public_url}
+    assert (await browser.patch("/api/me", json={"display_name": "Mine"}, headers=csrf)).status_code == 202
+    await eventually(row, until=lambda r: r is not None and r["display_name"] == "Mine", timeout=60)
+    github.next_user = GitHubUser(
+        id=person.id, login=new_login, name="GitHub Name", avatar_url="https://example.org/3.png"
+    )
+    assert (await log_in(browser, gh_settings, f"fifth-{new_id()}")).status_code == 303
+    after = await eventually(row, until=lambda r: r is not None and r["avatar_url"].endswith("/3.png"), timeout=60)
+    assert after is not None and after["display_name"] == "Mine"
+
 
 # The refusals ---------------------------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from consumers import search
 from consumers.runtime import Context
 from producers.broker import Publisher
 from schemas import topics
-from schemas.events import Event, UserProfileUpdated, UserProfileUpdatedData
+from schemas.events import Event, UserProfileSynced, UserProfileSyncedData, UserProfileUpdated, UserProfileUpdatedData
 from store.search import PostgresSearch
 from store.search_query import parse_query
 from tests.conftest import eventually
@@ -261,6 +261,9 @@ async def test_replay_and_reordering_leave_the_same_rows(
     ctx = Context(settings, pg, aioredis.Redis.from_url(settings.redis_url, decode_responses=True), publisher)
     user = registered("replay", display_name="First")
     rename = UserProfileUpdated(payload=UserProfileUpdatedData(user_id=user.payload.user_id, display_name="Second"))
+    github = UserProfileSynced(  # a later login: GitHub's name does not replace the one the user chose
+        payload=UserProfileSyncedData(user_id=user.payload.user_id, handle=user.payload.handle, display_name="GitHub")
+    )
     live, gone = parsed(user.payload.user_id, f"{word()} stays"), parsed(user.payload.user_id, f"{word()} goes")
     reply = parsed(user.payload.user_id, "a reply", reply_to=live.payload.post_id)
     handlers = {
@@ -268,8 +271,9 @@ async def test_replay_and_reordering_leave_the_same_rows(
         "post-deleted": search.on_post_deleted,
         "user-registered": search.on_user_registered,
         "user-profile-updated": search.on_user_profile_updated,
+        "user-profile-synced": search.on_user_profile_synced,
     }
-    events: list[Event] = [user, rename, live, gone, reply, deleted(gone)]
+    events: list[Event] = [user, rename, live, gone, reply, deleted(gone), github]
     post_ids = [p.payload.post_id for p in (live, gone, reply)]
 
     async def apply(sequence: list[Event]) -> tuple[list[dict[str, Any]], ...]:

@@ -138,8 +138,10 @@ async def test_profile_events_in_any_order_give_one_state(ctx, pg, order) -> Non
     await HANDLERS[UserProfileUpdated](events[1::2], ctx)  # and all again, replayed as one batch
     row = await user_row(pg, user_id)
     assert row is not None
-    assert (row["handle"], row["display_name"], row["avatar_url"], row["bio"]) == (handle, "GitHub 2", "a2", "bio")
-    assert (row["joined_at"], row["profile_at"]) == (at(0), at(30))
+    # GitHub's newer name and avatar arrive at 20, but the name the user chose at 10 stays: a chosen name
+    # outranks GitHub's (the avatar still follows GitHub).
+    assert (row["handle"], row["display_name"], row["avatar_url"], row["bio"]) == (handle, "Chosen", "a2", "bio")
+    assert (row["joined_at"], row["profile_at"], row["display_name_chosen"]) == (at(0), at(30), True)
 
 
 async def test_a_handle_goes_to_its_newest_claim(client: httpx.AsyncClient, publisher, pg) -> None:

@@ -138,8 +138,19 @@ def test_profiles_merge_per_field_newest() -> None:
     rows = {r["user_id"]: r for r in merge_profiles(changes)}
     assert rows["u1"]["display_name"] == "New" and rows["u1"]["handle"] == "h" and rows["u1"]["bio"] == "bio"
     assert rows["u1"]["avatar_url"] == "a.png"
-    assert rows["u2"] == {"user_id": "u2", "handle": "x", "handle_at": t0.isoformat()}
+    assert rows["u2"] == {"user_id": "u2", "handle": "x", "handle_at": t0.isoformat(), "display_name_chosen": False}
     assert {r["user_id"]: r for r in merge_profiles(list(reversed(changes)))} == rows
+
+
+def test_a_chosen_display_name_outranks_a_newer_one_from_github() -> None:
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    changes = [
+        ProfileChange("u1", t0, display_name="Mine", name_chosen=True),
+        ProfileChange("u1", t0 + timedelta(seconds=5), handle="h", display_name="GitHub"),
+    ]
+    for order in (changes, changes[::-1]):
+        (row,) = merge_profiles(order)
+        assert (row["display_name"], row["display_name_chosen"], row["handle"]) == ("Mine", True, "h")
 
 
 def test_tiers_cover_the_last_days_without_overlap() -> None:
