@@ -8,7 +8,9 @@ In: post-parsed, post-deleted, user-followed, trending-moderated.  Out: Redis ke
 - "Now" is the newest post/follow time seen, not the wall clock, so replays and tests with synthetic times rank as
   they would have live (an event dated more than 5 minutes past the wall clock does not move it).
 - A refresher task (started in `on_setup`) recomputes the three rankings when the counts changed, at most every
-  `REFRESH_S`; a deleted post is taken out of every bucket it counted in; hidden tags/users are left out.
+  `REFRESH_S`, and deletes the buckets that fell out of every window (so a replay of a long history holds only
+  the last two days of buckets); a deleted post is taken out of every bucket it counted in; hidden tags/users are
+  left out.
 Idempotency: a post's contributions and its tombstone are written by one Lua script each (a redelivery finds the
 record and stops; a delete before the post leaves a tombstone the post then finds); a follow is a hash field per
 follower; moderation is last-writer-wins by (occurred_at, event id). Replays rebuild the same keys: every key is a
@@ -59,6 +61,7 @@ async def refresh_forever(counts: RedisTrending, pg: asyncpg.Pool | None, every:
             # The marker lives next to the rankings (not in this process), so a replay swapping both in stays right.
             if await counts.stale():
                 await counts.refresh(pg)
+            await counts.collect()
         except Exception as exc:  # an outage must not end the loop: the next tick tries again
             log.warning("trending refresh failed", error=repr(exc))
         await asyncio.sleep(every)

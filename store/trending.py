@@ -13,6 +13,7 @@ Every key starts with a prefix (`DEFAULT_PREFIX`, or another one so a replay can
 | `{p}ranking:{window}` | the precomputed answer of `GET /api/trending?window=` (JSON), all the gateway reads |
 | `{p}version` | bumped by every write |
 | `{p}ranked` | the version the stored rankings were computed from: the refresher recomputes when it differs |
+| `{p}collected:{m,h}` | the first bucket the refresher has not deleted yet (`collect`: buckets past their TTL) |
 
 Buckets are 1 minute (`m`, kept 3 h) and 1 hour (`h`, kept 50 h), numbered `epoch // size` from the event time.
 Subjects: a tag key; for users `u:{user_id}` (their posts, new followers) and `h:{handle}` (mentions, which carry
@@ -52,6 +53,7 @@ FUTURE_SKEW_S = 300  # an event dated further than this past the wall clock does
 TOP = 50  # items kept per window; the gateway serves up to this many
 TOMBSTONE = "x"
 COUNT_CHUNK = 1000  # subjects counted per Redis round trip when ranking
+COLLECT_BUCKETS = 5000  # buckets per resolution a collection pass deletes at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +318,46 @@ class RedisTrending:
         """Hide or show `#tag` / `@handle` in every window (the newest moderation event wins)."""
         value = moderation_value(at_us, event_id, hidden)
         await self._moderate(keys=[self.moderation_key, self.version_key], args=[target, value])
+
+    # Collection ----------------------------------------------------------------------------------------------
+
+    def collected_key(self, res: str) -> str:
+        return f"{self.p}collected:{res}"
+
+    async def collect(self) -> int:
+        """Delete the buckets that fell more than their TTL behind `now` (no window reads them); returns keys deleted.
+
+        Live, they expire on their own. A replay writes a long history within minutes of wall-clock time, so without
+        this every bucket of that history would still be there at the swap. `{p}collected:{res}` remembers the first
+        bucket not collected yet, so each pass deletes only what newly fell out (at most `COLLECT_BUCKETS`; the
+        first pass looks that far back).
+        """
+        raw_now = await self.redis.get(self.now_key)
+        if raw_now is None:
+            return 0
+        deleted = 0
+        for res, size in RES_S.items():
+            cutoff = int((float(raw_now) - TTL_S[res]) // size)  # buckets below this are out of every window
+            first = await self.redis.get(self.collected_key(res))
+            start = cutoff - COLLECT_BUCKETS if first is None else int(first)
+            buckets = range(start, min(cutoff, start + COLLECT_BUCKETS))
+            actives = [self.active_key(kind, res, b) for b in buckets for kind in ("t", "u")]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in actives:
+                    pipe.smembers(key)
+                subjects = await pipe.execute()
+            doomed = list(actives)
+            for key, found in zip(actives, subjects, strict=True):
+                kind, _, bucket = key.removeprefix(f"{self.p}active:").split(":")
+                for subject in found:
+                    doomed += [
+                        self.contributions_key(kind, res, int(bucket), subject),
+                        self.actors_key(kind, res, int(bucket), subject),
+                    ]
+            for i in range(0, len(doomed), 1000):
+                deleted += await self.redis.delete(*doomed[i : i + 1000])
+            await self.redis.set(self.collected_key(res), max(start, buckets.stop))
+        return deleted
 
     # Ranking -------------------------------------------------------------------------------------------------
 

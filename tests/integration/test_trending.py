@@ -262,6 +262,39 @@ async def test_synthetic_times_rank_as_live_and_order_does_not_matter(
     )
 
 
+async def test_collection_deletes_buckets_out_of_every_window_and_keeps_the_rankings(
+    redis_client: aioredis.Redis, pg: asyncpg.Pool, fresh: Any
+) -> None:
+    old, recent = tag(), tag()
+    history = [parsed(f"h-{new_id()}", f"#{old}", tags=(old,), at=T0 - timedelta(days=d)) for d in (3, 4, 5)]
+    ctx = fresh()
+    prefix = ctx.extras["trending_prefix"]
+    counts = RedisTrending(redis_client, prefix)
+    for event in history[::-1]:  # oldest first, with refresher passes in between, as in a replay
+        await apply(ctx, [event])
+        await counts.collect()
+    await apply(ctx, [*burst(recent, 5, T0 - timedelta(hours=2)), *burst(recent, 3, T0)])
+    before = await counts.refresh(pg)
+
+    def buckets(names: Any, res: str) -> list[tuple[int, str]]:
+        """(bucket, subject) of the tag buckets of resolution `res`."""
+        found = [n.split(":", 4) for n in names if n.startswith(f"t:{res}:")]
+        return [(int(bucket), subject) for _, _, bucket, _, subject in found]
+
+    assert {s for _, s in buckets(await dump(redis_client, prefix), "h")} == {old, recent}
+    assert await counts.collect() > 0
+    names = await dump(redis_client, prefix)
+    minute_cutoff = (T0.timestamp() - 3 * 3600) // 60
+    assert {s for _, s in buckets(names, "h")} == {recent}, "hour buckets over 50 h behind the newest event are gone"
+    assert {s for _, s in buckets(names, "m")} == {recent}
+    assert min(b for b, _ in buckets(names, "m")) >= minute_cutoff, "minute buckets of the last 3 hours stay"
+    hour_cutoff = (T0.timestamp() - 50 * 3600) // 3600
+    active = [n.split(":") for n in names if n.startswith("active:")]
+    assert active and all(int(b) >= (minute_cutoff if res == "m" else hour_cutoff) for _, _, res, b in active)
+    assert await counts.refresh(pg) == before
+    assert await counts.collect() == 0  # nothing new fell out
+
+
 def test_cli_hide_and_unhide_are_events_the_consumer_applies(pipeline: Pipeline, settings: Settings) -> None:
     """`chirp trending hide|unhide` publish trending-moderated; the running consumer records the newest decision."""
     from typer.testing import CliRunner
