@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import for_code
+from aiokafka.errors import GroupIdNotFound, for_code
 from aiokafka.protocol.admin import DeleteGroupsRequest
 
 from chirp.settings import Settings
@@ -115,11 +115,11 @@ async def committed(client: AIOKafkaAdminClient, group_id: str) -> dict[TopicPar
 
 
 async def delete_group(client: AIOKafkaAdminClient, group_id: str) -> None:
-    """Delete an empty consumer group (its committed offsets go with it)."""
+    """Delete an empty consumer group (its committed offsets go with it); one that never committed is not there."""
     coordinator = await client.find_coordinator(group_id)
     response = await client._send_request(DeleteGroupsRequest([group_id]), coordinator)
     for _, error_code in response.results:
-        if error_code:
+        if error_code and error_code != GroupIdNotFound.errno:
             raise for_code(error_code)(f"delete group {group_id}")
 
 

@@ -5,6 +5,7 @@
    its prefixes), and its own handlers run through the runtime's `Runner` with a pool whose `search_path` starts
    with the shadow schema and a Redis client that rewrites its keys. A new consumer group
    (`<name>.replay-<n>`, visible in `chirp lag`) reads from the chosen point to the live end.
+   A replay dead-lettering more than `DEAD_LETTERS_ALLOWED` events or `DEAD_LETTER_SHARE` of them stops here.
 2. **Swap** once the shadow is within a batch of the end (its tables ANALYZEd first, so the first queries after
    the swap are planned with statistics): one transaction takes a SHARE lock on the live tables
    (readers go on, the live consumer's writes wait), catches the shadow up to the end offsets read under that
@@ -47,6 +48,8 @@ from producers.broker import Publisher, ensure_topics, make_broker
 from schemas.events import Event
 
 T = TypeVar("T")
+# A replay that dead-letters more than this (a bug, a schema the code does not match) stops before its swap.
+DEAD_LETTERS_ALLOWED, DEAD_LETTER_SHARE = 100, 0.01
 REPLAY_FETCH_BYTES = 1024 * 1024  # per partition and fetch: a backlog batch (2,000 events) at once; more only costs RSS
 
 
@@ -156,10 +159,17 @@ class _DroppingPublisher(Publisher):
 
 class _CountingRunner(Runner):
     dead = 0
+    last_dead = ""
 
     async def dead_letter(self, record: ConsumerRecord, reason: str, detail: str, attempts: int) -> None:
         self.dead += 1
+        self.last_dead = f"{reason}: {detail[:300]}"
         await super().dead_letter(record, reason, detail, attempts)
+
+
+def too_many_dead_letters(dead: int, processed: int) -> bool:
+    """Whether a replay dead-lettered so much that its model would be missing data (then it must not swap in)."""
+    return dead > max(DEAD_LETTERS_ALLOWED, DEAD_LETTER_SHARE * processed)
 
 
 def _safe(name: str) -> str:
@@ -352,7 +362,7 @@ class Replay:
     async def _catch_up(
         self,
         kafka: AIOKafkaConsumer,
-        runner: Runner,
+        runner: _CountingRunner,
         tps: list[TopicPartition],
         phase: str,
         target: dict[TopicPartition, int] | None,
@@ -372,10 +382,15 @@ class Replay:
             records = [r for part in batch.values() for r in part]
             if records:
                 await runner.run_batch(records)
+                self.progress.processed += len(records)
+                if phase != "drain" and too_many_dead_letters(runner.dead, self.progress.processed):
+                    raise ReplayError(
+                        f"{runner.dead} of {self.progress.processed} events dead-lettered (last: {runner.last_dead});"
+                        " the live model is untouched: fix the cause, then replay again"
+                    )
                 for tp, part in batch.items():
                     self._positions[tp] = part[-1].offset + 1
                 await kafka.commit({tp: self._positions[tp] for tp in batch})
-                self.progress.processed += len(records)
             else:
                 for tp in tps:  # skips over offsets that hold no record (compaction, transaction markers)
                     self._positions[tp] = await kafka.position(tp)
@@ -397,7 +412,7 @@ class Replay:
         return batch
 
     async def _swap_pg(
-        self, live_pg: asyncpg.Pool, kafka: AIOKafkaConsumer, runner: Runner, tps: list[TopicPartition]
+        self, live_pg: asyncpg.Pool, kafka: AIOKafkaConsumer, runner: _CountingRunner, tps: list[TopicPartition]
     ) -> None:
         """Move the shadow tables in and the live ones out, in one transaction (retried on lock timeouts)."""
         if not self.model.tables:

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from chirp.ops import _kafka
+from chirp.ops import _kafka, replay
 from chirp.ops.replay import Progress, ReadModel, Replay, ReplayError, rebuild_order, replay_in_child
 from chirp.settings import Settings
 from consumers.runtime import Consumer
@@ -115,6 +115,30 @@ async def test_replay_from_time_keeps_older_rows_and_reprocesses_newer_ones(
     assert await count(pg, table) == 50, "rows from before T were copied from the live model, later ones replayed"
     analyzed = await pg.fetchval("SELECT reltuples FROM pg_class WHERE oid = $1::regclass", table)
     assert analyzed >= 30, "the swapped-in table has planner statistics (reltuples is -1 when never analyzed)"
+    await pg.execute(f"DROP TABLE {table}")
+
+
+async def test_a_replay_that_dead_letters_too_much_stops_before_its_swap(
+    settings: Settings, publisher: Publisher, pg: asyncpg.Pool, redis_client: aioredis.Redis, monkeypatch
+) -> None:
+    group, table, topic = await probe.fresh(settings, "rp", partitions=1)
+    consumer, model = probe.make(group, topic, table)
+    await probe.send(publisher, topic, probe.posts(12))
+    with probe.running(group, topic, table):
+        await eventually(lambda: count(pg, table), until=lambda n: n == 12, timeout=60)
+    monkeypatch.setattr(replay, "DEAD_LETTERS_ALLOWED", 5)
+    hasty = settings.model_copy(update={"consumer_max_attempts": 1, "consumer_retry_base_ms": 1})
+    await redis_client.set(probe.fail_flag(group), "1")  # every event fails: a rebuild would be empty
+    try:
+        with pytest.raises(
+            ReplayError, match=r"\d+ of \d+ events dead-lettered \(last: handler_error: .*probe failing"
+        ):
+            await Replay(hasty, consumer, model).run()
+    finally:
+        await redis_client.delete(probe.fail_flag(group))
+    assert await count(pg, table) == 12, "the live model is untouched"
+    shadows = await pg.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname LIKE $1", f"{replay._safe(group)}_%")
+    assert shadows == 0, "the shadow copy is dropped"
     await pg.execute(f"DROP TABLE {table}")
 
 
