@@ -102,10 +102,10 @@ def _field(name: str, stamp: str) -> str:
 
 def chosen_name_wins(row: str) -> str:
     """SET clauses of an upsert (target aliased `row`) for the display name: a name the user chose outranks
-    GitHub's, then the newest wins (migration 040)."""
+    GitHub's, then the newest wins, then (same instant) the greater name, so arrival order never matters."""
     wins = (
-        "(EXCLUDED.display_name_chosen, EXCLUDED.display_name_at)"
-        f" > ({row}.display_name_chosen, coalesce({row}.display_name_at, '-infinity'))"
+        "(EXCLUDED.display_name_chosen, EXCLUDED.display_name_at, EXCLUDED.display_name)"
+        f" > ({row}.display_name_chosen, coalesce({row}.display_name_at, '-infinity'), {row}.display_name)"
     )
     return (
         f"display_name = CASE WHEN {wins} THEN EXCLUDED.display_name ELSE {row}.display_name END, "
