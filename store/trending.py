@@ -341,18 +341,17 @@ class RedisTrending:
             first = await self.redis.get(self.collected_key(res))
             start = cutoff - COLLECT_BUCKETS if first is None else int(first)
             buckets = range(start, min(cutoff, start + COLLECT_BUCKETS))
-            actives = [self.active_key(kind, res, b) for b in buckets for kind in ("t", "u")]
+            slots = [(kind, bucket) for bucket in buckets for kind in ("t", "u")]
             async with self.redis.pipeline(transaction=False) as pipe:
-                for key in actives:
-                    pipe.smembers(key)
+                for kind, bucket in slots:
+                    pipe.smembers(self.active_key(kind, res, bucket))
                 subjects = await pipe.execute()
-            doomed = list(actives)
-            for key, found in zip(actives, subjects, strict=True):
-                kind, _, bucket = key.removeprefix(f"{self.p}active:").split(":")
+            doomed = [self.active_key(kind, res, bucket) for kind, bucket in slots]
+            for (kind, bucket), found in zip(slots, subjects, strict=True):
                 for subject in found:
                     doomed += [
-                        self.contributions_key(kind, res, int(bucket), subject),
-                        self.actors_key(kind, res, int(bucket), subject),
+                        self.contributions_key(kind, res, bucket, subject),
+                        self.actors_key(kind, res, bucket, subject),
                     ]
             for i in range(0, len(doomed), 1000):
                 deleted += await self.redis.delete(*doomed[i : i + 1000])
