@@ -109,10 +109,10 @@ async def on_post_deleted(events: list[PostDeleted], ctx: Context) -> None:
     authors = {e.payload.author_id for e in events}
     followers = await source.followers(authors)
     recent = await timelines.recent_followers(authors)  # removing from a timeline that never had it is harmless
-    for event in events:
-        data = event.payload
-        owners = {data.author_id, *followers[data.author_id], *recent[data.author_id]}
-        await timelines.remove(member(data.post_id, data.author_id), owners)
+    owners = {a: {a, *followers[a], *recent[a]} for a in authors}
+    await timelines.remove(
+        (member(e.payload.post_id, e.payload.author_id), owners[e.payload.author_id]) for e in events
+    )
 
 
 @consumer.on(topics.USER_FOLLOWED, batch=True)

@@ -111,7 +111,7 @@ class Window:
 class Timelines(Protocol):
     async def window(self, user_id: str, cursor: str | None, limit: int) -> Window | None: ...
     async def add(self, posts_by_timeline: Mapping[str, Iterable[str]]) -> None: ...
-    async def remove(self, value: str, timelines: Iterable[str]) -> None: ...
+    async def remove(self, removals: Iterable[tuple[str, Iterable[str]]]) -> None: ...
 
 
 # Lua: one command does a whole step, for one timeline or (fan-out) for hundreds.
@@ -237,12 +237,13 @@ class RedisTimelines:
                     pending = 0
             await pipe.execute()
 
-    async def remove(self, value: str, timelines: Iterable[str]) -> None:
-        """Remove one member from these users' timelines."""
-        keys = [timeline_key(user) for user in timelines]
+    async def remove(self, removals: Iterable[tuple[str, Iterable[str]]]) -> None:
+        """Remove each (member, users) pair's member from those users' timelines, in one pipeline."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            for i in range(0, len(keys), _KEYS_PER_CALL):
-                await self._remove(keys=keys[i : i + _KEYS_PER_CALL], args=[value], client=pipe)
+            for value, timelines in removals:
+                keys = [timeline_key(user) for user in timelines]
+                for i in range(0, len(keys), _KEYS_PER_CALL):
+                    await self._remove(keys=keys[i : i + _KEYS_PER_CALL], args=[value], client=pipe)
             await pipe.execute()
 
     async def drop_authors(self, pairs: Iterable[tuple[str, str]]) -> None:
