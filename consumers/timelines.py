@@ -143,15 +143,14 @@ async def _backfill(
     followees = {c.followee_id for c in follows}
     _, big = await source.fanout_targets(followees, max_followers)
     big |= followees & await timelines.all_big()
-    by_author: dict[str, list[str]] = defaultdict(list)
-    for post_id, author in await source.recent(followees - big, timelines.length):
-        by_author[author].append(member(post_id, author))
+    recent = await source.recent(followees - big, timelines.length)
+    by_author = {author: [member(post_id, author) for post_id in ids] for author, ids in recent.items()}
     big_by_user: dict[str, list[str]] = defaultdict(list)
     added: dict[str, list[str]] = defaultdict(list)
     for change in follows:
         if change.followee_id in big:
             big_by_user[change.follower_id].append(change.followee_id)
         else:
-            added[change.follower_id].extend(by_author[change.followee_id])
+            added[change.follower_id].extend(by_author.get(change.followee_id, ()))
     await timelines.add_big(big_by_user)
     await timelines.add(added)

@@ -366,9 +366,10 @@ ORDER BY p.post_id DESC
 LIMIT $4"""
 
 _RECENT = """
-SELECT b.post_id, a.author_id FROM unnest($1::text[]) AS a(author_id), LATERAL (
+SELECT a.author_id, ARRAY(
     SELECT post_id FROM posts WHERE posts.author_id = a.author_id AND deleted_at IS NULL
-    ORDER BY post_id DESC LIMIT $2) b"""
+    ORDER BY post_id DESC LIMIT $2) AS post_ids
+FROM unnest($1::text[]) AS a(author_id)"""
 
 # Index range scans on posts_by_author, one per author, bounded by a time window (ids are ULIDs).
 _NEWEST_SINCE = """
@@ -411,10 +412,9 @@ class PostgresTimelineSource:
         """Live posts among `post_ids` and the newest of `authors` before `before`, newest first, at most `limit`."""
         return [post_view(r) for r in await self.pool.fetch(_ITEMS, post_ids, authors, before, limit)]
 
-    async def recent(self, authors: Iterable[str], per_author: int) -> list[tuple[str, str]]:
-        """(post_id, author_id) of each author's newest `per_author` live posts."""
-        rows = await self.pool.fetch(_RECENT, list(authors), per_author)
-        return [(r["post_id"], r["author_id"]) for r in rows]
+    async def recent(self, authors: Iterable[str], per_author: int) -> dict[str, list[str]]:
+        """Each author's newest `per_author` live post ids, newest first (one array per author: no row per post)."""
+        return {r["author_id"]: r["post_ids"] for r in await self.pool.fetch(_RECENT, list(authors), per_author)}
 
     async def newest(self, authors: list[str], total: int) -> list[tuple[str, str]]:
         """(post_id, author_id) of the newest `total` live posts of all these authors together, newest first.
