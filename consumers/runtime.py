@@ -86,6 +86,7 @@ class Context:
 
 
 BatchHandler = Callable[[list[Any], Context], Awaitable[None]]
+Setup = Callable[[Context, "Consumer"], Awaitable[None]]
 EventHandler = Callable[[Any, Context], Awaitable[None]]
 
 
@@ -109,7 +110,7 @@ class Consumer:
     redis_prefixes: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
     handlers: dict[str, Handler[Any]] = field(default_factory=dict)
-    setup: Callable[[Context], Awaitable[None]] | None = None
+    setup: Setup | None = None
 
     def on(
         self, topic: topics.Topic, *, batch: bool = False, model: type[Event] | None = None
@@ -127,8 +128,9 @@ class Consumer:
 
         return register
 
-    def on_setup(self, fn: Callable[[Context], Awaitable[None]]) -> Callable[[Context], Awaitable[None]]:
-        """Register a coroutine run once before the first batch (create tables, load scripts)."""
+    def on_setup(self, fn: Setup) -> Setup:
+        """Register `fn(ctx, consumer)`, run once before the first batch (create tables, load scripts, start tasks);
+        `consumer` is the one starting (a replay or a benchmark may run a copy reading other topics)."""
         self.setup = fn
         return fn
 
@@ -183,6 +185,22 @@ def decode(record: ConsumerRecord, model: type[Event]) -> Event:
         return model.__pydantic_validator__.validate_json(record.value or b"")  # type: ignore[no-any-return]
     except ValidationError as exc:
         raise _reason(record, model, exc) from None
+
+
+async def newest_events(settings: Settings, consumer: Consumer) -> list[Event]:
+    """The last event of each partition `consumer` reads, as the log stands now (undecodable ones left out)."""
+    from chirp.ops import _kafka
+
+    async with _kafka.reader(settings) as client:
+        ends = await client.end_offsets(await _kafka.partitions(client, consumer.handlers))
+    records = await _kafka.records_at(settings, {tp: end - 1 for tp, end in ends.items() if end > 0})
+    events = []
+    for tp, record in records.items():
+        try:
+            events.append(decode(record, consumer.handlers[tp.topic].model))
+        except Rejected:
+            continue
+    return events
 
 
 def _reason(record: ConsumerRecord, model: type[Event], exc: ValidationError) -> Rejected:
@@ -474,7 +492,7 @@ def build_app(settings: Settings, consumers: list[Consumer]) -> FastStream:
         ctx = holder["ctx"] = await open_context(settings, broker)
         for consumer in consumers:
             if consumer.setup:
-                await consumer.setup(ctx)
+                await consumer.setup(ctx, consumer)
             committers.append(subscribe(broker, consumer, ctx, stopping))
         settle_after_startup()
         log.info("consumers starting", consumers=[c.name for c in consumers])

@@ -6,7 +6,10 @@ In: post-parsed, post-deleted, user-followed, trending-moderated.  Out: Redis ke
   posts, mentions received, new followers). 1-minute and 1-hour buckets keyed by event time: a post counts at its
   `created_at` (the post-created event's occurred_at, so a re-render does not move it), a follow at its occurred_at.
 - "Now" is the newest post/follow time seen, not the wall clock, so replays and tests with synthetic times rank as
-  they would have live (an event dated more than 5 minutes past the wall clock does not move it).
+  they would have live (an event dated more than 5 minutes past the wall clock does not move it). At start it
+  jumps to the newest post/follow at the tail of the topics, so a consumer starting on a long history (a replay, a
+  new deployment) skips every event older than the two days its windows read instead of counting it and
+  collecting it again.
 - A refresher task (started in `on_setup`) recomputes the three rankings when the counts changed, at most every
   `REFRESH_S`, and deletes the buckets that fell out of every window (so a replay of a long history holds only
   the last two days of buckets); a deleted post is taken out of every bucket it counted in; hidden tags/users are
@@ -25,9 +28,9 @@ from typing import Any
 import asyncpg
 
 from chirp.logging import get_logger
-from consumers.runtime import Consumer, Context, PermanentError
+from consumers.runtime import Consumer, Context, PermanentError, newest_events
 from schemas import topics
-from schemas.events import PostDeleted, PostParsed, TrendingModerated, UserFollowed
+from schemas.events import Event, PostDeleted, PostParsed, TrendingModerated, UserFollowed
 from store.trending import DEFAULT_PREFIX, Follow, PostActivity, RedisTrending, moderation_target
 
 log = get_logger("chirp.trending")
@@ -67,9 +70,26 @@ async def refresh_forever(counts: RedisTrending, pg: asyncpg.Pool | None, every:
         await asyncio.sleep(every)
 
 
+def activity_time(event: Event) -> float | None:
+    """The time an event counts at (a post at its creation, a follow when it happened); None if it counts nowhere."""
+    if isinstance(event, PostParsed):
+        return event.payload.created_at.timestamp()
+    if isinstance(event, UserFollowed):
+        return event.occurred_at.timestamp()
+    return None
+
+
+async def skip_to_tail(ctx: Context, me: Consumer) -> None:
+    """Move `now` to the newest post/follow at the tail of the topics `me` reads."""
+    times = [t for e in await newest_events(ctx.settings, me) if (t := activity_time(e)) is not None]
+    if times:
+        await counts_of(ctx).advance(max(times))
+
+
 @consumer.on_setup
-async def start_refresher(ctx: Context) -> None:
-    """Start the ranking refresher of this process."""
+async def start(ctx: Context, me: Consumer) -> None:
+    """Skip to the tail of the log, then start the ranking refresher of this process."""
+    await skip_to_tail(ctx, me)
     task = asyncio.create_task(refresh_forever(counts_of(ctx), ctx.pg))
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)

@@ -4,7 +4,7 @@ Every key starts with a prefix (`DEFAULT_PREFIX`, or another one so a replay can
 
 | key | what |
 | --- | --- |
-| `{p}now` | "now" for the ranking: the newest post/follow time seen (epoch s), never wall-clock time |
+| `{p}now` | "now" for the ranking: the newest post/follow time seen or at the log's tail (epoch s), not wall-clock |
 | `{p}post:{post_id}` | what a post contributed (JSON: time, author, tags, mentions), or `x` once deleted (tombstone) |
 | `{p}{t,u}:{m,h}:{bucket}:p:{subject}` | hash contribution → actor (post → author; `p:`, `m:`, `f:` ids) |
 | `{p}{t,u}:{m,h}:{bucket}:a:{subject}` | set of distinct actors (authors of a tag; people drawing activity to a user) |
@@ -124,6 +124,7 @@ def ranking_key(window: str, prefix: str = DEFAULT_PREFIX) -> str:
 
 
 class TrendingCounts(Protocol):
+    async def advance(self, at: float) -> None: ...
     async def add_posts(self, posts: Sequence[PostActivity]) -> None: ...
     async def remove_posts(self, deletes: Sequence[tuple[str, str]]) -> None: ...
     async def add_follows(self, follows: Sequence[Follow]) -> None: ...
@@ -137,11 +138,11 @@ class TrendingCounts(Protocol):
 # KEYS: record (ignored when ARGV[1] is ''), now, version, then (contributions, actors, active) per contribution.
 # ARGV: record value or '', record ttl, event time, then (field, actor, subject, ttl) per contribution.
 _ADD = """
+if tonumber(ARGV[3]) > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], ARGV[3]) end
 if ARGV[1] ~= '' then
   if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 end
-if tonumber(ARGV[3]) > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], ARGV[3]) end
 local added = 0
 for i = 4, #KEYS, 3 do
   local j = 4 + (i - 4) / 3 * 4
@@ -251,6 +252,11 @@ class RedisTrending:
 
     async def _current(self) -> float:
         return float(await self.redis.get(self.now_key) or 0)
+
+    async def advance(self, at: float) -> None:
+        """Move `now` forward to `at` (never back, never further than `FUTURE_SKEW_S` past the wall clock)."""
+        at = min(at, time.time() + FUTURE_SKEW_S)
+        await self._add(keys=[self.now_key, self.now_key, self.version_key], args=["", "0", str(at)])
 
     async def add_posts(self, posts: Sequence[PostActivity]) -> None:
         """Count each post once (its author per tag, activity per user) in its minute and hour buckets."""

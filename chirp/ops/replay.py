@@ -341,7 +341,7 @@ class Replay:
         stack.push_async_callback(redis_client.aclose)
         ctx = Context(settings=self.settings, pg=pg, redis=redis_client, publisher=publisher)
         if self.consumer.setup:
-            await self.consumer.setup(ctx)
+            await self.consumer.setup(ctx, self.consumer)
         for table in self.model.tables:
             found = await conn.fetchval(
                 "SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tablename = $2", self.shadow_schema, table

@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS probe_events (
 
 
 @consumer.on_setup
-async def create_table(ctx: Context) -> None:
+async def create_table(ctx: Context, _: Consumer) -> None:
     await ctx.pg.execute(SCHEMA)
 
 

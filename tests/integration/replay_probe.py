@@ -33,7 +33,7 @@ def make(group: str, topic: Topic, table: str) -> tuple[Consumer, ReadModel]:
     consumer = Consumer(group, "Test probe for replays and dead letters", tables=(table,), redis_prefixes=(prefix,))
 
     @consumer.on_setup
-    async def create_table(ctx: Context) -> None:
+    async def create_table(ctx: Context, _: Consumer) -> None:
         await ctx.pg.execute(
             f"""CREATE TABLE IF NOT EXISTS {table} (
                 post_id text PRIMARY KEY, author_id text NOT NULL, body text NOT NULL, occurred_at timestamptz NOT NULL

@@ -11,6 +11,7 @@ import random
 import subprocess
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,11 +20,12 @@ import httpx
 import pytest
 import redis as sync_redis
 import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
 
 from chirp.settings import Settings
 from consumers import trending
 from consumers.runtime import Context
-from producers.broker import Publisher
+from producers.broker import Publisher, ensure_topics
 from schemas import topics
 from schemas.events import (
     Event,
@@ -293,6 +295,45 @@ async def test_collection_deletes_buckets_out_of_every_window_and_keeps_the_rank
     assert active and all(int(b) >= (minute_cutoff if res == "m" else hour_cutoff) for _, _, res, b in active)
     assert await counts.refresh(pg) == before
     assert await counts.collect() == 0  # nothing new fell out
+
+
+async def test_a_consumer_starting_on_a_long_history_skips_what_no_window_reads(
+    settings: Settings, redis_client: aioredis.Redis, pg: asyncpg.Pool, fresh: Any
+) -> None:
+    """At start `now` jumps to the newest post at the tail of the log: older posts never reach a bucket, and the
+    rankings and buckets are those of a consumer that counted all of them and collected them again."""
+    name = tag()
+    history = [parsed(f"h-{new_id()}", f"#{name}", tags=(name,), at=T0 - timedelta(hours=h)) for h in range(240, 0, -6)]
+    events: list[Event] = [*history, *burst(name, 5, T0)]
+    topic = topics.Topic(f"test-trending-tail-{new_id().lower()}", key=topics.POST_PARSED.key)
+    await ensure_topics(settings, (topic,))
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send_and_wait(topic.name, event.model_dump_json().encode(), key=event.key.encode())
+    finally:
+        await producer.stop()
+    handler = trending.consumer.handlers[topics.POST_PARSED.name]
+    reading_it = replace(trending.consumer, handlers={topic.name: replace(handler, topic=topic)})
+
+    skipping, counting = fresh(), fresh()
+    await trending.skip_to_tail(skipping, reading_it)
+    newest = max(p.payload.created_at for p in events if isinstance(p, PostParsed))
+    assert await redis_client.get(f"{skipping.extras['trending_prefix']}now") == str(newest.timestamp())
+    await apply(skipping, events)
+    for event in events:  # with refresher passes in between, as live or in a replay
+        await apply(counting, [event])
+        await RedisTrending(redis_client, counting.extras["trending_prefix"]).collect()
+    results = []
+    for ctx in (skipping, counting):
+        counts = RedisTrending(redis_client, ctx.extras["trending_prefix"])
+        await counts.collect()
+        results.append((await counts.refresh(pg), await dump(redis_client, counts.p, ("version", "ranked", "post:"))))
+    assert results[0] == results[1]
+    assert tags_of(results[0][0]["24h"]) == [name]
+    records = [f"{ctx.extras['trending_prefix']}post:{history[0].payload.post_id}" for ctx in (skipping, counting)]
+    assert [await redis_client.exists(r) for r in records] == [0, 1], "only the consumer that counted it kept it"
 
 
 def test_cli_hide_and_unhide_are_events_the_consumer_applies(pipeline: Pipeline, settings: Settings) -> None:
