@@ -3,7 +3,8 @@
     .venv/bin/python bench/fanout.py [--rate 4] [--seconds 20] [--runs 3] [--seed 7]
 
 Prints a table and appends JSON lines to bench/results/fanout.jsonl. Method: ../shared/BENCH.md.
-- Data (deterministic, idempotent, in the app database): two authors followed by 1,000 and 4,999 accounts.
+- Data (deterministic, idempotent, in the app database): two authors followed by 1,000 and 4,999 accounts, each
+  follower with a (built, empty) timeline in Redis, as users who read theirs: fan-out writes only into those.
 - The timelines consumer's own post-parsed handler runs in `chirp consume bench.fanout` (a child process) on a
   topic and group of its own, so nothing else consumes these events and it reads no history.
 - Open loop: post-parsed events at `--rate` per second, alternating authors; each event carries its scheduled send
@@ -91,6 +92,18 @@ async def seed_data(settings: Settings, seed: int) -> None:
         await pg.close()
 
 
+async def warm(settings: Settings, seed: int) -> None:
+    """Give every follower a built timeline, as a read would (missing ones are not fanned out to)."""
+    redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        store = RedisTimelines(redis, settings.timeline_length)
+        for size in SIZES:
+            for follower in follower_ids(seed, size):
+                await store.build(follower, [], [])
+    finally:
+        await redis.aclose()
+
+
 def spawn(topic: str, group: str, log: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "CHIRP_BENCH_TOPIC": topic, "CHIRP_BENCH_GROUP": group, "CHIRP_BENCH_LATENCY_LOG": log}
     cmd = [sys.executable, "-m", "chirp", "consume", "bench.fanout", "--metrics-port", "0"]
@@ -148,7 +161,7 @@ async def ceiling(redis: aioredis.Redis, seed: int, length: int, repeat: int = 5
         for _ in range(repeat):
             writes = {f: [member(new_id(), author_id(seed, size))] for f in follower_ids(seed, size)}
             started = time.perf_counter()
-            await store.add(writes)
+            await store.add(writes, create=False)
             times.append(time.perf_counter() - started)
         found[size] = statistics.median(times)
     return found
@@ -234,6 +247,7 @@ async def main() -> None:
     args = parser.parse_args()
     settings = Settings()
     await seed_data(settings, args.seed)
+    await warm(settings, args.seed)
     broker = make_broker(settings)
     await broker.connect()
     publisher = Publisher(broker)

@@ -7,6 +7,9 @@ Idempotency: adding a member twice is one member, removing it twice is no member
 applied only when newer than the last one applied to that pair (a per-follower hash), backfill and trim are both
 repeatable. Authors with more than `fanout_max_followers` followers are not fanned out: their followers' timelines
 name them in `:big` and the read path merges their posts from PostgreSQL.
+Only timelines that exist are written: a missing one is rebuilt from the posts and follows tables when its user
+reads it. So posts and follows those tables already show (every one, in a replay behind rebuilt tables) reach
+existing timelines only; the others, which a rebuild could miss, reach every timeline concerned.
 """
 
 from __future__ import annotations
@@ -82,18 +85,19 @@ def _stores(ctx: Context) -> tuple[RedisTimelines, PostgresTimelineSource]:
 async def on_post_parsed(events: list[PostParsed], ctx: Context) -> None:
     timelines, source = _stores(ctx)
     posts = {e.payload.post_id: e.payload.author_id for e in events}
-    gone = await source.deleted(list(posts))  # a replayed post-parsed must not bring a deleted post back
-    live = [(post_id, author) for post_id, author in posts.items() if post_id not in gone]
+    stored = await source.stored(list(posts))  # a replayed post-parsed must not bring a deleted post back
+    live = [(post_id, author) for post_id, author in posts.items() if not stored.get(post_id, False)]
     limit = ctx.settings.fanout_max_followers
     authors = {a for _, a in live}
     projected, big = await source.fanout_targets(authors, limit)
     followers = with_recent(projected, await timelines.recent_followers(authors))
-    plan = plan_fanout(live, followers, big, limit)
-    for author in plan.big:
-        if await timelines.mark_big(author):
-            await _became_big(author, timelines, source)
-    await timelines.unmark_big(plan.small)
-    await timelines.add(plan.timelines)
+    for unseen in (False, True):  # a post the table shows already is in any timeline rebuilt from now on
+        plan = plan_fanout([p for p in live if (p[0] not in stored) is unseen], followers, big, limit)
+        for author in plan.big:
+            if await timelines.mark_big(author):
+                await _became_big(author, timelines, source)
+        await timelines.unmark_big(plan.small)
+        await timelines.add(plan.timelines, create=unseen)
 
 
 async def _became_big(author: str, timelines: RedisTimelines, source: PostgresTimelineSource) -> None:
@@ -131,26 +135,35 @@ async def _apply_follows(changes: list[FollowChange], ctx: Context) -> None:
     newest = newest_per_pair(changes)
     fresh = [c for c, newer in zip(newest, await timelines.newer_pairs(newest), strict=True) if newer]
     await timelines.drop_authors([(c.follower_id, c.followee_id) for c in fresh if not c.active])
-    follows = [c for c in fresh if c.active]
+    shown = await source.projected(fresh)
+    # A follow the table shows is in any timeline rebuilt from now on: only existing timelines need its backfill.
+    pairs = [(c, known) for c, known in zip(fresh, shown, strict=True) if c.active]
+    have = await timelines.existing(c.follower_id for c, known in pairs if known)
+    follows = [(c, not known) for c, known in pairs if not known or c.follower_id in have]
     for i in range(0, len(follows), BACKFILL_CHUNK):
         await _backfill(follows[i : i + BACKFILL_CHUNK], ctx.settings.fanout_max_followers, timelines, source)
-    await timelines.record_pairs(fresh, await source.projected(fresh))
+    await timelines.record_pairs(fresh, shown)
 
 
 async def _backfill(
-    follows: list[FollowChange], max_followers: int, timelines: RedisTimelines, source: PostgresTimelineSource
+    follows: list[tuple[FollowChange, bool]],
+    max_followers: int,
+    timelines: RedisTimelines,
+    source: PostgresTimelineSource,
 ) -> None:
-    followees = {c.followee_id for c in follows}
+    """Add each followee's recent posts to the follower's timeline (created if missing when the flag says so)."""
+    followees = {c.followee_id for c, _ in follows}
     _, big = await source.fanout_targets(followees, max_followers)
     big |= followees & await timelines.all_big()
     recent = await source.recent(followees - big, timelines.length)
     by_author = {author: [member(post_id, author) for post_id in ids] for author, ids in recent.items()}
     big_by_user: dict[str, list[str]] = defaultdict(list)
-    added: dict[str, list[str]] = defaultdict(list)
-    for change in follows:
+    added: dict[bool, dict[str, list[str]]] = {False: defaultdict(list), True: defaultdict(list)}
+    for change, create in follows:
         if change.followee_id in big:
             big_by_user[change.follower_id].append(change.followee_id)
         else:
-            added[change.follower_id].extend(by_author.get(change.followee_id, ()))
+            added[create][change.follower_id].extend(by_author.get(change.followee_id, ()))
     await timelines.add_big(big_by_user)
-    await timelines.add(added)
+    for create, members in added.items():
+        await timelines.add(members, create=create)

@@ -5,7 +5,8 @@ Keys:
   of ULID post ids, which is time order. `ZRANGE BYLEX REV` with an exclusive bound pages newest first without the
   ties a millisecond score has; the author in the member lets an unfollow remove that author's posts without a second
   structure. The member `~` sorts after every post and marks a timeline *built* from the store: a set without it only
-  holds what writes added since (after a flush or an expiry) and the read path rebuilds it.
+  holds what writes added since and the read path rebuilds it. The member `!` sorts before every post and marks a
+  rebuild under way (set before the rebuild reads the store, so no write in between is lost).
 - `chirp:tl:big:{user}`: authors the user follows whose posts are not fanned out (merged at read time).
 - `chirp:tl:pairs:{user}`: followee -> `pair_state` of the newest follow/unfollow applied (last writer wins).
 - `chirp:tl:recent:{author}`: follower -> `pair_state`, the follow events of the last minutes that the follows table
@@ -14,6 +15,10 @@ Keys:
   these hashes empty instead of copying every follow into them.
 - `chirp:tl:big-authors`: authors currently not fanned out (more than `fanout_max_followers` followers).
 A timeline lives `TTL_S` after its last read, so inactive users stop costing memory and are rebuilt on return.
+Fan-out writes only into timelines that exist (read in the last `TTL_S`, or being rebuilt): a missing one is rebuilt
+from the store when read, so writing to it would be wasted, and a replay (which starts with none) only rebuilds the
+follow state. What the store does not show yet (a post or follow the posts/users projections have not applied) is
+written everywhere, into keys that expire after `FRESH_TTL_S` unless a rebuild adopts them.
 Every key is under `chirp:tl:` (the prefix `chirp replay` rebuilds) and scripts touch only the keys they are given.
 """
 
@@ -34,8 +39,10 @@ from store.posts import PostView, post_view
 from store.users import FollowChange
 
 BUILT = "~"
+BUILDING = "!"
 TTL_S = 14 * 86400
 RECENT_TTL_S = 300  # far longer than the users projection ever lags
+FRESH_TTL_S = RECENT_TTL_S  # a timeline created by a write the store does not show yet: until the store does
 GLOBAL_BIG = "chirp:tl:big-authors"
 _CHUNK = 2000  # commands per pipeline round trip
 _KEYS_PER_CALL = 500  # timelines per fan-out script call: about a millisecond of Redis time
@@ -110,29 +117,35 @@ class Window:
 
 class Timelines(Protocol):
     async def window(self, user_id: str, cursor: str | None, limit: int) -> Window | None: ...
-    async def add(self, posts_by_timeline: Mapping[str, Iterable[str]]) -> None: ...
+    async def add(self, posts_by_timeline: Mapping[str, Iterable[str]], *, create: bool) -> None: ...
     async def remove(self, removals: Iterable[tuple[str, Iterable[str]]]) -> None: ...
 
 
 # Lua: one command does a whole step, for one timeline or (fan-out) for hundreds.
-# KEYS: timelines.  ARGV: length, ttl, then for each key a JSON array of its members (one argument per timeline
-# keeps the client's protocol encoding short; ZADD takes up to 1,000 members per call).
+# KEYS: timelines.  ARGV: length, TTL, '1' to create missing timelines (expiring in ARGV[4]) or '0' to skip them,
+# then for each key a JSON array of its members (one argument per timeline keeps the client's protocol encoding
+# short; ZADD takes up to 1,000 members per call).  Returns how many timelines were written.
 _ADD = """
-local length, ttl = tonumber(ARGV[1]), ARGV[2]
+local length, ttl, create, fresh_ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3] == '1', ARGV[4]
+local written = 0
 for k = 1, #KEYS do
-  local members = cjson.decode(ARGV[k + 2])
-  for first = 1, #members, 1000 do
-    local args = {}
-    for j = first, math.min(first + 999, #members) do
-      args[#args + 1] = 0
-      args[#args + 1] = members[j]
+  local missing = redis.call('EXISTS', KEYS[k]) == 0
+  if create or not missing then
+    local members = cjson.decode(ARGV[k + 4])
+    for first = 1, #members, 1000 do
+      local args = {}
+      for j = first, math.min(first + 999, #members) do
+        args[#args + 1] = 0
+        args[#args + 1] = members[j]
+      end
+      redis.call('ZADD', KEYS[k], unpack(args))
     end
-    redis.call('ZADD', KEYS[k], unpack(args))
+    redis.call('ZREMRANGEBYRANK', KEYS[k], 0, -(length + 2))
+    if missing then redis.call('EXPIRE', KEYS[k], fresh_ttl) else redis.call('EXPIRE', KEYS[k], ttl, 'NX') end
+    written = written + 1
   end
-  redis.call('ZREMRANGEBYRANK', KEYS[k], 0, -(length + 2))
-  redis.call('EXPIRE', KEYS[k], ttl, 'NX')
 end
-return #KEYS
+return written
 """
 
 # KEYS: timelines.  ARGV: the member to remove from each.
@@ -143,7 +156,7 @@ return #KEYS
 
 _WINDOW = """
 if not redis.call('ZSCORE', KEYS[1], '~') then return false end
-local ids = redis.call('ZRANGE', KEYS[1], ARGV[1], '-', 'BYLEX', 'REV', 'LIMIT', 0, ARGV[2])
+local ids = redis.call('ZRANGE', KEYS[1], ARGV[1], '(!', 'BYLEX', 'REV', 'LIMIT', 0, ARGV[2])
 local big = redis.call('SMEMBERS', KEYS[2])
 for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
 return {ids, big}
@@ -216,8 +229,9 @@ class RedisTimelines:
         members, big = found
         return Window([post_id_of(m) for m in members], list(big))
 
-    async def add(self, posts_by_timeline: Mapping[str, Iterable[str]]) -> None:
-        """Add members to each user's timeline (created if missing), trimmed to the newest `length`.
+    async def add(self, posts_by_timeline: Mapping[str, Iterable[str]], *, create: bool) -> None:
+        """Add members to each user's timeline, trimmed to the newest `length`; a missing timeline is created
+        (expiring in `FRESH_TTL_S`) when `create`, else left missing.
 
         One script call per `_KEYS_PER_CALL` timelines (Redis serves other clients between calls), all in one
         pipeline: a post to 5,000 followers is ten commands, not fifteen thousand.
@@ -229,7 +243,8 @@ class RedisTimelines:
             pending = 0
             for i in range(0, len(items), _KEYS_PER_CALL):
                 chunk = items[i : i + _KEYS_PER_CALL]
-                args: list[str | int] = [self.length, TTL_S, *(orjson.dumps(values).decode() for _, values in chunk)]
+                members = (orjson.dumps(values).decode() for _, values in chunk)
+                args: list[str | int] = [self.length, TTL_S, "1" if create else "0", FRESH_TTL_S, *members]
                 await self._add(keys=[timeline_key(user) for user, _ in chunk], args=args, client=pipe)
                 pending += sum(len(values) for _, values in chunk)
                 if pending >= _MEMBERS_PER_ROUND_TRIP:  # the encoded commands stay a few MB, whatever the batch
@@ -326,12 +341,29 @@ class RedisTimelines:
         """Authors currently not fanned out."""
         return {str(author) for author in await self.redis.smembers(GLOBAL_BIG)}
 
+    async def existing(self, user_ids: Iterable[str]) -> set[str]:
+        """Which of these users have a timeline (built, being rebuilt, or holding fresh writes)."""
+        users = list(set(user_ids))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for user in users:
+                pipe.exists(timeline_key(user))
+            found = await pipe.execute()
+        return {user for user, n in zip(users, found, strict=True) if n}
+
+    async def prepare(self, user_id: str) -> None:
+        """Mark a rebuild under way (before it reads the store): fan-out writes reach the timeline from now on."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(timeline_key(user_id), {BUILDING: 0})
+            pipe.expire(timeline_key(user_id), FRESH_TTL_S, nx=True)
+            await pipe.execute()
+
     async def build(self, user_id: str, values: list[str], big: Iterable[str]) -> None:
         """Merge a rebuild from the store into the timeline and mark it built (writes since are kept)."""
         keys = [timeline_key(user_id), big_key(user_id)]
         authors = list(big)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zadd(keys[0], {value: 0 for value in [*values, BUILT]})
+            pipe.zrem(keys[0], BUILDING)
             pipe.zremrangebyrank(keys[0], 0, -(self.length + 2))
             if authors:
                 pipe.sadd(keys[1], *authors)
@@ -463,12 +495,12 @@ class PostgresTimelineSource:
         states = {(r["follower_id"], r["followee_id"]): pair_state(r["changed_at"], r["active"]) for r in rows}
         return [states.get((c.follower_id, c.followee_id), "") >= _state(c) for c in changes]
 
-    async def deleted(self, post_ids: list[str]) -> set[str]:
-        """Which of these posts are tombstoned."""
+    async def stored(self, post_ids: list[str]) -> dict[str, bool]:
+        """The posts among these that the posts table holds: post id -> whether it is deleted."""
         rows = await self.pool.fetch(
-            "SELECT post_id FROM posts WHERE post_id = ANY($1::text[]) AND deleted_at IS NOT NULL", post_ids
+            "SELECT post_id, deleted_at IS NOT NULL AS deleted FROM posts WHERE post_id = ANY($1::text[])", post_ids
         )
-        return {r["post_id"] for r in rows}
+        return {r["post_id"]: r["deleted"] for r in rows}
 
 
 async def followees_of(timelines: RedisTimelines, source: PostgresTimelineSource, user_id: str) -> dict[str, int]:
@@ -478,6 +510,7 @@ async def followees_of(timelines: RedisTimelines, source: PostgresTimelineSource
 
 async def rebuild(timelines: RedisTimelines, source: PostgresTimelineSource, user_id: str, max_followers: int) -> None:
     """Build a user's timeline from the store: the newest posts of the user and of the followees fanned out."""
+    await timelines.prepare(user_id)
     followees = await followees_of(timelines, source, user_id)
     marked = await timelines.all_big()
     # Either sign of a big account counts: merging one too many at read time costs a little, missing one loses posts.

@@ -12,6 +12,7 @@ from consumers import timelines
 from consumers.runtime import Context
 from schemas.events import PostParsed, PostParsedData, new_id, utcnow
 from store.timelines import (
+    FRESH_TTL_S,
     GLOBAL_BIG,
     CachedPosts,
     PostgresTimelineSource,
@@ -262,6 +263,52 @@ async def test_follows_the_table_already_shows_leave_no_recent_entry(ctx, pg) ->
     assert await ctx.redis.hgetall(recent_key(b)) == {d: pair_state(at(4), False)}
     recent = await RedisTimelines(ctx.redis, 800).recent_followers([b])
     assert recent == {b: {d: False}}
+
+
+def parsed_post(author: str) -> PostParsed:
+    data = PostParsedData(post_id=new_id(), author_id=author, body="x", html="x", text="x", created_at=utcnow())
+    return PostParsed(payload=data)
+
+
+async def test_what_the_tables_show_goes_only_to_existing_timelines(ctx, pg) -> None:
+    """A missing timeline is rebuilt from the tables when read, so posts and follows they show are not written to
+    it; what they do not show yet is, into a timeline that expires unless a rebuild adopts it."""
+    author, reader, away, rebuilding, new_follower = (f"u-{new_id()}" for _ in range(5))
+    await pg.execute(
+        "INSERT INTO follows SELECT f, $1, true, now() FROM unnest($2::text[]) AS f",
+        author,
+        [reader, away, rebuilding],
+    )
+    store = RedisTimelines(ctx.redis, 800)
+    await store.build(reader, [], [])  # read lately
+    await store.prepare(rebuilding)  # a rebuild under way: it has not read the tables yet
+    shown, unseen = parsed_post(author), parsed_post(author)
+    await pg.execute(
+        "INSERT INTO posts (post_id, author_id, created_at) VALUES ($1, $2, now())", shown.payload.post_id, author
+    )
+
+    await timelines.on_post_parsed([shown], ctx)
+    value = member(shown.payload.post_id, author)
+    assert await members(ctx, reader) == [value, "~"]
+    assert await members(ctx, rebuilding) == ["!", value]
+    assert not await ctx.redis.exists(timeline_key(away)) and not await ctx.redis.exists(timeline_key(author))
+    await rebuild(store, PostgresTimelineSource(pg), rebuilding, max_followers=5000)
+    assert await members(ctx, rebuilding) == [value, "~"], "the rebuild keeps the write and drops its mark"
+    window = await store.window(rebuilding, None, 10)
+    assert window is not None and window.post_ids == [shown.payload.post_id]
+
+    await timelines.on_post_parsed([unseen], ctx)  # the posts table has not caught up with this one
+    other = member(unseen.payload.post_id, author)
+    assert await members(ctx, away) == [other]
+    assert 0 < await ctx.redis.ttl(timeline_key(away)) <= FRESH_TTL_S
+    assert await ctx.redis.ttl(timeline_key(reader)) > FRESH_TTL_S
+    assert await store.window(away, None, 10) is None, "still cold: the read path rebuilds it"
+
+    await pg.execute("INSERT INTO follows VALUES ($1, $2, true, now())", new_follower, author)
+    await timelines.on_user_followed([follow_event(new_follower, author, active=True, when=1)], ctx)
+    assert not await ctx.redis.exists(timeline_key(new_follower)), "the table shows it: no backfill into nothing"
+    await rebuild(store, PostgresTimelineSource(pg), new_follower, max_followers=5000)
+    assert await members(ctx, new_follower) == [value, "~"]
 
 
 async def test_post_cache_serves_fresh_views_and_stays_bounded(client: httpx.AsyncClient, pg) -> None:
