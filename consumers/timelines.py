@@ -45,19 +45,26 @@ class Fanout:
 
 
 def plan_fanout(
-    posts: Iterable[tuple[str, str]], followers: dict[str, list[str]], big: set[str], max_followers: int
+    posts: Iterable[tuple[str, str]],
+    followers: dict[str, list[str]],
+    big: set[str],
+    max_followers: int,
+    reach: set[str] | None = None,
 ) -> Fanout:
-    """Each post goes to its author's timeline, and to every follower's unless the author has too many followers."""
+    """Each post goes to its author's timeline, and to every follower's unless the author has too many followers;
+    with `reach`, only to the timelines it names."""
     plan = Fanout()
     for post_id, author in posts:
         value = member(post_id, author)
-        plan.timelines[author].append(value)
+        if reach is None or author in reach:
+            plan.timelines[author].append(value)
         if author in big or len(followers.get(author, ())) > max_followers:
             plan.big.add(author)
             continue
         plan.small.add(author)
         for follower in followers.get(author, ()):
-            plan.timelines[follower].append(value)
+            if reach is None or follower in reach:
+                plan.timelines[follower].append(value)
     return plan
 
 
@@ -91,13 +98,16 @@ async def on_post_parsed(events: list[PostParsed], ctx: Context) -> None:
     authors = {a for _, a in live}
     projected, big = await source.fanout_targets(authors, limit)
     followers = with_recent(projected, await timelines.recent_followers(authors))
-    for unseen in (False, True):  # a post the table shows already is in any timeline rebuilt from now on
-        plan = plan_fanout([p for p in live if (p[0] not in stored) is unseen], followers, big, limit)
+    # A post the table shows already is in any timeline rebuilt from now on: it goes to existing timelines only.
+    known = [p for p in live if p[0] in stored]
+    have = await timelines.existing(authors.union(*followers.values())) if known else set()
+    for batch, reach in ((known, have), ([p for p in live if p[0] not in stored], None)):
+        plan = plan_fanout(batch, followers, big, limit, reach)
         for author in plan.big:
             if await timelines.mark_big(author):
                 await _became_big(author, timelines, source)
         await timelines.unmark_big(plan.small)
-        await timelines.add(plan.timelines, create=unseen)
+        await timelines.add(plan.timelines, create=reach is None)
 
 
 async def _became_big(author: str, timelines: RedisTimelines, source: PostgresTimelineSource) -> None:

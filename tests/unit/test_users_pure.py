@@ -104,6 +104,13 @@ def test_fanout_plan_skips_followers_of_big_authors_but_not_the_author() -> None
     }
 
 
+def test_fanout_plan_reaches_only_the_timelines_named() -> None:
+    followers = {"small": ["f1", "f2"], "big": ["f1", "f2", "f3"]}
+    plan = plan_fanout([("p1", "small"), ("p2", "big")], followers, set(), max_followers=2, reach={"f2", "big"})
+    assert dict(plan.timelines) == {"f2": ["p1:small"], "big": ["p2:big"]}
+    assert plan.big == {"big"} and plan.small == {"small"}, "who is big does not depend on who is reached"
+
+
 def test_members_carry_the_author_and_sort_like_their_ids() -> None:
     assert post_id_of(member("01ABC", "dev-x")) == "01ABC"
     assert sorted([member("01B", "z"), member("01A", "zz"), "~"]) == ["01A:zz", "01B:z", "~"]
