@@ -8,8 +8,8 @@ applied only when newer than the last one applied to that pair (a per-follower h
 repeatable. Authors with more than `fanout_max_followers` followers are not fanned out: their followers' timelines
 name them in `:big` and the read path merges their posts from PostgreSQL.
 Only timelines that exist are written: a missing one is rebuilt from the posts and follows tables when its user
-reads it. So posts and follows those tables already show (every one, in a replay behind rebuilt tables) reach
-existing timelines only; the others, which a rebuild could miss, reach every timeline concerned.
+reads it (so a replay behind rebuilt tables writes no timeline at all). What a rebuild could miss because those
+tables lag is kept for it: posts in their author's `fresh` set, follows by a backfill that creates the timeline.
 """
 
 from __future__ import annotations
@@ -98,16 +98,20 @@ async def on_post_parsed(events: list[PostParsed], ctx: Context) -> None:
     authors = {a for _, a in live}
     projected, big = await source.fanout_targets(authors, limit)
     followers = with_recent(projected, await timelines.recent_followers(authors))
-    # A post the table shows already is in any timeline rebuilt from now on: it goes to existing timelines only.
-    known = [p for p in live if p[0] in stored]
-    have = await timelines.existing(authors.union(*followers.values())) if known else set()
-    for batch, reach in ((known, have), ([p for p in live if p[0] not in stored], None)):
-        plan = plan_fanout(batch, followers, big, limit, reach)
-        for author in plan.big:
-            if await timelines.mark_big(author):
-                await _became_big(author, timelines, source)
-        await timelines.unmark_big(plan.small)
-        await timelines.add(plan.timelines, create=reach is None)
+    # A missing timeline is rebuilt from the posts table when read: posts that table lacks yet are kept aside for
+    # that (before the fan-out, so a rebuild starting meanwhile gets them one way or the other).
+    unseen: dict[str, list[str]] = defaultdict(list)
+    for post_id, author in live:
+        if post_id not in stored:
+            unseen[author].append(member(post_id, author))
+    await timelines.remember_fresh(unseen)
+    have = await timelines.existing(authors.union(*followers.values()))
+    plan = plan_fanout(live, followers, big, limit, reach=have)
+    for author in plan.big:
+        if await timelines.mark_big(author):
+            await _became_big(author, timelines, source)
+    await timelines.unmark_big(plan.small)
+    await timelines.add(plan.timelines, create=False)
 
 
 async def _became_big(author: str, timelines: RedisTimelines, source: PostgresTimelineSource) -> None:

@@ -13,12 +13,15 @@ Keys:
   (another consumer's projection) did not show yet when applied: for its own pair an event is the truth. Events the
   projection already showed only update an entry that is there, so a replay behind a rebuilt projection keeps
   these hashes empty instead of copying every follow into them.
+- `chirp:tl:fresh:{author}`: the author's posts of the last minutes that the posts table (another consumer's
+  projection) did not show yet when fanned out: a rebuild adds them to what it reads from the table.
 - `chirp:tl:big-authors`: authors currently not fanned out (more than `fanout_max_followers` followers).
 A timeline lives `TTL_S` after its last read, so inactive users stop costing memory and are rebuilt on return.
 Fan-out writes only into timelines that exist (read in the last `TTL_S`, or being rebuilt): a missing one is rebuilt
 from the store when read, so writing to it would be wasted, and a replay (which starts with none) only rebuilds the
-follow state. What the store does not show yet (a post or follow the posts/users projections have not applied) is
-written everywhere, into keys that expire after `FRESH_TTL_S` unless a rebuild adopts them.
+follow state. So that a rebuild misses nothing the store does not show yet, a post the posts table lacks is kept in
+its author's `fresh` set for `FRESH_TTL_S`, and a follow the follows table lacks is backfilled even into a missing
+timeline, created to expire after `FRESH_TTL_S` unless a rebuild adopts it.
 Every key is under `chirp:tl:` (the prefix `chirp replay` rebuilds) and scripts touch only the keys they are given.
 """
 
@@ -41,8 +44,8 @@ from store.users import FollowChange
 BUILT = "~"
 BUILDING = "!"
 TTL_S = 14 * 86400
-RECENT_TTL_S = 300  # far longer than the users projection ever lags
-FRESH_TTL_S = RECENT_TTL_S  # a timeline created by a write the store does not show yet: until the store does
+RECENT_TTL_S = 300  # far longer than the users or posts projection ever lags
+FRESH_TTL_S = RECENT_TTL_S  # what the store did not show yet is kept this long: by then it does
 GLOBAL_BIG = "chirp:tl:big-authors"
 _CHUNK = 2000  # commands per pipeline round trip
 _KEYS_PER_CALL = 500  # timelines per fan-out script call: about a millisecond of Redis time
@@ -69,12 +72,20 @@ def recent_key(author_id: str) -> str:
     return f"chirp:tl:recent:{author_id}"
 
 
+def fresh_key(author_id: str) -> str:
+    return f"chirp:tl:fresh:{author_id}"
+
+
 def lock_key(user_id: str) -> str:
     return f"chirp:tl:lock:{user_id}"
 
 
 def member(post_id: str, author_id: str) -> str:
     return f"{post_id}:{author_id}"
+
+
+def author_of(value: str) -> str:
+    return value.split(":", 1)[1]
 
 
 def post_id_of(value: str) -> str:
@@ -148,6 +159,13 @@ end
 return written
 """
 
+# KEYS: any.  Returns 1 or 0 per key: does it exist?
+_EXISTING = """
+local found = {}
+for k = 1, #KEYS do found[k] = redis.call('EXISTS', KEYS[k]) end
+return found
+"""
+
 # KEYS: timelines.  ARGV: the member to remove from each.
 _REMOVE = """
 for k = 1, #KEYS do redis.call('ZREM', KEYS[k], ARGV[1]) end
@@ -218,6 +236,7 @@ class RedisTimelines:
         self._window = redis.register_script(_WINDOW)
         self._drop_author = redis.register_script(_DROP_AUTHOR)
         self._record_pairs = redis.register_script(_RECORD_PAIRS)
+        self._existing = redis.register_script(_EXISTING)
 
     async def window(self, user_id: str, cursor: str | None, limit: int) -> Window | None:
         """Up to limit+1 post ids older than `cursor` and the big authors to merge; None when the timeline is cold."""
@@ -253,9 +272,11 @@ class RedisTimelines:
             await pipe.execute()
 
     async def remove(self, removals: Iterable[tuple[str, Iterable[str]]]) -> None:
-        """Remove each (member, users) pair's member from those users' timelines, in one pipeline."""
+        """Remove each (member, users) pair's member from those users' timelines and from its author's fresh posts,
+        in one pipeline."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for value, timelines in removals:
+                pipe.zrem(fresh_key(author_of(value)), value)
                 keys = [timeline_key(user) for user in timelines]
                 for i in range(0, len(keys), _KEYS_PER_CALL):
                     await self._remove(keys=keys[i : i + _KEYS_PER_CALL], args=[value], client=pipe)
@@ -344,11 +365,29 @@ class RedisTimelines:
     async def existing(self, user_ids: Iterable[str]) -> set[str]:
         """Which of these users have a timeline (built, being rebuilt, or holding fresh writes)."""
         users = list(set(user_ids))
+        found: set[str] = set()
+        for i in range(0, len(users), _CHUNK):  # one script call per chunk: thousands of keys, one command
+            chunk = users[i : i + _CHUNK]
+            flags = await self._existing(keys=[timeline_key(user) for user in chunk])
+            found.update(user for user, flag in zip(chunk, flags, strict=True) if flag)
+        return found
+
+    async def remember_fresh(self, values_by_author: Mapping[str, list[str]]) -> None:
+        """Keep these posts (the posts table lacks them) for `FRESH_TTL_S`, for rebuilds to add."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            for user in users:
-                pipe.exists(timeline_key(user))
+            for author, values in values_by_author.items():
+                pipe.zadd(fresh_key(author), dict.fromkeys(values, 0))
+                pipe.zremrangebyrank(fresh_key(author), 0, -(self.length + 1))
+                pipe.expire(fresh_key(author), FRESH_TTL_S)
+            await pipe.execute()
+
+    async def fresh(self, authors: Iterable[str]) -> list[str]:
+        """The fresh posts of these authors (see `remember_fresh`)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for author in authors:
+                pipe.zrange(fresh_key(author), 0, -1)
             found = await pipe.execute()
-        return {user for user, n in zip(users, found, strict=True) if n}
+        return [str(value) for values in found for value in values]
 
     async def prepare(self, user_id: str) -> None:
         """Mark a rebuild under way (before it reads the store): fan-out writes reach the timeline from now on."""
@@ -416,12 +455,11 @@ SELECT a.author_id, f.follower_id FROM unnest($1::text[]) AS a(author_id), LATER
 
 # The projected follower count settles big authors without fetching thousands of follower ids per post.
 _FANOUT_TARGETS = """
-SELECT a.author_id, coalesce(u.followers_count, 0) AS projected, f.follower_id
-FROM unnest($1::text[]) AS a(author_id)
-LEFT JOIN users u ON u.user_id = a.author_id
-LEFT JOIN LATERAL (
+SELECT a.author_id, coalesce(u.followers_count, 0) AS projected, ARRAY(
     SELECT follower_id FROM follows WHERE followee_id = a.author_id AND active
-    LIMIT CASE WHEN coalesce(u.followers_count, 0) > $2 THEN 0 ELSE $2 + 1 END) f ON true"""
+    LIMIT CASE WHEN coalesce(u.followers_count, 0) > $2 THEN 0 ELSE $2 + 1 END) AS followers
+FROM unnest($1::text[]) AS a(author_id)
+LEFT JOIN users u ON u.user_id = a.author_id"""
 
 _PAIR_STATES = """
 SELECT f.follower_id, f.followee_id, f.active, f.changed_at
@@ -474,13 +512,11 @@ class PostgresTimelineSource:
         followers: dict[str, list[str]] = {}
         big = set()
         for row in await self.pool.fetch(_FANOUT_TARGETS, list(authors), max_followers):
-            author = row["author_id"]
-            found = followers.setdefault(author, [])
-            if row["follower_id"] is not None:
-                found.append(row["follower_id"])
-            if row["projected"] > max_followers or len(found) > max_followers:
-                big.add(author)
-        return {a: f for a, f in followers.items() if a not in big}, big
+            if row["projected"] > max_followers or len(row["followers"]) > max_followers:
+                big.add(row["author_id"])
+            else:
+                followers[row["author_id"]] = row["followers"]
+        return followers, big
 
     async def follow_rows(self, user_id: str) -> dict[str, tuple[str, int]]:
         """followee -> (pair state, followee's follower count) for every pair of this follower, active or not."""
@@ -517,7 +553,8 @@ async def rebuild(timelines: RedisTimelines, source: PostgresTimelineSource, use
     big = {author for author, followers in followees.items() if followers > max_followers or author in marked}
     small = [author for author in followees if author not in big]
     recent = await source.newest([*small, user_id], timelines.length)
-    await timelines.build(user_id, [member(post_id, author) for post_id, author in recent], big)
+    fresh = await timelines.fresh([*small, user_id])  # posts the table did not show yet when fanned out
+    await timelines.build(user_id, [member(post_id, author) for post_id, author in recent] + fresh, big)
 
 
 class CachedPosts:
