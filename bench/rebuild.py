@@ -16,8 +16,9 @@ process, scheduled as `chirp rebuild --all --jobs N` schedules them (each model 
 
 1. Ceiling: ConsumerPerformance reading the same number of records the rebuild reads (the post-parsed topic
    repeatedly covers most of them), before and after the rebuilds.
-2. Rebuild: events handled by every consumer / wall time of all of them (process start to exit), and per
-   consumer: events/s inside the replay, CPU-ms per event, peak RSS.
+2. Rebuild: events handled by every consumer / wall time of all of them (process start to exit); the same wall
+   time per event of the log (each event counted once, however many models read it); and per consumer:
+   events/s inside the replay, CPU-ms per event, peak RSS.
 """
 
 from __future__ import annotations
@@ -255,7 +256,13 @@ def report(
             f"{row['cpu_ms_per_event']['median']:>12.3f}{row['peak_rss_mb']['median']:>13.0f}{row['wall_s']['median']:>9.1f}"
         )
     r = spread(rates)
-    print(f"end to end: {r['median']:,.0f} events/s [{r['min']:,.0f}-{r['max']:,.0f}]")
+    walls = spread([run["wall_s"] for run in rebuilds])
+    log_rate = spread([total / run["wall_s"] for run in rebuilds])
+    print(f"end to end: {r['median']:,.0f} events/s [{r['min']:,.0f}-{r['max']:,.0f}] (events each consumer handled)")
+    print(
+        f"wall: {walls['median']:.1f} s [{walls['min']:.1f}-{walls['max']:.1f}], i.e. {log_rate['median']:,.0f} of the"
+        f" log's {total:,} events per second [{log_rate['min']:,.0f}-{log_rate['max']:,.0f}]"
+    )
     print(f"ConsumerPerformance: {kafka:,.0f} msg/s [{min(ceiling):,.0f}-{max(ceiling):,.0f}]")
     print(f"ratio rebuild / Kafka consumer ceiling: {r['median'] / kafka:.3f}")
     RESULTS.parent.mkdir(exist_ok=True)
@@ -267,6 +274,8 @@ def report(
             "runs": args.runs,
             "jobs": args.jobs,
             "end_to_end_events_per_s": r,
+            "wall_s": walls,
+            "log_events_per_s": log_rate,
             "consumer_performance_msgs_per_s": spread(ceiling),
             "ratio": r["median"] / kafka,
             "consumers": rows,
