@@ -22,7 +22,7 @@ from chirp.logging import get_logger
 from consumers.runtime import Consumer, Context
 from schemas import topics
 from schemas.events import PostDeleted, PostParsed, UserFollowed, UserUnfollowed
-from store.timelines import PostgresTimelineSource, RedisTimelines, member
+from store.timelines import PostgresTimelineSource, RedisTimelines, author_of, member
 from store.users import FollowChange, newest_per_pair
 
 consumer = Consumer(
@@ -171,6 +171,8 @@ async def _backfill(
     big |= followees & await timelines.all_big()
     recent = await source.recent(followees - big, timelines.length)
     by_author = {author: [member(post_id, author) for post_id in ids] for author, ids in recent.items()}
+    for value in await timelines.fresh(followees - big):  # posts the table does not show yet
+        by_author.setdefault(author_of(value), []).append(value)
     big_by_user: dict[str, list[str]] = defaultdict(list)
     added: dict[bool, dict[str, list[str]]] = {False: defaultdict(list), True: defaultdict(list)}
     for change, create in follows:

@@ -311,6 +311,10 @@ async def test_what_the_tables_show_goes_only_to_existing_timelines(ctx, pg) -> 
     assert 0 < await ctx.redis.ttl(fresh_key(author)) <= FRESH_TTL_S
     await rebuild(store, PostgresTimelineSource(pg), away, max_followers=5000)
     assert await members(ctx, away) == sorted([value, other, "~"])
+    late = f"u-{new_id()}"
+    await store.build(late, [], [])
+    await timelines.on_user_followed([follow_event(late, author, active=True, when=1)], ctx)
+    assert await members(ctx, late) == sorted([value, other, "~"]), "a backfill takes the fresh posts too"
     await timelines.on_post_deleted([deleted_post(unseen)], ctx)
     assert other not in await members(ctx, away) and not await ctx.redis.exists(fresh_key(author))
 
