@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from chirp.ops._shadow_redis import shadow_client
 from consumers import timelines
 from consumers.runtime import Context
 from schemas.events import PostDeleted, PostDeletedData, PostParsed, PostParsedData, new_id, utcnow
@@ -21,11 +22,13 @@ from store.timelines import (
     fresh_key,
     member,
     pair_state,
+    pairs_key,
     rebuild,
     recent_key,
     timeline_key,
 )
 from tests.conftest import eventually
+from tests.integration.explore_support import drop, dump
 from tests.integration.users_support import api_user, at, ctx, follow_event, logged_in, post, wait_user
 
 __all__ = ["api_user", "ctx"]  # module fixtures
@@ -323,6 +326,43 @@ async def test_what_the_tables_show_goes_only_to_existing_timelines(ctx, pg) -> 
     assert not await ctx.redis.exists(timeline_key(new_follower)), "the table shows it: no backfill into nothing"
     await rebuild(store, PostgresTimelineSource(pg), new_follower, max_followers=5000)
     assert await members(ctx, new_follower) == [value, "~"]
+
+
+async def test_a_replay_behind_up_to_date_tables_keeps_only_the_follow_state(ctx, pg) -> None:
+    """What `chirp replay timelines` builds after the posts and users rebuilds: no timeline (each is rebuilt from the
+    tables on its owner's next read) but the follow state, the same whatever the order or repetition of events."""
+    author, reader = f"u-{new_id()}", f"u-{new_id()}"
+    await pg.execute("INSERT INTO follows VALUES ($1, $2, true, $3)", reader, author, at(1))
+    posts = [parsed_post(author) for _ in range(3)]
+    await pg.execute(
+        "INSERT INTO posts (post_id, author_id, created_at) SELECT unnest($1::text[]), $2, now()",
+        [p.payload.post_id for p in posts],
+        author,
+    )
+    follow = follow_event(reader, author, active=True, when=1)
+    roots = [f"~test-tl:{new_id()}:", f"~test-tl:{new_id()}:"]
+    states = []
+    try:
+        for root, repeat in zip(roots, (1, 2), strict=True):
+            shadow = await shadow_client(ctx.settings.redis_url, ("chirp:tl:",), root)
+            replaying = Context(settings=ctx.settings, pg=pg, redis=shadow, publisher=ctx.publisher)
+            for _ in range(repeat):  # the second namespace gets every event twice, posts first
+                if repeat == 2:
+                    await timelines.on_post_parsed(posts, replaying)
+                await timelines.on_user_followed([follow], replaying)
+                await timelines.on_post_parsed(posts, replaying)
+            states.append(await dump(ctx.redis, root))
+            if repeat == 1:
+                built = RedisTimelines(shadow, 800)
+                await rebuild(built, PostgresTimelineSource(pg), reader, max_followers=5000)
+                newest = sorted(member(p.payload.post_id, author) for p in posts)
+                assert await shadow.zrange(timeline_key(reader), 0, -1) == [*newest, "~"]
+            await shadow.aclose()
+        assert states[0] == states[1]
+        assert list(states[0]) == [pairs_key(reader)], "the follow state, no timeline"
+    finally:
+        for root in roots:
+            await drop(ctx.redis, root)
 
 
 async def test_post_cache_serves_fresh_views_and_stays_bounded(client: httpx.AsyncClient, pg) -> None:
