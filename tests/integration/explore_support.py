@@ -7,6 +7,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from ulid import ULID
 
 from chirp.settings import Settings
 from schemas.events import (
@@ -37,10 +38,11 @@ def parsed(
     reply_to: str | None = None,
     post_id: str | None = None,
 ) -> PostParsed:
-    """A post-parsed event as the preparse consumer would publish it (created_at = occurred_at = `at`)."""
+    """A post-parsed event as the preparse consumer would publish it (created_at = occurred_at = `at`, and an id
+    of that time, as a post's id is made when it is written: search tiers order candidates by id)."""
     when = at or datetime.now(UTC)
     data = PostParsedData(
-        post_id=post_id or new_id(),
+        post_id=post_id or str(ULID.from_datetime(when)),
         author_id=author_id,
         body=text,
         html=f"<p>{text}</p>",
