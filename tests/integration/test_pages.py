@@ -201,7 +201,9 @@ async def test_the_logged_in_pages_and_forms_work_without_javascript(client: htt
 
     await eventually(post_page, until=lambda text: f"reply {word}" in text)
 
-    # Follow someone: the profile shows Unfollow once the browser lands back on it.
+    # Follow someone (once their sign-up reached the users model): the profile shows Unfollow once the browser
+    # lands back on it.
+    await eventually(lambda: client.get(f"/@{other}", headers=HTML), until=lambda r: r.status_code == 200)
     followed = await post_form(client, f"/@{other}/follow", {"next": f"/@{other}"})
     assert followed.status_code == 303
     profile = await client.get(f"/@{other}", headers=HTML)
