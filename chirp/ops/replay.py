@@ -6,6 +6,8 @@
    with the shadow schema and a Redis client that rewrites its keys. A new consumer group
    (`<name>.replay-<n>`, visible in `chirp lag`) reads from the chosen point to the live end.
    A replay dead-lettering more than `DEAD_LETTERS_ALLOWED` events or `DEAD_LETTER_SHARE` of them stops here.
+   Full-text and array indexes (GIN, GiST, RUM) are built once the shadow is near the end, in one pass each, then
+   the shadow catches up again (see `_shadow_pg.LATE_METHODS`).
 2. **Swap** once the shadow is within a batch of the end (its tables ANALYZEd first, so the first queries after
    the swap are planned with statistics): one transaction takes a SHARE lock on the live tables
    (readers go on, the live consumer's writes wait), catches the shadow up to the end offsets read under that
@@ -112,7 +114,7 @@ def rebuild_order(consumers: list[Consumer]) -> list[Consumer]:
 
 @dataclass
 class Progress:
-    """Where a replay is: phase (plan, build, swap, drain, done), events handled, events left, rate, ETA."""
+    """Where a replay is: phase (plan, build, index, swap, drain, done), events handled, events left, rate, ETA."""
 
     consumer: str
     phase: str
@@ -207,6 +209,7 @@ class Replay:
         self.group = f"{consumer.name}.replay-{self.generation}"
         self.progress = Progress(consumer.name, "plan")
         self._positions: dict[TopicPartition, int] = {}
+        self._late_indexes: list[str] = []
         self._started = 0.0
         if any(self.redis_root.startswith(p) or not p for p in self.model.redis_prefixes):
             raise ReplayError(f"redis prefixes {self.model.redis_prefixes} would contain the shadow keys")
@@ -280,6 +283,10 @@ class Replay:
             swapped = False
             try:
                 await self._catch_up(kafka, runner, tps, "build", None)
+                if self._late_indexes:
+                    self._report("index", self._lag(await kafka.end_offsets(tps)))
+                    await _shadow_pg.create_late_indexes(lock, self._late_indexes)
+                    await self._catch_up(kafka, runner, tps, "build", None)
                 for table in self.model.tables:  # planner statistics before the first reader plans against it
                     await lock.execute(f"ANALYZE {_shadow_pg.ident(self.shadow_schema)}.{_shadow_pg.ident(table)}")
                 await self._swap_pg(live_pg, kafka, runner, tps)
@@ -328,7 +335,7 @@ class Replay:
         for table in self.model.tables:
             source = await _shadow_pg.live_schema(conn, table)
             if source is not None:
-                await _shadow_pg.clone_table(conn, table, source, self.shadow_schema)
+                self._late_indexes += await _shadow_pg.clone_table(conn, table, source, self.shadow_schema)
                 if self.from_time is not None:
                     await _shadow_pg.copy_rows(conn, table, source, self.shadow_schema)
         if self.from_time is not None and self.model.redis_prefixes:

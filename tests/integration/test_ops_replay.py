@@ -34,6 +34,11 @@ async def snapshot(pg: asyncpg.Pool, redis_client: aioredis.Redis, table: str, p
     return rows, {k: sorted(await redis_client.smembers(k)) for k in keys}
 
 
+async def indexes(pg: asyncpg.Pool, table: str) -> list[tuple[str, str]]:
+    rows = await pg.fetch("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = $1 ORDER BY 1", table)
+    return [(r["indexname"], r["indexdef"]) for r in rows]
+
+
 async def test_replay_during_live_publishing_converges_to_a_fresh_rebuild(
     settings: Settings, publisher: Publisher, pg: asyncpg.Pool, redis_client: aioredis.Redis
 ) -> None:
@@ -45,6 +50,7 @@ async def test_replay_during_live_publishing_converges_to_a_fresh_rebuild(
 
     with probe.running(group, topic, table):
         await eventually(lambda: count(pg, table), until=lambda n: n == 1500, timeout=90)
+        built = await indexes(pg, table)
         # A damaged read model (rows and keys lost): the replay must bring them back.
         await pg.execute(f"DELETE FROM {table} WHERE post_id IN (SELECT post_id FROM {table} LIMIT 100)")
         await redis_client.delete(f"{prefix}author:a1")
@@ -74,7 +80,9 @@ async def test_replay_during_live_publishing_converges_to_a_fresh_rebuild(
 
     assert result.planned >= 1500 and result.processed >= result.planned
     assert result.dead_lettered == 0 and not result.offsets_handed_off, "the running live group keeps its offsets"
-    assert {r.phase for r in reports} >= {"build", "swap", "drain", "done"}
+    assert {r.phase for r in reports} >= {"build", "index", "swap", "drain", "done"}
+    assert [name for name, _ in built] == [f"{table}_by_author", f"{table}_pkey", f"{table}_words"]
+    assert await indexes(pg, table) == built, "the swapped-in table has every index, the full-text one built late"
     assert all(b >= a for a, b in pairwise(seen)), "readers never saw rows disappear"
     assert seen[0] >= 1400 and max(seen) <= 3000
     assert [r[0] for r in live[0]] == sorted(e.payload.post_id for e in before + during)
