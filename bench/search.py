@@ -40,7 +40,7 @@ import asyncpg
 
 from chirp.settings import Settings
 from store.postgres import MIGRATIONS, connect
-from store.search import CANDIDATES, PLAN_ONCE, PROBE, SEARCH_POSTS, PostgresSearch, tier_days
+from store.search import CANDIDATES, PLAN_ONCE, SEARCH_POSTS, PostgresSearch
 from store.search_query import ParsedQuery, parse_query
 
 RESULTS = Path(__file__).with_name("results") / "search.jsonl"
@@ -250,8 +250,6 @@ def pgbench_script(query: ParsedQuery) -> str:
         ref,
         0,
         21,
-        *tier_days(ref),
-        PROBE,
         CANDIDATES,
     ]
     empty_arrays = {4: "'{}'", 5: "'{}'"}  # ARRAY[] needs a type; the statement casts each parameter anyway

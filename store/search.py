@@ -7,15 +7,13 @@ Writes come from the search consumer, one statement per batch; reads serve `GET 
 - A query is parsed in Python (store/search_query.py) into terms; the SQL turns each term into a tsquery with
   `phraseto_tsquery($text)` and combines them with the `search_tsq_and/or` aggregates: one fixed statement, user
   text only in parameters.
-- Ranking runs over a bounded candidate set. A query with fewer than `PROBE` matches ranks them all (one GIN search,
-  stopped at `PROBE` rows); a commoner one ranks its newest `CANDIDATES` matches, looked for in the last 2 days,
-  then the 6 before, then older, each tier only when the newer ones held too few. `doc` carries a lexeme naming the
-  post's day, so each tier is one GIN search (`q & (day | day ...)`) and a common word never makes PostgreSQL visit
-  all of its matches in the table. Among candidates, posts carrying a searched hashtag exactly come first, then
-  `ts_rank` times a recency boost (x2 for a post just written, x1.5 a day old, tending to x1). A hashtag is also a
-  word of the text, so its posts are among the text matches.
+- Ranking runs over a bounded candidate set: the newest `CANDIDATES` matches, read in time order from the RUM
+  index on `doc` (it keeps `created_at` beside the lexemes), so a common word costs one index search and
+  `CANDIDATES` table visits however many posts it matches. Among candidates, posts carrying a searched hashtag
+  exactly come first, then `ts_rank` times a recency boost (x2 for a post just written, x1.5 a day old, tending to
+  x1). A hashtag is also a word of the text, so its posts are among the text matches.
 - Pages are offsets into that ranking, frozen by the cursor at the first page's newest candidate and reference
-  time (which also fixes the tiers), so posts arriving meanwhile shift nothing.
+  time, so posts arriving meanwhile shift nothing.
 - Snippets come from `ts_headline` with private-use characters as delimiters (removed from the text first), then
   HTML-escaped, then the delimiters become `<mark>`: the only markup a snippet can carry.
 - Authors come from `search_users` (a LEFT JOIN: a post whose author is not indexed yet still shows); follower
@@ -41,9 +39,7 @@ from store.users import ProfileChange, chosen_name_wins
 # running a typical query. Connections serving searches (`connect(..., server_settings=PLAN_ONCE)`) plan each
 # prepared statement once and reuse that plan, whose CTEs switch on the parameters at run time.
 PLAN_ONCE = {"plan_cache_mode": "force_generic_plan"}
-CANDIDATES = 1000
-PROBE = 2000  # a query with fewer matches than this ranks all of them; one with more, the newest by day tiers
-RECENT_DAYS = (2, 8)  # candidates come from the last 2 UTC days, then the 6 before, then older ones
+CANDIDATES = 200  # the newest matches ranked, and so the most a query pages through
 WHOLE_SNIPPET_CHARS = 300  # a post's text up to this long is its own snippet; longer ones get fragments
 _MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
 
@@ -100,18 +96,6 @@ def merge_profiles(changes: Sequence[ProfileChange]) -> list[dict[str, Any]]:
                 if name == "display_name":
                     row["display_name_chosen"] = rank[0]
     return [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()} for row in rows.values()]
-
-
-def day_lexeme(day: int) -> str:
-    """The lexeme `doc` holds for posts of UTC day `day` (days since 1970-01-01; see migration 030)."""
-    return f"~d{day}"
-
-
-def tier_days(ref: datetime) -> tuple[list[str], list[str]]:
-    """Day lexemes of the first two candidate tiers before `ref` (the first also takes the next day: clock skew)."""
-    today = int(ref.timestamp() // 86400)
-    first, second = RECENT_DAYS
-    return [day_lexeme(today - i) for i in range(-1, first)], [day_lexeme(today - i) for i in range(first, second)]
 
 
 def snippet_html(raw: str) -> str:
@@ -187,56 +171,32 @@ _KEEP = (
 )
 
 _COLS = "p.post_id, p.doc, p.created_at, p.hashtags"  # what ranking needs, carried from the index search
-_DAYS = "(SELECT string_agg(quote_literal(d), ' | ') FROM unnest({}::text[]) d)::tsquery"
 
 # $1 group ids, $2 term texts, $3 negated flags, $4 exact tags, $5 author handles, $6 ceiling id (or NULL),
-# $7 reference time of the recency boost, $8 offset, $9 rows wanted, $10 and $11 the day lexemes of the first two
-# tiers (see `tier_days`): q1, q2 and q3 are the query restricted to each tier, answered by the GIN index alone;
-# $12 the probe size (PROBE), $13 the candidates kept (CANDIDATES).
+# $7 reference time of the recency boost, $8 offset, $9 rows wanted, $10 the candidates kept (CANDIDATES).
 SEARCH_POSTS = f"""
 WITH terms AS (
     SELECT x.g, CASE WHEN x.neg THEN !! phraseto_tsquery('english', x.t) ELSE phraseto_tsquery('english', x.t) END AS q
     FROM unnest($1::int[], $2::text[], $3::bool[]) AS x(g, t, neg)
 ), query AS MATERIALIZED (
-    SELECT q, coalesce(numnode(q) > 0, false) AS has_q, coalesce(querytree(q) NOT IN ('', 'T'), false) AS ok,
-           q && {_DAYS.format("$10")} AS q1, q && {_DAYS.format("$11")} AS q2,
-           q && !! {_DAYS.format("($10::text[] || $11::text[])")} AS q3
+    SELECT q, coalesce(numnode(q) > 0, false) AS has_q, coalesce(querytree(q) NOT IN ('', 'T'), false) AS ok
     FROM (SELECT search_tsq_and(q) AS q FROM (SELECT search_tsq_or(q) AS q FROM terms GROUP BY g) grp) t
 ), authors AS MATERIALIZED (
     SELECT user_id FROM search_users WHERE lower(handle) = ANY($5::text[])
-), probe AS MATERIALIZED (
-    -- Up to PROBE matches in table order: when there are fewer, they are all the matches, ranked as they are.
+), matched AS MATERIALIZED (
+    -- The newest matches, in the RUM index's time order (nearest the reference time first).
     SELECT {_COLS} FROM search_posts p
     WHERE (SELECT ok FROM query) AND p.deleted_at IS NULL AND p.doc @@ (SELECT q FROM query) AND {_KEEP}
-    LIMIT $12::int
-), common AS MATERIALIZED (
-    SELECT count(*) >= $12::int AS yes FROM probe
-), m1 AS MATERIALIZED (
-    SELECT {_COLS} FROM search_posts p
-    WHERE (SELECT yes FROM common) AND p.deleted_at IS NULL AND p.doc @@ (SELECT q1 FROM query) AND {_KEEP}
-    ORDER BY p.post_id DESC LIMIT $13::int
-), m2 AS MATERIALIZED (
-    SELECT {_COLS} FROM search_posts p
-    WHERE (SELECT count(*) FROM m1) < $13::int AND (SELECT yes FROM common) AND p.deleted_at IS NULL
-      AND p.doc @@ (SELECT q2 FROM query) AND {_KEEP}
-    ORDER BY p.post_id DESC LIMIT $13::int
-), m3 AS MATERIALIZED (
-    SELECT {_COLS} FROM search_posts p
-    WHERE (SELECT count(*) FROM m1) + (SELECT count(*) FROM m2) < $13::int AND (SELECT yes FROM common)
-      AND p.deleted_at IS NULL AND p.doc @@ (SELECT q3 FROM query) AND {_KEEP}
-    ORDER BY p.post_id DESC LIMIT $13::int
+    ORDER BY p.created_at <=> $7::timestamptz LIMIT $10::int
 ), by_author AS MATERIALIZED (
+    -- `from:@handle` with no words (or only exclusions): that author's newest posts.
     SELECT {_COLS} FROM search_posts p
     WHERE NOT (SELECT ok FROM query) AND cardinality($5::text[]) > 0 AND p.deleted_at IS NULL
       AND p.author_id IN (SELECT user_id FROM authors) AND ($6::text IS NULL OR p.post_id <= $6::text)
       AND (NOT (SELECT has_q FROM query) OR p.doc @@ (SELECT q FROM query))
-    ORDER BY p.post_id DESC LIMIT $13::int
+    ORDER BY p.post_id DESC LIMIT $10::int
 ), cand AS (
-    SELECT * FROM (
-        SELECT * FROM probe WHERE NOT (SELECT yes FROM common)
-        UNION ALL SELECT * FROM m1 UNION ALL SELECT * FROM m2 UNION ALL SELECT * FROM m3
-        UNION ALL SELECT * FROM by_author
-    ) found ORDER BY post_id DESC LIMIT $13::int
+    SELECT * FROM matched UNION ALL SELECT * FROM by_author
 ), ranked AS (
     SELECT c.post_id, c.hashtags && $4::text[] AS exact,
            CASE WHEN query.has_q THEN ts_rank(c.doc, query.q) ELSE 0 END
@@ -304,7 +264,6 @@ class PostgresSearch:
 
     pool: asyncpg.Pool
     candidates: int = field(default=CANDIDATES)
-    probe: int = field(default=PROBE)
 
     async def save_parsed(self, events: Sequence[PostParsed]) -> None:
         """Upsert parsed posts in one statement (tombstones and newer renders win)."""
@@ -338,8 +297,6 @@ class PostgresSearch:
             ref,
             offset,
             limit + 1,
-            *tier_days(ref),
-            self.probe,
             self.candidates,
         )
         rows = await self.pool.fetch(SEARCH_POSTS, groups, texts, negated, *args)

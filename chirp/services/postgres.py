@@ -1,4 +1,4 @@
-"""A dedicated Debian PostgreSQL cluster ("chirp") with the app role, databases and pg_trgm."""
+"""A dedicated Debian PostgreSQL cluster ("chirp") with the app role, databases, pg_trgm and rum."""
 
 from __future__ import annotations
 
@@ -39,10 +39,15 @@ SELECT format('CREATE ROLE %I', :'user')
 SELECT format('ALTER ROLE %I WITH LOGIN CREATEDB PASSWORD %L', :'user', :'pw') \gexec
 SELECT format('CREATE DATABASE %I OWNER %I', d, :'user') FROM unnest(ARRAY[:'db', :'test_db']) AS d
   WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = d) \gexec
+\connect template1
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+CREATE EXTENSION IF NOT EXISTS rum;
 \connect :db
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
+CREATE EXTENSION IF NOT EXISTS rum;
 \connect :test_db
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
+CREATE EXTENSION IF NOT EXISTS rum;
 """
 
 
@@ -63,13 +68,16 @@ def _cluster_state(version: str) -> str | None:
 
 
 def _install() -> str:
-    """Install PostgreSQL from Debian when missing and return the server version."""
+    """Install PostgreSQL and the rum extension from Debian when missing and return the server version."""
     version = _version()
     if version is None or not shutil.which("pg_createcluster"):
         apt_install("postgresql", "postgresql-contrib")
         version = _version()
     if version is None:
         raise ServiceError(f"no PostgreSQL server found under {PG_ROOT} after installing")
+    if not (PG_ROOT / version / "lib" / "rum.so").exists():
+        # Its build may need a newer server release, which apt then installs too: see `up`.
+        apt_install(f"postgresql-{version}-rum")
     return version
 
 
@@ -92,8 +100,21 @@ def _as_postgres(args: list[str], stdin: str | None = None) -> None:
     run(privileged(["runuser", "-u", "postgres", "--", *args]), input=stdin, cwd="/")
 
 
+def _server_version(settings: Settings) -> str:
+    """The version the running server reports, e.g. '15.18'."""
+    cmd = ["psql", "-X", "-tA", "-p", str(settings.postgres_port), "-d", "postgres", "-c", "SHOW server_version"]
+    out = run(privileged(["runuser", "-u", "postgres", "--", *cmd]), cwd="/").stdout
+    return out.split()[0]
+
+
+def _installed_version(version: str) -> str:
+    """The version of the installed server binary, e.g. '15.20'."""
+    out = run([str(PG_ROOT / version / "bin" / "postgres"), "--version"]).stdout
+    return out.split(")")[1].split()[0]
+
+
 def _provision(settings: Settings) -> None:
-    """Create or update the app role, both databases and the pg_trgm extension."""
+    """Create or update the app role, both databases and the pg_trgm and rum extensions (template1 too)."""
     variables = {
         "user": settings.postgres_user,
         "pw": settings.postgres_password.get_secret_value(),
@@ -132,7 +153,7 @@ def _ready(settings: Settings) -> bool:
 
 
 def up(settings: Settings) -> None:
-    """Install, create and start the cluster unless running; ensure role, databases and pg_trgm exist."""
+    """Install, create and start the cluster unless running; ensure role, databases and extensions exist."""
     t0 = time.monotonic()
     version = _install()
     state = _cluster_state(version)
@@ -145,6 +166,12 @@ def up(settings: Settings) -> None:
     if not wait_for(lambda: _ready(settings), READY_TIMEOUT_S):
         log = f"/var/log/postgresql/postgresql-{version}-{CLUSTER}.log"
         raise ServiceError(f"postgres not ready on port {settings.postgres_port}; see {log}")
+    if not foreign and not started and _server_version(settings) != _installed_version(version):
+        # A running server older than its package (upgraded since it started) cannot load the new extensions.
+        run(privileged(["pg_ctlcluster", version, CLUSTER, "restart", "-m", "fast"]))
+        if not wait_for(lambda: _ready(settings), READY_TIMEOUT_S):
+            raise ServiceError(f"postgres not ready on port {settings.postgres_port} after its restart")
+        print(f"postgres: restarted on the upgraded server ({_installed_version(version)})")
     if not foreign:
         _provision(settings)
     for db in (settings.postgres_db, settings.postgres_test_db):

@@ -179,7 +179,7 @@ async def test_tag_stats_count_live_posts(
 async def test_posts_of_every_age_are_found_newest_first(
     pipeline: Pipeline, publisher: Publisher, pg: asyncpg.Pool, client: httpx.AsyncClient
 ) -> None:
-    """One post per candidate tier (the last 2 days, the 6 before, older) and one a little in the future."""
+    """Posts of minutes, hours, days and weeks ago, and one a little in the future."""
     user = registered("ages")
     w = word()
     ages = [{"minutes": -3}, {"hours": 1}, {"days": 1, "hours": 12}, {"days": 4}, {"days": 40}]
@@ -188,9 +188,9 @@ async def test_posts_of_every_age_are_found_newest_first(
     newest_first = [p.payload.post_id for p in posts]
     assert await ids(client, w) == newest_first
 
-    # With a tiny probe the day tiers pick the candidates: each tier is read only while the newer ones held too few.
+    # With fewer candidates than matches, the newest matches are the candidates.
     for keep, expected in ((3, newest_first[:3]), (4, newest_first[:4]), (9, newest_first)):
-        index = PostgresSearch(pg, candidates=keep, probe=2)
+        index = PostgresSearch(pg, candidates=keep)
         hits = await index.search_posts(parse_query(w), offset=0, limit=20, ref=datetime.now(UTC), ceiling=None)
         assert [h["id"] for h in hits.items] == expected
 
@@ -294,3 +294,36 @@ async def test_replay_and_reordering_leave_the_same_rows(
     assert [reordered[0][i] for i in (0, 2)] == [once[0][i] for i in (0, 2)]
     assert reordered[0][1]["deleted_at"] is not None and reordered[0][1]["text"] == ""
     await ctx.redis.aclose()
+
+
+async def test_the_rum_migration_converts_a_day_lexeme_table_and_keeps_its_rows(pg: asyncpg.Pool) -> None:
+    """A database migrated before the RUM index: 032 drops the day lexeme, swaps GIN for RUM, keeps every row."""
+    from store.postgres import MIGRATIONS
+
+    schema = "mig_" + word()
+    async with pg.acquire() as conn:
+        await conn.execute(f"CREATE SCHEMA {schema}; SET search_path = {schema}, public")
+        try:
+            await conn.execute(
+                """CREATE TABLE search_posts (post_id text PRIMARY KEY, text text NOT NULL, created_at timestamptz
+                       NOT NULL, deleted_at timestamptz,
+                       doc tsvector GENERATED ALWAYS AS (to_tsvector('english'::regconfig, text) || array_to_tsvector(
+                           ARRAY['~d' || floor(extract(epoch FROM created_at - timestamptz '1970-01-01 00:00:00+00')
+                                 / 86400)::int::text])) STORED);
+                   CREATE INDEX search_posts_doc ON search_posts USING gin (doc) WHERE deleted_at IS NULL;
+                   INSERT INTO search_posts VALUES ('p1', 'Running foxes', now(), NULL)"""
+            )
+            await conn.execute((MIGRATIONS / "032_search_rum.sql").read_text())
+            await conn.execute((MIGRATIONS / "032_search_rum.sql").read_text())  # a second run changes nothing
+            doc = await conn.fetchval("SELECT doc::text FROM search_posts")
+            method = await conn.fetchval(
+                "SELECT a.amname FROM pg_class c JOIN pg_am a ON a.oid = c.relam"
+                " WHERE c.oid = 'search_posts_doc'::regclass"
+            )
+            found = await conn.fetchval(
+                "SELECT post_id FROM search_posts WHERE deleted_at IS NULL"
+                " AND doc @@ to_tsquery('english', 'run & fox') ORDER BY created_at <=> now() LIMIT 1"
+            )
+        finally:
+            await conn.execute(f"RESET search_path; DROP SCHEMA {schema} CASCADE")
+    assert doc == "'fox':2 'run':1" and method == "rum" and found == "p1"

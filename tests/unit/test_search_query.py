@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from store.search import ProfileChange, like_pattern, merge_profiles, snippet_html, tier_days, user_words
+from store.search import ProfileChange, like_pattern, merge_profiles, snippet_html, user_words
 from store.search_query import MAX_QUERY_CHARS, MAX_TERMS, ParsedQuery, Term, parse_query
 
 
@@ -151,11 +151,3 @@ def test_a_chosen_display_name_outranks_a_newer_one_from_github() -> None:
     for order in (changes, changes[::-1]):
         (row,) = merge_profiles(order)
         assert (row["display_name"], row["display_name_chosen"], row["handle"]) == ("Mine", True, "h")
-
-
-def test_tiers_cover_the_last_days_without_overlap() -> None:
-    ref = datetime(2026, 1, 31, 10, tzinfo=UTC)
-    first, second = tier_days(ref)
-    today = int(ref.timestamp() // 86400)
-    assert first == [f"~d{today + 1}", f"~d{today}", f"~d{today - 1}"]
-    assert second == [f"~d{today - d}" for d in range(2, 8)]
