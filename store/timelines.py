@@ -166,6 +166,24 @@ for k = 1, #KEYS do found[k] = redis.call('EXISTS', KEYS[k]) end
 return found
 """
 
+# KEYS: recent-follow hashes. Each one's HGETALL, in one call (per-key commands cost more than the reads).
+_HASHES = """
+local found = {}
+for k = 1, #KEYS do found[k] = redis.call('HGETALL', KEYS[k]) end
+return found
+"""
+
+# KEYS: pair hashes. ARGV: per key, a count n then n fields. Their values (false: none), flat, in that order.
+_FIELDS = """
+local found, a = {}, 1
+for k = 1, #KEYS do
+    local n = tonumber(ARGV[a])
+    for _, value in ipairs(redis.call('HMGET', KEYS[k], unpack(ARGV, a + 1, a + n))) do found[#found + 1] = value end
+    a = a + n + 1
+end
+return found
+"""
+
 # KEYS: timelines.  ARGV: the member to remove from each.
 _REMOVE = """
 for k = 1, #KEYS do redis.call('ZREM', KEYS[k], ARGV[1]) end
@@ -237,6 +255,8 @@ class RedisTimelines:
         self._drop_author = redis.register_script(_DROP_AUTHOR)
         self._record_pairs = redis.register_script(_RECORD_PAIRS)
         self._existing = redis.register_script(_EXISTING)
+        self._hashes = redis.register_script(_HASHES)
+        self._fields = redis.register_script(_FIELDS)
 
     async def window(self, user_id: str, cursor: str | None, limit: int) -> Window | None:
         """Up to limit+1 post ids older than `cursor` and the big authors to merge; None when the timeline is cold."""
@@ -307,14 +327,17 @@ class RedisTimelines:
         by_follower: dict[str, list[int]] = {}
         for i, change in enumerate(changes):
             by_follower.setdefault(change.follower_id, []).append(i)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for follower, indices in by_follower.items():
-                pipe.hmget(pairs_key(follower), [changes[i].followee_id for i in indices])
-            found = await pipe.execute()
+        groups = list(by_follower.items())
         applied: list[str | None] = [None] * len(changes)
-        for indices, states in zip(by_follower.values(), found, strict=True):
-            for i, state in zip(indices, states, strict=True):
-                applied[i] = state
+        for start in range(0, len(groups), _CHUNK):
+            chunk = groups[start : start + _CHUNK]
+            args: list[str | int] = []
+            for _, indices in chunk:
+                args += [len(indices), *(changes[i].followee_id for i in indices)]
+            states = iter(await self._fields(keys=[pairs_key(follower) for follower, _ in chunk], args=args))
+            for _, indices in chunk:
+                for i in indices:
+                    applied[i] = next(states)
         return [old is None or old < _state(c) for old, c in zip(applied, changes, strict=True)]
 
     async def record_pairs(self, changes: list[FollowChange], projected: Iterable[bool]) -> None:
@@ -340,13 +363,13 @@ class RedisTimelines:
     async def recent_followers(self, authors: Iterable[str]) -> dict[str, dict[str, bool]]:
         """author -> {follower: following?} from the follow events of the last `RECENT_TTL_S` seconds."""
         names = list(authors)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for author in names:
-                pipe.hgetall(recent_key(author))
-            found = await pipe.execute()
-        return {
-            a: {str(f): is_active(str(s)) for f, s in states.items()} for a, states in zip(names, found, strict=True)
-        }
+        recent: dict[str, dict[str, bool]] = {}
+        for i in range(0, len(names), _CHUNK):
+            chunk = names[i : i + _CHUNK]
+            found = await self._hashes(keys=[recent_key(author) for author in chunk])
+            for author, flat in zip(chunk, found, strict=True):
+                recent[author] = {str(f): is_active(str(s)) for f, s in zip(flat[::2], flat[1::2], strict=True)}
+        return recent
 
     async def mark_big(self, author_id: str) -> bool:
         """Record that the author is not fanned out; True when that is new."""
