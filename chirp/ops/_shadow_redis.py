@@ -79,14 +79,14 @@ class KeyRewriter:
         self.root = root
         self.enabled = True
 
+    def silenced(self, args: tuple[Any, ...]) -> bool:
+        """Whether this is an announcement (PUBLISH) a rebuild does not make: it is not sent, its reply is 0."""
+        return self.enabled and bool(args) and (_text(args[0]) or "").upper() in _PUBLISH
+
     def rewrite(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
         if not self.enabled or not args:
             return args
         argv = [*str(args[0]).split(" "), *args[1:]] if isinstance(args[0], str) and " " in args[0] else list(args)
-        if (_text(argv[0]) or "").upper() in _PUBLISH and len(argv) > 1:
-            # A rebuild announces nothing: its messages go to a channel nobody listens to (the reply stays 0).
-            argv[1] = self.root + (_text(argv[1]) or "")
-            return tuple(argv)
         for i in key_positions(self.specs, argv):
             key = _text(argv[i])
             if key is not None and key.startswith(self.prefixes):
@@ -100,22 +100,41 @@ class ShadowRedis(aioredis.Redis):
     rewriter: KeyRewriter
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
+        if self.rewriter.silenced(args):
+            return 0
         return await super().execute_command(*self.rewriter.rewrite(args), **options)
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
         pipe = ShadowPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
-        pipe.rewriter = self.rewriter
+        pipe.rewriter, pipe.silenced = self.rewriter, []
         return pipe
 
 
 class ShadowPipeline(Pipeline):
     rewriter: KeyRewriter
+    silenced: list[int]  # result positions of the announcements not sent
 
     def pipeline_execute_command(self, *args: Any, **options: Any) -> Any:
+        if self.rewriter.silenced(args):
+            self.silenced.append(len(self.command_stack) + len(self.silenced))
+            return self
         return super().pipeline_execute_command(*self.rewriter.rewrite(args), **options)
 
     async def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
+        if self.rewriter.silenced(args):
+            return 0
         return await super().immediate_execute_command(*self.rewriter.rewrite(args), **options)
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        silenced, self.silenced = self.silenced, []  # (execute resets the pipeline)
+        results = list(await super().execute(raise_on_error)) if self.command_stack else []
+        for position in silenced:
+            results.insert(position, 0)
+        return results
+
+    async def reset(self) -> None:
+        self.silenced = []
+        await super().reset()
 
 
 async def shadow_client(url: str, prefixes: tuple[str, ...], root: str) -> ShadowRedis:

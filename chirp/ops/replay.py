@@ -21,7 +21,7 @@
 
 Which tables and keys a consumer owns it declares (see `read_model_of`). Handlers run as in production, except
 that events they would publish are dropped (a rebuild must not emit events again) and counted, and Redis PUBLISH
-messages go to a shadow channel nobody listens to.
+commands are not sent (their reply is 0) until the swap.
 """
 
 from __future__ import annotations

@@ -1,10 +1,14 @@
-"""The Redis half of a replay's swap: shadow keys take the live names in one script, stale live keys go."""
+"""The Redis half of a replay: a client that writes shadow keys and announces nothing; the swap that moves them in
+one script, stale live keys going."""
 
 from __future__ import annotations
 
+import asyncio
+
 import redis.asyncio as aioredis
 
-from chirp.ops._shadow_redis import swap
+from chirp.ops._shadow_redis import shadow_client, swap
+from chirp.settings import Settings
 from schemas.events import new_id
 
 
@@ -31,3 +35,33 @@ async def test_swap_moves_shadow_keys_and_drops_stale_live_ones(redis_client: ai
     await redis_client.delete(f"sw:{run}:a-lookalike:kept")
     async for key in redis_client.scan_iter(match=f"sw*:{run}:*"):
         await redis_client.delete(key)
+
+
+async def test_a_shadow_client_writes_shadow_keys_and_announces_nothing(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    run = new_id()
+    prefix, root = f"sh:{run}:", f"~replay:sh:{run}:"
+    shadow = await shadow_client(settings.redis_url, (prefix,), root)
+    listener = redis_client.pubsub()
+    await listener.psubscribe(f"*{run}*")
+    await listener.get_message(timeout=1.0)  # the subscription's confirmation
+    try:
+        async with shadow.pipeline(transaction=False) as pipe:
+            pipe.set(f"{prefix}k", "v")
+            pipe.publish(f"chan:{run}", "hello")
+            pipe.get(f"{prefix}k")
+            pipe.publish(f"chan:{run}", "again")
+            assert await pipe.execute() == [True, 0, "v", 0], "each reply where its command was"
+        assert await shadow.publish(f"chan:{run}", "direct") == 0
+        await asyncio.sleep(0.2)
+        assert await listener.get_message(timeout=0.5) is None, "no announcement, on any channel"
+        assert await redis_client.get(f"{root}{prefix}k") == "v" and not await redis_client.exists(f"{prefix}k")
+        shadow.rewriter.enabled = False  # after the swap: the live names, and announcements again
+        assert await shadow.publish(f"chan:{run}", "live") == 1
+        message = await listener.get_message(timeout=2.0)
+        assert message is not None and message["data"] == "live"
+    finally:
+        await listener.aclose()
+        await shadow.aclose()
+        await redis_client.delete(f"{root}{prefix}k")
