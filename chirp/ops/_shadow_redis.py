@@ -132,7 +132,7 @@ class ShadowPipeline(Pipeline):
             results.insert(position, 0)
         return results
 
-    async def reset(self) -> None:
+    async def reset(self) -> None:  # type: ignore[override]  # (redis-py types it as the RESET command)
         self.silenced = []
         await super().reset()
 
