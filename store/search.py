@@ -13,7 +13,8 @@ Writes come from the search consumer, one statement per batch; reads serve `GET 
   exactly come first, then `ts_rank` times a recency boost (x2 for a post just written, x1.5 a day old, tending to
   x1). A hashtag is also a word of the text, so its posts are among the text matches.
 - Pages are offsets into that ranking, frozen by the cursor at the first page's newest candidate and reference
-  time, so posts arriving meanwhile shift nothing.
+  time, so posts arriving meanwhile shift nothing. Past the last ranked page, when the candidates were not all the
+  matches, the older matches follow newest first (`search_older`, paged by time and id).
 - Snippets come from `ts_headline` with private-use characters as delimiters (removed from the text first), then
   HTML-escaped, then the delimiters become `<mark>`: the only markup a snippet can carry.
 - Authors come from `search_users` (a LEFT JOIN: a post whose author is not indexed yet still shows); follower
@@ -39,7 +40,8 @@ from store.users import ProfileChange, chosen_name_wins
 # running a typical query. Connections serving searches (`connect(..., server_settings=PLAN_ONCE)`) plan each
 # prepared statement once and reuse that plan, whose CTEs switch on the parameters at run time.
 PLAN_ONCE = {"plan_cache_mode": "force_generic_plan"}
-CANDIDATES = 200  # the newest matches ranked, and so the most a query pages through
+CANDIDATES = 200  # the newest matches ranked; older ones follow unranked, newest first (`search_older`)
+USER_CANDIDATES = 1000  # users matching a user search, ranked
 WHOLE_SNIPPET_CHARS = 300  # a post's text up to this long is its own snippet; longer ones get fragments
 _MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
 
@@ -50,8 +52,9 @@ PROFILE_FIELDS = ("handle", "display_name", "bio", "avatar_url")
 @dataclass(frozen=True, slots=True)
 class PostHits:
     items: list[dict[str, Any]]  # posts as the API shows them, plus `snippet`
-    more: bool
+    more: bool  # another page of this kind follows
     ceiling: str | None  # the newest candidate's id: later pages rank only posts up to it
+    older: tuple[datetime, str] | None = None  # (time, id) below which `search_older` goes on, if anything may be
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,7 @@ class SearchIndex(Protocol):
     async def search_posts(
         self, query: ParsedQuery, *, offset: int, limit: int, ref: datetime, ceiling: str | None
     ) -> PostHits: ...
+    async def search_older(self, query: ParsedQuery, *, before: tuple[datetime, str], limit: int) -> PostHits: ...
     async def search_users(
         self, query: ParsedQuery, *, offset: int, limit: int
     ) -> tuple[list[dict[str, Any]], bool]: ...
@@ -165,48 +169,43 @@ ON CONFLICT (user_id) DO UPDATE SET
 
 _HEADLINE = f"StartSel={_MARK_OPEN}, StopSel={_MARK_CLOSE}"
 
-_KEEP = (
-    "($6::text IS NULL OR p.post_id <= $6::text)"
-    " AND (cardinality($5::text[]) = 0 OR p.author_id IN (SELECT user_id FROM authors))"
-)
-
 _COLS = "p.post_id, p.doc, p.created_at, p.hashtags"  # what ranking needs, carried from the index search
 
-# $1 group ids, $2 term texts, $3 negated flags, $4 exact tags, $5 author handles, $6 ceiling id (or NULL),
-# $7 reference time of the recency boost, $8 offset, $9 rows wanted, $10 the candidates kept (CANDIDATES).
-SEARCH_POSTS = f"""
-WITH terms AS (
+
+def _query_ctes(authors: str) -> str:
+    """The CTEs every post search starts with: `query` ($1 group ids, $2 term texts, $3 negated flags) and
+    `authors` (the users named by `from:`, handles in the parameter `authors`)."""
+    return f"""WITH terms AS (
     SELECT x.g, CASE WHEN x.neg THEN !! phraseto_tsquery('english', x.t) ELSE phraseto_tsquery('english', x.t) END AS q
     FROM unnest($1::int[], $2::text[], $3::bool[]) AS x(g, t, neg)
 ), query AS MATERIALIZED (
     SELECT q, coalesce(numnode(q) > 0, false) AS has_q, coalesce(querytree(q) NOT IN ('', 'T'), false) AS ok
     FROM (SELECT search_tsq_and(q) AS q FROM (SELECT search_tsq_or(q) AS q FROM terms GROUP BY g) grp) t
 ), authors AS MATERIALIZED (
-    SELECT user_id FROM search_users WHERE lower(handle) = ANY($5::text[])
-), matched AS MATERIALIZED (
-    -- The newest matches, in the RUM index's time order (nearest the reference time first).
-    SELECT {_COLS} FROM search_posts p
-    WHERE (SELECT ok FROM query) AND p.deleted_at IS NULL AND p.doc @@ (SELECT q FROM query) AND {_KEEP}
-    ORDER BY p.created_at <=> $7::timestamptz LIMIT $10::int
+    SELECT user_id FROM search_users WHERE lower(handle) = ANY({authors}::text[])
+)"""
+
+
+def _matches(authors: str, keep: str, order: str, limit: str) -> str:
+    """The matches passing `keep`: of the words in the RUM index's time `order`; for `from:` alone, by id."""
+    return f"""SELECT {_COLS} FROM search_posts p
+    WHERE (SELECT ok FROM query) AND p.deleted_at IS NULL AND p.doc @@ (SELECT q FROM query) AND {keep}
+      AND (cardinality({authors}::text[]) = 0 OR p.author_id IN (SELECT user_id FROM authors))
+    ORDER BY {order} LIMIT {limit}
 ), by_author AS MATERIALIZED (
     -- `from:@handle` with no words (or only exclusions): that author's newest posts.
     SELECT {_COLS} FROM search_posts p
-    WHERE NOT (SELECT ok FROM query) AND cardinality($5::text[]) > 0 AND p.deleted_at IS NULL
-      AND p.author_id IN (SELECT user_id FROM authors) AND ($6::text IS NULL OR p.post_id <= $6::text)
+    WHERE NOT (SELECT ok FROM query) AND cardinality({authors}::text[]) > 0 AND p.deleted_at IS NULL
+      AND p.author_id IN (SELECT user_id FROM authors) AND {keep}
       AND (NOT (SELECT has_q FROM query) OR p.doc @@ (SELECT q FROM query))
-    ORDER BY p.post_id DESC LIMIT $10::int
+    ORDER BY p.post_id DESC LIMIT {limit}
 ), cand AS (
-    SELECT * FROM matched UNION ALL SELECT * FROM by_author
-), ranked AS (
-    SELECT c.post_id, c.hashtags && $4::text[] AS exact,
-           CASE WHEN query.has_q THEN ts_rank(c.doc, query.q) ELSE 0 END
-           * (1 + 1 / (1 + greatest(0, date_part('epoch', $7::timestamptz - c.created_at)) / 86400.0)) AS score,
-           max(c.post_id) OVER () AS ceiling
-    FROM cand c, query
-    ORDER BY exact DESC, score DESC, c.post_id DESC
-    OFFSET $8 LIMIT $9
-)
-SELECT r.ceiling, p.post_id, p.author_id, p.body, p.html, p.text, p.hashtags, p.mentions, p.reply_to, p.created_at,
+    SELECT * FROM matched UNION ALL SELECT * FROM by_author"""
+
+
+def _page(source: str, order: str) -> str:
+    """The posts of `source` (a CTE with post_id) as the API shows them, with snippets, in `order`."""
+    return f"""SELECT r.*, p.author_id, p.body, p.html, p.text, p.mentions, p.reply_to,
        coalesce(u.handle, '') AS handle, coalesce(u.display_name, '') AS display_name,
        coalesce(u.avatar_url, '') AS avatar_url,
        (SELECT count(*) FROM search_posts x WHERE x.reply_to = p.post_id AND x.deleted_at IS NULL) AS reply_count,
@@ -216,8 +215,44 @@ SELECT r.ceiling, p.post_id, p.author_id, p.body, p.html, p.text, p.hashtags, p.
                              ELSE '{_HEADLINE}, MaxWords=35, MinWords=15, MaxFragments=2, FragmentDelimiter=" … "'
                              END)
             ELSE translate(left(p.text, 200), E'\\uE000\\uE001', '') END AS snippet
-FROM ranked r JOIN search_posts p USING (post_id) LEFT JOIN search_users u ON u.user_id = p.author_id, query
-ORDER BY r.exact DESC, r.score DESC, r.post_id DESC
+FROM {source} r JOIN search_posts p USING (post_id) LEFT JOIN search_users u ON u.user_id = p.author_id, query
+ORDER BY {order}"""
+
+
+# $1-$3 the query (see `_query_ctes`), $4 exact tags, $5 author handles, $6 ceiling id (or NULL), $7 reference time
+# of the recency boost, $8 offset, $9 rows wanted, $10 the candidates kept (CANDIDATES). Each row also carries the
+# candidate count and the oldest candidate (time, id): where `SEARCH_OLDER` goes on once the ranking is paged through.
+SEARCH_POSTS = f"""
+{_query_ctes("$5")}, matched AS MATERIALIZED (
+    -- The newest matches, in the RUM index's time order (nearest the reference time first).
+    {_matches("$5", "($6::text IS NULL OR p.post_id <= $6::text)", "p.created_at <=> $7::timestamptz", "$10::int")}
+), ranked AS (
+    SELECT c.post_id, c.hashtags, c.created_at, c.hashtags && $4::text[] AS exact,
+           CASE WHEN query.has_q THEN ts_rank(c.doc, query.q) ELSE 0 END
+           * (1 + 1 / (1 + greatest(0, date_part('epoch', $7::timestamptz - c.created_at)) / 86400.0)) AS score,
+           max(c.post_id) OVER () AS ceiling, count(*) OVER () AS found,
+           first_value(c.created_at) OVER oldest AS floor_at, first_value(c.post_id) OVER oldest AS floor_id
+    FROM cand c, query
+    WINDOW oldest AS (ORDER BY c.created_at, c.post_id ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+    ORDER BY exact DESC, score DESC, c.post_id DESC
+    OFFSET $8 LIMIT $9
+)
+{_page("ranked", "r.exact DESC, r.score DESC, r.post_id DESC")}
+"""
+
+# $1-$3 the query, $4 author handles, $5 and $6 the (time, id) to go on below, $7 rows wanted: the older matches,
+# newest first, unranked (the ranked candidates were the newest).
+SEARCH_OLDER = f"""
+{_query_ctes("$4")}, matched AS MATERIALIZED (
+    {
+    _matches(
+        "$4", "(p.created_at, p.post_id) < ($5::timestamptz, $6::text)", "p.created_at <=| $5::timestamptz", "$7::int"
+    )
+}
+), older AS (
+    SELECT post_id, hashtags, created_at FROM cand
+)
+{_page("older", "r.created_at DESC, r.post_id DESC")}
 """
 
 # $1 words, $2 LIKE pattern, $3 offset, $4 rows wanted. Stop words alone match only a handle spelled that way.
@@ -226,7 +261,7 @@ WITH cand AS (
     SELECT user_id FROM search_users
     WHERE handle IS NOT NULL AND (lower(handle) = $1
            OR ((SELECT numnode(plainto_tsquery('english', $1)) > 0) AND (names LIKE $2 OR names %> $1)))
-    LIMIT {CANDIDATES}
+    LIMIT {USER_CANDIDATES}
 )
 SELECT s.handle, s.display_name, s.avatar_url, coalesce(u.followers_count, 0) AS followers_count
 FROM cand JOIN search_users s USING (user_id) LEFT JOIN users u ON u.user_id = s.user_id
@@ -300,8 +335,24 @@ class PostgresSearch:
             self.candidates,
         )
         rows = await self.pool.fetch(SEARCH_POSTS, groups, texts, negated, *args)
+        more = len(rows) > limit
         top = rows[0]["ceiling"] if rows else ceiling
-        return PostHits([_post_json(r) for r in rows[:limit]], len(rows) > limit, ceiling or top)
+        older = None
+        if rows and not more and rows[0]["found"] >= self.candidates:  # the ranking held the newest matches only
+            older = (rows[0]["floor_at"], rows[0]["floor_id"])
+        return PostHits([_post_json(r) for r in rows[:limit]], more, ceiling or top, older)
+
+    async def search_older(self, query: ParsedQuery, *, before: tuple[datetime, str], limit: int) -> PostHits:
+        """The matches older than the ranked candidates (`before`, from `PostHits.older`), newest first."""
+        if query.empty:
+            return PostHits([], False, None)
+        groups, texts, negated = query.arrays()
+        rows = await self.pool.fetch(SEARCH_OLDER, groups, texts, negated, list(query.authors), *before, limit + 1)
+        page = rows[:limit]
+        more = len(rows) > limit
+        return PostHits(
+            [_post_json(r) for r in page], more, None, (page[-1]["created_at"], page[-1]["post_id"]) if more else None
+        )
 
     async def search_users(self, query: ParsedQuery, *, offset: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
         """One page of users whose handle or name matches, exact handle first; (items, more)."""

@@ -3,7 +3,8 @@
 The query language and ranking are described in store/search_query.py and store/search.py. A query that parses to
 nothing searchable (stop words, lone operators, punctuation) gets an empty page, never an error; only an empty or
 over-long `q`, a bad `type`, `cursor` or `limit` is a 422. The cursor of a post search freezes the ranking of the
-first page (offset, reference time, newest candidate id), so paging does not shift as new posts arrive.
+first page (offset, reference time, newest candidate id), so paging does not shift as new posts arrive; past the
+ranked candidates it pages through the older matches by (time, id).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from starlette.routing import Route
 from gateway.cursors import decode_cursor, encode_cursor, parse_limit
 from gateway.errors import InvalidInput, JSONResponse, NotFound
 from gateway.state import state_of
-from store.search import CANDIDATES, PostgresSearch
+from store.search import CANDIDATES, USER_CANDIDATES, PostgresSearch
 from store.search_query import MAX_QUERY_CHARS, parse_query, tag_key
 
 TYPES = ("posts", "users")
@@ -42,27 +43,44 @@ def validate_type(raw: str | None) -> str:
     return kind
 
 
+OLDER = "o"  # first field of a cursor into the older, unranked matches
+
+
+def _micros(at: datetime) -> int:
+    return int(at.timestamp() * 1_000_000)
+
+
+def _at(micros: str) -> datetime:
+    return datetime.fromtimestamp(int(micros) / 1_000_000, UTC)
+
+
 def post_cursor(offset: int, ref: datetime, ceiling: str) -> str:
-    """The cursor of the next post page: offset into the frozen ranking, its reference time and ceiling id."""
-    return encode_cursor(f"{offset}|{int(ref.timestamp() * 1_000_000)}|{ceiling}")
+    """The cursor of the next ranked page: offset into the frozen ranking, its reference time and ceiling id."""
+    return encode_cursor(f"{offset}|{_micros(ref)}|{ceiling}")
 
 
-def read_post_cursor(raw: str | None) -> tuple[int, datetime, str | None]:
-    """(offset, reference time, ceiling id) from a post search cursor; the first page when there is none."""
+def older_cursor(before: tuple[datetime, str]) -> str:
+    """The cursor of the next page of older matches: the (time, id) to go on below."""
+    return encode_cursor(f"{OLDER}|{_micros(before[0])}|{before[1]}")
+
+
+def read_post_cursor(raw: str | None) -> tuple[int, datetime, str | None] | tuple[datetime, str]:
+    """(offset, reference time, ceiling id) of a ranked page, the first when there is no cursor; or (time, id) of a
+    page of older matches."""
     value = decode_cursor(raw)
     if value is None:
         return 0, datetime.now(UTC), None
-    offset, ref, ceiling = [*value.split("|", 2), "", ""][:3]
-    if not (offset.isdigit() and ref.isdigit() and ceiling) or int(offset) > 3 * CANDIDATES:
+    first, at, last = [*value.split("|", 2), "", ""][:3]
+    if not (at.isdigit() and last) or not (first == OLDER or (first.isdigit() and int(first) <= 3 * CANDIDATES)):
         raise InvalidInput("cursor is not one this API issued", field="cursor")
-    return int(offset), datetime.fromtimestamp(int(ref) / 1_000_000, UTC), ceiling
+    return (_at(at), last) if first == OLDER else (int(first), _at(at), last)
 
 
 def read_user_cursor(raw: str | None) -> int:
     value = decode_cursor(raw)
     if value is None:
         return 0
-    if not value.isdigit() or int(value) > CANDIDATES:
+    if not value.isdigit() or int(value) > USER_CANDIDATES:
         raise InvalidInput("cursor is not one this API issued", field="cursor")
     return int(value)
 
@@ -81,9 +99,17 @@ async def search(request: Request) -> Response:
         users, more = await index.search_users(query, offset=offset, limit=limit)
         body = {"items": users, "next_cursor": encode_cursor(str(offset + limit)) if more else None}
         return JSONResponse(body)
-    offset, ref, ceiling = read_post_cursor(params.get("cursor"))
+    page = read_post_cursor(params.get("cursor"))
+    if len(page) == 2:
+        hits = await index.search_older(query, before=page, limit=limit)
+        following = older_cursor(hits.older) if hits.older else None
+        return JSONResponse({"items": hits.items, "next_cursor": following})
+    offset, ref, ceiling = page
     hits = await index.search_posts(query, offset=offset, limit=limit, ref=ref, ceiling=ceiling)
-    following = post_cursor(offset + limit, ref, hits.ceiling) if hits.more and hits.ceiling else None
+    if hits.more and hits.ceiling:
+        following = post_cursor(offset + limit, ref, hits.ceiling)
+    else:
+        following = older_cursor(hits.older) if hits.older else None
     return JSONResponse({"items": hits.items, "next_cursor": following})
 
 

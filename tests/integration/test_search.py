@@ -6,6 +6,7 @@ every consumer runs in the `pipeline` child process. A replay test runs the cons
 
 from __future__ import annotations
 
+import functools
 import random
 import subprocess
 from datetime import UTC, datetime
@@ -19,6 +20,8 @@ import redis.asyncio as aioredis
 from chirp.settings import Settings
 from consumers import search
 from consumers.runtime import Context
+from gateway.cursors import encode_cursor
+from gateway.routes import search as search_route
 from producers.broker import Publisher
 from schemas import topics
 from schemas.events import Event, UserProfileSynced, UserProfileSyncedData, UserProfileUpdated, UserProfileUpdatedData
@@ -214,6 +217,41 @@ async def test_pages_cover_every_match_once(
         newer = parsed(user.payload.user_id, f"{w} arriving while paging")  # must not shift the pages
         await publish_and_wait(publisher, pg, [newer])
     assert seen == [p.payload.post_id for p in reversed(posts)]
+
+
+async def test_pages_go_on_past_the_ranked_candidates_to_every_older_match(
+    pipeline: Pipeline,
+    publisher: Publisher,
+    pg: asyncpg.Pool,
+    client: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With 3 candidates ranked, 8 matches: the ranked pages, then the older matches newest first, each once."""
+    monkeypatch.setattr(search_route, "PostgresSearch", functools.partial(PostgresSearch, candidates=3))
+    user = registered("older")
+    w = word()
+    posts = [parsed(user.payload.user_id, f"{w} number {i}", at=ago(hours=i)) for i in range(8)]
+    same_time = parsed(user.payload.user_id, f"{w} at the same time as number 5", at=posts[5].payload.created_at)
+    await publish_and_wait(publisher, pg, [user, *posts, same_time])
+    expected = [p.payload.post_id for p in posts[:5]]
+    expected += sorted([posts[5].payload.post_id, same_time.payload.post_id], reverse=True)
+    expected += [p.payload.post_id for p in posts[6:]]
+
+    for q in (w, f"from:@{user.payload.handle}"):
+        seen: list[str] = []
+        cursor: str | None = None
+        for _ in range(10):
+            params = {"q": q, "limit": "2", **({"cursor": cursor} if cursor else {})}
+            body = (await client.get("/api/search", params=params)).json()
+            seen += [i["id"] for i in body["items"]]
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == expected, q
+
+    for bad in ("o|x|y", "o|123|", "7|123|"):  # what a forged older cursor looks like
+        response = await client.get("/api/search", params={"q": w, "cursor": encode_cursor(bad)})
+        assert response.status_code == 422 and response.json()["error"]["field"] == "cursor"
 
 
 @pytest.mark.parametrize(
