@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import random
 import subprocess
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,6 +59,18 @@ async def ids(client: httpx.AsyncClient, q: str, **params: Any) -> list[str]:
     response = await client.get("/api/search", params={"q": q, **params})
     assert response.status_code == 200, response.text
     return [item["id"] for item in response.json()["items"]]
+
+
+async def pages(client: httpx.AsyncClient, q: str, limit: int = 2, most: int = 10) -> AsyncIterator[list[str]]:
+    """The ids of each page of a post search, following `next_cursor` (at most `most` pages)."""
+    cursor: str | None = None
+    for _ in range(most):
+        params = {"q": q, "limit": str(limit), **({"cursor": cursor} if cursor else {})}
+        body = (await client.get("/api/search", params=params)).json()
+        yield [item["id"] for item in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return
 
 
 async def test_all_words_and_recent_rank_above_an_old_partial_match(
@@ -206,14 +219,8 @@ async def test_pages_cover_every_match_once(
     posts = [parsed(user.payload.user_id, f"{w} number {i}", at=ago(minutes=10 - i)) for i in range(5)]
     await publish_and_wait(publisher, pg, [user, *posts])
     seen: list[str] = []
-    cursor: str | None = None
-    for _ in range(5):
-        params = {"q": w, "limit": "2", **({"cursor": cursor} if cursor else {})}
-        body = (await client.get("/api/search", params=params)).json()
-        seen += [i["id"] for i in body["items"]]
-        cursor = body["next_cursor"]
-        if cursor is None:
-            break
+    async for page in pages(client, w):
+        seen += page
         newer = parsed(user.payload.user_id, f"{w} arriving while paging")  # must not shift the pages
         await publish_and_wait(publisher, pg, [newer])
     assert seen == [p.payload.post_id for p in reversed(posts)]
@@ -238,16 +245,7 @@ async def test_pages_go_on_past_the_ranked_candidates_to_every_older_match(
     expected += [p.payload.post_id for p in posts[6:]]
 
     for q in (w, f"from:@{user.payload.handle}"):
-        seen: list[str] = []
-        cursor: str | None = None
-        for _ in range(10):
-            params = {"q": q, "limit": "2", **({"cursor": cursor} if cursor else {})}
-            body = (await client.get("/api/search", params=params)).json()
-            seen += [i["id"] for i in body["items"]]
-            cursor = body["next_cursor"]
-            if cursor is None:
-                break
-        assert seen == expected, q
+        assert [i async for page in pages(client, q) for i in page] == expected, q
 
     for bad in ("o|x|y", "o|123|", "7|123|"):  # what a forged older cursor looks like
         response = await client.get("/api/search", params={"q": w, "cursor": encode_cursor(bad)})
