@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import asyncpg
 import pytest
 
 from chirp.settings import Settings
@@ -21,6 +22,26 @@ os.environ["CHIRP_POSTGRES_DB"] = os.environ.get("CHIRP_POSTGRES_TEST_DB", "chir
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return Settings()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fresh_test_database(request: pytest.FixtureRequest, settings: Settings) -> None:
+    """Start every run that uses the services from an empty test database (migrations apply on first connect).
+
+    What earlier runs left there (or a crash did to it) cannot decide this run's results.
+    """
+    if all("unit" in item.path.parts for item in request.session.items):
+        return
+
+    async def recreate() -> None:
+        conn = await asyncpg.connect(settings.postgres_dsn("postgres"))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{settings.postgres_db}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{settings.postgres_db}" OWNER "{settings.postgres_user}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(recreate())
 
 
 async def eventually(
