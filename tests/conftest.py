@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 
 from chirp.settings import Settings
 
@@ -17,6 +18,7 @@ T = TypeVar("T")
 
 os.environ["CHIRP_ENV"] = "dev"  # the dev login is how API tests log in (a test checks it is off otherwise)
 os.environ["CHIRP_POSTGRES_DB"] = os.environ.get("CHIRP_POSTGRES_TEST_DB", "chirp_test")
+os.environ.setdefault("CHIRP_REDIS_DB", "1")  # the app's keys live in database 0
 
 
 @pytest.fixture(scope="session")
@@ -25,13 +27,15 @@ def settings() -> Settings:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def fresh_test_database(request: pytest.FixtureRequest, settings: Settings) -> None:
-    """Start every run that uses the services from an empty test database (migrations apply on first connect).
+def fresh_test_database(request: pytest.FixtureRequest) -> None:
+    """Start every run that uses the services from an empty test database and Redis database.
 
-    What earlier runs left there (or a crash did to it) cannot decide this run's results.
+    What earlier runs left there (or a crash did to it) cannot decide this run's results. Migrations apply on the
+    first connect.
     """
     if all("unit" in item.path.parts for item in request.session.items):
         return
+    settings = Settings()  # not the fixture: some modules override it
 
     async def recreate() -> None:
         conn = await asyncpg.connect(settings.postgres_dsn("postgres"))
@@ -40,6 +44,8 @@ def fresh_test_database(request: pytest.FixtureRequest, settings: Settings) -> N
             await conn.execute(f'CREATE DATABASE "{settings.postgres_db}" OWNER "{settings.postgres_user}"')
         finally:
             await conn.close()
+        async with aioredis.Redis.from_url(settings.redis_url) as client:
+            await client.flushdb()
 
     asyncio.run(recreate())
 

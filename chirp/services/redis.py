@@ -61,7 +61,9 @@ def up(settings: Settings) -> None:
     work.mkdir(parents=True, exist_ok=True)
     log = work / "redis.log"
     args = ["--port", str(port), "--bind", host, "--daemonize", "yes", "--dir", str(work)]
-    args += ["--pidfile", str(work / "redis.pid"), "--logfile", str(log), "--save", "", "--appendonly", "no"]
+    args += ["--pidfile", str(work / "redis.pid"), "--logfile", str(log)]
+    # Sessions and the Redis read models survive a restart: an append-only file, flushed every second.
+    args += ["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"]
     run(["redis-server", *args])
     if not wait_for(lambda: ping(host, port), READY_TIMEOUT_S):
         raise ServiceError(f"redis not answering on {host}:{port}; last log lines:\n{tail(log)}")
