@@ -83,7 +83,7 @@ def _install() -> str:
 
 
 def _configure(settings: Settings, version: str) -> bool:
-    """Create the cluster once, then set its port and write our settings into conf.d/chirp.conf; True if they changed."""
+    """Create the cluster once, set its port, write our settings to conf.d/chirp.conf; True if they changed."""
     if _cluster_state(version) is None:
         create = ["pg_createcluster", version, CLUSTER, "--port", str(settings.postgres_port)]
         create += ["--locale", "C.UTF-8", "--encoding", "UTF8", "--start-conf", "manual"]
