@@ -295,11 +295,12 @@ async def main() -> None:
     setup = await connect(settings, max_size=2)
     load_s = await load(setup, corpus, args.posts, args.reload)
     await setup.close()
-    pool = await asyncpg.create_pool(
-        settings.postgres_dsn(),
+    pool = await connect(  # as the gateway's search pool, on the bench schema
+        settings,
+        migrate=False,
         min_size=args.concurrency,
         max_size=args.concurrency,
-        server_settings={"search_path": f"{SCHEMA},public", **PLAN_ONCE},  # as the gateway's search pool
+        server_settings={"search_path": f"{SCHEMA},public", **PLAN_ONCE},
     )
     index = PostgresSearch(pool)
     texts = corpus.queries(QUERIES)
