@@ -249,7 +249,7 @@ def pgbench_script(query: ParsedQuery) -> str:
         None,
         ref,
         0,
-        21,
+        20,
         CANDIDATES,
     ]
     empty_arrays = {4: "'{}'", 5: "'{}'"}  # ARRAY[] needs a type; the statement casts each parameter anyway

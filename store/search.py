@@ -325,22 +325,15 @@ class PostgresSearch:
         if query.empty:
             return PostHits([], False, None)
         groups, texts, negated = query.arrays()
-        args = (
-            list(query.tags),
-            list(query.authors),
-            ceiling,
-            ref,
-            offset,
-            limit + 1,
-            self.candidates,
-        )
+        args = (list(query.tags), list(query.authors), ceiling, ref, offset, limit, self.candidates)
         rows = await self.pool.fetch(SEARCH_POSTS, groups, texts, negated, *args)
-        more = len(rows) > limit
+        found = rows[0]["found"] if rows else 0  # every row carries the candidate count
+        more = offset + limit < found
         top = rows[0]["ceiling"] if rows else ceiling
         older = None
-        if rows and not more and rows[0]["found"] >= self.candidates:  # the ranking held the newest matches only
+        if rows and not more and found >= self.candidates:  # the ranking held the newest matches only
             older = (rows[0]["floor_at"], rows[0]["floor_id"])
-        return PostHits([_post_json(r) for r in rows[:limit]], more, ceiling or top, older)
+        return PostHits([_post_json(r) for r in rows], more, ceiling or top, older)
 
     async def search_older(self, query: ParsedQuery, *, before: tuple[datetime, str], limit: int) -> PostHits:
         """The matches older than the ranked candidates (`before`, from `PostHits.older`), newest first."""

@@ -224,6 +224,8 @@ async def test_pages_cover_every_match_once(
         newer = parsed(user.payload.user_id, f"{w} arriving while paging")  # must not shift the pages
         await publish_and_wait(publisher, pg, [newer])
     assert seen == [p.payload.post_id for p in reversed(posts)]
+    # Eight matches now (three arrived), in pages of four: the second page is the last, with no cursor to an empty one.
+    assert [len(page) async for page in pages(client, w, limit=4)] == [4, 4]
 
 
 async def test_pages_go_on_past_the_ranked_candidates_to_every_older_match(
