@@ -230,10 +230,10 @@ SEARCH_POSTS = f"""
     SELECT c.post_id, c.hashtags, c.created_at, c.hashtags && $4::text[] AS exact,
            CASE WHEN query.has_q THEN ts_rank(c.doc, query.q) ELSE 0 END
            * (1 + 1 / (1 + greatest(0, date_part('epoch', $7::timestamptz - c.created_at)) / 86400.0)) AS score,
-           max(c.post_id) OVER () AS ceiling, count(*) OVER () AS found,
-           first_value(c.created_at) OVER oldest AS floor_at, first_value(c.post_id) OVER oldest AS floor_id
+           (SELECT max(post_id) FROM cand) AS ceiling, (SELECT count(*) FROM cand) AS found,
+           (SELECT created_at FROM cand ORDER BY created_at, post_id LIMIT 1) AS floor_at,
+           (SELECT post_id FROM cand ORDER BY created_at, post_id LIMIT 1) AS floor_id
     FROM cand c, query
-    WINDOW oldest AS (ORDER BY c.created_at, c.post_id ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
     ORDER BY exact DESC, score DESC, c.post_id DESC
     OFFSET $8 LIMIT $9
 )
