@@ -131,13 +131,19 @@ def run_child(prefix: str, name: str, env: dict[str, str]) -> dict[str, Any]:
     return result
 
 
-async def rebuild_in_children(prefix: str, env: dict[str, str], jobs: int) -> list[dict[str, Any]]:
-    """Every consumer's rebuild in its own process, scheduled as `chirp rebuild --all --jobs` schedules them."""
+async def rebuild_in_children(
+    prefix: str, env: dict[str, str], jobs: int, counts: dict[str, int]
+) -> list[dict[str, Any]]:
+    """Every consumer's rebuild in its own process, scheduled as `chirp rebuild --all --jobs` schedules them (the
+    events each will read, from this run's topic counts, are the work the scheduler weighs)."""
 
     async def run(consumer: Consumer) -> dict[str, Any]:
         return await asyncio.to_thread(run_child, prefix, consumer.name, env)
 
-    return await in_dependency_order(all_consumers(), run, jobs)
+    def size(consumer: Consumer) -> int:
+        return sum(counts.get(f"{prefix}{topic}", 0) for topic in consumer.handlers)
+
+    return await in_dependency_order(all_consumers(), run, jobs, size)
 
 
 def _status_kb(field: str) -> int:
@@ -218,7 +224,7 @@ def main() -> None:
         for run in range(args.runs):
             ceiling.append(consumer_perf(settings, parsed_topic, counts[parsed_topic]))
             wall = time.perf_counter()
-            per = asyncio.run(rebuild_in_children(prefix, env, args.jobs))
+            per = asyncio.run(rebuild_in_children(prefix, env, args.jobs, counts))
             rebuilds.append({"wall_s": time.perf_counter() - wall, "consumers": per})
             total = sum(r["processed"] for r in per)
             print(f"run {run + 1}: {total:,} events in {rebuilds[-1]['wall_s']:.1f}s", flush=True)

@@ -33,7 +33,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -471,29 +471,51 @@ async def replay(
 
 
 async def in_dependency_order(
-    consumers: list[Consumer], run: Callable[[Consumer], Awaitable[T]], jobs: int = 1
+    consumers: list[Consumer],
+    run: Callable[[Consumer], Coroutine[Any, Any, T]],
+    jobs: int = 1,
+    size: Callable[[Consumer], int] | None = None,
 ) -> list[T]:
     """`run(consumer)` for every consumer that owns a read model, each once those it reads (`after`) are done, up
-    to `jobs` at a time; results in rebuild order. A failure cancels the runs not finished."""
+    to `jobs` at a time; results in rebuild order. A failure cancels the runs not finished.
+
+    A free slot goes to a ready model that others wait on, else to the one with the most work (`size`, e.g. the
+    events it will read), so that the longest runs do not start last and leave the other slots idle at the end."""
     order = rebuild_order(consumers)
-    done = {c.name: asyncio.Event() for c in order}
-    slots = asyncio.Semaphore(max(1, jobs))
-
-    async def one(consumer: Consumer) -> T:
-        for upstream in read_model_of(consumer).after:
-            if upstream in done:
-                await done[upstream].wait()
-        async with slots:
-            result = await run(consumer)
-        done[consumer.name].set()
-        return result
-
+    names = {c.name for c in order}
+    awaited = {c.name: sum(c.name in read_model_of(other).after for other in order) for c in order}
+    work = {c.name: size(c) if size else 0 for c in order}
+    pending, finished = list(order), set[str]()
+    running: dict[asyncio.Task[T], Consumer] = {}
+    results: dict[str, T] = {}
     try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(one(c)) for c in order]
-    except ExceptionGroup as failed:
-        raise failed.exceptions[0] from None  # the first failure, as callers of one replay would see it
-    return [t.result() for t in tasks]
+        while pending or running:
+            ready = [c for c in pending if all(u in finished or u not in names for u in read_model_of(c).after)]
+            ready.sort(key=lambda c: (-awaited[c.name], -work[c.name], order.index(c)))
+            for consumer in ready[: max(1, jobs) - len(running)]:
+                pending.remove(consumer)
+                running[asyncio.create_task(run(consumer))] = consumer
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                consumer = running.pop(task)
+                results[consumer.name] = task.result()  # a failure raises here, as one replay's would
+                finished.add(consumer.name)
+    finally:
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+    return [results[c.name] for c in order]
+
+
+async def planned_events(settings: Settings, consumers: list[Consumer]) -> dict[str, int]:
+    """How many events each consumer's topics hold (what a replay from the beginning reads)."""
+    async with _kafka.reader(settings) as kafka:
+        planned = {}
+        for consumer in consumers:
+            tps = await _kafka.partitions(kafka, consumer.handlers)
+            start, ends = await kafka.beginning_offsets(tps), await kafka.end_offsets(tps)
+            planned[consumer.name] = sum(ends[tp] - start[tp] for tp in tps)
+    return planned
 
 
 async def rebuild_all(
@@ -516,7 +538,11 @@ async def rebuild_all(
     async def in_child(consumer: Consumer) -> ReplayResult:
         return await replay_in_child(consumer.name, on_progress)
 
-    return await in_dependency_order(all_consumers(), in_child if jobs > 1 and not dry_run else in_process, jobs)
+    consumers = all_consumers()
+    planned = await planned_events(settings, rebuild_order(consumers))
+    return await in_dependency_order(
+        consumers, in_child if jobs > 1 and not dry_run else in_process, jobs, lambda c: planned[c.name]
+    )
 
 
 async def replay_in_child(name: str, on_progress: Callable[[Progress], None] | None = None) -> ReplayResult:

@@ -37,6 +37,22 @@ async def test_models_wait_for_what_they_read_and_jobs_bound_the_parallelism() -
         assert log.index(("end", upstream)) < log.index(("start", name))
 
 
+async def test_a_free_slot_goes_to_what_others_wait_on_then_to_the_most_work() -> None:
+    consumers = [owning("d"), owning("b", "a"), owning("c"), owning("a")]
+    size = {"a": 1, "b": 5, "c": 10, "d": 1}
+    started: list[str] = []
+
+    async def run(consumer: Consumer) -> str:
+        started.append(consumer.name)
+        await asyncio.sleep(0)
+        return consumer.name
+
+    results = await in_dependency_order(consumers, run, jobs=1, size=lambda c: size[c.name])
+
+    assert results == ["a", "b", "c", "d"]  # rebuild order
+    assert started == ["a", "c", "b", "d"]  # `a` is awaited by `b`; then the most work first
+
+
 async def test_a_failure_stops_what_depends_on_it() -> None:
     started: list[str] = []
 
