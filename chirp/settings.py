@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     ratelimit_scale: float | None = None  # multiplies every limit; None: 1 in prod, 1000 in dev and test
 
     # Consumer runtime
+    consumer_group_prefix: str = ""  # each consumer's group is this + its name (tests use their own: "test-")
     consumer_max_attempts: int = 5
     consumer_retry_base_ms: int = 100
     consumer_retry_max_ms: int = 5_000
@@ -86,6 +87,10 @@ class Settings(BaseSettings):
     @cached_property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap or f"{self.kafka_host}:{self.kafka_port}"
+
+    def group(self, consumer: str) -> str:
+        """The Kafka consumer group of the consumer named `consumer`."""
+        return f"{self.consumer_group_prefix}{consumer}"
 
     @property
     def redis_url(self) -> str:

@@ -429,7 +429,7 @@ def subscribe(broker: KafkaBroker, consumer: Consumer, ctx: Context, stopping: a
 
     subscriber = broker.subscriber(
         *consumer.handlers,
-        group_id=consumer.name,
+        group_id=settings.group(consumer.name),
         batch=True,
         max_records=settings.consumer_batch_size,
         batch_timeout_ms=settings.consumer_batch_timeout_ms,

@@ -206,7 +206,8 @@ class Replay:
         self.shadow_schema = f"{base}_shadow_{self.generation}"
         self.old_schema = f"{base}_old_{self.generation}"
         self.redis_root = f"~replay:{base}:{self.generation}:"
-        self.group = f"{consumer.name}.replay-{self.generation}"
+        self.live_group = settings.group(consumer.name)
+        self.group = f"{self.live_group}.replay-{self.generation}"
         self.progress = Progress(consumer.name, "plan")
         self._positions: dict[TopicPartition, int] = {}
         self._late_indexes: list[str] = []
@@ -448,10 +449,10 @@ class Replay:
 
     async def _hand_off(self, admin: Any, tps: list[TopicPartition]) -> bool:
         """Give a stopped or new live group the replay's offsets; a running group keeps its own."""
-        state = (await _kafka.group_states(admin, [self.consumer.name])).get(self.consumer.name)
+        state = (await _kafka.group_states(admin, [self.live_group])).get(self.live_group)
         if state is not None and state.active:
             return False
-        async with _kafka.reader(self.settings, group_id=self.consumer.name) as live:
+        async with _kafka.reader(self.settings, group_id=self.live_group) as live:
             live.assign(tps)
             await live.commit({tp: self._positions[tp] for tp in tps})
         return True

@@ -94,10 +94,10 @@ async def test_replay_during_live_publishing_converges_to_a_fresh_rebuild(
     assert fresh.offsets_handed_off, "a stopped live group resumes where the rebuilt model is"
     assert await snapshot(pg, redis_client, table, prefix) == live
     async with _kafka.admin(settings) as admin:
-        handed = await _kafka.committed(admin, group)
+        handed = await _kafka.committed(admin, settings.group(group))
         groups = await _kafka.groups(admin)
     assert sum(handed.values()) == 3000
-    assert not [g for g in groups if g.startswith(f"{group}.replay-")], "replay groups are deleted"
+    assert not [g for g in groups if g.startswith(f"{settings.group(group)}.replay-")], "replay groups are deleted"
     leftovers = await pg.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE $1", f"{table}%")
     assert leftovers == []
     assert [k async for k in redis_client.scan_iter(match="~replay:" + table + "*")] == []

@@ -60,7 +60,7 @@ async def test_the_same_post_parsed_twice_is_one_post_and_one_notice(publisher, 
     await publisher.publish(event)
     await eventually(lambda: posts.exists(event.payload.post_id))
     await publisher.publish(event)
-    await caught_up(settings, "posts", topics.POST_PARSED)
+    await caught_up(settings, settings.group("posts"), topics.POST_PARSED)
     page = await posts.by_author(event.payload.author_id, None, 10)
     assert [p.id for p in page.items] == [event.payload.post_id]
     mine = await eventually(lambda: _notices_for(notices, event.payload.post_id))
@@ -72,10 +72,10 @@ async def test_the_same_post_parsed_twice_is_one_post_and_one_notice(publisher, 
 async def test_a_delete_before_the_post_keeps_it_away(publisher, posts, notices, settings) -> None:
     post_id, author = new_id(), new_id()
     await publisher.publish(PostDeleted(payload=PostDeletedData(post_id=post_id, author_id=author)))
-    await caught_up(settings, "posts", topics.POST_DELETED)  # the tombstone is written
+    await caught_up(settings, settings.group("posts"), topics.POST_DELETED)  # the tombstone is written
     await publisher.publish(post_parsed(post_id, author, "late"))
     await publisher.publish(post_parsed(post_id, author, "later"))  # a re-render cannot revive it either
-    await caught_up(settings, "posts", topics.POST_PARSED)
+    await caught_up(settings, settings.group("posts"), topics.POST_PARSED)
     assert await posts.get(post_id) is None
     assert (await posts.by_author(author, None, 10)).items == []
     assert post_id not in {p.id for p in (await posts.by_tag("late", None, 100)).items}
@@ -91,8 +91,8 @@ async def test_a_delete_after_the_post_removes_it(publisher, posts, notices, set
     await publisher.publish(deleted)
     await eventually(lambda: posts.exists(event.payload.post_id), until=lambda live: not live)
     await publisher.publish(event)  # a redelivered post-parsed after the delete
-    await caught_up(settings, "posts", topics.POST_PARSED)
-    await caught_up(settings, "posts", topics.POST_DELETED)
+    await caught_up(settings, settings.group("posts"), topics.POST_PARSED)
+    await caught_up(settings, settings.group("posts"), topics.POST_DELETED)
     assert not await posts.exists(event.payload.post_id)
     announced = await _notices_for(notices, event.payload.post_id)
     assert [n["channel"] for n in announced] == [CHANNEL, DELETED_CHANNEL], "one each, replays stay quiet"

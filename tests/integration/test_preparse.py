@@ -61,7 +61,7 @@ async def test_a_replayed_post_created_yields_the_same_post_once(settings, publi
         await publisher.publish(event)
         first, second = await parsed_for(consumer, event.payload.post_id, 2)
     assert first.payload == second.payload
-    await caught_up(settings, "posts", topics.POST_PARSED)
+    await caught_up(settings, settings.group("posts"), topics.POST_PARSED)
     page = await PostgresPosts(app.state.chirp.pg).by_author(event.payload.author_id, None, 10)
     assert [p.id for p in page.items] == [event.payload.post_id]
     assert page.items[0].created_at == event.occurred_at

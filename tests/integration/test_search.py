@@ -143,7 +143,7 @@ async def test_deleted_posts_are_never_found(
     tombstone = "SELECT deleted_at IS NOT NULL FROM search_posts WHERE post_id = $1"
     await eventually(lambda: pg.fetchval(tombstone, early.payload.post_id), timeout=60)
     await publisher.publish(early)
-    await caught_up(settings, "search", [topics.POST_PARSED.name])
+    await caught_up(settings, settings.group("search"), [topics.POST_PARSED.name])
     assert await ids(client, w) == [kept.payload.post_id]
 
 

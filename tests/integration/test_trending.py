@@ -138,7 +138,7 @@ async def test_one_person_repeating_a_tag_does_not_trend(
     await publisher.publish_many(
         [parsed(author, f"#{spam} buy", tags=(spam,), at=ago(seconds=40 - i)) for i in range(30)]
     )
-    await caught_up(settings, "trending", [topics.POST_PARSED.name])
+    await caught_up(settings, settings.group("trending"), [topics.POST_PARSED.name])
     await publisher.publish_many(burst(sentinel, 4, ago(seconds=10)))  # a ranking showing it was made after the spam
 
     await eventually(lambda: ranking(client), until=lambda b: sentinel in tags_of(b), timeout=60)
