@@ -5,17 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
-import asyncpg
 import pytest
-import redis.asyncio as aioredis
 
-from chirp.ops import _kafka
 from chirp.settings import Settings
-from consumers.runtime import all_consumers
-from producers.broker import ensure_topics
+from tests.session_state import remove_created, start_fresh
 
 T = TypeVar("T")
 
@@ -31,34 +27,15 @@ def settings() -> Settings:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def fresh_test_database(request: pytest.FixtureRequest) -> None:
-    """Start every run that uses the services from an empty test database and Redis database, and the consumers'
-    test groups at the end of their topics (the read models start empty: they follow what this run publishes).
-
-    What earlier runs left there (or a crash did to it), and what the app published meanwhile, cannot decide this
-    run's results. Migrations apply on the first connect.
-    """
+def fresh_services(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A run that uses the services starts from empty test stores and deletes its scratch topics at the end."""
     if all("unit" in item.path.parts for item in request.session.items):
+        yield
         return
     settings = Settings()  # not the fixture: some modules override it
-
-    async def recreate() -> None:
-        conn = await asyncpg.connect(settings.postgres_dsn("postgres"))
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{settings.postgres_db}" WITH (FORCE)')
-            await conn.execute(f'CREATE DATABASE "{settings.postgres_db}" OWNER "{settings.postgres_user}"')
-        finally:
-            await conn.close()
-        async with aioredis.Redis.from_url(settings.redis_url) as client:
-            await client.flushdb()
-        await ensure_topics(settings)
-        for consumer in all_consumers():
-            async with _kafka.reader(settings, group_id=settings.group(consumer.name)) as kafka:
-                if tps := await _kafka.partitions(kafka, consumer.handlers):
-                    kafka.assign(tps)
-                    await kafka.commit(await kafka.end_offsets(tps))
-
-    asyncio.run(recreate())
+    before = asyncio.run(start_fresh(settings))
+    yield
+    asyncio.run(remove_created(settings, before))
 
 
 async def eventually(
