@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     consumer_max_attempts: int = 5
     consumer_retry_base_ms: int = 100
     consumer_retry_max_ms: int = 5_000
+    # After this many events in a row dead-lettered for handler errors (a bug, not bad events), the next failing
+    # event is held and tried again every `consumer_breaker_retry_ms` instead (0: never hold).
+    consumer_breaker_after: int = 10
+    consumer_breaker_retry_ms: int = 30_000
     consumer_batch_size: int = 500
     consumer_batch_timeout_ms: int = 50
     replay_batch_size: int = 2_000  # a replay reads a backlog: larger batches, fewer round trips per event

@@ -10,7 +10,10 @@ A consumer module declares a `Consumer` and its handlers; this runtime subscribe
    fails, its events are retried one at a time, so one poison event cannot hold back the others;
 3. retries a failing event with exponential backoff up to `consumer_max_attempts`, then dead-letters it with
    headers naming the consumer, the error, the attempts and the original topic/partition/offset. An outage
-   (Kafka, PostgreSQL or Redis unreachable) is not the event's fault: it is retried until the service is back;
+   (Kafka, PostgreSQL or Redis unreachable) is not the event's fault: it is retried until the service is back.
+   Neither is a bug that fails every event: after `consumer_breaker_after` events in a row dead-lettered for
+   handler errors the circuit opens, and the next failing event is held (tried every `consumer_breaker_retry_ms`,
+   its partition waiting behind it, `chirp_consumer_circuit_open` at 1) until it succeeds, e.g. after the fix;
 4. commits only after every event of the batch was handled or dead-lettered, so the committed offset never passes
    an unhandled event; a crash before the commit means redelivery, and handlers are idempotent.
 
@@ -55,6 +58,7 @@ FAILED = Counter("chirp_events_failed", "Handler attempts that raised", ["consum
 DEAD_LETTERED = Counter("chirp_events_dead_lettered", "Events sent to the dead-letter topic", ["consumer", "topic"])
 LATENCY = Histogram("chirp_handler_seconds", "Handler latency per batch", ["consumer", "topic"])
 LAG = Gauge("chirp_consumer_lag", "End offset minus position", ["consumer", "topic", "partition"])
+CIRCUIT_OPEN = Gauge("chirp_consumer_circuit_open", "1 while failing events are held, not dead-lettered", ["consumer"])
 
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
@@ -243,6 +247,9 @@ class Runner:
         self.max_attempts = settings.consumer_max_attempts
         self.base_delay = settings.consumer_retry_base_ms / 1000
         self.max_delay = settings.consumer_retry_max_ms / 1000
+        self.breaker_after = settings.consumer_breaker_after
+        self.breaker_retry = settings.consumer_breaker_retry_ms / 1000
+        self.failed_in_a_row = 0  # events dead-lettered for handler errors since the last success
 
     async def run_batch(self, records: Sequence[ConsumerRecord]) -> None:
         by_topic: dict[str, list[Item]] = defaultdict(list)
@@ -271,6 +278,7 @@ class Runner:
             log.warning("batch failed, retrying one at a time", size=len(items), error=repr(exc))
         else:
             PROCESSED.labels(self.consumer.name, handler.topic.name).inc(len(items))
+            self._succeeded()
             return
         for item in items:
             await self._run_one(handler, item, as_batch=True)
@@ -299,12 +307,36 @@ class Runner:
                 return await self.dead_letter(item.record, "rejected_by_handler", repr(exc), attempt)
             except Exception as exc:
                 FAILED.labels(self.consumer.name, handler.topic.name).inc()
-                if attempt >= self.max_attempts:
+                if attempt < self.max_attempts:
+                    await self._backoff(attempt, exc, item)
+                elif self.breaker_after and self.failed_in_a_row >= self.breaker_after:
+                    await self._hold(exc)
+                else:
+                    self.failed_in_a_row += 1
                     return await self.dead_letter(item.record, "handler_error", repr(exc), attempt)
-                await self._backoff(attempt, exc, item)
             else:
                 PROCESSED.labels(self.consumer.name, handler.topic.name).inc()
+                self._succeeded()
                 return
+
+    async def _hold(self, exc: BaseException) -> None:
+        """The circuit is open: keep the event, try it again later (a restart redelivers it)."""
+        CIRCUIT_OPEN.labels(self.consumer.name).set(1)
+        log.error(
+            "circuit open: events keep failing, holding this one",
+            failed_in_a_row=self.failed_in_a_row,
+            retry_s=self.breaker_retry,
+            error=repr(exc),
+        )
+        if self.stopping.is_set():
+            raise ShuttingDown from exc
+        await asyncio.sleep(self.breaker_retry)
+
+    def _succeeded(self) -> None:
+        if self.breaker_after and self.failed_in_a_row >= self.breaker_after:
+            log.info("circuit closed: events succeed again", failed_in_a_row=self.failed_in_a_row)
+            CIRCUIT_OPEN.labels(self.consumer.name).set(0)
+        self.failed_in_a_row = 0
 
     async def _call(self, handler: Handler[Any], arg: Any, first: Item) -> None:
         bind_contextvars(
@@ -354,7 +386,7 @@ class Runner:
 
 
 class ShuttingDown(Exception):
-    """An outage outlasted the shutdown: leave the batch uncommitted so it is redelivered."""
+    """An outage (or an open circuit) outlasted the shutdown: leave the batch uncommitted so it is redelivered."""
 
 
 def _header(record: ConsumerRecord, name: str) -> str:

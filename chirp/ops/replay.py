@@ -160,8 +160,15 @@ class _DroppingPublisher(Publisher):
 
 
 class _CountingRunner(Runner):
+    """A replay's runner: it counts its dead letters and stops on too many (`too_many_dead_letters`) instead of
+    holding events like a live consumer's open circuit."""
+
     dead = 0
     last_dead = ""
+
+    def __init__(self, consumer: Consumer, ctx: Context, stopping: asyncio.Event) -> None:
+        super().__init__(consumer, ctx, stopping)
+        self.breaker_after = 0
 
     async def dead_letter(self, record: ConsumerRecord, reason: str, detail: str, attempts: int) -> None:
         self.dead += 1

@@ -9,6 +9,7 @@ import orjson
 import redis.asyncio as aioredis
 from typer.testing import CliRunner
 
+from chirp.ops import _kafka
 from chirp.ops.cli import ops_app
 from chirp.ops.dlq import letters
 from chirp.settings import Settings
@@ -77,4 +78,32 @@ async def test_dead_letters_are_listed_shown_retried_after_the_fix_and_dropped(
 
     code, out = await cli("dlq", "show", group, "--id", f"{group}:0:999999")
     assert code == 1, "an unknown letter id is an error a script sees"
+    await pg.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+async def test_a_bug_failing_every_event_opens_the_circuit_and_the_events_wait_for_the_fix(
+    settings: Settings, publisher: Publisher, pg: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    group, table, topic = await probe.fresh(settings, "cb", partitions=1)
+    await redis_client.set(probe.fail_flag(group), "1")  # the bug
+    events = probe.posts(8)
+    env = {
+        "CHIRP_CONSUMER_MAX_ATTEMPTS": "1",
+        "CHIRP_CONSUMER_BREAKER_AFTER": "3",
+        "CHIRP_CONSUMER_BREAKER_RETRY_MS": "100",
+    }
+    with probe.running(group, topic, table, **env):
+        await probe.send(publisher, topic, events)
+        found = await eventually(lambda: letters(settings, group), until=lambda x: len(x) >= 3, timeout=60)
+        await asyncio.sleep(1.5)  # ~15 more tries of the held event
+        assert len(await letters(settings, group)) == 3, "after 3 in a row the circuit holds the next event"
+        assert {orjson.loads(x.value)["id"] for x in found} == {e.id for e in events[:3]}
+        async with _kafka.admin(settings) as admin:
+            committed = await _kafka.committed(admin, settings.group(group))
+        assert sum(committed.values()) <= 3 and not await post_ids(pg, table), "nothing past the held event"
+
+        await redis_client.delete(probe.fail_flag(group))  # the fix
+        held = {e.payload.post_id for e in events[3:]}
+        await eventually(lambda: post_ids(pg, table), until=lambda ids: ids == held, timeout=60)
+        assert len(await letters(settings, group)) == 3, "the held events were handled, not dead-lettered"
     await pg.execute(f"DROP TABLE IF EXISTS {table}")
