@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.events import ALL_EVENTS, Event
+from schemas.topics import NAMESPACE
 
 DIRECTORY = Path(__file__).with_name("json")
 
@@ -14,7 +15,7 @@ DIRECTORY = Path(__file__).with_name("json")
 def schema_of(model: type[Event]) -> dict[str, Any]:
     """The JSON Schema of one event model, with its topic and key recorded for readers."""
     schema = model.model_json_schema()
-    schema["x-topic"] = model.topic.name
+    schema["x-topic"] = model.topic.name.removeprefix(NAMESPACE)  # as the app names it, whoever exports
     schema["x-key"] = model.topic.key
     return schema
 

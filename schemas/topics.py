@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 KEEP_FOREVER = -1
+# Put before every topic name (and the Redis channels that announce posts). Empty for the app; the tests set
+# `CHIRP_TOPIC_NAMESPACE=test-` before anything imports this module, so their events never reach the app's topics.
+NAMESPACE = os.environ.get("CHIRP_TOPIC_NAMESPACE", "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,15 +22,15 @@ class Topic:
         return self.name
 
 
-POST_CREATED = Topic("post-created", key="post_id")
-POST_PARSED = Topic("post-parsed", key="post_id")
-POST_DELETED = Topic("post-deleted", key="post_id")
-USER_REGISTERED = Topic("user-registered", key="user_id")
-USER_PROFILE_SYNCED = Topic("user-profile-synced", key="user_id")
-USER_PROFILE_UPDATED = Topic("user-profile-updated", key="user_id")
-USER_FOLLOWED = Topic("user-followed", key="follower_id")
-USER_UNFOLLOWED = Topic("user-unfollowed", key="follower_id")
-TRENDING_MODERATED = Topic("trending-moderated", key="target", partitions=1)
+POST_CREATED = Topic(f"{NAMESPACE}post-created", key="post_id")
+POST_PARSED = Topic(f"{NAMESPACE}post-parsed", key="post_id")
+POST_DELETED = Topic(f"{NAMESPACE}post-deleted", key="post_id")
+USER_REGISTERED = Topic(f"{NAMESPACE}user-registered", key="user_id")
+USER_PROFILE_SYNCED = Topic(f"{NAMESPACE}user-profile-synced", key="user_id")
+USER_PROFILE_UPDATED = Topic(f"{NAMESPACE}user-profile-updated", key="user_id")
+USER_FOLLOWED = Topic(f"{NAMESPACE}user-followed", key="follower_id")
+USER_UNFOLLOWED = Topic(f"{NAMESPACE}user-unfollowed", key="follower_id")
+TRENDING_MODERATED = Topic(f"{NAMESPACE}trending-moderated", key="target", partitions=1)
 
 ALL: tuple[Topic, ...] = (
     POST_CREATED,
@@ -41,7 +45,7 @@ ALL: tuple[Topic, ...] = (
 )
 BY_NAME = {topic.name: topic for topic in ALL}
 
-DEAD_LETTER_PREFIX = "dead-letters-"
+DEAD_LETTER_PREFIX = f"{NAMESPACE}dead-letters-"
 
 
 def dead_letters(consumer: str) -> Topic:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from schemas.events import PostDeleted, PostParsed
+from schemas.topics import NAMESPACE
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +73,8 @@ class PostReadModel(Protocol):
 
 # Redis pub/sub: the posts consumer announces what it made visible and what it removed --------------------------
 
-CHANNEL = "chirp:posts"  # {"id", "author_id", "reply_to", "hashtags"} per newly visible post (live updates)
-DELETED_CHANNEL = "chirp:posts:deleted"  # {"id"} per post a delete removed
+CHANNEL = f"chirp:{NAMESPACE}posts"  # {"id", "author_id", "reply_to", "hashtags"} per newly visible post (live updates)
+DELETED_CHANNEL = f"chirp:{NAMESPACE}posts:deleted"  # {"id"} per post a delete removed
 
 
 # SQL --------------------------------------------------------------------------------------------------------

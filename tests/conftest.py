@@ -11,14 +11,15 @@ from typing import TypeVar
 import pytest
 
 from chirp.settings import Settings
-from tests.session_state import remove_created, start_fresh
 
 T = TypeVar("T")
 
 os.environ["CHIRP_ENV"] = "dev"  # the dev login is how API tests log in (a test checks it is off otherwise)
 os.environ["CHIRP_POSTGRES_DB"] = os.environ.get("CHIRP_POSTGRES_TEST_DB", "chirp_test")
 os.environ.setdefault("CHIRP_REDIS_DB", "1")  # the app's keys live in database 0
-os.environ.setdefault("CHIRP_CONSUMER_GROUP_PREFIX", "test-")  # a running app keeps its groups (and its events)
+os.environ.setdefault("CHIRP_CONSUMER_GROUP_PREFIX", "test-")  # the app's consumer groups are not the tests'
+# The tests' topics and post channels (read when schemas.topics is imported: nothing above imports it).
+os.environ.setdefault("CHIRP_TOPIC_NAMESPACE", "test-")
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +33,8 @@ def fresh_services(request: pytest.FixtureRequest) -> Iterator[None]:
     if all("unit" in item.path.parts for item in request.session.items):
         yield
         return
+    from tests.session_state import remove_created, start_fresh
+
     settings = Settings()  # not the fixture: some modules override it
     before = asyncio.run(start_fresh(settings))
     yield

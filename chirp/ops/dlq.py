@@ -20,7 +20,7 @@ from chirp.settings import Settings
 from producers.broker import Publisher, make_broker
 from schemas import topics
 
-DECISIONS_TOPIC = "dlq-decisions"
+DECISIONS_TOPIC = f"{topics.NAMESPACE}dlq-decisions"
 RETRY_HEADER = "dlq_retry_of"
 
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from starlette.routing import BaseRoute
 from starlette.schemas import SchemaGenerator
 
+from chirp.ops.dlq import DECISIONS_TOPIC
 from chirp.settings import Settings
 from consumers.runtime import Context, all_consumers, subscribe
 from producers.broker import make_broker
@@ -72,7 +73,7 @@ def asyncapi_schema(settings: Settings | None = None) -> dict[str, Any]:
             schema=DeadLetter,
         )
     broker.publisher(
-        "dlq-decisions", title="dlq-decisions:publish", description=DlqDecision.__doc__, schema=DlqDecision
+        DECISIONS_TOPIC, title=f"{DECISIONS_TOPIC}:publish", description=DlqDecision.__doc__, schema=DlqDecision
     )
     spec = AsyncAPI(
         broker,

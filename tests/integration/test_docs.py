@@ -13,6 +13,7 @@ import orjson
 import pytest
 from openapi_spec_validator import validate
 
+from chirp.ops.dlq import DECISIONS_TOPIC
 from chirp.ops.docs import DOCS_DIR, app_routes, asyncapi_schema, openapi_schema
 from chirp.settings import Settings
 from schemas import topics
@@ -71,8 +72,8 @@ def test_asyncapi_document_is_valid_and_names_every_topic(asyncapi_parser: Path,
     result = parse_asyncapi(asyncapi_parser, document, tmp_path)
     assert result["ok"], result["errors"]
     addresses = {c["address"] for c in document["channels"].values()}
-    assert {t.name for t in topics.ALL} | {"dlq-decisions"} <= addresses
-    message = document["components"]["messages"]["post-created:publish:Message"]
+    assert {t.name for t in topics.ALL} | {DECISIONS_TOPIC} <= addresses
+    message = document["components"]["messages"][f"{topics.POST_CREATED.name}:publish:Message"]
     assert message["payload"] == {"$ref": "#/components/schemas/PostCreated"}
 
 
@@ -91,7 +92,7 @@ async def test_gateway_serves_the_documents_and_a_page(client: httpx.AsyncClient
     page = await client.get("/docs")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "<script" not in page.text
-    assert "/api/notifications" in page.text and "post-created" in page.text
+    assert "/api/notifications" in page.text and topics.POST_CREATED.name in page.text
 
 
 def test_the_consumer_guide_shows_the_mentions_consumer_verbatim() -> None:

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer
 
 from chirp.settings import Settings
 from producers.broker import Publisher
+from schemas import topics
 from schemas.events import PostCreated, PostCreatedData, new_id
 from schemas.topics import Topic
 from tests.conftest import eventually
@@ -67,7 +68,7 @@ async def rows(pg: asyncpg.Pool, topic: Topic) -> dict[str, int]:
 
 async def dead_letters(settings: Settings, group: str, n: int) -> list[dict]:
     consumer = AIOKafkaConsumer(
-        f"dead-letters-{group}", bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest"
+        topics.dead_letters(group).name, bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest"
     )
     await consumer.start()
     found: list[dict] = []

@@ -83,7 +83,7 @@ async def test_a_failing_batch_is_retried_one_by_one_and_only_the_poison_is_dead
     assert handled == ["a", "b"]
     assert [d["dlq_reason"] for d in publisher.dead] == ["handler_error"]
     assert publisher.dead[0]["dlq_attempts"] == "3" and publisher.dead[0]["dlq_offset"] == "1"
-    assert publisher.dead[0]["topic"] == "dead-letters-t"
+    assert publisher.dead[0]["topic"] == topics.dead_letters("t").name
 
 
 async def test_permanent_errors_skip_retries() -> None:
