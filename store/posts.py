@@ -137,7 +137,8 @@ def post_view(row: Mapping[str, Any]) -> PostView:
 
 
 def post_row(event: PostParsed) -> dict[str, Any]:
-    """A parsed post as a JSON row for `jsonb_to_recordset` (read models take the columns they have)."""
+    """A parsed post as a JSON row for `jsonb_to_recordset` (read models take the columns they have); the pools'
+    orjson codec writes the times in ISO 8601."""
     data = event.payload
     return {
         "post_id": data.post_id,
@@ -149,8 +150,8 @@ def post_row(event: PostParsed) -> dict[str, Any]:
         "mentions": data.mentions,
         "links": data.links,
         "reply_to": data.reply_to,
-        "created_at": data.created_at.isoformat(),
-        "parsed_at": event.occurred_at.isoformat(),
+        "created_at": data.created_at,
+        "parsed_at": event.occurred_at,
     }
 
 
