@@ -54,11 +54,18 @@ async def start_fresh(settings: Settings) -> KafkaNames:
     return await kafka_names(settings)
 
 
+def _system_names(settings: Settings) -> tuple[set[str], set[str]]:
+    """The system's own topics and groups, the tests' and the app's (an app started during the run keeps them)."""
+    names = {t.name for t in topics.ALL} | {DECISIONS_TOPIC}
+    names |= {topics.dead_letters(c.name).name for c in all_consumers()}
+    names |= {name.removeprefix(topics.NAMESPACE) for name in names}
+    groups = {c.name for c in all_consumers()} | {settings.group(c.name) for c in all_consumers()}
+    return names, groups
+
+
 async def remove_created(settings: Settings, before: KafkaNames) -> None:
     """Delete the topics and groups created since `before`, except the system's own."""
-    system = {t.name for t in topics.ALL} | {DECISIONS_TOPIC}
-    system |= {topics.dead_letters(c.name).name for c in all_consumers()}
-    system_groups = {settings.group(c.name) for c in all_consumers()}
+    system, system_groups = _system_names(settings)
     now = await kafka_names(settings)
     async with _kafka.admin(settings) as admin:
         for group in sorted(now.groups - before.groups - system_groups):
