@@ -43,6 +43,7 @@ from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
 
+from chirp import redis_client
 from chirp.heap import settle_after_startup
 from chirp.logging import bind_contextvars, get_logger
 from chirp.settings import Settings
@@ -501,8 +502,8 @@ async def open_context(settings: Settings, broker: KafkaBroker) -> Context:
     from store.postgres import connect
 
     pg = await connect(settings)
-    redis_client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
-    return Context(settings=settings, pg=pg, redis=redis_client, publisher=Publisher(broker))
+    redis = redis_client.from_url(settings.redis_url, decode_responses=True)
+    return Context(settings=settings, pg=pg, redis=redis, publisher=Publisher(broker))
 
 
 async def close_context(ctx: Context) -> None:

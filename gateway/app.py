@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute
 
 import gateway.routes as routes_package
 from chirp.heap import settle_after_startup
+from chirp.redis_client import HiredisPacking
 from chirp.settings import Settings
 from gateway import middleware
 from gateway.auth.keys import KeyRing
@@ -47,7 +48,7 @@ def create_app(settings: Settings) -> Starlette:
         pg = await connect(settings)
         search_pg = await connect(settings, migrate=False, server_settings=PLAN_ONCE)
         pool = aioredis.BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=200, timeout=5, decode_responses=True
+            settings.redis_url, max_connections=200, timeout=5, decode_responses=True, connection_class=HiredisPacking
         )  # waits for a free connection under load instead of failing the request
         redis_client = aioredis.Redis(connection_pool=pool)
         app.state.chirp = State(

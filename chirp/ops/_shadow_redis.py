@@ -14,6 +14,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
+from chirp.redis_client import HiredisPacking
+
 KeySpecs = dict[str, list[dict[str, Any]]]
 
 
@@ -139,7 +141,7 @@ class ShadowPipeline(Pipeline):
 
 async def shadow_client(url: str, prefixes: tuple[str, ...], root: str) -> ShadowRedis:
     """A `ShadowRedis` on `url` (decode_responses=True, as consumers get)."""
-    client: ShadowRedis = ShadowRedis.from_url(url, decode_responses=True)  # type: ignore[assignment]
+    client: ShadowRedis = ShadowRedis.from_url(url, decode_responses=True, connection_class=HiredisPacking)  # type: ignore[assignment]
     client.rewriter = KeyRewriter({}, prefixes, root)  # no specs yet: COMMAND itself has no keys
     client.rewriter.specs = await load_key_specs(client)
     return client

@@ -43,6 +43,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from chirp import redis_client
 from chirp.ops import _kafka, _shadow_pg, _shadow_redis
 from chirp.settings import Settings
 from consumers.runtime import Consumer, Context, Runner, all_consumers
@@ -260,7 +261,7 @@ class Replay:
             if not await lock.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"replay:{self.consumer.name}"):
                 raise ReplayError(f"another replay of {self.consumer.name} is running")
             stack.push_async_callback(lock.execute, "SELECT pg_advisory_unlock_all()")
-            live_redis = aioredis.Redis.from_url(self.settings.redis_url, decode_responses=True)
+            live_redis = redis_client.from_url(self.settings.redis_url, decode_responses=True)
             stack.push_async_callback(live_redis.aclose)
             await self._remove_leftovers(lock, live_redis)
             await ensure_topics(self.settings, (self.consumer.dead_letter_topic,))

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
+from chirp import redis_client
 from chirp.settings import Settings
 from schemas.events import TrendingModerated, TrendingModeratedData
 
@@ -93,11 +94,10 @@ def show(
 
 
 async def _show(settings: Settings, window: str, *, as_json: bool) -> None:
-    import redis.asyncio as aioredis
 
     from store.trending import RedisTrending
 
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = redis_client.from_url(settings.redis_url, decode_responses=True)
     try:
         counts = RedisTrending(client)
         blob, hidden = await counts.ranking(window), await counts.hidden()

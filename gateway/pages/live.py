@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from chirp import redis_client
 from chirp.logging import get_logger
 from gateway.auth.current import viewer
 from gateway.errors import InvalidInput, Unauthorized
@@ -184,7 +185,7 @@ class Relay:
         return notice
 
     async def _run(self) -> None:
-        client = aioredis.Redis.from_url(self.redis_url, decode_responses=True)
+        client = redis_client.from_url(self.redis_url, decode_responses=True)
         try:
             while not await self._subscribed(client):
                 # Redis went away: notices may have been missed, so open pages resync once it is back.
