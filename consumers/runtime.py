@@ -502,8 +502,8 @@ async def open_context(settings: Settings, broker: KafkaBroker) -> Context:
     from store.postgres import connect
 
     pg = await connect(settings)
-    redis = redis_client.from_url(settings.redis_url, decode_responses=True)
-    return Context(settings=settings, pg=pg, redis=redis, publisher=Publisher(broker))
+    cache = redis_client.from_url(settings.redis_url, decode_responses=True)
+    return Context(settings=settings, pg=pg, redis=cache, publisher=Publisher(broker))
 
 
 async def close_context(ctx: Context) -> None:
