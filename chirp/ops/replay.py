@@ -219,6 +219,7 @@ class Replay:
         self.progress = Progress(consumer.name, "plan")
         self._positions: dict[TopicPartition, int] = {}
         self._late_indexes: list[str] = []
+        self._offsets: AIOKafkaConsumer
         self._started = 0.0
         if any(self.redis_root.startswith(p) or not p for p in self.model.redis_prefixes):
             raise ReplayError(f"redis prefixes {self.model.redis_prefixes} would contain the shadow keys")
@@ -268,10 +269,14 @@ class Replay:
             kafka = await stack.enter_async_context(
                 _kafka.reader(self.settings, group_id=self.group, max_partition_fetch_bytes=REPLAY_FETCH_BYTES)
             )
+            # End offsets come from a client of their own: on the reader's connection a ListOffsets request waits
+            # behind its fetches, which the broker holds up to fetch_max_wait_ms (500) on caught-up partitions.
+            self._offsets = await stack.enter_async_context(_kafka.reader(self.settings))
             admin = await stack.enter_async_context(_kafka.admin(self.settings))
             tps = await _kafka.partitions(kafka, self.consumer.handlers)
+            await _kafka.partitions(self._offsets, self.consumer.handlers)
             start = await self._start_offsets(kafka, tps)
-            ends = await kafka.end_offsets(tps)
+            ends = await self._ends(tps)
             result = ReplayResult(
                 self.consumer.name,
                 self.group,
@@ -293,7 +298,7 @@ class Replay:
             try:
                 await self._catch_up(kafka, runner, tps, "build", None)
                 if self._late_indexes:
-                    self._report("index", self._lag(await kafka.end_offsets(tps)))
+                    self._report("index", self._lag(await self._ends(tps)))
                     await _shadow_pg.create_late_indexes(lock, self._late_indexes)
                     await self._catch_up(kafka, runner, tps, "build", None)
                 for table in self.model.tables:  # planner statistics before the first reader plans against it
@@ -302,11 +307,11 @@ class Replay:
                 swapped = True
                 if self.model.redis_prefixes:
                     if not self.model.tables:
-                        await self._catch_up(kafka, runner, tps, "swap", await kafka.end_offsets(tps))
+                        await self._catch_up(kafka, runner, tps, "swap", await self._ends(tps))
                     result.redis_keys = await _shadow_redis.swap(live_redis, self.model.redis_prefixes, self.redis_root)
                     assert isinstance(shadow.redis, _shadow_redis.ShadowRedis)
                     shadow.redis.rewriter.enabled = False
-                await self._catch_up(kafka, runner, tps, "drain", await kafka.end_offsets(tps))
+                await self._catch_up(kafka, runner, tps, "drain", await self._ends(tps))
             finally:
                 if not swapped:
                     await _shadow_pg.drop_schema(lock, self.shadow_schema)
@@ -366,6 +371,9 @@ class Replay:
                 raise ReplayError(f"{table} is neither a live table nor created by {self.consumer.name}'s setup")
         return ctx
 
+    async def _ends(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict(await self._offsets.end_offsets(tps))
+
     def _lag(self, ends: dict[TopicPartition, int]) -> int:
         return sum(max(0, end - self._positions.get(tp, 0)) for tp, end in ends.items())
 
@@ -384,7 +392,7 @@ class Replay:
         target: dict[TopicPartition, int] | None,
     ) -> None:
         """Consume into the shadow until `target` offsets, or (no target) until within `catch_up_lag` of the end."""
-        ends = target or await kafka.end_offsets(tps)
+        ends = target or await self._ends(tps)
         refreshed = time.monotonic()
         while True:
             lag = self._lag(ends)
@@ -392,7 +400,7 @@ class Replay:
             if lag <= (0 if target else self.catch_up_lag):
                 if target is not None or time.monotonic() - refreshed < 0.05:
                     return
-                ends, refreshed = await kafka.end_offsets(tps), time.monotonic()
+                ends, refreshed = await self._ends(tps), time.monotonic()
                 continue
             batch = await self._poll(kafka)
             records = [r for part in batch.values() for r in part]
@@ -411,7 +419,7 @@ class Replay:
                 for tp in tps:  # skips over offsets that hold no record (compaction, transaction markers)
                     self._positions[tp] = await kafka.position(tp)
             if target is None and time.monotonic() - refreshed > 1.0:
-                ends, refreshed = await kafka.end_offsets(tps), time.monotonic()
+                ends, refreshed = await self._ends(tps), time.monotonic()
 
     async def _poll(self, kafka: AIOKafkaConsumer) -> dict[TopicPartition, list[ConsumerRecord]]:
         """Up to a full batch: what the fetcher holds is taken in one go (one transaction, one pipeline)."""
@@ -443,7 +451,7 @@ class Replay:
                     if existing:
                         # Readers go on; the live consumer's writes wait until the swap commits.
                         await conn.execute(f"LOCK TABLE {', '.join(existing)} IN SHARE MODE")
-                    await self._catch_up(kafka, runner, tps, "swap", await kafka.end_offsets(tps))
+                    await self._catch_up(kafka, runner, tps, "swap", await self._ends(tps))
                     await conn.execute(f"CREATE SCHEMA {q(self.old_schema)}")
                     for table, schema in live.items():
                         if f"{q(schema)}.{q(table)}" in existing:
