@@ -44,6 +44,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from chirp import redis_client
+from chirp.heap import settle_after_startup
 from chirp.ops import _kafka, _shadow_pg, _shadow_redis
 from chirp.settings import Settings
 from consumers.runtime import Consumer, Context, Runner, all_consumers
@@ -294,6 +295,7 @@ class Replay:
             publisher = _DroppingPublisher(broker)
             shadow = await self._prepare_shadow(stack, lock, live_redis, publisher)
             runner = _CountingRunner(self.consumer, shadow, asyncio.Event())
+            settle_after_startup()  # as a live consumer does: the collector would otherwise walk every batch often
             swapped = False
             try:
                 await self._catch_up(kafka, runner, tps, "build", None)
