@@ -237,6 +237,14 @@ class Item:
     event: Event
 
 
+@dataclass(slots=True)
+class Decoded:
+    """A batch after decoding: events by topic, in offset order, and the records that could not be decoded."""
+
+    by_topic: dict[str, list[Item]]
+    rejected: list[tuple[ConsumerRecord, Rejected]]
+
+
 class Runner:
     """Runs one consumer's batches: the policy described in the module docstring."""
 
@@ -253,14 +261,24 @@ class Runner:
         self.failed_in_a_row = 0  # events dead-lettered for handler errors since the last success
 
     async def run_batch(self, records: Sequence[ConsumerRecord]) -> None:
-        by_topic: dict[str, list[Item]] = defaultdict(list)
+        await self.run_decoded(self.decode_batch(records))
+
+    def decode_batch(self, records: Sequence[ConsumerRecord]) -> Decoded:
+        """Step 1 alone (CPU only), so a caller can decode the next batch while this one's handlers wait on I/O."""
+        decoded = Decoded(defaultdict(list), [])
         for record in records:
             try:
                 model = self.consumer.handlers[record.topic].model
-                by_topic[record.topic].append(Item(record, decode(record, model)))
+                decoded.by_topic[record.topic].append(Item(record, decode(record, model)))
             except Rejected as exc:
-                await self.dead_letter(record, exc.reason, exc.detail, attempts=0)
-        for topic_name, items in by_topic.items():
+                decoded.rejected.append((record, exc))
+        return decoded
+
+    async def run_decoded(self, decoded: Decoded) -> None:
+        """Steps 2 and 3 for a decoded batch; its undecodable records are dead-lettered first."""
+        for record, exc in decoded.rejected:
+            await self.dead_letter(record, exc.reason, exc.detail, attempts=0)
+        for topic_name, items in decoded.by_topic.items():
             handler = self.consumer.handlers[topic_name]
             started = time.perf_counter()
             if handler.batch:

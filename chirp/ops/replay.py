@@ -47,7 +47,7 @@ from chirp import redis_client
 from chirp.heap import settle_after_startup
 from chirp.ops import _kafka, _shadow_pg, _shadow_redis
 from chirp.settings import Settings
-from consumers.runtime import Consumer, Context, Runner, all_consumers
+from consumers.runtime import Consumer, Context, Decoded, Runner, all_consumers
 from producers.broker import Publisher, ensure_topics, make_broker
 from schemas.events import Event
 
@@ -376,8 +376,10 @@ class Replay:
     async def _ends(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         return dict(await self._offsets.end_offsets(tps))
 
-    def _lag(self, ends: dict[TopicPartition, int]) -> int:
-        return sum(max(0, end - self._positions.get(tp, 0)) for tp, end in ends.items())
+    def _lag(self, ends: dict[TopicPartition, int], after: dict[TopicPartition, int] | None = None) -> int:
+        """Events left to `ends` from the handled positions (updated by `after`, a batch about to be handled)."""
+        at = self._positions if after is None else {**self._positions, **after}
+        return sum(max(0, end - at.get(tp, 0)) for tp, end in ends.items())
 
     def _report(self, phase: str, lag: int) -> None:
         elapsed = time.monotonic() - self._started
@@ -393,35 +395,53 @@ class Replay:
         phase: str,
         target: dict[TopicPartition, int] | None,
     ) -> None:
-        """Consume into the shadow until `target` offsets, or (no target) until within `catch_up_lag` of the end."""
+        """Consume into the shadow until `target` offsets, or (no target) until within `catch_up_lag` of the end.
+
+        While a batch's handlers wait on PostgreSQL or Redis, the next batch is fetched and decoded (`ahead`): one
+        process keeps its own CPU and the store's busy at once. A batch is fetched ahead only when this call will
+        handle it, so none is left over when it returns."""
         ends = target or await self._ends(tps)
         refreshed = time.monotonic()
-        while True:
-            lag = self._lag(ends)
-            self._report(phase, lag)
-            if lag <= (0 if target else self.catch_up_lag):
-                if target is not None or time.monotonic() - refreshed < 0.05:
-                    return
-                ends, refreshed = await self._ends(tps), time.monotonic()
-                continue
-            batch = await self._poll(kafka)
-            records = [r for part in batch.values() for r in part]
-            if records:
-                await runner.run_batch(records)
-                self.progress.processed += len(records)
-                if phase != "drain" and too_many_dead_letters(runner.dead, self.progress.processed):
-                    raise ReplayError(
-                        f"{runner.dead} of {self.progress.processed} events dead-lettered (last: {runner.last_dead});"
-                        " the live model is untouched: fix the cause, then replay again"
-                    )
-                for tp, part in batch.items():
-                    self._positions[tp] = part[-1].offset + 1
-                await kafka.commit({tp: self._positions[tp] for tp in batch})
-            else:
-                for tp in tps:  # skips over offsets that hold no record (compaction, transaction markers)
-                    self._positions[tp] = await kafka.position(tp)
-            if target is None and time.monotonic() - refreshed > 1.0:
-                ends, refreshed = await self._ends(tps), time.monotonic()
+        enough = 0 if target else self.catch_up_lag
+        ahead: asyncio.Task[tuple[dict[TopicPartition, list[ConsumerRecord]], Decoded]] | None = None
+        try:
+            while True:
+                lag = self._lag(ends)
+                self._report(phase, lag)
+                if ahead is None and lag <= enough:
+                    if target is not None or time.monotonic() - refreshed < 0.05:
+                        return
+                    ends, refreshed = await self._ends(tps), time.monotonic()
+                    continue
+                batch, decoded = await (ahead or self._fetch(kafka, runner))
+                ahead = None
+                if batch:
+                    done = {tp: part[-1].offset + 1 for tp, part in batch.items()}
+                    if self._lag(ends, done) > enough:
+                        ahead = asyncio.create_task(self._fetch(kafka, runner))
+                    await runner.run_decoded(decoded)
+                    self.progress.processed += sum(len(part) for part in batch.values())
+                    if phase != "drain" and too_many_dead_letters(runner.dead, self.progress.processed):
+                        raise ReplayError(
+                            f"{runner.dead} of {self.progress.processed} events dead-lettered (last:"
+                            f" {runner.last_dead}); the live model is untouched: fix the cause, then replay again"
+                        )
+                    self._positions.update(done)
+                    await kafka.commit(done)
+                else:
+                    for tp in tps:  # skips over offsets that hold no record (compaction, transaction markers)
+                        self._positions[tp] = await kafka.position(tp)
+                if target is None and time.monotonic() - refreshed > 1.0:
+                    ends, refreshed = await self._ends(tps), time.monotonic()
+        finally:
+            if ahead is not None:  # only on an error: the replay stops
+                ahead.cancel()
+
+    async def _fetch(
+        self, kafka: AIOKafkaConsumer, runner: Runner
+    ) -> tuple[dict[TopicPartition, list[ConsumerRecord]], Decoded]:
+        batch = await self._poll(kafka)
+        return batch, runner.decode_batch([r for part in batch.values() for r in part])
 
     async def _poll(self, kafka: AIOKafkaConsumer) -> dict[TopicPartition, list[ConsumerRecord]]:
         """Up to a full batch: what the fetcher holds is taken in one go (one transaction, one pipeline)."""

@@ -104,6 +104,30 @@ async def test_replay_during_live_publishing_converges_to_a_fresh_rebuild(
     await pg.execute(f"DROP TABLE {table}")
 
 
+async def test_a_replay_in_many_batches_handles_every_event_once(
+    settings: Settings, publisher: Publisher, pg: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    """Each next batch is fetched and decoded while the one before is handled: none may be lost or handled twice,
+    and an undecodable record among them is dead-lettered in its place."""
+    group, table, topic = await probe.fresh(settings, "rp", partitions=3)
+    consumer, model = probe.make(group, topic, table)
+    first, second = probe.posts(200), probe.posts(100)
+    await probe.send(publisher, topic, first)
+    await publisher.publish_raw(topic.name, b"bad", b"{not json", {})
+    await probe.send(publisher, topic, second)
+    small = settings.model_copy(update={"replay_batch_size": 7})
+    result = await Replay(small, consumer, model, catch_up_lag=0).run()
+    assert result.planned == 301
+    assert result.processed == 301, "every record handed to the handlers exactly once"
+    assert result.dead_lettered == 1
+    rows = await pg.fetch(f"SELECT post_id FROM {table} ORDER BY post_id")
+    assert [r["post_id"] for r in rows] == sorted(e.payload.post_id for e in first + second)
+    async with _kafka.admin(settings) as admin:
+        handed = await _kafka.committed(admin, settings.group(group))
+    assert sum(handed.values()) == 301, "the live group starts after the last record"
+    await pg.execute(f"DROP TABLE {table}")
+
+
 async def test_replay_from_time_keeps_older_rows_and_reprocesses_newer_ones(
     settings: Settings, publisher: Publisher, pg: asyncpg.Pool, redis_client: aioredis.Redis
 ) -> None:
