@@ -92,12 +92,19 @@ FROM page p LEFT JOIN users u ON u.user_id = p.author_id
 ORDER BY p.post_id {order}
 """
 
-_SAVE_PARSED = """
+# A batch of parsed posts goes to PostgreSQL as one array per column (binary, no JSON to parse per row). Arrays of
+# arrays must be rectangular, so each post's hashtags, mentions and links travel as an array literal, cast per row.
+PARSED_ROWS = """unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+              $9::text[], $10::timestamptz[], $11::timestamptz[])
+    AS x(post_id, author_id, body, html, text, hashtags, mentions, links, reply_to, created_at, parsed_at)"""
+
+
+_SAVE_PARSED = f"""
 INSERT INTO posts AS p (post_id, author_id, body, html, text, hashtags, mentions, links, reply_to, created_at,
                         parsed_at)
-SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
-    post_id text, author_id text, body text, html text, text text, hashtags text[], mentions text[], links text[],
-    reply_to text, created_at timestamptz, parsed_at timestamptz)
+SELECT post_id, author_id, body, html, text, hashtags::text[], mentions::text[], links::text[], reply_to, created_at,
+       parsed_at
+FROM {PARSED_ROWS}
 ON CONFLICT (post_id) DO UPDATE SET
     body = EXCLUDED.body, html = EXCLUDED.html, text = EXCLUDED.text, hashtags = EXCLUDED.hashtags,
     mentions = EXCLUDED.mentions, links = EXCLUDED.links, parsed_at = EXCLUDED.parsed_at
@@ -136,23 +143,29 @@ def post_view(row: Mapping[str, Any]) -> PostView:
     )
 
 
-def post_row(event: PostParsed) -> dict[str, Any]:
-    """A parsed post as a JSON row for `jsonb_to_recordset` (read models take the columns they have); the pools'
-    orjson codec writes the times in ISO 8601."""
-    data = event.payload
-    return {
-        "post_id": data.post_id,
-        "author_id": data.author_id,
-        "body": data.body,
-        "html": data.html,
-        "text": data.text,
-        "hashtags": data.hashtags,
-        "mentions": data.mentions,
-        "links": data.links,
-        "reply_to": data.reply_to,
-        "created_at": data.created_at,
-        "parsed_at": event.occurred_at,
-    }
+def array_literal(values: Sequence[str]) -> str:
+    """A text[] literal: every element double-quoted, with backslashes and quotes escaped."""
+    if not values:
+        return "{}"
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+
+
+def parsed_columns(events: Sequence[PostParsed]) -> list[list[Any]]:
+    """The arguments of `PARSED_ROWS` for these events (read models select the columns they keep)."""
+    data = [e.payload for e in events]
+    return [
+        [d.post_id for d in data],
+        [d.author_id for d in data],
+        [d.body for d in data],
+        [d.html for d in data],
+        [d.text for d in data],
+        [array_literal(d.hashtags) for d in data],
+        [array_literal(d.mentions) for d in data],
+        [array_literal(d.links) for d in data],
+        [d.reply_to for d in data],
+        [d.created_at for d in data],
+        [e.occurred_at for e in events],
+    ]
 
 
 def newest_per_post(events: Sequence[PostParsed]) -> list[PostParsed]:
@@ -213,8 +226,7 @@ class PostgresPosts:
 
     async def save_parsed(self, events: Sequence[PostParsed]) -> list[Projected]:
         """Upsert parsed posts in one statement; returns the posts this write made visible for the first time."""
-        rows = [post_row(e) for e in newest_per_post(events)]
-        written = await self._pool.fetch(_SAVE_PARSED, rows)
+        written = await self._pool.fetch(_SAVE_PARSED, *parsed_columns(newest_per_post(events)))
         return [Projected(r["post_id"], r["author_id"], r["reply_to"], r["hashtags"]) for r in written if r["inserted"]]
 
     async def save_deleted(self, events: Sequence[PostDeleted]) -> list[str]:

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from schemas.events import PostDeleted, PostParsed
-from store.posts import newest_per_post, post_row
+from store.posts import PARSED_ROWS, newest_per_post, parsed_columns
 from store.search_query import ParsedQuery
 from store.users import ProfileChange, chosen_name_wins
 
@@ -119,12 +119,11 @@ def user_words(query: ParsedQuery) -> str:
 
 # SQL ----------------------------------------------------------------------------------------------------------
 
-_SAVE_PARSED = """
+_SAVE_PARSED = f"""
 INSERT INTO search_posts AS s (post_id, author_id, body, html, text, hashtags, mentions, reply_to, created_at,
                                parsed_at)
-SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
-    post_id text, author_id text, body text, html text, text text, hashtags text[], mentions text[], reply_to text,
-    created_at timestamptz, parsed_at timestamptz)
+SELECT post_id, author_id, body, html, text, hashtags::text[], mentions::text[], reply_to, created_at, parsed_at
+FROM {PARSED_ROWS}
 ON CONFLICT (post_id) DO UPDATE SET
     body = EXCLUDED.body, html = EXCLUDED.html, text = EXCLUDED.text, hashtags = EXCLUDED.hashtags,
     mentions = EXCLUDED.mentions, parsed_at = EXCLUDED.parsed_at
@@ -302,7 +301,7 @@ class PostgresSearch:
 
     async def save_parsed(self, events: Sequence[PostParsed]) -> None:
         """Upsert parsed posts in one statement (tombstones and newer renders win)."""
-        await self.pool.execute(_SAVE_PARSED, [post_row(e) for e in newest_per_post(events)])
+        await self.pool.execute(_SAVE_PARSED, *parsed_columns(newest_per_post(events)))
 
     async def save_deleted(self, events: Sequence[PostDeleted]) -> None:
         """Tombstone posts in one statement (the first delete of each post wins)."""

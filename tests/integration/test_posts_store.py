@@ -55,6 +55,15 @@ class PostReadModelContract:
         page = await model.by_author(event.payload.author_id, None, 10)
         assert [p.id for p in page.items] == [event.payload.post_id]
 
+    async def test_array_fields_keep_every_element_as_written(self, model: PostReadModel) -> None:
+        awkward = ('"quoted"', "back\\slash", "a,b", "{braces}", "NULL", "", " spaced ", "é🙂")
+        event = parsed(new_id(), tags=awkward)
+        event = event.model_copy(update={"payload": event.payload.model_copy(update={"mentions": awkward[::-1]})})
+        await model.save_parsed([event])
+        post = await model.get(event.payload.post_id)
+        assert post is not None
+        assert tuple(post.hashtags) == awkward and tuple(post.mentions) == awkward[::-1]
+
     async def test_a_newer_rendering_replaces_an_older_one_not_the_reverse(self, model: PostReadModel) -> None:
         now = datetime.now(UTC)
         post_id, author = new_id(), new_id()
