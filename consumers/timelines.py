@@ -54,6 +54,7 @@ def plan_fanout(
     """Each post goes to its author's timeline, and to every follower's unless the author has too many followers;
     with `reach`, only to the timelines it names."""
     plan = Fanout()
+    targets: dict[str, list[str]] = {}  # per author, the followers' timelines its posts go to (authors post often)
     for post_id, author in posts:
         value = member(post_id, author)
         if reach is None or author in reach:
@@ -62,9 +63,11 @@ def plan_fanout(
             plan.big.add(author)
             continue
         plan.small.add(author)
-        for follower in followers.get(author, ()):
-            if reach is None or follower in reach:
-                plan.timelines[follower].append(value)
+        if author not in targets:
+            mine = followers.get(author, [])
+            targets[author] = mine if reach is None else [f for f in mine if f in reach]
+        for follower in targets[author]:
+            plan.timelines[follower].append(value)
     return plan
 
 
@@ -72,7 +75,11 @@ def with_recent(followers: dict[str, list[str]], recent: dict[str, dict[str, boo
     """The projected followers of each author, corrected by the follow events of the last minutes."""
     corrected = {}
     for author, projected in followers.items():
-        changes, known = recent.get(author, {}), set(projected)
+        changes = recent.get(author)
+        if not changes:  # most authors: no follow event in the last minutes
+            corrected[author] = projected
+            continue
+        known = set(projected)
         kept = [f for f in projected if changes.get(f, True)]
         corrected[author] = kept + [f for f, following in changes.items() if following and f not in known]
     return corrected
