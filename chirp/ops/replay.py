@@ -54,6 +54,7 @@ from schemas.events import Event
 T = TypeVar("T")
 # A replay that dead-letters more than this (a bug, a schema the code does not match) stops before its swap.
 DEAD_LETTERS_ALLOWED, DEAD_LETTER_SHARE = 100, 0.01
+COMMIT_EVERY_S = 1.0  # the replay group's offsets only show progress: the hand-off uses the handled positions
 REPLAY_FETCH_BYTES = 1024 * 1024  # per partition and fetch: a backlog batch (2,000 events) at once; more only costs RSS
 
 
@@ -221,6 +222,7 @@ class Replay:
         self._positions: dict[TopicPartition, int] = {}
         self._late_indexes: list[str] = []
         self._offsets: AIOKafkaConsumer
+        self._committed_at = 0.0
         self._started = 0.0
         if any(self.redis_root.startswith(p) or not p for p in self.model.redis_prefixes):
             raise ReplayError(f"redis prefixes {self.model.redis_prefixes} would contain the shadow keys")
@@ -410,7 +412,7 @@ class Replay:
                 self._report(phase, lag)
                 if ahead is None and lag <= enough:
                     if target is not None or time.monotonic() - refreshed < 0.05:
-                        return
+                        return await self._commit(kafka)
                     ends, refreshed = await self._ends(tps), time.monotonic()
                     continue
                 batch, decoded = await (ahead or self._fetch(kafka, runner))
@@ -427,7 +429,8 @@ class Replay:
                             f" {runner.last_dead}); the live model is untouched: fix the cause, then replay again"
                         )
                     self._positions.update(done)
-                    await kafka.commit(done)
+                    if time.monotonic() - self._committed_at > COMMIT_EVERY_S:
+                        await self._commit(kafka)
                 else:
                     for tp in tps:  # skips over offsets that hold no record (compaction, transaction markers)
                         self._positions[tp] = await kafka.position(tp)
@@ -436,6 +439,11 @@ class Replay:
         finally:
             if ahead is not None:  # only on an error: the replay stops
                 ahead.cancel()
+
+    async def _commit(self, kafka: AIOKafkaConsumer) -> None:
+        """Commit the handled positions (the replay group's progress, as `chirp lag` shows it)."""
+        await kafka.commit(dict(self._positions))
+        self._committed_at = time.monotonic()
 
     async def _fetch(
         self, kafka: AIOKafkaConsumer, runner: Runner
