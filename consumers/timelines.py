@@ -103,8 +103,7 @@ async def on_post_parsed(events: list[PostParsed], ctx: Context) -> None:
     live = [(post_id, author) for post_id, author in posts.items() if not stored.get(post_id, False)]
     limit = ctx.settings.fanout_max_followers
     authors = {a for _, a in live}
-    projected, big = await source.fanout_targets(authors, limit)
-    followers = with_recent(projected, await timelines.recent_followers(authors))
+    recent = await timelines.recent_followers(authors)
     # A missing timeline is rebuilt from the posts table when read: posts that table lacks yet are kept aside for
     # that (before the fan-out, so a rebuild starting meanwhile gets them one way or the other).
     unseen: dict[str, list[str]] = defaultdict(list)
@@ -112,7 +111,18 @@ async def on_post_parsed(events: list[PostParsed], ctx: Context) -> None:
         if post_id not in stored:
             unseen[author].append(member(post_id, author))
     await timelines.remember_fresh(unseen)
-    have = await timelines.existing(authors.union(*followers.values()))
+    if await timelines.any_exist():
+        projected, big = await source.fanout_targets(authors, limit)
+        followers = with_recent(projected, recent)
+        have = await timelines.existing(authors.union(*followers.values()))
+    else:
+        # No timeline to write to (a replay's shadow copy, a new system): only which authors are big matters. Their
+        # follower lists are read only where recent follow events change the count.
+        changed = {a for a in authors if recent[a]}
+        projected, big = await source.fanout_targets(changed, limit)
+        followers = with_recent(projected, recent)
+        big |= await source.big_authors(authors - changed, limit)
+        have = set()
     plan = plan_fanout(live, followers, big, limit, reach=have)
     for author in plan.big:
         if await timelines.mark_big(author):

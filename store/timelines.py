@@ -16,6 +16,8 @@ Keys:
 - `chirp:tl:fresh:{author}`: the author's posts of the last minutes that the posts table (another consumer's
   projection) did not show yet when fanned out: a rebuild adds them to what it reads from the table.
 - `chirp:tl:big-authors`: authors currently not fanned out (more than `fanout_max_followers` followers).
+- `chirp:tl:homes`: set (before it) by everything that creates a timeline. Without it no timeline exists, as in a
+  replay's shadow copy, and fan-out needs no follower lists.
 A timeline lives `TTL_S` after its last read, so inactive users stop costing memory and are rebuilt on return.
 Fan-out writes only into timelines that exist (read in the last `TTL_S`, or being rebuilt): a missing one is rebuilt
 from the store when read, so writing to it would be wasted, and a replay (which starts with none) only rebuilds the
@@ -47,6 +49,7 @@ TTL_S = 14 * 86400
 RECENT_TTL_S = 300  # far longer than the users or posts projection ever lags
 FRESH_TTL_S = RECENT_TTL_S  # what the store did not show yet is kept this long: by then it does
 GLOBAL_BIG = "chirp:tl:big-authors"
+HOMES = "chirp:tl:homes"
 _CHUNK = 2000  # commands per pipeline round trip
 _KEYS_PER_CALL = 500  # timelines per fan-out script call: about a millisecond of Redis time
 _MEMBERS_PER_ROUND_TRIP = 50_000  # fan-out members sent before the pipeline is flushed
@@ -279,6 +282,8 @@ class RedisTimelines:
         if not items:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
+            if create:
+                pipe.set(HOMES, 1)
             pending = 0
             for i in range(0, len(items), _KEYS_PER_CALL):
                 chunk = items[i : i + _KEYS_PER_CALL]
@@ -385,6 +390,10 @@ class RedisTimelines:
         """Authors currently not fanned out."""
         return {str(author) for author in await self.redis.smembers(GLOBAL_BIG)}
 
+    async def any_exist(self) -> bool:
+        """Whether any timeline may exist (False: none was ever created under this prefix)."""
+        return bool(await self.redis.exists(HOMES))
+
     async def existing(self, user_ids: Iterable[str]) -> set[str]:
         """Which of these users have a timeline (built, being rebuilt, or holding fresh writes)."""
         users = list(set(user_ids))
@@ -415,6 +424,7 @@ class RedisTimelines:
     async def prepare(self, user_id: str) -> None:
         """Mark a rebuild under way (before it reads the store): fan-out writes reach the timeline from now on."""
         async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(HOMES, 1)
             pipe.zadd(timeline_key(user_id), {BUILDING: 0})
             pipe.expire(timeline_key(user_id), FRESH_TTL_S, nx=True)
             await pipe.execute()
@@ -424,6 +434,7 @@ class RedisTimelines:
         keys = [timeline_key(user_id), big_key(user_id)]
         authors = list(big)
         async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(HOMES, 1)
             pipe.zadd(keys[0], {value: 0 for value in [*values, BUILT]})
             pipe.zrem(keys[0], BUILDING)
             pipe.zremrangebyrank(keys[0], 0, -(self.length + 2))
@@ -495,6 +506,14 @@ FROM follows f LEFT JOIN users u ON u.user_id = f.followee_id
 WHERE f.follower_id = $1"""
 
 
+# The authors `_FANOUT_TARGETS` finds too big, without their follower lists.
+_BIG_AUTHORS = """
+SELECT a.author_id FROM unnest($1::text[]) AS a(author_id)
+LEFT JOIN users u ON u.user_id = a.author_id
+WHERE coalesce(u.followers_count, 0) > $2
+   OR (SELECT count(*) FROM (SELECT FROM follows WHERE followee_id = a.author_id AND active LIMIT $2 + 1) f) > $2"""
+
+
 class PostgresTimelineSource:
     """What timelines are made of, read from the `posts`, `follows` and `users` tables."""
 
@@ -540,6 +559,10 @@ class PostgresTimelineSource:
             else:
                 followers[row["author_id"]] = row["followers"]
         return followers, big
+
+    async def big_authors(self, authors: Iterable[str], max_followers: int) -> set[str]:
+        """The authors `fanout_targets` would find big, without fetching anyone's followers."""
+        return {r["author_id"] for r in await self.pool.fetch(_BIG_AUTHORS, list(authors), max_followers)}
 
     async def follow_rows(self, user_id: str) -> dict[str, tuple[str, int]]:
         """followee -> (pair state, followee's follower count) for every pair of this follower, active or not."""

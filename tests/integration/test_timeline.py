@@ -365,6 +365,37 @@ async def test_a_replay_behind_up_to_date_tables_keeps_only_the_follow_state(ctx
             await drop(ctx.redis, root)
 
 
+async def test_with_no_timeline_anywhere_the_big_authors_are_the_same(ctx, pg) -> None:
+    """A replay's shadow copy has no timeline, so fan-out reads no follower lists there; which authors are big
+    (more followers than the limit, counting a follow the table does not show yet) must come out as with timelines."""
+    big, small, growing = (f"u-{new_id()}" for _ in range(3))
+    pairs = [(f"f-{new_id()}", a) for a in (big, big, small, growing)]
+    await pg.execute(
+        "INSERT INTO follows SELECT f, a, true, now() FROM unnest($1::text[], $2::text[]) AS x(f, a)",
+        [f for f, _ in pairs],
+        [a for _, a in pairs],
+    )
+    posts = [parsed_post(a) for a in (big, small, growing)]
+    found, roots = [], [f"~test-tl:{new_id()}:", f"~test-tl:{new_id()}:"]
+    try:
+        for root, with_timelines in zip(roots, (False, True), strict=True):
+            shadow = await shadow_client(ctx.settings.redis_url, ("chirp:tl:",), root)
+            limited = ctx.settings.model_copy(update={"fanout_max_followers": 1})
+            store = RedisTimelines(shadow, 800)
+            await shadow.hset(recent_key(growing), f"f-{new_id()}", pair_state(utcnow(), True))
+            if with_timelines:
+                await store.prepare(f"u-{new_id()}")  # someone's timeline: fan-out takes the follower lists
+            assert await store.any_exist() == with_timelines
+            await timelines.on_post_parsed(posts, Context(limited, pg, shadow, ctx.publisher))
+            assert await store.any_exist() == with_timelines, "fan-out created no timeline"
+            found.append(await shadow.smembers(GLOBAL_BIG))
+            await shadow.aclose()
+        assert found[0] == found[1] == {big, growing}
+    finally:
+        for root in roots:
+            await drop(ctx.redis, root)
+
+
 async def test_post_cache_serves_fresh_views_and_stays_bounded(client: httpx.AsyncClient, pg) -> None:
     _, _, a_h = await logged_in(client, pg, "tc")
     ids = [await post(client, a_h, f"cached {i}") for i in range(3)]
