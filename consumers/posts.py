@@ -17,7 +17,10 @@ from schemas.events import PostDeleted, PostParsed
 from store.posts import CHANNEL, DELETED_CHANNEL, PostgresPosts, Projected
 
 consumer = Consumer(
-    "posts", "Projects posts into PostgreSQL and announces new ones on Redis pub/sub.", tables=("posts",)
+    "posts",
+    "Projects posts into PostgreSQL and announces new ones on Redis pub/sub.",
+    tables=("posts",),
+    reader_indexes=("posts_live", "posts_by_author", "posts_replies"),
 )
 
 
@@ -38,13 +41,16 @@ async def _announce(ctx: Context, channel: str, messages: list[bytes]) -> None:
 
 @consumer.on(topics.POST_PARSED, batch=True)
 async def on_post_parsed(events: list[PostParsed], ctx: Context) -> None:
-    """Upsert the batch in one statement, then announce the posts that became visible."""
+    """Upsert the batch in one statement, then announce the posts that became visible (unless nobody would
+    receive it: a replay's shadow copy announces nothing)."""
     visible = await PostgresPosts(ctx.pg).save_parsed(events)
-    await _announce(ctx, CHANNEL, [notice(p) for p in visible])
+    if ctx.announcing:
+        await _announce(ctx, CHANNEL, [notice(p) for p in visible])
 
 
 @consumer.on(topics.POST_DELETED, batch=True)
 async def on_post_deleted(events: list[PostDeleted], ctx: Context) -> None:
     """Tombstone the batch in one statement, then announce the posts that left the read model."""
     removed = await PostgresPosts(ctx.pg).save_deleted(events)
-    await _announce(ctx, DELETED_CHANNEL, [orjson.dumps({"id": post_id}) for post_id in removed])
+    if ctx.announcing:
+        await _announce(ctx, DELETED_CHANNEL, [orjson.dumps({"id": post_id}) for post_id in removed])

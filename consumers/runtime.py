@@ -89,6 +89,12 @@ class Context:
     publisher: Publisher
     extras: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def announcing(self) -> bool:
+        """Whether Redis PUBLISH reaches subscribers. It does not while a replay builds a shadow copy (see
+        chirp/ops/replay.py), so a handler can skip preparing announcements nobody receives."""
+        return bool(getattr(self.redis, "announcing", True))
+
 
 BatchHandler = Callable[[list[Any], Context], Awaitable[None]]
 Setup = Callable[[Context, "Consumer"], Awaitable[None]]
@@ -114,6 +120,9 @@ class Consumer:
     tables: tuple[str, ...] = ()
     redis_prefixes: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
+    # Indexes of its tables that only readers use, never its handlers: a replay builds them once the rows are in,
+    # in one sorted pass, instead of keeping them up row by row (full-text and array indexes always are).
+    reader_indexes: tuple[str, ...] = ()
     handlers: dict[str, Handler[Any]] = field(default_factory=dict)
     setup: Setup | None = None
 

@@ -17,7 +17,10 @@ from store.search import PostgresSearch
 from store.users import ProfileChange
 
 consumer = Consumer(
-    "search", "Full-text index of posts and users for GET /api/search.", tables=("search_posts", "search_users")
+    "search",
+    "Full-text index of posts and users for GET /api/search.",
+    tables=("search_posts", "search_users"),
+    reader_indexes=("search_posts_author", "search_posts_replies"),
 )
 
 

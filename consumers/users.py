@@ -20,7 +20,10 @@ from schemas.events import (
 from store.users import FollowChange, PostgresUsersReadModel, ProfileChange, ProfileEvent
 
 consumer = Consumer(
-    "users", "Profiles, follows and exact follower counts in the users and follows tables.", tables=("users", "follows")
+    "users",
+    "Profiles, follows and exact follower counts in the users and follows tables.",
+    tables=("users", "follows"),
+    reader_indexes=("follows_followers_page", "follows_following_page"),  # (counts use follows_by_followee)
 )
 
 

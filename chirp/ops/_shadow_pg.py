@@ -51,11 +51,13 @@ async def live_schema(conn: asyncpg.Connection, table: str) -> str | None:
     )
 
 
-async def clone_table(conn: asyncpg.Connection, table: str, source: str, target: str) -> list[str]:
+async def clone_table(
+    conn: asyncpg.Connection, table: str, source: str, target: str, for_readers: frozenset[str] = frozenset()
+) -> list[str]:
     """Create `target.table` with the columns, defaults, constraints and indexes (same names) of `source.table`.
 
-    Indexes of the `LATE_METHODS` are not created: their definitions are returned, for `create_late_indexes` once
-    the rows are in.
+    Indexes of the `LATE_METHODS`, and those named in `for_readers` (never used by a handler), are not
+    created: their definitions are returned, for `create_late_indexes` once the rows are in.
     """
     src, dst = f"{ident(source)}.{ident(table)}", f"{ident(target)}.{ident(table)}"
     oid = await conn.fetchval("SELECT $1::regclass::oid", src)
@@ -83,7 +85,7 @@ async def clone_table(conn: asyncpg.Connection, table: str, source: str, target:
         # With an empty search_path, pg_get_indexdef names every table and operator class with its schema.
         await conn.execute("SET LOCAL search_path = pg_catalog")
         definitions = await conn.fetch(
-            "SELECT pg_get_indexdef(i.indexrelid) AS def, a.amname FROM pg_index i"
+            "SELECT pg_get_indexdef(i.indexrelid) AS def, a.amname, c.relname FROM pg_index i"
             " JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = $1"
             " AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.conrelid = $1)",
             oid,
@@ -104,7 +106,7 @@ async def clone_table(conn: asyncpg.Connection, table: str, source: str, target:
                 break
         else:
             raise ShadowError(f"cannot place index of {table} in the shadow schema: {definition}")
-        if row["amname"] in LATE_METHODS:  # a setup function may create it first: then it is kept
+        if row["amname"] in LATE_METHODS or row["relname"] in for_readers:  # a setup may create it first: kept
             late.append(definition.replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1))
         else:
             await conn.execute(definition)

@@ -101,6 +101,11 @@ class ShadowRedis(aioredis.Redis):
 
     rewriter: KeyRewriter
 
+    @property
+    def announcing(self) -> bool:
+        """False while PUBLISH is silenced (a handler may skip preparing announcements: see `Context`)."""
+        return not self.rewriter.enabled
+
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         if self.rewriter.silenced(args):
             return 0

@@ -69,6 +69,7 @@ class ReadModel:
     tables: tuple[str, ...] = ()
     redis_prefixes: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
+    reader_indexes: tuple[str, ...] = ()  # built after the rows are in (see `Consumer.reader_indexes`)
 
     @property
     def empty(self) -> bool:
@@ -81,7 +82,12 @@ DEFAULT_ORDER = ("users", "posts", "timelines", "search", "trending", "mentions"
 
 def read_model_of(consumer: Consumer) -> ReadModel:
     """The read model a consumer declares: `Consumer(tables=, redis_prefixes=, after=)`."""
-    return ReadModel(tuple(consumer.tables), tuple(consumer.redis_prefixes), tuple(consumer.after))
+    return ReadModel(
+        tuple(consumer.tables),
+        tuple(consumer.redis_prefixes),
+        tuple(consumer.after),
+        tuple(consumer.reader_indexes),
+    )
 
 
 def resolve(name: str) -> Consumer:
@@ -353,7 +359,8 @@ class Replay:
         for table in self.model.tables:
             source = await _shadow_pg.live_schema(conn, table)
             if source is not None:
-                self._late_indexes += await _shadow_pg.clone_table(conn, table, source, self.shadow_schema)
+                late = frozenset(self.model.reader_indexes)
+                self._late_indexes += await _shadow_pg.clone_table(conn, table, source, self.shadow_schema, late)
                 if self.from_time is not None:
                     await _shadow_pg.copy_rows(conn, table, source, self.shadow_schema)
         if self.from_time is not None and self.model.redis_prefixes:

@@ -30,7 +30,13 @@ def fail_flag(group: str) -> str:
 def make(group: str, topic: Topic, table: str) -> tuple[Consumer, ReadModel]:
     """A probe consumer for one test, and the read model it owns."""
     prefix = f"rp:{group}:"
-    consumer = Consumer(group, "Test probe for replays and dead letters", tables=(table,), redis_prefixes=(prefix,))
+    consumer = Consumer(
+        group,
+        "Test probe for replays and dead letters",
+        tables=(table,),
+        redis_prefixes=(prefix,),
+        reader_indexes=(f"{table}_by_author",),  # a replay builds it late, like the full-text one
+    )
 
     @consumer.on_setup
     async def create_table(ctx: Context, _: Consumer) -> None:

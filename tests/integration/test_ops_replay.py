@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from chirp.ops import _kafka, replay
+from chirp.ops import _kafka, _shadow_pg, replay
 from chirp.ops.replay import Progress, ReadModel, Replay, ReplayError, rebuild_order, replay_in_child
 from chirp.settings import Settings
 from consumers.runtime import Consumer
@@ -82,7 +82,7 @@ async def test_replay_during_live_publishing_converges_to_a_fresh_rebuild(
     assert result.dead_lettered == 0 and not result.offsets_handed_off, "the running live group keeps its offsets"
     assert {r.phase for r in reports} >= {"build", "index", "swap", "drain", "done"}
     assert [name for name, _ in built] == [f"{table}_by_author", f"{table}_pkey", f"{table}_words"]
-    assert await indexes(pg, table) == built, "the swapped-in table has every index, the full-text one built late"
+    assert await indexes(pg, table) == built, "the swapped-in table has every index, late ones too"
     assert all(b >= a for a, b in pairwise(seen)), "readers never saw rows disappear"
     assert seen[0] >= 1400 and max(seen) <= 3000
     assert [r[0] for r in live[0]] == sorted(e.payload.post_id for e in before + during)
@@ -126,6 +126,29 @@ async def test_a_replay_in_many_batches_handles_every_event_once(
         handed = await _kafka.committed(admin, settings.group(group))
     assert sum(handed.values()) == 301, "the live group starts after the last record"
     await pg.execute(f"DROP TABLE {table}")
+
+
+async def test_a_shadow_clone_builds_reader_and_full_text_indexes_after_the_rows(pg: asyncpg.Pool) -> None:
+    table, schema = f"rc_{new_id().lower()}", f"rc_shadow_{new_id().lower()}"
+    await pg.execute(f"CREATE TABLE {table} (id text PRIMARY KEY, author text, body text)")
+    await pg.execute(f"CREATE INDEX {table}_author ON {table} (author)")  # only readers use it
+    await pg.execute(f"CREATE INDEX {table}_body ON {table} (body)")  # a handler's own lookups use it
+    await pg.execute(f"CREATE INDEX {table}_words ON {table} USING gin (to_tsvector('simple', body))")
+
+    async def names(conn: asyncpg.Connection) -> set[str]:
+        rows = await conn.fetch("SELECT indexname FROM pg_indexes WHERE schemaname = $1", schema)
+        return {r["indexname"] for r in rows}
+
+    async with pg.acquire() as conn:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+        try:
+            late = await _shadow_pg.clone_table(conn, table, "public", schema, frozenset({f"{table}_author"}))
+            assert await names(conn) == {f"{table}_pkey", f"{table}_body"}, "what the handlers need, at once"
+            await _shadow_pg.create_late_indexes(conn, late)
+            assert await names(conn) == {f"{table}_pkey", f"{table}_body", f"{table}_author", f"{table}_words"}
+        finally:
+            await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+            await conn.execute(f"DROP TABLE {table}")
 
 
 async def test_replay_from_time_keeps_older_rows_and_reprocesses_newer_ones(

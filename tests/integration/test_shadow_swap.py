@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 
 from chirp.ops._shadow_redis import shadow_client, swap
 from chirp.settings import Settings
+from consumers.runtime import Context
 from schemas.events import new_id
 
 
@@ -57,7 +58,11 @@ async def test_a_shadow_client_writes_shadow_keys_and_announces_nothing(
         await asyncio.sleep(0.2)
         assert await listener.get_message(timeout=0.5) is None, "no announcement, on any channel"
         assert await redis_client.get(f"{root}{prefix}k") == "v" and not await redis_client.exists(f"{prefix}k")
+        building = Context(settings=settings, pg=None, redis=shadow, publisher=None)  # type: ignore[arg-type]
+        live = Context(settings=settings, pg=None, redis=redis_client, publisher=None)  # type: ignore[arg-type]
+        assert not building.announcing and live.announcing, "handlers may skip preparing what is not sent"
         shadow.rewriter.enabled = False  # after the swap: the live names, and announcements again
+        assert building.announcing
         assert await shadow.publish(f"chan:{run}", "live") == 1
         message = await listener.get_message(timeout=2.0)
         assert message is not None and message["data"] == "live"
