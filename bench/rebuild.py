@@ -3,6 +3,8 @@
     .venv/bin/python bench/rebuild.py [--events 100000] [--runs 1] [--redis-db 9]   # ~3 min
     .venv/bin/python bench/rebuild.py --events 100000 --runs 3         # medians, ~6 min
     .venv/bin/python bench/rebuild.py --events 1000000                 # the full size
+    .venv/bin/python bench/rebuild.py --events 1000000 --keep          # ... keeping its topics, so that
+    .venv/bin/python bench/rebuild.py --reuse bench-rb-<id>-           # later runs skip publishing them
 
 Prints a table and appends JSON lines to bench/results/rebuild.jsonl. Method: ../shared/BENCH.md.
 
@@ -97,6 +99,20 @@ async def publish(settings: Settings, prefix: str, events: list[Event]) -> dict[
             await asyncio.gather(*sends)
     finally:
         await producer.stop()
+    return counts
+
+
+async def topic_counts(settings: Settings, prefix: str) -> dict[str, int]:
+    """Records in each of a kept run's topics (they were written once, from offset 0)."""
+    async with _kafka.reader(settings) as kafka:
+        tps = await _kafka.partitions(kafka, [f"{prefix}{t.name}" for t in topics.ALL])
+        ends = await kafka.end_offsets(tps)
+    counts: dict[str, int] = {}
+    for tp, end in ends.items():
+        if end:
+            counts[tp.topic] = counts.get(tp.topic, 0) + end
+    if not counts:
+        raise SystemExit(f"no topics under {prefix}: publish them with --keep first")
     return counts
 
 
@@ -201,6 +217,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--redis-db", type=int, default=9)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="replays at once (as rebuild --jobs)")
+    parser.add_argument("--keep", action="store_true", help="keep this run's topics (their prefix is printed)")
+    parser.add_argument("--reuse", metavar="PREFIX", help="read the topics a --keep run left instead of publishing")
     parser.add_argument("--child")
     parser.add_argument("--prefix")
     args = parser.parse_args()
@@ -208,16 +226,20 @@ def main() -> None:
         return asyncio.run(child(args.child, args.prefix))
 
     settings = Settings()
-    prefix = f"bench-rb-{new_id().lower()}-"
+    prefix = args.reuse or f"bench-rb-{new_id().lower()}-"
     env = {**os.environ, "CHIRP_POSTGRES_DB": BENCH_DB, "CHIRP_REDIS_DB": str(args.redis_db)}
     order = [c.name for c in rebuild_order(all_consumers())]
     asyncio.run(prepare_stores(settings, args.redis_db))
-    started = time.perf_counter()
-    events = data_set(args.events, args.seed)
-    counts = asyncio.run(publish(settings, prefix, events))
-    print(
-        f"{len(events):,} events published in {time.perf_counter() - started:.0f}s to {len(counts)} topics", flush=True
-    )
+    if args.reuse:
+        counts = asyncio.run(topic_counts(settings, prefix))
+    else:
+        started = time.perf_counter()
+        events = data_set(args.events, args.seed)
+        counts = asyncio.run(publish(settings, prefix, events))
+        print(
+            f"{len(events):,} events published in {time.perf_counter() - started:.0f}s to {len(counts)} topics",
+            flush=True,
+        )
     parsed_topic = f"{prefix}{topics.POST_PARSED.name}"
     try:
         ceiling, rebuilds = [], []
@@ -230,7 +252,10 @@ def main() -> None:
             print(f"run {run + 1}: {total:,} events in {rebuilds[-1]['wall_s']:.1f}s", flush=True)
         ceiling.append(consumer_perf(settings, parsed_topic, counts[parsed_topic]))
     finally:
-        asyncio.run(cleanup(settings, prefix, args.redis_db))
+        if args.keep or args.reuse:
+            print(f"topics kept: --reuse {prefix}")
+        else:
+            asyncio.run(cleanup(settings, prefix, args.redis_db))
     report(args, counts, order, ceiling, rebuilds)
 
 
