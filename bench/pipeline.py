@@ -6,12 +6,14 @@
 Prints a table and appends JSON lines to bench/results/pipeline.jsonl. Method: ../shared/BENCH.md.
 - Processes: the gateway (`chirp gateway`: uvicorn, one worker, CHIRP_ENV=dev for the dev login) and every consumer
   (`python -m bench.pipeline_consumers`: `chirp consume --all` under `bench-` group ids, fast-forwarded to the end
-  of the topics first; `--app-groups` runs `chirp consume --all` itself) as children, unpinned, on the app database.
+  of the topics first; `--app-groups` runs `chirp consume --all` itself) as children, unpinned.
+- Isolation: the benchmark's own topics (`bench-post-created`, ...), database `chirp_bench` and Redis database 10,
+  so its users and posts never enter the app's log (the source of truth) or its read models.
 - Load: `--users` dev-login users post 200-280 character posts (0-3 hashtags from a Zipf set, a link in 30%,
   seeded) at `--rate` per second, open loop: every request starts at its scheduled time whatever happened to the
   others, and every latency counts from that scheduled time (no coordinated omission).
 - accepted: scheduled → 202 (Kafka acknowledged post-created). visible: scheduled → GET /api/posts/{id} answers
-  200. The driver subscribes to `chirp:posts` and sends that GET when the id's notice arrives (one GET per post,
+  200. The driver subscribes to the posts channel and sends that GET when the id's notice arrives (one GET per post,
   no blind polling; a 404 then polls every 20 ms), so the gateway's CPU per post covers one POST and one GET.
 - count in = count out: accepted ids vs live rows with those ids in `posts`.
 - CPU-ms per post per process over each run (utime+stime from /proc/PID/stat; PostgreSQL with its backends):
@@ -27,13 +29,17 @@ import argparse
 import asyncio
 import json
 import os
+import sys
+from pathlib import Path
+
+# Before anything imports schemas.topics (topic and channel names are read once, at import).
+os.environ["CHIRP_TOPIC_NAMESPACE"] = "bench-"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import random
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -43,15 +49,19 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from bench.rebuild import BENCH_DB, prepare_stores
 from chirp.services import kafka as kafka_service
 from chirp.services import redis as redis_service
 from chirp.settings import Settings
+from producers.broker import ensure_topics
 from schemas.events import PostCreated, PostCreatedData, new_id
-from schemas.topics import BY_NAME
+from schemas.topics import BY_NAME, POST_CREATED, POST_DELETED, POST_PARSED
+from store.posts import CHANNEL
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "pipeline.jsonl"
 PORT = 8765
+REDIS_DB = 10
 VISIBLE_TIMEOUT_S = 30.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WORDS = ["the", "a", "river", "light", "code", "open", "small", "event", "kafka", "post", "stream", "quiet", "build"]
@@ -144,6 +154,8 @@ def spawn(cmd: list[str], settings: Settings, log: Path | None) -> subprocess.Po
     env = {
         **os.environ,
         "CHIRP_ENV": "dev",
+        "CHIRP_POSTGRES_DB": settings.postgres_db,
+        "CHIRP_REDIS_DB": str(settings.redis_db),
         "CHIRP_PORT": str(PORT),
         "CHIRP_PUBLIC_URL": f"http://{settings.host}:{PORT}",
     }
@@ -224,7 +236,7 @@ class MiniHTTP:
 
 
 class Notices:
-    """Arrival times of `chirp:posts` notices, and futures for ids someone waits for."""
+    """Arrival times of the posts channel's notices, and futures for ids someone waits for."""
 
     def __init__(self) -> None:
         self.seen: dict[str, float] = {}
@@ -232,7 +244,7 @@ class Notices:
 
     async def listen(self, client: aioredis.Redis) -> None:
         pubsub = client.pubsub()
-        await pubsub.subscribe("chirp:posts")
+        await pubsub.subscribe(CHANNEL)
         try:
             async for message in pubsub.listen():
                 if message["type"] == "message":
@@ -365,7 +377,7 @@ class Harness:
 
     async def topic_ends(self) -> dict[str, int]:
         """Records in the post topics so far: others publish too, and the bench's consumers handle theirs as well."""
-        names = ("post-created", "post-parsed", "post-deleted")
+        names = (POST_CREATED.name, POST_PARSED.name, POST_DELETED.name)
         tps = [TopicPartition(name, p) for name in names for p in range(BY_NAME[name].partitions)]
         ends = await self.offsets.end_offsets(tps)
         return {name: sum(offset for tp, offset in ends.items() if tp.topic == name) for name in names}
@@ -474,7 +486,9 @@ async def main() -> None:
     parser.add_argument("--no-ceiling", action="store_true")
     parser.add_argument("--logs", help="directory for the children's logs (default: discarded)")
     args = parser.parse_args()
-    settings = Settings()
+    await prepare_stores(Settings(), REDIS_DB)  # empty Redis database, migrated chirp_bench
+    settings = Settings(postgres_db=BENCH_DB, redis_db=REDIS_DB)
+    await ensure_topics(settings)
     size = record_size(make_bodies(1, 0)[0])
     ceiling = [] if args.no_ceiling else [producer_perf(settings, 100_000, size)]
 
