@@ -95,6 +95,13 @@ def _stores(ctx: Context) -> tuple[RedisTimelines, PostgresTimelineSource]:
     return ctx.extras["timelines"], PostgresTimelineSource(ctx.pg)
 
 
+@consumer.on_setup
+async def adopt_timelines(ctx: Context, me: Consumer) -> None:
+    """Timelines made before the `homes` marker was kept still get fan-out (a shadow copy finds none of them)."""
+    if await _stores(ctx)[0].adopt_unmarked():
+        log.info("timelines found without their marker: marked")
+
+
 @consumer.on(topics.POST_PARSED, batch=True)
 async def on_post_parsed(events: list[PostParsed], ctx: Context) -> None:
     timelines, source = _stores(ctx)

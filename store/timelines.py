@@ -17,7 +17,8 @@ Keys:
   projection) did not show yet when fanned out: a rebuild adds them to what it reads from the table.
 - `chirp:tl:big-authors`: authors currently not fanned out (more than `fanout_max_followers` followers).
 - `chirp:tl:homes`: set (before it) by everything that creates a timeline. Without it no timeline exists, as in a
-  replay's shadow copy, and fan-out needs no follower lists.
+  replay's shadow copy, and fan-out needs no follower lists. Timelines older than the marker are adopted (the marker
+  set) when the consumer starts.
 A timeline lives `TTL_S` after its last read, so inactive users stop costing memory and are rebuilt on return.
 Fan-out writes only into timelines that exist (read in the last `TTL_S`, or being rebuilt): a missing one is rebuilt
 from the store when read, so writing to it would be wasted, and a replay (which starts with none) only rebuilds the
@@ -393,6 +394,16 @@ class RedisTimelines:
     async def any_exist(self) -> bool:
         """Whether any timeline may exist (False: none was ever created under this prefix)."""
         return bool(await self.redis.exists(HOMES))
+
+    async def adopt_unmarked(self) -> bool:
+        """Set `homes` where timelines exist without it (made before it was kept), so fan-out reaches them; True if
+        it was missing and is set now. Without `homes` this SCANs for a timeline key: for a consumer's start."""
+        if await self.any_exist():
+            return False
+        async for _ in self.redis.scan_iter(match=f"{timeline_key('')}*", count=1000):
+            await self.redis.set(HOMES, 1)
+            return True
+        return False
 
     async def existing(self, user_ids: Iterable[str]) -> set[str]:
         """Which of these users have a timeline (built, being rebuilt, or holding fresh writes)."""

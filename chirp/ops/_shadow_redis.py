@@ -4,6 +4,7 @@ Consumers write Redis keys by name (`timeline:{user}`); a replay must build the 
 look. The client below prepends a shadow root to every *key argument* that starts with one of the consumer's
 prefixes. Which arguments are keys comes from the server's own `COMMAND` key specifications, so pipelines, scripts
 (`EVALSHA numkeys ...`) and multi-key commands are rewritten exactly, and values that merely look like keys are not.
+A `SCAN ... MATCH` pattern under a prefix gets the root too: it lists the shadow's keys (named with the root).
 """
 
 from __future__ import annotations
@@ -93,6 +94,11 @@ class KeyRewriter:
             key = _text(argv[i])
             if key is not None and key.startswith(self.prefixes):
                 argv[i] = self.root + key
+        if (_text(argv[0]) or "").upper() == "SCAN":  # a pattern under a prefix lists the shadow's keys (as named)
+            for i in range(2, len(argv) - 1):
+                pattern = _text(argv[i + 1])
+                if (_text(argv[i]) or "").upper() == "MATCH" and pattern and pattern.startswith(self.prefixes):
+                    argv[i + 1] = _glob_escape(self.root) + pattern
         return tuple(argv)
 
 

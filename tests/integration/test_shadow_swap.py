@@ -70,3 +70,23 @@ async def test_a_shadow_client_writes_shadow_keys_and_announces_nothing(
         await listener.aclose()
         await shadow.aclose()
         await redis_client.delete(f"{root}{prefix}k")
+
+
+async def test_a_shadow_client_scans_the_shadow_keys_under_its_prefixes(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    run = new_id()
+    prefix, root = f"sc:{run}:", f"~replay:sc:{run}:"
+    await redis_client.set(f"{prefix}live", "x")
+    shadow = await shadow_client(settings.redis_url, (prefix,), root)
+    try:
+        await shadow.set(f"{prefix}built", "y")
+        found = [k async for k in shadow.scan_iter(match=f"{prefix}*")]
+        assert found == [f"{root}{prefix}built"], "the shadow's keys, named as stored; not the live ones"
+        assert await shadow.get(found[0]) == "y", "a name it listed reads the same key"
+        assert [k async for k in shadow.scan_iter(match=f"other:{run}:*")] == []
+        shadow.rewriter.enabled = False  # after the swap: the live names
+        assert [k async for k in shadow.scan_iter(match=f"{prefix}*")] == [f"{prefix}live"]
+    finally:
+        await shadow.aclose()
+        await redis_client.delete(f"{prefix}live", f"{root}{prefix}built")

@@ -396,6 +396,28 @@ async def test_with_no_timeline_anywhere_the_big_authors_are_the_same(ctx, pg) -
             await drop(ctx.redis, root)
 
 
+async def test_timelines_made_before_the_homes_marker_are_adopted_at_start(ctx) -> None:
+    """Timelines created before `homes` was kept must still get fan-out: the consumer's setup sets the marker."""
+    older, empty = f"~test-tl:{new_id()}:", f"~test-tl:{new_id()}:"
+    try:
+        shadow = await shadow_client(ctx.settings.redis_url, ("chirp:tl:",), older)
+        await shadow.zadd(timeline_key(f"u-{new_id()}"), {"~": 0})  # built by a version without the marker
+        store = RedisTimelines(shadow, 800)
+        assert not await store.any_exist()
+        await timelines.adopt_timelines(Context(ctx.settings, ctx.pg, shadow, ctx.publisher), timelines.consumer)
+        assert await store.any_exist(), "fan-out reaches the older timelines again"
+        assert not await store.adopt_unmarked(), "once marked, no scan"
+        await shadow.aclose()
+
+        shadow = await shadow_client(ctx.settings.redis_url, ("chirp:tl:",), empty)
+        await timelines.adopt_timelines(Context(ctx.settings, ctx.pg, shadow, ctx.publisher), timelines.consumer)
+        assert not await RedisTimelines(shadow, 800).any_exist(), "no timeline (a replay's shadow copy): no marker"
+        await shadow.aclose()
+    finally:
+        for root in (older, empty):
+            await drop(ctx.redis, root)
+
+
 async def test_post_cache_serves_fresh_views_and_stays_bounded(client: httpx.AsyncClient, pg) -> None:
     _, _, a_h = await logged_in(client, pg, "tc")
     ids = [await post(client, a_h, f"cached {i}") for i in range(3)]
