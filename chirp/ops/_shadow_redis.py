@@ -225,7 +225,8 @@ async def _pages(client: aioredis.Redis, prefix: str, size: int = 1000) -> Async
 async def swap(client: aioredis.Redis, prefixes: tuple[str, ...], root: str) -> int:
     """Replace the live keys under `prefixes` by the shadow ones in one atomic script; returns the keys moved.
 
-    Redis is busy with the script for about a second per million keys moved (so the call waits without timeout).
+    Redis is busy with the script for about 6 s per million keys moved over live ones (so the call waits without
+    timeout).
     """
     moving, stale = f"{root}~swap:moving", f"{root}~swap:stale"
     await client.unlink(moving, stale)
