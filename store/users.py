@@ -130,17 +130,31 @@ ON CONFLICT (user_id) DO UPDATE SET
     joined_at = coalesce(least(u.registered_at, EXCLUDED.registered_at), u.joined_at),
     profile_at = greatest(u.profile_at, EXCLUDED.profile_at)"""
 
-_UPSERT_FOLLOWS = """
-INSERT INTO follows (follower_id, followee_id, active, changed_at)
-SELECT * FROM unnest($1::text[], $2::text[], $3::boolean[], $4::timestamptz[])
-ON CONFLICT (follower_id, followee_id) DO UPDATE SET active = EXCLUDED.active, changed_at = EXCLUDED.changed_at
-WHERE (EXCLUDED.changed_at, EXCLUDED.active) > (follows.changed_at, follows.active)"""
-
-_RECOUNT = """
-UPDATE users u SET
-    followers_count = (SELECT count(*) FROM follows f WHERE f.followee_id = u.user_id AND f.active),
-    following_count = (SELECT count(*) FROM follows f WHERE f.follower_id = u.user_id AND f.active)
-WHERE u.user_id = ANY($1::text[])"""
+# Counts move by what each upsert changed: a pair turning active adds one on both sides, turning inactive takes
+# one away; an event older than the pair's state changes no row, so it moves nothing (replays are harmless).
+_APPLY_FOLLOWS = """
+WITH incoming AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::boolean[], $4::timestamptz[])
+        AS x(follower_id, followee_id, active, changed_at)
+), before AS (
+    SELECT f.follower_id, f.followee_id, f.active FROM follows f JOIN incoming i USING (follower_id, followee_id)
+), changed AS (
+    INSERT INTO follows AS f (follower_id, followee_id, active, changed_at) SELECT * FROM incoming
+    ON CONFLICT (follower_id, followee_id) DO UPDATE SET active = EXCLUDED.active, changed_at = EXCLUDED.changed_at
+    WHERE (EXCLUDED.changed_at, EXCLUDED.active) > (f.changed_at, f.active)
+    RETURNING f.follower_id, f.followee_id, f.active
+), moves AS (
+    SELECT c.follower_id, c.followee_id, c.active::int - coalesce(b.active, false)::int AS delta
+    FROM changed c LEFT JOIN before b USING (follower_id, followee_id)
+), per_user AS (
+    SELECT user_id, sum(followers) AS followers, sum(following) AS following FROM (
+        SELECT followee_id AS user_id, delta AS followers, 0 AS following FROM moves WHERE delta <> 0
+        UNION ALL
+        SELECT follower_id, 0, delta FROM moves WHERE delta <> 0) m
+    GROUP BY user_id
+)
+UPDATE users u SET followers_count = u.followers_count + p.followers, following_count = u.following_count + p.following
+FROM per_user p WHERE u.user_id = p.user_id"""
 
 _PROFILE = """
 SELECT u.handle, u.display_name, u.bio, u.avatar_url, u.joined_at, u.followers_count, u.following_count,
@@ -221,24 +235,24 @@ class PostgresUsersReadModel:
         return change.handle
 
     async def apply_follows(self, changes: list[FollowChange]) -> None:
-        """Upsert the newest state of each pair and recount both sides, in one transaction."""
+        """Upsert the newest state of each pair and move both sides' counts by what changed, in one transaction."""
         newest = newest_per_pair(changes)
         if not newest:
             return
         touched = sorted({c.follower_id for c in newest} | {c.followee_id for c in newest})
         async with self.pool.acquire() as conn, conn.transaction():
-            # Row locks first (in a fixed order) so concurrent writers recount after each other, not in parallel.
+            # Row locks first (in a fixed order): concurrent writers of the same users run one after the other, so
+            # each one's statement sees the pairs as the previous one left them.
             await conn.execute(
                 "SELECT 1 FROM users WHERE user_id = ANY($1::text[]) ORDER BY user_id FOR UPDATE", touched
             )
             await conn.execute(
-                _UPSERT_FOLLOWS,
+                _APPLY_FOLLOWS,
                 [c.follower_id for c in newest],
                 [c.followee_id for c in newest],
                 [c.active for c in newest],
                 [c.at for c in newest],
             )
-            await conn.execute(_RECOUNT, touched)
 
     async def profile(self, handle: str, viewer_id: str | None) -> dict[str, Any] | None:
         """The public profile of `handle` (case-insensitive) as seen by `viewer_id`."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 from itertools import permutations
 
 import httpx
@@ -92,6 +94,21 @@ async def test_counts_are_exact_in_any_order_with_duplicates(ctx, pg, order) -> 
     assert await counts(pg, a, b, c) == [(0, 1), (2, 0), (0, 1)]
     row = await pg.fetchrow("SELECT active, changed_at FROM follows WHERE follower_id = $1 AND followee_id = $2", a, b)
     assert (row["active"], row["changed_at"]) == (True, events[2].occurred_at)
+
+
+async def test_counts_are_exact_when_batches_over_the_same_users_run_at_once(ctx, pg) -> None:
+    """Counts move by deltas: writers of the same users at once (two group members) must not count a change twice."""
+    fans = await new_users(ctx, 12)
+    star, other = fans[:2]
+    rng = random.Random(7)
+    pairs = [(f, t) for f in fans for t in (star, other)]
+    events = [follow_event(f, t, active=rng.random() < 0.7, when=rng.randint(1, 6)) for f, t in pairs for _ in "ab"]
+    batches = [rng.sample(events, 10) for _ in range(32)]  # overlapping, duplicated, out of order
+    await asyncio.gather(*(users.on_user_followed(b, ctx) for b in batches))  # each event's class says its side
+    truth = await pg.fetch("SELECT follower_id, followee_id FROM follows WHERE active")
+    for user in fans:
+        expected = (sum(r["followee_id"] == user for r in truth), sum(r["follower_id"] == user for r in truth))
+        assert (await counts(pg, user))[0] == expected
 
 
 async def test_counts_through_kafka_with_replays_and_reordering(ctx, publisher, pg) -> None:
