@@ -517,12 +517,14 @@ FROM follows f LEFT JOIN users u ON u.user_id = f.followee_id
 WHERE f.follower_id = $1"""
 
 
-# The authors `_FANOUT_TARGETS` finds too big, without their follower lists.
+# The authors `_FANOUT_TARGETS` finds too big, without their follower lists: a user's row holds the exact count;
+# follows of someone not registered yet are counted (up to the limit).
 _BIG_AUTHORS = """
 SELECT a.author_id FROM unnest($1::text[]) AS a(author_id)
 LEFT JOIN users u ON u.user_id = a.author_id
-WHERE coalesce(u.followers_count, 0) > $2
-   OR (SELECT count(*) FROM (SELECT FROM follows WHERE followee_id = a.author_id AND active LIMIT $2 + 1) f) > $2"""
+WHERE CASE WHEN u.user_id IS NOT NULL THEN u.followers_count > $2
+      ELSE (SELECT count(*) FROM (SELECT FROM follows WHERE followee_id = a.author_id AND active LIMIT $2 + 1) f) > $2
+      END"""
 
 
 class PostgresTimelineSource:

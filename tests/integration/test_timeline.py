@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from chirp.ops._shadow_redis import shadow_client
-from consumers import timelines
+from consumers import timelines, users
 from consumers.runtime import Context
 from schemas.events import PostDeleted, PostDeletedData, PostParsed, PostParsedData, new_id, utcnow
 from store.timelines import (
@@ -29,7 +29,16 @@ from store.timelines import (
 )
 from tests.conftest import eventually
 from tests.integration.explore_support import drop, dump
-from tests.integration.users_support import api_user, at, ctx, follow_event, logged_in, post, wait_user
+from tests.integration.users_support import (
+    api_user,
+    at,
+    ctx,
+    follow_event,
+    logged_in,
+    post,
+    registered,
+    wait_user,
+)
 
 __all__ = ["api_user", "ctx"]  # module fixtures
 pytestmark = pytest.mark.usefixtures("pipeline")
@@ -367,15 +376,17 @@ async def test_a_replay_behind_up_to_date_tables_keeps_only_the_follow_state(ctx
 
 async def test_with_no_timeline_anywhere_the_big_authors_are_the_same(ctx, pg) -> None:
     """A replay's shadow copy has no timeline, so fan-out reads no follower lists there; which authors are big
-    (more followers than the limit, counting a follow the table does not show yet) must come out as with timelines."""
-    big, small, growing = (f"u-{new_id()}" for _ in range(3))
-    pairs = [(f"f-{new_id()}", a) for a in (big, big, small, growing)]
+    (more followers than the limit, counting a follow the table does not show yet) must come out as with timelines.
+    Registered authors are judged by their row's count, the others by their follows."""
+    big, small, growing, big_unregistered = (f"u-{new_id()}" for _ in range(4))
+    pairs = [(f"f-{new_id()}", a) for a in (big, big, small, growing, big_unregistered, big_unregistered)]
     await pg.execute(
         "INSERT INTO follows SELECT f, a, true, now() FROM unnest($1::text[], $2::text[]) AS x(f, a)",
         [f for f, _ in pairs],
         [a for _, a in pairs],
     )
-    posts = [parsed_post(a) for a in (big, small, growing)]
+    await users.on_user_registered([registered(user_id=u) for u in (big, small, growing)], ctx)
+    posts = [parsed_post(a) for a in (big, small, growing, big_unregistered)]
     found, roots = [], [f"~test-tl:{new_id()}:", f"~test-tl:{new_id()}:"]
     try:
         for root, with_timelines in zip(roots, (False, True), strict=True):
@@ -390,7 +401,7 @@ async def test_with_no_timeline_anywhere_the_big_authors_are_the_same(ctx, pg) -
             assert await store.any_exist() == with_timelines, "fan-out created no timeline"
             found.append(await shadow.smembers(GLOBAL_BIG))
             await shadow.aclose()
-        assert found[0] == found[1] == {big, growing}
+        assert found[0] == found[1] == {big, growing, big_unregistered}
     finally:
         for root in roots:
             await drop(ctx.redis, root)
