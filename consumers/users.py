@@ -3,7 +3,8 @@
 In: user-registered, user-profile-synced, user-profile-updated, user-followed, user-unfollowed.
 Out: the `users` and `follows` tables (store/users.py).
 Idempotency: every profile field is last-writer-wins by occurred_at, every follow pair too (one row per pair);
-counts are recomputed from `follows` in the same transaction, never incremented.
+counts move in the same transaction by what the upsert changed (a pair turning active or inactive), so an event
+applied twice, or older than its pair's state, moves nothing; a registration counts the follows made before it.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Users read model in PostgreSQL: profiles (per-field last-writer-wins), follows and their exact counts.
 
-Writes come from the users consumer only; reads from the gateway. Counts are never incremented: they are recomputed
-from `follows` for the touched users in the transaction that changed the follows, so duplicates, replays and
-out-of-order events cannot drift them.
+Writes come from the users consumer only; reads from the gateway. Counts move in the transaction that changed the
+follows, by what it changed (a pair turning active or inactive, never an event older than the pair's state), so
+duplicates, replays and out-of-order events cannot drift them; a new row counts the follows made before it.
 """
 
 from __future__ import annotations
@@ -203,6 +203,12 @@ class PostgresUsersReadModel:
     async def apply_profiles(self, changes: list[ProfileChange]) -> None:
         """Apply profile events in one transaction, last writer wins per field, handles kept unique."""
         async with self.pool.acquire() as conn, conn.transaction():
+            # A new row counts the follows made before it: none may commit meanwhile, or no count would include it
+            # (the follow's writer cannot see the row yet). Follow writers wait for this (see `apply_follows`). The
+            # users lock comes first, so a replay's swap (which locks users, then follows) makes this wait holding
+            # nothing.
+            await conn.execute("LOCK TABLE users IN ROW EXCLUSIVE MODE")
+            await conn.execute("LOCK TABLE follows IN SHARE MODE")
             for change in sorted(changes, key=lambda c: c.at):
                 handle = await self._claim_handle(conn, change) if change.handle else None
                 await conn.execute(
@@ -241,8 +247,10 @@ class PostgresUsersReadModel:
             return
         touched = sorted({c.follower_id for c in newest} | {c.followee_id for c in newest})
         async with self.pool.acquire() as conn, conn.transaction():
-            # Row locks first (in a fixed order): concurrent writers of the same users run one after the other, so
-            # each one's statement sees the pairs as the previous one left them.
+            # Locks first, the table's before the rows' (as `apply_profiles` takes them, so neither waits for the
+            # other while holding what it needs); rows in a fixed order: concurrent writers of the same users run one
+            # after the other, so each one's statement sees the pairs as the previous one left them.
+            await conn.execute("LOCK TABLE follows IN ROW EXCLUSIVE MODE")
             await conn.execute(
                 "SELECT 1 FROM users WHERE user_id = ANY($1::text[]) ORDER BY user_id FOR UPDATE", touched
             )

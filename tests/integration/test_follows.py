@@ -146,6 +146,23 @@ async def test_registration_after_follows_starts_with_exact_counts(ctx, pg) -> N
     assert await counts(pg, a, b) == [(0, 1), (1, 0)]
 
 
+async def test_a_registration_counts_a_follow_committed_while_it_runs(ctx, pg) -> None:
+    """A follow written while the user's row is being created (two group members) is in the new row's count: the
+    registration waits for the follow's transaction instead of counting without it."""
+    fan, user = f"u-fan-{unique_handle()}", f"u-new-{unique_handle()}"
+    async with pg.acquire() as follow_writer:
+        tx = follow_writer.transaction()
+        await tx.start()
+        await follow_writer.execute("LOCK TABLE follows IN ROW EXCLUSIVE MODE")  # as apply_follows does
+        await follow_writer.execute("INSERT INTO follows VALUES ($1, $2, true, now())", fan, user)
+        registering = asyncio.create_task(users.on_user_registered([registered(user_id=user)], ctx))
+        await asyncio.sleep(0.3)
+        assert not registering.done(), "the registration waits for the follow being written"
+        await tx.commit()
+    await registering
+    assert await counts(pg, user) == [(1, 0)]
+
+
 async def test_followers_and_following_pages(client: httpx.AsyncClient, ctx, pg) -> None:
     star, *fans = await new_users(ctx, 6)
     await apply(ctx, [follow_event(fan, star, active=True, when=i) for i, fan in enumerate(fans)])
