@@ -120,7 +120,7 @@ def consumer_perf(settings: Settings, topic: str, n: int) -> float:
     libs = settings.home / "kafka" / settings.kafka_version / "libs" / "*"
     cmd = [
         "java", "-cp", str(libs), "org.apache.kafka.tools.ConsumerPerformance", "--bootstrap-server",
-        settings.bootstrap_servers, "--topic", topic, "--messages", str(n), "--group", f"perf-{new_id()}",
+        settings.bootstrap_servers, "--topic", topic, "--messages", str(n), "--group", f"{topic}.perf-{new_id()}",
         "--hide-header",
     ]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -195,8 +195,10 @@ async def prepare_stores(settings: Settings, redis_db: int) -> None:
 
 
 async def cleanup(settings: Settings, prefix: str, redis_db: int) -> None:
+    """Delete a run's topics (the replays' dead-letter topics too), groups and Redis database."""
+    ours = (prefix, topics.dead_letters(prefix).name)
     async with _kafka.admin(settings) as admin:
-        names = [n for n in await admin.list_topics() if n.startswith(prefix)]
+        names = [n for n in await admin.list_topics() if n.startswith(ours)]
         await admin.delete_topics(names)
         for group in await _kafka.groups(admin):
             if group.startswith(prefix):
