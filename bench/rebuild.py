@@ -12,15 +12,16 @@ Isolation (the machine's Kafka, PostgreSQL and Redis are shared with everyone's 
 (chirp.ops.seed.generate: users, follows, posts, plus each post's post-parsed rendering) goes to topics of this run
 (`bench-rb-<id>-<topic>`), every consumer that owns a read model is rebuilt under a copy of itself subscribed to
 those topics (group `bench-rb-<id>-<name>`), into the database `chirp_bench` and Redis database `--redis-db`. The
-rebuild is the real one (chirp.ops.replay.Replay: shadow build, swap, drain, hand-off), each consumer in its own
-process, scheduled as `chirp rebuild --all --jobs N` schedules them (each model after the ones it reads, up to
-`--jobs` at once, default one per core), so each peak RSS is its own process's.
+rebuild is the real one (chirp.ops.replay.Replay: shadow build, swap, drain, hand-off), grouped and scheduled as
+`chirp rebuild --all --jobs N` does (each model after the ones it reads, up to `--jobs` replays at once, default
+one per core; consumers ready together that read the same topics share one replay), each replay in its own
+process, so each peak RSS is its own process's.
 
 1. Ceiling: ConsumerPerformance reading the same number of records the rebuild reads (the post-parsed topic
    repeatedly covers most of them), before and after the rebuilds.
 2. Rebuild: events handled by every consumer / wall time of all of them (process start to exit); the same wall
    time per event of the log (each event counted once, however many models read it); and per consumer:
-   events/s inside the replay, CPU-ms per event, peak RSS.
+   events/s inside its replay, and its process's CPU-ms per event handled, peak RSS and wall time.
 """
 
 from __future__ import annotations
@@ -127,39 +128,41 @@ def consumer_perf(settings: Settings, topic: str, n: int) -> float:
     return float(out.strip().splitlines()[-1].split(",")[5])  # nMsg.sec
 
 
-def run_child(prefix: str, name: str, env: dict[str, str]) -> dict[str, Any]:
-    """One consumer's rebuild in its own process: its result, wall time, CPU time and peak RSS."""
+def run_child(prefix: str, names: list[str], env: dict[str, str]) -> list[dict[str, Any]]:
+    """One replay (of one consumer or several together) in its own process: each consumer's result, and the
+    process's wall time, CPU time and peak RSS."""
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--child", name, "--prefix", prefix], env=env, stdout=subprocess.PIPE
+        [sys.executable, __file__, "--child", ",".join(names), "--prefix", prefix], env=env, stdout=subprocess.PIPE
     )
     assert proc.stdout is not None
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise RuntimeError(f"rebuild of {name} failed ({proc.returncode})")
-    result = json.loads(out.decode().strip().splitlines()[-1])
-    result.update(
-        wall_s=time.perf_counter() - started,
-        cpu_s=usage.ru_utime + usage.ru_stime,
-    )
-    return result
+        raise RuntimeError(f"rebuild of {names} failed ({proc.returncode})")
+    results = json.loads(out.decode().strip().splitlines()[-1])
+    for result in results:
+        result.update(
+            process="+".join(names),
+            wall_s=time.perf_counter() - started,
+            cpu_s=usage.ru_utime + usage.ru_stime,
+            process_events=sum(r["processed"] for r in results),
+        )
+    return results
 
 
 async def rebuild_in_children(
     prefix: str, env: dict[str, str], jobs: int, counts: dict[str, int]
 ) -> list[dict[str, Any]]:
-    """Every consumer's rebuild in its own process, scheduled as `chirp rebuild --all --jobs` schedules them (the
-    events each will read, from this run's topic counts, are the work the scheduler weighs)."""
+    """Every consumer's rebuild in child processes, grouped and scheduled as `chirp rebuild --all --jobs` does
+    (this run's topic counts are the events the scheduler weighs)."""
 
-    async def run(consumer: Consumer) -> dict[str, Any]:
-        return await asyncio.to_thread(run_child, prefix, consumer.name, env)
+    async def run(group: list[Consumer]) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(run_child, prefix, [c.name for c in group], env)
 
-    def size(consumer: Consumer) -> int:
-        return sum(counts.get(f"{prefix}{topic}", 0) for topic in consumer.handlers)
-
-    return await in_dependency_order(all_consumers(), run, jobs, size)
+    events = {topic.removeprefix(prefix): n for topic, n in counts.items()}
+    return await in_dependency_order(all_consumers(), run, jobs, events)
 
 
 def _status_kb(field: str) -> int:
@@ -169,12 +172,20 @@ def _status_kb(field: str) -> int:
     return 0
 
 
-async def child(name: str, prefix: str) -> None:
+async def child(names: str, prefix: str) -> None:
     settings = Settings()
-    original = next(c for c in all_consumers() if c.name == name)
-    result = await Replay(settings, remapped(original, prefix), read_model_of(original)).run()
+    originals = [next(c for c in all_consumers() if c.name == name) for name in names.split(",")]
+    job = Replay(settings, [remapped(c, prefix) for c in originals], [read_model_of(c) for c in originals])
+    results = await job.run()
     peak = _status_kb("VmHWM") / 1024  # this process's own peak (wait4's ru_maxrss also counts the forked parent)
-    print(json.dumps({"consumer": name, "processed": result.processed, "seconds": result.seconds, "peak_rss_mb": peak}))
+    print(
+        json.dumps(
+            [
+                {"consumer": c.name, "processed": r.processed, "seconds": r.seconds, "peak_rss_mb": peak}
+                for c, r in zip(originals, results, strict=True)
+            ]
+        )
+    )
     os._exit(0)  # background tasks a consumer's setup started (trending's refresher) end with the process
 
 
@@ -274,19 +285,21 @@ def report(
                 "consumer": name,
                 "events": mine[0]["processed"],
                 "events_per_s": spread([c["processed"] / c["seconds"] for c in mine]),
-                "cpu_ms_per_event": spread([1000 * c["cpu_s"] / max(c["processed"], 1) for c in mine]),
+                "process": mine[0]["process"],
+                "cpu_ms_per_event": spread([1000 * c["cpu_s"] / max(c["process_events"], 1) for c in mine]),
                 "peak_rss_mb": spread([c["peak_rss_mb"] for c in mine]),
                 "wall_s": spread([c["wall_s"] for c in mine]),
             }
         )
     total = sum(counts.values())
     print(f"\nrebuild --all --jobs {args.jobs} over {total:,} events ({args.runs} runs; medians [min-max])")
-    print(f"{'':<11}{'events':>10}{'events/s':>22}{'CPU-ms/ev':>12}{'peak RSS MB':>13}{'wall s':>9}")
+    print(f"{'':<11}{'events':>10}{'events/s':>22}{'CPU-ms/ev':>12}{'peak RSS MB':>13}{'wall s':>9}  process")
     for row in rows:
         e = row["events_per_s"]
         print(
             f"{row['consumer']:<11}{row['events']:>10,}{e['median']:>10,.0f} [{e['min']:,.0f}-{e['max']:,.0f}]"
             f"{row['cpu_ms_per_event']['median']:>12.3f}{row['peak_rss_mb']['median']:>13.0f}{row['wall_s']['median']:>9.1f}"
+            f"  {row['process']}"
         )
     r = spread(rates)
     walls = spread([run["wall_s"] for run in rebuilds])

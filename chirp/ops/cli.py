@@ -227,7 +227,15 @@ def _print_results(results: list[Any]) -> None:
 
 @ops_app.command()
 def replay(
-    consumer: Annotated[str, typer.Argument(help="Consumer module under consumers/ (or a dotted module path).")],
+    consumers: Annotated[
+        list[str],
+        typer.Argument(
+            help="Consumer modules under consumers/ (or dotted module paths); several are replayed together: one"
+            " reader, each event fetched and decoded once.",
+            metavar="CONSUMER",
+            show_default=False,
+        ),
+    ],
     from_beginning: Annotated[
         bool, typer.Option("--from-beginning", help="Rebuild from the first event (default).")
     ] = False,
@@ -237,10 +245,11 @@ def replay(
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be replayed; change nothing.")] = False,
     progress_json: Annotated[
-        bool, typer.Option("--progress-json", hidden=True, help="Progress and result as JSON lines on stdout.")
+        bool, typer.Option("--progress-json", hidden=True, help="Progress and results as JSON lines on stdout.")
     ] = False,
 ) -> None:
-    """Rebuild CONSUMER's read model from the log into a shadow copy, then swap it in while the app stays live."""
+    """Rebuild each CONSUMER's read model from the log into a shadow copy, then swap it in while the app stays
+    live."""
     from chirp.ops.replay import replay as run_replay
 
     if from_beginning and from_time:
@@ -248,13 +257,13 @@ def replay(
     since = from_time.replace(tzinfo=from_time.tzinfo or UTC) if from_time else None
     if progress_json:  # `chirp rebuild --all --jobs N` runs each replay so and shows the progress itself
         report = _JsonProgress()
-        result = _run(run_replay(Settings(), consumer, from_time=since, dry_run=dry_run, on_progress=report))
-        print(json.dumps({"result": dataclasses.asdict(result)}), flush=True)
+        results = _run(run_replay(Settings(), consumers, from_time=since, dry_run=dry_run, on_progress=report))
+        print(json.dumps({"results": [dataclasses.asdict(r) for r in results]}), flush=True)
         return
     bar = _Bar()
     with bar.progress:
-        result = _run(run_replay(Settings(), consumer, from_time=since, dry_run=dry_run, on_progress=bar))
-    _print_results([result])
+        results = _run(run_replay(Settings(), consumers, from_time=since, dry_run=dry_run, on_progress=bar))
+    _print_results(results)
 
 
 @ops_app.command()

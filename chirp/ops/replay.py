@@ -12,7 +12,8 @@
    the swap are planned with statistics): one transaction takes a SHARE lock on the live tables
    (readers go on, the live consumer's writes wait), catches the shadow up to the end offsets read under that
    lock (so it holds every event any reader could have seen), then moves the live tables out and the shadow ones
-   in. Redis keys follow in one atomic script. Readers see the old model or the new one, never a half-built one.
+   in. Redis keys follow in one atomic script, once the shadow has caught up to the end again. Readers see the
+   old model or the new one, never a half-built one.
 3. **Drain**: the live consumer may have applied, into the old tables, events fetched just before the swap; the
    replay group consumes up to the end offsets read after the swap, into the now-live model (handlers are
    idempotent, so events the live consumer also applies are harmless).
@@ -22,6 +23,11 @@
 Which tables and keys a consumer owns it declares (see `read_model_of`). Handlers run as in production, except
 that events they would publish are dropped (a rebuild must not emit events again) and counted, and Redis PUBLISH
 commands are not sent (their reply is 0) until the swap.
+
+Several consumers can be replayed together (`chirp replay search trending mentions`, and `rebuild --all` when
+more consumers of the same topics are ready than there are free slots): one reader and group, each event
+fetched and decoded once, then handed to every consumer that reads its topic, each with its own shadow; the
+swap moves all their tables in one transaction, and each live group gets its own hand-off.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,7 +53,7 @@ from chirp import redis_client
 from chirp.heap import settle_after_startup
 from chirp.ops import _kafka, _shadow_pg, _shadow_redis
 from chirp.settings import Settings
-from consumers.runtime import Consumer, Context, Decoded, Runner, all_consumers
+from consumers.runtime import Consumer, Context, Decoded, Item, Rejected, Runner, all_consumers, decode
 from producers.broker import Publisher, ensure_topics, make_broker
 from schemas.events import Event
 
@@ -198,40 +204,89 @@ def _safe(name: str) -> str:
     return f"{safe[:21]}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
+@dataclass
+class _Member:
+    """One consumer's part in a replay: its shadow schema and keys, and the context and runner writing there."""
+
+    consumer: Consumer
+    model: ReadModel
+    generation: int
+    tps: list[TopicPartition] = field(default_factory=list)
+    late_indexes: list[str] = field(default_factory=list)
+    processed: int = 0
+    ctx: Context | None = None
+    runner: _CountingRunner | None = None
+    publisher: _DroppingPublisher | None = None
+
+    @property
+    def base(self) -> str:
+        return _safe(self.consumer.name)
+
+    @property
+    def shadow_schema(self) -> str:
+        return f"{self.base}_shadow_{self.generation}"
+
+    @property
+    def old_schema(self) -> str:
+        return f"{self.base}_old_{self.generation}"
+
+    @property
+    def redis_root(self) -> str:
+        return f"~replay:{self.base}:{self.generation}:"
+
+    @property
+    def topics(self) -> set[str]:
+        return set(self.consumer.handlers)
+
+
 class Replay:
-    """One replay of one consumer (see the module docstring); `run()` returns an honest `ReplayResult`."""
+    """One replay of one consumer, or of several at once (see the module docstring); `run()` returns an honest
+    `ReplayResult` for each.
+
+    Consumers replayed together share one reader: each event is fetched and decoded once, then every consumer that
+    reads its topic handles it into its own shadow, side by side. They must not read each other's models (`after`).
+    """
 
     def __init__(
         self,
         settings: Settings,
-        consumer: Consumer,
-        model: ReadModel | None = None,
+        consumers: Consumer | Sequence[Consumer],
+        models: ReadModel | Sequence[ReadModel] | None = None,
         *,
         from_time: datetime | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         catch_up_lag: int | None = None,
     ) -> None:
+        consumers = [consumers] if isinstance(consumers, Consumer) else list(consumers)
+        if models is None:
+            models = [read_model_of(c) for c in consumers]
+        elif isinstance(models, ReadModel):
+            models = [models]
+        if not consumers or len(models) != len(consumers):
+            raise ReplayError("a replay needs its consumers, and a read model for each")
+        names = [c.name for c in consumers]
+        if len(set(names)) != len(names):
+            raise ReplayError(f"a consumer is named twice in {names}")
+        for consumer in consumers:
+            needed = set(read_model_of(consumer).after) & set(names)
+            if needed:
+                raise ReplayError(f"{consumer.name} reads the model of {', '.join(sorted(needed))}: replay it after")
         self.settings = settings
-        self.consumer = consumer
-        self.model = model or read_model_of(consumer)
         self.from_time = from_time
         self.on_progress = on_progress or (lambda _: None)
         self.catch_up_lag = settings.consumer_batch_size if catch_up_lag is None else catch_up_lag
         self.generation = time.time_ns() // 1_000_000
-        base = _safe(consumer.name)
-        self.shadow_schema = f"{base}_shadow_{self.generation}"
-        self.old_schema = f"{base}_old_{self.generation}"
-        self.redis_root = f"~replay:{base}:{self.generation}:"
-        self.live_group = settings.group(consumer.name)
-        self.group = f"{self.live_group}.replay-{self.generation}"
-        self.progress = Progress(consumer.name, "plan")
+        self.members = [_Member(c, m, self.generation) for c, m in zip(consumers, models, strict=True)]
+        self.name = "+".join(names)
+        self.group = f"{settings.group(self.name)}.replay-{self.generation}"
+        self.progress = Progress(self.name, "plan")
         self._positions: dict[TopicPartition, int] = {}
-        self._late_indexes: list[str] = []
         self._offsets: AIOKafkaConsumer
         self._committed_at = 0.0
         self._started = 0.0
-        if any(self.redis_root.startswith(p) or not p for p in self.model.redis_prefixes):
-            raise ReplayError(f"redis prefixes {self.model.redis_prefixes} would contain the shadow keys")
+        for m in self.members:
+            if any(m.redis_root.startswith(p) or not p for p in m.model.redis_prefixes):
+                raise ReplayError(f"redis prefixes {m.model.redis_prefixes} would contain the shadow keys")
 
     # Planning ------------------------------------------------------------------------------------------------
 
@@ -242,39 +297,57 @@ class Replay:
         found = await kafka.offsets_for_times({tp: int(self.from_time.timestamp() * 1000) for tp in tps})
         return {tp: found[tp].offset if found.get(tp) else ends[tp] for tp in tps}
 
-    async def plan(self) -> ReplayResult:
+    async def _partitions(self, kafka: AIOKafkaConsumer) -> list[TopicPartition]:
+        """Every partition any member reads (each member's own in `tps`)."""
+        tps = await _kafka.partitions(kafka, sorted({t for m in self.members for t in m.topics}))
+        for m in self.members:
+            m.tps = [tp for tp in tps if tp.topic in m.topics]
+        return tps
+
+    def _results(self, start: dict[TopicPartition, int], ends: dict[TopicPartition, int]) -> list[ReplayResult]:
+        return [
+            ReplayResult(
+                m.consumer.name,
+                self.group,
+                planned=sum(ends[tp] - start[tp] for tp in m.tps),
+                tables=m.model.tables,
+                start={f"{tp.topic}/{tp.partition}": start[tp] for tp in m.tps},
+            )
+            for m in self.members
+        ]
+
+    async def plan(self) -> list[ReplayResult]:
         """What a replay would do, without doing it (`--dry-run`)."""
         async with _kafka.reader(self.settings) as kafka:
-            tps = await _kafka.partitions(kafka, self.consumer.handlers)
+            tps = await self._partitions(kafka)
             start = await self._start_offsets(kafka, tps)
             ends = await kafka.end_offsets(tps)
-        return ReplayResult(
-            self.consumer.name,
-            self.group,
-            planned=sum(ends[tp] - start[tp] for tp in tps),
-            tables=self.model.tables,
-            dry_run=True,
-            start={f"{tp.topic}/{tp.partition}": start[tp] for tp in tps},
-        )
+        results = self._results(start, ends)
+        for result in results:
+            result.dry_run = True
+        return results
 
     # Running -------------------------------------------------------------------------------------------------
 
-    async def run(self) -> ReplayResult:
-        """Build, swap, drain, hand off, clean up; raises ReplayError (the live model untouched) on failure."""
-        if self.model.empty:
-            raise ReplayError(f"{self.consumer.name} owns no read model: nothing to rebuild")
+    async def run(self) -> list[ReplayResult]:
+        """Build, swap, drain, hand off, clean up; raises ReplayError (the live models untouched) on failure."""
+        for m in self.members:
+            if m.model.empty:
+                raise ReplayError(f"{m.consumer.name} owns no read model: nothing to rebuild")
         self._started = time.monotonic()
         async with AsyncExitStack() as stack:
             live_pg = await _shadow_pg.pool(self.settings, max_size=3)
             stack.push_async_callback(live_pg.close)
             lock = await stack.enter_async_context(live_pg.acquire())
-            if not await lock.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"replay:{self.consumer.name}"):
-                raise ReplayError(f"another replay of {self.consumer.name} is running")
             stack.push_async_callback(lock.execute, "SELECT pg_advisory_unlock_all()")
+            for m in sorted(self.members, key=lambda m: m.consumer.name):
+                if not await lock.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"replay:{m.consumer.name}"):
+                    raise ReplayError(f"another replay of {m.consumer.name} is running")
             live_redis = redis_client.from_url(self.settings.redis_url, decode_responses=True)
             stack.push_async_callback(live_redis.aclose)
-            await self._remove_leftovers(lock, live_redis)
-            await ensure_topics(self.settings, (self.consumer.dead_letter_topic,))
+            for m in self.members:
+                await self._remove_leftovers(m, lock, live_redis)
+            await ensure_topics(self.settings, tuple(m.consumer.dead_letter_topic for m in self.members))
             kafka = await stack.enter_async_context(
                 _kafka.reader(self.settings, group_id=self.group, max_partition_fetch_bytes=REPLAY_FETCH_BYTES)
             )
@@ -282,17 +355,10 @@ class Replay:
             # behind its fetches, which the broker holds up to fetch_max_wait_ms (500) on caught-up partitions.
             self._offsets = await stack.enter_async_context(_kafka.reader(self.settings))
             admin = await stack.enter_async_context(_kafka.admin(self.settings))
-            tps = await _kafka.partitions(kafka, self.consumer.handlers)
-            await _kafka.partitions(self._offsets, self.consumer.handlers)
+            tps = await self._partitions(kafka)
+            await _kafka.partitions(self._offsets, sorted({tp.topic for tp in tps}))
             start = await self._start_offsets(kafka, tps)
-            ends = await self._ends(tps)
-            result = ReplayResult(
-                self.consumer.name,
-                self.group,
-                planned=sum(ends[tp] - start[tp] for tp in tps),
-                tables=self.model.tables,
-                start={f"{tp.topic}/{tp.partition}": start[tp] for tp in tps},
-            )
+            results = self._results(start, await self._ends(tps))
             kafka.assign(tps)
             for tp, offset in start.items():
                 kafka.seek(tp, offset)
@@ -300,86 +366,94 @@ class Replay:
             broker = make_broker(self.settings)
             await broker.connect()
             stack.push_async_callback(broker.stop)
-            publisher = _DroppingPublisher(broker)
-            shadow = await self._prepare_shadow(stack, lock, live_redis, publisher)
-            runner = _CountingRunner(self.consumer, shadow, asyncio.Event())
+            for m in self.members:
+                m.publisher = _DroppingPublisher(broker)
+                m.ctx = await self._prepare_shadow(m, stack, lock, live_redis, m.publisher)
+                m.runner = _CountingRunner(m.consumer, m.ctx, asyncio.Event())
             settle_after_startup()  # as a live consumer does: the collector would otherwise walk every batch often
             swapped = False
             try:
-                await self._catch_up(kafka, runner, tps, "build", None)
-                if self._late_indexes:
+                await self._catch_up(kafka, tps, "build", None)
+                late = [index for m in self.members for index in m.late_indexes]
+                if late:
                     self._report("index", self._lag(await self._ends(tps)))
-                    await _shadow_pg.create_late_indexes(lock, self._late_indexes)
-                    await self._catch_up(kafka, runner, tps, "build", None)
-                for table in self.model.tables:  # planner statistics before the first reader plans against it
-                    await lock.execute(f"ANALYZE {_shadow_pg.ident(self.shadow_schema)}.{_shadow_pg.ident(table)}")
-                await self._swap_pg(live_pg, kafka, runner, tps)
+                    await _shadow_pg.create_late_indexes(lock, late)
+                    await self._catch_up(kafka, tps, "build", None)
+                for m in self.members:  # planner statistics before the first reader plans against it
+                    for table in m.model.tables:
+                        await lock.execute(f"ANALYZE {_shadow_pg.ident(m.shadow_schema)}.{_shadow_pg.ident(table)}")
+                await self._swap_pg(live_pg, kafka, tps)
                 swapped = True
-                if self.model.redis_prefixes:
-                    if not self.model.tables:
-                        await self._catch_up(kafka, runner, tps, "swap", await self._ends(tps))
-                    result.redis_keys = await _shadow_redis.swap(live_redis, self.model.redis_prefixes, self.redis_root)
-                    assert isinstance(shadow.redis, _shadow_redis.ShadowRedis)
-                    shadow.redis.rewriter.enabled = False
-                await self._catch_up(kafka, runner, tps, "drain", await self._ends(tps))
+                # Redis keys follow, caught up to the end once more (the swap above may have taken a while).
+                await self._catch_up(kafka, tps, "swap", await self._ends(tps))
+                for m, result in zip(self.members, results, strict=True):
+                    if m.model.redis_prefixes:
+                        result.redis_keys = await _shadow_redis.swap(live_redis, m.model.redis_prefixes, m.redis_root)
+                        assert m.ctx is not None and isinstance(m.ctx.redis, _shadow_redis.ShadowRedis)
+                        m.ctx.redis.rewriter.enabled = False
+                await self._catch_up(kafka, tps, "drain", await self._ends(tps))
             finally:
                 if not swapped:
-                    await _shadow_pg.drop_schema(lock, self.shadow_schema)
-                    await _shadow_redis.delete_keys(
-                        live_redis, await _shadow_redis.keys_under(live_redis, (self.redis_root,))
-                    )
-                    await _kafka.delete_group(admin, self.group)
-            result.offsets_handed_off = await self._hand_off(admin, tps)
-            await _shadow_pg.drop_schema(lock, self.old_schema)
-            await _shadow_pg.drop_schema(lock, self.shadow_schema)
+                    for m in self.members:
+                        await _shadow_pg.drop_schema(lock, m.shadow_schema)
+                        shadow_keys = await _shadow_redis.keys_under(live_redis, (m.redis_root,))
+                        await _shadow_redis.delete_keys(live_redis, shadow_keys)
+            for m, result in zip(self.members, results, strict=True):
+                assert m.runner is not None and m.publisher is not None
+                result.offsets_handed_off = await self._hand_off(admin, m)
+                await _shadow_pg.drop_schema(lock, m.old_schema)
+                await _shadow_pg.drop_schema(lock, m.shadow_schema)
+                result.processed = m.processed
+                result.dead_lettered = m.runner.dead
+                result.publishes_dropped = m.publisher.dropped
             await kafka.stop()
             await _kafka.delete_group(admin, self.group)
-            result.processed = self.progress.processed
-            result.dead_lettered = runner.dead
-            result.publishes_dropped = publisher.dropped
-            result.seconds = time.monotonic() - self._started
+            for result in results:
+                result.seconds = time.monotonic() - self._started
             self._report("done", 0)
-            return result
+            return results
 
-    async def _remove_leftovers(self, conn: asyncpg.Connection, redis_client: aioredis.Redis) -> None:
+    async def _remove_leftovers(self, m: _Member, conn: asyncpg.Connection, redis_client: aioredis.Redis) -> None:
         """Drop what an interrupted replay of this consumer left (we hold its advisory lock: none is running)."""
-        base = _safe(self.consumer.name)
-        for schema in await _shadow_pg.schemas_like(conn, f"{base}\\_shadow\\_%"):
+        for schema in await _shadow_pg.schemas_like(conn, f"{m.base}\\_shadow\\_%"):
             await _shadow_pg.drop_schema(conn, schema)
-        for schema in await _shadow_pg.schemas_like(conn, f"{base}\\_old\\_%"):
+        for schema in await _shadow_pg.schemas_like(conn, f"{m.base}\\_old\\_%"):
             await _shadow_pg.drop_schema(conn, schema)
-        leftovers = await _shadow_redis.keys_under(redis_client, (f"~replay:{base}:",))
+        leftovers = await _shadow_redis.keys_under(redis_client, (f"~replay:{m.base}:",))
         await _shadow_redis.delete_keys(redis_client, leftovers)
 
     async def _prepare_shadow(
-        self, stack: AsyncExitStack, conn: asyncpg.Connection, live_redis: aioredis.Redis, publisher: Publisher
+        self,
+        m: _Member,
+        stack: AsyncExitStack,
+        conn: asyncpg.Connection,
+        live_redis: aioredis.Redis,
+        publisher: Publisher,
     ) -> Context:
-        """Create the shadow schema and keys; a context whose pg and redis write there."""
-        await conn.execute(f"CREATE SCHEMA {_shadow_pg.ident(self.shadow_schema)}")
-        for table in self.model.tables:
+        """Create a member's shadow schema and keys; a context whose pg and redis write there."""
+        await conn.execute(f"CREATE SCHEMA {_shadow_pg.ident(m.shadow_schema)}")
+        for table in m.model.tables:
             source = await _shadow_pg.live_schema(conn, table)
             if source is not None:
-                late = frozenset(self.model.reader_indexes)
-                self._late_indexes += await _shadow_pg.clone_table(conn, table, source, self.shadow_schema, late)
+                late = frozenset(m.model.reader_indexes)
+                m.late_indexes += await _shadow_pg.clone_table(conn, table, source, m.shadow_schema, late)
                 if self.from_time is not None:
-                    await _shadow_pg.copy_rows(conn, table, source, self.shadow_schema)
-        if self.from_time is not None and self.model.redis_prefixes:
-            await _shadow_redis.copy_keys(live_redis, self.model.redis_prefixes, self.redis_root)
-        pg = await _shadow_pg.pool(self.settings, search_path=f"{_shadow_pg.ident(self.shadow_schema)}, public")
+                    await _shadow_pg.copy_rows(conn, table, source, m.shadow_schema)
+        if self.from_time is not None and m.model.redis_prefixes:
+            await _shadow_redis.copy_keys(live_redis, m.model.redis_prefixes, m.redis_root)
+        pg = await _shadow_pg.pool(self.settings, search_path=f"{_shadow_pg.ident(m.shadow_schema)}, public")
         stack.push_async_callback(pg.close)
-        redis_client = await _shadow_redis.shadow_client(
-            self.settings.redis_url, self.model.redis_prefixes, self.redis_root
-        )
+        redis_client = await _shadow_redis.shadow_client(self.settings.redis_url, m.model.redis_prefixes, m.redis_root)
         stack.push_async_callback(redis_client.aclose)
         ctx = Context(settings=self.settings, pg=pg, redis=redis_client, publisher=publisher)
-        if self.consumer.setup:
-            await self.consumer.setup(ctx, self.consumer)
-        for table in self.model.tables:
+        if m.consumer.setup:
+            await m.consumer.setup(ctx, m.consumer)
+        for table in m.model.tables:
             found = await conn.fetchval(
-                "SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tablename = $2", self.shadow_schema, table
+                "SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tablename = $2", m.shadow_schema, table
             )
             if not found:
-                raise ReplayError(f"{table} is neither a live table nor created by {self.consumer.name}'s setup")
+                raise ReplayError(f"{table} is neither a live table nor created by {m.consumer.name}'s setup")
         return ctx
 
     async def _ends(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
@@ -397,22 +471,17 @@ class Replay:
         self.on_progress(self.progress)
 
     async def _catch_up(
-        self,
-        kafka: AIOKafkaConsumer,
-        runner: _CountingRunner,
-        tps: list[TopicPartition],
-        phase: str,
-        target: dict[TopicPartition, int] | None,
+        self, kafka: AIOKafkaConsumer, tps: list[TopicPartition], phase: str, target: dict[TopicPartition, int] | None
     ) -> None:
-        """Consume into the shadow until `target` offsets, or (no target) until within `catch_up_lag` of the end.
+        """Consume into the shadows until `target` offsets, or (no target) until within `catch_up_lag` of the end.
 
         While a batch's handlers wait on PostgreSQL or Redis, the next batch is fetched and decoded (`ahead`): one
-        process keeps its own CPU and the store's busy at once. A batch is fetched ahead only when this call will
+        process keeps its own CPU and the stores busy at once. A batch is fetched ahead only when this call will
         handle it, so none is left over when it returns."""
         ends = target or await self._ends(tps)
         refreshed = time.monotonic()
         enough = 0 if target else self.catch_up_lag
-        ahead: asyncio.Task[tuple[dict[TopicPartition, list[ConsumerRecord]], Decoded]] | None = None
+        ahead: asyncio.Task[tuple[dict[TopicPartition, list[ConsumerRecord]], list[Decoded]]] | None = None
         try:
             while True:
                 lag = self._lag(ends)
@@ -422,19 +491,14 @@ class Replay:
                         return await self._commit(kafka)
                     ends, refreshed = await self._ends(tps), time.monotonic()
                     continue
-                batch, decoded = await (ahead or self._fetch(kafka, runner))
+                batch, views = await (ahead or self._fetch(kafka))
                 ahead = None
                 if batch:
                     done = {tp: part[-1].offset + 1 for tp, part in batch.items()}
                     if self._lag(ends, done) > enough:
-                        ahead = asyncio.create_task(self._fetch(kafka, runner))
-                    await runner.run_decoded(decoded)
+                        ahead = asyncio.create_task(self._fetch(kafka))
+                    await self._handle(views, check=phase != "drain")
                     self.progress.processed += sum(len(part) for part in batch.values())
-                    if phase != "drain" and too_many_dead_letters(runner.dead, self.progress.processed):
-                        raise ReplayError(
-                            f"{runner.dead} of {self.progress.processed} events dead-lettered (last:"
-                            f" {runner.last_dead}); the live model is untouched: fix the cause, then replay again"
-                        )
                     self._positions.update(done)
                     if time.monotonic() - self._committed_at > COMMIT_EVERY_S:
                         await self._commit(kafka)
@@ -447,16 +511,51 @@ class Replay:
             if ahead is not None:  # only on an error: the replay stops
                 ahead.cancel()
 
+    async def _handle(self, views: list[Decoded], *, check: bool) -> None:
+        """Each member handles its part of a batch, side by side (a failure cancels the others: the replay stops)."""
+        async with asyncio.TaskGroup() as group:
+            for m, view in zip(self.members, views, strict=True):
+                if view.by_topic or view.rejected:
+                    assert m.runner is not None
+                    group.create_task(m.runner.run_decoded(view))
+        for m, view in zip(self.members, views, strict=True):
+            assert m.runner is not None
+            m.processed += sum(len(items) for items in view.by_topic.values()) + len(view.rejected)
+            if check and too_many_dead_letters(m.runner.dead, m.processed):
+                raise ReplayError(
+                    f"{m.consumer.name}: {m.runner.dead} of {m.processed} events dead-lettered (last:"
+                    f" {m.runner.last_dead}); the live models are untouched: fix the cause, then replay again"
+                )
+
     async def _commit(self, kafka: AIOKafkaConsumer) -> None:
         """Commit the handled positions (the replay group's progress, as `chirp lag` shows it)."""
         await kafka.commit(dict(self._positions))
         self._committed_at = time.monotonic()
 
-    async def _fetch(
-        self, kafka: AIOKafkaConsumer, runner: Runner
-    ) -> tuple[dict[TopicPartition, list[ConsumerRecord]], Decoded]:
+    async def _fetch(self, kafka: AIOKafkaConsumer) -> tuple[dict[TopicPartition, list[ConsumerRecord]], list[Decoded]]:
         batch = await self._poll(kafka)
-        return batch, runner.decode_batch([r for part in batch.values() for r in part])
+        return batch, self._decode(batch)
+
+    def _decode(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> list[Decoded]:
+        """A batch decoded once per topic and event model, then split into each member's part (events are frozen,
+        so members share them)."""
+        by_topic: dict[str, list[ConsumerRecord]] = {}
+        for tp, part in batch.items():
+            by_topic.setdefault(tp.topic, []).extend(part)
+        views = [Decoded({}, []) for _ in self.members]
+        for topic, records in by_topic.items():
+            decoded: dict[type[Event], tuple[list[Item], list[tuple[ConsumerRecord, Rejected]]]] = {}
+            for m, view in zip(self.members, views, strict=True):
+                handler = m.consumer.handlers.get(topic)
+                if handler is None:
+                    continue
+                if handler.model not in decoded:
+                    decoded[handler.model] = _decode_records(records, handler.model)
+                items, rejected = decoded[handler.model]
+                if items:
+                    view.by_topic[topic] = items
+                view.rejected.extend(rejected)
+        return views
 
     async def _poll(self, kafka: AIOKafkaConsumer) -> dict[TopicPartition, list[ConsumerRecord]]:
         """Up to a full batch: what the fetcher holds is taken in one go (one transaction, one pipeline)."""
@@ -472,88 +571,140 @@ class Replay:
             count += sum(len(part) for part in more.values())
         return batch
 
-    async def _swap_pg(
-        self, live_pg: asyncpg.Pool, kafka: AIOKafkaConsumer, runner: _CountingRunner, tps: list[TopicPartition]
-    ) -> None:
-        """Move the shadow tables in and the live ones out, in one transaction (retried on lock timeouts)."""
-        if not self.model.tables:
+    async def _swap_pg(self, live_pg: asyncpg.Pool, kafka: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+        """Move every member's shadow tables in and live ones out, in one transaction (retried on lock timeouts)."""
+        owned = [(m, table) for m in self.members for table in m.model.tables]
+        if not owned:
             return
         q = _shadow_pg.ident
         for attempt in range(1, 6):
             try:
                 async with live_pg.acquire() as conn, conn.transaction():
                     await conn.execute("SET LOCAL lock_timeout = '3s'")
-                    live = {t: await _shadow_pg.live_schema(conn, t) or "public" for t in self.model.tables}
-                    existing = [f"{q(s)}.{q(t)}" for t, s in live.items() if await _shadow_pg.live_schema(conn, t)]
+                    live = [(m, table, await _shadow_pg.live_schema(conn, table)) for m, table in owned]
+                    existing = [f"{q(schema)}.{q(table)}" for _, table, schema in live if schema]
                     if existing:
-                        # Readers go on; the live consumer's writes wait until the swap commits.
+                        # Readers go on; the live consumers' writes wait until the swap commits.
                         await conn.execute(f"LOCK TABLE {', '.join(existing)} IN SHARE MODE")
-                    await self._catch_up(kafka, runner, tps, "swap", await self._ends(tps))
-                    await conn.execute(f"CREATE SCHEMA {q(self.old_schema)}")
-                    for table, schema in live.items():
-                        if f"{q(schema)}.{q(table)}" in existing:
-                            await conn.execute(f"ALTER TABLE {q(schema)}.{q(table)} SET SCHEMA {q(self.old_schema)}")
-                        await conn.execute(f"ALTER TABLE {q(self.shadow_schema)}.{q(table)} SET SCHEMA {q(schema)}")
+                    await self._catch_up(kafka, tps, "swap", await self._ends(tps))
+                    for m in [m for m in self.members if m.model.tables]:
+                        await conn.execute(f"CREATE SCHEMA {q(m.old_schema)}")
+                    for m, table, schema in live:
+                        if schema:
+                            await conn.execute(f"ALTER TABLE {q(schema)}.{q(table)} SET SCHEMA {q(m.old_schema)}")
+                        target = q(schema or "public")
+                        await conn.execute(f"ALTER TABLE {q(m.shadow_schema)}.{q(table)} SET SCHEMA {target}")
                 return
             except (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError):
                 if attempt == 5:
                     raise
                 await asyncio.sleep(0.2 * attempt)
 
-    async def _hand_off(self, admin: Any, tps: list[TopicPartition]) -> bool:
-        """Give a stopped or new live group the replay's offsets; a running group keeps its own."""
-        state = (await _kafka.group_states(admin, [self.live_group])).get(self.live_group)
+    async def _hand_off(self, admin: Any, m: _Member) -> bool:
+        """Give a member's stopped or new live group the replay's offsets; a running group keeps its own."""
+        live_group = self.settings.group(m.consumer.name)
+        state = (await _kafka.group_states(admin, [live_group])).get(live_group)
         if state is not None and state.active:
             return False
-        async with _kafka.reader(self.settings, group_id=self.live_group) as live:
-            live.assign(tps)
-            await live.commit({tp: self._positions[tp] for tp in tps})
+        async with _kafka.reader(self.settings, group_id=live_group) as live:
+            live.assign(m.tps)
+            await live.commit({tp: self._positions[tp] for tp in m.tps})
         return True
+
+
+def _decode_records(
+    records: list[ConsumerRecord], model: type[Event]
+) -> tuple[list[Item], list[tuple[ConsumerRecord, Rejected]]]:
+    items, rejected = [], []
+    for record in records:
+        try:
+            items.append(Item(record, decode(record, model)))
+        except Rejected as exc:
+            rejected.append((record, exc))
+    return items, rejected
 
 
 async def replay(
     settings: Settings,
-    name: str,
+    names: str | Sequence[str],
     *,
     from_time: datetime | None = None,
     dry_run: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
-) -> ReplayResult:
-    """Replay the consumer `name` (module name or dotted path) and return what happened."""
-    job = Replay(settings, resolve(name), from_time=from_time, on_progress=on_progress)
+) -> list[ReplayResult]:
+    """Replay the consumers `names` (module names or dotted paths) together and return what happened to each."""
+    consumers = [resolve(name) for name in ([names] if isinstance(names, str) else names)]
+    job = Replay(settings, consumers, from_time=from_time, on_progress=on_progress)
     return await (job.plan() if dry_run else job.run())
+
+
+def _topics(group: list[Consumer]) -> set[str]:
+    return {topic for consumer in group for topic in consumer.handlers}
+
+
+def _events(topics: set[str], topic_events: Mapping[str, int]) -> int:
+    return sum(topic_events.get(topic, 0) for topic in topics)
+
+
+def together(
+    ready: list[Consumer], slots: int, topic_events: Mapping[str, int], alone: Collection[str] = ()
+) -> list[list[Consumer]]:
+    """Ready consumers in groups for `slots` replays: while there are more groups than slots, the two that share
+    the most events (counts by topic in `topic_events`) become one. Groups that share nothing stay apart, and so
+    do the consumers named in `alone` (those others wait on: a group takes longer than one of its members)."""
+    groups = [[c] for c in ready]
+    mergeable = [g for g in groups if g[0].name not in alone]
+    while len(groups) > max(1, slots) and len(mergeable) > 1:
+        pairs = [(a, b) for i, a in enumerate(mergeable) for b in mergeable[i + 1 :]]
+        first, second = max(pairs, key=lambda p: _events(_topics(p[0]) & _topics(p[1]), topic_events))
+        if not _events(_topics(first) & _topics(second), topic_events):
+            break
+        first += second
+        groups.remove(second)
+        mergeable.remove(second)
+    return groups
 
 
 async def in_dependency_order(
     consumers: list[Consumer],
-    run: Callable[[Consumer], Coroutine[Any, Any, T]],
+    run: Callable[[list[Consumer]], Coroutine[Any, Any, list[T]]],
     jobs: int = 1,
-    size: Callable[[Consumer], int] | None = None,
+    topic_events: Mapping[str, int] | None = None,
 ) -> list[T]:
-    """`run(consumer)` for every consumer that owns a read model, each once those it reads (`after`) are done, up
-    to `jobs` at a time; results in rebuild order. A failure cancels the runs not finished.
+    """`run(group)` for every consumer that owns a read model, each once those it reads (`after`) are done, up to
+    `jobs` groups at a time; one result per consumer, in rebuild order. A failure cancels the runs not finished.
 
-    A free slot goes to a ready model that others wait on, else to the one with the most work (`size`, e.g. the
-    events it will read), so that the longest runs do not start last and leave the other slots idle at the end."""
+    Consumers ready at once, more than there are free slots, are replayed together where they read the same
+    topics (`together`): one reader, each event fetched and decoded once. A free slot goes to a ready group that
+    others wait on, else to the one with the most work (the events it reads), so that the longest runs do not
+    start last and leave the other slots idle at the end."""
     order = rebuild_order(consumers)
     names = {c.name for c in order}
+    events = topic_events or {}
     awaited = {c.name: sum(c.name in read_model_of(other).after for other in order) for c in order}
-    work = {c.name: size(c) if size else 0 for c in order}
     pending, finished = list(order), set[str]()
-    running: dict[asyncio.Task[T], Consumer] = {}
+    running: dict[asyncio.Task[list[T]], list[Consumer]] = {}
     results: dict[str, T] = {}
     try:
         while pending or running:
+            slots = max(1, jobs) - len(running)
             ready = [c for c in pending if all(u in finished or u not in names for u in read_model_of(c).after)]
-            ready.sort(key=lambda c: (-awaited[c.name], -work[c.name], order.index(c)))
-            for consumer in ready[: max(1, jobs) - len(running)]:
-                pending.remove(consumer)
-                running[asyncio.create_task(run(consumer))] = consumer
+            waited_on = {u for c in pending for u in read_model_of(c).after}
+            found = together(ready, slots, events, waited_on) if slots > 0 else []
+            groups = [sorted(g, key=order.index) for g in found]
+            groups.sort(
+                key=lambda g: (-sum(awaited[c.name] for c in g), -_events(_topics(g), events), order.index(g[0]))
+            )
+            for group in groups[:slots]:
+                for consumer in group:
+                    pending.remove(consumer)
+                running[asyncio.create_task(run(group))] = group
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                consumer = running.pop(task)
-                results[consumer.name] = task.result()  # a failure raises here, as one replay's would
-                finished.add(consumer.name)
+                group = running.pop(task)
+                for consumer, result in zip(group, task.result(), strict=True):  # a failure raises here
+                    results[consumer.name] = result
+                    finished.add(consumer.name)
     finally:
         for task in running:
             task.cancel()
@@ -561,15 +712,15 @@ async def in_dependency_order(
     return [results[c.name] for c in order]
 
 
-async def planned_events(settings: Settings, consumers: list[Consumer]) -> dict[str, int]:
-    """How many events each consumer's topics hold (what a replay from the beginning reads)."""
+async def events_by_topic(settings: Settings, consumers: list[Consumer]) -> dict[str, int]:
+    """How many events each topic the consumers read holds (what a replay from the beginning reads)."""
     async with _kafka.reader(settings) as kafka:
-        planned = {}
-        for consumer in consumers:
-            tps = await _kafka.partitions(kafka, consumer.handlers)
-            start, ends = await kafka.beginning_offsets(tps), await kafka.end_offsets(tps)
-            planned[consumer.name] = sum(ends[tp] - start[tp] for tp in tps)
-    return planned
+        tps = await _kafka.partitions(kafka, sorted(_topics(consumers)))
+        start, ends = await kafka.beginning_offsets(tps), await kafka.end_offsets(tps)
+    counts: dict[str, int] = {}
+    for tp in tps:
+        counts[tp.topic] = counts.get(tp.topic, 0) + ends[tp] - start[tp]
+    return counts
 
 
 async def rebuild_all(
@@ -579,33 +730,34 @@ async def rebuild_all(
     on_progress: Callable[[Progress], None] | None = None,
     jobs: int = 1,
 ) -> list[ReplayResult]:
-    """Replay every consumer that owns a read model, upstream models first.
+    """Replay every consumer that owns a read model, upstream models first (see `in_dependency_order`).
 
-    With `jobs` > 1 up to that many replays run at once, each in a process of its own (`chirp replay NAME
+    With `jobs` > 1 up to that many replays run at once, each in a process of its own (`chirp replay NAME...
     --progress-json`), so they use as many cores; their progress reports come back here.
     """
 
-    async def in_process(consumer: Consumer) -> ReplayResult:
-        job = Replay(settings, consumer, on_progress=on_progress)
+    async def in_process(group: list[Consumer]) -> list[ReplayResult]:
+        job = Replay(settings, group, on_progress=on_progress)
         return await (job.plan() if dry_run else job.run())
 
-    async def in_child(consumer: Consumer) -> ReplayResult:
-        return await replay_in_child(consumer.name, on_progress)
+    async def in_child(group: list[Consumer]) -> list[ReplayResult]:
+        return await replay_in_child([c.name for c in group], on_progress)
 
     consumers = all_consumers()
-    planned = await planned_events(settings, rebuild_order(consumers))
-    return await in_dependency_order(
-        consumers, in_child if jobs > 1 and not dry_run else in_process, jobs, lambda c: planned[c.name]
-    )
+    events = await events_by_topic(settings, rebuild_order(consumers))
+    return await in_dependency_order(consumers, in_child if jobs > 1 and not dry_run else in_process, jobs, events)
 
 
-async def replay_in_child(name: str, on_progress: Callable[[Progress], None] | None = None) -> ReplayResult:
-    """`chirp replay NAME` in a child process; its JSON progress lines are passed on, its result returned."""
+async def replay_in_child(
+    names: Sequence[str], on_progress: Callable[[Progress], None] | None = None
+) -> list[ReplayResult]:
+    """`chirp replay NAME... --progress-json` in a child process; its JSON progress lines are passed on, its results
+    returned."""
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "chirp", "replay", name, "--progress-json", stdout=asyncio.subprocess.PIPE
+        sys.executable, "-m", "chirp", "replay", *names, "--progress-json", stdout=asyncio.subprocess.PIPE
     )
     assert child.stdout is not None
-    result = None
+    results = None
     async for line in child.stdout:
         try:
             message = json.loads(line)
@@ -614,9 +766,8 @@ async def replay_in_child(name: str, on_progress: Callable[[Progress], None] | N
             continue
         if "progress" in message and on_progress:
             on_progress(Progress(**message["progress"]))
-        elif "result" in message:
-            found = message["result"]
-            result = ReplayResult(**{**found, "tables": tuple(found["tables"])})
-    if await child.wait() != 0 or result is None:
-        raise ReplayError(f"the replay of {name} failed (exit {child.returncode}); its errors are above")
-    return result
+        elif "results" in message:
+            results = [ReplayResult(**{**found, "tables": tuple(found["tables"])}) for found in message["results"]]
+    if await child.wait() != 0 or results is None:
+        raise ReplayError(f"the replay of {' '.join(names)} failed (exit {child.returncode}); its errors are above")
+    return results

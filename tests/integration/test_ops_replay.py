@@ -71,7 +71,7 @@ async def test_replay_during_live_publishing_converges_to_a_fresh_rebuild(
         reader = asyncio.create_task(read_while_replaying())
         publishing = asyncio.create_task(publish_while_replaying())
         job = Replay(settings, consumer, model, on_progress=lambda p: reports.append(Progress(**p.__dict__)))
-        result = await job.run()
+        [result] = await job.run()
         await publishing
         done.set()
         await reader
@@ -89,7 +89,7 @@ async def test_replay_during_live_publishing_converges_to_a_fresh_rebuild(
     assert sum(len(v) for v in live[1].values()) == 3000
 
     # A fresh rebuild with the live consumer stopped gives the same model, row by row, key by key.
-    fresh = await Replay(settings, consumer, model).run()
+    [fresh] = await Replay(settings, consumer, model).run()
     assert fresh.processed == fresh.planned == 3000
     assert fresh.offsets_handed_off, "a stopped live group resumes where the rebuilt model is"
     assert await snapshot(pg, redis_client, table, prefix) == live
@@ -116,7 +116,7 @@ async def test_a_replay_in_many_batches_handles_every_event_once(
     await publisher.publish_raw(topic.name, b"bad", b"{not json", {})
     await probe.send(publisher, topic, second)
     small = settings.model_copy(update={"replay_batch_size": 7})
-    result = await Replay(small, consumer, model, catch_up_lag=0).run()
+    [result] = await Replay(small, consumer, model, catch_up_lag=0).run()
     assert result.planned == 301
     assert result.processed == 301, "every record handed to the handlers exactly once"
     assert result.dead_lettered == 1
@@ -163,9 +163,9 @@ async def test_replay_from_time_keeps_older_rows_and_reprocesses_newer_ones(
     cut = datetime.now(UTC)
     await probe.send(publisher, topic, new)
     job = Replay(settings, consumer, model, from_time=cut)
-    plan = await job.plan()
+    [plan] = await job.plan()
     assert plan.planned == 20
-    result = await job.run()
+    [result] = await job.run()
     assert result.processed == 20
     assert await count(pg, table) == 50, "rows from before T were copied from the live model, later ones replayed"
     analyzed = await pg.fetchval("SELECT reltuples FROM pg_class WHERE oid = $1::regclass", table)
@@ -237,10 +237,89 @@ async def test_a_replay_in_a_child_process_reports_its_progress_and_result(
         monkeypatch.setenv(name, value)  # the child (`chirp replay ... --progress-json`) builds the probe from these
     reports: list[Progress] = []
 
-    result = await replay_in_child("tests.integration.replay_probe", reports.append)
+    [result] = await replay_in_child(["tests.integration.replay_probe"], reports.append)
 
     assert (result.consumer, result.planned, result.processed) == (group, 700, 700)
     assert result.offsets_handed_off and result.tables == (table,)
     assert {r.phase for r in reports} >= {"build", "done"} and reports[-1].processed == 700
     assert await count(pg, table) == 700
     await pg.execute(f"DROP TABLE {table}")
+
+
+async def test_consumers_replayed_together_read_each_event_once_and_each_build_their_own_model(
+    settings: Settings,
+    publisher: Publisher,
+    pg: asyncpg.Pool,
+    redis_client: aioredis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two consumers of one topic in one replay, one of them live meanwhile, while posts keep arriving: each
+    record is fetched and decoded once, and each model ends as its own fresh rebuild would."""
+    live, table_live, topic = await probe.fresh(settings, "rp", partitions=3)
+    stopped, table_stopped, _ = await probe.fresh(settings, "rp", partitions=1)
+    first, model_first = probe.make(live, topic, table_live)
+    second, model_second = probe.make(stopped, topic, table_stopped)
+    before, during = probe.posts(600), probe.posts(300)
+    await probe.send(publisher, topic, before)
+    await publisher.publish_raw(topic.name, b"bad", b"{not json", {})
+    decoded = 0
+    real_decode = replay.decode
+
+    def counting_decode(record: object, model: type) -> object:
+        nonlocal decoded
+        decoded += 1
+        return real_decode(record, model)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(replay, "decode", counting_decode)
+    small = settings.model_copy(update={"replay_batch_size": 50})
+
+    with probe.running(live, topic, table_live):
+        await eventually(lambda: count(pg, table_live), until=lambda n: n == 600, timeout=90)
+
+        async def publish_while_replaying() -> None:
+            for i in range(0, len(during), 30):
+                await probe.send(publisher, topic, during[i : i + 30])
+                await asyncio.sleep(0.02)
+
+        publishing = asyncio.create_task(publish_while_replaying())
+        job = Replay(small, [first, second], [model_first, model_second])
+        results = await job.run()
+        await publishing
+        await eventually(lambda: count(pg, table_live), until=lambda n: n == 900, timeout=90)
+
+    assert [r.consumer for r in results] == [live, stopped]
+    assert results[0].group == results[1].group == job.group and "+" in job.group
+    for result in results:
+        assert result.planned >= 601 and result.processed >= result.planned
+        assert result.dead_lettered == 1, "each consumer dead-letters the undecodable record it was given"
+    assert decoded == results[0].processed, "each record decoded once for both consumers"
+    assert [r.offsets_handed_off for r in results] == [False, True], "the running live group keeps its offsets"
+    ids = sorted(e.payload.post_id for e in before + during)
+    assert [r["post_id"] for r in await pg.fetch(f"SELECT post_id FROM {table_live} ORDER BY 1")] == ids
+    stopped_rows = [r["post_id"] for r in await pg.fetch(f"SELECT post_id FROM {table_stopped} ORDER BY 1")]
+    assert len(stopped_rows) == results[1].processed - 1, "the stopped model holds what the replay handled"
+    assert set(stopped_rows) <= set(ids)
+    for group, table in ((live, table_live), (stopped, table_stopped)):
+        keys = [k async for k in redis_client.scan_iter(match=f"rp:{group}:*")]
+        assert sum([await redis_client.scard(k) for k in keys]) == await count(pg, table)
+        names = [name for name, _ in await indexes(pg, table)]
+        assert names == [f"{table}_by_author", f"{table}_pkey", f"{table}_words"], "late indexes built too"
+    async with _kafka.admin(settings) as admin:
+        handed = await _kafka.committed(admin, settings.group(stopped))
+        groups = await _kafka.groups(admin)
+    assert sum(handed.values()) == results[1].processed, "the stopped group resumes after what its model holds"
+    assert job.group not in groups, "the replay group is deleted"
+    for name in (live, stopped):
+        shadows = await pg.fetchval(
+            "SELECT count(*) FROM pg_namespace WHERE starts_with(nspname, $1)", replay._safe(name)
+        )
+        assert shadows == 0, "shadow and old schemas are dropped"
+    for table in (table_live, table_stopped):
+        await pg.execute(f"DROP TABLE {table}")
+
+
+async def test_consumers_that_read_each_others_models_are_not_replayed_together(settings: Settings) -> None:
+    upstream = Consumer(f"up-{new_id().lower()}", tables=("up",))
+    downstream = Consumer(f"down-{new_id().lower()}", tables=("down",), after=(upstream.name,))
+    with pytest.raises(ReplayError, match=f"{downstream.name} reads the model of {upstream.name}"):
+        Replay(settings, [upstream, downstream])
