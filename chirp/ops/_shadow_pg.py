@@ -7,6 +7,8 @@ SCHEMA`) inside one transaction: readers see the old tables or the new ones, nev
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import orjson
 
@@ -113,12 +115,22 @@ async def clone_table(
     return late
 
 
-async def create_late_indexes(conn: asyncpg.Connection, definitions: list[str]) -> None:
-    """Build the indexes `clone_table` left out, each in one pass over the rows (with memory to sort them in)."""
-    async with conn.transaction():
-        await conn.execute(f"SET LOCAL maintenance_work_mem = '{LATE_INDEX_MEMORY}'")
-        for definition in definitions:
+async def create_late_indexes(pool: asyncpg.Pool, definitions: list[str], at_once: int = 2) -> None:
+    """Build the indexes `clone_table` left out, each in one pass over the rows (with memory to sort them in),
+    `at_once` side by side on connections of `pool` (a full-text index is built by one backend: one core)."""
+    slots = asyncio.Semaphore(at_once)
+
+    async def build(definition: str) -> None:
+        async with slots, pool.acquire() as conn, conn.transaction():
+            await conn.execute(f"SET LOCAL maintenance_work_mem = '{LATE_INDEX_MEMORY}'")
             await conn.execute(definition)
+
+    await asyncio.gather(*(build(d) for d in sorted(definitions, key=_build_cost, reverse=True)))
+
+
+def _build_cost(definition: str) -> int:
+    """Full-text and array indexes take longest: started first, the others fill the other slots meanwhile."""
+    return int(any(f"USING {method} " in definition for method in LATE_METHODS))
 
 
 async def drop_schema(conn: asyncpg.Connection, schema: str) -> None:

@@ -9,7 +9,6 @@ A `SCAN ... MATCH` pattern under a prefix gets the root too: it lists the shadow
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -189,8 +188,8 @@ async def copy_keys(client: aioredis.Redis, prefixes: tuple[str, ...], root: str
 
 # One script, so Redis applies it atomically: readers see the old keys or the new ones, never a mix. The key names
 # wait in two Redis lists written beforehand (page by page, while Redis keeps serving), so neither a model of
-# millions of keys nor its names pass through this process at once; the script blocks Redis only for the moves.
-# KEYS: the list of shadow keys, the list of live keys the shadow lacks.  ARGV: the shadow root.
+# millions of keys nor its names pass through this process; the script blocks Redis only for the moves.
+# KEYS: the list of shadow keys, the list of live keys.  ARGV: the shadow root.
 _SWAP = """
 local cut, moved = string.len(ARGV[1]) + 1, 0
 for i = 0, redis.call('LLEN', KEYS[2]) - 1, 1000 do
@@ -210,15 +209,40 @@ redis.call('UNLINK', KEYS[1], KEYS[2])
 return moved
 """
 
+# One SCAN page, its keys sorted into the two lists the swap reads: one pass over the key space for all prefixes,
+# and the names never travel to this process and back.
+# KEYS: the list of shadow keys, the list of live keys.  ARGV: cursor, COUNT, the shadow root, the prefixes.
+_LIST_PAGE = """
+local found = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
+local root, shadow, live = ARGV[3], {}, {}
+local first = string.byte(root, 1)
+for _, key in ipairs(found[2]) do
+  local in_shadow = string.byte(key, 1) == first and string.sub(key, 1, #root) == root
+  local rest = in_shadow and string.sub(key, #root + 1) or key
+  for i = 4, #ARGV do
+    if string.sub(rest, 1, #ARGV[i]) == ARGV[i] then
+      table.insert(in_shadow and shadow or live, key)
+      break
+    end
+  end
+end
+for i = 1, #shadow, 1000 do redis.call('RPUSH', KEYS[1], unpack(shadow, i, math.min(i + 999, #shadow))) end
+for i = 1, #live, 1000 do redis.call('RPUSH', KEYS[2], unpack(live, i, math.min(i + 999, #live))) end
+return found[1]
+"""
 
-async def _pages(client: aioredis.Redis, prefix: str, size: int = 1000) -> AsyncIterator[list[str]]:
-    """The keys under `prefix`, a SCAN page at a time."""
-    cursor = 0
+
+async def _list_keys(
+    client: aioredis.Redis, prefixes: tuple[str, ...], root: str, moving: str, stale: str, size: int = 5000
+) -> None:
+    """The shadow keys (`root` + a prefix) into the list `moving`, the live ones (a prefix) into `stale`: one pass
+    over the key space, a SCAN page per script call (Redis serves other clients between them)."""
+    page = client.register_script(_LIST_PAGE)
+    cursor = "0"
     while True:
-        cursor, keys = await client.scan(cursor, match=f"{_glob_escape(prefix)}*", count=size)
-        if keys:
-            yield [k if isinstance(k, str) else k.decode() for k in keys]
-        if cursor == 0:
+        found = await page(keys=[moving, stale], args=[cursor, size, root, *prefixes])
+        cursor = found if isinstance(found, str) else found.decode()
+        if cursor == "0":
             return
 
 
@@ -230,17 +254,7 @@ async def swap(client: aioredis.Redis, prefixes: tuple[str, ...], root: str) -> 
     """
     moving, stale = f"{root}~swap:moving", f"{root}~swap:stale"
     await client.unlink(moving, stale)
-    for prefix in prefixes:
-        async for page in _pages(client, root + prefix):
-            await client.rpush(moving, *page)
-        async for page in _pages(client, prefix):
-            async with client.pipeline(transaction=False) as pipe:
-                for key in page:
-                    pipe.exists(root + key)
-                found = await pipe.execute()
-            lacking = [key for key, shadowed in zip(page, found, strict=True) if not shadowed]
-            if lacking:
-                await client.rpush(stale, *lacking)
+    await _list_keys(client, prefixes, root, moving, stale)  # the script deletes the live keys the shadow lacks
     pool = client.connection_pool
     kwargs = {**pool.connection_kwargs, "socket_timeout": None}
     patient = aioredis.Redis(connection_pool=aioredis.ConnectionPool(connection_class=pool.connection_class, **kwargs))

@@ -61,6 +61,7 @@ T = TypeVar("T")
 # A replay that dead-letters more than this (a bug, a schema the code does not match) stops before its swap.
 DEAD_LETTERS_ALLOWED, DEAD_LETTER_SHARE = 100, 0.01
 COMMIT_EVERY_S = 1.0  # the replay group's offsets only show progress: the hand-off uses the handled positions
+MEMBER_QUEUE = 2  # batches a member may be behind the reader: enough to keep it busy, each costs RSS
 REPLAY_FETCH_BYTES = 1024 * 1024  # per partition and fetch: a backlog batch (2,000 events) at once; more only costs RSS
 
 
@@ -377,7 +378,7 @@ class Replay:
                 late = [index for m in self.members for index in m.late_indexes]
                 if late:
                     self._report("index", self._lag(await self._ends(tps)))
-                    await _shadow_pg.create_late_indexes(lock, late)
+                    await _shadow_pg.create_late_indexes(live_pg, late)
                     await self._catch_up(kafka, tps, "build", None)
                 for m in self.members:  # planner statistics before the first reader plans against it
                     for table in m.model.tables:
@@ -475,51 +476,63 @@ class Replay:
     ) -> None:
         """Consume into the shadows until `target` offsets, or (no target) until within `catch_up_lag` of the end.
 
-        While a batch's handlers wait on PostgreSQL or Redis, the next batch is fetched and decoded (`ahead`): one
-        process keeps its own CPU and the stores busy at once. A batch is fetched ahead only when this call will
-        handle it, so none is left over when it returns."""
+        One task reads and decodes; each member handles its part of every batch in a task of its own, up to
+        `MEMBER_QUEUE` batches behind the reader. So while a member's handlers wait on PostgreSQL or Redis, the
+        next batch is fetched and decoded and the other members work: one process keeps its own CPU and the stores
+        busy at once, and no member waits for a slower one batch by batch. Returns once every member has handled
+        every batch read (a failing member stops the replay)."""
+        queues: list[asyncio.Queue[Decoded | None]] = [asyncio.Queue(MEMBER_QUEUE) for _ in self.members]
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                for m, queue in zip(self.members, queues, strict=True):
+                    tasks.create_task(self._member(m, queue, check=phase != "drain"))
+                await self._read(kafka, tps, phase, target, queues)  # on a failure the group cancels the rest
+                for queue in queues:
+                    await queue.put(None)
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        await self._commit(kafka)
+
+    async def _read(
+        self,
+        kafka: AIOKafkaConsumer,
+        tps: list[TopicPartition],
+        phase: str,
+        target: dict[TopicPartition, int] | None,
+        queues: list[asyncio.Queue[Decoded | None]],
+    ) -> None:
+        """Fetch and decode batches up to `target` (or near the end), each member's part into its queue."""
         ends = target or await self._ends(tps)
         refreshed = time.monotonic()
         enough = 0 if target else self.catch_up_lag
-        ahead: asyncio.Task[tuple[dict[TopicPartition, list[ConsumerRecord]], list[Decoded]]] | None = None
-        try:
-            while True:
-                lag = self._lag(ends)
-                self._report(phase, lag)
-                if ahead is None and lag <= enough:
-                    if target is not None or time.monotonic() - refreshed < 0.05:
-                        return await self._commit(kafka)
-                    ends, refreshed = await self._ends(tps), time.monotonic()
-                    continue
-                batch, views = await (ahead or self._fetch(kafka))
-                ahead = None
-                if batch:
-                    done = {tp: part[-1].offset + 1 for tp, part in batch.items()}
-                    if self._lag(ends, done) > enough:
-                        ahead = asyncio.create_task(self._fetch(kafka))
-                    await self._handle(views, check=phase != "drain")
-                    self.progress.processed += sum(len(part) for part in batch.values())
-                    self._positions.update(done)
-                    if time.monotonic() - self._committed_at > COMMIT_EVERY_S:
-                        await self._commit(kafka)
-                else:
-                    for tp in tps:  # skips over offsets that hold no record (compaction, transaction markers)
-                        self._positions[tp] = await kafka.position(tp)
-                if target is None and time.monotonic() - refreshed > 1.0:
-                    ends, refreshed = await self._ends(tps), time.monotonic()
-        finally:
-            if ahead is not None:  # only on an error: the replay stops
-                ahead.cancel()
+        while True:
+            lag = self._lag(ends)
+            self._report(phase, lag)
+            if lag <= enough:
+                if target is not None or time.monotonic() - refreshed < 0.05:
+                    return
+                ends, refreshed = await self._ends(tps), time.monotonic()
+                continue
+            batch = await self._poll(kafka)
+            if batch:
+                for queue, view in zip(queues, self._decode(batch), strict=True):
+                    if view.by_topic or view.rejected:
+                        await queue.put(view)
+                self.progress.processed += sum(len(part) for part in batch.values())
+                self._positions.update({tp: part[-1].offset + 1 for tp, part in batch.items()})
+                if time.monotonic() - self._committed_at > COMMIT_EVERY_S:
+                    await self._commit(kafka)
+            else:
+                for tp in tps:  # skips over offsets that hold no record (compaction, transaction markers)
+                    self._positions[tp] = await kafka.position(tp)
+            if target is None and time.monotonic() - refreshed > 1.0:
+                ends, refreshed = await self._ends(tps), time.monotonic()
 
-    async def _handle(self, views: list[Decoded], *, check: bool) -> None:
-        """Each member handles its part of a batch, side by side (a failure cancels the others: the replay stops)."""
-        async with asyncio.TaskGroup() as group:
-            for m, view in zip(self.members, views, strict=True):
-                if view.by_topic or view.rejected:
-                    assert m.runner is not None
-                    group.create_task(m.runner.run_decoded(view))
-        for m, view in zip(self.members, views, strict=True):
-            assert m.runner is not None
+    async def _member(self, m: _Member, queue: asyncio.Queue[Decoded | None], *, check: bool) -> None:
+        """A member's handlers over its parts of the batches, in order, until the reader is done."""
+        assert m.runner is not None
+        while (view := await queue.get()) is not None:
+            await m.runner.run_decoded(view)
             m.processed += sum(len(items) for items in view.by_topic.values()) + len(view.rejected)
             if check and too_many_dead_letters(m.runner.dead, m.processed):
                 raise ReplayError(
@@ -531,10 +544,6 @@ class Replay:
         """Commit the handled positions (the replay group's progress, as `chirp lag` shows it)."""
         await kafka.commit(dict(self._positions))
         self._committed_at = time.monotonic()
-
-    async def _fetch(self, kafka: AIOKafkaConsumer) -> tuple[dict[TopicPartition, list[ConsumerRecord]], list[Decoded]]:
-        batch = await self._poll(kafka)
-        return batch, self._decode(batch)
 
     def _decode(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> list[Decoded]:
         """A batch decoded once per topic and event model, then split into each member's part (events are frozen,

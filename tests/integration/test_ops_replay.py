@@ -144,7 +144,7 @@ async def test_a_shadow_clone_builds_reader_and_full_text_indexes_after_the_rows
         try:
             late = await _shadow_pg.clone_table(conn, table, "public", schema, frozenset({f"{table}_author"}))
             assert await names(conn) == {f"{table}_pkey", f"{table}_body"}, "what the handlers need, at once"
-            await _shadow_pg.create_late_indexes(conn, late)
+            await _shadow_pg.create_late_indexes(pg, late)
             assert await names(conn) == {f"{table}_pkey", f"{table}_body", f"{table}_author", f"{table}_words"}
         finally:
             await conn.execute(f"DROP SCHEMA {schema} CASCADE")
