@@ -30,14 +30,16 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from chirp.ops import _kafka
 from chirp.settings import Settings
 from producers.broker import ensure_topics
 from schemas.events import PostCreated, PostCreatedData, new_id
-from schemas.topics import Topic
+from schemas.topics import Topic, dead_letters
 
 RESULTS = Path(__file__).with_name("results") / "runtime.jsonl"
 ROOT = Path(__file__).resolve().parents[1]
 VALIDATOR = PostCreated.__pydantic_validator__
+RUN = f"bench-rt-{new_id().lower()}-"  # every topic and group of this run starts so; deleted at its end
 
 
 def event_bytes(body: str) -> bytes:
@@ -60,7 +62,10 @@ async def fill(settings: Settings, topic: str, n: int) -> int:
 
 async def raw_getmany(settings: Settings, topic: str, n: int, *, validate: bool = False) -> float:
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=settings.bootstrap_servers, group_id=f"raw-{new_id()}", auto_offset_reset="earliest"
+        topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=f"{RUN}raw-{new_id()}",
+        auto_offset_reset="earliest",
     )
     await consumer.start()
     seen, started = 0, 0.0
@@ -92,7 +97,7 @@ async def committed_total(probe: AIOKafkaConsumer, tps: list[TopicPartition]) ->
 
 
 async def runtime_rate(settings: Settings, topic: str, n: int) -> float:
-    group = f"rt-{new_id()}"
+    group = f"{RUN}rt-{new_id()}"
     probe = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=group)
     await probe.start()
     tps = [TopicPartition(topic, p) for p in range(3)]
@@ -114,9 +119,9 @@ async def runtime_rate(settings: Settings, topic: str, n: int) -> float:
 
 
 async def latency(settings: Settings, rate: int, seconds: int) -> dict[str, dict[str, float]]:
-    topic = f"bench-lat-{new_id().lower()}"
+    topic = f"{RUN}lat"
     await ensure_topics(settings, (Topic(topic, key="post_id"),))
-    group = f"lat-{new_id()}"
+    group = f"{RUN}lat-{new_id()}"
     with tempfile.NamedTemporaryFile(delete=False, suffix=".lat") as tmp:
         log = Path(tmp.name)
     proc = spawn(topic, group, str(log))
@@ -188,13 +193,13 @@ def kafka_tool(settings: Settings, cls: str, *args: str) -> str:
 def consumer_perf(settings: Settings, topic: str, n: int) -> float:
     out = kafka_tool(
         settings, "org.apache.kafka.tools.ConsumerPerformance", "--bootstrap-server", settings.bootstrap_servers,
-        "--topic", topic, "--messages", str(n), "--group", f"perf-{new_id()}", "--hide-header",
+        "--topic", topic, "--messages", str(n), "--group", f"{RUN}perf-{new_id()}", "--hide-header",
     )  # fmt: skip
     return float(out.strip().splitlines()[-1].split(",")[5])  # nMsg.sec
 
 
 def producer_perf(settings: Settings, n: int, size: int) -> float:
-    topic = f"bench-pp-{new_id().lower()}"
+    topic = f"{RUN}pp"
     out = kafka_tool(
         settings, "org.apache.kafka.tools.ProducerPerformance", "--topic", topic, "--num-records", str(n),
         "--record-size", str(size), "--throughput", "-1", "--producer-props",
@@ -205,7 +210,7 @@ def producer_perf(settings: Settings, n: int, size: int) -> float:
 
 
 def idle_rss_mb() -> float:
-    proc = spawn(f"bench-idle-{new_id().lower()}", f"idle-{new_id()}")
+    proc = spawn(f"{RUN}idle", f"{RUN}idle-{new_id()}")
     try:
         time.sleep(8)
         status = Path(f"/proc/{proc.pid}/status").read_text()
@@ -227,7 +232,24 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     settings = Settings()
-    topic = f"bench-rt-{new_id().lower()}"
+    try:
+        await measure(settings, args)
+    finally:
+        await cleanup(settings)
+
+
+async def cleanup(settings: Settings) -> None:
+    """Delete this run's topics (its consumers' dead-letter topics too) and consumer groups."""
+    ours = (RUN, dead_letters(RUN).name, settings.group(RUN))
+    async with _kafka.admin(settings) as admin:
+        await admin.delete_topics([n for n in await admin.list_topics() if n.startswith(ours)])
+        for group in await _kafka.groups(admin):
+            if group.startswith(ours):
+                await _kafka.delete_group(admin, group)
+
+
+async def measure(settings: Settings, args: argparse.Namespace) -> None:
+    topic = f"{RUN}events"
     await ensure_topics(settings, (Topic(topic, key="post_id"),))
     size = await fill(settings, topic, args.events)
     ceiling, raw, raw_validated, runtime = [], [], [], []
