@@ -12,8 +12,9 @@
    the swap are planned with statistics): one transaction takes a SHARE lock on the live tables
    (readers go on, the live consumer's writes wait), catches the shadow up to the end offsets read under that
    lock (so it holds every event any reader could have seen), then moves the live tables out and the shadow ones
-   in. Redis keys follow in one atomic script, once the shadow has caught up to the end again. Readers see the
-   old model or the new one, never a half-built one.
+   in. Redis keys follow in one atomic script, once the shadow has caught up to the end again (a model of keys
+   only swaps before, caught up to the end, while PostgreSQL builds the late indexes of the others replayed with
+   it). Readers see the old model or the new one, never a half-built one.
 3. **Drain**: the live consumer may have applied, into the old tables, events fetched just before the swap; the
    replay group consumes up to the end offsets read after the swap, into the now-live model (handlers are
    idempotent, so events the live consumer also applies are harmless).
@@ -376,22 +377,25 @@ class Replay:
             try:
                 await self._catch_up(kafka, tps, "build", None)
                 late = [index for m in self.members for index in m.late_indexes]
-                if late:
-                    self._report("index", self._lag(await self._ends(tps)))
-                    await _shadow_pg.create_late_indexes(live_pg, late)
+                keys_only = [(m, r) for m, r in zip(self.members, results, strict=True) if not m.model.tables]
+                if late or keys_only:
+                    if keys_only:  # swapped now, while PostgreSQL builds the late indexes (Redis is idle then)
+                        await self._catch_up(kafka, tps, "swap", await self._ends(tps))
+                    self._report("index" if late else "swap", self._lag(await self._ends(tps)))
+                    await asyncio.gather(
+                        _shadow_pg.create_late_indexes(live_pg, late), self._swap_redis(live_redis, keys_only)
+                    )
                     await self._catch_up(kafka, tps, "build", None)
                 for m in self.members:  # planner statistics before the first reader plans against it
                     for table in m.model.tables:
                         await lock.execute(f"ANALYZE {_shadow_pg.ident(m.shadow_schema)}.{_shadow_pg.ident(table)}")
                 await self._swap_pg(live_pg, kafka, tps)
                 swapped = True
-                # Redis keys follow, caught up to the end once more (the swap above may have taken a while).
-                await self._catch_up(kafka, tps, "swap", await self._ends(tps))
-                for m, result in zip(self.members, results, strict=True):
-                    if m.model.redis_prefixes:
-                        result.redis_keys = await _shadow_redis.swap(live_redis, m.model.redis_prefixes, m.redis_root)
-                        assert m.ctx is not None and isinstance(m.ctx.redis, _shadow_redis.ShadowRedis)
-                        m.ctx.redis.rewriter.enabled = False
+                # Their Redis keys follow, caught up to the end once more (the swap above may have taken a while).
+                with_tables = [(m, r) for m, r in zip(self.members, results, strict=True) if m.model.tables]
+                if any(m.model.redis_prefixes for m, _ in with_tables):
+                    await self._catch_up(kafka, tps, "swap", await self._ends(tps))
+                    await self._swap_redis(live_redis, with_tables)
                 await self._catch_up(kafka, tps, "drain", await self._ends(tps))
             finally:
                 if not swapped:
@@ -413,6 +417,16 @@ class Replay:
                 result.seconds = time.monotonic() - self._started
             self._report("done", 0)
             return results
+
+    async def _swap_redis(self, live_redis: aioredis.Redis, swapping: list[tuple[_Member, ReplayResult]]) -> None:
+        """Move these members' shadow keys over their live ones (each in one atomic script); from then on their
+        handlers write the live keys, and their PUBLISH commands are sent again. No batch is being handled: the
+        caller has caught them up."""
+        for m, result in swapping:
+            if m.model.redis_prefixes:
+                result.redis_keys = await _shadow_redis.swap(live_redis, m.model.redis_prefixes, m.redis_root)
+                assert m.ctx is not None and isinstance(m.ctx.redis, _shadow_redis.ShadowRedis)
+                m.ctx.redis.rewriter.enabled = False
 
     async def _remove_leftovers(self, m: _Member, conn: asyncpg.Connection, redis_client: aioredis.Redis) -> None:
         """Drop what an interrupted replay of this consumer left (we hold its advisory lock: none is running)."""

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from chirp.ops import _kafka, _shadow_pg, replay
 from chirp.ops.replay import Progress, ReadModel, Replay, ReplayError, rebuild_order, replay_in_child
 from chirp.settings import Settings
-from consumers.runtime import Consumer
+from consumers.runtime import Consumer, Context
 from producers.broker import Publisher
 from schemas.events import PostCreated, new_id
 from schemas.topics import Topic
@@ -323,3 +323,48 @@ async def test_consumers_that_read_each_others_models_are_not_replayed_together(
     downstream = Consumer(f"down-{new_id().lower()}", tables=("down",), after=(upstream.name,))
     with pytest.raises(ReplayError, match=f"{downstream.name} reads the model of {upstream.name}"):
         Replay(settings, [upstream, downstream])
+
+
+async def test_a_member_owning_only_keys_is_swapped_while_the_tables_get_their_indexes(
+    settings: Settings, publisher: Publisher, pg: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    """A keys-only model moves in while PostgreSQL builds the other member's late indexes; posts published during
+    the replay reach both models."""
+    group, table, topic = await probe.fresh(settings, "rp", partitions=2)
+    with_table, _ = probe.make(group, topic, table)
+    prefix = f"rk:{new_id().lower()}:"
+    keys_only = Consumer(f"rk-{new_id().lower()}", "keys-only probe", redis_prefixes=(prefix,))
+
+    @keys_only.on(topic, batch=True, model=PostCreated)
+    async def by_author(events: list[PostCreated], ctx: Context) -> None:
+        async with ctx.redis.pipeline(transaction=False) as pipe:
+            for e in events:
+                pipe.sadd(f"{prefix}{e.payload.author_id}", e.payload.post_id)
+            await pipe.execute()
+
+    await redis_client.sadd(f"{prefix}gone", "x")  # a live key the rebuilt model lacks
+    before, during = probe.posts(500), probe.posts(200)
+    await probe.send(publisher, topic, before)
+    await Replay(settings, with_table).run()  # the live table: its copy gets the late indexes
+
+    async def publish_while_replaying() -> None:
+        for i in range(0, len(during), 20):
+            await probe.send(publisher, topic, during[i : i + 20])
+            await asyncio.sleep(0.02)
+
+    phases: list[str] = []
+    publishing = asyncio.create_task(publish_while_replaying())
+    results = await Replay(settings, [with_table, keys_only], on_progress=lambda p: phases.append(p.phase)).run()
+    await publishing
+
+    handled = results[1].processed
+    assert handled == results[0].processed >= 500
+    assert phases.index("swap") < phases.index("index") < phases.index("drain"), "keys first, then the indexes"
+    assert results[1].redis_keys == 7, "one set per author moved in"
+    keys = [k async for k in redis_client.scan_iter(match=f"{prefix}*")]
+    assert f"{prefix}gone" not in keys
+    members = {m for k in keys for m in await redis_client.smembers(k)}
+    assert len(members) == handled and members <= {e.payload.post_id for e in before + during}
+    assert await count(pg, table) == handled
+    assert [k async for k in redis_client.scan_iter(match="~replay:rk_*")] == []
+    await pg.execute(f"DROP TABLE {table}")
