@@ -105,6 +105,13 @@ async def send(publisher: Publisher, topic: Topic, events: list[PostCreated]) ->
     )
 
 
+async def send_slowly(publisher: Publisher, topic: Topic, events: list[PostCreated], chunk: int) -> None:
+    """Publish `chunk` events at a time with short pauses, as posts arrive while a replay runs."""
+    for i in range(0, len(events), chunk):
+        await send(publisher, topic, events[i : i + chunk])
+        await asyncio.sleep(0.02)
+
+
 @contextmanager
 def running(group: str, topic: Topic, table: str, **env: str) -> Iterator[subprocess.Popen[bytes]]:
     """The probe as a live consumer in a child process (`chirp consume`), stopped with SIGTERM at the end."""

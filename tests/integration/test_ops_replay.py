@@ -62,14 +62,9 @@ async def test_replay_during_live_publishing_converges_to_a_fresh_rebuild(
                 seen.append(await count(pg, table))
                 await asyncio.sleep(0.01)
 
-        async def publish_while_replaying() -> None:
-            for i in range(0, len(during), 50):
-                await probe.send(publisher, topic, during[i : i + 50])
-                await asyncio.sleep(0.02)
-
         reports: list[Progress] = []
         reader = asyncio.create_task(read_while_replaying())
-        publishing = asyncio.create_task(publish_while_replaying())
+        publishing = asyncio.create_task(probe.send_slowly(publisher, topic, during, 50))
         job = Replay(settings, consumer, model, on_progress=lambda p: reports.append(Progress(**p.__dict__)))
         [result] = await job.run()
         await publishing
@@ -276,12 +271,7 @@ async def test_consumers_replayed_together_read_each_event_once_and_each_build_t
     with probe.running(live, topic, table_live):
         await eventually(lambda: count(pg, table_live), until=lambda n: n == 600, timeout=90)
 
-        async def publish_while_replaying() -> None:
-            for i in range(0, len(during), 30):
-                await probe.send(publisher, topic, during[i : i + 30])
-                await asyncio.sleep(0.02)
-
-        publishing = asyncio.create_task(publish_while_replaying())
+        publishing = asyncio.create_task(probe.send_slowly(publisher, topic, during, 30))
         job = Replay(small, [first, second], [model_first, model_second])
         results = await job.run()
         await publishing
@@ -347,13 +337,8 @@ async def test_a_member_owning_only_keys_is_swapped_while_the_tables_get_their_i
     await probe.send(publisher, topic, before)
     await Replay(settings, with_table).run()  # the live table: its copy gets the late indexes
 
-    async def publish_while_replaying() -> None:
-        for i in range(0, len(during), 20):
-            await probe.send(publisher, topic, during[i : i + 20])
-            await asyncio.sleep(0.02)
-
     phases: list[str] = []
-    publishing = asyncio.create_task(publish_while_replaying())
+    publishing = asyncio.create_task(probe.send_slowly(publisher, topic, during, 20))
     results = await Replay(settings, [with_table, keys_only], on_progress=lambda p: phases.append(p.phase)).run()
     await publishing
 
