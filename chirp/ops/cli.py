@@ -18,7 +18,7 @@ from typing import Annotated, Any, TypeVar
 
 import orjson
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.live import Live
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -31,8 +31,25 @@ T = TypeVar("T")
 ops_app = typer.Typer(help="Chirp operator tools.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead-lettered events: list, show, retry (after a fix) or drop them.", no_args_is_help=True)
 ops_app.add_typer(dlq_app, name="dlq")
-console = Console()
-errors = Console(stderr=True)
+_TERMINAL = any(os.isatty(fd) for fd in (0, 1, 2))
+
+
+class _Console(Console):
+    """rich's console, but 200 columns wide instead of 80 with no terminal at all and no COLUMNS (cron, CI, a
+    service's log), so tables do not cut names short with "…". A terminal's width or COLUMNS still decides."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        return size if _TERMINAL or "COLUMNS" in os.environ else ConsoleDimensions(200, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+console = _Console()
+errors = _Console(stderr=True)
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 
 import orjson
 from typer.testing import CliRunner
@@ -69,3 +72,21 @@ async def test_topics_counts_messages_with_oldest_and_newest(settings, publisher
     shown = await asyncio.to_thread(CliRunner().invoke, ops_app, ["topics", "--json"])
     assert shown.exit_code == 0, shown.output
     assert sum(r["messages"] for r in orjson.loads(shown.output) if r["topic"] == topic.name) == 25
+
+
+async def test_tables_keep_long_names_whole_without_a_terminal(settings) -> None:
+    """Run from cron or CI (no terminal, no COLUMNS), `chirp topics` shows a 60-character topic name whole."""
+    topic = Topic(f"a-topic-with-a-name-longer-than-a-narrow-column-{new_id().lower()[:12]}", key="post_id")
+    await ensure_topics(settings, (topic,))
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    shown = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "chirp", "topics"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert topic.name in shown.stdout
