@@ -66,6 +66,8 @@ async def refresh_forever(counts: RedisTrending, pg: asyncpg.Pool | None, every:
                 await counts.refresh(pg)
             await counts.collect()
         except Exception as exc:  # an outage must not end the loop: the next tick tries again
+            if pg is not None and pg.is_closing():
+                return  # the context ended during this refresh (a replay finishing): nothing failed
             log.warning("trending refresh failed", error=repr(exc))
         await asyncio.sleep(every)
 

@@ -7,12 +7,14 @@ the same events into a fresh key prefix and compare the Redis state key by key.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import subprocess
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
@@ -361,3 +363,35 @@ def test_cli_hide_and_unhide_are_events_the_consumer_applies(pipeline: Pipeline,
     state("|0")
     assert runner.invoke(trending_app, ["hide", "not a tag"]).exit_code == 2
     client.close()
+
+
+class _RefreshUnderWay:
+    """Counts always stale, whose refresh is still running queries when its pool starts closing."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+
+    async def stale(self) -> bool:
+        return True
+
+    async def refresh(self, pg: asyncpg.Pool) -> None:
+        self.started.set()
+        await pg.fetchval("SELECT pg_sleep(0.3)")
+        await pg.fetchval("SELECT 1")  # by now the pool is closing
+
+    async def collect(self) -> None:
+        return None
+
+
+async def test_refresher_ends_quietly_when_its_pool_closes_during_a_refresh(settings: Settings, monkeypatch) -> None:
+    """A replay process ends its shadow context while the ranking refresher may be mid-refresh: no failure is
+    logged, and the refresher stops."""
+    warnings: list[str] = []
+    monkeypatch.setattr(trending, "log", SimpleNamespace(warning=lambda event, **_: warnings.append(event)))
+    pool = await asyncpg.create_pool(settings.postgres_dsn(), min_size=1, max_size=2)
+    counts = _RefreshUnderWay()
+    refresher = asyncio.create_task(trending.refresh_forever(counts, pool, every=0.01))  # type: ignore[arg-type]
+    await counts.started.wait()
+    await pool.close()
+    await asyncio.wait_for(refresher, 5)
+    assert warnings == []
