@@ -1,4 +1,5 @@
-"""Our own non-persistent Redis instance (a rebuildable read-model cache) from Debian's redis-server."""
+"""Our own Redis instance from Debian's redis-server: sessions, rate limits and the Redis read models, kept in an
+append-only file so they survive a restart (every read model can also be rebuilt from the log)."""
 
 from __future__ import annotations
 
