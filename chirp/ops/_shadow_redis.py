@@ -5,10 +5,20 @@ look. The client below prepends a shadow root to every *key argument* that start
 prefixes. Which arguments are keys comes from the server's own `COMMAND` key specifications, so pipelines, scripts
 (`EVALSHA numkeys ...`) and multi-key commands are rewritten exactly, and values that merely look like keys are not.
 A `SCAN ... MATCH` pattern under a prefix gets the root too: it lists the shadow's keys (named with the root).
+Names are rewritten when a command is sent (a pipeline's when it executes), and the swap runs with the client's
+`Gate` closed: a command sent before it went to the shadow and is moved with it, one sent after it reaches the
+live keys, and none lands in the shadow namespace once it has been swapped out (a consumer's background task, like
+trending's ranking refresher, keeps running through a replay).
+
+Every shadow root a replay creates is listed in the set `ROOTS` until its keys are gone, so the next replay finds
+what an interrupted one left without scanning the key space.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -17,6 +27,7 @@ from redis.asyncio.client import Pipeline
 from chirp.redis_client import HiredisPacking
 
 KeySpecs = dict[str, list[dict[str, Any]]]
+ROOTS = "~replay-roots"
 
 
 async def load_key_specs(client: aioredis.Redis) -> KeySpecs:
@@ -101,10 +112,41 @@ class KeyRewriter:
         return tuple(argv)
 
 
+class Gate:
+    """Commands pass while it is open; `closed()` waits for those in flight, and holds new ones until it reopens."""
+
+    def __init__(self) -> None:
+        self._open, self._idle = asyncio.Event(), asyncio.Event()
+        self._open.set()
+        self._idle.set()
+        self._busy = 0
+
+    async def enter(self) -> None:
+        while not self._open.is_set():
+            await self._open.wait()
+        self._busy += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self._busy -= 1
+        if not self._busy:
+            self._idle.set()
+
+    @asynccontextmanager
+    async def closed(self) -> AsyncIterator[None]:
+        self._open.clear()
+        try:
+            await self._idle.wait()
+            yield
+        finally:
+            self._open.set()
+
+
 class ShadowRedis(aioredis.Redis):
     """A Redis client whose writes and reads under the consumer's prefixes go to the shadow namespace."""
 
     rewriter: KeyRewriter
+    gate: Gate
 
     @property
     def announcing(self) -> bool:
@@ -112,47 +154,62 @@ class ShadowRedis(aioredis.Redis):
         return not self.rewriter.enabled
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
-        if self.rewriter.silenced(args):
-            return 0
-        return await super().execute_command(*self.rewriter.rewrite(args), **options)
+        await self.gate.enter()
+        try:
+            if self.rewriter.silenced(args):
+                return 0
+            return await super().execute_command(*self.rewriter.rewrite(args), **options)
+        finally:
+            self.gate.leave()
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
         pipe = ShadowPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
-        pipe.rewriter, pipe.silenced = self.rewriter, []
+        pipe.rewriter, pipe.gate = self.rewriter, self.gate
         return pipe
 
 
 class ShadowPipeline(Pipeline):
-    rewriter: KeyRewriter
-    silenced: list[int]  # result positions of the announcements not sent
+    """Queues commands as given; names are rewritten, and announcements left out (reply 0), when it executes."""
 
-    def pipeline_execute_command(self, *args: Any, **options: Any) -> Any:
-        if self.rewriter.silenced(args):
-            self.silenced.append(len(self.command_stack) + len(self.silenced))
-            return self
-        return super().pipeline_execute_command(*self.rewriter.rewrite(args), **options)
+    rewriter: KeyRewriter
+    gate: Gate
+    executing = False  # within `execute`, which has passed the gate (and loads scripts with immediate commands)
 
     async def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
-        if self.rewriter.silenced(args):
-            return 0
-        return await super().immediate_execute_command(*self.rewriter.rewrite(args), **options)
+        if self.executing:
+            return await super().immediate_execute_command(*args, **options)
+        await self.gate.enter()
+        try:
+            if self.rewriter.silenced(args):
+                return 0
+            return await super().immediate_execute_command(*self.rewriter.rewrite(args), **options)
+        finally:
+            self.gate.leave()
 
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
-        silenced, self.silenced = self.silenced, []  # (execute resets the pipeline)
-        results = list(await super().execute(raise_on_error)) if self.command_stack else []
+        await self.gate.enter()
+        self.executing = True
+        try:
+            queued, silenced = self.command_stack, []
+            self.command_stack = []
+            for position, (args, options) in enumerate(queued):
+                if self.rewriter.silenced(args):
+                    silenced.append(position)
+                else:
+                    self.command_stack.append((self.rewriter.rewrite(args), options))
+            results = list(await super().execute(raise_on_error)) if self.command_stack or self.watching else []
+        finally:
+            self.executing = False
+            self.gate.leave()
         for position in silenced:
             results.insert(position, 0)
         return results
-
-    async def reset(self) -> None:  # type: ignore[override]  # (redis-py types it as the RESET command)
-        self.silenced = []
-        await super().reset()
 
 
 async def shadow_client(url: str, prefixes: tuple[str, ...], root: str) -> ShadowRedis:
     """A `ShadowRedis` on `url` (decode_responses=True, as consumers get)."""
     client: ShadowRedis = ShadowRedis.from_url(url, decode_responses=True, connection_class=HiredisPacking)  # type: ignore[assignment]
-    client.rewriter = KeyRewriter({}, prefixes, root)  # no specs yet: COMMAND itself has no keys
+    client.rewriter, client.gate = KeyRewriter({}, prefixes, root), Gate()  # no specs yet: COMMAND has no keys
     client.rewriter.specs = await load_key_specs(client)
     return client
 

@@ -405,8 +405,10 @@ class Replay:
                 if not swapped:
                     for m in self.members:
                         await _shadow_pg.drop_schema(lock, m.shadow_schema)
-                        shadow_keys = await _shadow_redis.keys_under(live_redis, (m.redis_root,))
-                        await _shadow_redis.delete_keys(live_redis, shadow_keys)
+                        if m.model.redis_prefixes:
+                            shadow_keys = await _shadow_redis.keys_under(live_redis, (m.redis_root,))
+                            await _shadow_redis.delete_keys(live_redis, shadow_keys)
+                            await live_redis.srem(_shadow_redis.ROOTS, m.redis_root)
             for m, result in zip(self.members, results, strict=True):
                 assert m.runner is not None and m.publisher is not None
                 result.offsets_handed_off = await self._hand_off(admin, m)
@@ -428,9 +430,11 @@ class Replay:
         caller has caught them up."""
         for m, result in swapping:
             if m.model.redis_prefixes:
-                result.redis_keys = await _shadow_redis.swap(live_redis, m.model.redis_prefixes, m.redis_root)
                 assert m.ctx is not None and isinstance(m.ctx.redis, _shadow_redis.ShadowRedis)
-                m.ctx.redis.rewriter.enabled = False
+                async with m.ctx.redis.gate.closed():  # (a background task's commands wait meanwhile)
+                    result.redis_keys = await _shadow_redis.swap(live_redis, m.model.redis_prefixes, m.redis_root)
+                    m.ctx.redis.rewriter.enabled = False
+                await live_redis.srem(_shadow_redis.ROOTS, m.redis_root)  # no key is left under it
 
     async def _remove_leftovers(self, m: _Member, conn: asyncpg.Connection, redis_client: aioredis.Redis) -> None:
         """Drop what an interrupted replay of this consumer left (we hold its advisory lock: none is running)."""
@@ -438,8 +442,10 @@ class Replay:
             await _shadow_pg.drop_schema(conn, schema)
         for schema in await _shadow_pg.schemas_like(conn, f"{m.base}\\_old\\_%"):
             await _shadow_pg.drop_schema(conn, schema)
-        leftovers = await _shadow_redis.keys_under(redis_client, (f"~replay:{m.base}:",))
-        await _shadow_redis.delete_keys(redis_client, leftovers)
+        for root in map(str, await redis_client.smembers(_shadow_redis.ROOTS)):  # (a client that decodes)
+            if root.startswith(f"~replay:{m.base}:"):
+                await _shadow_redis.delete_keys(redis_client, await _shadow_redis.keys_under(redis_client, (root,)))
+                await redis_client.srem(_shadow_redis.ROOTS, root)
 
     async def _prepare_shadow(
         self,
@@ -458,6 +464,8 @@ class Replay:
                 m.late_indexes += await _shadow_pg.clone_table(conn, table, source, m.shadow_schema, late)
                 if self.from_time is not None:
                     await _shadow_pg.copy_rows(conn, table, source, m.shadow_schema)
+        if m.model.redis_prefixes:  # before any key is written under the root
+            await live_redis.sadd(_shadow_redis.ROOTS, m.redis_root)
         if self.from_time is not None and m.model.redis_prefixes:
             await _shadow_redis.copy_keys(live_redis, m.model.redis_prefixes, m.redis_root)
         pg = await _shadow_pg.pool(self.settings, search_path=f"{_shadow_pg.ident(m.shadow_schema)}, public")

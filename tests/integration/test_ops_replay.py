@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from chirp.ops import _kafka, _shadow_pg, replay
+from chirp.ops import _kafka, _shadow_pg, _shadow_redis, replay
 from chirp.ops.replay import Progress, ReadModel, Replay, ReplayError, rebuild_order, replay_in_child
 from chirp.settings import Settings
 from consumers.runtime import Consumer, Context
@@ -120,6 +120,31 @@ async def test_a_replay_in_many_batches_handles_every_event_once(
     async with _kafka.admin(settings) as admin:
         handed = await _kafka.committed(admin, settings.group(group))
     assert sum(handed.values()) == 301, "the live group starts after the last record"
+    await pg.execute(f"DROP TABLE {table}")
+
+
+async def test_a_replay_removes_what_an_interrupted_one_left(
+    settings: Settings, publisher: Publisher, pg: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    group, table, topic = await probe.fresh(settings, "rp", partitions=1)
+    consumer, model = probe.make(group, topic, table)
+    await probe.send(publisher, topic, probe.posts(20))
+    await Replay(settings, consumer, model).run()
+    # What a replay killed mid-build leaves: its shadow schema, keys under its root, the root listed.
+    base = replay._safe(consumer.name)
+    root = f"~replay:{base}:999:"
+    await pg.execute(f"CREATE SCHEMA {base}_shadow_999")
+    await redis_client.sadd(_shadow_redis.ROOTS, root, "~replay:another:1:")
+    await redis_client.set(f"{root}{model.redis_prefixes[0]}author:a1", "left")
+
+    [result] = await Replay(settings, consumer, model).run()
+
+    assert result.processed == 20
+    assert not await pg.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname LIKE $1", f"{base}\\_%")
+    assert [k async for k in redis_client.scan_iter(match=f"~replay:{base}:*")] == []
+    assert await redis_client.smembers(_shadow_redis.ROOTS) >= {"~replay:another:1:"}, "others' roots stay"
+    assert not {r for r in await redis_client.smembers(_shadow_redis.ROOTS) if r.startswith(f"~replay:{base}:")}
+    await redis_client.srem(_shadow_redis.ROOTS, "~replay:another:1:")
     await pg.execute(f"DROP TABLE {table}")
 
 

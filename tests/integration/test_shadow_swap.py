@@ -7,7 +7,7 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from chirp.ops._shadow_redis import shadow_client, swap
+from chirp.ops._shadow_redis import _glob_escape, shadow_client, swap
 from chirp.settings import Settings
 from consumers.runtime import Context
 from schemas.events import new_id
@@ -90,3 +90,47 @@ async def test_a_shadow_client_scans_the_shadow_keys_under_its_prefixes(
     finally:
         await shadow.aclose()
         await redis_client.delete(f"{prefix}live", f"{root}{prefix}built")
+
+
+# Holds Redis for ARGV[1] ms, then writes KEYS[1]: a command still in flight when a swap is asked for.
+_SLOW_SET = """
+local t = redis.call('TIME')
+repeat local n = redis.call('TIME') until (n[1] - t[1]) * 1000000 + (n[2] - t[2]) >= tonumber(ARGV[1]) * 1000
+return redis.call('SET', KEYS[1], 'slow')
+"""
+
+
+async def test_the_swap_waits_for_commands_in_flight_and_holds_new_ones_until_the_keys_moved(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    """A consumer's background task (trending's refresher) keeps running through a replay: each of its commands
+    reaches the shadow before the swap, or the live keys after it; none is left in the swapped-out namespace."""
+    run = new_id()
+    prefix, root = f"sg:{run}:", f"~replay:sg:{run}:"
+    shadow = await shadow_client(settings.redis_url, (prefix,), root)
+    try:
+        await shadow.set(f"{prefix}built", "shadow")
+        queued = shadow.pipeline(transaction=False)
+        queued.set(f"{prefix}queued", "late")  # queued now, executed after the swap
+        in_flight = asyncio.create_task(shadow.eval(_SLOW_SET, 1, f"{prefix}slow", 300))
+        await asyncio.sleep(0.05)
+        async with shadow.gate.closed():
+            assert in_flight.done(), "the swap starts once the command in flight is answered"
+            during = asyncio.create_task(shadow.set(f"{prefix}during", "late"))
+            await asyncio.sleep(0.1)
+            assert not during.done(), "a command sent meanwhile waits"
+            assert await swap(redis_client, (prefix,), root) == 2
+            shadow.rewriter.enabled = False
+        await during
+        await queued.execute()
+        assert await redis_client.mget(*(f"{prefix}{k}" for k in ("built", "slow", "queued", "during"))) == [
+            "shadow",
+            "slow",
+            "late",
+            "late",
+        ]
+        assert [k async for k in redis_client.scan_iter(match=f"{_glob_escape(root)}*")] == []
+    finally:
+        await shadow.aclose()
+        async for key in redis_client.scan_iter(match=f"{prefix}*"):
+            await redis_client.delete(key)
