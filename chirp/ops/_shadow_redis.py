@@ -17,7 +17,7 @@ what an interrupted one left without scanning the key space.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -142,6 +142,17 @@ class Gate:
             self._open.set()
 
 
+async def _send(
+    gate: Gate, rewriter: KeyRewriter, send: Callable[..., Awaitable[Any]], args: tuple[Any, ...], options: dict
+) -> Any:
+    """One command through the gate: rewritten and sent, or (an announcement while building) answered 0."""
+    await gate.enter()
+    try:
+        return 0 if rewriter.silenced(args) else await send(*rewriter.rewrite(args), **options)
+    finally:
+        gate.leave()
+
+
 class ShadowRedis(aioredis.Redis):
     """A Redis client whose writes and reads under the consumer's prefixes go to the shadow namespace."""
 
@@ -154,13 +165,7 @@ class ShadowRedis(aioredis.Redis):
         return not self.rewriter.enabled
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
-        await self.gate.enter()
-        try:
-            if self.rewriter.silenced(args):
-                return 0
-            return await super().execute_command(*self.rewriter.rewrite(args), **options)
-        finally:
-            self.gate.leave()
+        return await _send(self.gate, self.rewriter, super().execute_command, args, options)
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
         pipe = ShadowPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
@@ -178,13 +183,7 @@ class ShadowPipeline(Pipeline):
     async def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
         if self.executing:
             return await super().immediate_execute_command(*args, **options)
-        await self.gate.enter()
-        try:
-            if self.rewriter.silenced(args):
-                return 0
-            return await super().immediate_execute_command(*self.rewriter.rewrite(args), **options)
-        finally:
-            self.gate.leave()
+        return await _send(self.gate, self.rewriter, super().immediate_execute_command, args, options)
 
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
         await self.gate.enter()
