@@ -1,8 +1,9 @@
 """What every test run starts from and leaves behind on the shared services.
 
 - Start: an empty test database and Redis database, and the consumers' test groups at the end of their topics.
-- End: the topics and consumer groups the run created (probes, scratch topics, their dead letters) are deleted,
-  so runs do not pile up partitions in the broker. The system's own topics and groups stay.
+- End: the topics and consumer groups the run created (probes, scratch topics, their dead letters, named with
+  `tests.scratch.scratch_id`) are deleted, so runs do not pile up partitions in the broker. Only names carrying
+  this run's id go: the system's own topics and groups, and anything someone else created meanwhile, stay.
 """
 
 from __future__ import annotations
@@ -15,13 +16,10 @@ import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 
 from chirp.ops import _kafka
-from chirp.ops.dlq import DECISIONS_TOPIC
 from chirp.settings import Settings
 from consumers.runtime import all_consumers
 from producers.broker import ensure_topics
-from schemas import topics
-
-KEEP_PREFIXES = ("__", "bench-")  # Kafka's internal topics; a benchmark may be running beside the tests
+from tests.scratch import MARK
 
 
 @dataclass(frozen=True)
@@ -54,24 +52,13 @@ async def start_fresh(settings: Settings) -> KafkaNames:
     return await kafka_names(settings)
 
 
-def _system_names(settings: Settings) -> tuple[set[str], set[str]]:
-    """The system's own topics and groups, the tests' and the app's (an app started during the run keeps them)."""
-    names = {t.name for t in topics.ALL} | {DECISIONS_TOPIC}
-    names |= {topics.dead_letters(c.name).name for c in all_consumers()}
-    names |= {name.removeprefix(topics.NAMESPACE) for name in names}
-    groups = {c.name for c in all_consumers()} | {settings.group(c.name) for c in all_consumers()}
-    return names, groups
-
-
 async def remove_created(settings: Settings, before: KafkaNames) -> None:
-    """Delete the topics and groups created since `before`, except the system's own."""
-    system, system_groups = _system_names(settings)
+    """Delete the topics and groups this run created since `before` (their names carry its id)."""
     now = await kafka_names(settings)
     async with _kafka.admin(settings) as admin:
-        for group in sorted(now.groups - before.groups - system_groups):
+        for group in sorted(g for g in now.groups - before.groups if MARK in g):
             with suppress(KafkaError):  # one still has members: the next run's clean-up takes it
                 await _kafka.delete_group(admin, group)
-        scratch = [t for t in now.topics - before.topics - system if not t.startswith(KEEP_PREFIXES)]
-        if scratch:
+        if scratch := sorted(t for t in now.topics - before.topics if MARK in t):
             with suppress(KafkaError):
-                await admin.delete_topics(sorted(scratch))
+                await admin.delete_topics(scratch)

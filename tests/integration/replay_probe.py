@@ -21,6 +21,7 @@ from consumers.runtime import Consumer, Context
 from producers.broker import Publisher, ensure_topics
 from schemas.events import PostCreated, PostCreatedData, new_id
 from schemas.topics import Topic
+from tests.scratch import scratch_id
 
 
 def fail_flag(group: str) -> str:
@@ -85,7 +86,7 @@ consumer, _ = make(
 
 async def fresh(settings: Settings, kind: str, partitions: int) -> tuple[str, str, Topic]:
     """A new probe's group, table and topic (created), all named `{kind}-<unique id>`."""
-    uid = new_id().lower()
+    uid = scratch_id()
     topic = Topic(f"{kind}-{uid}", key="post_id", partitions=partitions)
     await ensure_topics(settings, (topic,))
     return f"{kind}-{uid}", f"{kind}_{uid}", topic

@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from chirp.services import kafka
 from chirp.settings import Settings
+from tests.scratch import scratch_id
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +21,8 @@ def settings() -> Settings:
 
 
 async def test_produce_consume_commit(settings: Settings) -> None:
-    topic = f"smoke-{uuid.uuid4().hex[:12]}"
-    group = f"smoke-group-{uuid.uuid4().hex[:12]}"
+    topic = f"smoke-{scratch_id()}"
+    group = f"smoke-group-{scratch_id()}"
     payload = uuid.uuid4().bytes
 
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")

@@ -16,9 +16,9 @@ from chirp.ops.lag import measure
 from chirp.ops.topics import describe
 from chirp.settings import Settings
 from producers.broker import ensure_topics
-from schemas.events import new_id
 from schemas.topics import Topic
 from tests.integration import replay_probe as probe
+from tests.scratch import scratch_id
 
 
 async def commit_at_end(settings: Settings, group: str, topic: Topic) -> None:
@@ -31,7 +31,7 @@ async def commit_at_end(settings: Settings, group: str, topic: Topic) -> None:
 
 
 async def test_lag_is_exactly_the_events_produced_since_the_group_committed(settings, publisher) -> None:
-    uid = new_id().lower()
+    uid = scratch_id()
     topic, group = Topic(f"lag-{uid}", key="post_id", partitions=3), f"lag-{uid}"
     await ensure_topics(settings, (topic,))
     await probe.send(publisher, topic, probe.posts(11))
@@ -60,7 +60,7 @@ async def test_lag_is_exactly_the_events_produced_since_the_group_committed(sett
 
 
 async def test_topics_counts_messages_with_oldest_and_newest(settings, publisher) -> None:
-    topic = Topic(f"topics-{new_id().lower()}", key="post_id", partitions=2)
+    topic = Topic(f"topics-{scratch_id()}", key="post_id", partitions=2)
     await ensure_topics(settings, (topic,))
     await probe.send(publisher, topic, probe.posts(25))
     rows = [r for r in await describe(settings) if r.topic == topic.name]
@@ -76,7 +76,7 @@ async def test_topics_counts_messages_with_oldest_and_newest(settings, publisher
 
 async def test_tables_keep_long_names_whole_without_a_terminal(settings) -> None:
     """Run from cron or CI (no terminal, no COLUMNS), `chirp topics` shows a 60-character topic name whole."""
-    topic = Topic(f"a-topic-with-a-name-longer-than-a-narrow-column-{new_id().lower()[:12]}", key="post_id")
+    topic = Topic(f"a-topic-with-a-name-longer-than-a-narrow-column-{scratch_id()}", key="post_id")
     await ensure_topics(settings, (topic,))
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     shown = await asyncio.to_thread(

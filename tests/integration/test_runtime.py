@@ -21,11 +21,12 @@ from schemas import topics
 from schemas.events import PostCreated, PostCreatedData, new_id
 from schemas.topics import Topic
 from tests.conftest import eventually
+from tests.scratch import scratch_id
 
 
 @pytest.fixture
 def topic() -> Topic:
-    return Topic(f"probe-{new_id().lower()}", key="post_id")
+    return Topic(f"probe-{scratch_id()}", key="post_id")
 
 
 @contextmanager

@@ -41,6 +41,7 @@ from schemas.events import (
 from store.trending import RedisTrending
 from tests.conftest import eventually
 from tests.integration.explore_support import ago, caught_up, deleted, drop, dump, parsed, registered
+from tests.scratch import scratch_id
 
 Pipeline = subprocess.Popen[bytes]
 
@@ -307,7 +308,7 @@ async def test_a_consumer_starting_on_a_long_history_skips_what_no_window_reads(
     name = tag()
     history = [parsed(f"h-{new_id()}", f"#{name}", tags=(name,), at=T0 - timedelta(hours=h)) for h in range(240, 0, -6)]
     events: list[Event] = [*history, *burst(name, 5, T0)]
-    topic = topics.Topic(f"test-trending-tail-{new_id().lower()}", key=topics.POST_PARSED.key)
+    topic = topics.Topic(f"test-trending-tail-{scratch_id()}", key=topics.POST_PARSED.key)
     await ensure_topics(settings, (topic,))
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
     await producer.start()
