@@ -153,9 +153,6 @@ class Consumer:
         return topics.dead_letters(self.name)
 
 
-PRODUCT_CONSUMERS = ("preparse", "posts", "users", "timelines", "search", "trending")
-
-
 def load(name: str) -> Consumer:
     """`posts` → consumers.posts.consumer; a dotted path (`tests.x.probe`) imports that module instead."""
     module = importlib.import_module(name if "." in name else f"consumers.{name}")

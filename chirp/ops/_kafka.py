@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -121,12 +120,3 @@ async def delete_group(client: AIOKafkaAdminClient, group_id: str) -> None:
     for _, error_code in response.results:
         if error_code and error_code != GroupIdNotFound.errno:
             raise for_code(error_code)(f"delete group {group_id}")
-
-
-async def wait_empty(client: AIOKafkaAdminClient, group_id: str, timeout: float = 30.0) -> None:
-    """Wait until a group has no members (a consumer that just stopped leaves within the session timeout)."""
-    deadline = time.monotonic() + timeout
-    while (await group_states(client, [group_id]))[group_id].active:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"group {group_id} still has members")
-        await asyncio.sleep(0.2)

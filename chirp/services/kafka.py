@@ -8,7 +8,6 @@ import subprocess
 import time
 import uuid
 from importlib.resources import files
-from pathlib import Path
 from string import Template
 
 from chirp.services._util import (
@@ -185,11 +184,6 @@ def down(settings: Settings) -> None:
 def status(settings: Settings) -> bool:
     """Whether something answers on the Kafka port."""
     return port_open(settings.kafka_host, settings.kafka_port)
-
-
-def log_file(settings: Settings) -> Path:
-    """The broker's console log (startup errors land here)."""
-    return _Paths(settings).out
 
 
 def pid(settings: Settings) -> int | None:
