@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from chirp.logging import configure
+from chirp.ops.cli import consumer_named, usage_error
 from chirp.ops.cli import register as register_ops
 from chirp.ops.trending import trending_app
 from chirp.settings import Settings
@@ -89,16 +90,27 @@ def consume(
     names: Annotated[list[str] | None, typer.Argument(help="Consumers to run (module names under consumers/).")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Run every consumer in this one process.")] = False,
     metrics_port: Annotated[int | None, typer.Option(help="Port of /metrics (0: none).")] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            help="Kafka consumer group of the one consumer named (default: CHIRP_CONSUMER_GROUP_PREFIX + its name)."
+            " On a shared broker, a group of your own leaves the app's consumers their partitions.",
+        ),
+    ] = None,
 ) -> None:
     """Run consumers until SIGTERM/SIGINT: finish the batch in flight, commit, exit 0."""
     from prometheus_client import start_http_server
 
-    from consumers.runtime import all_consumers, build_app, load
+    from consumers.runtime import all_consumers, build_app
 
-    settings = Settings()
     if not names and not all_:
         raise typer.BadParameter("name at least one consumer, or --all")
-    consumers = all_consumers() if all_ else [load(n) for n in names or []]
+    consumers = all_consumers() if all_ else [consumer_named(n) for n in names or []]
+    settings = Settings()
+    if group is not None:
+        if all_ or len(consumers) != 1 or not group:
+            usage_error("--group takes a non-empty group id and exactly one consumer")
+        settings = Settings(consumer_groups={**settings.consumer_groups, consumers[0].name: group})
     configure(process="consumers" if all_ else ",".join(c.name for c in consumers))
     port = settings.metrics_port if metrics_port is None else metrics_port
     if port:

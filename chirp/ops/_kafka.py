@@ -15,6 +15,10 @@ from aiokafka.protocol.admin import DeleteGroupsRequest
 from chirp.settings import Settings
 
 
+class UnknownName(Exception):
+    """A consumer group or topic that does not exist (a mistyped name: the CLI answers with exit 2)."""
+
+
 @asynccontextmanager
 async def admin(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
     """A started admin client, closed on exit."""

@@ -35,9 +35,16 @@ class PartitionLag:
 
 
 async def measure(settings: Settings, groups: list[str] | None = None) -> list[PartitionLag]:
-    """Lag of every partition each group (all groups unless named) has committed an offset for."""
+    """Lag of every partition each group has committed an offset for: the groups named (see `group_named`), else
+    every group under `CHIRP_CONSUMER_GROUP_PREFIX` (all of them when it is empty) and those of
+    `CHIRP_CONSUMER_GROUPS`."""
     async with _kafka.admin(settings) as client, _kafka.reader(settings) as kafka:
-        ids = groups or await _kafka.groups(client)
+        known = await _kafka.groups(client)
+        ours = set(settings.consumer_groups.values())
+        if groups:
+            ids = [group_named(settings, name, known) for name in groups]
+        else:
+            ids = [g for g in known if g.startswith(settings.consumer_group_prefix) or g in ours]
         fetched = await asyncio.gather(*(_kafka.committed(client, group) for group in ids))
         committed = dict(zip(ids, fetched, strict=True))
         named = sorted({tp.topic for offsets in committed.values() for tp in offsets})
@@ -54,6 +61,15 @@ async def measure(settings: Settings, groups: list[str] | None = None) -> list[P
                 at = datetime.fromtimestamp(record.timestamp / 1000, UTC) if record is not None else None
                 rows.append(PartitionLag(group, tp.topic, tp.partition, offset, ends[tp], at))
     return rows
+
+
+def group_named(settings: Settings, name: str, known: list[str]) -> str:
+    """The group `name` means: a consumer's own group (its `CHIRP_CONSUMER_GROUPS` entry or the prefix + `name`)
+    when that exists, else the group of that exact id; `UnknownName` when neither does."""
+    for group in (settings.group(name), name):
+        if group in known:
+            return group
+    raise _kafka.UnknownName(f"no consumer group {name!r} (`chirp lag` lists the groups)")
 
 
 Position = tuple[TopicPartition, int]
