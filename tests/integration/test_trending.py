@@ -196,6 +196,7 @@ async def test_the_ranking_a_replay_swaps_in_is_complete(
 ) -> None:
     """`chirp replay trending` while readers poll `GET /api/trending`: the rankings swapped in were computed from
     the rebuilt counts, so no answer is empty (or lacks the trending tag) at any moment of the replay."""
+
     # No refresher pass in the replay (as when its last pass predates the events): the swap alone must bring the
     # rankings of the rebuilt counts.
     async def no_refresher(counts: RedisTrending, pool: asyncpg.Pool | None) -> None:
