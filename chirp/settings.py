@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     consumer_batch_timeout_ms: int = 50
     replay_batch_size: int = 2_000  # a replay reads a backlog: larger batches, fewer round trips per event
     metrics_port: int = 9400  # first consumer metrics port; `--all` uses this one
+    # `/readyz` reports these consumers' groups (no member, or lag above `ready_max_lag`: degraded), asking Kafka
+    # at most every `ready_cache_s` seconds
+    ready_consumers: tuple[str, ...] = ("preparse", "posts", "users", "timelines", "search", "trending", "mentions")
+    ready_max_lag: int = 10_000
+    ready_cache_s: float = 5.0
 
     # Product knobs
     fanout_max_followers: int = 5_000
