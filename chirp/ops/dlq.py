@@ -170,12 +170,12 @@ async def drop(settings: Settings, chosen: list[Letter], note: str = "") -> int:
 
 
 def _model(letter: Letter) -> type[Event] | None:
-    """The model the letter's consumer decodes its original topic with (a consumer not under `consumers/`, as a
-    test's probe: the model of that topic, or of the event's declared type)."""
+    """The model the letter's consumer decodes its original topic with (None when it does not read that topic).
+    For a consumer not under `consumers/` (a test's probe): the model of that topic, or of the event's type."""
     topic = letter.headers.get("dlq_topic", "")
     for consumer in all_consumers():
-        if consumer.name == letter.consumer and topic in consumer.handlers:
-            return consumer.handlers[topic].model
+        if consumer.name == letter.consumer:
+            return consumer.handlers[topic].model if topic in consumer.handlers else None
     if topic in BY_TOPIC:
         return BY_TOPIC[topic]
     with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError):
@@ -185,9 +185,9 @@ def _model(letter: Letter) -> type[Event] | None:
 
 def invalid(letter: Letter) -> str | None:
     """Why the letter's event still fails validation (then a retry cannot succeed), or None when it passes."""
-    model = _model(letter)
+    model = _model(letter) if letter.headers.get("dlq_topic") else None
     if model is None:
-        return "unknown_type: no event model for it"
+        return f"unknown_origin: {letter.consumer} reads no model from {letter.headers.get('dlq_topic')!r}"
     topic, partition, offset = letter.origin
     record = ConsumerRecord(
         topic, int(partition or 0), int(offset or 0), 0, 0, letter.key, letter.value, None, 0, 0, ()
