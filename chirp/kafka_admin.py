@@ -70,9 +70,9 @@ class GroupState:
 async def group_states(client: AIOKafkaAdminClient, group_ids: list[str]) -> dict[str, GroupState]:
     """State and member count of each group (one that does not exist is `Dead` with no members)."""
     states: dict[str, GroupState] = {}
-    if not group_ids:
-        return states
-    for response in await client.describe_consumer_groups(group_ids):
+    # One group per request: aiokafka 0.14 fails to decode Kafka 4's answer about several groups at once.
+    answers = await asyncio.gather(*(client.describe_consumer_groups([group_id]) for group_id in group_ids))
+    for response in (r for responses in answers for r in responses):
         for group in response.groups:
             error_code, group_id, state = group[0], group[1], group[2]
             if error_code:

@@ -138,6 +138,8 @@ async def test_readyz_asks_kafka_about_consumers_at_most_once_per_cache_period(
             answers = await asyncio.gather(*(http.get("/readyz") for _ in range(20)))
             elapsed = time.monotonic() - started
     assert all(a.status_code == 200 and set(a.json()["consumers"]) == {"posts", "search"} for a in answers)
+    statuses = {c["status"] for c in answers[0].json()["consumers"].values()}
+    assert statuses <= {"ok", "no_members", "lagging"}, "Kafka answered about both groups"
     assert len(asked) <= 1, "one question to Kafka answers every probe of the period"
     assert elapsed < health.TIMEOUT_S + 1
 
