@@ -285,6 +285,7 @@ class Runner:
         self.breaker_after = settings.consumer_breaker_after
         self.breaker_retry = settings.consumer_breaker_retry_ms / 1000
         self.failed_in_a_row = 0  # events dead-lettered for handler errors since the last success
+        self.retry_topic = consumer.retry_topic.name  # `chirp dlq retry` re-delivers there
 
     async def run_batch(self, records: Sequence[ConsumerRecord]) -> None:
         await self.run_decoded(self.decode_batch(records))
@@ -294,7 +295,7 @@ class Runner:
         decoded = Decoded(defaultdict(list), [])
         for record in records:
             try:
-                if record.topic == self.consumer.retry_topic.name:
+                if record.topic == self.retry_topic:
                     record = retried_record(record, self.consumer)
                 model = self.consumer.handlers[record.topic].model
                 decoded.by_topic[record.topic].append(Item(record, decode(record, model)))
