@@ -152,6 +152,12 @@ class Settings(BaseSettings):
         default=9400,
         description="Port of the first consumer process's /metrics (the next free one after it for others).",
     )
+    ready_consumers: tuple[str, ...] = Field(
+        default=("preparse", "posts", "users", "timelines", "search", "trending", "mentions"),
+        description="Consumers whose groups `/readyz` reports (no member, or lag above `ready_max_lag`: degraded).",
+    )
+    ready_max_lag: int = Field(default=10_000, description="Lag above which `/readyz` calls a consumer group degraded.")
+    ready_cache_s: float = Field(default=5.0, description="How long `/readyz` reuses Kafka's answer about the groups.")
 
     # Product knobs
     fanout_max_followers: int = Field(

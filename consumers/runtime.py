@@ -23,6 +23,7 @@ On SIGTERM/SIGINT FastStream stops polling and waits for the batch in flight, wh
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import time
 from collections import defaultdict
@@ -152,6 +153,10 @@ class Consumer:
     def dead_letter_topic(self) -> topics.Topic:
         return topics.dead_letters(self.name)
 
+    @property
+    def retry_topic(self) -> topics.Topic:
+        return topics.retries(self.name)
+
 
 def load(name: str) -> Consumer:
     """`posts` → consumers.posts.consumer; a dotted path (`tests.x.probe`) imports that module instead."""
@@ -214,6 +219,18 @@ async def newest_events(settings: Settings, consumer: Consumer) -> list[Event]:
     return events
 
 
+def retried_record(record: ConsumerRecord, consumer: Consumer) -> ConsumerRecord:
+    """A record of the consumer's retry topic (`chirp dlq retry`) as the one first dead-lettered: same topic,
+    partition and offset (named in its `dlq_*` headers), so its handler, logs and a new dead letter name the
+    original. Only the offsets committed are the retry topic's (the commit uses the records as polled)."""
+    headers = {k: v.decode(errors="replace") for k, v in record.headers or ()}
+    origin = headers.get("dlq_topic", "")
+    if origin not in consumer.handlers:
+        raise Rejected("unknown_origin", f"a retry of {origin!r}, which {consumer.name} does not read")
+    partition, offset = int(headers.get("dlq_partition") or 0), int(headers.get("dlq_offset") or 0)
+    return dataclasses.replace(record, topic=origin, partition=partition, offset=offset)
+
+
 def _reason(record: ConsumerRecord, model: type[Event], exc: ValidationError) -> Rejected:
     """Why a record failed validation (the slow path, taken only for bad records)."""
     try:
@@ -265,6 +282,7 @@ class Runner:
         self.breaker_after = settings.consumer_breaker_after
         self.breaker_retry = settings.consumer_breaker_retry_ms / 1000
         self.failed_in_a_row = 0  # events dead-lettered for handler errors since the last success
+        self.retry_topic = consumer.retry_topic.name  # `chirp dlq retry` re-delivers there
 
     async def run_batch(self, records: Sequence[ConsumerRecord]) -> None:
         await self.run_decoded(self.decode_batch(records))
@@ -274,6 +292,8 @@ class Runner:
         decoded = Decoded(defaultdict(list), [])
         for record in records:
             try:
+                if record.topic == self.retry_topic:
+                    record = retried_record(record, self.consumer)
                 model = self.consumer.handlers[record.topic].model
                 decoded.by_topic[record.topic].append(Item(record, decode(record, model)))
             except Rejected as exc:
@@ -486,6 +506,7 @@ def subscribe(broker: KafkaBroker, consumer: Consumer, ctx: Context, stopping: a
 
     subscriber = broker.subscriber(
         *consumer.handlers,
+        consumer.retry_topic.name,  # `chirp dlq retry` re-delivers this group's dead letters there
         group_id=settings.group(consumer.name),
         batch=True,
         max_records=settings.consumer_batch_size,
@@ -545,7 +566,7 @@ def build_app(settings: Settings, consumers: list[Consumer]) -> FastStream:
 
     @app.on_startup
     async def start() -> None:
-        await ensure_topics(settings, tuple(c.dead_letter_topic for c in consumers))
+        await ensure_topics(settings, tuple(t for c in consumers for t in (c.dead_letter_topic, c.retry_topic)))
         ctx = holder["ctx"] = await open_context(settings, broker)
         for consumer in consumers:
             if consumer.setup:

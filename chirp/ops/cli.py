@@ -437,13 +437,21 @@ def dlq_retry(
     consumer: ConsumerArg = None,
     ids: IdOpt = None,
     note: Annotated[str, typer.Option(help="Why (kept with the decision).")] = "",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would be retried.")] = False,
 ) -> None:
-    """Publish the pending letters' events to their original topics again (after fixing the cause)."""
-    from chirp.ops.dlq import act
+    """Re-deliver the pending letters' events to the consumer that failed them (after fixing the cause); an event
+    that fails validation again is not retried and stays pending."""
+    from chirp.ops.dlq import retry
 
-    chosen = _select(consumer, ids)
-    done = _run(act(Settings(), chosen, "retried", note))
-    console.print(f"retried {done} event(s)")
+    result = _run(retry(Settings(), _select(consumer, ids), note, dry_run=dry_run))
+    table = Table("id", "consumer", "from", "action", title="Retry (dry run)" if dry_run else "Retry")
+    for x in result.retried:
+        table.add_row(x.id, x.consumer, "/".join(x.origin), "would retry" if dry_run else "retried")
+    for x, why in result.invalid:
+        table.add_row(x.id, x.consumer, "/".join(x.origin), f"not retried, stays dead-lettered: {why[:100]}")
+    console.print(table)
+    verb = "would retry" if dry_run else "retried"
+    console.print(f"{verb} {len(result.retried)} event(s); {len(result.invalid)} fail validation, not retried")
 
 
 @dlq_app.command("drop")
@@ -453,10 +461,10 @@ def dlq_drop(
     note: Annotated[str, typer.Option(help="Why (kept with the decision).")] = "",
 ) -> None:
     """Record that the pending letters (or the given ids) will not be retried; `list` hides them from now on."""
-    from chirp.ops.dlq import act
+    from chirp.ops.dlq import drop
 
     chosen = _select(consumer, ids)
-    done = _run(act(Settings(), chosen, "dropped", note))
+    done = _run(drop(Settings(), chosen, note))
     console.print(f"dropped {done} event(s)")
 
 
