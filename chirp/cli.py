@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from chirp.logging import configure
+from chirp.logging import configure, get_logger
 from chirp.ops.cli import register as register_ops
 from chirp.ops.trending import trending_app
 from chirp.settings import Settings
@@ -69,8 +69,10 @@ def gateway(
     """Serve the gateway (HTTP API and pages) on CHIRP_HOST:CHIRP_PORT."""
     import uvicorn
 
+    from gateway.server import BoundedHttpToolsProtocol
+
     settings = Settings()
-    configure(process="gateway")
+    configure(process="gateway", repeat_window_s=settings.log_repeat_window_s)
     uvicorn.run(
         "gateway.asgi:app",
         host=settings.host,
@@ -81,6 +83,10 @@ def gateway(
         access_log=False,
         proxy_headers=False,
         timeout_graceful_shutdown=5,  # live-update streams reconnect; don't hold a stopping gateway for them
+        # A bounded request head, sent within a few seconds (gateway/server.py); bodies: gateway/limits.py.
+        http=BoundedHttpToolsProtocol,
+        h11_max_incomplete_event_size=settings.http_max_head_bytes,
+        timeout_keep_alive=settings.http_head_timeout_s,
     )
 
 
@@ -99,7 +105,10 @@ def consume(
     if not names and not all_:
         raise typer.BadParameter("name at least one consumer, or --all")
     consumers = all_consumers() if all_ else [load(n) for n in names or []]
-    configure(process="consumers" if all_ else ",".join(c.name for c in consumers))
+    configure(
+        process="consumers" if all_ else ",".join(c.name for c in consumers),
+        repeat_window_s=settings.log_repeat_window_s,
+    )
     port = settings.metrics_port if metrics_port is None else metrics_port
     if port:
         _serve_metrics(start_http_server, port, settings.host)
@@ -113,9 +122,9 @@ def _serve_metrics(start: Callable[..., object], port: int, host: str) -> None:
             start(candidate, addr=host)
         except OSError:
             continue
-        typer.echo(f"metrics on http://{host}:{candidate}/metrics", err=True)
+        get_logger("chirp").info("metrics served", url=f"http://{host}:{candidate}/metrics")
         return
-    typer.echo(f"no free metrics port in {port}..{port + 19}", err=True)
+    get_logger("chirp").warning("no free metrics port", first=port, last=port + 19)
 
 
 @app.command()
@@ -140,9 +149,11 @@ def run() -> None:
 
 
 def _relay(label: str, proc: subprocess.Popen[bytes]) -> None:
+    """Each child's lines, labelled on a terminal; as they are (JSON, naming their `process`) otherwise."""
     assert proc.stdout is not None
+    prefix = f"{label:>9} | " if sys.stdout.isatty() else ""
     for line in proc.stdout:
-        sys.stdout.write(f"{label:>9} | {line.decode(errors='replace')}")
+        sys.stdout.write(prefix + line.decode(errors="replace"))
         sys.stdout.flush()
 
 

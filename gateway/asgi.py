@@ -4,5 +4,6 @@ from chirp.logging import configure
 from chirp.settings import Settings
 from gateway.app import create_app
 
-configure(process="gateway")
-app = create_app(Settings())
+settings = Settings()
+configure(process="gateway", repeat_window_s=settings.log_repeat_window_s)
+app = create_app(settings)
