@@ -70,8 +70,8 @@ def configure(level: str = "INFO", *, process: str | None = None, repeat_window_
 class RepeatLimiter:
     """Lets the first of identical failures through, then at most one per `window_s`, counting the others.
 
-    Only lines at warning or above that carry an error (an exception or an `error` field) are limited: those
-    are what an outage repeats for every request or retry.
+    Only lines at warning or above are limited, identified by their error (an exception or an `error` field;
+    for stdlib loggers, else their text): those are what an outage repeats for every request or retry.
     """
 
     MAX_KEYS = 1000
@@ -112,9 +112,8 @@ class RepeatLimiter:
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
-        error = _error_text(record.exc_info, getattr(record, "error", None))
-        if error is None:
-            return True
+        # A library's warning repeats its text (aiokafka: "Unable connect to node ...", ten times a second).
+        error = _error_text(record.exc_info, getattr(record, "error", None)) or record.getMessage()[:200]
         suppressed = self.admit((record.name, str(record.msg), error))
         if suppressed:
             record.suppressed = suppressed

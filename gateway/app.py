@@ -28,7 +28,7 @@ from gateway.metrics import MetricsMiddleware
 from gateway.pages.security import SecurityHeaders
 from gateway.ratelimit import RateLimiter, RateLimitMiddleware
 from gateway.state import State
-from producers.broker import Publisher, ensure_topics, make_broker
+from producers.broker import Publisher, ensure_topics, make_broker, stop_within
 from store.postgres import connect
 from store.search import PLAN_ONCE
 
@@ -82,7 +82,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
-            await broker.stop()
+            await stop_within(broker, timeout_s=5)
             await redis_client.aclose()
             await pg.close()
             await search_pg.close()

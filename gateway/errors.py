@@ -209,9 +209,23 @@ def _dependency_of(exc: BaseException) -> str | None:
         return "postgres"
     if isinstance(exc, KafkaConnectionError | KafkaTimeoutError) or (isinstance(exc, KafkaError) and exc.retriable):
         return "kafka"
-    if isinstance(exc, OSError | TimeoutError):  # refused, reset or timed out connecting to any of them
-        return "service"
+    if isinstance(exc, OSError | TimeoutError):  # refused, reset or timed out connecting: whose client raised it
+        return _client_of(exc)
     return None
+
+
+_CLIENTS = {"asyncpg": "postgres", "redis": "redis", "aiokafka": "kafka", "faststream": "kafka"}
+
+
+def _client_of(exc: BaseException) -> str | None:
+    """The dependency whose client library raised `exc` (the innermost frame of a known client), if any."""
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        package = str(tb.tb_frame.f_globals.get("__name__", "")).partition(".")[0]
+        found = _CLIENTS.get(package, found)
+        tb = tb.tb_next
+    return found
 
 
 def unavailable(exc: BaseException, retry_after_s: int = 5) -> Unavailable | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, KafkaTimeoutError, RequestTimedOutError, TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
@@ -94,6 +95,25 @@ class Publisher:
         """Publish a batch (seeding, replays) concurrently in chunks; returns once Kafka acknowledged all."""
         for i in range(0, len(events), chunk):
             await asyncio.gather(*(self.publish(event) for event in events[i : i + chunk]))
+
+
+async def stop_within(broker: KafkaBroker, timeout_s: float) -> None:
+    """Stop `broker`, waiting at most `timeout_s` for records Kafka has not acknowledged yet.
+
+    aiokafka retries a record without end while its partition's leader is known but down, and its `stop()`
+    waits for them all: with Kafka dead a stopping gateway would hang. Those records' requests were already
+    answered 503 (`may_have_been_published`), so after the timeout they are dropped and the producer closed.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            await broker.stop()
+    except TimeoutError:
+        producer: AIOKafkaProducer | None = getattr(
+            getattr(broker.config.producer, "_producer", None), "producer", None
+        )
+        if producer is not None:
+            await producer._sender.close()
+            await producer.client.close()
 
 
 async def ensure_topics(settings: Settings, extra: tuple[topics.Topic, ...] = ()) -> list[str]:
