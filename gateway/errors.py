@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chirp.logging import get_logger
@@ -154,9 +155,20 @@ async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if wants_html(request):
         message = _PAGE_MESSAGES.get(exc.status_code, str(exc.detail))
-        return await html_error(request, exc.status_code, message, exc.headers)
+        return await html_error(request, exc.status_code, message, _with_allow(request, exc))
     code = _HTTP_CODES.get(exc.status_code, "error")
-    return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+    return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=_with_allow(request, exc))
+
+
+def _with_allow(request: Request, exc: HTTPException) -> Mapping[str, str] | None:
+    """A 405's `Allow` naming every method of every route at its path (Starlette names one route's)."""
+    if exc.status_code != 405:
+        return exc.headers
+    methods: set[str] = set()
+    for route in getattr(request.app, "routes", []):
+        if route.matches(request.scope)[0] is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return {**(exc.headers or {}), "Allow": ", ".join(sorted(methods))} if methods else exc.headers
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
