@@ -61,7 +61,7 @@ def test_other_errors_are_not_outages(error: BaseException) -> None:
 class StubBroker:
     """Takes records like FastStream's broker with `no_confirm=True`: queueing may hang, the ack may never come."""
 
-    def __init__(self, *, queue_hangs: bool = False, ack: BaseException | None | str = "never") -> None:
+    def __init__(self, *, queue_hangs: bool = False, ack: BaseException | str | None = "never") -> None:
         self.queue_hangs, self.ack = queue_hangs, ack
 
     async def publish(self, *_: Any, no_confirm: bool = False, **__: Any) -> asyncio.Future[None]:
