@@ -1,4 +1,5 @@
-"""ASGI entry point for servers: `uvicorn gateway.asgi:app`."""
+"""ASGI entry point for servers: `chirp gateway` serves it (with the bounded request head of gateway/server.py;
+plain `uvicorn gateway.asgi:app` lacks those bounds)."""
 
 from chirp.logging import configure
 from chirp.settings import Settings

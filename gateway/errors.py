@@ -7,6 +7,7 @@ answering in time) is no bug of ours and no fault of the client: `unavailable()`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -187,7 +188,9 @@ HANDLERS = {ApiError: api_error, HTTPException: http_error, Exception: server_er
 
 # Redis replies that mean the server cannot serve now (out of memory, a script running, loading its data, a
 # replica, no master), whatever exception class the client maps them to.
-_REDIS_BUSY = ("OOM", "BUSY", "LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+# The reply's code opens its message, or follows the prefix a pipeline adds ("Command # 1 (...) of pipeline caused
+# error: ('BUSY ...',)").
+_REDIS_BUSY = re.compile(r"(?:^-?|caused error: \(?'?)(?:OOM|BUSY|LOADING|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN)\b")
 _REDIS_DOWN = (
     redis_errors.ConnectionError,  # includes BusyLoadingError and "no connection available" from the pool
     redis_errors.TimeoutError,
@@ -212,7 +215,7 @@ def _dependency_of(exc: BaseException) -> str | None:
     if isinstance(exc, PublishFailed):
         return "kafka"
     if isinstance(exc, _REDIS_DOWN) or (
-        isinstance(exc, redis_errors.ResponseError) and str(exc).lstrip("-").startswith(_REDIS_BUSY)
+        isinstance(exc, redis_errors.ResponseError) and _REDIS_BUSY.search(str(exc)) is not None
     ):
         return "redis"
     if isinstance(exc, _POSTGRES_DOWN):

@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -20,7 +21,8 @@ from starlette.applications import Starlette
 from chirp.settings import Settings
 from gateway.app import create_app
 from gateway.metrics import REQUESTS
-from tests.integration.faults import TcpProxy, private_kafka, private_redis
+from tests.conftest import eventually
+from tests.integration.faults import TcpProxy, free_port, private_kafka, private_redis
 from tests.integration.helpers import login, unique_handle
 
 DEADLINE_S = 2.0
@@ -54,6 +56,19 @@ def assert_unavailable(response: httpx.Response, elapsed: float, dependency: str
     return error
 
 
+def _ignore(call: Callable[..., object], *args: object) -> None:
+    with contextlib.suppress(redis.RedisError):
+        call(*args)
+
+
+async def _busy(port: int) -> bool:
+    try:
+        redis.Redis(port=port).ping()
+    except redis.RedisError as exc:
+        return str(exc).startswith("BUSY")
+    return False
+
+
 def count(method: str, route: str, status: int) -> float:
     return REQUESTS.labels(method, route, str(status))._value.get()
 
@@ -66,12 +81,32 @@ async def test_redis_stopped_or_out_of_memory_gives_503(settings: Settings) -> N
             ok = await client.post("/api/posts", json={"body": "before the fault"}, headers=headers)
             assert ok.status_code == 202, ok.text
 
-            redis.Redis(port=port).config_set("maxmemory", 1)  # every write is refused: OOM
+            admin = redis.Redis(port=port)
+            admin.config_set("maxmemory", 1)  # every write is refused: OOM
             before = count("POST", "/api/posts", 503)
             response, elapsed = await timed(client, "POST", "/api/posts", json={"body": "oom"}, headers=headers)
             assert_unavailable(response, elapsed, "redis")
             # Refused by the rate limiter (a middleware), counted under the route it was for.
             assert count("POST", "/api/posts", 503) == before + 1
+            admin.config_set("maxmemory", 0)
+
+            admin.replicaof("127.0.0.1", str(free_port()))  # a replica of a master that is gone: READONLY
+            response, elapsed = await timed(client, "POST", "/api/posts", json={"body": "ro"}, headers=headers)
+            assert_unavailable(response, elapsed, "redis")
+            admin.replicaof("NO", "ONE")
+
+            admin.config_set("busy-reply-threshold", 50)  # a script hogging the server: BUSY for everyone else
+            hog = threading.Thread(target=lambda: _ignore(redis.Redis(port=port).eval, "while true do end", 0))
+            hog.start()
+            try:
+                await eventually(lambda: _busy(port))
+                response, elapsed = await timed(client, "POST", "/api/posts", json={"body": "busy"}, headers=headers)
+                assert_unavailable(response, elapsed, "redis")
+            finally:
+                admin.script_kill()
+                hog.join()
+            ok = await client.post("/api/posts", json={"body": "after the faults"}, headers=headers)
+            assert ok.status_code == 202, ok.text
 
             proc.kill()
             proc.wait()

@@ -103,3 +103,12 @@ async def test_publish_has_a_deadline_and_says_whether_it_may_have_been_publishe
 
 async def test_publish_within_the_deadline_returns() -> None:
     await Publisher(StubBroker(ack=None), deadline_s=0.3).publish(event())  # type: ignore[arg-type]
+
+
+def test_a_busy_reply_inside_a_pipeline_is_an_outage() -> None:
+    error = redis_errors.ResponseError(
+        "Command # 1 (EXISTS chirp:session:x) of pipeline caused error: "
+        "('BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.',)"
+    )
+    assert unavailable(error) is not None
+    assert unavailable(redis_errors.ResponseError("Command # 1 (GET k) of pipeline caused error: WRONGTYPE")) is None
