@@ -2,7 +2,7 @@
 
 A response that may hold credentials or a viewer's own data is never stored by a cache (`Cache-Control:
 no-store`, unless it sets its own): one to a request that carried credentials (a bearer token or the login
-cookies), one that sets a cookie, and the token endpoints under `/auth/`.
+cookies; static files aside), one that sets a cookie, and the token endpoints under `/auth/`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ _LOGIN_COOKIES = (b"chirp_access=", b"chirp_refresh=")
 
 
 def _carries_credentials(scope: Scope) -> bool:
+    if scope["path"].startswith("/static/"):  # the same files for everyone: the browser's cookies do not matter
+        return False
     for name, value in scope["headers"]:
         if name == b"authorization" or (name == b"cookie" and any(c in value for c in _LOGIN_COOKIES)):
             return True

@@ -30,6 +30,8 @@ async def test_tokens_and_logged_in_responses_are_not_stored(client: httpx.Async
         assert response.status_code == 200, path
         assert "no-store" in response.headers["cache-control"], path
     assert "no-store" not in (await client.get("/api/trending")).headers.get("cache-control", "")
+    static = await client.get("/static/app.css", headers=headers)
+    assert "no-store" not in static.headers.get("cache-control", "")
 
 
 async def test_docs_page_has_no_inline_style_and_its_stylesheet_loads(client: httpx.AsyncClient) -> None:
