@@ -133,6 +133,7 @@ def run() -> None:
     from chirp import services
 
     settings = Settings()
+    configure(process="run", repeat_window_s=settings.log_repeat_window_s)
     services.up(settings)
     env = {**os.environ, "CHIRP_ENV": os.environ.get("CHIRP_ENV", "dev")}
     chirp = [sys.executable, "-m", "chirp"]
@@ -144,7 +145,7 @@ def run() -> None:
     }
     for label, proc in procs.items():
         threading.Thread(target=_relay, args=(label, proc), daemon=True).start()
-    typer.echo(f"chirp: UI on {settings.public_url} (Ctrl-C stops)")
+    get_logger("chirp").info("running", ui=settings.public_url, stop="Ctrl-C")
     _supervise(procs)
 
 
