@@ -76,6 +76,34 @@ class Settings(BaseSettings):
         description="The URL browsers use: the origin checked against CSRF, GitHub's callback base; `https://` makes"
         " cookies `Secure`.",
     )
+    # Gateway under faults and abuse (gateway/limits.py, gateway/server.py, gateway/errors.py)
+    http_max_body_bytes: int = Field(
+        default=64 * 1024, description="Largest request body (routes may allow less): 413 past it, before reading"
+    )
+    http_max_head_bytes: int = Field(
+        default=16 * 1024, description="Largest request line plus headers (at most 100 fields); 400 and closed past it"
+    )
+    http_head_timeout_s: int = Field(
+        default=5, description="Seconds a connection may take to send a complete request head (and keep-alive idle)"
+    )
+    http_body_timeout_s: float = Field(
+        default=10.0, description="Seconds a request may take to send its whole body once the head arrived (408)"
+    )
+    publish_timeout_s: float = Field(
+        default=1.5, description="Seconds a write waits for Kafka's acknowledgement before answering 503"
+    )
+    store_connect_timeout_s: float = Field(
+        default=1.0, description="Seconds the gateway waits to connect to Redis or PostgreSQL before answering 503"
+    )
+    store_command_timeout_s: float = Field(
+        default=5.0, description="Seconds the gateway waits for one Redis or PostgreSQL command before answering 503"
+    )
+    unavailable_retry_after_s: int = Field(
+        default=5, description="`Retry-After` of a 503 when a store or Kafka is unavailable"
+    )
+    log_repeat_window_s: float = Field(
+        default=10.0, description="An identical failure (event and error) is logged at most once per this window"
+    )
 
     # Identity
     github_client_id: str = Field(
