@@ -96,7 +96,9 @@ async def test_readyz_reports_each_consumer_group_running_then_killed(
             with probe.running(group, topic, table) as proc:
                 await probe.send(publisher, topic, probe.posts(1))
                 up = await eventually(
-                    ready, until=lambda r: r.json()["consumers"][group] == {"status": "ok", "members": 1, "lag": 0}
+                    ready,
+                    until=lambda r: r.json()["consumers"][group] == {"status": "ok", "members": 1, "lag": 0},
+                    timeout=90,  # a consumer process starting on a busy machine
                 )
                 assert (
                     up.status_code == 200 and up.json()["status"] == "ok" and up.json()["checks"]["consumers"] == "ok"
