@@ -377,6 +377,7 @@ class Runner:
             OUTAGE.labels(self.consumer.name, reason).set(1)
             log.warning(
                 "outage began: waiting it out, nothing is dead-lettered",
+                consumer=self.consumer.name,
                 reason=reason,
                 error=f"{type(exc).__name__}: {exc}",
             )
@@ -389,7 +390,7 @@ class Runner:
         now = time.monotonic()
         for reason, began in self.outages.items():
             OUTAGE.labels(self.consumer.name, reason).set(0)
-            log.info("outage over", reason=reason, duration_s=round(now - began, 3))
+            log.info("outage over", consumer=self.consumer.name, reason=reason, duration_s=round(now - began, 3))
         self.outages.clear()
 
     async def _call(self, handler: Handler[Any], arg: Any, first: Item) -> None:
