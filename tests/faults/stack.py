@@ -128,10 +128,14 @@ class FaultStack:
             self.consumers.kill()
             self.consumers.wait()
 
+    @staticmethod
+    def cluster_list() -> list[str]:
+        """`pg_lsclusters`: version, name, port, status, owner, data directory, log file per line."""
+        return run(["pg_lsclusters", "--no-header"]).stdout.splitlines()
+
     def _drop_cluster(self) -> None:
-        version = run(["pg_lsclusters", "--no-header"]).stdout
         name = postgres.cluster(self.settings)
-        for line in version.splitlines():
+        for line in self.cluster_list():
             cols = line.split()
             if cols[1:2] == [name]:
                 run(privileged(["pg_dropcluster", "--stop", cols[0], name]))

@@ -19,6 +19,9 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from chirp.services import postgres
+from chirp.services import redis as redis_service
+from chirp.settings import Settings
 from consumers.runtime import all_consumers
 from producers.broker import Publisher
 from schemas import topics
@@ -223,3 +226,15 @@ async def test_a_read_only_database_loses_no_post(world: World) -> None:
 
     hit = {"posts", "search"}
     await _fault(world, tag="readonly", reason="postgres_read_only", hit=hit, begin=read_only, end=writable)
+
+
+def test_the_stack_runs_beside_the_default_one(stack: FaultStack) -> None:
+    """`chirp services up` on other ports made a cluster and a Redis directory of their own; a default cluster on
+    this machine (the one the rest of the suite uses) still listens on its own port."""
+    clusters = {cols[1]: int(cols[2]) for cols in (line.split() for line in stack.cluster_list())}
+    assert clusters[postgres.cluster(stack.settings)] == stack.settings.postgres_port
+    default = Settings()
+    if "chirp" in clusters:
+        assert clusters["chirp"] == Settings.model_fields["postgres_port"].default
+    assert (stack.home / f"redis-{stack.settings.redis_port}" / "redis.pid").exists()
+    assert redis_service.pid(stack.settings) not in (None, redis_service.pid(default))
