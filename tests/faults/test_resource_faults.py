@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+import redis.exceptions
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -37,7 +38,7 @@ from schemas.events import (
 )
 from store.timelines import PostgresTimelineSource, RedisTimelines, rebuild
 from tests.conftest import eventually
-from tests.faults.stack import FaultStack, elapsed, wire
+from tests.faults.stack import FaultStack, elapsed, free_port, wire
 
 HOLD_S = 8.0
 POSTS_PER_FAULT = 30
@@ -238,3 +239,39 @@ def test_the_stack_runs_beside_the_default_one(stack: FaultStack) -> None:
         assert clusters["chirp"] == Settings.model_fields["postgres_port"].default
     assert (stack.home / f"redis-{stack.settings.redis_port}" / "redis.pid").exists()
     assert redis_service.pid(stack.settings) not in (None, redis_service.pid(default))
+
+
+async def test_a_busy_redis_loses_no_post(world: World) -> None:
+    """A script runs past Redis's busy threshold: every other command is answered BUSY until it is killed."""
+    threshold = (await world.redis.config_get("busy-reply-threshold"))["busy-reply-threshold"]
+    runner = aioredis.Redis.from_url(world.stack.settings.redis_url, socket_timeout=HOLD_S * 4)  # waits for the kill
+    script: asyncio.Task[object] | None = None
+
+    async def busy() -> None:
+        nonlocal script
+        await world.redis.config_set("busy-reply-threshold", 50)
+        script = asyncio.create_task(runner.eval("local i = 0 while true do i = i + 1 end", 0))
+
+    async def kill() -> None:
+        await world.redis.script_kill()
+        assert script is not None
+        with pytest.raises(redis.exceptions.ResponseError, match="killed"):  # answered once the script stopped
+            await script
+        await world.redis.config_set("busy-reply-threshold", threshold)
+        await runner.aclose()
+
+    hit = {"timelines", "trending", "mentions"}
+    await _fault(world, tag="redisbusy", reason="redis_busy", hit=hit, begin=busy, end=kill)
+
+
+async def test_a_read_only_redis_loses_no_post(world: World) -> None:
+    """Redis turned into a replica (of a master that never answers) refuses writes with READONLY."""
+
+    async def replica() -> None:
+        await world.redis.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))
+
+    async def primary() -> None:
+        await world.redis.execute_command("REPLICAOF", "NO", "ONE")
+
+    hit = {"timelines", "trending", "mentions"}
+    await _fault(world, tag="redisreadonly", reason="redis_read_only", hit=hit, begin=replica, end=primary)
