@@ -435,7 +435,8 @@ class Runner:
                     raise
                 await self._wait_out(outage, exc, waited)
                 waited += 1
-        self._outage_over()
+        if waited:
+            self._outage_over()  # Kafka took it: the outage this publish waited out is over
         DEAD_LETTERED.labels(self.consumer.name, record.topic).inc()
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 import pytest
 import redis.exceptions
+from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import ConsumerRecord
 from structlog.testing import capture_logs
 
@@ -183,6 +184,27 @@ async def test_a_poison_event_after_an_outage_is_still_dead_lettered() -> None:
     await runner(consumer, publisher).run_batch(records)
     assert handled == ["a", "b"]
     assert [(d["dlq_reason"], d["dlq_offset"]) for d in publisher.dead] == [("handler_error", "1")]
+
+
+async def test_a_dead_letter_waits_for_kafka_to_take_it() -> None:
+    class FlakyPublisher(RecordingPublisher):
+        failures = 3
+
+        async def publish_raw(self, topic: str, key: bytes | None, value: bytes, headers: dict[str, str]) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise KafkaConnectionError("broker away")
+            await super().publish_raw(topic, key, value, headers)
+
+    consumer = Consumer("k")
+
+    @consumer.on(topics.POST_CREATED)
+    async def on_post(event: PostCreated, ctx: Context) -> None: ...
+
+    publisher = FlakyPublisher()
+    await runner(consumer, publisher).run_batch([record(b"{oops")])
+    assert [d["dlq_reason"] for d in publisher.dead] == ["invalid_json"]
+    assert OUTAGE.labels("k", "kafka_connection")._value.get() == 0.0
 
 
 async def test_partitions_run_concurrently_in_order_within_each() -> None:
