@@ -7,14 +7,10 @@ answering in time) is no bug of ours and no fault of the client: `unavailable()`
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
-import asyncpg
 import orjson
-import redis.exceptions as redis_errors
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -23,6 +19,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chirp.logging import get_logger
+from chirp.outages import outage_reason
 from producers.broker import PublishFailed
 
 log = get_logger("chirp.gateway")
@@ -186,47 +183,17 @@ async def server_error(request: Request, exc: Exception) -> Response:
 HANDLERS = {ApiError: api_error, HTTPException: http_error, Exception: server_error}
 
 
-# Redis replies that mean the server cannot serve now (out of memory, a script running, loading its data, a
-# replica, no master), whatever exception class the client maps them to.
-# The reply's code opens its message, or follows the prefix a pipeline adds ("Command # 1 (...) of pipeline caused
-# error: ('BUSY ...',)").
-_REDIS_BUSY = re.compile(r"(?:^-?|caused error: \(?'?)(?:OOM|BUSY|LOADING|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN)\b")
-_REDIS_DOWN = (
-    redis_errors.ConnectionError,  # includes BusyLoadingError and "no connection available" from the pool
-    redis_errors.TimeoutError,
-    redis_errors.OutOfMemoryError,
-    redis_errors.ReadOnlyError,
-    redis_errors.MasterDownError,
-)
-# PostgreSQL: SQLSTATE classes 08 (connection), 53 (insufficient resources: disk full, out of memory, too many
-# connections), 57 (operator intervention: shutdown, recovery), 25006 (read-only transaction), and 40001/40P01
-# (serialization failure, deadlock: a retry would succeed).
-_POSTGRES_DOWN = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InsufficientResourcesError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.ReadOnlySQLTransactionError,
-    asyncpg.TransactionRollbackError,
-)
-
-
 def _dependency_of(exc: BaseException) -> str | None:
-    """Which store or broker `exc` says is unavailable (`redis`, `postgres`, `kafka`), or None for other errors."""
+    """Which store or broker `exc` says is unavailable (`redis`, `postgres`, `kafka`), or None for other errors.
+
+    What counts as an outage is `chirp.outages`' rule, the one the consumers wait out."""
     if isinstance(exc, PublishFailed):
         return "kafka"
-    if isinstance(exc, _REDIS_DOWN) or (
-        isinstance(exc, redis_errors.ResponseError) and _REDIS_BUSY.search(str(exc)) is not None
-    ):
-        return "redis"
-    if isinstance(exc, _POSTGRES_DOWN):
-        return "postgres"
-    if isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc):  # a pool or connection closed under us
-        return "postgres"
-    if isinstance(exc, KafkaConnectionError | KafkaTimeoutError) or (isinstance(exc, KafkaError) and exc.retriable):
-        return "kafka"
-    if isinstance(exc, OSError | TimeoutError):  # refused, reset or timed out connecting: whose client raised it
-        return _client_of(exc)
-    return None
+    if (reason := outage_reason(exc)) is None:
+        return None
+    dependency = reason.partition("_")[0]
+    # A bare timeout or refused connection: whose client raised it.
+    return dependency if dependency in ("redis", "postgres", "kafka") else _client_of(exc)
 
 
 _CLIENTS = {"asyncpg": "postgres", "redis": "redis", "aiokafka": "kafka", "faststream": "kafka"}
