@@ -171,7 +171,9 @@ async def in_view(page: Page, selector: str) -> bool:
     return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height
 
 
-async def test_an_over_long_post_keeps_the_counter_and_post_button_in_view(browser: Browser, site: Site) -> None:
+async def test_an_over_long_post_keeps_the_counter_and_post_button_in_view(
+    browser: Browser, site: Site, face_shots: Path
+) -> None:
     ctx = await new_context(browser, site)
     page = await ctx.new_page()
     await dev_login(page, unique("long-"))
@@ -188,11 +190,12 @@ async def test_an_over_long_post_keeps_the_counter_and_post_button_in_view(brows
     await page.evaluate("document.querySelector('[data-preview]').scrollTop = 1e6")
     for selector in ("[data-counter]", ".composer button[type=submit]"):
         assert await in_view(page, selector), f"{selector} is off-screen at the end of the preview"
+    await page.screenshot(path=str(face_shots / "composer-over-long-phone-light.png"))
     await ctx.close()
 
 
 async def test_status_messages_after_save_and_delete_and_a_confirm_page_without_javascript(
-    browser: Browser, site: Site
+    browser: Browser, site: Site, face_shots: Path
 ) -> None:
     login = unique("flash-")
     ctx = await new_context(browser, site, javascript=False)
@@ -205,6 +208,7 @@ async def test_status_messages_after_save_and_delete_and_a_confirm_page_without_
     await submit(page, "Save")
     await expect(page).to_have_url(re.compile(f"/@{login}$"))
     await expect(page.get_by_role("status")).to_have_text("Profile saved.")
+    await page.screenshot(path=str(face_shots / "flash-saved-desktop-light.png"))
     await page.reload()
     await expect(page.get_by_role("status")).to_have_count(0)  # shown once
 
@@ -216,6 +220,8 @@ async def test_status_messages_after_save_and_delete_and_a_confirm_page_without_
     await expect(page).to_have_url(re.compile(f"/posts/{post_id}/delete$"))
     await expect(page.get_by_role("heading", name="Delete this post?")).to_be_visible()
     await expect(page.locator(f"#post-{post_id}")).to_contain_text(text)
+    await page.set_viewport_size(VIEWPORTS["phone"])
+    await page.screenshot(path=str(face_shots / "confirm-delete-nojs-phone-light.png"))
     await page.get_by_role("link", name="Cancel").click()
     await expect(page).to_have_url(re.compile(f"/@{login}$"))
     await expect(card).to_be_visible()  # cancelling deletes nothing
