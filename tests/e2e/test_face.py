@@ -237,28 +237,38 @@ async def test_status_messages_after_save_and_delete_and_a_confirm_page_without_
 async def test_a_delete_removes_the_card_in_other_open_tabs(browser: Browser, site: Site) -> None:
     ada_login = unique("ada-")
     ada_ctx, bob_ctx = await new_context(browser, site), await new_context(browser, site)
-    ada, bob, thread = await ada_ctx.new_page(), await bob_ctx.new_page(), await bob_ctx.new_page()
+    ada, bob = await ada_ctx.new_page(), await bob_ctx.new_page()
     await dev_login(ada, ada_login)
     await dev_login(bob, unique("bob-"))
+    everyone = await bob_ctx.new_page()  # open before the post: it offers it in the "new posts" pill
+    await everyone.goto("/?feed=all")
+    await everyone.wait_for_timeout(1000)  # let its event stream connect
     text = f"Soon gone {unique('live')}"
     post_id = await post_via_page(ada, text)
+    pill = everyone.locator(".new-posts")
+    await expect(pill).to_have_text(re.compile(r"^\d+ new posts?$"))
     await reload_until(bob, f"/@{ada_login}", lambda p: p.locator(f"#post-{post_id}"))
+    thread = await bob_ctx.new_page()
     await thread.goto(f"/posts/{post_id}")
     await bob.evaluate("window.__sameDocument = true")
     await bob.wait_for_timeout(1000)  # let the pages' event streams connect before the delete
+    pending = int((await pill.text_content() or "0").split()[0])
 
     await ada.goto(f"/posts/{post_id}")
     ada.once("dialog", lambda dialog: dialog.accept())  # scripts ask in a dialog instead of the confirm page
+    started = time.monotonic()
     async with ada.expect_navigation():
         await ada.get_by_role("link", name="Delete this post").click()
+    await expect(bob.locator(f"#post-{post_id}")).to_have_count(0)
+    print(f"the card left the other tab {time.monotonic() - started:.2f}s after the click on Delete")
     await expect(ada).to_have_url(re.compile(r"/$"))  # not the deleted post's page
     await expect(ada.get_by_role("status")).to_have_text("Post deleted.")
-
-    started = time.monotonic()
-    await expect(bob.locator(f"#post-{post_id}")).to_have_count(0)
-    print(f"the card left the other tab {time.monotonic() - started:.2f}s after the delete answered")
     assert await bob.evaluate("window.__sameDocument === true"), "the page reloaded"
     await expect(thread.locator(f"#post-{post_id}")).to_contain_text("This post was deleted.")
+    if pending == 1:  # the pill no longer offers a post that would insert nothing
+        await expect(pill).to_be_hidden()
+    else:
+        await expect(pill).to_have_text(f"{pending - 1} new post" + ("s" if pending > 2 else ""))
     await ada_ctx.close()
     await bob_ctx.close()
 
