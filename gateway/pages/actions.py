@@ -80,7 +80,7 @@ async def compose(request: Request) -> Response:
     anchor = f"#post-{post_id}" if reply_to else ""
     response = RedirectResponse(composer.next + anchor, 303)
     remember_posted(response, post_id)
-    flash(response, "replied" if reply_to else "posted")
+    flash(request, response, "replied" if reply_to else "posted")
     return response
 
 
@@ -125,7 +125,7 @@ async def delete(request: Request) -> Response:
 
         await settle(gone)
     response = RedirectResponse(_after_delete(request, post_id, field(form, "next"))[1], 303)
-    flash(response, "deleted")
+    flash(request, response, "deleted")
     return response
 
 
@@ -144,7 +144,7 @@ async def _follow(request: Request, following: bool) -> Response:
 
     await settle(applied)
     response = RedirectResponse(local_path(field(form, "next"), f"/@{handle}"), 303)
-    flash(response, "followed" if following else "unfollowed", handle)
+    flash(request, response, "followed" if following else "unfollowed", handle)
     return response
 
 
@@ -190,7 +190,7 @@ async def save_settings(request: Request) -> Response:
 
     await settle(applied)
     response = RedirectResponse(f"/@{me.handle}", 303)
-    flash(response, "saved")
+    flash(request, response, "saved")
     return response
 
 

@@ -12,6 +12,8 @@ import re
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.state import state_of
+
 FLASH_COOKIE = "chirp_flash"
 FLASH_TTL_S = 60
 _HANDLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}")
@@ -27,10 +29,14 @@ MESSAGES = {
 }
 
 
-def flash(response: Response, key: str, handle: str = "") -> None:
+def flash(request: Request, response: Response, key: str, handle: str = "") -> None:
     """Have the page this response leads to say `MESSAGES[key]`."""
     assert key in MESSAGES, key
-    response.set_cookie(FLASH_COOKIE, f"{key}:{handle}", max_age=FLASH_TTL_S, path="/", httponly=True, samesite="lax")
+    secure = state_of(request).settings.public_url.startswith("https://")  # like the session cookies
+    value = f"{key}:{handle}"
+    response.set_cookie(
+        FLASH_COOKIE, value, max_age=FLASH_TTL_S, path="/", httponly=True, samesite="lax", secure=secure
+    )
 
 
 def flash_text(request: Request) -> str:

@@ -49,7 +49,7 @@ async def dev_login(request: Request) -> Response:
     except (InvalidInput, TooManyRequests) as exc:
         return page(request, "login.html", None, exc.status, exc.headers, next=target, login=login, error=exc.message)
     response = _redirect_with_cookies(target, result)
-    flash(response, "logged-in", login)
+    flash(request, response, "logged-in", login)
     return response
 
 
@@ -60,7 +60,7 @@ async def logout(request: Request) -> Response:
         return _redirect_with_cookies("/", None)
     await checked_form(request)
     response = _redirect_with_cookies("/", await call_api(request, "POST", "/auth/logout"))
-    flash(response, "logged-out")
+    flash(request, response, "logged-out")
     return response
 
 
