@@ -135,6 +135,7 @@ async def test_every_page_passes_axe_in_both_schemes_with_44px_targets_on_phones
         (visitor, f"/posts/{post_id}", "post-visitor", False),
         (ada, f"/@{ada_login}", "profile", True),
         (bob, f"/@{ada_login}", "profile-other", False),
+        (visitor, "/explore", "explore-start", False),
         (ada, f"/explore?q={word}", "explore", True),
         (ada, f"/explore?q={ada_login}&type=users", "explore-people", False),
         (ada, f"/tags/{word}", "tag", False),
