@@ -174,6 +174,22 @@ class TrendingModerated(Event):
     payload: TrendingModeratedData
 
 
+# Notifications ---------------------------------------------------------------------------------------------
+
+
+class NotificationsReadData(Payload):
+    user_id: Id
+    up_to: Id | None = None  # the item the reader marked read up to; None: all of them
+    up_to_at: datetime  # that item's time (or the moment of "all"): every item at or before it is read
+
+
+class NotificationsRead(Event):
+    topic: ClassVar = topics.NOTIFICATIONS_READ
+    type: Literal["notifications-read"] = "notifications-read"
+    version: Literal[1] = 1
+    payload: NotificationsReadData
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     PostCreated,
     PostParsed,
@@ -184,6 +200,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     UserFollowed,
     UserUnfollowed,
     TrendingModerated,
+    NotificationsRead,
 )
 BY_TYPE: dict[str, type[Event]] = {cls.model_fields["type"].default: cls for cls in ALL_EVENTS}
 BY_TOPIC: dict[str, type[Event]] = {cls.topic.name: cls for cls in ALL_EVENTS}

@@ -31,6 +31,7 @@ USER_PROFILE_UPDATED = Topic(f"{NAMESPACE}user-profile-updated", key="user_id")
 USER_FOLLOWED = Topic(f"{NAMESPACE}user-followed", key="follower_id")
 USER_UNFOLLOWED = Topic(f"{NAMESPACE}user-unfollowed", key="follower_id")
 TRENDING_MODERATED = Topic(f"{NAMESPACE}trending-moderated", key="target", partitions=1)
+NOTIFICATIONS_READ = Topic(f"{NAMESPACE}notifications-read", key="user_id")
 
 ALL: tuple[Topic, ...] = (
     POST_CREATED,
@@ -42,6 +43,7 @@ ALL: tuple[Topic, ...] = (
     USER_FOLLOWED,
     USER_UNFOLLOWED,
     TRENDING_MODERATED,
+    NOTIFICATIONS_READ,
 )
 BY_NAME = {topic.name: topic for topic in ALL}
 

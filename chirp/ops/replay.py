@@ -25,7 +25,7 @@ Which tables and keys a consumer owns it declares (see `read_model_of`). Handler
 that events they would publish are dropped (a rebuild must not emit events again) and counted, and Redis PUBLISH
 commands are not sent (their reply is 0) until the swap.
 
-Several consumers can be replayed together (`chirp replay search trending mentions`, and `rebuild --all` when
+Several consumers can be replayed together (`chirp replay search trending notifications`, and `rebuild --all` when
 more consumers of the same topics are ready than there are free slots): one reader and group, each event
 fetched and decoded once, then handed to every consumer that reads its topic, each with its own shadow; the
 swap moves all their tables in one transaction, and each live group gets its own hand-off.
@@ -86,7 +86,7 @@ class ReadModel:
 
 
 # Tie-break of the rebuild order (dependencies come first regardless): the product's models, upstream first.
-DEFAULT_ORDER = ("users", "posts", "timelines", "search", "trending", "mentions")
+DEFAULT_ORDER = ("users", "posts", "timelines", "search", "trending", "notifications")
 
 
 def read_model_of(consumer: Consumer) -> ReadModel:

@@ -1,66 +1,144 @@
-"""`GET /api/notifications?cursor&limit`: the posts that mention the logged-in viewer, newest first.
+"""The logged-in viewer's notifications, read from the notifications consumer's Redis model
+(consumers/notifications.py).
 
-Reads the mentions consumer's Redis model (consumers/mentions.py): one sorted-set page and the posts' hashes in
-one pipeline, then the authors' handles in one SQL query.
+- `GET /api/notifications?cursor&limit` → `{"items": [{"id", "type", "actors", "count", "post"?, "at", "read"}],
+  "next_cursor"}`, newest first: one sorted-set page, the items' details in one pipeline, the actors in one SQL
+  query and the posts in another.
+- `GET /api/notifications/unread` → `{"count": n}`: one ZCARD.
+- `POST /api/notifications/read` with `{"up_to": "<item id>"}` or `{}` (all) → 204 once Kafka has the
+  `notifications-read` event; the consumer applies it (so a replay keeps what was read).
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from consumers.mentions import post_key, user_key
+from consumers.notifications import SHOWN_ACTORS, actors_key, item_key, items_key, unread_key
 from gateway.auth.current import require_viewer
 from gateway.cursors import encode_cursor, page_params
 from gateway.errors import InvalidInput, JSONResponse
-from gateway.state import state_of
+from gateway.requests import json_body
+from gateway.routes.posts import post_json
+from gateway.state import State, state_of
+from schemas.events import NotificationsRead, NotificationsReadData
+from store.posts import PostgresPosts
 
 TIES = 50  # items sharing the cursor's millisecond we can step over
 
 
 def _after(cursor: str | None) -> tuple[str, str]:
-    """(score, post id) of the last item served; ("+inf", "") for the first page."""
+    """(score, item id) of the last item served; ("+inf", "") for the first page."""
     if cursor is None:
         return "+inf", ""
-    score, _, post_id = cursor.partition(":")
-    if not score.isdigit() or not post_id:
+    score, _, item_id = cursor.partition(":")
+    if not score.isdigit() or not item_id:
         raise InvalidInput("cursor is not one this API issued", field="cursor")
-    return score, post_id
+    return score, item_id
 
 
-async def notifications(request: Request) -> Response:
-    """The viewer's mention notifications: `{items: [{post_id, author, text, at}], next_cursor}`."""
-    me = await require_viewer(request)
-    cursor, limit = page_params(request)
-    state = state_of(request)
+def _moment(score: float) -> datetime:
+    return datetime.fromtimestamp(score / 1000, UTC)
+
+
+async def _people(state: State, user_ids: set[str]) -> dict[str, dict[str, str]]:
+    sql = "SELECT user_id, handle, display_name, avatar_url FROM users WHERE user_id = ANY($1::text[])"
+    rows = await state.pg.fetch(sql, sorted(user_ids))
+    return {
+        r["user_id"]: {
+            "handle": "" if r["handle"].startswith("~") else r["handle"],
+            "display_name": r["display_name"] or "",
+            "avatar_url": r["avatar_url"] or "",
+        }
+        for r in rows
+    }
+
+
+async def notification_page(state: State, user_id: str, cursor: str | None, limit: int) -> dict[str, Any]:
+    """One page of a user's notifications, as the API serves it (the notifications page renders it too)."""
     score, last = _after(cursor)
-    # Inclusive bound, then skip what was served: same-millisecond items sort by post id, descending.
+    # Inclusive bound, then skip what was served: same-millisecond items sort by id, descending.
     found: list[tuple[str, float]] = await state.redis.zrevrangebyscore(  # type: ignore[assignment]
-        user_key(me.user_id), score, "-inf", start=0, num=limit + 1 + (TIES if last else 0), withscores=True
+        items_key(user_id), score, "-inf", start=0, num=limit + 1 + (TIES if last else 0), withscores=True
     )
     page = [(m, s) for m, s in found if not last or s < float(score) or m < last][: limit + 1]
     shown = page[:limit]
     async with state.redis.pipeline(transaction=False) as pipe:
-        for post_id, _ in shown:
-            pipe.hgetall(post_key(post_id))
-        details: list[dict[str, str]] = await pipe.execute()
-    authors = {d["author_id"] for d in details if d}
-    rows = await state.pg.fetch("SELECT user_id, handle FROM users WHERE user_id = ANY($1::text[])", sorted(authors))
-    handles = {r["user_id"]: r["handle"] for r in rows}
-    items: list[dict[str, Any]] = [
-        {
-            "post_id": post_id,
-            "author": {"user_id": d.get("author_id"), "handle": handles.get(d.get("author_id", ""))},
-            "text": d.get("text", ""),
-            "at": int(score),
+        for item_id, _ in shown:
+            pipe.hgetall(item_key(user_id, item_id))
+            pipe.zrevrange(actors_key(user_id, item_id), 0, SHOWN_ACTORS - 1)
+            pipe.zcard(actors_key(user_id, item_id))
+            pipe.zscore(unread_key(user_id), item_id)
+        found_details = await pipe.execute()
+    details = [found_details[i : i + 4] for i in range(0, len(found_details), 4)]
+    people = await _people(state, {a for d in details for a in d[1]})
+    posts = await PostgresPosts(state.pg).many(sorted({d[0].get("post") for d in details if d[0].get("post")}))
+    items: list[dict[str, Any]] = []
+    for (item_id, at), (info, actors, count, unread) in zip(shown, details, strict=True):
+        item: dict[str, Any] = {
+            "id": item_id,
+            "type": info.get("type", ""),
+            "actors": [people.get(a, {"handle": "", "display_name": "", "avatar_url": ""}) for a in actors],
+            "count": count,
+            "at": _moment(at),
+            "read": unread is None,
         }
-        for (post_id, score), d in zip(shown, details, strict=True)
-    ]
+        if info.get("post"):
+            post = posts.get(info["post"])
+            if post is None:
+                continue  # deleted a moment ago: its item is on its way out
+            item["post"] = post_json(post)
+        items.append(item)
     next_cursor = encode_cursor(f"{int(shown[-1][1])}:{shown[-1][0]}") if len(page) > limit else None
-    return JSONResponse({"items": items, "next_cursor": next_cursor})
+    return {"items": items, "next_cursor": next_cursor}
 
 
-routes = [Route("/api/notifications", notifications, methods=["GET"])]
+async def unread_count(state: State, user_id: str) -> int:
+    return int(await state.redis.zcard(unread_key(user_id)))
+
+
+async def mark_read(state: State, user_id: str, up_to: str | None) -> None:
+    """Publish the read mark: up to the item `up_to` (its time), or everything until now."""
+    at = datetime.now(UTC)
+    if up_to is not None:
+        score = await state.redis.zscore(items_key(user_id), up_to)
+        if score is None:
+            raise InvalidInput("up_to is not one of your notifications.", field="up_to")
+        at = _moment(score)
+    data = NotificationsReadData(user_id=user_id, up_to=up_to, up_to_at=at)
+    await state.publisher.publish(NotificationsRead(actor=user_id, payload=data))
+
+
+async def notifications(request: Request) -> Response:
+    me = await require_viewer(request)
+    cursor, limit = page_params(request)
+    return JSONResponse(await notification_page(state_of(request), me.user_id, cursor, limit))
+
+
+async def unread(request: Request) -> Response:
+    me = await require_viewer(request)
+    return JSONResponse({"count": await unread_count(state_of(request), me.user_id)})
+
+
+async def read(request: Request) -> Response:
+    me = await require_viewer(request)
+    body = await json_body(request)
+    unknown = sorted(set(body) - {"up_to"})
+    if unknown:
+        raise InvalidInput(f"Unknown field {unknown[0]}.", field=unknown[0])
+    up_to = body.get("up_to")
+    if up_to is not None and (not isinstance(up_to, str) or not 0 < len(up_to) <= 100):
+        raise InvalidInput("up_to is the id of a notification.", field="up_to")
+    await mark_read(state_of(request), me.user_id, up_to)
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/api/notifications", notifications, methods=["GET"]),
+    Route("/api/notifications/unread", unread, methods=["GET"]),
+    Route("/api/notifications/read", read, methods=["POST"]),
+]

@@ -2,7 +2,7 @@
 
 Every consumer runs in its own process against the stack of tests/faults/stack.py. Each test breaks one store,
 publishes posts while it is broken, holds the fault `HOLD_S` (longer than the five attempts an event's own fault
-gets), repairs it, and then requires every post in every read model (posts, search, timelines, trending, mentions),
+gets), repairs it, and then requires every post in every read model (posts, search, timelines, trending, notifications),
 every dead-letter topic empty, and the outage announced by the gauge and once by the log.
 """
 
@@ -78,13 +78,13 @@ class World:
         window = await RedisTimelines(self.redis, self.stack.settings.timeline_length).window(self.reader, None, 900)
         timeline = set(window.post_ids if window else ())
         trending = await self.redis.exists(*(f"trending:post:{post_id}" for post_id in ids))
-        mentions = set(await self.redis.zrange(f"notifications:user:{self.reader}", 0, -1))
+        mentions = set(await self.redis.zrange(f"notify:items:{self.reader}", 0, -1))  # mention items: the post ids
         return {
             "posts": len(ids) - len(posts),
             "search": len(ids) - len(search),
             "timelines": len(set(ids) - timeline),
             "trending": len(ids) - trending,
-            "mentions": len(set(ids) - mentions),
+            "notifications": len(set(ids) - mentions),
         }
 
 
@@ -212,7 +212,7 @@ async def test_redis_at_its_memory_limit_loses_no_post(world: World) -> None:
     async def unlimit() -> None:
         await world.redis.config_set("maxmemory", 0)
 
-    hit = {"timelines", "trending", "mentions"}
+    hit = {"timelines", "trending", "notifications"}
     await _fault(world, tag="redisoom", reason="redis_oom", hit=hit, begin=limit, end=unlimit)
 
 
@@ -260,7 +260,7 @@ async def test_a_busy_redis_loses_no_post(world: World) -> None:
         await world.redis.config_set("busy-reply-threshold", threshold)
         await runner.aclose()
 
-    hit = {"timelines", "trending", "mentions"}
+    hit = {"timelines", "trending", "notifications"}
     await _fault(world, tag="redisbusy", reason="redis_busy", hit=hit, begin=busy, end=kill)
 
 
@@ -273,5 +273,5 @@ async def test_a_read_only_redis_loses_no_post(world: World) -> None:
     async def primary() -> None:
         await world.redis.execute_command("REPLICAOF", "NO", "ONE")
 
-    hit = {"timelines", "trending", "mentions"}
+    hit = {"timelines", "trending", "notifications"}
     await _fault(world, tag="redisreadonly", reason="redis_read_only", hit=hit, begin=replica, end=primary)

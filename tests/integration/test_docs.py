@@ -95,8 +95,8 @@ async def test_gateway_serves_the_documents_and_a_page(client: httpx.AsyncClient
     assert "/api/notifications" in page.text and topics.POST_CREATED.name in page.text
 
 
-def test_the_consumer_guide_shows_the_mentions_consumer_verbatim() -> None:
+def test_the_consumer_guide_shows_the_notifications_consumer_verbatim() -> None:
     guide = (DOCS_DIR / "adding-a-consumer.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", guide, flags=re.S)
-    source = (DOCS_DIR.parent / "consumers" / "mentions.py").read_text()
-    assert source in blocks, "docs/adding-a-consumer.md must quote consumers/mentions.py exactly"
+    source = (DOCS_DIR.parent / "consumers" / "notifications.py").read_text()
+    assert source in blocks, "docs/adding-a-consumer.md must quote consumers/notifications.py exactly"

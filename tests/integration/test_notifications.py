@@ -1,0 +1,261 @@
+"""The notifications consumer and its endpoints: the model's rules through its handlers (real Redis and
+PostgreSQL), then end to end through the API with every consumer running, and a replay that rebuilds it identically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from chirp.settings import Settings
+from consumers import notifications as model
+from consumers.runtime import Context
+from schemas.events import (
+    FollowData,
+    NotificationsRead,
+    NotificationsReadData,
+    PostDeleted,
+    PostDeletedData,
+    PostParsed,
+    PostParsedData,
+    UserFollowed,
+    UserUnfollowed,
+    new_id,
+)
+from tests.conftest import eventually
+from tests.integration.helpers import login, unique_handle
+
+
+@pytest.fixture
+def ctx(settings: Settings, pg: asyncpg.Pool, redis_client: aioredis.Redis) -> Context:
+    return Context(settings=settings, pg=pg, redis=redis_client, publisher=None)  # type: ignore[arg-type]
+
+
+async def user(ctx: Context, handle: str | None = None) -> tuple[str, str]:
+    """(user id, handle): a row in the users read model (as the users consumer writes it)."""
+    handle = handle or unique_handle("n")
+    user_id = f"u-{new_id()}"
+    now = datetime.now(UTC)
+    await ctx.pg.execute(
+        "INSERT INTO users (user_id, handle, joined_at, profile_at) VALUES ($1, $2, $3, $3)", user_id, handle, now
+    )
+    return user_id, handle
+
+
+async def post_row(ctx: Context, author_id: str) -> str:
+    """A live post in the posts read model (a parent that replies point at)."""
+    post_id = new_id()
+    await ctx.pg.execute(
+        "INSERT INTO posts (post_id, author_id, body, html, text, created_at) VALUES ($1, $2, 'p', 'p', 'p', now())",
+        post_id,
+        author_id,
+    )
+    return post_id
+
+
+def parsed(author_id: str, *handles: str, reply_to: str | None = None, at: datetime | None = None) -> PostParsed:
+    data = PostParsedData(
+        post_id=new_id(),
+        author_id=author_id,
+        body="hi",
+        html="<p>hi</p>",
+        text="hi",
+        mentions=tuple(h.lower() for h in handles),
+        reply_to=reply_to,
+        created_at=at or datetime.now(UTC),
+    )
+    return PostParsed(payload=data)
+
+
+def follow(follower: str, followee: str, *, undo: bool = False, at: datetime | None = None) -> UserFollowed:
+    cls = UserUnfollowed if undo else UserFollowed
+    return cls(payload=FollowData(follower_id=follower, followee_id=followee), occurred_at=at or datetime.now(UTC))  # type: ignore[return-value]
+
+
+async def items(ctx: Context, user_id: str) -> list[tuple[str, str, list[str], bool]]:
+    """(type, post, actors newest first, unread) per item, newest first."""
+    ids = await ctx.redis.zrevrange(model.items_key(user_id), 0, -1)
+    found = []
+    for item_id in ids:
+        info = await ctx.redis.hgetall(model.item_key(user_id, item_id))
+        actors = await ctx.redis.zrevrange(model.actors_key(user_id, item_id), 0, -1)
+        unread = await ctx.redis.zscore(model.unread_key(user_id), item_id) is not None
+        found.append((info["type"], info["post"], actors, unread))
+    return found
+
+
+async def test_mentions_replies_and_follows_are_one_item_each_once_and_never_for_oneself(ctx: Context) -> None:
+    (ann, ann_h), (bob, bob_h), (cat, cat_h) = await user(ctx), await user(ctx), await user(ctx)
+    parent = await post_row(ctx, ann)
+    reply = parsed(bob, ann_h.upper(), cat_h, bob_h, reply_to=parent)  # replies to ann, mentions ann, cat, himself
+    followed = follow(cat, ann)
+    for _ in range(2):  # the same events twice change nothing
+        await model.on_post_parsed([reply, reply], ctx)
+        await model.on_followed([followed], ctx)
+    await model.on_post_parsed([parsed(ann, ann_h, reply_to=parent)], ctx)  # her own reply to herself
+    post_id = reply.payload.post_id
+    assert await items(ctx, ann) == [("follow", "", [cat], True), ("reply", post_id, [bob], True)]
+    assert await items(ctx, cat) == [("mention", post_id, [bob], True)]
+    assert await items(ctx, bob) == []
+    # A re-rendered post (a new post-parsed event for the same post) notifies nobody again.
+    await model.on_post_parsed([reply.model_copy(update={"id": new_id()})], ctx)
+    assert len(await items(ctx, ann)) == 2
+
+
+async def test_a_deleted_post_takes_its_notifications_with_it_even_when_its_events_come_again(ctx: Context) -> None:
+    (ann, ann_h), (bob, _) = await user(ctx), await user(ctx)
+    post = parsed(bob, ann_h)
+    await model.on_post_parsed([post], ctx)
+    assert len(await items(ctx, ann)) == 1
+    deleted = PostDeleted(payload=PostDeletedData(post_id=post.payload.post_id, author_id=bob))
+    await model.on_post_deleted([deleted], ctx)
+    await model.on_post_parsed([post], ctx)  # redelivered after the delete
+    assert await items(ctx, ann) == []
+    assert await ctx.redis.zcard(model.unread_key(ann)) == 0
+
+
+async def test_an_unfollow_removes_the_follow_whichever_arrives_first(ctx: Context) -> None:
+    (ann, _), (bob, _), (cat, _) = await user(ctx), await user(ctx), await user(ctx)
+    t0 = datetime.now(UTC)
+    await model.on_followed([follow(bob, ann, at=t0)], ctx)
+    await model.on_followed([follow(cat, ann, at=t0)], ctx)
+    await model.on_unfollowed([follow(bob, ann, undo=True, at=t0 + timedelta(seconds=1))], ctx)
+    assert await items(ctx, ann) == [("follow", "", [cat], True)]
+    # A replay may read the unfollow before its follow: the follow stays undone; a later follow notifies again.
+    await model.on_unfollowed([follow(cat, ann, undo=True, at=t0 + timedelta(seconds=1))], ctx)
+    await model.on_followed([follow(cat, ann, at=t0)], ctx)
+    assert await items(ctx, ann) == []
+    await model.on_followed([follow(cat, ann, at=t0 + timedelta(seconds=2))], ctx)
+    assert await items(ctx, ann) == [("follow", "", [cat], True)]
+
+
+async def test_grouped_types_gather_actors_on_one_item_while_it_is_unread(ctx: Context) -> None:
+    (ann, _), *fans = [await user(ctx) for _ in range(6)]
+    post_id = await post_row(ctx, ann)
+    t0 = int(datetime.now(UTC).timestamp() * 1000)
+
+    def like(fan: str, dt: int) -> model.Note:
+        return model.Note(ann, "like", fan, t0 + dt, new_id(), post_id)
+
+    await model._add(ctx, [like(fans[0][0], 0), like(fans[1][0], 1)])
+    await model._add(ctx, [like(fans[2][0], 2), like(fans[3][0], 3), like(fans[1][0], 4)])  # fans[1] again: once
+    [(kind, post, actors, unread)] = await items(ctx, ann)
+    assert (kind, post, unread) == ("like", post_id, True)
+    assert actors == [fans[3][0], fans[2][0], fans[1][0], fans[0][0]]
+    mark = NotificationsReadData(user_id=ann, up_to_at=datetime.fromtimestamp((t0 + 3) / 1000, UTC))
+    await model.on_read([NotificationsRead(payload=mark)], ctx)
+    await model._add(ctx, [like(fans[4][0], 10)])  # after the read: a new item
+    assert [(i[2], i[3]) for i in await items(ctx, ann)] == [([fans[4][0]], True), (actors, False)]
+    await model._retract(ctx, [like(fans[3][0], 20), like(fans[4][0], 20)])  # unlikes
+    assert [i[2] for i in await items(ctx, ann)] == [[fans[2][0], fans[1][0], fans[0][0]]]
+
+
+async def test_a_read_mark_applied_before_its_items_still_reads_them(ctx: Context) -> None:
+    (ann, ann_h), (bob, _) = await user(ctx), await user(ctx)
+    t0 = datetime.now(UTC)
+    mark = NotificationsReadData(user_id=ann, up_to_at=t0)
+    await model.on_read([NotificationsRead(payload=mark)], ctx)
+    await model.on_post_parsed([parsed(bob, ann_h, at=t0 - timedelta(seconds=1))], ctx)
+    await model.on_post_parsed([parsed(bob, ann_h, at=t0 + timedelta(seconds=1))], ctx)
+    assert [i[3] for i in await items(ctx, ann)] == [True, False]
+
+
+# End to end ---------------------------------------------------------------------------------------------------
+
+
+async def page(client: httpx.AsyncClient, headers: dict[str, str], **params: str | int) -> dict:
+    response = await client.get("/api/notifications", headers=headers, params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def unread(client: httpx.AsyncClient, headers: dict[str, str]) -> int:
+    response = await client.get("/api/notifications/unread", headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()["count"]
+
+
+def replay_notifications() -> None:
+    """`chirp replay notifications`, as an operator runs it (this run's topics and groups)."""
+    cmd = [sys.executable, "-m", "chirp", "replay", "notifications"]
+    done = subprocess.run(cmd, env={**os.environ}, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.usefixtures("pipeline")
+async def test_notifications_through_the_api_and_a_replay_rebuilds_them_identically(
+    client: httpx.AsyncClient, ctx: Context
+) -> None:
+    ann, bob, cat = unique_handle("ann"), unique_handle("bob"), unique_handle("cat")
+    ann_h, bob_h, cat_h = [await login(client, h) for h in (ann, bob, cat)]
+    registered = "SELECT count(*) FROM users WHERE lower(handle) = ANY($1::text[])"
+    await eventually(lambda: ctx.pg.fetchval(registered, [ann, bob, cat]), until=lambda n: n == 3, timeout=60)
+
+    assert (await client.post(f"/api/users/{ann}/follow", headers=bob_h)).status_code == 202
+    assert (await client.post(f"/api/users/{ann}/follow", headers=cat_h)).status_code == 202
+    wait = {"Prefer": "wait=5"}
+    created = await client.post("/api/posts", json={"body": "hello"}, headers={**ann_h, **wait})
+    parent = created.json()["id"]
+    reply = await client.post(
+        "/api/posts", json={"body": f"@{ann} hi back, @{cat}", "reply_to": parent}, headers={**bob_h, **wait}
+    )
+    reply_id = reply.json()["id"]
+    mention = await client.post("/api/posts", json={"body": f"ping @{ann.upper()}"}, headers={**cat_h, **wait})
+    await client.post("/api/posts", json={"body": f"note to self @{ann}"}, headers={**ann_h, **wait})
+
+    first = await eventually(lambda: page(client, ann_h, limit=2), until=lambda p: len(p["items"]) == 2, timeout=60)
+    await eventually(lambda: unread(client, ann_h), until=lambda n: n == 4, timeout=60)
+    rest = await page(client, ann_h, cursor=first["next_cursor"], limit=10)
+    everything = first["items"] + rest["items"]
+    assert [(i["type"], i["post"]["id"] if "post" in i else None) for i in everything] == [
+        ("mention", mention.json()["id"]),
+        ("reply", reply_id),
+        ("follow", None),
+        ("follow", None),
+    ]
+    assert rest["next_cursor"] is None
+    assert {i["actors"][0]["handle"] for i in everything[2:]} == {bob, cat}
+    item = everything[1]
+    assert set(item) == {"id", "type", "actors", "count", "post", "at", "read"}
+    assert item["actors"] == [{"handle": bob, "display_name": bob, "avatar_url": item["actors"][0]["avatar_url"]}]
+    assert (item["count"], item["read"]) == (1, False)
+    assert [i["type"] for i in (await page(client, cat_h))["items"]] == ["mention"]  # named in bob's reply
+    assert (await page(client, bob_h))["items"] == []
+
+    # Read up to the reply: it and everything older is read; then all.
+    done = await client.post("/api/notifications/read", json={"up_to": item["id"]}, headers=ann_h)
+    assert done.status_code == 204
+    await eventually(lambda: unread(client, ann_h), until=lambda n: n == 1, timeout=30)
+    assert [i["read"] for i in (await page(client, ann_h))["items"]] == [False, True, True, True]
+    assert (await client.post("/api/notifications/read", json={}, headers=ann_h)).status_code == 204
+    await eventually(lambda: unread(client, ann_h), until=lambda n: n == 0, timeout=30)
+
+    # An unfollow takes its follow away; a deleted post its reply.
+    assert (await client.delete(f"/api/users/{ann}/follow", headers=cat_h)).status_code == 202
+    assert (await client.delete(f"/api/posts/{reply_id}", headers=bob_h)).status_code == 202
+    after = await eventually(lambda: page(client, ann_h), until=lambda p: len(p["items"]) == 2, timeout=60)
+    assert [(i["type"], i["actors"][0]["handle"]) for i in after["items"]] == [("mention", cat), ("follow", bob)]
+
+    # Bad input is a 4xx naming the field; the endpoints need a login.
+    bad = await client.post("/api/notifications/read", json={"up_to": "nope"}, headers=ann_h)
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "up_to"
+    bad = await client.post("/api/notifications/read", json={"up_to": 5}, headers=ann_h)
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "up_to"
+    assert (await client.get("/api/notifications", headers=ann_h, params={"cursor": "bm90"})).status_code == 422
+    for path in ("/api/notifications", "/api/notifications/unread"):
+        assert (await client.get(path)).status_code == 401
+    assert (await client.post("/api/notifications/read", json={})).status_code in (401, 403)
+
+    # The replay rebuilds the same items, grouping and read state.
+    before = [await page(client, h, limit=50) for h in (ann_h, bob_h, cat_h)]
+    await asyncio.to_thread(replay_notifications)
+    assert [await page(client, h, limit=50) for h in (ann_h, bob_h, cat_h)] == before
+    assert await unread(client, ann_h) == 0
