@@ -41,6 +41,7 @@ class PostView:
     reply_to: str | None
     reply_count: int
     created_at: datetime
+    reply_to_handle: str = ""  # the handle of the replied-to post's author ("Replying to @handle")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,17 +80,22 @@ DELETED_CHANNEL = f"chirp:{NAMESPACE}posts:deleted"  # {"id"} per post a delete 
 
 # SQL --------------------------------------------------------------------------------------------------------
 
+# The replied-to post's author, by handle (a deleted parent keeps its author in the tombstone).
+REPLY_TO_HANDLE = """(SELECT CASE WHEN pu.handle LIKE '~%' THEN '' ELSE pu.handle END
+        FROM posts pp JOIN users pu ON pu.user_id = pp.author_id WHERE pp.post_id = p.reply_to) AS reply_to_handle"""
+
 # {where} filters live posts before the LIMIT; names and reply counts are looked up for that page only.
-_PAGE = """
+_PAGE = f"""
 WITH page AS (
-    SELECT * FROM posts p WHERE p.deleted_at IS NULL AND {where} ORDER BY p.post_id {order} LIMIT {limit}
+    SELECT * FROM posts p WHERE p.deleted_at IS NULL AND {{where}} ORDER BY p.post_id {{order}} LIMIT {{limit}}
 )
 SELECT p.post_id, p.author_id, CASE WHEN u.handle LIKE '~%' THEN '' ELSE coalesce(u.handle, '') END AS handle,
        coalesce(u.display_name, '') AS display_name, coalesce(u.avatar_url, '') AS avatar_url,
        p.body, p.html, p.text, p.hashtags, p.mentions, p.reply_to, p.created_at,
-       (SELECT count(*) FROM posts r WHERE r.reply_to = p.post_id AND r.deleted_at IS NULL) AS reply_count
+       (SELECT count(*) FROM posts r WHERE r.reply_to = p.post_id AND r.deleted_at IS NULL) AS reply_count,
+       {REPLY_TO_HANDLE}
 FROM page p LEFT JOIN users u ON u.user_id = p.author_id
-ORDER BY p.post_id {order}
+ORDER BY p.post_id {{order}}
 """
 
 # A batch of parsed posts goes to PostgreSQL as one array per column (binary, no JSON to parse per row). Arrays of
@@ -140,6 +146,7 @@ def post_view(row: Mapping[str, Any]) -> PostView:
         reply_to=row["reply_to"],
         reply_count=row["reply_count"],
         created_at=row["created_at"],
+        reply_to_handle=row.get("reply_to_handle") or "",
     )
 
 

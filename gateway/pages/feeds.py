@@ -84,23 +84,22 @@ async def home(request: Request) -> Response:
 async def post_context(
     request: Request, me: Viewer | None, post_id: str, form: Composer | None = None
 ) -> dict[str, Any]:
-    """A post, the post it replies to, its author's card and its replies (oldest first)."""
+    """A post, the conversation above it (root first), its author's card and its reply tree."""
     pool = state_of(request).pg
     posts = PostgresPosts(pool)
     found = await posts.get(post_id)
     if found is None:
         raise NotFound("This post does not exist or was deleted.")
-    parent = await posts.get(found.reply_to) if found.reply_to else None
     author = (
         await PostgresUsersReadModel(pool).profile(found.handle, me.user_id if me else None) if found.handle else None
     )
-    replies, next_cursor = await _list(request, f"/api/posts/{post_id}/replies")
+    thread = (await call_api(request, "GET", f"/api/posts/{post_id}/thread", query=_cursor(request))).data
     return {
         "post": post_json(found),
-        "parent": post_json(parent) if parent else None,
+        "ancestors": thread["ancestors"],
         "author": author,
-        "replies": replies,
-        "next_cursor": next_cursor,
+        "replies": thread["replies"],
+        "next_cursor": thread["more"],
         "form": form or Composer(next=f"/posts/{post_id}", reply_to=post_id),
     }
 

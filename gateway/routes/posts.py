@@ -100,6 +100,7 @@ def post_json(post: PostView) -> dict[str, Any]:
         "hashtags": post.hashtags,
         "mentions": post.mentions,
         "reply_to": post.reply_to,
+        "reply_to_handle": post.reply_to_handle,
         "reply_count": post.reply_count,
         "created_at": post.created_at,
     }

@@ -87,3 +87,31 @@ async def test_replies_come_original_author_first_then_oldest_first_bounded_with
     assert [n["post"]["id"] for n in node["replies"]] == [under[-1], *under[: BREADTH[1] - 1]]
     tail = await thread(client, mixed[0], cursor=node["more"])
     assert [n["post"]["id"] for n in tail["replies"]] == under[BREADTH[1] - 1 : -1]
+
+
+async def test_the_post_page_shows_the_chain_above_and_the_tree_below(
+    client: httpx.AsyncClient, pg: asyncpg.Pool
+) -> None:
+    posts, op, bob = Posts(pg), f"op-{new_id()}", f"bob-{new_id()}"
+    handle = f"op-{new_id()[-10:].lower()}"
+    await pg.execute(
+        "INSERT INTO users (user_id, handle, joined_at, profile_at) VALUES ($1, $2, now(), now())", op, handle
+    )
+    root = await posts.add(op)
+    a = await posts.add(bob, root)
+    b = await posts.add(op, a, deleted=True)
+    c = await posts.add(bob, b)
+    d = await posts.add(bob, c)
+    e = await posts.add(op, d)
+    page = await client.get(f"/posts/{c}")
+    assert page.status_code == 200, page.text
+    html = page.text
+    chain = html[html.index("Earlier in the conversation") : html.index(f'id="post-{c}"')]
+    assert [chain.index(f'id="post-{p}"') for p in (root, a, b)] == sorted(
+        chain.index(f'id="post-{p}"') for p in (root, a, b)
+    )
+    assert "This post was deleted." in chain
+    assert f'Replying to <a href="/posts/{root}">@{handle}</a>' in chain  # a, below root by op
+    tree = html[html.index('id="replies"') :]
+    assert f'id="post-{d}"' in tree and f'id="post-{e}"' in tree  # a reply to a reply is on the page
+    assert tree.index(f'id="post-{d}"') < tree.index(f'id="post-{e}"')
