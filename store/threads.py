@@ -18,12 +18,12 @@ import asyncpg
 
 from store.posts import REPLY_TO_HANDLE, PostView, post_view
 
-_COLUMNS = """p.post_id, p.author_id, p.reply_to, p.created_at, p.deleted_at IS NOT NULL AS deleted,
+_COLUMNS = f"""p.post_id, p.author_id, p.reply_to, p.created_at, p.deleted_at IS NOT NULL AS deleted,
        CASE WHEN u.handle LIKE '~%' THEN '' ELSE coalesce(u.handle, '') END AS handle,
        coalesce(u.display_name, '') AS display_name, coalesce(u.avatar_url, '') AS avatar_url,
        p.body, p.html, p.text, p.hashtags, p.mentions,
        (SELECT count(*) FROM posts r WHERE r.reply_to = p.post_id AND r.deleted_at IS NULL) AS reply_count,
-       """ + REPLY_TO_HANDLE
+       {REPLY_TO_HANDLE}"""
 
 _ANCESTORS = f"""
 WITH RECURSIVE up(post_id, reply_to, depth) AS (
