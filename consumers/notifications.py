@@ -10,7 +10,8 @@ Idempotency: an item's id comes from the log (the post id, or the event id), `no
 (user, type, actor, target) was notified so a redelivery is a no-op, and `notify:retracted:` the time of an undo
 (unfollow) so an undo read before its action still wins; a tombstone per deleted post keeps its items away.
 Read marks are events too (`notifications-read`), so a replay rebuilds the read state; a mark reads everything at
-or before its time, whichever of the mark and the items is applied first.
+or before its time, whichever of the mark and the items is applied first. Each change of a user's unread count is
+announced on Redis pub/sub (`BELL_CHANNEL`) for the bell in the pages.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from consumers.runtime import Consumer, Context
 from schemas import topics
@@ -31,6 +34,7 @@ consumer = Consumer(
     redis_prefixes=("notify:",),
     after=("users", "posts"),
 )
+BELL_CHANNEL = f"chirp:{topics.NAMESPACE}notifications"  # {"user_id", "unread"} when a user's unread count moves
 GROUPED = frozenset({"like", "repost"})  # one item per post while unread; every other type is one item each
 SHOWN_ACTORS = 3  # the latest actors an item shows
 
@@ -95,6 +99,21 @@ def ms(moment: datetime) -> int:
 # The writers --------------------------------------------------------------------------------------------------
 
 
+async def _ring(ctx: Context, user_ids: Iterable[str]) -> None:
+    """Announce these users' unread counts (nobody listens to a replay's shadow copy, so it says nothing)."""
+    users = sorted(set(user_ids))
+    if not users or not ctx.announcing:
+        return
+    async with ctx.redis.pipeline(transaction=False) as pipe:
+        for user_id in users:
+            pipe.zcard(unread_key(user_id))
+        counts = await pipe.execute()
+    async with ctx.redis.pipeline(transaction=False) as pipe:
+        for user_id, count in zip(users, counts, strict=True):
+            pipe.publish(BELL_CHANNEL, orjson.dumps({"user_id": user_id, "unread": count}))
+        await pipe.execute()
+
+
 async def _add(ctx: Context, notes: Iterable[Note]) -> None:
     """Record notes (none for one's own actions), each once, grouping the grouped types into open items."""
     notes = [n for n in notes if n.user_id != n.actor_id]
@@ -134,6 +153,7 @@ async def _add(ctx: Context, notes: Iterable[Note]) -> None:
             if n.target:
                 pipe.sadd(post_items_key(n.target), f"{n.user_id} {item_id}")
         await pipe.execute()
+    await _ring(ctx, (n.user_id for n in notes if n.by in seen))
 
 
 def _drop(pipe: Any, user_id: str, item_id: str) -> None:
@@ -173,6 +193,7 @@ async def _retract(ctx: Context, notes: Iterable[Note]) -> None:
                 pipe.zadd(items_key(n.user_id), {item_id: latest[0][1]}, xx=True)
                 pipe.zadd(unread_key(n.user_id), {item_id: latest[0][1]}, xx=True)
         await pipe.execute()
+    await _ring(ctx, (n.user_id for n, _ in touched))
 
 
 # Handlers: each type turns its events into notes ----------------------------------------------------------------
@@ -234,13 +255,18 @@ async def on_post_deleted(events: list[PostDeleted], ctx: Context) -> None:
             pipe.set(tombstone_key(post_id), "1")
             pipe.smembers(post_items_key(post_id))
         found = (await pipe.execute())[1::2]
+    refs = [
+        (post_id, *ref.partition(" ")[::2])
+        for post_id, found_refs in zip(post_ids, found, strict=True)
+        for ref in found_refs
+    ]
     async with ctx.redis.pipeline(transaction=False) as pipe:
-        for post_id, refs in zip(post_ids, found, strict=True):
-            for ref in refs:
-                user_id, _, item_id = ref.partition(" ")
-                _drop(pipe, user_id, item_id)
+        for _, user_id, item_id in refs:
+            _drop(pipe, user_id, item_id)
+        for post_id in post_ids:
             pipe.delete(post_items_key(post_id))
         await pipe.execute()
+    await _ring(ctx, (user_id for _, user_id, _ in refs))
 
 
 @consumer.on(topics.NOTIFICATIONS_READ, batch=True)
@@ -260,3 +286,4 @@ async def on_read(events: list[NotificationsRead], ctx: Context) -> None:
                 pipe.set(readmark_key(user_id), mark)
             pipe.zremrangebyscore(unread_key(user_id), "-inf", mark)
         await pipe.execute()
+    await _ring(ctx, marks)

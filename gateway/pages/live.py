@@ -1,5 +1,7 @@
 """Live updates: Server-Sent Events at `GET /events?feed=...`, relayed from Redis pub/sub `chirp:posts` (new posts,
-`event: post`) and `chirp:posts:deleted` (removed posts, `event: post-deleted`, sent to every stream).
+`event: post`), `chirp:posts:deleted` (removed posts, `event: post-deleted`, sent to every stream) and
+`chirp:notifications` (a user's unread count changed, `event: notifications` with `{"unread": n}`, sent only to
+that user's streams: the bell in the nav updates over the stream the page already has).
 
 One `Relay` per gateway process subscribes to the channel while streams are open (and `IDLE_S` after the last
 one closes), numbers each notice `<boot>.<seq>`, keeps the last `KEEP` in memory and hands each to every open
@@ -36,6 +38,7 @@ from starlette.routing import Route
 
 from chirp import redis_client
 from chirp.logging import get_logger
+from consumers.notifications import BELL_CHANNEL
 from gateway.auth.current import viewer
 from gateway.errors import InvalidInput, Unauthorized
 from gateway.state import State, state_of
@@ -67,8 +70,14 @@ class Notice:
     reply_to: str | None
     hashtags: tuple[str, ...]
     deleted: bool = False  # a post that was removed (`post-deleted`): every page that shows it drops it
+    recipient: str = ""  # a bell notice (`notifications`): whose unread count is now `unread`
+    unread: int = 0
 
     def sse(self) -> str:
+        if self.recipient:
+            return (
+                f"id: {self.event_id}\nevent: notifications\ndata: {orjson.dumps({'unread': self.unread}).decode()}\n\n"
+            )
         if self.deleted:
             return f"id: {self.event_id}\nevent: post-deleted\ndata: {orjson.dumps({'id': self.post_id}).decode()}\n\n"
         data = orjson.dumps(
@@ -91,9 +100,11 @@ def parse_feed(raw: str) -> Feed:
     return Feed(kind, arg.casefold() if kind == "tag" else arg)
 
 
-def shows(feed: Feed, notice: Notice, followees: frozenset[str] = frozenset()) -> bool:
+def shows(feed: Feed, notice: Notice, followees: frozenset[str] = frozenset(), viewer_id: str = "") -> bool:
     """Whether a page showing `feed` shows this new post (`followees` includes the viewer, for `home`); deletions
     go to every page, since any of them may show the post (a parent above its replies, a quote, an old page)."""
+    if notice.recipient:
+        return notice.recipient == viewer_id
     if feed.kind == "all" or notice.deleted:
         return True
     if feed.kind == "home":
@@ -167,11 +178,14 @@ class Relay:
             return None
         return [n for n in self.buffer if n.seq > seq]
 
-    def dispatch(self, raw: str | bytes, deleted: bool = False) -> Notice | None:
-        """Number a notice from the channel (`deleted`: from the deletions channel), buffer it, hand it out."""
+    def dispatch(self, raw: str | bytes, deleted: bool = False, bell: bool = False) -> Notice | None:
+        """Number a notice from the channel (`deleted`: from the deletions channel, `bell`: from the notifications
+        channel), buffer it, hand it out."""
         try:
             data: dict[str, Any] = orjson.loads(raw)
             seq = self.seq + 1
+            if bell:  # a bell notice: whose unread count changed, and to what
+                data = {"id": "", "author_id": "", "recipient": str(data["user_id"]), "unread": int(data["unread"])}
             notice = Notice(
                 seq=seq,
                 event_id=f"{self.boot}.{seq}",
@@ -180,8 +194,10 @@ class Relay:
                 reply_to=data.get("reply_to"),
                 hashtags=tuple(data.get("hashtags") or ()),
                 deleted=deleted,
+                recipient=data.get("recipient", ""),
+                unread=data.get("unread", 0),
             )
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             log.warning("ignored a malformed live notice", notice=str(raw)[:200])
             return None
         self.seq = seq
@@ -206,13 +222,14 @@ class Relay:
         idle_since: float | None = None
         try:
             async with client.pubsub() as pubsub:
-                await pubsub.subscribe(CHANNEL, DELETED_CHANNEL)
+                await pubsub.subscribe(CHANNEL, DELETED_CHANNEL, BELL_CHANNEL)
                 self.complete_after = self.seq
                 self.ready.set()
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None and message["type"] == "message":
-                        self.dispatch(message["data"], deleted=message["channel"] == DELETED_CHANNEL)
+                        channel = message["channel"]
+                        self.dispatch(message["data"], channel == DELETED_CHANNEL, channel == BELL_CHANNEL)
                     if self.listeners:
                         idle_since = None
                     elif idle_since is None:
@@ -266,6 +283,7 @@ async def _stream(
     listener: Listener,
     feed: Feed,
     followees: _Followees | None,
+    viewer_id: str,
     start: str,
     last: str | None,
     since: str | None,
@@ -284,9 +302,9 @@ async def _stream(
         end = time.monotonic() + STREAM_S + random.uniform(0, 10)
         while time.monotonic() < end:
             for notice in pending:
-                if followees is not None and not notice.deleted:
+                if followees is not None and not notice.deleted and not notice.recipient:
                     await followees.refresh_for(notice.author_id)
-                if shows(feed, notice, followees.ids if followees else frozenset()):
+                if shows(feed, notice, followees.ids if followees else frozenset(), viewer_id):
                     yield notice.sse()
             if listener.lost:
                 listener.lost = False
@@ -318,7 +336,8 @@ async def events(request: Request) -> Response:
     relay = relay_of(state)
     listener = relay.listen()
     start, last = relay.position, request.headers.get("last-event-id")
-    stream = _stream(relay, listener, feed, followees, start, last, request.query_params.get("since"))
+    since = request.query_params.get("since")
+    stream = _stream(relay, listener, feed, followees, me.user_id if me else "", start, last, since)
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 

@@ -122,6 +122,7 @@ def base_context(request: Request, viewer: Any, **extra: Any) -> dict[str, Any]:
         "path": request.url.path,
         "dev": state.settings.dev,
         "live_since": relay_of(state).position,
+        "unread": request.scope.get("chirp_unread", 0),
         "public_url": state.settings.public_url.rstrip("/"),
         **extra,
     }

@@ -11,6 +11,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from consumers.notifications import unread_key
 from gateway.auth.csrf import csrf_ok, origin_ok
 from gateway.auth.current import ACCESS_COOKIE, CSRF_COOKIE, Viewer, mark_csrf_verified, viewer
 from gateway.errors import ApiError, Forbidden, Unauthorized
@@ -46,6 +47,8 @@ async def page_viewer(request: Request) -> Viewer | None:
         and not request.cookies.get(ACCESS_COOKIE)
     ):
         raise ResumeSession()
+    if found is not None:  # the bell in the nav (one Redis read)
+        request.scope["chirp_unread"] = await state_of(request).redis.zcard(unread_key(found.user_id))
     return found
 
 

@@ -70,6 +70,14 @@
     if (area.value.trim()) render();
   }
 
+  // The bell in the nav: the unread count the server rendered, then the one each `notifications` event brings.
+  function setUnread(count) {
+    document.querySelectorAll("[data-unread]").forEach(function (badge) {
+      badge.firstChild.textContent = String(count);
+      badge.hidden = count === 0;
+    });
+  }
+
   // Live updates: the page names what it shows, the server sends new posts that belong there.
   function live(banner) {
     if (!window.EventSource || new URLSearchParams(location.search).has("cursor")) return;
@@ -128,6 +136,7 @@
       }
     });
     source.addEventListener("post-deleted", function (e) { removePost(JSON.parse(e.data).id); });
+    source.addEventListener("notifications", function (e) { setUnread(JSON.parse(e.data).unread); });
     source.addEventListener("resync", function () { resync = true; show(); });
     button.addEventListener("click", function () {
       if (resync) { location.reload(); return; }
