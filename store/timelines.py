@@ -40,7 +40,7 @@ import orjson
 import redis.asyncio as aioredis
 from ulid import ULID
 
-from store.posts import PostView, post_view
+from store.posts import REPLY_TO_HANDLE, PostView, post_view
 from store.users import FollowChange
 
 BUILT = "~"
@@ -460,11 +460,12 @@ class RedisTimelines:
 
 # The ids drive primary-key lookups (`= ANY`), whatever the statistics say; big authors' newest posts before the
 # cursor join them in the same array (an init plan run once).
-_ITEMS = """
+_ITEMS = f"""
 SELECT p.post_id, p.author_id, CASE WHEN u.handle LIKE '~%' THEN '' ELSE coalesce(u.handle, '') END AS handle,
        coalesce(u.display_name, '') AS display_name, coalesce(u.avatar_url, '') AS avatar_url,
        p.body, p.html, p.text, p.hashtags, p.mentions, p.reply_to, p.created_at,
-       (SELECT count(*) FROM posts r WHERE r.reply_to = p.post_id AND r.deleted_at IS NULL) AS reply_count
+       (SELECT count(*) FROM posts r WHERE r.reply_to = p.post_id AND r.deleted_at IS NULL) AS reply_count,
+       {REPLY_TO_HANDLE}
 FROM posts p LEFT JOIN users u ON u.user_id = p.author_id
 WHERE p.deleted_at IS NULL AND p.post_id = ANY($1::text[] || ARRAY(
     SELECT b.post_id FROM unnest($2::text[]) AS a(author_id), LATERAL (

@@ -1,0 +1,80 @@
+"""Notifications and conversations in Chromium: the bell counts live over the page's one event stream, the
+notifications page lists and reads them, the post page shows the chain and names whom a reply answers; without
+JavaScript the count is on every page all the same."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.async_api import Browser, Page, expect
+
+from tests.e2e.conftest import Site
+from tests.e2e.test_web_ui import dev_login, new_context, reload_until, submit, unique
+
+
+async def follow(page: Page, handle: str) -> None:
+    await page.goto(f"/@{handle}")
+    async with page.expect_navigation():
+        await page.get_by_role("button", name=re.compile("^Follow")).click()
+
+
+async def test_the_bell_counts_live_and_the_page_reads_them(browser: Browser, site: Site) -> None:
+    ada_login, bob_login = unique("ada-"), unique("bob-")
+    ada_ctx, bob_ctx = await new_context(browser, site), await new_context(browser, site)
+    ada, bob = await ada_ctx.new_page(), await bob_ctx.new_page()
+    await dev_login(ada, ada_login)
+    await dev_login(bob, bob_login)
+    await ada.get_by_label("What’s happening?").fill(f"Hello from {ada_login}")
+    await submit(ada, "Post")
+    card = await reload_until(ada, f"/@{ada_login}", lambda p: p.locator("article.post"))
+    post_id = (await card.get_attribute("id") or "").removeprefix("post-")
+
+    streams: list[str] = []
+    ada.on("request", lambda r: streams.append(r.url) if "/events?" in r.url else None)
+    await ada.goto("/")
+    bell = ada.locator("nav .bell [data-unread]")
+    await expect(bell).to_be_hidden()
+    await ada.wait_for_timeout(1000)  # let the page's event stream connect
+    await follow(bob, ada_login)
+    await bob.goto(f"/posts/{post_id}")
+    await bob.get_by_label("Write a reply").fill(f"Nice one @{ada_login}")
+    await submit(bob, "Reply")
+    await expect(bell).to_have_text(re.compile("^2"), timeout=30_000)  # live: no reload, one stream
+    assert len(streams) == 1, streams
+
+    # The thread: the reply's page shows the post above it and whom it answers.
+    reply = await reload_until(bob, f"/posts/{post_id}", lambda p: p.locator("#replies article.post"))
+    reply_id = (await reply.get_attribute("id") or "").removeprefix("post-")
+    await bob.goto(f"/posts/{reply_id}")
+    await expect(bob.locator(f".thread-chain #post-{post_id}")).to_be_visible()
+    await bob.goto("/")
+    await expect(bob.locator(f"#post-{reply_id} .reply-note")).to_have_text(f"Replying to @{ada_login}")
+
+    async with ada.expect_navigation():
+        await ada.locator("nav .bell").click()
+    items = ada.locator(".notification")
+    await expect(items).to_have_count(2)
+    await expect(items.nth(0)).to_contain_text("replied to you")
+    await expect(items.nth(1)).to_contain_text("followed you")
+    follower = items.nth(1).get_by_role("link", name=re.compile(bob_login))
+    await expect(follower).to_have_attribute("href", f"/@{bob_login}")
+    await expect(bell).to_be_hidden()
+    await reload_until(ada, "/notifications", lambda p: p.locator(".notification:not(.unread)"))
+    await ada_ctx.close()
+    await bob_ctx.close()
+
+
+async def test_the_bell_without_javascript(browser: Browser, site: Site) -> None:
+    ada_login, cat_login = unique("ada-"), unique("cat-")
+    ada_ctx = await new_context(browser, site, javascript=False)
+    cat_ctx = await new_context(browser, site, javascript=False)
+    ada, cat = await ada_ctx.new_page(), await cat_ctx.new_page()
+    await dev_login(ada, ada_login)
+    await dev_login(cat, cat_login)
+    await follow(cat, ada_login)
+    badge = await reload_until(ada, "/explore", lambda p: p.locator("nav .bell [data-unread]:not([hidden])"))
+    await expect(badge).to_have_text(re.compile("^1"))
+    await ada.goto("/notifications")
+    await expect(ada.locator(".notification")).to_contain_text("followed you")
+    await ada_ctx.close()
+    await cat_ctx.close()
