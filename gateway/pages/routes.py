@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from gateway.pages import actions, explore, feeds, live, notifications, session
+from gateway.pages import actions, explore, feeds, live, notifications, people, session
 from gateway.pages.templating import STATIC_PACKAGE
 
 routes: list[BaseRoute] = [
@@ -15,5 +15,6 @@ routes: list[BaseRoute] = [
     *session.routes,
     *live.routes,
     *notifications.routes,
+    *people.routes,
     Mount("/static", StaticFiles(packages=[STATIC_PACKAGE]), name="static"),
 ]

@@ -9,9 +9,11 @@ from importlib import resources
 from typing import Any
 
 import jinja2
+import markupsafe
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from consumers.markdown import render_post
 from gateway.auth.current import CSRF_COOKIE
 from gateway.pages.live import relay_of
 from gateway.state import state_of
@@ -97,6 +99,14 @@ ENV = jinja2.Environment(
 )
 ENV.filters.update(reltime=reltime, exact_time=exact_time, iso_time=iso_time, month_year=month_year, initial=initial)
 ENV.filters["hue"] = hue
+
+
+def bio_html(bio: str | None) -> markupsafe.Markup:
+    """A bio as a post renders: links, @mentions and #tags, sanitised by the same renderer."""
+    return markupsafe.Markup(render_post(bio).html) if bio else markupsafe.Markup("")
+
+
+ENV.filters["bio_html"] = bio_html
 ENV.globals.update(static_url=static_url, og_image_url=og_image_url)
 
 

@@ -56,3 +56,31 @@ async def test_the_bell_counts_live_and_the_page_lists_and_reads(
     assert "followed you" in again.text and "notification unread" not in again.text
     anonymous = await client.get("/notifications")
     assert anonymous.status_code in (302, 303) and anonymous.headers["location"].startswith("/login")
+
+
+@pytest.mark.usefixtures("pipeline")
+async def test_follow_lists_have_pages_linked_from_the_profile_and_bios_render_like_posts(
+    client: httpx.AsyncClient, pg: asyncpg.Pool
+) -> None:
+    ann, bob = unique_handle("ann"), unique_handle("bob")
+    ann_h, bob_h = await login(client, ann), await login(client, bob)
+    registered = "SELECT count(*) FROM users WHERE lower(handle) = ANY($1::text[])"
+    await eventually(lambda: pg.fetchval(registered, [ann, bob]), until=lambda n: n == 2, timeout=60)
+    bio = f"Hi, see https://example.org and @{bob} on #birds <script>alert(1)</script>"
+    assert (await client.patch("/api/me", json={"bio": bio}, headers=ann_h)).status_code in (200, 202)
+    assert (await client.post(f"/api/users/{ann}/follow", headers=bob_h)).status_code == 202
+
+    async def profile() -> str:
+        return (await client.get(f"/@{ann}")).text
+
+    html = await eventually(profile, until=lambda t: "1</strong> follower<" in t and "#birds" in t, timeout=60)
+    assert f'<a href="/@{ann}/followers"><strong>1</strong> follower</a>' in html
+    assert f'<a href="/@{ann}/following"><strong>0</strong> following</a>' in html
+    assert 'href="https://example.org"' in html and f'href="/@{bob}"' in html and 'href="/tags/birds"' in html
+    assert "<script>alert" not in html
+    followers = await client.get(f"/@{ann}/followers")
+    assert followers.status_code == 200 and f'href="/@{bob}"' in followers.text
+    following = await client.get(f"/@{bob}/following")
+    assert following.status_code == 200 and f'href="/@{ann}"' in following.text
+    assert "follows nobody yet" in (await client.get(f"/@{ann}/following")).text
+    assert (await client.get("/@nobody-here-at-all/followers")).status_code == 404
