@@ -11,7 +11,8 @@ from ulid import ULID
 from schemas import topics
 
 Handle = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")]
-Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+# An id: 1 to 64 characters, no control characters (they would not survive PostgreSQL text or a log line).
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 def new_id() -> str:

@@ -28,7 +28,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.auth.current import Viewer, require_viewer
-from gateway.cursors import encode_cursor, page_params
+from gateway.cursors import post_cursor, post_page_params
 from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, NotFound
 from gateway.post_waits import waits_of
 from gateway.requests import json_body
@@ -106,8 +106,7 @@ def post_json(post: PostView) -> dict[str, Any]:
 
 
 def page_json(page: Page) -> JSONResponse:
-    next_cursor = encode_cursor(page.last) if page.last else None
-    return JSONResponse({"items": [post_json(p) for p in page.items], "next_cursor": next_cursor})
+    return JSONResponse({"items": [post_json(p) for p in page.items], "next_cursor": post_cursor(page.last)})
 
 
 # Writes -------------------------------------------------------------------------------------------------------
@@ -218,13 +217,13 @@ async def get_post(request: Request) -> Response:
 
 async def list_posts(request: Request) -> Response:
     """`GET /api/posts?cursor&limit` → everyone's posts, newest first."""
-    cursor, limit = page_params(request)
+    cursor, limit = post_page_params(request)
     return page_json(await _posts(request).latest(cursor, limit))
 
 
 async def list_replies(request: Request) -> Response:
     """`GET /api/posts/{id}/replies?cursor&limit` → replies, oldest first; 404 when the post is unknown."""
-    cursor, limit = page_params(request)
+    cursor, limit = post_page_params(request)
     posts = _posts(request)
     post_id = request.path_params["post_id"]
     if not await posts.exists(post_id):
@@ -234,7 +233,7 @@ async def list_replies(request: Request) -> Response:
 
 async def list_user_posts(request: Request) -> Response:
     """`GET /api/users/{handle}/posts?cursor&limit` → that user's posts, newest first; 404 for unknown users."""
-    cursor, limit = page_params(request)
+    cursor, limit = post_page_params(request)
     posts = _posts(request)
     user_id = await posts.user_id_of(request.path_params["handle"])
     if user_id is None:
@@ -244,7 +243,7 @@ async def list_user_posts(request: Request) -> Response:
 
 async def list_tag_posts(request: Request) -> Response:
     """`GET /api/tags/{tag}/posts?cursor&limit` → posts with that hashtag (any case, `#` optional), newest first."""
-    cursor, limit = page_params(request)
+    cursor, limit = post_page_params(request)
     tag = tag_key(request.path_params["tag"])
     return page_json(await _posts(request).by_tag(tag, cursor, limit))
 

@@ -10,15 +10,17 @@ ranked candidates it pages through the older matches by (time, id).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.cursors import decode_cursor, encode_cursor, parse_limit
+from gateway.cursors import CursorShape, Micros, from_micros, micros, parse_limit
 from gateway.errors import InvalidInput, JSONResponse, NotFound
 from gateway.state import state_of
+from schemas.events import Id
 from store.search import CANDIDATES, USER_CANDIDATES, PostgresSearch
 from store.search_query import MAX_QUERY_CHARS, parse_query, tag_key
 
@@ -43,46 +45,37 @@ def validate_type(raw: str | None) -> str:
     return kind
 
 
-OLDER = "o"  # first field of a cursor into the older, unranked matches
-
-
-def _micros(at: datetime) -> int:
-    return int(at.timestamp() * 1_000_000)
-
-
-def _at(micros: str) -> datetime:
-    return datetime.fromtimestamp(int(micros) / 1_000_000, UTC)
+OLDER: Literal["o"] = "o"  # first field of a cursor into the older, unranked matches
+# A ranked page: (offset into the frozen ranking, its reference time, ceiling id); an older one: ("o", time, id).
+RankedKey = tuple[Annotated[int, Field(ge=0, le=3 * CANDIDATES)], Micros, Id]
+OlderKey = tuple[Literal["o"], Micros, Id]
+POSTS_CURSOR: CursorShape[RankedKey | OlderKey] = CursorShape(RankedKey | OlderKey)
+USERS_CURSOR: CursorShape[tuple[int]] = CursorShape(tuple[Annotated[int, Field(ge=0, le=USER_CANDIDATES)]])
 
 
 def post_cursor(offset: int, ref: datetime, ceiling: str) -> str:
     """The cursor of the next ranked page: offset into the frozen ranking, its reference time and ceiling id."""
-    return encode_cursor(f"{offset}|{_micros(ref)}|{ceiling}")
+    return POSTS_CURSOR.encode((offset, micros(ref), ceiling))
 
 
 def older_cursor(before: tuple[datetime, str]) -> str:
     """The cursor of the next page of older matches: the (time, id) to go on below."""
-    return encode_cursor(f"{OLDER}|{_micros(before[0])}|{before[1]}")
+    return POSTS_CURSOR.encode((OLDER, micros(before[0]), before[1]))
 
 
 def read_post_cursor(raw: str | None) -> tuple[int, datetime, str | None] | tuple[datetime, str]:
     """(offset, reference time, ceiling id) of a ranked page, the first when there is no cursor; or (time, id) of a
     page of older matches."""
-    value = decode_cursor(raw)
-    if value is None:
+    key = POSTS_CURSOR.decode(raw)
+    if key is None:
         return 0, datetime.now(UTC), None
-    first, at, last = [*value.split("|", 2), "", ""][:3]
-    if not (at.isdigit() and last) or not (first == OLDER or (first.isdigit() and int(first) <= 3 * CANDIDATES)):
-        raise InvalidInput("cursor is not one this API issued", field="cursor")
-    return (_at(at), last) if first == OLDER else (int(first), _at(at), last)
+    first, at, last = key
+    return (from_micros(at), last) if first == OLDER else (int(first), from_micros(at), last)
 
 
 def read_user_cursor(raw: str | None) -> int:
-    value = decode_cursor(raw)
-    if value is None:
-        return 0
-    if not value.isdigit() or int(value) > USER_CANDIDATES:
-        raise InvalidInput("cursor is not one this API issued", field="cursor")
-    return int(value)
+    key = USERS_CURSOR.decode(raw)
+    return 0 if key is None else key[0]
 
 
 async def search(request: Request) -> Response:
@@ -97,7 +90,7 @@ async def search(request: Request) -> Response:
     if kind == "users":
         offset = read_user_cursor(params.get("cursor"))
         users, more = await index.search_users(query, offset=offset, limit=limit)
-        body = {"items": users, "next_cursor": encode_cursor(str(offset + limit)) if more else None}
+        body = {"items": users, "next_cursor": USERS_CURSOR.encode((offset + limit,)) if more else None}
         return JSONResponse(body)
     page = read_post_cursor(params.get("cursor"))
     if len(page) == 2:

@@ -11,17 +11,16 @@ import unicodedata
 from datetime import datetime
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.auth.current import require_viewer, viewer
-from gateway.cursors import encode_cursor, page_params
+from gateway.cursors import CursorShape, Micros, from_micros, micros
 from gateway.errors import InvalidInput, JSONResponse, NotFound
 from gateway.requests import json_body
 from gateway.state import state_of
-from schemas.events import FollowData, UserFollowed, UserProfileUpdated, UserProfileUpdatedData, UserUnfollowed
+from schemas.events import FollowData, Id, UserFollowed, UserProfileUpdated, UserProfileUpdatedData, UserUnfollowed
 from store.users import FollowPage, PostgresUsersReadModel
 
 HANDLE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
@@ -119,15 +118,8 @@ async def unfollow(request: Request) -> Response:
     return JSONResponse(ACCEPTED, 202)
 
 
-def _after(cursor: str | None) -> tuple[datetime, str] | None:
-    """The keyset (changed_at, user_id) inside a follow-list cursor."""
-    if cursor is None:
-        return None
-    try:
-        at, user_id = orjson.loads(cursor)
-        return datetime.fromisoformat(at), str(user_id)
-    except (orjson.JSONDecodeError, TypeError, ValueError):
-        raise InvalidInput("cursor is not one this API issued", field="cursor") from None
+# A follow list pages by (when the follow happened, the other user's id).
+FOLLOW_CURSOR: CursorShape[tuple[int, str]] = CursorShape(tuple[Micros, Id])
 
 
 def _follow_list(page: FollowPage) -> Response:
@@ -135,20 +127,24 @@ def _follow_list(page: FollowPage) -> Response:
     cursor = None
     if page.after:
         at, user_id = page.after
-        cursor = encode_cursor(orjson.dumps([at.isoformat(), user_id]).decode())
+        cursor = FOLLOW_CURSOR.encode((micros(at), user_id))
     return JSONResponse({"items": items, "next_cursor": cursor})
+
+
+def _after(key: tuple[int, str] | None) -> tuple[datetime, str] | None:
+    return None if key is None else (from_micros(key[0]), key[1])
 
 
 async def followers(request: Request) -> Response:
     """`GET /api/users/{handle}/followers?cursor&limit`: newest follower first."""
-    cursor, limit = page_params(request)
+    cursor, limit = FOLLOW_CURSOR.page(request)
     user_id = await _user_id(request)
     return _follow_list(await _users(request).followers(user_id, _after(cursor), limit))
 
 
 async def following(request: Request) -> Response:
     """`GET /api/users/{handle}/following?cursor&limit`: newest followee first."""
-    cursor, limit = page_params(request)
+    cursor, limit = FOLLOW_CURSOR.page(request)
     user_id = await _user_id(request)
     return _follow_list(await _users(request).following(user_id, _after(cursor), limit))
 
