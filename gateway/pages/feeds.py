@@ -17,6 +17,7 @@ from gateway.pages.templating import base_context, render
 from gateway.pages.web import page, page_route, page_viewer
 from gateway.routes.posts import post_json
 from gateway.state import state_of
+from schemas.text import tag_key
 from store.posts import PostgresPosts
 from store.users import PostgresUsersReadModel
 
@@ -130,7 +131,7 @@ async def profile_page(request: Request) -> Response:
 async def tag_page(request: Request) -> Response:
     """`GET /tags/{tag}`: the tag's figures (when the tags API is there) and its posts."""
     me = await page_viewer(request)
-    tag = request.path_params["tag"].removeprefix("#").casefold()
+    tag = tag_key(request.path_params["tag"])
     posts, next_cursor = await _list(request, f"/api/tags/{tag}/posts")
     try:
         info = (await call_api(request, "GET", f"/api/tags/{tag}")).data

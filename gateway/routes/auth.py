@@ -5,7 +5,6 @@ The GitHub login lives in `gateway/routes/github.py`; both end in `login_user`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,12 +22,11 @@ from gateway.auth.current import (
     start_session,
 )
 from gateway.auth.sessions import SessionError
-from gateway.errors import InvalidInput, JSONResponse, NotFound, Unauthorized
-from gateway.requests import json_body
+from gateway.errors import JSONResponse, NotFound, Unauthorized
+from gateway.requests import RequestModel, body_as, json_body
 from gateway.state import State, state_of
 from schemas.events import UserProfileSynced, UserProfileSyncedData, UserRegistered, UserRegisteredData
-
-LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
+from schemas.text import Handle
 
 
 async def login_user(state: State, registered: UserRegistered) -> tuple[str, str]:
@@ -57,16 +55,19 @@ def _differs(row: Mapping[str, Any], data: UserRegisteredData) -> bool:
     return (row["handle"], row["display_name"], row["avatar_url"]) != (data.handle, data.display_name, data.avatar_url)
 
 
+class DevLogin(RequestModel):
+    """`POST /auth/dev-login`: a GitHub-style login (letters, digits and hyphens, at most 39)."""
+
+    login: Handle
+
+
 async def dev_login(request: Request) -> Response:
     """`POST /auth/dev-login {"login"}`: log in as anyone, registering them if new (only when CHIRP_ENV=dev)."""
     state = state_of(request)
     if not state.settings.dev:
         raise NotFound("Not found.")
     check_origin(request)  # no session yet, so no CSRF token: a foreign page must still not log the browser in
-    body = await json_body(request)
-    login = body.get("login")
-    if not isinstance(login, str) or not LOGIN.match(login):
-        raise InvalidInput("A GitHub-style login: letters, digits and hyphens, at most 39.", field="login")
+    login = (await body_as(request, DevLogin)).login
     existing = await state.pg.fetchrow("SELECT user_id, handle FROM users WHERE lower(handle) = lower($1)", login)
     user_id, handle = (existing["user_id"], existing["handle"]) if existing else (f"dev-{login.lower()}", login)
     registered = UserRegistered(

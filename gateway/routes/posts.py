@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-import unicodedata
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
+from pydantic import BeforeValidator
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -31,46 +31,37 @@ from gateway.auth.current import Viewer, require_viewer
 from gateway.cursors import post_cursor, post_page_params
 from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, NotFound
 from gateway.post_waits import waits_of
-from gateway.requests import json_body
+from gateway.requests import RequestModel, json_body, validated
 from gateway.state import State, state_of
-from schemas.events import PostCreated, PostCreatedData, PostDeleted, PostDeletedData, new_id
+from schemas import text
+from schemas.events import Id, PostCreated, PostCreatedData, PostDeleted, PostDeletedData, new_id
+from schemas.text import MAX_TAG_CHARS, PostBody, unify_lines
 from store.posts import CHANNEL, DELETED_CHANNEL, Page, PostgresPosts, PostView
 
-MAX_BODY_CHARS = 2000
-MAX_ID_CHARS = 64
-MAX_TAG_CHARS = 100
 MAX_WAIT_S = 1.0
 IDEMPOTENCY_TTL_S = 24 * 3600
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, as Stripe and the IETF draft use
-_FIELDS = frozenset({"body", "reply_to"})
 
 
 # Validation and JSON ------------------------------------------------------------------------------------------
 
 
+class NewPost(RequestModel):
+    """`POST /api/posts`: Markdown (line breaks counted as one character, as the form does) and a post replied to."""
+
+    body: Annotated[PostBody, BeforeValidator(unify_lines)]
+    reply_to: Id | None = None
+
+
 def validate_post(data: dict[str, Any]) -> tuple[str, str | None]:
     """(body, reply_to) of a `POST /api/posts` body, or InvalidInput naming the field at fault."""
-    for name in data:
-        if name not in _FIELDS:
-            raise InvalidInput(f"Unknown field {name!r}.", field=name)
-    body = data.get("body")
-    if not isinstance(body, str):
-        raise InvalidInput("The post needs a body (a string of Markdown).", field="body")
-    if not body.strip():
-        raise InvalidInput("The post is empty.", field="body")
-    if len(body) > MAX_BODY_CHARS:
-        raise InvalidInput(f"A post is at most {MAX_BODY_CHARS} characters ({len(body)} given).", field="body")
-    if "\x00" in body:
-        raise InvalidInput("The post contains a NUL character.", field="body")
-    reply_to = data.get("reply_to")
-    if reply_to is not None and (not isinstance(reply_to, str) or not 0 < len(reply_to) <= MAX_ID_CHARS):
-        raise InvalidInput("reply_to must be a post id.", field="reply_to")
-    return body, reply_to
+    post = validated(NewPost, data)
+    return post.body, post.reply_to
 
 
 def tag_key(raw: str) -> str:
-    """The key a hashtag is stored under (as the renderer writes it): no `#`, case-folded, NFC."""
-    key = unicodedata.normalize("NFC", raw.removeprefix("#").casefold())
+    """The key a hashtag is stored under (as the renderer writes it); InvalidInput for what no tag can be."""
+    key = text.tag_key(raw)
     if not key or len(key) > MAX_TAG_CHARS:
         raise InvalidInput(f"A tag is 1 to {MAX_TAG_CHARS} characters.", field="tag")
     return key

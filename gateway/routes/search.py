@@ -21,11 +21,11 @@ from gateway.cursors import CursorShape, Micros, from_micros, micros, parse_limi
 from gateway.errors import InvalidInput, JSONResponse, NotFound
 from gateway.state import state_of
 from schemas.events import Id
+from schemas.text import MAX_TAG_CHARS, tag_key
 from store.search import CANDIDATES, USER_CANDIDATES, PostgresSearch
-from store.search_query import MAX_QUERY_CHARS, parse_query, tag_key
+from store.search_query import MAX_QUERY_CHARS, parse_query
 
 TYPES = ("posts", "users")
-MAX_TAG_CHARS = 100
 
 
 def validate_q(raw: str | None) -> str:

@@ -6,11 +6,10 @@ applies them, idempotently, so following twice is one follow.
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BeforeValidator, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -18,30 +17,29 @@ from starlette.routing import Route
 from gateway.auth.current import require_viewer, viewer
 from gateway.cursors import CursorShape, Micros, from_micros, micros
 from gateway.errors import InvalidInput, JSONResponse, NotFound
-from gateway.requests import json_body
+from gateway.requests import RequestModel, json_body, validated
 from gateway.state import state_of
+from schemas import text
 from schemas.events import FollowData, Id, UserFollowed, UserProfileUpdated, UserProfileUpdatedData, UserUnfollowed
+from schemas.text import Bio, DisplayName, strip_lines
 from store.users import FollowPage, PostgresUsersReadModel
 
-HANDLE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
-DISPLAY_NAME_MAX = 50
-BIO_MAX = 160
 EDITABLE = ("display_name", "bio")
-# Direction marks that reorder the text around them: spoofing material in a name, never needed in plain text.
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 ACCEPTED = {"status": "accepted"}
 
 
-def _clean_text(value: object, field: str, *, allow_newlines: bool) -> str:
-    if not isinstance(value, str):
-        raise InvalidInput(f"{field} must be a string.", field=field)
-    text = value.replace("\r\n", "\n").strip()
-    for char in text:
-        if char == "\n" and allow_newlines:
-            continue
-        if unicodedata.category(char) in ("Cc", "Cs") or char in _BIDI_CONTROLS:
-            raise InvalidInput(f"{field} must not contain control characters.", field=field)
-    return text
+class ProfileEdit(RequestModel):
+    """`PATCH /api/me`: the fields to change, trimmed (line breaks unified first); absent ones stay as they are."""
+
+    display_name: Annotated[DisplayName, BeforeValidator(strip_lines)] | None = None
+    bio: Annotated[Bio, BeforeValidator(strip_lines)] | None = None
+
+    @field_validator(*EDITABLE, mode="before")
+    @classmethod
+    def _given_is_text(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("must be a string (leave the field out to keep it)")
+        return value
 
 
 def profile_edit(body: dict[str, Any]) -> dict[str, str]:
@@ -49,17 +47,7 @@ def profile_edit(body: dict[str, Any]) -> dict[str, str]:
     for name in body:
         if name not in EDITABLE:
             raise InvalidInput(f"{name} cannot be changed; only display_name and bio can.", field=name)
-    edit: dict[str, str] = {}
-    if "display_name" in body:
-        name = _clean_text(body["display_name"], "display_name", allow_newlines=False)
-        if not 1 <= len(name) <= DISPLAY_NAME_MAX:
-            raise InvalidInput(f"display_name must be 1 to {DISPLAY_NAME_MAX} characters.", field="display_name")
-        edit["display_name"] = name
-    if "bio" in body:
-        bio = _clean_text(body["bio"], "bio", allow_newlines=True)
-        if len(bio) > BIO_MAX:
-            raise InvalidInput(f"bio must be at most {BIO_MAX} characters.", field="bio")
-        edit["bio"] = bio
+    edit = validated(ProfileEdit, body).model_dump(exclude_unset=True)
     if not edit:
         raise InvalidInput("Nothing to change: send display_name and/or bio.", field="body")
     return edit
@@ -71,7 +59,7 @@ def _users(request: Request) -> PostgresUsersReadModel:
 
 async def _user_id(request: Request) -> str:
     handle = request.path_params["handle"]
-    found = await _users(request).user_id(handle) if HANDLE.match(handle) else None
+    found = await _users(request).user_id(handle) if text.HANDLE.match(handle) else None
     if found is None:
         raise NotFound(f"No user @{handle}.")
     return found
@@ -81,7 +69,7 @@ async def profile(request: Request) -> Response:
     """`GET /api/users/{handle}`: a public profile; `followed_by_me` for the logged-in viewer."""
     handle = request.path_params["handle"]
     me = await viewer(request)
-    found = await _users(request).profile(handle, me.user_id if me else None) if HANDLE.match(handle) else None
+    found = await _users(request).profile(handle, me.user_id if me else None) if text.HANDLE.match(handle) else None
     if found is None:
         raise NotFound(f"No user @{handle}.")
     return JSONResponse(found)
