@@ -20,6 +20,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.requests import Request
 
 from gateway.errors import InvalidInput
+from gateway.requests import Limit, QueryModel, query_as
 from schemas.events import Id
 
 DEFAULT_LIMIT = 20
@@ -70,24 +71,28 @@ class CursorShape(Generic[T]):
 
     def page(self, request: Request) -> tuple[T | None, int]:
         """(cursor key or None, limit) from the query string, validated."""
-        query = request.query_params
-        return self.decode(query.get("cursor")), parse_limit(query.get("limit"))
+        query = query_as(request, PageQuery)
+        return self.decode(query.cursor), query.limit
 
 
 # The post lists (everyone's, a user's, a tag's, replies, the home timeline) page by post id.
 POST_ID: CursorShape[tuple[str]] = CursorShape(tuple[Id])
 
 
-def parse_limit(raw: str | None, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> int:
-    """`limit` as an int in 1..maximum (default when absent); raises InvalidInput(field="limit") otherwise."""
-    if raw is None or raw == "":
-        return default
-    if not (raw.isascii() and raw.isdigit()):  # int() would also take " 5", "+5", "1_0" and other scripts' digits
-        raise InvalidInput("limit must be an integer", field="limit")
-    limit = int(raw)
-    if not 1 <= limit <= maximum:
-        raise InvalidInput(f"limit must be between 1 and {maximum}", field="limit")
-    return limit
+# Opaque: only a `next_cursor` the API issued is valid (the format names it for clients and fuzzers).
+CURSOR_FIELD: Any = Field(
+    "",
+    max_length=MAX_CURSOR_CHARS,
+    json_schema_extra={"format": "cursor"},
+    description="`next_cursor` of the page before",
+)
+
+
+class PageQuery(QueryModel):
+    """`?cursor&limit` of a list."""
+
+    cursor: str = CURSOR_FIELD
+    limit: Limit(MAX_LIMIT) = DEFAULT_LIMIT  # type: ignore[valid-type]
 
 
 def post_page_params(request: Request) -> tuple[str | None, int]:

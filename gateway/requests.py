@@ -7,10 +7,10 @@ is a 422 naming the first field at fault.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 
 from gateway.errors import ApiError, InvalidInput
@@ -31,6 +31,26 @@ class RequestModel(BaseModel):
     """A request body or query: unknown fields are refused (a typo must not pass silently)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class QueryModel(BaseModel):
+    """A query string: parameters it does not name are ignored (cache busters, tracking)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+def _ascii_int(value: object) -> object:
+    # int() would also take " 5", "+5", "1_0" and other scripts' digits.
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit()) or len(value) > 9:
+            raise ValueError("must be an integer")
+        return int(value)
+    return value
+
+
+def Limit(maximum: int) -> Any:
+    """The page size type: ASCII digits, 1..maximum."""
+    return Annotated[int, Field(ge=1, le=maximum), BeforeValidator(_ascii_int)]
 
 
 def is_json(content_type: str | None) -> bool:

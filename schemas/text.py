@@ -7,11 +7,15 @@ use these, so a handle or a tag means the same thing everywhere.
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
 from collections.abc import Callable
-from typing import Annotated
+from dataclasses import dataclass
+from functools import cache
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, GetJsonSchemaHandler, StringConstraints
+from pydantic.json_schema import JsonSchemaValue
 
 HANDLE_CHARS = r"[A-Za-z0-9][A-Za-z0-9-]{0,38}"  # a GitHub login: letters, digits, hyphens, at most 39
 HANDLE = re.compile(rf"^{HANDLE_CHARS}$")
@@ -57,22 +61,68 @@ def unify_newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+def is_control(char: str, allow_newlines: bool = False) -> bool:
+    """C0/C1 controls, surrogates and bidi controls (a line break only when `allow_newlines` is false)."""
+    if char == "\n" and allow_newlines:
+        return False
+    return unicodedata.category(char) in ("Cc", "Cs") or char in BIDI_CONTROLS
+
+
 def _visible(text: str) -> str:
     if not has_visible(text):
         raise ValueError("must contain a visible character (not only spaces, zero-width or direction marks)")
     return text
 
 
+def _no_nul(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("must not contain a NUL character")
+    return text
+
+
 def _no_controls(allow_newlines: bool) -> Callable[[str], str]:
     def check(text: str) -> str:
-        for char in text:
-            if char == "\n" and allow_newlines:
-                continue
-            if unicodedata.category(char) in ("Cc", "Cs") or char in BIDI_CONTROLS:
-                raise ValueError("must not contain control characters")
+        if any(is_control(char, allow_newlines) for char in text):
+            raise ValueError("must not contain control characters")
         return text
 
     return check
+
+
+# The same rules as JSON Schema patterns (for the published schemas, clients and fuzzers), built from the
+# predicates above when a schema is generated, so the two cannot disagree.
+@cache
+def _class(kind: str) -> str:
+    """A regex character class body (literal characters, ranges) of every code point `kind` selects."""
+    test = {
+        "invisible": is_invisible,
+        "control": is_control,
+        "control-but-newline": lambda c: is_control(c, allow_newlines=True),
+        "nul": lambda c: c == "\x00",
+    }[kind]
+    points = [p for p in range(sys.maxunicode + 1) if not 0xD800 <= p <= 0xDFFF and test(chr(p))]
+    ranges: list[list[int]] = []
+    for point in points:
+        if ranges and ranges[-1][1] == point - 1:
+            ranges[-1][1] = point
+        else:
+            ranges.append([point, point])
+    literal = lambda p: re.escape(chr(p)) if chr(p) in "\\]^-[" else chr(p)  # noqa: E731
+    return "".join(literal(a) if a == b else f"{literal(a)}-{literal(b)}" for a, b in ranges)
+
+
+@dataclass(frozen=True)
+class _schema_pattern:
+    """Adds the pattern of a text rule to the JSON Schema of an `Annotated` string."""
+
+    forbidden: str
+    visible: bool
+
+    def __get_pydantic_json_schema__(self, core: Any, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        schema = handler(core)
+        body = f"[^{_class(self.forbidden)}]*"
+        schema["pattern"] = f"^{body}[^{_class('invisible')}]{body}$" if self.visible else f"^{body}$"
+        return schema
 
 
 def strip_lines(value: object) -> object:
@@ -86,12 +136,22 @@ def unify_lines(value: object) -> object:
 
 # What the events hold; the API's request models read input into them (`Annotated[PostBody, BeforeValidator(...)]`).
 PostBody = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_POST_CHARS, pattern=r"^[^\x00]*$"), AfterValidator(_visible)
+    str,
+    StringConstraints(min_length=1, max_length=MAX_POST_CHARS),
+    AfterValidator(_no_nul),
+    AfterValidator(_visible),
+    _schema_pattern("nul", True),
 ]
 DisplayName = Annotated[
     str,
     StringConstraints(min_length=1, max_length=DISPLAY_NAME_MAX),
     AfterValidator(_no_controls(False)),
     AfterValidator(_visible),
+    _schema_pattern("control", True),
 ]
-Bio = Annotated[str, StringConstraints(max_length=BIO_MAX), AfterValidator(_no_controls(True))]
+Bio = Annotated[
+    str,
+    StringConstraints(max_length=BIO_MAX),
+    AfterValidator(_no_controls(True)),
+    _schema_pattern("control-but-newline", False),
+]

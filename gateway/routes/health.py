@@ -9,11 +9,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.errors import JSONResponse
+from gateway.openapi import Status, contract
 from gateway.state import State, state_of
 
 TIMEOUT_S = 2.0
 
 
+@contract(Status)
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -43,6 +45,7 @@ async def _check(name: str, state: State) -> tuple[str, str]:
     return name, "ok"
 
 
+@contract(Status, errors=(503,))
 async def readyz(request: Request) -> Response:
     state = state_of(request)
     results = dict(await asyncio.gather(*(_check(name, state) for name in CHECKS)))

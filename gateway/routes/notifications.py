@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from consumers.mentions import post_key, user_key
 from gateway.auth.current import require_viewer
-from gateway.cursors import CursorShape
+from gateway.cursors import CursorShape, PageQuery
 from gateway.errors import JSONResponse
+from gateway.openapi import contract
 from gateway.state import state_of
 from schemas.events import Id
 
@@ -32,6 +33,24 @@ def _after(key: tuple[int, str] | None) -> tuple[str, str]:
     return ("+inf", "") if key is None else (str(key[0]), key[1])
 
 
+class MentionAuthor(BaseModel):
+    user_id: str | None
+    handle: str | None  # null until the author is known to the users read model
+
+
+class Mention(BaseModel):
+    post_id: str
+    author: MentionAuthor
+    text: str
+    at: int = Field(description="When the post was written, in milliseconds since the epoch")
+
+
+class Mentions(BaseModel):
+    items: list[Mention]
+    next_cursor: str | None
+
+
+@contract(Mentions, query=PageQuery, auth="required")
 async def notifications(request: Request) -> Response:
     """The viewer's mention notifications: `{items: [{post_id, author, text, at}], next_cursor}`."""
     me = await require_viewer(request)

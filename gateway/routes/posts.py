@@ -19,19 +19,22 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BeforeValidator
+from pydantic import BaseModel, BeforeValidator, Field
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.auth.current import Viewer, require_viewer
-from gateway.cursors import post_cursor, post_page_params
+from gateway.cursors import PageQuery, post_cursor, post_page_params
 from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, NotFound
+from gateway.openapi import contract
 from gateway.post_waits import waits_of
 from gateway.requests import RequestModel, json_body, validated
+from gateway.routes import resource
 from gateway.state import State, state_of
 from schemas import text
 from schemas.events import Id, PostCreated, PostCreatedData, PostDeleted, PostDeletedData, new_id
@@ -77,6 +80,40 @@ def wait_seconds(prefer: str | None) -> float:
             except ValueError:
                 return MAX_WAIT_S
     return 0.0
+
+
+class Author(BaseModel):
+    handle: str
+    display_name: str
+    avatar_url: str
+
+
+class Post(BaseModel):
+    """A post as the API shows it: its Markdown, the sanitized HTML and plain text rendered from it."""
+
+    id: str
+    author_id: str
+    author: Author
+    body: str
+    html: str
+    text: str
+    hashtags: list[str]
+    mentions: list[str]
+    reply_to: str | None
+    reply_count: int
+    created_at: datetime
+
+
+class PostPage(BaseModel):
+    items: list[Post]
+    next_cursor: str | None = Field(description="The `cursor` of the next page; null on the last page")
+
+
+class PostAccepted(BaseModel):
+    """The write was acknowledged by Kafka; `Location` names the post."""
+
+    id: str
+    status: Literal["accepted"]
 
 
 def post_json(post: PostView) -> dict[str, Any]:
@@ -139,6 +176,7 @@ async def _publish(state: State, viewer: Viewer, post_id: str, body: str, reply_
     await state.publisher.publish(PostCreated(actor=viewer.user_id, payload=event))
 
 
+@contract(PostAccepted, status=202, body=NewPost, auth="required", errors=(409,))
 async def create_post(request: Request) -> Response:
     """`POST /api/posts {"body", "reply_to"?}` → 202 `{"id", "status": "accepted"}` once Kafka has the event."""
     viewer = await require_viewer(request)
@@ -164,6 +202,7 @@ async def create_post(request: Request) -> Response:
     return _accepted(post_id, visible)
 
 
+@contract(PostAccepted, status=202, auth="required", errors=(404,))
 async def delete_post(request: Request) -> Response:
     """`DELETE /api/posts/{id}` by its author → 202; the post then leaves every read model.
 
@@ -198,6 +237,7 @@ def _posts(request: Request) -> PostgresPosts:
     return PostgresPosts(state_of(request).pg)
 
 
+@contract(Post, errors=(404,))
 async def get_post(request: Request) -> Response:
     """`GET /api/posts/{id}` → the post, 404 when unknown or deleted."""
     post = await _posts(request).get(request.path_params["post_id"])
@@ -206,12 +246,14 @@ async def get_post(request: Request) -> Response:
     return JSONResponse(post_json(post))
 
 
+@contract(PostPage, query=PageQuery)
 async def list_posts(request: Request) -> Response:
     """`GET /api/posts?cursor&limit` → everyone's posts, newest first."""
     cursor, limit = post_page_params(request)
     return page_json(await _posts(request).latest(cursor, limit))
 
 
+@contract(PostPage, query=PageQuery, errors=(404,))
 async def list_replies(request: Request) -> Response:
     """`GET /api/posts/{id}/replies?cursor&limit` → replies, oldest first; 404 when the post is unknown."""
     cursor, limit = post_page_params(request)
@@ -222,6 +264,7 @@ async def list_replies(request: Request) -> Response:
     return page_json(await posts.replies(post_id, cursor, limit))
 
 
+@contract(PostPage, query=PageQuery, errors=(404,))
 async def list_user_posts(request: Request) -> Response:
     """`GET /api/users/{handle}/posts?cursor&limit` → that user's posts, newest first; 404 for unknown users."""
     cursor, limit = post_page_params(request)
@@ -232,6 +275,7 @@ async def list_user_posts(request: Request) -> Response:
     return page_json(await posts.by_author(user_id, cursor, limit))
 
 
+@contract(PostPage, query=PageQuery)
 async def list_tag_posts(request: Request) -> Response:
     """`GET /api/tags/{tag}/posts?cursor&limit` → posts with that hashtag (any case, `#` optional), newest first."""
     cursor, limit = post_page_params(request)
@@ -240,10 +284,8 @@ async def list_tag_posts(request: Request) -> Response:
 
 
 routes = [
-    Route("/api/posts", create_post, methods=["POST"]),
-    Route("/api/posts", list_posts, methods=["GET"]),
-    Route("/api/posts/{post_id}", get_post, methods=["GET"]),
-    Route("/api/posts/{post_id}", delete_post, methods=["DELETE"]),
+    resource("/api/posts", get=list_posts, post=create_post),
+    resource("/api/posts/{post_id}", get=get_post, delete=delete_post),
     Route("/api/posts/{post_id}/replies", list_replies, methods=["GET"]),
     Route("/api/users/{handle}/posts", list_user_posts, methods=["GET"]),
     Route("/api/tags/{tag}/posts", list_tag_posts, methods=["GET"]),

@@ -12,37 +12,59 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, BeforeValidator, Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.cursors import CursorShape, Micros, from_micros, micros, parse_limit
-from gateway.errors import InvalidInput, JSONResponse, NotFound
+from gateway.cursors import CURSOR_FIELD, DEFAULT_LIMIT, MAX_LIMIT, CursorShape, Micros, from_micros, micros
+from gateway.errors import JSONResponse, NotFound
+from gateway.openapi import contract
+from gateway.requests import Limit, QueryModel, query_as
+from gateway.routes.posts import Post
 from gateway.state import state_of
 from schemas.events import Id
 from schemas.text import MAX_TAG_CHARS, tag_key
 from store.search import CANDIDATES, USER_CANDIDATES, PostgresSearch
 from store.search_query import MAX_QUERY_CHARS, parse_query
 
-TYPES = ("posts", "users")
+
+def _stripped(value: object) -> object:
+    return value.strip() if isinstance(value, str) else value
 
 
-def validate_q(raw: str | None) -> str:
-    """The query text, or InvalidInput(field="q") when empty or longer than MAX_QUERY_CHARS."""
-    q = (raw or "").strip()
-    if not q:
-        raise InvalidInput("Type something to search for.", field="q")
-    if len(q) > MAX_QUERY_CHARS:
-        raise InvalidInput(f"A search is at most {MAX_QUERY_CHARS} characters ({len(q)} given).", field="q")
-    return q
+class SearchQuery(QueryModel):
+    """`?q&type&cursor&limit` of a search."""
+
+    q: Annotated[str, BeforeValidator(_stripped), StringConstraints(min_length=1, max_length=MAX_QUERY_CHARS)] = Field(
+        description='Words, "phrases", -excluded, #tag, from:@handle, OR'
+    )
+    type: Literal["posts", "users"] = "posts"
+    cursor: str = CURSOR_FIELD
+    limit: Limit(MAX_LIMIT) = DEFAULT_LIMIT  # type: ignore[valid-type]
 
 
-def validate_type(raw: str | None) -> str:
-    kind = raw or "posts"
-    if kind not in TYPES:
-        raise InvalidInput("type must be posts or users.", field="type")
-    return kind
+class PostHit(Post):
+    snippet: str = Field(description="HTML: the matching passage, matches in `<mark>`")
+
+
+class UserHit(BaseModel):
+    handle: str
+    display_name: str
+    avatar_url: str
+    followers_count: int
+
+
+class SearchResults(BaseModel):
+    items: list[PostHit] | list[UserHit]
+    next_cursor: str | None
+
+
+class TagInfo(BaseModel):
+    tag: str
+    posts_count: int
+    first_used_at: datetime
+    last_used_at: datetime
 
 
 OLDER: Literal["o"] = "o"  # first field of a cursor into the older, unranked matches
@@ -78,21 +100,20 @@ def read_user_cursor(raw: str | None) -> int:
     return 0 if key is None else key[0]
 
 
+@contract(SearchResults, query=SearchQuery)
 async def search(request: Request) -> Response:
     """`GET /api/search` → `{"items": [...], "next_cursor"}`: posts (with a `<mark>` snippet) or users."""
-    params = request.query_params
-    q = validate_q(params.get("q"))
-    kind = validate_type(params.get("type"))
-    limit = parse_limit(params.get("limit"))
+    params = query_as(request, SearchQuery)
+    q, kind, limit = params.q, params.type, params.limit
     index = PostgresSearch(state_of(request).search_pg)
     query = parse_query(q)
     body: dict[str, Any]
     if kind == "users":
-        offset = read_user_cursor(params.get("cursor"))
+        offset = read_user_cursor(params.cursor)
         users, more = await index.search_users(query, offset=offset, limit=limit)
         body = {"items": users, "next_cursor": USERS_CURSOR.encode((offset + limit,)) if more else None}
         return JSONResponse(body)
-    page = read_post_cursor(params.get("cursor"))
+    page = read_post_cursor(params.cursor)
     if len(page) == 2:
         hits = await index.search_older(query, before=page, limit=limit)
         following = older_cursor(hits.older) if hits.older else None
@@ -106,6 +127,7 @@ async def search(request: Request) -> Response:
     return JSONResponse({"items": hits.items, "next_cursor": following})
 
 
+@contract(TagInfo, errors=(404,))
 async def tag(request: Request) -> Response:
     """`GET /api/tags/{tag}` → `{tag, posts_count, first_used_at, last_used_at}` over live posts; 404 if none."""
     key = tag_key(request.path_params["tag"])

@@ -7,17 +7,19 @@ applies them, idempotently, so following twice is one follow.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.auth.current import require_viewer, viewer
-from gateway.cursors import CursorShape, Micros, from_micros, micros
+from gateway.cursors import CursorShape, Micros, PageQuery, from_micros, micros
 from gateway.errors import InvalidInput, JSONResponse, NotFound
+from gateway.openapi import contract
 from gateway.requests import RequestModel, json_body, validated
+from gateway.routes import resource
 from gateway.state import state_of
 from schemas import text
 from schemas.events import FollowData, Id, UserFollowed, UserProfileUpdated, UserProfileUpdatedData, UserUnfollowed
@@ -28,18 +30,22 @@ EDITABLE = ("display_name", "bio")
 ACCEPTED = {"status": "accepted"}
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+# The default of a field that may be left out but not sent as null (the schema shows no default).
+_LEFT_OUT: Any = Field(default=None, json_schema_extra=_no_default)
+
+
 class ProfileEdit(RequestModel):
     """`PATCH /api/me`: the fields to change, trimmed (line breaks unified first); absent ones stay as they are."""
 
-    display_name: Annotated[DisplayName, BeforeValidator(strip_lines)] | None = None
-    bio: Annotated[Bio, BeforeValidator(strip_lines)] | None = None
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})  # something to change
 
-    @field_validator(*EDITABLE, mode="before")
-    @classmethod
-    def _given_is_text(cls, value: object) -> object:
-        if value is None:
-            raise ValueError("must be a string (leave the field out to keep it)")
-        return value
+    # Optional, not nullable: a field left out keeps its value, null is refused.
+    display_name: Annotated[DisplayName, BeforeValidator(strip_lines)] = _LEFT_OUT
+    bio: Annotated[Bio, BeforeValidator(strip_lines)] = _LEFT_OUT
 
 
 def profile_edit(body: dict[str, Any]) -> dict[str, str]:
@@ -51,6 +57,45 @@ def profile_edit(body: dict[str, Any]) -> dict[str, str]:
     if not edit:
         raise InvalidInput("Nothing to change: send display_name and/or bio.", field="body")
     return edit
+
+
+class PublicProfile(BaseModel):
+    handle: str
+    display_name: str
+    bio: str
+    avatar_url: str
+    joined_at: datetime
+    followers_count: int
+    following_count: int
+    posts_count: int
+    followed_by_me: bool
+
+
+class FollowUser(BaseModel):
+    handle: str
+    display_name: str
+    avatar_url: str
+    followers_count: int
+
+
+class FollowList(BaseModel):
+    items: list[FollowUser]
+    next_cursor: str | None
+
+
+class Accepted(BaseModel):
+    """The command was acknowledged by Kafka; the read models apply it shortly."""
+
+    status: Literal["accepted"]
+
+
+class Me(BaseModel):
+    user_id: str
+    handle: str
+    display_name: str
+    bio: str
+    avatar_url: str
+    joined_at: datetime | None = None  # not yet in the users read model right after the first login
 
 
 def _users(request: Request) -> PostgresUsersReadModel:
@@ -65,6 +110,7 @@ async def _user_id(request: Request) -> str:
     return found
 
 
+@contract(PublicProfile, auth="optional", errors=(404,))
 async def profile(request: Request) -> Response:
     """`GET /api/users/{handle}`: a public profile; `followed_by_me` for the logged-in viewer."""
     handle = request.path_params["handle"]
@@ -75,6 +121,18 @@ async def profile(request: Request) -> Response:
     return JSONResponse(found)
 
 
+@contract(Me, auth="required")
+async def me(request: Request) -> Response:
+    """`GET /api/me`: the logged-in viewer's profile."""
+    viewer = await require_viewer(request)
+    row = await state_of(request).pg.fetchrow(
+        "SELECT handle, display_name, bio, avatar_url, joined_at FROM users WHERE user_id = $1", viewer.user_id
+    )
+    profile = dict(row) if row else {"handle": viewer.handle, "display_name": "", "bio": "", "avatar_url": ""}
+    return JSONResponse({"user_id": viewer.user_id, **profile})
+
+
+@contract(Accepted, status=202, body=ProfileEdit, auth="required")
 async def update_me(request: Request) -> Response:
     """`PATCH /api/me {display_name?, bio?}`: publishes user-profile-updated; 202."""
     me = await require_viewer(request)
@@ -92,6 +150,7 @@ async def _follow_data(request: Request) -> FollowData:
     return FollowData(follower_id=me.user_id, followee_id=target)
 
 
+@contract(Accepted, status=202, auth="required", errors=(404,))
 async def follow(request: Request) -> Response:
     """`POST /api/users/{handle}/follow`: publishes user-followed; 202."""
     data = await _follow_data(request)
@@ -99,6 +158,7 @@ async def follow(request: Request) -> Response:
     return JSONResponse(ACCEPTED, 202)
 
 
+@contract(Accepted, status=202, auth="required", errors=(404,))
 async def unfollow(request: Request) -> Response:
     """`DELETE /api/users/{handle}/follow`: publishes user-unfollowed; 202."""
     data = await _follow_data(request)
@@ -123,6 +183,7 @@ def _after(key: tuple[int, str] | None) -> tuple[datetime, str] | None:
     return None if key is None else (from_micros(key[0]), key[1])
 
 
+@contract(FollowList, query=PageQuery, errors=(404,))
 async def followers(request: Request) -> Response:
     """`GET /api/users/{handle}/followers?cursor&limit`: newest follower first."""
     cursor, limit = FOLLOW_CURSOR.page(request)
@@ -130,6 +191,7 @@ async def followers(request: Request) -> Response:
     return _follow_list(await _users(request).followers(user_id, _after(cursor), limit))
 
 
+@contract(FollowList, query=PageQuery, errors=(404,))
 async def following(request: Request) -> Response:
     """`GET /api/users/{handle}/following?cursor&limit`: newest followee first."""
     cursor, limit = FOLLOW_CURSOR.page(request)
@@ -138,10 +200,9 @@ async def following(request: Request) -> Response:
 
 
 routes = [
-    Route("/api/me", update_me, methods=["PATCH"]),
+    resource("/api/me", get=me, patch=update_me),
     Route("/api/users/{handle}", profile, methods=["GET"]),
-    Route("/api/users/{handle}/follow", follow, methods=["POST"]),
-    Route("/api/users/{handle}/follow", unfollow, methods=["DELETE"]),
+    resource("/api/users/{handle}/follow", post=follow, delete=unfollow),
     Route("/api/users/{handle}/followers", followers, methods=["GET"]),
     Route("/api/users/{handle}/following", following, methods=["GET"]),
 ]

@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 import pytest
 from starlette.requests import Request
 
-from gateway.cursors import POST_ID, from_micros, micros, parse_limit, post_cursor, post_page_params
+from gateway.cursors import POST_ID, PageQuery, from_micros, micros, post_cursor, post_page_params
 from gateway.errors import InvalidInput
+from gateway.requests import validated
 from gateway.routes.notifications import NOTIFICATIONS_CURSOR
 from gateway.routes.search import POSTS_CURSOR, USERS_CURSOR
 from gateway.routes.users import FOLLOW_CURSOR
@@ -99,15 +100,18 @@ def test_one_lists_cursor_is_not_anothers() -> None:
             shape.decode(follow)  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize(("raw", "expected"), [(None, 20), ("", 20), ("1", 1), ("100", 100), ("42", 42)])
+@pytest.mark.parametrize(("raw", "expected"), [(None, 20), ("1", 1), ("100", 100), ("42", 42)])
 def test_limit_defaults_to_20_and_accepts_1_to_100(raw: str | None, expected: int) -> None:
-    assert parse_limit(raw) == expected
+    assert post_page_params(request("" if raw is None else f"limit={raw}"))[1] == expected
 
 
-@pytest.mark.parametrize("raw", ["0", "101", "-1", "abc", "1.5", " 5", "+5", "1_0", "٣", "²", "99999999999999999999"])
+BAD_LIMITS = ["", "0", "101", "-1", "abc", "1.5", " 5", "+5", "1_0", "٣", "²", "99999999999999999999"]
+
+
+@pytest.mark.parametrize("raw", BAD_LIMITS)
 def test_a_bad_limit_is_422_naming_the_limit(raw: str) -> None:
     with pytest.raises(InvalidInput) as caught:
-        parse_limit(raw)
+        validated(PageQuery, {"limit": raw})
     assert caught.value.field == "limit"
 
 
