@@ -63,9 +63,7 @@ async def asyncapi_json(request: Request) -> Response:
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Chirp API</title>
-<style>body{{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}}
-table{{border-collapse:collapse;width:100%}}td,th{{text-align:left;padding:.25rem .5rem;border-bottom:1px solid #ddd}}
-code{{font-size:.9em}}.m{{font-weight:600;text-transform:uppercase}}</style></head>
+<link rel="stylesheet" href="/static/docs.css"></head>
 <body><h1>Chirp API</h1>
 <p>Machine-readable: <a href="/openapi.json">/openapi.json</a> (HTTP) and
 <a href="/docs/asyncapi.json">/docs/asyncapi.json</a> (Kafka topics and events).</p>
