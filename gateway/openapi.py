@@ -16,10 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 from starlette.routing import BaseRoute
 from starlette.schemas import SchemaGenerator
+
+from gateway.requests import PATH_TYPES
 
 VERSION = "0.1.0"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -117,6 +119,10 @@ def _endpoints(routes: list[BaseRoute]) -> list[tuple[str, str, Any]]:
     return [(info.path, info.http_method.upper(), info.func) for info in SchemaGenerator({}).get_endpoints(routes)]
 
 
+def _path_schema(name: str) -> dict[str, Any]:
+    return TypeAdapter(PATH_TYPES.get(name, str)).json_schema()
+
+
 def _error(description: str) -> dict[str, Any]:
     schema = {"$ref": _REF.format(model="ErrorBody")}
     return {"description": description, "content": {"application/json": {"schema": schema}}}
@@ -149,7 +155,7 @@ def _operation(method: str, path: str, fn: Any, declared: Contract, refs: Refs) 
     }
     if rest.strip():
         operation["description"] = rest.strip()
-    params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in _PARAM.findall(path)]
+    params = [{"name": p, "in": "path", "required": True, "schema": _path_schema(p)} for p in _PARAM.findall(path)]
     if declared.query is not None:
         params += _query_parameters(declared.query)
     if params:

@@ -10,10 +10,12 @@ from __future__ import annotations
 from typing import Annotated, Any, TypeVar
 
 import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 from starlette.requests import Request
 
-from gateway.errors import ApiError, InvalidInput
+from gateway.errors import ApiError, InvalidInput, NotFound
+from schemas.events import Id
+from schemas.text import Handle
 
 MAX_BODY_BYTES = 64 * 1024
 M = TypeVar("M", bound=BaseModel)
@@ -51,6 +53,20 @@ def _ascii_int(value: object) -> object:
 def Limit(maximum: int) -> Any:
     """The page size type: ASCII digits, 1..maximum."""
     return Annotated[int, Field(ge=1, le=maximum), BeforeValidator(_ascii_int)]
+
+
+# What each path parameter can be; anything else names nothing that exists (404). `gateway.openapi` publishes it.
+PATH_TYPES: dict[str, Any] = {"post_id": Id, "handle": Handle, "tag": Annotated[str, StringConstraints(min_length=1)]}
+_PATH_ADAPTERS = {name: TypeAdapter(kind) for name, kind in PATH_TYPES.items()}
+
+
+def path_param(request: Request, name: str, not_found: str) -> str:
+    """The path parameter `name`, or NotFound(`not_found`) when no such thing can exist (e.g. an id with a NUL)."""
+    value = request.path_params[name]
+    try:
+        return str(_PATH_ADAPTERS[name].validate_python(value))
+    except ValidationError:
+        raise NotFound(not_found) from None
 
 
 def is_json(content_type: str | None) -> bool:

@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, Field, TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -33,16 +33,17 @@ from gateway.cursors import PageQuery, post_cursor, post_page_params
 from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, NotFound
 from gateway.openapi import contract
 from gateway.post_waits import waits_of
-from gateway.requests import RequestModel, json_body, validated
+from gateway.requests import RequestModel, json_body, path_param, validated
 from gateway.routes import resource
 from gateway.state import State, state_of
 from schemas import text
 from schemas.events import Id, PostCreated, PostCreatedData, PostDeleted, PostDeletedData, new_id
-from schemas.text import MAX_TAG_CHARS, PostBody, unify_lines
+from schemas.text import MAX_TAG_CHARS, PostBody, Tag, unify_lines
 from store.posts import CHANNEL, DELETED_CHANNEL, Page, PostgresPosts, PostView
 
 MAX_WAIT_S = 1.0
 IDEMPOTENCY_TTL_S = 24 * 3600
+_TAG: TypeAdapter[str] = TypeAdapter(Tag)
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, as Stripe and the IETF draft use
 
 
@@ -64,10 +65,10 @@ def validate_post(data: dict[str, Any]) -> tuple[str, str | None]:
 
 def tag_key(raw: str) -> str:
     """The key a hashtag is stored under (as the renderer writes it); InvalidInput for what no tag can be."""
-    key = text.tag_key(raw)
-    if not key or len(key) > MAX_TAG_CHARS:
-        raise InvalidInput(f"A tag is 1 to {MAX_TAG_CHARS} characters.", field="tag")
-    return key
+    try:
+        return _TAG.validate_python(text.tag_key(raw))
+    except ValidationError:
+        raise InvalidInput(f"A tag is 1 to {MAX_TAG_CHARS} characters, no NUL.", field="tag") from None
 
 
 def wait_seconds(prefer: str | None) -> float:
@@ -212,7 +213,7 @@ async def delete_post(request: Request) -> Response:
     viewer = await require_viewer(request)
     state = state_of(request)
     posts = PostgresPosts(state.pg)
-    post = await posts.get(request.path_params["post_id"])
+    post = await posts.get(path_param(request, "post_id", "No such post."))
     if post is None:
         raise NotFound("No such post.")
     if post.author_id != viewer.user_id:
@@ -240,7 +241,7 @@ def _posts(request: Request) -> PostgresPosts:
 @contract(Post, errors=(404,))
 async def get_post(request: Request) -> Response:
     """`GET /api/posts/{id}` → the post, 404 when unknown or deleted."""
-    post = await _posts(request).get(request.path_params["post_id"])
+    post = await _posts(request).get(path_param(request, "post_id", "No such post."))
     if post is None:
         raise NotFound("No such post.")
     return JSONResponse(post_json(post))
@@ -258,7 +259,7 @@ async def list_replies(request: Request) -> Response:
     """`GET /api/posts/{id}/replies?cursor&limit` → replies, oldest first; 404 when the post is unknown."""
     cursor, limit = post_page_params(request)
     posts = _posts(request)
-    post_id = request.path_params["post_id"]
+    post_id = path_param(request, "post_id", "No such post.")
     if not await posts.exists(post_id):
         raise NotFound("No such post.")
     return page_json(await posts.replies(post_id, cursor, limit))
@@ -269,7 +270,7 @@ async def list_user_posts(request: Request) -> Response:
     """`GET /api/users/{handle}/posts?cursor&limit` → that user's posts, newest first; 404 for unknown users."""
     cursor, limit = post_page_params(request)
     posts = _posts(request)
-    user_id = await posts.user_id_of(request.path_params["handle"])
+    user_id = await posts.user_id_of(path_param(request, "handle", "No such user."))
     if user_id is None:
         raise NotFound("No such user.")
     return page_json(await posts.by_author(user_id, cursor, limit))

@@ -18,13 +18,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.cursors import CURSOR_FIELD, DEFAULT_LIMIT, MAX_LIMIT, CursorShape, Micros, from_micros, micros
-from gateway.errors import JSONResponse, NotFound
+from gateway.errors import InvalidInput, JSONResponse, NotFound
 from gateway.openapi import contract
 from gateway.requests import Limit, QueryModel, query_as
+from gateway.routes import posts as posts_route
 from gateway.routes.posts import Post
 from gateway.state import state_of
 from schemas.events import Id
-from schemas.text import MAX_TAG_CHARS, tag_key
 from store.search import CANDIDATES, USER_CANDIDATES, PostgresSearch
 from store.search_query import MAX_QUERY_CHARS, parse_query
 
@@ -130,9 +130,10 @@ async def search(request: Request) -> Response:
 @contract(TagInfo, errors=(404,))
 async def tag(request: Request) -> Response:
     """`GET /api/tags/{tag}` → `{tag, posts_count, first_used_at, last_used_at}` over live posts; 404 if none."""
-    key = tag_key(request.path_params["tag"])
-    if not key or len(key) > MAX_TAG_CHARS:
-        raise NotFound("No such tag.")
+    try:
+        key = posts_route.tag_key(request.path_params["tag"])
+    except InvalidInput:
+        raise NotFound("No such tag.") from None
     stats = await PostgresSearch(state_of(request).search_pg).tag_stats(key)
     if stats is None:
         raise NotFound("No such tag.")
