@@ -6,7 +6,7 @@ CHIRP := $(VENV)/bin/chirp
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install services services-down run test test-unit test-integration test-browser lint format bench docs clean
+.PHONY: help install shell services services-down run test test-unit test-integration test-browser lint format bench docs clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -17,7 +17,11 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install -q -c requirements.lock -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP) ## Create .venv with the app and its dev tools
+install: $(STAMP) ## Create .venv with the app and its dev tools (then `.venv/bin/chirp`, or `make shell`)
+
+shell: $(STAMP) ## A shell with .venv active: `chirp` and `pytest` on the PATH (exit to leave)
+	@echo "chirp is on the PATH; exit to leave"
+	@VIRTUAL_ENV="$(CURDIR)/$(VENV)" PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $${SHELL:-/bin/bash} -i
 
 services: $(STAMP) ## Install and start Kafka, Redis and PostgreSQL (idempotent)
 	$(CHIRP) services up
@@ -34,6 +38,12 @@ test: services ## Run the full test suite against the real services
 test-unit: $(STAMP) ## Unit tests only (no services)
 	$(PY) -m pytest tests/unit
 
+test-integration: services ## Integration tests only (real services, no browser)
+	$(PY) -m pytest tests/integration
+
+test-browser: services ## Browser tests only (installs Chromium when missing)
+	$(PY) -m pytest tests/e2e
+
 lint: $(STAMP) ## ruff check, ruff format --check, mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -43,8 +53,13 @@ format: $(STAMP) ## Format and autofix
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: services ## Run the benchmarks (figures printed and written to bench/results/)
+bench: services ## Run the benchmarks (installs wrk; figures printed and written to bench/results/)
+	@command -v wrk >/dev/null || $(PY) -c 'from chirp.services._util import apt_install; apt_install("wrk")'
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
+
+docs: $(STAMP) ## Regenerate docs/configuration.md, docs/openapi.json and docs/asyncapi.json from the code
+	$(PY) -m chirp.ops.config_doc
+	$(CHIRP) docs
 
 clean: ## Remove the virtualenv and caches (services' state lives in ~/.cache/chirp)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info

@@ -13,7 +13,8 @@ from typing import Annotated
 
 import typer
 
-from chirp.logging import configure
+from chirp.logging import configure, get_logger
+from chirp.ops.cli import consumer_named, usage_error
 from chirp.ops.cli import register as register_ops
 from chirp.ops.trending import trending_app
 from chirp.settings import Settings
@@ -69,8 +70,10 @@ def gateway(
     """Serve the gateway (HTTP API and pages) on CHIRP_HOST:CHIRP_PORT."""
     import uvicorn
 
+    from gateway.server import BoundedHttpToolsProtocol
+
     settings = Settings()
-    configure(process="gateway")
+    configure(process="gateway", repeat_window_s=settings.log_repeat_window_s)
     uvicorn.run(
         "gateway.asgi:app",
         host=settings.host,
@@ -81,6 +84,10 @@ def gateway(
         access_log=False,
         proxy_headers=False,
         timeout_graceful_shutdown=5,  # live-update streams reconnect; don't hold a stopping gateway for them
+        # A bounded request head, sent within a few seconds (gateway/server.py); bodies: gateway/limits.py.
+        http=BoundedHttpToolsProtocol,
+        h11_max_incomplete_event_size=settings.http_max_head_bytes,
+        timeout_keep_alive=settings.http_head_timeout_s,
     )
 
 
@@ -89,17 +96,31 @@ def consume(
     names: Annotated[list[str] | None, typer.Argument(help="Consumers to run (module names under consumers/).")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Run every consumer in this one process.")] = False,
     metrics_port: Annotated[int | None, typer.Option(help="Port of /metrics (0: none).")] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            help="Kafka consumer group of the one consumer named (default: CHIRP_CONSUMER_GROUP_PREFIX + its name)."
+            " On a shared broker, a group of your own leaves the app's consumers their partitions.",
+        ),
+    ] = None,
 ) -> None:
     """Run consumers until SIGTERM/SIGINT: finish the batch in flight, commit, exit 0."""
     from prometheus_client import start_http_server
 
-    from consumers.runtime import all_consumers, build_app, load
+    from consumers.runtime import all_consumers, build_app
 
-    settings = Settings()
     if not names and not all_:
         raise typer.BadParameter("name at least one consumer, or --all")
-    consumers = all_consumers() if all_ else [load(n) for n in names or []]
-    configure(process="consumers" if all_ else ",".join(c.name for c in consumers))
+    consumers = all_consumers() if all_ else [consumer_named(n) for n in names or []]
+    settings = Settings()
+    if group is not None:
+        if all_ or len(consumers) != 1 or not group:
+            usage_error("--group takes a non-empty group id and exactly one consumer")
+        settings = Settings(consumer_groups={**settings.consumer_groups, consumers[0].name: group})
+    configure(
+        process="consumers" if all_ else ",".join(c.name for c in consumers),
+        repeat_window_s=settings.log_repeat_window_s,
+    )
     port = settings.metrics_port if metrics_port is None else metrics_port
     if port:
         _serve_metrics(start_http_server, port, settings.host)
@@ -113,9 +134,9 @@ def _serve_metrics(start: Callable[..., object], port: int, host: str) -> None:
             start(candidate, addr=host)
         except OSError:
             continue
-        typer.echo(f"metrics on http://{host}:{candidate}/metrics", err=True)
+        get_logger("chirp").info("metrics served", url=f"http://{host}:{candidate}/metrics")
         return
-    typer.echo(f"no free metrics port in {port}..{port + 19}", err=True)
+    get_logger("chirp").warning("no free metrics port", first=port, last=port + 19)
 
 
 @app.command()
@@ -124,6 +145,7 @@ def run() -> None:
     from chirp import services
 
     settings = Settings()
+    configure(process="run", repeat_window_s=settings.log_repeat_window_s)
     services.up(settings)
     env = {**os.environ, "CHIRP_ENV": os.environ.get("CHIRP_ENV", "dev")}
     chirp = [sys.executable, "-m", "chirp"]
@@ -135,14 +157,16 @@ def run() -> None:
     }
     for label, proc in procs.items():
         threading.Thread(target=_relay, args=(label, proc), daemon=True).start()
-    typer.echo(f"chirp: UI on {settings.public_url} (Ctrl-C stops)")
+    get_logger("chirp").info("running", ui=settings.public_url, stop="Ctrl-C")
     _supervise(procs)
 
 
 def _relay(label: str, proc: subprocess.Popen[bytes]) -> None:
+    """Each child's lines, labelled on a terminal; as they are (JSON, naming their `process`) otherwise."""
     assert proc.stdout is not None
+    prefix = f"{label:>9} | " if sys.stdout.isatty() else ""
     for line in proc.stdout:
-        sys.stdout.write(f"{label:>9} | {line.decode(errors='replace')}")
+        sys.stdout.write(prefix + line.decode(errors="replace"))
         sys.stdout.flush()
 
 

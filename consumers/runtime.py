@@ -9,11 +9,15 @@ A consumer module declares a `Consumer` and its handlers; this runtime subscribe
    a per-event handler is called in offset order per partition, partitions concurrently. When a batch handler
    fails, its events are retried one at a time, so one poison event cannot hold back the others;
 3. retries a failing event with exponential backoff up to `consumer_max_attempts`, then dead-letters it with
-   headers naming the consumer, the error, the attempts and the original topic/partition/offset. An outage
-   (Kafka, PostgreSQL or Redis unreachable) is not the event's fault: it is retried until the service is back.
-   Neither is a bug that fails every event: after `consumer_breaker_after` events in a row dead-lettered for
-   handler errors the circuit opens, and the next failing event is held (tried every `consumer_breaker_retry_ms`,
-   its partition waiting behind it, `chirp_consumer_circuit_open` at 1) until it succeeds, e.g. after the fix;
+   headers naming the consumer, the error, the attempts and the original topic/partition/offset. An outage is not
+   the event's fault: an error that `chirp.outages.outage_reason` names (Kafka, PostgreSQL or Redis unreachable,
+   full, out of memory, read-only, starting or shutting down; a serialization failure or deadlock) is retried,
+   the whole batch at once for a batch handler, until the store answers again; the partition holds, nothing is
+   dead-lettered, `chirp_consumer_outage{consumer,reason}` is 1 and the log says "outage began" and "outage over"
+   once each. Only an event that fails with another error is the event's fault. Neither is a bug that fails every
+   event: after `consumer_breaker_after` events in a row dead-lettered for handler errors the circuit opens, and
+   the next failing event is held (tried every `consumer_breaker_retry_ms`, its partition waiting behind it,
+   `chirp_consumer_circuit_open` at 1) until it succeeds, e.g. after the fix;
 4. commits only after every event of the batch was handled or dead-lettered, so the committed offset never passes
    an unhandled event; a crash before the commit means redelivery, and handlers are idempotent.
 
@@ -23,6 +27,7 @@ On SIGTERM/SIGINT FastStream stops polling and waits for the batch in flight, wh
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import time
 from collections import defaultdict
@@ -34,9 +39,8 @@ from typing import Any, Generic, TypeVar
 import asyncpg
 import orjson
 import redis.asyncio as aioredis
-import redis.exceptions
 from aiokafka import ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from aiokafka.errors import KafkaError
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -46,6 +50,7 @@ from pydantic import ValidationError
 from chirp import redis_client
 from chirp.heap import settle_after_startup
 from chirp.logging import bind_contextvars, get_logger
+from chirp.outages import outage_reason
 from chirp.settings import Settings
 from producers.broker import CORRELATION_HEADER, Publisher, ensure_topics, make_broker
 from schemas import topics
@@ -60,19 +65,9 @@ DEAD_LETTERED = Counter("chirp_events_dead_lettered", "Events sent to the dead-l
 LATENCY = Histogram("chirp_handler_seconds", "Handler latency per batch", ["consumer", "topic"])
 LAG = Gauge("chirp_consumer_lag", "End offset minus position", ["consumer", "topic", "partition"])
 CIRCUIT_OPEN = Gauge("chirp_consumer_circuit_open", "1 while failing events are held, not dead-lettered", ["consumer"])
-
-OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
-    ConnectionError,
-    TimeoutError,
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    KafkaConnectionError,
-    KafkaTimeoutError,
-)
+OUTAGE = Gauge("chirp_consumer_outage", "1 while waiting out a store or broker outage", ["consumer", "reason"])
+# How often work is retried during an outage, at most: soon after the store is back, without hammering it meanwhile.
+OUTAGE_RETRY_MAX_S = 1.0
 
 
 class PermanentError(Exception):
@@ -152,8 +147,9 @@ class Consumer:
     def dead_letter_topic(self) -> topics.Topic:
         return topics.dead_letters(self.name)
 
-
-PRODUCT_CONSUMERS = ("preparse", "posts", "users", "timelines", "search", "trending")
+    @property
+    def retry_topic(self) -> topics.Topic:
+        return topics.retries(self.name)
 
 
 def load(name: str) -> Consumer:
@@ -217,6 +213,18 @@ async def newest_events(settings: Settings, consumer: Consumer) -> list[Event]:
     return events
 
 
+def retried_record(record: ConsumerRecord, consumer: Consumer) -> ConsumerRecord:
+    """A record of the consumer's retry topic (`chirp dlq retry`) as the one first dead-lettered: same topic,
+    partition and offset (named in its `dlq_*` headers), so its handler, logs and a new dead letter name the
+    original. Only the offsets committed are the retry topic's (the commit uses the records as polled)."""
+    headers = {k: v.decode(errors="replace") for k, v in record.headers or ()}
+    origin = headers.get("dlq_topic", "")
+    if origin not in consumer.handlers:
+        raise Rejected("unknown_origin", f"a retry of {origin!r}, which {consumer.name} does not read")
+    partition, offset = int(headers.get("dlq_partition") or 0), int(headers.get("dlq_offset") or 0)
+    return dataclasses.replace(record, topic=origin, partition=partition, offset=offset)
+
+
 def _reason(record: ConsumerRecord, model: type[Event], exc: ValidationError) -> Rejected:
     """Why a record failed validation (the slow path, taken only for bad records)."""
     try:
@@ -268,6 +276,8 @@ class Runner:
         self.breaker_after = settings.consumer_breaker_after
         self.breaker_retry = settings.consumer_breaker_retry_ms / 1000
         self.failed_in_a_row = 0  # events dead-lettered for handler errors since the last success
+        self.retry_topic = consumer.retry_topic.name  # `chirp dlq retry` re-delivers there
+        self.outages: dict[str, float] = {}  # reason -> when it began (monotonic), until work succeeds again
 
     async def run_batch(self, records: Sequence[ConsumerRecord]) -> None:
         await self.run_decoded(self.decode_batch(records))
@@ -277,6 +287,8 @@ class Runner:
         decoded = Decoded(defaultdict(list), [])
         for record in records:
             try:
+                if record.topic == self.retry_topic:
+                    record = retried_record(record, self.consumer)
                 model = self.consumer.handlers[record.topic].model
                 decoded.by_topic[record.topic].append(Item(record, decode(record, model)))
             except Rejected as exc:
@@ -297,17 +309,22 @@ class Runner:
             LATENCY.labels(self.consumer.name, topic_name).observe(time.perf_counter() - started)
 
     async def _run_batch_handler(self, handler: Handler[Any], items: list[Item]) -> None:
-        try:
-            await self._call(handler, [i.event for i in items], items[0])
-        except OUTAGE_ERRORS:
-            pass  # retried per event below, where outages are waited out
-        except Exception as exc:
-            FAILED.labels(self.consumer.name, handler.topic.name).inc()
-            log.warning("batch failed, retrying one at a time", size=len(items), error=repr(exc))
-        else:
-            PROCESSED.labels(self.consumer.name, handler.topic.name).inc(len(items))
-            self._succeeded()
-            return
+        events = [i.event for i in items]
+        waited = 0
+        while True:
+            try:
+                await self._call(handler, events, items[0])
+            except Exception as exc:
+                if (reason := outage_reason(exc)) is None:
+                    FAILED.labels(self.consumer.name, handler.topic.name).inc()
+                    log.warning("batch failed, retrying one at a time", size=len(items), error=repr(exc))
+                    break
+                await self._wait_out(reason, exc, waited)  # the whole batch again: no event is to blame
+                waited += 1
+            else:
+                PROCESSED.labels(self.consumer.name, handler.topic.name).inc(len(items))
+                self._succeeded()
+                return
         for item in items:
             await self._run_one(handler, item, as_batch=True)
 
@@ -324,19 +341,22 @@ class Runner:
 
     async def _run_one(self, handler: Handler[Any], item: Item, *, as_batch: bool) -> None:
         attempt = 0
+        waited = 0
         while True:
             attempt += 1
             try:
                 await self._call(handler, [item.event] if as_batch else item.event, item)
-            except OUTAGE_ERRORS as exc:
-                attempt -= 1  # an outage is not the event's fault
-                await self._backoff(max(attempt, 3), exc, item)
             except PermanentError as exc:
                 return await self.dead_letter(item.record, "rejected_by_handler", repr(exc), attempt)
             except Exception as exc:
+                if (reason := outage_reason(exc)) is not None:
+                    attempt -= 1  # an outage is not the event's fault
+                    await self._wait_out(reason, exc, waited)
+                    waited += 1
+                    continue
                 FAILED.labels(self.consumer.name, handler.topic.name).inc()
                 if attempt < self.max_attempts:
-                    await self._backoff(attempt, exc, item)
+                    await self._backoff(attempt, exc)
                 elif self.breaker_after and self.failed_in_a_row >= self.breaker_after:
                     await self._hold(exc)
                 else:
@@ -365,6 +385,30 @@ class Runner:
             log.info("circuit closed: events succeed again", failed_in_a_row=self.failed_in_a_row)
             CIRCUIT_OPEN.labels(self.consumer.name).set(0)
         self.failed_in_a_row = 0
+        self._outage_over()
+
+    async def _wait_out(self, reason: str, exc: BaseException, waited: int) -> None:
+        """Wait before trying work that failed for an outage again; the gauge and the log change once per outage."""
+        if reason not in self.outages:
+            self.outages[reason] = time.monotonic()
+            OUTAGE.labels(self.consumer.name, reason).set(1)
+            log.warning(
+                "outage began: waiting it out, nothing is dead-lettered",
+                consumer=self.consumer.name,
+                reason=reason,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+        if self.stopping.is_set():
+            raise ShuttingDown from exc
+        await asyncio.sleep(min(self.max_delay, OUTAGE_RETRY_MAX_S, self.base_delay * 2**waited))
+
+    def _outage_over(self) -> None:
+        """Work succeeded: every outage being waited out is over."""
+        now = time.monotonic()
+        for reason, began in self.outages.items():
+            OUTAGE.labels(self.consumer.name, reason).set(0)
+            log.info("outage over", consumer=self.consumer.name, reason=reason, duration_s=round(now - began, 3))
+        self.outages.clear()
 
     async def _call(self, handler: Handler[Any], arg: Any, first: Item) -> None:
         bind_contextvars(
@@ -376,11 +420,9 @@ class Runner:
         )
         await handler.fn(arg, self.ctx)
 
-    async def _backoff(self, attempt: int, exc: BaseException, item: Item) -> None:
+    async def _backoff(self, attempt: int, exc: BaseException) -> None:
         delay = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         log.warning("handler failed, retrying", attempt=attempt, delay_s=round(delay, 3), error=repr(exc))
-        if self.stopping.is_set() and isinstance(exc, OUTAGE_ERRORS):
-            raise ShuttingDown from exc
         await asyncio.sleep(delay)
 
     async def dead_letter(self, record: ConsumerRecord, reason: str, detail: str, attempts: int) -> None:
@@ -400,16 +442,18 @@ class Runner:
         )
         log.error("dead-lettered", reason=reason, error=detail[:300], attempts=attempts, offset=record.offset)
         topic = self.consumer.dead_letter_topic.name
-        delay = self.base_delay
+        waited = 0
         while True:
             try:
                 await self.ctx.publisher.publish_raw(topic, record.key, record.value, headers)
                 break
-            except OUTAGE_ERRORS:
-                if self.stopping.is_set():
-                    raise ShuttingDown from None
-                await asyncio.sleep(delay)
-                delay = min(self.max_delay, delay * 2)
+            except Exception as exc:
+                if (outage := outage_reason(exc)) is None:
+                    raise
+                await self._wait_out(outage, exc, waited)
+                waited += 1
+        if waited:
+            self._outage_over()  # Kafka took it: the outage this publish waited out is over
         DEAD_LETTERED.labels(self.consumer.name, record.topic).inc()
 
 
@@ -489,6 +533,7 @@ def subscribe(broker: KafkaBroker, consumer: Consumer, ctx: Context, stopping: a
 
     subscriber = broker.subscriber(
         *consumer.handlers,
+        consumer.retry_topic.name,  # `chirp dlq retry` re-delivers this group's dead letters there
         group_id=settings.group(consumer.name),
         batch=True,
         max_records=settings.consumer_batch_size,
@@ -548,7 +593,7 @@ def build_app(settings: Settings, consumers: list[Consumer]) -> FastStream:
 
     @app.on_startup
     async def start() -> None:
-        await ensure_topics(settings, tuple(c.dead_letter_topic for c in consumers))
+        await ensure_topics(settings, tuple(t for c in consumers for t in (c.dead_letter_topic, c.retry_topic)))
         ctx = holder["ctx"] = await open_context(settings, broker)
         for consumer in consumers:
             if consumer.setup:

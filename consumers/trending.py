@@ -26,6 +26,7 @@ import asyncio
 from typing import Any
 
 import asyncpg
+import redis.asyncio as aioredis
 
 from chirp.logging import get_logger
 from consumers.runtime import Consumer, Context, PermanentError, newest_events
@@ -92,6 +93,14 @@ async def skip_to_tail(ctx: Context, me: Consumer) -> None:
 async def start(ctx: Context, me: Consumer) -> None:
     """Skip to the tail of the log, then start the ranking refresher of this process."""
     await skip_to_tail(ctx, me)
+
+    async def rank_before_swap(client: aioredis.Redis, root: str) -> None:
+        """A replay's shadow rankings, computed from its complete counts just before they go live (the refresher's
+        last pass may predate the last events, or the counts altogether): readers never get a half-built answer.
+        `client` does not rewrite names: the keys are named under the shadow `root` here."""
+        await RedisTrending(client, root + counts_of(ctx).p).refresh(ctx.pg)
+
+    ctx.extras["before_swap"] = rank_before_swap  # called by chirp/ops/replay.py, with the swap held
     task = asyncio.create_task(refresh_forever(counts_of(ctx), ctx.pg))
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)

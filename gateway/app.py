@@ -6,8 +6,11 @@ import contextlib
 import importlib
 import pkgutil
 from collections.abc import AsyncIterator
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
@@ -19,12 +22,13 @@ from chirp.settings import Settings
 from gateway import middleware
 from gateway.auth.keys import KeyRing
 from gateway.auth.sessions import SessionStore
-from gateway.errors import HANDLERS
+from gateway.errors import HANDLERS, ServiceErrors
+from gateway.limits import BoundedRequests
 from gateway.metrics import MetricsMiddleware
 from gateway.pages.security import SecurityHeaders
 from gateway.ratelimit import RateLimiter, RateLimitMiddleware
 from gateway.state import State
-from producers.broker import Publisher, ensure_topics, make_broker
+from producers.broker import Publisher, ensure_topics, make_broker, stop_within
 from store.postgres import connect
 from store.search import PLAN_ONCE
 
@@ -45,16 +49,28 @@ def create_app(settings: Settings) -> Starlette:
         broker = make_broker(settings)
         await broker.connect()
         await ensure_topics(settings)
-        pg = await connect(settings)
-        search_pg = await connect(settings, migrate=False, server_settings=PLAN_ONCE)
+        # Stores that are down or do not answer fail a request within seconds (then 503), not after minutes.
+        timeouts: dict[str, Any] = {
+            "timeout": settings.store_connect_timeout_s,
+            "command_timeout": settings.store_command_timeout_s,
+        }
+        pg = await connect(settings, **timeouts)
+        search_pg = await connect(settings, migrate=False, server_settings=PLAN_ONCE, **timeouts)
         pool = aioredis.BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=200, timeout=5, decode_responses=True, connection_class=HiredisPacking
-        )  # waits for a free connection under load instead of failing the request
+            settings.redis_url,
+            max_connections=200,
+            timeout=5,  # waits for a free connection under load instead of failing the request
+            decode_responses=True,
+            connection_class=HiredisPacking,
+            socket_connect_timeout=settings.store_connect_timeout_s,
+            socket_timeout=settings.store_command_timeout_s,
+            retry=Retry(NoBackoff(), 1),  # one reconnect (a restarted Redis), not seconds of backoff per command
+        )
         redis_client = aioredis.Redis(connection_pool=pool)
         app.state.chirp = State(
             settings,
             broker,
-            Publisher(broker),
+            Publisher(broker, deadline_s=settings.publish_timeout_s),
             redis_client,
             pg,
             keys=KeyRing.from_settings(settings),
@@ -66,7 +82,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
-            await broker.stop()
+            await stop_within(broker, timeout_s=5)
             await redis_client.aclose()
             await pg.close()
             await search_pg.close()
@@ -75,10 +91,16 @@ def create_app(settings: Settings) -> Starlette:
         routes=routes(),
         lifespan=lifespan,
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
-        middleware=[
+        middleware=[  # outermost first: the metrics see every status the others answer
             Middleware(MetricsMiddleware),
             Middleware(middleware.RequestContext),
             Middleware(SecurityHeaders),
+            Middleware(ServiceErrors, retry_after_s=settings.unavailable_retry_after_s),
+            Middleware(
+                BoundedRequests,
+                max_body_bytes=settings.http_max_body_bytes,
+                body_timeout_s=settings.http_body_timeout_s,
+            ),
             Middleware(RateLimitMiddleware),
         ],
     )

@@ -1,4 +1,9 @@
-"""Domain errors and the one place they turn into HTTP: `{"error": {"code", "message", "field"?}}`."""
+"""Domain errors and the one place they turn into HTTP: `{"error": {"code", "message", "field"?}}`.
+
+An error that is the infrastructure's fault (Redis, PostgreSQL or Kafka down, full, busy, read-only, not
+answering in time) is no bug of ours and no fault of the client: `unavailable()` turns it into 503 with
+`Retry-After`, and `ServiceErrors` answers so for whatever raised it (an endpoint or a middleware).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,12 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chirp.logging import get_logger
+from chirp.outages import outage_reason
+from producers.broker import PublishFailed
 
 log = get_logger("chirp.gateway")
 
@@ -29,11 +38,19 @@ class ApiError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, field: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
         self.headers = headers
+        self.details = details  # more members of the error object (e.g. `may_have_been_published`)
 
 
 class InvalidInput(ApiError):
@@ -64,10 +81,13 @@ class Unavailable(ApiError):
     status, code = 503, "unavailable"
 
 
-def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+def error_body(
+    code: str, message: str, field: str | None = None, details: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if field:
         error["field"] = field
+    error.update(details or {})
     return {"error": error}
 
 
@@ -122,17 +142,31 @@ async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     if wants_html(request):
         message = _PAGE_MESSAGES.get(exc.status) if exc.status in (404, 429) else exc.message
-        return await html_error(request, exc.status, message or exc.message, exc.headers)
-    return JSONResponse(error_body(exc.code, exc.message, exc.field), exc.status, headers=exc.headers)
+        # An unavailable store may be what finds the viewer: a 503 page does without.
+        return await html_error(
+            request, exc.status, message or exc.message, exc.headers, with_viewer=not isinstance(exc, Unavailable)
+        )
+    return JSONResponse(error_body(exc.code, exc.message, exc.field, exc.details), exc.status, headers=exc.headers)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if wants_html(request):
         message = _PAGE_MESSAGES.get(exc.status_code, str(exc.detail))
-        return await html_error(request, exc.status_code, message, exc.headers)
+        return await html_error(request, exc.status_code, message, _with_allow(request, exc))
     code = _HTTP_CODES.get(exc.status_code, "error")
-    return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+    return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=_with_allow(request, exc))
+
+
+def _with_allow(request: Request, exc: HTTPException) -> Mapping[str, str] | None:
+    """A 405's `Allow` naming every method of every route at its path (Starlette names one route's)."""
+    if exc.status_code != 405:
+        return exc.headers
+    methods: set[str] = set()
+    for route in getattr(request.app, "routes", []):
+        if route.matches(request.scope)[0] is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return {**(exc.headers or {}), "Allow": ", ".join(sorted(methods))} if methods else exc.headers
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
@@ -147,3 +181,79 @@ async def server_error(request: Request, exc: Exception) -> Response:
 
 
 HANDLERS = {ApiError: api_error, HTTPException: http_error, Exception: server_error}
+
+
+def _dependency_of(exc: BaseException) -> str | None:
+    """Which store or broker `exc` says is unavailable (`redis`, `postgres`, `kafka`), or None for other errors.
+
+    What counts as an outage is `chirp.outages`' rule, the one the consumers wait out."""
+    if isinstance(exc, PublishFailed):
+        return "kafka"
+    if (reason := outage_reason(exc)) is None:
+        return None
+    dependency = reason.partition("_")[0]
+    # A bare timeout or refused connection: whose client raised it.
+    return dependency if dependency in ("redis", "postgres", "kafka") else _client_of(exc)
+
+
+_CLIENTS = {"asyncpg": "postgres", "redis": "redis", "aiokafka": "kafka", "faststream": "kafka"}
+
+
+def _client_of(exc: BaseException) -> str | None:
+    """The dependency whose client library raised `exc` (the innermost frame of a known client), if any."""
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        package = str(tb.tb_frame.f_globals.get("__name__", "")).partition(".")[0]
+        found = _CLIENTS.get(package, found)
+        tb = tb.tb_next
+    return found
+
+
+def unavailable(exc: BaseException, retry_after_s: int = 5) -> Unavailable | None:
+    """The 503 for an error that is the infrastructure's fault, or None when `exc` is something else."""
+    dependency = _dependency_of(exc)
+    if dependency is None:
+        return None
+    details: dict[str, Any] = {"dependency": dependency}
+    message = "A service this request needs is unavailable; try again shortly."
+    if isinstance(exc, PublishFailed):
+        details["may_have_been_published"] = exc.may_have_been_published
+        message = (
+            "The event was sent but Kafka did not confirm it in time; it may still be published."
+            if exc.may_have_been_published
+            else "Kafka is unavailable; nothing was published."
+        )
+    return Unavailable(message, headers={"Retry-After": str(retry_after_s)}, details=details)
+
+
+class ServiceErrors:
+    """Pure ASGI: an infrastructure error raised anywhere below (endpoint or middleware) becomes a 503.
+
+    It sits inside the metrics, so those 503s are counted under their route; other errors pass on to
+    Starlette's 500 handler. A response already started (an event stream) cannot change: it is only logged.
+    """
+
+    def __init__(self, app: ASGIApp, *, retry_after_s: int = 5) -> None:
+        self.app = app
+        self.retry_after_s = retry_after_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            refusal = unavailable(exc, self.retry_after_s)
+            if refusal is None:
+                raise
+            log.warning("dependency unavailable", path=scope["path"], error=f"{type(exc).__name__}: {exc}")
+            if not started:
+                await (await api_error(Request(scope), refusal))(scope, receive, send)

@@ -1,7 +1,8 @@
 """Request metrics for `/metrics`: a pure ASGI middleware counting requests and timing them by route template.
 
 Routes are labelled by their template (`/api/posts/{post_id}`), never the raw path, so label sets stay bounded;
-requests no route matched are `unmatched`. The time is from the request's arrival to the last body chunk sent
+requests no route matched are `unmatched`. A request answered by a middleware (a 429, a 413, a 503 when a store
+is down) is counted under the route it was for. The time is from the request's arrival to the last body chunk sent
 (for the event stream that is the connection's life: read those series by their route).
 """
 
@@ -47,8 +48,8 @@ class MetricsMiddleware:
     def route_of(self, scope: Scope) -> str:
         """The template of the route that served `scope` (the router records its endpoint in the scope)."""
         endpoint = scope.get("endpoint")
-        if endpoint is None:
-            return UNMATCHED
+        if endpoint is None:  # answered (or failed) in a middleware, before the router ran: match it here
+            return self._match(scope)
         if self._by_endpoint is None:
             self._by_endpoint = _templates(list(getattr(scope.get("app"), "routes", [])))
         candidates = self._by_endpoint.get(id(endpoint), [])
@@ -58,6 +59,17 @@ class MetricsMiddleware:
             if route.matches(scope)[0] is Match.FULL:
                 return template
         return candidates[0][1] if candidates else UNMATCHED
+
+    def _match(self, scope: Scope) -> str:
+        """The template of the route the router would pick for `scope` (a 405 counts under its path's route)."""
+        partial = UNMATCHED
+        for route in getattr(scope.get("app"), "routes", []):
+            match = route.matches(scope)[0]
+            if match is Match.FULL:
+                return str(route.path)
+            if match is Match.PARTIAL and partial == UNMATCHED:
+                partial = str(route.path)
+        return partial
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -73,20 +73,16 @@ class Decision:
 
 LIMITS: Mapping[str, Limit] = {
     "post": Limit(rate_per_s=1 / 6, burst=10),  # 10 at once, then one every 6 s
-    "like": Limit(rate_per_s=1, burst=30),
     "follow": Limit(rate_per_s=1 / 3, burst=20),
     "login": Limit(rate_per_s=1 / 12, burst=5),  # per IP: 5 at once, then 5 a minute
-    "refresh": Limit(rate_per_s=1 / 30, burst=10),
 }
 
 # One address may hide many people (offices, mobile carriers): its buckets are wider than one user's. Logins are
 # mostly anonymous, so the address is what limits them.
 IP_LIMITS: Mapping[str, Limit] = {
     "post": Limit(rate_per_s=20 / 6, burst=200),
-    "like": Limit(rate_per_s=20, burst=600),
     "follow": Limit(rate_per_s=20 / 3, burst=400),
     "login": Limit(rate_per_s=1 / 12, burst=5),
-    "refresh": Limit(rate_per_s=1, burst=60),
 }
 
 DEV_SCALE = 1000.0  # dev and test: the whole test suite logs everyone in and posts from 127.0.0.1

@@ -51,3 +51,11 @@ DEAD_LETTER_PREFIX = f"{NAMESPACE}dead-letters-"
 def dead_letters(consumer: str) -> Topic:
     """The dead-letter topic of one consumer group."""
     return Topic(f"{DEAD_LETTER_PREFIX}{consumer}", key="(original key)", partitions=1)
+
+
+RETRY_PREFIX = f"{NAMESPACE}retry-"
+
+
+def retries(consumer: str) -> Topic:
+    """Events `chirp dlq retry` re-delivers to one consumer group: only that group reads it."""
+    return Topic(f"{RETRY_PREFIX}{consumer}", key="(original key)", partitions=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib import resources
+from typing import Any
 
 import asyncpg
 import orjson
@@ -33,6 +34,7 @@ async def connect(
     min_size: int = 1,
     max_size: int = 10,
     server_settings: dict[str, str] | None = None,
+    **pool_options: Any,
 ) -> asyncpg.Pool:
     """A pool on the app database, with migrations applied; `server_settings` are set on each connection."""
     pool = await asyncpg.create_pool(
@@ -42,6 +44,7 @@ async def connect(
         init=_init,
         reset=_keep_session,
         server_settings=server_settings,
+        **pool_options,  # e.g. the gateway's connect and command timeouts
     )
     if migrate:
         await apply_migrations(pool)

@@ -34,7 +34,6 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
 
 import asyncpg
 import orjson
@@ -128,12 +127,6 @@ class Window:
 
     post_ids: list[str]
     big_authors: list[str]
-
-
-class Timelines(Protocol):
-    async def window(self, user_id: str, cursor: str | None, limit: int) -> Window | None: ...
-    async def add(self, posts_by_timeline: Mapping[str, Iterable[str]], *, create: bool) -> None: ...
-    async def remove(self, removals: Iterable[tuple[str, Iterable[str]]]) -> None: ...
 
 
 # Lua: one command does a whole step, for one timeline or (fan-out) for hundreds.

@@ -34,7 +34,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 import orjson
@@ -120,16 +120,6 @@ def moderation_value(at_us: int, event_id: str, hidden: bool) -> str:
 def ranking_key(window: str, prefix: str = DEFAULT_PREFIX) -> str:
     """The key holding the precomputed ranking of `window`."""
     return f"{prefix}ranking:{window}"
-
-
-class TrendingCounts(Protocol):
-    async def advance(self, at: float) -> None: ...
-    async def add_posts(self, posts: Sequence[PostActivity]) -> None: ...
-    async def remove_posts(self, deletes: Sequence[tuple[str, str]]) -> None: ...
-    async def add_follows(self, follows: Sequence[Follow]) -> None: ...
-    async def moderate(self, target: str, hidden: bool, at_us: int, event_id: str) -> None: ...
-    async def refresh(self, pg: asyncpg.Pool | None) -> dict[str, dict[str, Any]]: ...
-    async def ranking(self, window: str) -> str | None: ...
 
 
 # Lua: each script is one atomic step, so concurrent consumers never see half a post. ----------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 
@@ -71,15 +71,6 @@ class FollowChange:
 class FollowPage:
     rows: list[dict[str, Any]]
     after: tuple[datetime, str] | None  # keyset of the last row when there may be more
-
-
-class UsersReadModel(Protocol):
-    async def apply_profiles(self, changes: list[ProfileChange]) -> None: ...
-    async def apply_follows(self, changes: list[FollowChange]) -> None: ...
-    async def profile(self, handle: str, viewer_id: str | None) -> dict[str, Any] | None: ...
-    async def user_id(self, handle: str) -> str | None: ...
-    async def followers(self, user_id: str, after: tuple[datetime, str] | None, limit: int) -> FollowPage: ...
-    async def following(self, user_id: str, after: tuple[datetime, str] | None, limit: int) -> FollowPage: ...
 
 
 def placeholder_handle(user_id: str) -> str:

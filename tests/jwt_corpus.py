@@ -4,12 +4,11 @@ into claims. The unit test checks `verify_access_token` against it, the integrat
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
 
-CORPORA = Path(os.environ.get("CHIRP_CORPORA") or Path(__file__).resolve().parents[2] / "shared" / "corpora")
-VECTORS = CORPORA / "jwt" / "jwt_vectors.json"
+from tests.corpora import corpus
+
+VECTORS = corpus("jwt") / "jwt_vectors.json"
 
 # PyJWT's exception names in `pyjwt_observed`, mapped onto our reason codes (None: accepted).
 OUTCOMES: dict[str, str | None] = {

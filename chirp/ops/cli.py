@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib.util
 import json
 import os
 import time
 from collections.abc import Coroutine, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import orjson
 import typer
@@ -25,7 +26,10 @@ from rich.table import Table
 
 from chirp.settings import Settings
 
-EXIT_FAILED, EXIT_UNAVAILABLE = 1, 3
+if TYPE_CHECKING:
+    from consumers.runtime import Consumer
+
+EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
 T = TypeVar("T")
 
 ops_app = typer.Typer(help="Chirp operator tools.", no_args_is_help=True)
@@ -52,12 +56,34 @@ console = _Console()
 errors = _Console(stderr=True)
 
 
+def usage_error(message: str) -> NoReturn:
+    """A mistyped name is bad usage, not a crash: one line on stderr, exit 2."""
+    typer.echo(f"chirp: {message}", err=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def consumer_named(name: str) -> Consumer:
+    """The consumer of module `name` under consumers/ (or of a dotted module path); exit 2 when there is none."""
+    from consumers.runtime import Consumer, all_consumers, load
+
+    module = name if "." in name else f"consumers.{name}"
+    try:
+        exists = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a dotted path whose package is missing
+        exists = False
+    if not exists or not isinstance(getattr(importlib.import_module(module), "consumer", None), Consumer):
+        usage_error(f"no consumer {name!r} (consumers: {', '.join(sorted(c.name for c in all_consumers()))})")
+    return load(name)
+
+
 def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine; turn unreachable services into exit 3 and operation errors into exit 1."""
+    """Run a coroutine; turn unreachable services into exit 3, unknown names into exit 2 and operation errors into
+    exit 1."""
     import asyncpg
     import redis.exceptions
     from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
+    from chirp.ops._kafka import UnknownName
     from chirp.ops.replay import ReplayError
 
     try:
@@ -72,6 +98,8 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     ) as exc:
         errors.print(f"[red]unreachable:[/] {exc!r}")
         raise typer.Exit(EXIT_UNAVAILABLE) from None
+    except UnknownName as exc:
+        usage_error(str(exc))
     except (ReplayError, ValueError) as exc:
         errors.print(f"[red]failed:[/] {exc}")
         raise typer.Exit(EXIT_FAILED) from None
@@ -138,7 +166,15 @@ def _lag_table(rows: list[Any]) -> Table:
 
 @ops_app.command()
 def lag(
-    group: Annotated[list[str] | None, typer.Option("--group", "-g", help="Only these consumer groups.")] = None,
+    group: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--group",
+            "-g",
+            help="Only these groups: a consumer's name (its group under CHIRP_CONSUMER_GROUP_PREFIX) or a group id."
+            " Default: every group under the prefix.",
+        ),
+    ] = None,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh until Ctrl-C.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between refreshes with --watch.")] = 2.0,
     max_lag: Annotated[int | None, typer.Option(help="Exit 1 when any partition lags more than this.")] = None,
@@ -213,7 +249,21 @@ class _Bar:
         )
 
 
+def _print_plan(results: list[Any]) -> None:
+    """A dry run: per consumer, the offsets each partition would be read between, and the tables and keys."""
+    for r in results:
+        table = Table("topic/partition", "from offset", "to offset", "events", title=f"{r.consumer}: would replay")
+        for tp, start in sorted(r.start.items()):
+            table.add_row(tp, str(start), str(r.end.get(tp, start)), f"{r.end.get(tp, start) - start:,}")
+        table.add_row("all", "", "", f"{r.planned:,}", style="bold")
+        console.print(table)
+        console.print(f"tables: {', '.join(r.tables) or '-'}", highlight=False)
+        console.print(f"redis keys: {', '.join(f'{p}*' for p in r.redis_prefixes) or '-'}", highlight=False)
+
+
 def _print_results(results: list[Any]) -> None:
+    if results and all(r.dry_run for r in results):
+        return _print_plan(results)
     table = Table(
         "consumer",
         "planned",
@@ -271,6 +321,8 @@ def replay(
 
     if from_beginning and from_time:
         raise typer.BadParameter("--from-beginning and --from-time exclude each other")
+    for name in consumers:
+        consumer_named(name)
     since = from_time.replace(tzinfo=from_time.tzinfo or UTC) if from_time else None
     if progress_json:  # `chirp rebuild --all --jobs N` runs each replay so and shows the progress itself
         report = _JsonProgress()
@@ -313,6 +365,8 @@ IdOpt = Annotated[list[str] | None, typer.Option("--id", help="Only these letter
 def _select(consumer: str | None, ids: list[str] | None, *, handled: bool = False) -> list[Any]:
     from chirp.ops.dlq import letters
 
+    if consumer:
+        _run(_dead_letters_of(consumer))
     found = _run(letters(Settings(), consumer, handled=handled or bool(ids)))
     if not ids:
         return found
@@ -322,6 +376,19 @@ def _select(consumer: str | None, ids: list[str] | None, *, handled: bool = Fals
         errors.print(f"[red]no such dead letter:[/] {', '.join(unknown)}")
         raise typer.Exit(EXIT_FAILED)
     return [by_id[i] for i in ids]
+
+
+async def _dead_letters_of(consumer: str) -> None:
+    """`UnknownName` unless `consumer` is a consumer or has a dead-letter topic (a mistyped name, not no letters)."""
+    from chirp.ops import _kafka
+    from consumers.runtime import all_consumers
+    from schemas.topics import dead_letters
+
+    if consumer in {c.name for c in all_consumers()}:
+        return
+    async with _kafka.admin(Settings()) as client:
+        if dead_letters(consumer).name not in await client.list_topics():
+            raise _kafka.UnknownName(f"no consumer {consumer!r} and no topic {dead_letters(consumer).name}")
 
 
 @dlq_app.command("list")
@@ -370,13 +437,21 @@ def dlq_retry(
     consumer: ConsumerArg = None,
     ids: IdOpt = None,
     note: Annotated[str, typer.Option(help="Why (kept with the decision).")] = "",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would be retried.")] = False,
 ) -> None:
-    """Publish the pending letters' events to their original topics again (after fixing the cause)."""
-    from chirp.ops.dlq import act
+    """Re-deliver the pending letters' events to the consumer that failed them (after fixing the cause); an event
+    that fails validation again is not retried and stays pending."""
+    from chirp.ops.dlq import retry
 
-    chosen = _select(consumer, ids)
-    done = _run(act(Settings(), chosen, "retried", note))
-    console.print(f"retried {done} event(s)")
+    result = _run(retry(Settings(), _select(consumer, ids), note, dry_run=dry_run))
+    table = Table("id", "consumer", "from", "action", title="Retry (dry run)" if dry_run else "Retry")
+    for x in result.retried:
+        table.add_row(x.id, x.consumer, "/".join(x.origin), "would retry" if dry_run else "retried")
+    for x, why in result.invalid:
+        table.add_row(x.id, x.consumer, "/".join(x.origin), f"not retried, stays dead-lettered: {why[:100]}")
+    console.print(table)
+    verb = "would retry" if dry_run else "retried"
+    console.print(f"{verb} {len(result.retried)} event(s); {len(result.invalid)} fail validation, not retried")
 
 
 @dlq_app.command("drop")
@@ -386,10 +461,10 @@ def dlq_drop(
     note: Annotated[str, typer.Option(help="Why (kept with the decision).")] = "",
 ) -> None:
     """Record that the pending letters (or the given ids) will not be retried; `list` hides them from now on."""
-    from chirp.ops.dlq import act
+    from chirp.ops.dlq import drop
 
     chosen = _select(consumer, ids)
-    done = _run(act(Settings(), chosen, "dropped", note))
+    done = _run(drop(Settings(), chosen, note))
     console.print(f"dropped {done} event(s)")
 
 

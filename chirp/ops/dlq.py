@@ -3,22 +3,32 @@
 Dead letters are the `dead-letters-<consumer>` topics the runtime writes (original key, value and headers, plus
 `dlq_*` headers). A decision (`retried` or `dropped`) is a record in the compacted `dlq-decisions` topic keyed by
 the letter's id, so `list` hides handled letters and the history stays in Kafka with everything else.
+
+A retry goes to the one group that failed: to its `retry-<consumer>` topic, which only that group reads (the
+runtime hands such a record to the handler of the topic it was first published to, see
+`consumers.runtime.retried_record`), never to the shared topic. A letter whose event fails validation again is
+not retried: it stays pending, to be dropped (or fixed by a consumer that reads it).
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import orjson
+from aiokafka import ConsumerRecord
 from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from chirp.ops import _kafka
 from chirp.settings import Settings
-from producers.broker import Publisher, make_broker
+from consumers.runtime import Rejected, all_consumers, decode
+from producers.broker import Publisher, ensure_topics, make_broker
 from schemas import topics
+from schemas.events import BY_TOPIC, BY_TYPE, Event
 
 DECISIONS_TOPIC = f"{topics.NAMESPACE}dlq-decisions"
 RETRY_HEADER = "dlq_retry_of"
@@ -139,23 +149,79 @@ async def _decide(publisher: Publisher, letter: Letter, decision: str, note: str
     await publisher.publish_raw(DECISIONS_TOPIC, letter.id.encode(), orjson.dumps(body), {})
 
 
-async def act(settings: Settings, chosen: list[Letter], decision: str, note: str = "") -> int:
-    """`retried`: publish each letter's event to its original topic again, then record it; `dropped`: record it."""
-    if decision not in ("retried", "dropped"):
-        raise ValueError(decision)
+@asynccontextmanager
+async def publishing(settings: Settings) -> AsyncIterator[Publisher]:
+    """A publisher for decisions and retries (the decisions topic created first)."""
     await ensure_decisions_topic(settings)
     broker = make_broker(settings)
     await broker.connect()
     try:
-        publisher = Publisher(broker)
-        for letter in chosen:
-            if decision == "retried":
-                topic = letter.headers.get("dlq_topic")
-                if not topic:
-                    raise ValueError(f"{letter.id} names no original topic")
-                headers = {**letter.original_headers, RETRY_HEADER: letter.id}
-                await publisher.publish_raw(topic, letter.key, letter.value, headers)
-            await _decide(publisher, letter, decision, note)
+        yield Publisher(broker)
     finally:
         await broker.stop()
+
+
+async def drop(settings: Settings, chosen: list[Letter], note: str = "") -> int:
+    """Record that these letters will not be retried (`list` hides them from then on)."""
+    async with publishing(settings) as publisher:
+        for letter in chosen:
+            await _decide(publisher, letter, "dropped", note)
     return len(chosen)
+
+
+def _model(letter: Letter) -> type[Event] | None:
+    """The model the letter's consumer decodes its original topic with (None when it does not read that topic).
+    For a consumer not under `consumers/` (a test's probe): the model of that topic, or of the event's type."""
+    topic = letter.headers.get("dlq_topic", "")
+    for consumer in all_consumers():
+        if consumer.name == letter.consumer:
+            return consumer.handlers[topic].model if topic in consumer.handlers else None
+    if topic in BY_TOPIC:
+        return BY_TOPIC[topic]
+    with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError):
+        return BY_TYPE.get(orjson.loads(letter.value).get("type"))
+    return None
+
+
+def invalid(letter: Letter) -> str | None:
+    """Why the letter's event still fails validation (then a retry cannot succeed), or None when it passes."""
+    model = _model(letter) if letter.headers.get("dlq_topic") else None
+    if model is None:
+        return f"unknown_origin: {letter.consumer} reads no model from {letter.headers.get('dlq_topic')!r}"
+    topic, partition, offset = letter.origin
+    record = ConsumerRecord(
+        topic, int(partition or 0), int(offset or 0), 0, 0, letter.key, letter.value, None, 0, 0, ()
+    )
+    try:
+        decode(record, model)
+    except Rejected as exc:
+        return f"{exc.reason}: {exc.detail}"
+    return None
+
+
+@dataclass(frozen=True)
+class RetryResult:
+    retried: list[Letter]
+    invalid: list[tuple[Letter, str]]  # still fail validation: not retried, still pending
+
+
+async def retry(settings: Settings, chosen: list[Letter], note: str = "", *, dry_run: bool = False) -> RetryResult:
+    """Re-deliver each valid letter's event to its consumer's retry topic (read by that group only), then record
+    the decision; letters whose events fail validation again are left pending. `dry_run` only sorts them."""
+    result = RetryResult([], [])
+    for letter in chosen:
+        why = invalid(letter)
+        if why is None:
+            result.retried.append(letter)
+        else:
+            result.invalid.append((letter, why))
+    if dry_run or not result.retried:
+        return result
+    await ensure_topics(settings, tuple({topics.retries(x.consumer) for x in result.retried}))
+    async with publishing(settings) as publisher:
+        for letter in result.retried:
+            origin = {f"dlq_{k}": letter.headers.get(f"dlq_{k}", "") for k in ("topic", "partition", "offset")}
+            headers = {**letter.original_headers, **origin, RETRY_HEADER: letter.id}
+            await publisher.publish_raw(topics.retries(letter.consumer).name, letter.key, letter.value, headers)
+            await _decide(publisher, letter, "retried", note)
+    return result

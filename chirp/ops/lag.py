@@ -3,13 +3,13 @@ the oldest unprocessed event has waited."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import TopicPartition
 
+from chirp.kafka_admin import group_offsets
 from chirp.ops import _kafka
 from chirp.settings import Settings
 
@@ -35,25 +35,35 @@ class PartitionLag:
 
 
 async def measure(settings: Settings, groups: list[str] | None = None) -> list[PartitionLag]:
-    """Lag of every partition each group (all groups unless named) has committed an offset for."""
-    async with _kafka.admin(settings) as client, _kafka.reader(settings) as kafka:
-        ids = groups or await _kafka.groups(client)
-        fetched = await asyncio.gather(*(_kafka.committed(client, group) for group in ids))
-        committed = dict(zip(ids, fetched, strict=True))
-        named = sorted({tp.topic for offsets in committed.values() for tp in offsets})
-        existing = set(await _kafka.partitions(kafka, named))
-        tps = sorted({tp for offsets in committed.values() for tp in offsets if tp in existing})
-        ends = await kafka.end_offsets(tps) if tps else {}
-    wanted = sorted({(tp, o) for offsets in committed.values() for tp, o in offsets.items() if o < ends.get(tp, o)})
+    """Lag of every partition each group has committed an offset for: the groups named (see `group_named`), else
+    every group under `CHIRP_CONSUMER_GROUP_PREFIX` (all of them when it is empty) and those of
+    `CHIRP_CONSUMER_GROUPS`."""
+    async with _kafka.admin(settings) as client:
+        known = await _kafka.groups(client)
+    if groups:
+        ids = [group_named(settings, name, known) for name in groups]
+    else:
+        ours = set(settings.consumer_groups.values())
+        ids = [g for g in known if g.startswith(settings.consumer_group_prefix) or g in ours]
+    by_group = await group_offsets(settings, ids)
+    wanted = sorted({(tp, done) for offsets in by_group.values() for tp, (done, end) in offsets.items() if done < end})
     records = await _records(settings, wanted)
     rows: list[PartitionLag] = []
-    for group, offsets in committed.items():
-        for tp, offset in sorted(offsets.items()):
-            if tp in ends:
-                record = records.get((tp, offset))
-                at = datetime.fromtimestamp(record.timestamp / 1000, UTC) if record is not None else None
-                rows.append(PartitionLag(group, tp.topic, tp.partition, offset, ends[tp], at))
+    for group, offsets in by_group.items():
+        for tp, (done, end) in offsets.items():
+            record = records.get((tp, done))
+            at = datetime.fromtimestamp(record.timestamp / 1000, UTC) if record is not None else None
+            rows.append(PartitionLag(group, tp.topic, tp.partition, done, end, at))
     return rows
+
+
+def group_named(settings: Settings, name: str, known: list[str]) -> str:
+    """The group `name` means: a consumer's own group (its `CHIRP_CONSUMER_GROUPS` entry or the prefix + `name`)
+    when that exists, else the group of that exact id; `UnknownName` when neither does."""
+    for group in (settings.group(name), name):
+        if group in known:
+            return group
+    raise _kafka.UnknownName(f"no consumer group {name!r} (`chirp lag` lists the groups)")
 
 
 Position = tuple[TopicPartition, int]

@@ -159,6 +159,8 @@ class ReplayResult:
     offsets_handed_off: bool = False
     dry_run: bool = False
     start: dict[str, int] = field(default_factory=dict)  # "topic/partition" -> first offset replayed
+    end: dict[str, int] = field(default_factory=dict)  # "topic/partition" -> end offset when planned (dry runs)
+    redis_prefixes: tuple[str, ...] = ()  # the keys the model owns (dry runs)
 
     @property
     def rate(self) -> float:
@@ -320,14 +322,19 @@ class Replay:
         ]
 
     async def plan(self) -> list[ReplayResult]:
-        """What a replay would do, without doing it (`--dry-run`)."""
+        """What a replay would do, without doing it (`--dry-run`): refused as `run()` refuses it."""
+        for m in self.members:
+            if m.model.empty:
+                raise ReplayError(f"{m.consumer.name} owns no read model: nothing to rebuild")
         async with _kafka.reader(self.settings) as kafka:
             tps = await self._partitions(kafka)
             start = await self._start_offsets(kafka, tps)
             ends = await kafka.end_offsets(tps)
         results = self._results(start, ends)
-        for result in results:
+        for m, result in zip(self.members, results, strict=True):
             result.dry_run = True
+            result.end = {f"{tp.topic}/{tp.partition}": ends[tp] for tp in m.tps}
+            result.redis_prefixes = m.model.redis_prefixes
         return results
 
     # Running -------------------------------------------------------------------------------------------------
@@ -432,6 +439,10 @@ class Replay:
             if m.model.redis_prefixes:
                 assert m.ctx is not None and isinstance(m.ctx.redis, _shadow_redis.ShadowRedis)
                 async with m.ctx.redis.gate.closed():  # (a background task's commands wait meanwhile)
+                    # What readers get that a handler does not write (trending's rankings) is completed first,
+                    # from the caught-up shadow, so the model is whole when it becomes visible.
+                    if before_swap := m.ctx.extras.get("before_swap"):
+                        await before_swap(live_redis, m.redis_root)
                     result.redis_keys = await _shadow_redis.swap(live_redis, m.model.redis_prefixes, m.redis_root)
                     m.ctx.redis.rewriter.enabled = False
                 await live_redis.srem(_shadow_redis.ROOTS, m.redis_root)  # no key is left under it

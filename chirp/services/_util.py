@@ -15,6 +15,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from chirp.settings import Settings
+
 T = TypeVar("T")
 
 _apt_updated = False
@@ -22,6 +24,14 @@ _apt_updated = False
 
 class ServiceError(RuntimeError):
     """A service could not be installed, started or reached."""
+
+
+def instance_name(base: str, settings: Settings, port_field: str) -> str:
+    """The name of one service's state for these settings: `base` on the default port (the names existing machines
+    already use), `base-<port>` on another, so a second stack on other ports (staging, the fault tests) keeps its
+    own cluster, data, logs and pid files."""
+    port = getattr(settings, port_field)
+    return base if port == Settings.model_fields[port_field].default else f"{base}-{port}"
 
 
 def privileged(cmd: Sequence[str]) -> list[str]:

@@ -8,13 +8,13 @@ import subprocess
 import time
 import uuid
 from importlib.resources import files
-from pathlib import Path
 from string import Template
 
 from chirp.services._util import (
     ServiceError,
     apt_install,
     gone,
+    instance_name,
     pid_alive,
     port_open,
     run,
@@ -31,12 +31,13 @@ MAIN_CLASS = "kafka.Kafka"
 
 
 class _Paths:
-    """Where one Kafka version keeps its jars, config, data and logs."""
+    """Where one Kafka version keeps its jars (shared), and one broker its config, data and logs (one per port)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.root = settings.home / "kafka" / settings.kafka_version
-        self.libs = self.root / "libs"
-        self.libs_ok = self.root / "libs.complete"
+        jars = settings.home / "kafka" / settings.kafka_version
+        self.libs = jars / "libs"
+        self.libs_ok = jars / "libs.complete"
+        self.root = settings.home / "kafka" / instance_name(settings.kafka_version, settings, "kafka_port")
         self.data = self.root / "data"
         self.logs = self.root / "logs"
         self.conf = self.root / "server.properties"
@@ -63,11 +64,12 @@ def _fetch_libs(settings: Settings, p: _Paths) -> None:
     if p.libs_ok.exists() and any(p.libs.glob("kafka_2.13-*.jar")):
         return
     shutil.rmtree(p.libs, ignore_errors=True)
-    p.root.mkdir(parents=True, exist_ok=True)
-    pom = p.root / "pom.xml"
+    jars = p.libs.parent
+    jars.mkdir(parents=True, exist_ok=True)
+    pom = jars / "pom.xml"
     pom.write_text(_resource("pom.xml"))
     cmd = ["mvn", "-B", "-q", "-f", str(pom), "dependency:copy-dependencies", "-DincludeScope=runtime"]
-    run([*cmd, f"-DoutputDirectory={p.libs}", f"-Dkafka.version={settings.kafka_version}"], cwd=p.root)
+    run([*cmd, f"-DoutputDirectory={p.libs}", f"-Dkafka.version={settings.kafka_version}"], cwd=jars)
     p.libs_ok.write_text(f"{len(list(p.libs.glob('*.jar')))} jars\n")
 
 
@@ -185,11 +187,6 @@ def down(settings: Settings) -> None:
 def status(settings: Settings) -> bool:
     """Whether something answers on the Kafka port."""
     return port_open(settings.kafka_host, settings.kafka_port)
-
-
-def log_file(settings: Settings) -> Path:
-    """The broker's console log (startup errors land here)."""
-    return _Paths(settings).out
 
 
 def pid(settings: Settings) -> int | None:

@@ -1,4 +1,5 @@
-"""A dedicated Debian PostgreSQL cluster ("chirp") with the app role, databases, pg_trgm and rum."""
+"""A dedicated Debian PostgreSQL cluster ("chirp", or "chirp-<port>" on another port) with the app role, databases,
+pg_trgm and rum."""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ import shutil
 import time
 from pathlib import Path
 
-from chirp.services._util import ServiceError, apt_install, port_open, privileged, run, wait_for
+from chirp.services._util import ServiceError, apt_install, instance_name, port_open, privileged, run, wait_for
 from chirp.settings import Settings
 
-CLUSTER = "chirp"
 READY_TIMEOUT_S = 60.0
 PG_ROOT = Path("/usr/lib/postgresql")
 
@@ -58,12 +58,17 @@ def _version() -> str | None:
     return max(versions, key=lambda v: [int(x) for x in v.split(".") if x.isdigit()], default=None)
 
 
-def _cluster_state(version: str) -> str | None:
-    """'online'/'down' for our cluster, or None when it does not exist."""
+def cluster(settings: Settings) -> str:
+    """Our cluster's name: "chirp" on the default port, "chirp-<port>" for a second stack on another port."""
+    return instance_name("chirp", settings, "postgres_port")
+
+
+def _cluster_state(version: str, name: str) -> str | None:
+    """'online'/'down' for the cluster `name`, or None when it does not exist."""
     out = run(["pg_lsclusters", "--no-header"]).stdout
     for line in out.splitlines():
         cols = line.split()
-        if cols[:2] == [version, CLUSTER]:
+        if cols[:2] == [version, name]:
             return "online" if cols[3].startswith("online") else cols[3]
     return None
 
@@ -84,15 +89,16 @@ def _install() -> str:
 
 def _configure(settings: Settings, version: str) -> bool:
     """Create the cluster once, set its port, write our settings to conf.d/chirp.conf; True if they changed."""
-    if _cluster_state(version) is None:
-        create = ["pg_createcluster", version, CLUSTER, "--port", str(settings.postgres_port)]
+    name = cluster(settings)
+    if _cluster_state(version, name) is None:
+        create = ["pg_createcluster", version, name, "--port", str(settings.postgres_port)]
         create += ["--locale", "C.UTF-8", "--encoding", "UTF8", "--start-conf", "manual"]
         run(privileged([*create, "--", "--auth-host=scram-sha-256", "--auth-local=peer"]))
-    run(privileged(["pg_conftool", version, CLUSTER, "set", "port", str(settings.postgres_port)]))
+    run(privileged(["pg_conftool", version, name, "set", "port", str(settings.postgres_port)]))
     conf = {**CONF, **memory_conf(), "listen_addresses": settings.postgres_host}
     text = "# Written by chirp.services.postgres on every start.\n"
     text += "".join(f"{key} = '{value}'\n" for key, value in conf.items())
-    path = Path("/etc/postgresql") / version / CLUSTER / "conf.d" / "chirp.conf"
+    path = Path("/etc/postgresql") / version / name / "conf.d" / "chirp.conf"
     if path.exists() and path.read_text() == text:
         return False
     run(privileged(["tee", str(path)]), input=text)
@@ -160,22 +166,23 @@ def up(settings: Settings) -> None:
     """Install, create and start the cluster unless running; ensure role, databases and extensions exist."""
     t0 = time.monotonic()
     version = _install()
-    state = _cluster_state(version)
+    name = cluster(settings)
+    state = _cluster_state(version, name)
     foreign = state != "online" and port_open(settings.postgres_host, settings.postgres_port)
     started = False
     if state != "online" and not foreign:
         _configure(settings, version)
-        run(privileged(["pg_ctlcluster", version, CLUSTER, "start"]))
+        run(privileged(["pg_ctlcluster", version, name, "start"]))
         started = True
     elif state == "online" and _configure(settings, version):
-        run(privileged(["pg_ctlcluster", version, CLUSTER, "reload"]))
+        run(privileged(["pg_ctlcluster", version, name, "reload"]))
         print("postgres: settings changed, reloaded")
     if not wait_for(lambda: _ready(settings), READY_TIMEOUT_S):
-        log = f"/var/log/postgresql/postgresql-{version}-{CLUSTER}.log"
+        log = f"/var/log/postgresql/postgresql-{version}-{name}.log"
         raise ServiceError(f"postgres not ready on port {settings.postgres_port}; see {log}")
     if not foreign and not started and _server_version(settings) != _installed_version(version):
         # A running server older than its package (upgraded since it started) cannot load the new extensions.
-        run(privileged(["pg_ctlcluster", version, CLUSTER, "restart", "-m", "fast"]))
+        run(privileged(["pg_ctlcluster", version, name, "restart", "-m", "fast"]))
         if not wait_for(lambda: _ready(settings), READY_TIMEOUT_S):
             raise ServiceError(f"postgres not ready on port {settings.postgres_port} after its restart")
         print(f"postgres: restarted on the upgraded server ({_installed_version(version)})")
@@ -185,7 +192,7 @@ def up(settings: Settings) -> None:
         if not login_ok(settings, db):
             raise ServiceError(f"postgres: cannot log in as {settings.postgres_user} to {db} over TCP")
     if started:
-        print(f"postgres: started ({version}/{CLUSTER}) in {time.monotonic() - t0:.1f}s")
+        print(f"postgres: started ({version}/{name}) in {time.monotonic() - t0:.1f}s")
     else:
         print("postgres: already running")
 
@@ -193,10 +200,11 @@ def up(settings: Settings) -> None:
 def down(settings: Settings) -> None:
     """Stop our cluster (fast shutdown) if it runs."""
     version = _version()
-    if version is None or _cluster_state(version) != "online":
+    name = cluster(settings)
+    if version is None or _cluster_state(version, name) != "online":
         print("postgres: not running (nothing we started)")
         return
-    run(privileged(["pg_ctlcluster", version, CLUSTER, "stop", "-m", "fast"]))
+    run(privileged(["pg_ctlcluster", version, name, "stop", "-m", "fast"]))
     print("postgres: stopped")
 
 

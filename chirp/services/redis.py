@@ -13,6 +13,7 @@ from pathlib import Path
 from chirp.services._util import (
     ServiceError,
     apt_install,
+    instance_name,
     pid_alive,
     privileged,
     run,
@@ -27,8 +28,8 @@ MARKER = "redis-server"
 
 
 def _dir(settings: Settings) -> Path:
-    """Working directory holding the pid and log files."""
-    return settings.home / "redis"
+    """Working directory holding the append-only file, the pid and log files (one per port)."""
+    return settings.home / instance_name("redis", settings, "redis_port")
 
 
 def ping(host: str, port: int, timeout: float = 0.5) -> bool:

@@ -52,15 +52,6 @@ def _endpoint(request: Request, method: str, path: str) -> tuple[Any, dict[str, 
     raise MissingEndpoint(f"{method} {path}")
 
 
-def has_endpoint(request: Request, method: str, path: str) -> bool:
-    """Whether the app serves `method path` (an API that another part of the system may not have added yet)."""
-    try:
-        _endpoint(request, method, path)
-    except MissingEndpoint:
-        return False
-    return True
-
-
 async def call_api(
     request: Request,
     method: str,

@@ -1,4 +1,9 @@
-"""Security headers on every response: a strict CSP (no inline script or style), nosniff, referrer, frame policy."""
+"""Security headers on every response: a strict CSP (no inline script or style), nosniff, referrer, frame policy.
+
+A response that may hold credentials or a viewer's own data is never stored by a cache (`Cache-Control:
+no-store`, unless it sets its own): one to a request that carried credentials (a bearer token or the login
+cookies; static files aside), one that sets a cookie, and the token endpoints under `/auth/`.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,17 @@ HEADERS: dict[str, str] = {
     "X-Frame-Options": "DENY",
 }
 _RAW = [(name.lower().encode(), value.encode()) for name, value in HEADERS.items()]
+_NO_STORE = (b"cache-control", b"no-store")
+_LOGIN_COOKIES = (b"chirp_access=", b"chirp_refresh=")
+
+
+def _carries_credentials(scope: Scope) -> bool:
+    if scope["path"].startswith("/static/"):  # the same files for everyone: the browser's cookies do not matter
+        return False
+    for name, value in scope["headers"]:
+        if name == b"authorization" or (name == b"cookie" and any(c in value for c in _LOGIN_COOKIES)):
+            return True
+    return scope["path"].startswith("/auth/")
 
 
 def add_security_headers(headers: list[tuple[bytes, bytes]]) -> None:
@@ -32,10 +48,14 @@ class SecurityHeaders:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        private = _carries_credentials(scope)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
+                names = {name.lower() for name, _ in headers}
+                if (private or b"set-cookie" in names) and b"cache-control" not in names:
+                    headers.append(_NO_STORE)
                 add_security_headers(headers)
                 message["headers"] = headers
             await send(message)

@@ -2,8 +2,9 @@
 
 Configured by environment when it runs in a child process (`chirp consume tests.integration.replay_probe`):
 CHIRP_RP_GROUP, CHIRP_RP_TOPIC, CHIRP_RP_TABLE. While the Redis key `rp-fail:<group>` exists every batch fails
-(the dead-letter tests set it, then "fix the cause" by deleting it). The read model: a row per post in the
-table and, in Redis, a set of post ids per author under `rp:<group>:` (idempotent: upsert and SADD).
+(the dead-letter tests set it, then "fix the cause" by deleting it); `rp-seen:<group>` counts the events it
+handled. The read model: a row per post in the table and, in Redis, a set of post ids per author under
+`rp:<group>:` (idempotent: upsert and SADD).
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ from tests.scratch import scratch_id
 
 def fail_flag(group: str) -> str:
     return f"rp-fail:{group}"
+
+
+def seen_counter(group: str) -> str:
+    """Events the probe handled, counted outside its read model (a replay's handlers count here too)."""
+    return f"rp-seen:{group}"
 
 
 def make(group: str, topic: Topic, table: str) -> tuple[Consumer, ReadModel]:
@@ -70,6 +76,7 @@ def make(group: str, topic: Topic, table: str) -> tuple[Consumer, ReadModel]:
             for e in events:
                 pipe.sadd(f"{prefix}author:{e.payload.author_id}", e.payload.post_id)
             await pipe.execute()
+        await ctx.redis.incrby(seen_counter(group), len(events))
 
     return consumer, read_model_of(consumer)
 

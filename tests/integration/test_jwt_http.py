@@ -24,11 +24,12 @@ from gateway.app import create_app
 from gateway.auth.keys import KeyRing
 from gateway.auth.tokens import sign_claims
 from tests import jwt_corpus
+from tests.corpora import missing
 from tests.integration.helpers import login, unique_handle
 
 CORPUS = jwt_corpus.load()
 if CORPUS is None:
-    pytest.skip(f"JWT corpus not found at {jwt_corpus.VECTORS} (set CHIRP_CORPORA)", allow_module_level=True)
+    pytest.skip(missing("jwt"), allow_module_level=True)
 OUTCOMES, OFFSETS = jwt_corpus.OUTCOMES, jwt_corpus.OFFSETS
 
 

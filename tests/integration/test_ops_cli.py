@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import re
+import subprocess
+import sys
+
 import pytest
 import typer
 from typer.testing import CliRunner
 
+from chirp.ops import _kafka
 from chirp.ops.cli import ops_app
+from chirp.settings import Settings
+from producers.broker import Publisher
+from tests.integration import replay_probe as probe
 
 COMMANDS = [
     [],
@@ -49,3 +59,59 @@ def test_bad_usage_exits_2() -> None:
 def test_unreachable_kafka_exits_3(args: list[str]) -> None:
     result = CliRunner().invoke(ops_app, args, env={"CHIRP_KAFKA_PORT": "1"})
     assert result.exit_code == 3, result.output
+
+
+MISTYPED = [
+    ["consume", "mentionz"],
+    ["consume", "runtime"],  # a module under consumers/ that is no consumer
+    ["consume", "tests.nowhere.probe"],
+    ["consume", "posts", "users", "--group", "mine"],
+    ["consume", "--all", "--group", "mine"],
+    ["replay", "mentionz"],
+    ["replay", "posts", "mentionz", "--dry-run"],
+    ["lag", "--group", "mentionz"],
+    ["dlq", "list", "mentionz"],
+    ["dlq", "show", "mentionz"],
+    ["dlq", "retry", "mentionz"],
+    ["dlq", "drop", "mentionz"],
+]
+
+
+@pytest.mark.parametrize("args", MISTYPED, ids=" ".join)
+def test_a_mistyped_consumer_or_group_is_one_line_and_exit_2(args: list[str]) -> None:
+    from chirp.cli import app
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("chirp: "), result.stderr
+    assert result.stdout == ""
+
+
+def test_a_dry_run_refuses_a_consumer_without_a_read_model_as_a_replay_does() -> None:
+    for args in (["replay", "preparse"], ["replay", "preparse", "--dry-run"]):
+        result = CliRunner().invoke(ops_app, args)
+        assert result.exit_code == 1 and "preparse owns no read model" in result.stderr, result.output
+
+
+async def test_a_dry_run_shows_each_partitions_offsets_the_tables_and_the_keys(
+    settings: Settings, publisher: Publisher
+) -> None:
+    group, table, topic = await probe.fresh(settings, "dry", partitions=3)
+    await probe.send(publisher, topic, probe.posts(30))
+    env = {**os.environ, "CHIRP_RP_GROUP": group, "CHIRP_RP_TOPIC": topic.name, "CHIRP_RP_TABLE": table}
+    cmd = [sys.executable, "-m", "chirp", "replay", "tests.integration.replay_probe", "--dry-run"]
+    shown = await asyncio.to_thread(
+        subprocess.run, cmd, env={**env, "COLUMNS": "200"}, capture_output=True, text=True, check=False
+    )
+    assert shown.returncode == 0, shown.stderr
+    async with _kafka.reader(settings) as kafka:
+        ends = await kafka.end_offsets(await _kafka.partitions(kafka, [topic.name]))
+    assert sum(ends.values()) == 30
+    for tp, end in ends.items():
+        assert re.search(rf"{tp.topic}/{tp.partition}\s*│\s*0\s*│\s*{end}\s*│\s*{end}\s*│", shown.stdout), shown.stdout
+    assert re.search(r"all\s*│\s*│\s*│\s*30\s*│", shown.stdout), shown.stdout
+    assert f"tables: {table}" in shown.stdout and f"redis keys: rp:{group}:*" in shown.stdout
+    async with _kafka.admin(settings) as admin:
+        assert not [g for g in await _kafka.groups(admin) if g.startswith(settings.group(group))], "nothing replayed"

@@ -16,6 +16,7 @@ from chirp.settings import Settings
 from producers.broker import Publisher
 from tests.conftest import eventually
 from tests.integration import replay_probe as probe
+from tests.scratch import scratch_id
 
 
 async def cli(*args: str) -> tuple[int, str]:
@@ -107,3 +108,51 @@ async def test_a_bug_failing_every_event_opens_the_circuit_and_the_events_wait_f
         await eventually(lambda: post_ids(pg, table), until=lambda ids: ids == held, timeout=60)
         assert len(await letters(settings, group)) == 3, "the held events were handled, not dead-lettered"
     await pg.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+async def test_a_retry_reaches_only_the_group_that_failed_and_garbage_is_not_retried(
+    settings: Settings, publisher: Publisher, pg: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    """Two groups read one topic; one fails a good event while both dead-letter a garbage record. The retry
+    brings the good event to the failed group alone, and the garbage stays one pending letter."""
+    failed, failed_table, topic = await probe.fresh(settings, "dlqa", partitions=1)
+    other = f"dlqb-{scratch_id()}"
+    other_table = other.replace("-", "_")
+    await redis_client.set(probe.fail_flag(failed), "1")
+    good = probe.posts(1)
+    env = {"CHIRP_CONSUMER_MAX_ATTEMPTS": "2", "CHIRP_CONSUMER_RETRY_BASE_MS": "20"}
+    with probe.running(failed, topic, failed_table, **env), probe.running(other, topic, other_table, **env):
+        await publisher.publish_raw(topic.name, b"k", b"\x00 not an event {", {})
+        await probe.send(publisher, topic, good)
+        pending = await eventually(lambda: letters(settings, failed), until=lambda x: len(x) == 2, timeout=60)
+        await eventually(lambda: letters(settings, other), until=lambda x: len(x) == 1, timeout=60)
+        await eventually(lambda: post_ids(pg, other_table), until=lambda ids: len(ids) == 1, timeout=60)
+        garbage = next(x for x in pending if x.reason == "invalid_json")
+        good_letter = next(x for x in pending if x.reason == "handler_error")
+        await redis_client.delete(probe.fail_flag(failed))  # the fix
+
+        async with _kafka.reader(settings) as kafka:
+            topic_ends = await kafka.end_offsets(await _kafka.partitions(kafka, [topic.name]))
+        code, out = await cli("dlq", "retry", failed, "--dry-run")
+        assert code == 0 and "would retry 1 event(s); 1 fail validation" in out
+        assert good_letter.id in out and garbage.id in out and "stays dead-lettered" in out
+        still = {x.id for x in await letters(settings, failed)}
+        assert still == {garbage.id, good_letter.id}, "a dry run decides nothing"
+
+        code, out = await cli("dlq", "retry", failed)
+        assert code == 0 and "retried 1 event(s); 1 fail validation, not retried" in out
+        await eventually(
+            lambda: post_ids(pg, failed_table), until=lambda ids: ids == {good[0].payload.post_id}, timeout=60
+        )
+        async with _kafka.reader(settings) as kafka:
+            assert await kafka.end_offsets(list(topic_ends)) == topic_ends, "nothing went to the shared topic"
+        assert int(await redis_client.get(probe.seen_counter(failed)) or 0) == 1
+        assert int(await redis_client.get(probe.seen_counter(other)) or 0) == 1, "the other group saw it once"
+        remaining = await letters(settings, failed)
+        assert [(x.id, x.copies) for x in remaining] == [(garbage.id, 1)], "the garbage stays one pending letter"
+        assert [x.copies for x in await letters(settings, other)] == [1]
+        code, out = await cli("dlq", "retry", failed)
+        assert code == 0 and "retried 0 event(s); 1 fail validation" in out
+        assert [x.id for x in await letters(settings, failed)] == [garbage.id]
+    for table in (failed_table, other_table):
+        await pg.execute(f"DROP TABLE IF EXISTS {table}")

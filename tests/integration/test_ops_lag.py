@@ -90,3 +90,27 @@ async def test_tables_keep_long_names_whole_without_a_terminal(settings) -> None
     )
     assert shown.returncode == 0, shown.stderr
     assert topic.name in shown.stdout
+
+
+async def test_lag_honours_the_group_prefix_and_a_consumers_own_group(settings, publisher) -> None:
+    """With CHIRP_CONSUMER_GROUP_PREFIX set (a shared broker), `chirp lag` shows that prefix's groups and `-g NAME`
+    the consumer NAME's group under it; `CHIRP_CONSUMER_GROUPS` (what `chirp consume --group` sets) is honoured too."""
+    uid = scratch_id()
+    topic = Topic(f"lagp-{uid}", key="post_id", partitions=1)
+    await ensure_topics(settings, (topic,))
+    await probe.send(publisher, topic, probe.posts(3))
+    prefix = f"{uid}-"
+    await commit_at_end(settings, f"{prefix}probe", topic)
+    await commit_at_end(settings, f"own-{uid}", topic)
+    runner = CliRunner()
+
+    async def groups_shown(*args: str, **env: str) -> set[str]:
+        shown = await asyncio.to_thread(runner.invoke, ops_app, ["lag", "--json", *args], env=env)
+        assert shown.exit_code == 0, shown.output
+        return {r["group"] for r in orjson.loads(shown.stdout)}
+
+    assert await groups_shown("-g", "probe", CHIRP_CONSUMER_GROUP_PREFIX=prefix) == {f"{prefix}probe"}
+    assert await groups_shown(CHIRP_CONSUMER_GROUP_PREFIX=prefix) == {f"{prefix}probe"}
+    mine = orjson.dumps({"probe": f"own-{uid}"}).decode()
+    assert await groups_shown("-g", "probe", CHIRP_CONSUMER_GROUPS=mine) == {f"own-{uid}"}
+    assert await groups_shown("-g", f"own-{uid}") == {f"own-{uid}"}, "a group id as it is"

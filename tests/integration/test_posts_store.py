@@ -210,7 +210,8 @@ class TestPostgresPosts(PostReadModelContract):
 def arango_settings(settings: Settings) -> Iterator[Settings]:
     """Settings naming a fresh ArangoDB database for this session, dropped at the end."""
     if not settings.arango_url:
-        pytest.skip("CHIRP_ARANGO_URL is not set: no ArangoDB server to test against (compose.yaml starts one)")
+        reason = "CHIRP_ARANGO_URL is not set: no ArangoDB server to test against"
+        pytest.skip(f"{reason} (`docker compose --profile arango up arangodb` starts one on 127.0.0.1:8529)")
     scoped = settings.model_copy(update={"arango_db": f"chirp_test_{new_id().lower()}"})
     yield scoped
     client = ArangoClient(hosts=settings.arango_url)

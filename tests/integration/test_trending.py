@@ -24,6 +24,7 @@ import redis as sync_redis
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
+from chirp.ops import replay
 from chirp.settings import Settings
 from consumers import trending
 from consumers.runtime import Context
@@ -183,6 +184,50 @@ async def test_users_trend_on_mentions_and_new_followers(
         lambda: ranking(client), until=lambda b: listed(b) and listed(b)[0]["count"] == 8, timeout=60
     )
     assert listed(body)[0]["score"] > 0
+
+
+async def test_the_ranking_a_replay_swaps_in_is_complete(
+    settings: Settings,
+    publisher: Publisher,
+    pg: asyncpg.Pool,
+    redis_client: aioredis.Redis,
+    client: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`chirp replay trending` while readers poll `GET /api/trending`: the rankings swapped in were computed from
+    the rebuilt counts, so no answer is empty (or lacks the trending tag) at any moment of the replay."""
+
+    # No refresher pass in the replay (as when its last pass predates the events): the swap alone must bring the
+    # rankings of the rebuilt counts.
+    async def no_refresher(counts: RedisTrending, pool: asyncpg.Pool | None) -> None:
+        return None
+
+    monkeypatch.setattr(trending, "refresh_forever", no_refresher)
+    name = tag()
+    await publisher.publish_many(burst(name, 6, ago(seconds=20)))
+    await replay.replay(settings, "trending")  # the live model, as a replay builds it
+    await RedisTrending(redis_client).refresh(pg)  # (a live refresher's pass may land after it: it repairs itself)
+    await eventually(lambda: ranking(client), until=lambda b: name in tags_of(b))
+
+    seen: list[list[str]] = []
+    done = asyncio.Event()
+
+    async def read_throughout() -> None:
+        while not done.is_set():
+            seen.append(tags_of(await ranking(client)))
+            await asyncio.sleep(0.005)
+
+    reader = asyncio.create_task(read_throughout())
+    try:
+        await replay.replay(settings, "trending")
+        after = len(seen)  # and the answers just after the swap, before a live refresher's pass could repair them
+        await eventually(lambda: asyncio.sleep(0, len(seen)), until=lambda n: n >= after + 20)
+    finally:
+        done.set()
+        await reader
+    assert len(seen) > 20
+    missing = [tags for tags in seen if name not in tags]
+    assert not missing, f"{len(missing)} of {len(seen)} answers lacked #{name} (first: {missing[0]})"
 
 
 async def test_hidden_tag_stays_hidden_after_a_replay(

@@ -17,11 +17,12 @@ import pytest
 from gateway.auth.keys import LEEWAY_S, KeyRing
 from gateway.auth.tokens import REASONS, TokenError, sign_claims, verify_access_token
 from tests import jwt_corpus
+from tests.corpora import missing
 
 ISS, AUD = "chirp", "chirp"
 CORPUS = jwt_corpus.load()
 if CORPUS is None:
-    pytest.skip(f"JWT corpus not found at {jwt_corpus.VECTORS} (set CHIRP_CORPORA)", allow_module_level=True)
+    pytest.skip(missing("jwt"), allow_module_level=True)
 OUTCOMES, OFFSETS = jwt_corpus.OUTCOMES, jwt_corpus.OFFSETS
 
 RING = KeyRing.generate()

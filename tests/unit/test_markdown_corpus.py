@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import html5lib
@@ -32,9 +30,9 @@ import mistune
 import pytest
 
 from consumers.markdown import render_post, sanitize
+from tests import corpora
 
-CORPORA = Path(os.environ.get("CHIRP_CORPORA") or Path(__file__).resolve().parents[3] / "shared" / "corpora")
-MARKDOWN = CORPORA / "markdown"
+MARKDOWN = corpora.corpus("markdown")
 UNSUPPORTED = {"HTML blocks", "Raw HTML", "Disallowed Raw HTML (extension)", "Tables (extension)"}
 UNSUPPORTED |= {"Task list items (extension)", "HTML tag filter", "Footnotes", "Task lists"}
 EXTENSION_SECTIONS = {"Strikethroughs", "Autolinks", "Interop"}  # of cmark_gfm_extensions.json; the rest: tables
@@ -226,8 +224,8 @@ def summary() -> str:
 
 def _sections() -> list[Any]:
     if not MARKDOWN.is_dir():
-        reason = f"Markdown corpus not found at {MARKDOWN} (set CHIRP_CORPORA to the folder holding markdown/)"
-        return [pytest.param(None, id="markdown-corpus-missing", marks=pytest.mark.skip(reason=reason))]
+        skip = pytest.mark.skip(reason=corpora.missing("markdown"))
+        return [pytest.param(None, id="markdown-corpus-missing", marks=skip)]
     return [pytest.param(key, id=f"{key[0]}:{key[1]}") for key in _examples() if FLOORS.get(key) != 0]
 
 
@@ -241,7 +239,7 @@ def test_section_keeps_its_pass_count(key: tuple[str, str]) -> None:
 
 def test_every_section_has_a_floor() -> None:
     if not MARKDOWN.is_dir():
-        pytest.skip(f"Markdown corpus not found at {MARKDOWN} (set CHIRP_CORPORA to the folder holding markdown/)")
+        pytest.skip(corpora.missing("markdown"))
     assert set(_examples()) == set(FLOORS)
 
 

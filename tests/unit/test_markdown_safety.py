@@ -11,23 +11,21 @@ One test per corpus file; with `-rP` each prints how many outputs it checked.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from consumers.markdown import render_post, sanitize
+from tests.corpora import corpus, missing
 from tests.unit.htmlsafety import unsafe_parts, url_scheme
 
-CORPORA = Path(os.environ.get("CHIRP_CORPORA") or Path(__file__).resolve().parents[3] / "shared" / "corpora")
-XSS = CORPORA / "xss"
+XSS = corpus("xss")
 FORMS = ("{}", "[x]({})", "![x]({})", "[x](<{}>)")
 
 
 def _corpus_files() -> list[object]:
     if not XSS.is_dir():
-        reason = f"XSS corpus not found at {XSS} (set CHIRP_CORPORA to the folder holding xss/)"
-        return [pytest.param(None, id="xss-corpus-missing", marks=pytest.mark.skip(reason=reason))]
+        return [pytest.param(None, id="xss-corpus-missing", marks=pytest.mark.skip(reason=missing("xss")))]
     files = sorted(p for p in XSS.rglob("*") if p.suffix in (".json", ".txt"))
     return [pytest.param(p, id=str(p.relative_to(XSS))) for p in files]
 
