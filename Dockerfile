@@ -10,6 +10,8 @@ COPY consumers consumers
 COPY gateway gateway
 COPY store store
 RUN pip install --no-cache-dir -c requirements.lock . && useradd --create-home chirp
+# The Open Graph PNG, rendered from its SVG where the package was installed (link previewers do not take SVG).
+RUN python -m gateway.pages.og_image && apt-get purge -y librsvg2-bin && rm -rf /var/lib/apt/lists/*
 USER chirp
 EXPOSE 8000 9400
 CMD ["chirp", "gateway"]

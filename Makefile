@@ -6,7 +6,7 @@ CHIRP := $(VENV)/bin/chirp
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install shell services services-down run test test-unit test-integration test-browser lint format bench docs clean
+.PHONY: help install shell services services-down static run test test-unit test-integration test-browser lint format bench docs clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -29,10 +29,13 @@ services: $(STAMP) ## Install and start Kafka, Redis and PostgreSQL (idempotent)
 services-down: $(STAMP) ## Stop the local services
 	$(CHIRP) services down
 
-run: services ## Run everything: services, gateway, every consumer (UI on http://127.0.0.1:8000)
+static: $(STAMP) ## Build the PNG link previews show from gateway/static/og-image.svg (installs rsvg-convert)
+	$(PY) -m gateway.pages.og_image
+
+run: services static ## Run everything: services, gateway, every consumer (UI on http://127.0.0.1:8000)
 	CHIRP_ENV=dev $(CHIRP) run
 
-test: services ## Run the full test suite against the real services
+test: services static ## Run the full test suite against the real services
 	$(PY) -m pytest
 
 test-unit: $(STAMP) ## Unit tests only (no services)
@@ -41,7 +44,7 @@ test-unit: $(STAMP) ## Unit tests only (no services)
 test-integration: services ## Integration tests only (real services, no browser)
 	$(PY) -m pytest tests/integration
 
-test-browser: services ## Browser tests only (installs Chromium when missing)
+test-browser: services static ## Browser tests only (installs Chromium when missing)
 	$(PY) -m pytest tests/e2e
 
 lint: $(STAMP) ## ruff check, ruff format --check, mypy

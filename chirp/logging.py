@@ -102,7 +102,8 @@ class RepeatLimiter:
         error = _error_text(event.get("exc_info"), event.get("error"))
         if error is None:
             return event
-        suppressed = self.admit(("structlog", str(event.get("event")), error))
+        # Per consumer: one consumer's failure (an outage beginning) does not hide another's in the same process.
+        suppressed = self.admit((f"structlog:{event.get('consumer', '')}", str(event.get("event")), error))
         if suppressed is None:
             raise structlog.DropEvent
         if suppressed:

@@ -1,9 +1,10 @@
 """Form actions (they work without JavaScript): post and reply, delete, follow and unfollow, edit the profile.
 
 Each checks the form's CSRF token, runs the JSON API's endpoint in-process (same validation, same events), and
-answers 303 back to the page; a refused input re-renders that page with the error next to the field and the text
-kept. Commands the API applies asynchronously (follow, profile edits) are awaited briefly on the read model, so
-the page the browser lands on already shows the change.
+answers 303 back to the page with a status message saying it is done (`flash.py`); a refused input re-renders
+that page with the error next to the field and the text kept. Deleting asks first on a page of its own (scripts
+ask with a dialog instead). Commands the API applies asynchronously (follow, profile edits) are awaited briefly
+on the read model, so the page the browser lands on already shows the change.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 from starlette.requests import Request
@@ -21,13 +23,15 @@ from starlette.routing import Route
 from consumers.markdown import render_post
 from gateway.auth.csrf import csrf_ok
 from gateway.auth.current import CSRF_COOKIE, require_viewer
-from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, TooManyRequests
+from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, NotFound, TooManyRequests
 from gateway.openapi import contract
 from gateway.pages.feeds import home_context, post_context, remember_posted
+from gateway.pages.flash import flash
 from gateway.pages.forms import MAX_POST_CHARS, Composer
 from gateway.pages.internal import call_api
 from gateway.pages.web import checked_form, field, local_path, login_redirect, page, page_route, page_viewer
 from gateway.requests import RequestModel, body_as
+from gateway.routes.posts import post_json
 from gateway.state import state_of
 from store.posts import PostgresPosts
 from store.users import PostgresUsersReadModel
@@ -78,14 +82,41 @@ async def compose(request: Request) -> Response:
     anchor = f"#post-{post_id}" if reply_to else ""
     response = RedirectResponse(composer.next + anchor, 303)
     remember_posted(response, post_id)
+    flash(request, response, "replied" if reply_to else "posted")
     return response
 
 
+def _after_delete(request: Request, post_id: str, value: str | None) -> tuple[str, str]:
+    """(where Cancel goes, where a done delete goes): the page the viewer came from; home instead of the post."""
+    referer = urlsplit(request.headers.get("referer", ""))
+    came_from = local_path(value or (referer.path + (f"?{referer.query}" if referer.query else "")), "/")
+    if came_from.startswith("/auth/"):
+        came_from = "/"
+    gone = came_from.split("?")[0].split("#")[0] in (f"/posts/{post_id}", f"/posts/{post_id}/delete")
+    return came_from, "/" if gone else came_from
+
+
+@page_route
+async def confirm_delete(request: Request) -> Response:
+    """`GET /posts/{post_id}/delete`: asks before deleting (the card's Delete link, when scripts do not ask)."""
+    me = await page_viewer(request)
+    post_id = request.path_params["post_id"]
+    if me is None:
+        return login_redirect(request, f"/posts/{post_id}/delete")
+    found = await PostgresPosts(state_of(request).pg).get(post_id)
+    if found is None:
+        raise NotFound("This post does not exist or was deleted.")
+    if found.author_id != me.user_id:
+        raise Forbidden("Only its author can delete a post.")
+    back, after = _after_delete(request, post_id, request.query_params.get("next"))
+    return page(request, "confirm_delete.html", me, post=post_json(found), back=back, next=after)
+
+
 async def delete(request: Request) -> Response:
-    """`POST /posts/{post_id}/delete` by its author: delete, then home (303)."""
+    """`POST /posts/{post_id}/delete` (next) by its author: delete, then `next` or home (303) saying so."""
     if await page_viewer(request) is None:
         return login_redirect(request)
-    await checked_form(request)
+    form = await checked_form(request)
     post_id = request.path_params["post_id"]
     result = await call_api(request, "DELETE", f"/api/posts/{post_id}", headers={"Prefer": "wait"})
     if "preference-applied" not in result.response.headers:
@@ -95,7 +126,9 @@ async def delete(request: Request) -> Response:
             return not await posts.exists(post_id)
 
         await settle(gone)
-    return RedirectResponse("/", 303)
+    response = RedirectResponse(_after_delete(request, post_id, field(form, "next"))[1], 303)
+    flash(request, response, "deleted")
+    return response
 
 
 async def _follow(request: Request, following: bool) -> Response:
@@ -112,7 +145,9 @@ async def _follow(request: Request, following: bool) -> Response:
         return profile is None or profile["followed_by_me"] == following
 
     await settle(applied)
-    return RedirectResponse(local_path(field(form, "next"), f"/@{handle}"), 303)
+    response = RedirectResponse(local_path(field(form, "next"), f"/@{handle}"), 303)
+    flash(request, response, "followed" if following else "unfollowed", handle)
+    return response
 
 
 async def follow(request: Request) -> Response:
@@ -133,7 +168,7 @@ async def settings_page(request: Request) -> Response:
         return login_redirect(request, "/settings")
     profile = await PostgresUsersReadModel(state_of(request).pg).profile(me.handle, me.user_id) or {}
     values = {"display_name": profile.get("display_name", ""), "bio": profile.get("bio", "")}
-    return page(request, "settings.html", me, values=values, errors={}, saved=False)
+    return page(request, "settings.html", me, values=values, errors={})
 
 
 async def save_settings(request: Request) -> Response:
@@ -147,7 +182,7 @@ async def save_settings(request: Request) -> Response:
         await call_api(request, "PATCH", "/api/me", json=values)
     except InvalidInput as exc:
         errors = {exc.field if exc.field in values else "form": exc.message}
-        return page(request, "settings.html", me, 422, values=values, errors=errors, saved=False)
+        return page(request, "settings.html", me, 422, values=values, errors=errors)
     users = PostgresUsersReadModel(state_of(request).pg)
     wanted = {k: v.strip() for k, v in values.items()}
 
@@ -156,7 +191,9 @@ async def save_settings(request: Request) -> Response:
         return profile is not None and all(profile[k] == v for k, v in wanted.items())
 
     await settle(applied)
-    return RedirectResponse(f"/@{me.handle}", 303)
+    response = RedirectResponse(f"/@{me.handle}", 303)
+    flash(request, response, "saved")
+    return response
 
 
 class PreviewBody(RequestModel):
@@ -179,6 +216,7 @@ async def preview(request: Request) -> Response:
 
 routes = [
     Route("/compose", compose, methods=["POST"]),
+    Route("/posts/{post_id}/delete", confirm_delete, methods=["GET"]),
     Route("/posts/{post_id}/delete", delete, methods=["POST"]),
     Route("/@{handle}/follow", follow, methods=["POST"]),
     Route("/@{handle}/unfollow", unfollow, methods=["POST"]),

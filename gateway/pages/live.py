@@ -1,4 +1,5 @@
-"""Live updates: Server-Sent Events at `GET /events?feed=...`, relayed from Redis pub/sub `chirp:posts`.
+"""Live updates: Server-Sent Events at `GET /events?feed=...`, relayed from Redis pub/sub `chirp:posts` (new posts,
+`event: post`) and `chirp:posts:deleted` (removed posts, `event: post-deleted`, sent to every stream).
 
 One `Relay` per gateway process subscribes to the channel while streams are open (and `IDLE_S` after the last
 one closes), numbers each notice `<boot>.<seq>`, keeps the last `KEEP` in memory and hands each to every open
@@ -39,7 +40,7 @@ from gateway.auth.current import viewer
 from gateway.errors import InvalidInput, Unauthorized
 from gateway.state import State, state_of
 from schemas.text import tag_key
-from store.posts import CHANNEL
+from store.posts import CHANNEL, DELETED_CHANNEL
 from store.users import PostgresUsersReadModel
 
 log = get_logger("chirp.gateway")
@@ -66,8 +67,11 @@ class Notice:
     author_id: str
     reply_to: str | None
     hashtags: tuple[str, ...]
+    deleted: bool = False  # a post that was removed (`post-deleted`): every page that shows it drops it
 
     def sse(self) -> str:
+        if self.deleted:
+            return f"id: {self.event_id}\nevent: post-deleted\ndata: {orjson.dumps({'id': self.post_id}).decode()}\n\n"
         data = orjson.dumps(
             {"id": self.post_id, "author_id": self.author_id, "reply_to": self.reply_to, "hashtags": self.hashtags}
         ).decode()
@@ -89,8 +93,9 @@ def parse_feed(raw: str) -> Feed:
 
 
 def shows(feed: Feed, notice: Notice, followees: frozenset[str] = frozenset()) -> bool:
-    """Whether a page showing `feed` shows this new post (`followees` includes the viewer, for `home`)."""
-    if feed.kind == "all":
+    """Whether a page showing `feed` shows this new post (`followees` includes the viewer, for `home`); deletions
+    go to every page, since any of them may show the post (a parent above its replies, a quote, an old page)."""
+    if feed.kind == "all" or notice.deleted:
         return True
     if feed.kind == "home":
         return notice.author_id in followees
@@ -163,8 +168,8 @@ class Relay:
             return None
         return [n for n in self.buffer if n.seq > seq]
 
-    def dispatch(self, raw: str | bytes) -> Notice | None:
-        """Number a notice from the channel, buffer it and hand it to every listener."""
+    def dispatch(self, raw: str | bytes, deleted: bool = False) -> Notice | None:
+        """Number a notice from the channel (`deleted`: from the deletions channel), buffer it, hand it out."""
         try:
             data: dict[str, Any] = orjson.loads(raw)
             seq = self.seq + 1
@@ -172,9 +177,10 @@ class Relay:
                 seq=seq,
                 event_id=f"{self.boot}.{seq}",
                 post_id=str(data["id"]),
-                author_id=str(data["author_id"]),
+                author_id="" if deleted else str(data["author_id"]),
                 reply_to=data.get("reply_to"),
                 hashtags=tuple(data.get("hashtags") or ()),
+                deleted=deleted,
             )
         except (orjson.JSONDecodeError, KeyError, TypeError):
             log.warning("ignored a malformed live notice", notice=str(raw)[:200])
@@ -201,13 +207,13 @@ class Relay:
         idle_since: float | None = None
         try:
             async with client.pubsub() as pubsub:
-                await pubsub.subscribe(CHANNEL)
+                await pubsub.subscribe(CHANNEL, DELETED_CHANNEL)
                 self.complete_after = self.seq
                 self.ready.set()
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None and message["type"] == "message":
-                        self.dispatch(message["data"])
+                        self.dispatch(message["data"], deleted=message["channel"] == DELETED_CHANNEL)
                     if self.listeners:
                         idle_since = None
                     elif idle_since is None:
@@ -279,7 +285,7 @@ async def _stream(
         end = time.monotonic() + STREAM_S + random.uniform(0, 10)
         while time.monotonic() < end:
             for notice in pending:
-                if followees is not None:
+                if followees is not None and not notice.deleted:
                     await followees.refresh_for(notice.author_id)
                 if shows(feed, notice, followees.ids if followees else frozenset()):
                     yield notice.sse()

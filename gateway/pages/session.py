@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from gateway.auth.current import clear_session_cookies
 from gateway.errors import InvalidInput, NotFound, TooManyRequests, Unauthorized
+from gateway.pages.flash import flash
 from gateway.pages.internal import ApiResult, call_api
 from gateway.pages.web import checked_form, field, local_path, page, page_route, page_viewer
 from gateway.state import state_of
@@ -47,7 +48,9 @@ async def dev_login(request: Request) -> Response:
         result = await call_api(request, "POST", "/auth/dev-login", json={"login": login})
     except (InvalidInput, TooManyRequests) as exc:
         return page(request, "login.html", None, exc.status, exc.headers, next=target, login=login, error=exc.message)
-    return _redirect_with_cookies(target, result)
+    response = _redirect_with_cookies(target, result)
+    flash(request, response, "logged-in", login)
+    return response
 
 
 async def logout(request: Request) -> Response:
@@ -56,7 +59,9 @@ async def logout(request: Request) -> Response:
     if me is None:
         return _redirect_with_cookies("/", None)
     await checked_form(request)
-    return _redirect_with_cookies("/", await call_api(request, "POST", "/auth/logout"))
+    response = _redirect_with_cookies("/", await call_api(request, "POST", "/auth/logout"))
+    flash(request, response, "logged-out")
+    return response
 
 
 async def resume(request: Request) -> Response:

@@ -71,6 +71,12 @@ def static_url(name: str) -> str:
     return f"/static/{name}?v={hashlib.sha256(data).hexdigest()[:10]}"
 
 
+def og_image_url() -> str:
+    """The Open Graph image: the PNG previewers accept once built (gateway/pages/og_image.py), else its SVG."""
+    built = resources.files(STATIC_PACKAGE[0]).joinpath(STATIC_PACKAGE[1], "og-image.png")
+    return static_url("og-image.png" if built.is_file() else "og-image.svg")
+
+
 def initial(name: str) -> str:
     """The letter an avatar placeholder shows."""
     stripped = name.strip().lstrip("@")
@@ -91,7 +97,7 @@ ENV = jinja2.Environment(
 )
 ENV.filters.update(reltime=reltime, exact_time=exact_time, iso_time=iso_time, month_year=month_year, initial=initial)
 ENV.filters["hue"] = hue
-ENV.globals["static_url"] = static_url
+ENV.globals.update(static_url=static_url, og_image_url=og_image_url)
 
 
 def render_text(name: str, context: dict[str, Any]) -> str:
@@ -107,7 +113,8 @@ def render(
 
 
 def base_context(request: Request, viewer: Any, **extra: Any) -> dict[str, Any]:
-    """What every layout needs: viewer, CSRF token for forms, current path, dev mode, live-update position."""
+    """What every layout needs: viewer, CSRF token for forms, current path, dev mode, live-update position, and
+    the public URL that absolute links (link previews) start with."""
     state = state_of(request)
     return {
         "viewer": viewer,
@@ -115,5 +122,6 @@ def base_context(request: Request, viewer: Any, **extra: Any) -> dict[str, Any]:
         "path": request.url.path,
         "dev": state.settings.dev,
         "live_since": relay_of(state).position,
+        "public_url": state.settings.public_url.rstrip("/"),
         **extra,
     }

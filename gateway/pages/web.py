@@ -14,6 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from gateway.auth.csrf import csrf_ok, origin_ok
 from gateway.auth.current import ACCESS_COOKIE, CSRF_COOKIE, Viewer, mark_csrf_verified, viewer
 from gateway.errors import ApiError, Forbidden, Unauthorized
+from gateway.pages.flash import clear_flash, flash_text
 from gateway.pages.templating import base_context, render
 from gateway.state import state_of
 
@@ -99,8 +100,10 @@ def page(
     headers: dict[str, str] | None = None,
     **context: Any,
 ) -> Response:
-    """Render a page in the site layout for `me`."""
-    return render(template, base_context(request, me, **context), status, headers)
+    """Render a page in the site layout for `me`, with the status message a form's redirect left (once)."""
+    response = render(template, base_context(request, me, flash=flash_text(request), **context), status, headers)
+    clear_flash(request, response)
+    return response
 
 
 def login_redirect(request: Request, back: str | None = None) -> Response:

@@ -1,5 +1,6 @@
 // Chirp progressive enhancement: every page works without this file; it adds live updates, the composer's
-// preview and counter, local times and delete confirmations.
+// preview and counter, local times, deletes asked in a dialog (the confirm page without scripts) and live removal
+// of deleted posts.
 (function () {
   "use strict";
 
@@ -81,6 +82,18 @@
     var source = new EventSource(url);
 
     function onPage(id) { return document.getElementById("post-" + id) !== null; }
+    // A deleted post leaves the page (the post a page is about stays, marked deleted) and the pending ones.
+    function removePost(id) {
+      pending = pending.filter(function (p) { return p !== id; });
+      show();
+      var card = document.getElementById("post-" + id);
+      if (!card) return;
+      if (!card.classList.contains("focus")) { card.remove(); return; }
+      card.classList.add("deleted");
+      card.querySelector(".content").textContent = "This post was deleted.";
+      var actions = card.querySelector(".post-actions");
+      if (actions) actions.remove();
+    }
     function show() {
       if (resync) button.textContent = "New posts may be available. Reload";
       else button.textContent = pending.length === 1 ? "1 new post" : pending.length + " new posts";
@@ -101,7 +114,6 @@
       card.classList.add("fresh");
       if (atEnd) list.appendChild(card); else list.insertBefore(card, list.firstChild);
       refreshTimes(card);
-      wireConfirm(card);
       return card;
     }
 
@@ -115,6 +127,7 @@
         show();
       }
     });
+    source.addEventListener("post-deleted", function (e) { removePost(JSON.parse(e.data).id); });
     source.addEventListener("resync", function () { resync = true; show(); });
     button.addEventListener("click", function () {
       if (resync) { location.reload(); return; }
@@ -150,12 +163,24 @@
     else img.addEventListener("error", swap);
   }
 
-  function wireConfirm(root) {
-    root.querySelectorAll("form[data-confirm]").forEach(function (form) {
-      form.addEventListener("submit", function (e) {
-        if (!window.confirm(form.getAttribute("data-confirm"))) e.preventDefault();
-      });
+  // Delete: a dialog instead of the confirm page, then the same form that page sends.
+  function askDelete(e) {
+    var link = e.target.closest && e.target.closest("a[data-delete]");
+    if (!link || e.defaultPrevented || e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey) return;
+    e.preventDefault();
+    if (!window.confirm("Delete this post? This cannot be undone.")) return;
+    var form = document.createElement("form");
+    form.method = "post";
+    form.action = link.getAttribute("href");
+    [["csrf_token", cookie("chirp_csrf")], ["next", location.pathname + location.search]].forEach(function (pair) {
+      var input = document.createElement("input");
+      input.type = "hidden";
+      input.name = pair[0];
+      input.value = pair[1];
+      form.appendChild(input);
     });
+    document.body.appendChild(form);
+    form.submit();
   }
 
   document.addEventListener("DOMContentLoaded", function () {
@@ -163,7 +188,7 @@
     setInterval(function () { refreshTimes(document); }, 60000);
     document.querySelectorAll("form[data-composer]").forEach(composer);
     document.querySelectorAll("[data-live-feed]").forEach(live);
-    wireConfirm(document);
+    document.addEventListener("click", askDelete);
     document.querySelectorAll("img.avatar").forEach(avatarFallback);
   });
 })();

@@ -3,6 +3,7 @@ and Debian's Chromium driven by Playwright (installed with apt when missing; nev
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -18,6 +19,8 @@ import pytest
 from playwright.async_api import Browser, async_playwright
 
 from chirp.services._util import apt_install
+from chirp.settings import Settings
+from gateway.pages import og_image
 from tests.fakes.github import FakeGitHub
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -32,6 +35,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+AXE_VERSION = "4.14.1"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -81,8 +85,25 @@ def consumers() -> Iterator[subprocess.Popen[bytes]]:
 
 
 @pytest.fixture(scope="package")
+def axe(settings: Settings) -> str:
+    """axe-core's script, installed from npm once under the state directory (outside the repo; Debian's `npm`)."""
+    prefix = settings.home / "axe"
+    installed = prefix / "node_modules" / "axe-core"
+    if (
+        not (installed / "package.json").exists()
+        or json.loads((installed / "package.json").read_text())["version"] != AXE_VERSION
+    ):
+        if shutil.which("npm") is None:
+            apt_install("npm")
+        cmd = ["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", f"axe-core@{AXE_VERSION}"]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    return (installed / "axe.min.js").read_text()
+
+
+@pytest.fixture(scope="package")
 def site(fake_github: FakeGitHub, consumers: subprocess.Popen[bytes]) -> Iterator[Site]:
     """The gateway under uvicorn on a free port of 127.0.0.1, in dev mode, logging in through the fake GitHub."""
+    og_image.build()  # the PNG link previews fetch, built from its SVG as `make run` does
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "CHIRP_ENV": "dev", "CHIRP_PORT": str(port), "CHIRP_PUBLIC_URL": url}

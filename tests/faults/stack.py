@@ -41,7 +41,7 @@ from tests.scratch import scratch_id
 
 TABLESPACE = "faults_disk"
 DISK_SIZE = "64m"  # the app database (~10 MB from template1 with pg_trgm and rum) and what the tests write
-METRICS = re.compile(r"metrics on http://[^:]+:(\d+)/metrics")
+METRICS = re.compile(r"http://[^:\"]+:(\d+)/metrics")  # the consumers log the URL they serve /metrics on
 
 
 def free_port() -> int:

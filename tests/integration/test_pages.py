@@ -186,11 +186,14 @@ async def test_the_logged_in_pages_and_forms_work_without_javascript(client: htt
     match = re.findall(r'id="post-([0-9A-Z]{26})"', landed)
     post_id = next(pid for pid in match if word in landed.split(f'id="post-{pid}"')[1][:2000])
 
-    # Its page, a reply, and a delete button for its author only.
+    # Its page, a reply, and a Delete for its author only, which asks first on a page whose form deletes.
     page = await client.get(f"/posts/{post_id}", headers=HTML)
     assert page.status_code == 200
     root = assert_accessible(page.text)
-    assert f"/posts/{post_id}/delete" in {f.get("action") for f in tags(root, "form")}
+    assert f"/posts/{post_id}/delete" in {a.get("href") for a in tags(root, "a")}
+    confirm = await client.get(f"/posts/{post_id}/delete", headers=HTML)
+    assert confirm.status_code == 200 and "Delete this post?" in confirm.text
+    assert f"/posts/{post_id}/delete" in {f.get("action") for f in tags(assert_accessible(confirm.text), "form")}
     replied = await post_form(
         client, "/compose", {"body": f"reply {word}", "reply_to": post_id, "next": f"/posts/{post_id}"}
     )
@@ -241,8 +244,9 @@ async def test_the_logged_in_pages_and_forms_work_without_javascript(client: htt
     assert refused_delete.status_code == 403
     client.cookies.clear()
     await browser_login(client, handle)
-    deleted = await post_form(client, f"/posts/{post_id}/delete", {})
-    assert deleted.status_code == 303
+    deleted = await post_form(client, f"/posts/{post_id}/delete", {"next": f"/posts/{post_id}"})
+    assert deleted.status_code == 303 and deleted.headers["location"] == "/"  # not back to the deleted post
+    assert "Post deleted." in (await client.get("/", headers=HTML)).text
 
     async def status() -> int:
         return (await client.get(f"/posts/{post_id}", headers=HTML)).status_code

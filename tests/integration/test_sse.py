@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 
 from chirp.settings import Settings
 from schemas.events import new_id
-from store.posts import CHANNEL
+from store.posts import CHANNEL, DELETED_CHANNEL
 from tests.conftest import eventually
 from tests.integration.helpers import login, unique_handle
 
@@ -152,6 +152,23 @@ async def test_a_stream_relays_notices_for_its_feed_only(app: Starlette, redis: 
     assert {p["id"] for p in by_tag.posts()} == {theirs, tagged}
     first = next(e for e in every.named("post") if orjson.loads(e["data"])["id"] == mine)
     assert first["id"].count(".") == 1 and orjson.loads(first["data"])["author_id"] == author
+
+
+async def test_a_deleted_post_is_announced_to_every_stream(app: Starlette, redis: aioredis.Redis) -> None:
+    author, post_id = f"a-{new_id()}", new_id()
+    async with (
+        stream(app, f"/events?feed=user:{author}") as by_author,
+        stream(app, f"/events?feed=tag:t{new_id().lower()}") as other_tag,
+    ):
+        for s in (by_author, other_tag):
+            await connected(s)
+        await redis.publish(CHANNEL, notice(post_id, author))
+        await redis.publish(DELETED_CHANNEL, orjson.dumps({"id": post_id}))
+        for s in (by_author, other_tag):  # any page may show the post (a parent, an older page): all are told
+            await s.until(lambda st: any(orjson.loads(e["data"]) == {"id": post_id} for e in st.named("post-deleted")))
+    assert [p["id"] for p in by_author.posts()] == [post_id] and other_tag.posts() == []
+    deleted = by_author.named("post-deleted")[0]
+    assert deleted["id"].count(".") == 1, "numbered like posts, so a reconnect replays it"
 
 
 async def test_a_reconnect_gets_what_it_missed_after_last_event_id(app: Starlette, redis: aioredis.Redis) -> None:

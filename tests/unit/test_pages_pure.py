@@ -6,9 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
+from starlette.requests import Request
 
 from gateway.errors import InvalidInput
 from gateway.pages.explore import snippet_html, sparkline
+from gateway.pages.flash import FLASH_COOKIE, flash_text
 from gateway.pages.live import Feed, Notice, Relay, parse_feed, shows
 from gateway.pages.security import HEADERS, add_security_headers
 from gateway.pages.templating import ENV, exact_time, iso_time, reltime
@@ -162,3 +164,19 @@ def test_a_slow_listener_is_told_to_resync_instead_of_growing_without_bound(monk
     for post_id in ("p1", "p2", "p3"):
         _say(relay, post_id)
     assert listener.queue.qsize() == 2 and listener.lost
+
+
+@pytest.mark.parametrize(
+    ("cookie", "shown"),
+    [
+        ("saved:", "Profile saved."),
+        ("followed:ada-1", "You follow @ada-1 now."),
+        ("followed:<script>", ""),  # only a handle ever reaches the page
+        ("followed:", ""),
+        ("You were hacked:", ""),  # only the server's own sentences
+        ("", ""),
+    ],
+)
+def test_a_flash_cookie_shows_only_the_servers_own_messages(cookie: str, shown: str) -> None:
+    headers = [(b"cookie", f"{FLASH_COOKIE}={cookie}".encode())] if cookie else []
+    assert flash_text(Request({"type": "http", "headers": headers})) == shown
