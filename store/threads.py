@@ -71,15 +71,18 @@ class Tombstone:
 Shown = PostView | Tombstone
 
 
+Key = tuple[int, str]  # (later, post id): a reply's place in its level
+
+
 @dataclass
 class Node:
     post: Shown
     later: int  # 0 for the original author's replies (shown first), 1 for everyone else's
     replies: list[Node] = field(default_factory=list)
-    more: str | None = None  # a key to continue this post's replies after (`FROM_START`: none shown yet)
+    more: Key | None = None  # the key to continue this post's replies after (`FROM_START`: none shown yet)
 
 
-FROM_START = "start"
+FROM_START: Key = (-1, "")
 
 
 def _shown(row: Mapping[str, Any]) -> Shown:
@@ -92,18 +95,8 @@ def _node(row: Mapping[str, Any]) -> Node:
     return Node(_shown(row), row["later"])
 
 
-def key(node: Node) -> str:
-    return f"{node.later}:{node.post.id}"
-
-
-def parse_key(raw: str) -> tuple[int, str] | None:
-    """The (later, post id) in a key; None for `FROM_START`; ValueError when it is not a key."""
-    if raw == FROM_START:
-        return None
-    later, _, post_id = raw.partition(":")
-    if later not in ("0", "1") or not post_id:
-        raise ValueError(raw)
-    return int(later), post_id
+def key(node: Node) -> Key:
+    return node.later, node.post.id
 
 
 class Threads:
@@ -118,12 +111,12 @@ class Threads:
         return [_shown(r) for r in await self._pool.fetch(_ANCESTORS, post_id, self.max_ancestors)]
 
     async def replies(
-        self, post_id: str, op: str, breadth: Sequence[int], after: tuple[int, str] | None = None
-    ) -> tuple[list[Node], str | None]:
+        self, post_id: str, op: str, breadth: Sequence[int], after: Key | None = None
+    ) -> tuple[list[Node], Key | None]:
         """The reply tree below `post_id` by `op` first, `breadth[i]` replies per post at depth i (its length is
         the depth); with `after`, the first level continues after that key. Returns (nodes, key to continue)."""
         first = breadth[0]
-        start = after or (-1, "")
+        start = after or FROM_START
         rows = await self._pool.fetch(_MORE_CHILDREN, post_id, op, start[0], start[1], first + 1)
         top = [_node(r) for r in rows[:first]]
         more = key(top[-1]) if len(rows) > first else None

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from schemas.events import new_id
-
-MAX_POST_CHARS = 2000
+from schemas.text import MAX_POST_CHARS
 
 
 @dataclass

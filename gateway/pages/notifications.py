@@ -7,9 +7,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.cursors import decode_cursor
 from gateway.pages.web import login_redirect, page, page_route, page_viewer
-from gateway.routes.notifications import mark_read, notification_page
+from gateway.routes.notifications import NOTIFICATIONS_CURSOR, mark_read, notification_page
 from gateway.state import state_of
 
 PAGE_SIZE = 30
@@ -21,7 +20,8 @@ async def notifications_page(request: Request) -> Response:
     if me is None:
         return login_redirect(request, "/notifications")
     state = state_of(request)
-    found = await notification_page(state, me.user_id, decode_cursor(request.query_params.get("cursor")), PAGE_SIZE)
+    cursor = NOTIFICATIONS_CURSOR.decode(request.query_params.get("cursor"))
+    found = await notification_page(state, me.user_id, cursor, PAGE_SIZE)
     if request.scope.get("chirp_unread") and found["items"] and not request.query_params.get("cursor"):
         await mark_read(state, me.user_id, found["items"][0]["id"])  # up to the newest one shown
         request.scope["chirp_unread"] = 0  # the bell on this page: they are being read

@@ -12,33 +12,60 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from consumers.notifications import SHOWN_ACTORS, actors_key, item_key, items_key, unread_key
 from gateway.auth.current import require_viewer
-from gateway.cursors import encode_cursor, page_params
+from gateway.cursors import CursorShape, PageQuery
 from gateway.errors import InvalidInput, JSONResponse
-from gateway.requests import json_body
-from gateway.routes.posts import post_json
+from gateway.openapi import contract
+from gateway.requests import RequestModel, body_as
+from gateway.routes.posts import Author, Post, post_json
 from gateway.state import State, state_of
-from schemas.events import NotificationsRead, NotificationsReadData
+from schemas.events import Id, NotificationsRead, NotificationsReadData
 from store.posts import PostgresPosts
 
 TIES = 50  # items sharing the cursor's millisecond we can step over
 
+# A page continues after (score: the item's latest time in ms, item id) of the last item served.
+NOTIFICATIONS_CURSOR: CursorShape[tuple[int, str]] = CursorShape(tuple[Annotated[int, Field(ge=0, le=2**53)], Id])
 
-def _after(cursor: str | None) -> tuple[str, str]:
+
+class Notification(BaseModel):
+    """One item: who (the latest few of `count` distinct actors), what, about which post (when there is one)."""
+
+    id: str
+    type: str = Field(description="mention, reply, follow (like, repost and quote once posts have them)")
+    actors: list[Author]
+    count: int
+    post: Post | None = Field(None, description="The post it is about; absent for a follow")
+    at: datetime = Field(description="When its latest action happened")
+    read: bool
+
+
+class NotificationPage(BaseModel):
+    items: list[Notification]
+    next_cursor: str | None = Field(description="The `cursor` of the next page; null on the last page")
+
+
+class UnreadCount(BaseModel):
+    count: int
+
+
+class MarkRead(RequestModel):
+    """`{"up_to": "<item id>"}`: that item and every older one are read; `{}`: all of them."""
+
+    up_to: Id | None = None
+
+
+def _after(key: tuple[int, str] | None) -> tuple[str, str]:
     """(score, item id) of the last item served; ("+inf", "") for the first page."""
-    if cursor is None:
-        return "+inf", ""
-    score, _, item_id = cursor.partition(":")
-    if not score.isdigit() or not item_id:
-        raise InvalidInput("cursor is not one this API issued", field="cursor")
-    return score, item_id
+    return ("+inf", "") if key is None else (str(key[0]), key[1])
 
 
 def _moment(score: float) -> datetime:
@@ -58,7 +85,7 @@ async def _people(state: State, user_ids: set[str]) -> dict[str, dict[str, str]]
     }
 
 
-async def notification_page(state: State, user_id: str, cursor: str | None, limit: int) -> dict[str, Any]:
+async def notification_page(state: State, user_id: str, cursor: tuple[int, str] | None, limit: int) -> dict[str, Any]:
     """One page of a user's notifications, as the API serves it (the notifications page renders it too)."""
     score, last = _after(cursor)
     # Inclusive bound, then skip what was served: same-millisecond items sort by id, descending.
@@ -93,7 +120,7 @@ async def notification_page(state: State, user_id: str, cursor: str | None, limi
                 continue  # deleted a moment ago: its item is on its way out
             item["post"] = post_json(post)
         items.append(item)
-    next_cursor = encode_cursor(f"{int(shown[-1][1])}:{shown[-1][0]}") if len(page) > limit else None
+    next_cursor = NOTIFICATIONS_CURSOR.encode((int(shown[-1][1]), shown[-1][0])) if len(page) > limit else None
     return {"items": items, "next_cursor": next_cursor}
 
 
@@ -113,27 +140,27 @@ async def mark_read(state: State, user_id: str, up_to: str | None) -> None:
     await state.publisher.publish(NotificationsRead(actor=user_id, payload=data))
 
 
+@contract(NotificationPage, query=PageQuery, auth="required")
 async def notifications(request: Request) -> Response:
+    """The viewer's notifications, newest first; likes and reposts of one post grouped while unread."""
     me = await require_viewer(request)
-    cursor, limit = page_params(request)
+    cursor, limit = NOTIFICATIONS_CURSOR.page(request)
     return JSONResponse(await notification_page(state_of(request), me.user_id, cursor, limit))
 
 
+@contract(UnreadCount, auth="required")
 async def unread(request: Request) -> Response:
+    """How many of the viewer's notifications are unread (one Redis read)."""
     me = await require_viewer(request)
     return JSONResponse({"count": await unread_count(state_of(request), me.user_id)})
 
 
+@contract(None, status=204, body=MarkRead, auth="required")
 async def read(request: Request) -> Response:
+    """Mark the viewer's notifications read, up to one item or all; 204 once Kafka has the read mark."""
     me = await require_viewer(request)
-    body = await json_body(request)
-    unknown = sorted(set(body) - {"up_to"})
-    if unknown:
-        raise InvalidInput(f"Unknown field {unknown[0]}.", field=unknown[0])
-    up_to = body.get("up_to")
-    if up_to is not None and (not isinstance(up_to, str) or not 0 < len(up_to) <= 100):
-        raise InvalidInput("up_to is the id of a notification.", field="up_to")
-    await mark_read(state_of(request), me.user_id, up_to)
+    body = await body_as(request, MarkRead)
+    await mark_read(state_of(request), me.user_id, body.up_to)
     return Response(status_code=204)
 
 

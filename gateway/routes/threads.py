@@ -8,20 +8,55 @@ first. A `more` cursor continues one post's replies: `GET /api/posts/{that post'
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
+from pydantic import BaseModel, Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.cursors import decode_cursor, encode_cursor
-from gateway.errors import InvalidInput, JSONResponse, NotFound
-from gateway.routes.posts import post_json
-from gateway.state import state_of
+from gateway.cursors import CURSOR_FIELD, CursorShape
+from gateway.errors import JSONResponse, NotFound
+from gateway.openapi import contract
+from gateway.requests import QueryModel, path_param, query_as
+from gateway.routes.posts import Post, post_json
+from gateway.state import State, state_of
 from store.posts import PostgresPosts, PostView
-from store.threads import Node, Shown, Threads, parse_key
+from store.threads import Node, Shown, Threads
 
 BREADTH = (20, 5, 3)  # replies per post at each depth below the post
+
+# A level continues after (0 for the original author's replies, 1 for others', post id); (-1, "") from its start.
+THREAD_CURSOR: CursorShape[tuple[int, str]] = CursorShape(
+    tuple[Annotated[int, Field(ge=-1, le=1)], Annotated[str, StringConstraints(max_length=64)]]
+)
+
+
+class ThreadQuery(QueryModel):
+    cursor: str = CURSOR_FIELD
+
+
+class DeletedPost(BaseModel):
+    """A deleted post in a conversation: where it was, not what it said."""
+
+    id: str
+    deleted: Literal[True]
+    reply_to: str | None
+    created_at: datetime
+
+
+class ThreadNode(BaseModel):
+    post: Post | DeletedPost
+    replies: list[ThreadNode]
+    more: str | None = Field(description="`cursor` for this post's thread: the replies below it not shown here")
+
+
+class Thread(BaseModel):
+    ancestors: list[Post | DeletedPost] = Field(description="The root first, down to the parent")
+    post: Post
+    replies: list[ThreadNode]
+    more: str | None = Field(description="`cursor` of the next replies to this post; null when all are shown")
 
 
 def shown_json(post: Shown) -> dict[str, Any]:
@@ -31,36 +66,34 @@ def shown_json(post: Shown) -> dict[str, Any]:
 
 
 def node_json(node: Node) -> dict[str, Any]:
-    more = encode_cursor(node.more) if node.more else None
+    more = THREAD_CURSOR.encode(node.more) if node.more else None
     return {"post": shown_json(node.post), "replies": [node_json(n) for n in node.replies], "more": more}
 
 
-async def conversation(state: Any, post: PostView, cursor: str | None) -> dict[str, Any]:
-    """The thread around a live post (pages render the same structure)."""
-    try:
-        after = parse_key(cursor) if cursor else None
-    except ValueError:
-        raise InvalidInput("cursor is not one this API issued", field="cursor") from None
+async def conversation(state: State, post: PostView, after: tuple[int, str] | None) -> dict[str, Any]:
+    """The thread around a live post (the post page renders the same structure)."""
     threads = Threads(state.pg)
     ancestors = await threads.ancestors(post.id)
-    root_author = ancestors[0] if ancestors and isinstance(ancestors[0], PostView) else post
-    op = root_author.author_id if isinstance(root_author, PostView) else post.author_id
+    root = ancestors[0] if ancestors else post
+    op = root.author_id if isinstance(root, PostView) else post.author_id
     replies, more = await threads.replies(post.id, op, BREADTH, after)
     return {
         "ancestors": [shown_json(a) for a in ancestors],
         "post": post_json(post),
         "replies": [node_json(n) for n in replies],
-        "more": encode_cursor(more) if more else None,
+        "more": THREAD_CURSOR.encode(more) if more else None,
     }
 
 
+@contract(Thread, query=ThreadQuery, errors=(404,))
 async def thread(request: Request) -> Response:
+    """A post with the chain above it and a bounded tree of the replies below it."""
     state = state_of(request)
-    cursor = decode_cursor(request.query_params.get("cursor"))
-    post = await PostgresPosts(state.pg).get(request.path_params["post_id"])
+    after = THREAD_CURSOR.decode(query_as(request, ThreadQuery).cursor)
+    post = await PostgresPosts(state.pg).get(path_param(request, "post_id", "No such post."))
     if post is None:
         raise NotFound("No such post.")
-    return JSONResponse(await conversation(state, post, cursor))
+    return JSONResponse(await conversation(state, post, after))
 
 
 routes = [Route("/api/posts/{post_id}/thread", thread, methods=["GET"])]
