@@ -86,7 +86,7 @@ class ReadModel:
 
 
 # Tie-break of the rebuild order (dependencies come first regardless): the product's models, upstream first.
-DEFAULT_ORDER = ("users", "posts", "timelines", "search", "trending", "notifications")
+DEFAULT_ORDER = ("users", "posts", "timelines", "search", "trending", "notifications", "suggestions")
 
 
 def read_model_of(consumer: Consumer) -> ReadModel:

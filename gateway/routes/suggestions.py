@@ -1,0 +1,72 @@
+"""`GET /api/suggestions?limit`: whom the viewer might follow, read from the suggestions consumer's Redis model
+(consumers/suggestions.py): the people the viewer's followees follow, most followed by them first, with up to
+three of those followees (`followed_by`). One sorted-set read and one pipeline, then one SQL query for names."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from consumers.suggestions import rank_key, via_key
+from gateway.auth.current import require_viewer
+from gateway.errors import JSONResponse
+from gateway.openapi import contract
+from gateway.requests import Limit, QueryModel, query_as
+from gateway.state import state_of
+
+SHOWN_VIA = 3
+
+
+class SuggestionsQuery(QueryModel):
+    limit: Limit(50) = 10  # type: ignore[valid-type]
+
+
+class Suggestion(BaseModel):
+    handle: str
+    display_name: str
+    avatar_url: str
+    count: int = Field(description="How many of the people you follow follow them")
+    followed_by: list[str] = Field(description="Up to three handles of people you follow who follow them")
+
+
+class Suggestions(BaseModel):
+    items: list[Suggestion]
+
+
+@contract(Suggestions, query=SuggestionsQuery, auth="required")
+async def suggestions(request: Request) -> Response:
+    """People followed by the people you follow, ranked by how many of them follow each."""
+    me = await require_viewer(request)
+    limit = query_as(request, SuggestionsQuery).limit
+    state = state_of(request)
+    ranked: list[tuple[str, float]] = await state.redis.zrevrange(  # type: ignore[assignment]
+        rank_key(me.user_id), 0, limit - 1, withscores=True
+    )
+    async with state.redis.pipeline(transaction=False) as pipe:
+        for candidate, _ in ranked:
+            pipe.srandmember(via_key(me.user_id, candidate), SHOWN_VIA)
+        vias: list[list[str]] = await pipe.execute()
+    ids = sorted({c for c, _ in ranked} | {v for via in vias for v in via})
+    sql = "SELECT user_id, handle, display_name, avatar_url FROM users WHERE user_id = ANY($1::text[])"
+    users = {r["user_id"]: r for r in await state.pg.fetch(sql, ids)}
+    items = []
+    for (candidate, count), via in zip(ranked, vias, strict=True):
+        user = users.get(candidate)
+        if user is None or user["handle"].startswith("~"):
+            continue  # not projected yet
+        handles = sorted(users[v]["handle"] for v in via if v in users and not users[v]["handle"].startswith("~"))
+        items.append(
+            {
+                "handle": user["handle"],
+                "display_name": user["display_name"] or "",
+                "avatar_url": user["avatar_url"] or "",
+                "count": int(count),
+                "followed_by": handles,
+            }
+        )
+    return JSONResponse({"items": items})
+
+
+routes = [Route("/api/suggestions", suggestions, methods=["GET"])]
