@@ -76,5 +76,15 @@ async def test_the_bell_without_javascript(browser: Browser, site: Site) -> None
     await expect(badge).to_have_text(re.compile("^1"))
     await ada.goto("/notifications")
     await expect(ada.locator(".notification")).to_contain_text("followed you")
+    # The profile's count leads to the list of followers, and from there to the follower.
+    await ada.goto(f"/@{ada_login}")
+    async with ada.expect_navigation():
+        await ada.get_by_role("link", name="1 follower").click()
+    async with ada.expect_navigation():
+        await ada.locator(".people").get_by_role("link", name=re.compile(cat_login)).click()
+    await expect(ada).to_have_url(re.compile(f"/@{cat_login}$"))
+    async with ada.expect_navigation():
+        await ada.get_by_role("link", name="1 following").click()
+    await expect(ada.locator(".people")).to_contain_text(ada_login)
     await ada_ctx.close()
     await cat_ctx.close()
