@@ -1,0 +1,195 @@
+"""Notifications end to end: a mention posted → visible at GET /api/notifications of the person mentioned, open loop.
+
+    .venv/bin/python bench/notifications.py [--rate 200] [--seconds 20] [--runs 3] [--users 16]
+
+Prints each run and appends JSON lines to bench/results/notifications.jsonl. Same processes and isolation as
+bench/pipeline.py (the gateway and the consumers it needs as children, `bench-` topics and groups, database
+`chirp_bench`, Redis database 10).
+- Load: `--users` dev-login users; action i is user i mod n posting a mention of user i+1 mod n, at `--rate` per
+  second, open loop: every latency counts from the action's scheduled time.
+- visible: scheduled → the mentioned person's `GET /api/notifications` lists the item. The driver subscribes to
+  the bell channel and, on each notice for a person with actions pending, reads their first page once (no blind
+  polling), resolving every pending item it shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+os.environ["CHIRP_TOPIC_NAMESPACE"] = "bench-"  # before anything imports schemas.topics
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import asyncpg
+import httpx
+import orjson
+import redis.asyncio as aioredis
+
+from bench.pipeline import (
+    PORT,
+    REDIS_DB,
+    MiniHTTP,
+    Notices,
+    fast_forward,
+    login_users,
+    pcts,
+    spawn,
+    until_up,
+    wait_healthy,
+)
+from bench.rebuild import BENCH_DB, prepare_stores
+from chirp.settings import Settings
+from consumers.notifications import BELL_CHANNEL
+from producers.broker import ensure_topics
+
+CONSUMERS = "preparse,posts,users,notifications"
+TIMEOUT_S = 30.0
+RESULTS = Path(__file__).resolve().parent / "results" / "notifications.jsonl"
+
+
+class Inboxes:
+    """Pending mentions per reader, resolved when a read of the reader's notifications (after a bell) shows them."""
+
+    def __init__(self, http: MiniHTTP, headers: dict[str, dict[str, str]]) -> None:
+        self.http, self.headers = http, headers
+        self.pending: dict[str, dict[str, asyncio.Future[float]]] = defaultdict(dict)
+        self.reading: set[str] = set()
+        self.again: set[str] = set()  # a bell rang while a read was under way: read once more after it
+        self.last_bell: dict[str, float] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def listen(self, client: aioredis.Redis) -> None:
+        pubsub = client.pubsub()
+        await pubsub.subscribe(BELL_CHANNEL)
+        async for message in pubsub.listen():
+            if message["type"] == "message":
+                reader = orjson.loads(message["data"])["user_id"]
+                self.last_bell[reader] = time.monotonic()
+                self.ring(reader)
+
+    def ring(self, reader: str) -> None:
+        if not self.pending.get(reader):
+            return
+        if reader in self.reading:
+            self.again.add(reader)
+        else:
+            task = asyncio.create_task(self.read(reader))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def read(self, reader: str) -> None:
+        self.reading.add(reader)
+        try:
+            status, data = await self.http.request("GET", "/api/notifications?limit=50", self.headers[reader])
+            now = time.monotonic()
+            if status == 200:
+                for item in orjson.loads(data)["items"]:
+                    future = self.pending[reader].pop(item["id"], None)
+                    if future is not None and not future.done():
+                        future.set_result(now)
+        finally:
+            self.reading.discard(reader)
+        if reader in self.again:
+            self.again.discard(reader)
+            self.ring(reader)
+
+    def expect(self, reader: str, item_id: str, scheduled: float) -> asyncio.Future[float]:
+        future = self.pending[reader][item_id] = asyncio.get_running_loop().create_future()
+        if self.last_bell.get(reader, 0) >= scheduled:  # its bell may have rung before the 202 came back
+            self.ring(reader)
+        return future
+
+
+async def one(http: MiniHTTP, inboxes: Inboxes, author: dict[str, str], reader: str, scheduled: float,
+              out: dict[str, list[float] | int]) -> None:  # fmt: skip
+    status, data = await http.request("POST", "/api/posts", author, {"body": f"Hello @{reader} from the bench"})
+    if status != 202:
+        out["errors"] += 1  # type: ignore[operator]
+        return
+    post_id = orjson.loads(data)["id"]
+    seen = inboxes.expect(f"dev-{reader}", post_id, scheduled)  # a mention's item id is the post's id
+    try:
+        at = await asyncio.wait_for(seen, TIMEOUT_S)
+    except TimeoutError:
+        out["invisible"] += 1  # type: ignore[operator]
+        return
+    out["visible"].append(at - scheduled)  # type: ignore[union-attr]
+
+
+async def measure(http: MiniHTTP, inboxes: Inboxes, users: list[dict[str, str]], handles: list[str], rate: int,
+                  seconds: float) -> dict[str, object]:  # fmt: skip
+    out: dict[str, list[float] | int] = {"visible": [], "errors": 0, "invisible": 0}
+    n = int(rate * seconds)
+    start = time.monotonic() + 0.05
+    tasks = []
+    for i in range(n):
+        scheduled = start + i / rate
+        delay = scheduled - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        author, reader = users[i % len(users)], handles[(i + 1) % len(users)]
+        tasks.append(asyncio.create_task(one(http, inboxes, author, reader, scheduled, out)))
+    await asyncio.gather(*tasks)
+    return {"rate": rate, "actions": n, "visible": pcts(out["visible"]), "errors": out["errors"],  # type: ignore[arg-type]
+            "invisible": out["invisible"]}  # fmt: skip
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--users", type=int, default=16)
+    args = parser.parse_args()
+    await prepare_stores(Settings(), REDIS_DB)
+    settings = Settings(postgres_db=BENCH_DB, redis_db=REDIS_DB)
+    await ensure_topics(settings)
+    await fast_forward(settings, CONSUMERS)
+    gateway = spawn([sys.executable, "-m", "chirp", "gateway"], settings, None)
+    consumers = spawn([sys.executable, "-m", "bench.pipeline_consumers", CONSUMERS], settings, None)
+    http = httpx.AsyncClient(base_url=f"http://{settings.host}:{PORT}", timeout=60)
+    mini = MiniHTTP(settings.host, PORT)
+    redis_client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    pg = await asyncpg.create_pool(settings.postgres_dsn(), min_size=1, max_size=2)
+    notices = Notices()
+    tasks = [asyncio.create_task(notices.listen(redis_client))]
+    try:
+        await wait_healthy(http, gateway)
+        users = await login_users(http, args.users)
+        handles = [f"bench-u{i}" for i in range(args.users)]
+        await until_up(mini, users, notices)
+        known = "SELECT count(*) FROM users WHERE handle = ANY($1::text[])"
+        while await pg.fetchval(known, handles) < len(handles):  # noqa: ASYNC110 (a row to wait for, not an event)
+            await asyncio.sleep(0.2)
+        inboxes = Inboxes(mini, {f"dev-{h}": u for h, u in zip(handles, users, strict=True)})
+        tasks.append(asyncio.create_task(inboxes.listen(redis_client)))
+        await asyncio.sleep(0.5)
+        await measure(mini, inboxes, users, handles, 20, 2)  # warm-up
+        for i in range(args.runs):
+            result = await measure(mini, inboxes, users, handles, args.rate, args.seconds)
+            result["loadavg_1m"] = round(os.getloadavg()[0], 2)
+            print(f"run {i + 1}: {result}")
+            RESULTS.parent.mkdir(exist_ok=True)
+            with RESULTS.open("a") as f:
+                f.write(json.dumps({"at": time.time(), **result}) + "\n")
+            await asyncio.sleep(2)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await http.aclose()
+        await mini.close()
+        await redis_client.aclose()
+        await pg.close()
+        for proc in (gateway, consumers):
+            proc.terminate()
+            proc.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
