@@ -86,7 +86,7 @@ class Inboxes:
     async def read(self, reader: str) -> None:
         self.reading.add(reader)
         try:
-            status, data = await self.http.request("GET", "/api/notifications?limit=50", self.headers[reader])
+            status, data = await self.http.request("GET", "/api/notifications?limit=20", self.headers[reader])
             now = time.monotonic()
             if status == 200:
                 for item in orjson.loads(data)["items"]:
