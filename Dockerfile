@@ -4,6 +4,7 @@ WORKDIR /app
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 COPY pyproject.toml requirements.lock README.md ./
 COPY chirp chirp
+COPY ops ops
 COPY schemas schemas
 COPY producers producers
 COPY consumers consumers

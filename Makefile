@@ -47,18 +47,18 @@ test-browser: services ## Browser tests only (installs Chromium when missing)
 lint: $(STAMP) ## ruff check, ruff format --check, mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy chirp schemas producers consumers gateway store
+	$(VENV)/bin/mypy chirp ops schemas producers consumers gateway store
 
 format: $(STAMP) ## Format and autofix
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
 bench: services ## Run the benchmarks (installs wrk; figures printed and written to bench/results/)
-	@command -v wrk >/dev/null || $(PY) -c 'from chirp.services._util import apt_install; apt_install("wrk")'
+	@command -v wrk >/dev/null || $(PY) -c 'from ops.services._util import apt_install; apt_install("wrk")'
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
 
 docs: $(STAMP) ## Regenerate docs/configuration.md, docs/openapi.json and docs/asyncapi.json from the code
-	$(PY) -m chirp.ops.config_doc
+	$(PY) -m ops.config_doc
 	$(CHIRP) docs
 
 clean: ## Remove the virtualenv and caches (services' state lives in ~/.cache/chirp)

@@ -87,7 +87,7 @@ class Context:
     @property
     def announcing(self) -> bool:
         """Whether Redis PUBLISH reaches subscribers. It does not while a replay builds a shadow copy (see
-        chirp/ops/replay.py), so a handler can skip preparing announcements nobody receives."""
+        ops/replay.py), so a handler can skip preparing announcements nobody receives."""
         return bool(getattr(self.redis, "announcing", True))
 
 
@@ -110,7 +110,7 @@ class Consumer:
 
     name: str
     description: str = ""
-    # The read model it owns, for `chirp replay` / `rebuild --all` (chirp/ops/replay.py): its PostgreSQL tables,
+    # The read model it owns, for `chirp replay` / `rebuild --all` (ops/replay.py): its PostgreSQL tables,
     # the prefixes of every Redis key it writes, and the consumers whose models it reads (rebuilt before it).
     tables: tuple[str, ...] = ()
     redis_prefixes: tuple[str, ...] = ()
@@ -199,7 +199,7 @@ def decode(record: ConsumerRecord, model: type[Event]) -> Event:
 
 async def newest_events(settings: Settings, consumer: Consumer) -> list[Event]:
     """The last event of each partition `consumer` reads, as the log stands now (undecodable ones left out)."""
-    from chirp.ops import _kafka
+    from ops import _kafka
 
     async with _kafka.reader(settings) as client:
         ends = await client.end_offsets(await _kafka.partitions(client, consumer.handlers))

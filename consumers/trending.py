@@ -100,7 +100,7 @@ async def start(ctx: Context, me: Consumer) -> None:
         `client` does not rewrite names: the keys are named under the shadow `root` here."""
         await RedisTrending(client, root + counts_of(ctx).p).refresh(ctx.pg)
 
-    ctx.extras["before_swap"] = rank_before_swap  # called by chirp/ops/replay.py, with the swap held
+    ctx.extras["before_swap"] = rank_before_swap  # called by ops/replay.py, with the swap held
     task = asyncio.create_task(refresh_forever(counts_of(ctx), ctx.pg))
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)

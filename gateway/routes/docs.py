@@ -10,9 +10,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from chirp.ops.docs import asyncapi_schema, openapi_schema
 from gateway.errors import JSONResponse
 from gateway.state import state_of
+from ops.docs import asyncapi_schema, openapi_schema
 
 
 def _openapi(request: Request) -> dict[str, Any]:

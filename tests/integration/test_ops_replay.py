@@ -10,10 +10,10 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from chirp.ops import _kafka, _shadow_pg, _shadow_redis, replay
-from chirp.ops.replay import Progress, ReadModel, Replay, ReplayError, rebuild_order, replay_in_child
 from chirp.settings import Settings
 from consumers.runtime import Consumer, Context
+from ops import _kafka, _shadow_pg, _shadow_redis, replay
+from ops.replay import Progress, ReadModel, Replay, ReplayError, rebuild_order, replay_in_child
 from producers.broker import Publisher
 from schemas.events import PostCreated, new_id
 from schemas.topics import Topic

@@ -24,10 +24,10 @@ import redis as sync_redis
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
-from chirp.ops import replay
 from chirp.settings import Settings
 from consumers import trending
 from consumers.runtime import Context
+from ops import replay
 from producers.broker import Publisher, ensure_topics
 from schemas import topics
 from schemas.events import (
@@ -388,7 +388,7 @@ def test_cli_hide_and_unhide_are_events_the_consumer_applies(pipeline: Pipeline,
     """`chirp trending hide|unhide` publish trending-moderated; the running consumer records the newest decision."""
     from typer.testing import CliRunner
 
-    from chirp.ops.trending import trending_app
+    from ops.trending import trending_app
 
     name = tag()
     client = sync_redis.Redis.from_url(settings.redis_url, decode_responses=True)

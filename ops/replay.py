@@ -52,9 +52,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from chirp import redis_client
 from chirp.heap import settle_after_startup
-from chirp.ops import _kafka, _shadow_pg, _shadow_redis
 from chirp.settings import Settings
 from consumers.runtime import Consumer, Context, Decoded, Item, Rejected, Runner, all_consumers, decode
+from ops import _kafka, _shadow_pg, _shadow_redis
 from producers.broker import Publisher, ensure_topics, make_broker
 from schemas.events import Event
 
@@ -800,7 +800,7 @@ async def replay_in_child(
     """`chirp replay NAME... --progress-json` in a child process; its JSON progress lines are passed on, its results
     returned."""
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "chirp", "replay", *names, "--progress-json", stdout=asyncio.subprocess.PIPE
+        sys.executable, "-m", "ops", "replay", *names, "--progress-json", stdout=asyncio.subprocess.PIPE
     )
     assert child.stdout is not None
     results = None

@@ -20,15 +20,15 @@ from pydantic import BaseModel
 from starlette.routing import BaseRoute
 from starlette.schemas import SchemaGenerator
 
-from chirp.ops.dlq import DECISIONS_TOPIC
 from chirp.settings import Settings
 from consumers.runtime import Context, all_consumers, subscribe
+from ops.dlq import DECISIONS_TOPIC
 from producers.broker import make_broker
 from schemas import topics
 from schemas.events import BY_TOPIC
 
 VERSION = "0.1.0"
-DOCS_DIR = Path(__file__).resolve().parents[2] / "docs"
+DOCS_DIR = Path(__file__).resolve().parents[1] / "docs"
 
 
 class DeadLetter(BaseModel):
