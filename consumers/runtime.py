@@ -47,7 +47,7 @@ from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
 
-from chirp import redis_client
+from chirp import kafka_admin, redis_client
 from chirp.heap import settle_after_startup
 from chirp.logging import bind_contextvars, get_logger
 from chirp.outages import outage_reason
@@ -199,11 +199,9 @@ def decode(record: ConsumerRecord, model: type[Event]) -> Event:
 
 async def newest_events(settings: Settings, consumer: Consumer) -> list[Event]:
     """The last event of each partition `consumer` reads, as the log stands now (undecodable ones left out)."""
-    from ops import _kafka
-
-    async with _kafka.reader(settings) as client:
-        ends = await client.end_offsets(await _kafka.partitions(client, consumer.handlers))
-    records = await _kafka.records_at(settings, {tp: end - 1 for tp, end in ends.items() if end > 0})
+    async with kafka_admin.reader(settings) as client:
+        ends = await client.end_offsets(await kafka_admin.partitions(client, consumer.handlers))
+    records = await kafka_admin.records_at(settings, {tp: end - 1 for tp, end in ends.items() if end > 0})
     events = []
     for tp, record in records.items():
         try:
