@@ -44,10 +44,11 @@ test-integration: services ## Integration tests only (real services, no browser)
 test-browser: services ## Browser tests only (installs Chromium when missing)
 	$(PY) -m pytest tests/e2e
 
-lint: $(STAMP) ## ruff check, ruff format --check, mypy
+lint: $(STAMP) ## ruff check, ruff format --check, mypy, import-linter (imports only go down)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy chirp ops schemas producers consumers gateway store
+	$(VENV)/bin/lint-imports --no-cache
 
 format: $(STAMP) ## Format and autofix
 	$(VENV)/bin/ruff format .
