@@ -41,7 +41,7 @@ from tests.scratch import scratch_id
 
 TABLESPACE = "faults_disk"
 DISK_SIZE = "64m"  # the app database (~10 MB from template1 with pg_trgm and rum) and what the tests write
-METRICS = re.compile(r"metrics on http://[^:]+:(\d+)/metrics")
+METRICS = re.compile(r"http://[^:/\"\s]+:(\d+)/metrics")  # the consumers log "metrics served" with the url
 
 
 def free_port() -> int:
