@@ -431,8 +431,8 @@ class Replay:
                 async with m.ctx.redis.gate.closed():  # (a background task's commands wait meanwhile)
                     # What readers get that a handler does not write (trending's rankings) is completed first,
                     # from the caught-up shadow, so the model is whole when it becomes visible.
-                    if before_swap := m.ctx.extras.get("before_swap"):
-                        await before_swap(live_redis, m.redis_root)
+                    if m.consumer.before_swap is not None:
+                        await m.consumer.before_swap(m.ctx, live_redis, m.redis_root)
                     result.redis_keys = await _shadow_redis.swap(live_redis, m.model.redis_prefixes, m.redis_root)
                     m.ctx.redis.rewriter.enabled = False
                 await live_redis.srem(_shadow_redis.ROOTS, m.redis_root)  # no key is left under it

@@ -27,7 +27,16 @@ metrics.py. Consumer files import what they use from here (`from consumers.runti
 
 from consumers.runtime.committer import Committer
 from consumers.runtime.context import Context, close_context, open_context
-from consumers.runtime.declaration import Consumer, Handler, PermanentError, ReadModel, Setup, all_consumers, load
+from consumers.runtime.declaration import (
+    BeforeSwap,
+    Consumer,
+    Handler,
+    PermanentError,
+    ReadModel,
+    Setup,
+    all_consumers,
+    load,
+)
 from consumers.runtime.decoding import Decoded, Item, Rejected, decode, decode_batch, newest_events, retried_record
 from consumers.runtime.metrics import (
     CIRCUIT_OPEN,
@@ -51,6 +60,7 @@ __all__ = [
     "OUTAGE",
     "OUTAGE_RETRY_MAX_S",
     "PROCESSED",
+    "BeforeSwap",
     "Committer",
     "Consumer",
     "Context",

@@ -1,9 +1,9 @@
-"""The shared clients a handler receives, built once per process."""
+"""The consumers' composition root: the clients and adapters a handler receives, typed, built once per process."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from functools import cached_property
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -12,17 +12,28 @@ from faststream.kafka import KafkaBroker
 from chirp import redis_client
 from chirp.settings import Settings
 from producers.broker import Publisher
+from store.timelines import RedisTimelines
+from store.trending import DEFAULT_PREFIX, RedisTrending
 
 
 @dataclass
 class Context:
-    """Shared clients a handler receives: the store pool, Redis, a publisher and the settings."""
+    """What a handler receives: the settings, the store pool, Redis, a publisher, and the Redis read models'
+    adapters (built on first use, once per context: a replay's context builds them on its shadow client)."""
 
     settings: Settings
     pg: asyncpg.Pool
     redis: aioredis.Redis
     publisher: Publisher
-    extras: dict[str, Any] = field(default_factory=dict)
+    trending_prefix: str = DEFAULT_PREFIX  # where trending's keys live (a test builds its own elsewhere)
+
+    @cached_property
+    def timelines(self) -> RedisTimelines:
+        return RedisTimelines(self.redis, self.settings.timeline_length)
+
+    @cached_property
+    def trending(self) -> RedisTrending:
+        return RedisTrending(self.redis, self.trending_prefix)
 
     @property
     def announcing(self) -> bool:

@@ -13,10 +13,15 @@ from schemas import topics
 from schemas.events import BY_TOPIC, Event
 
 if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
     from consumers.runtime.context import Context
 
 E = TypeVar("E", bound=Event)
 Setup = Callable[["Context", "Consumer"], Awaitable[None]]
+# Called by a replay just before its shadow Redis keys go live, with the swap held: `(ctx, live_client, root)`,
+# the keys still named under the shadow `root`; it completes what readers get that no handler writes.
+BeforeSwap = Callable[["Context", "aioredis.Redis", str], Awaitable[None]]
 
 
 class PermanentError(Exception):
@@ -61,6 +66,7 @@ class Consumer:
     reader_indexes: tuple[str, ...] = ()
     handlers: dict[str, Handler[Any]] = field(default_factory=dict)
     setup: Setup | None = None
+    before_swap: BeforeSwap | None = None
 
     def on(
         self, topic: topics.Topic, *, batch: bool = False, model: type[Event] | None = None
@@ -82,6 +88,11 @@ class Consumer:
         """Register `fn(ctx, consumer)`, run once before the first batch (create tables, load scripts, start tasks);
         `consumer` is the one starting (a replay or a benchmark may run a copy reading other topics)."""
         self.setup = fn
+        return fn
+
+    def on_before_swap(self, fn: BeforeSwap) -> BeforeSwap:
+        """Register `fn(ctx, client, root)`, run by a replay just before this consumer's shadow keys go live."""
+        self.before_swap = fn
         return fn
 
     @property

@@ -4,7 +4,8 @@ Configured by environment when it runs in a child process (`chirp consume tests.
 CHIRP_RP_GROUP, CHIRP_RP_TOPIC, CHIRP_RP_TABLE. While the Redis key `rp-fail:<group>` exists every batch fails
 (the dead-letter tests set it, then "fix the cause" by deleting it); `rp-seen:<group>` counts the events it
 handled. The read model: a row per post in the table and, in Redis, a set of post ids per author under
-`rp:<group>:` (idempotent: upsert and SADD).
+`rp:<group>:` (idempotent: upsert and SADD), and `rp:<group>:authors`, their number, which no handler writes: a
+replay computes it just before its swap (`before_swap`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+import redis.asyncio as aioredis
 
 from chirp.settings import Settings
 from consumers.runtime import Consumer, Context
@@ -77,6 +80,11 @@ def make(group: str, topic: Topic, table: str) -> tuple[Consumer, ReadModel]:
                 pipe.sadd(f"{prefix}author:{e.payload.author_id}", e.payload.post_id)
             await pipe.execute()
         await ctx.redis.incrby(seen_counter(group), len(events))
+
+    @consumer.on_before_swap
+    async def count_authors(ctx: Context, client: aioredis.Redis, root: str) -> None:
+        authors = [key async for key in client.scan_iter(match=f"{root}{prefix}author:*", count=1000)]
+        await client.set(f"{root}{prefix}authors", len(authors))
 
     return consumer, read_model_of(consumer)
 

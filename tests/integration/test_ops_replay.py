@@ -115,6 +115,7 @@ async def test_a_replay_in_many_batches_handles_every_event_once(
     assert result.planned == 301
     assert result.processed == 301, "every record handed to the handlers exactly once"
     assert result.dead_lettered == 1
+    assert int(await redis_client.get(f"rp:{group}:authors") or 0) == 7, "the consumer's before_swap hook ran"
     rows = await pg.fetch(f"SELECT post_id FROM {table} ORDER BY post_id")
     assert [r["post_id"] for r in rows] == sorted(e.payload.post_id for e in first + second)
     async with _kafka.admin(settings) as admin:
