@@ -4,8 +4,7 @@ Configured by environment when it runs in a child process (`chirp consume tests.
 CHIRP_RP_GROUP, CHIRP_RP_TOPIC, CHIRP_RP_TABLE. While the Redis key `rp-fail:<group>` exists every batch fails
 (the dead-letter tests set it, then "fix the cause" by deleting it); `rp-seen:<group>` counts the events it
 handled. The read model: a row per post in the table and, in Redis, a set of post ids per author under
-`rp:<group>:` (idempotent: upsert and SADD), and `rp:<group>:authors`, their number, which no handler writes: a
-replay computes it just before its swap (`before_swap`).
+`rp:<group>:` (idempotent: upsert and SADD).
 """
 
 from __future__ import annotations
@@ -16,8 +15,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import redis.asyncio as aioredis
 
 from chirp.settings import Settings
 from consumers.runtime import Consumer, Context
@@ -80,11 +77,6 @@ def make(group: str, topic: Topic, table: str) -> tuple[Consumer, ReadModel]:
                 pipe.sadd(f"{prefix}author:{e.payload.author_id}", e.payload.post_id)
             await pipe.execute()
         await ctx.redis.incrby(seen_counter(group), len(events))
-
-    @consumer.on_before_swap
-    async def count_authors(ctx: Context, client: aioredis.Redis, root: str) -> None:
-        authors = [key async for key in client.scan_iter(match=f"{root}{prefix}author:*", count=1000)]
-        await client.set(f"{root}{prefix}authors", len(authors))
 
     return consumer, read_model_of(consumer)
 

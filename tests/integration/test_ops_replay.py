@@ -106,6 +106,13 @@ async def test_a_replay_in_many_batches_handles_every_event_once(
     and an undecodable record among them is dead-lettered in its place."""
     group, table, topic = await probe.fresh(settings, "rp", partitions=3)
     consumer, model = probe.make(group, topic, table)
+
+    @consumer.on_before_swap
+    async def count_authors(ctx: Context, client: aioredis.Redis, root: str) -> None:
+        """What readers get that no handler writes, completed from the shadow just before the swap."""
+        authors = [key async for key in client.scan_iter(match=f"{root}rp:{group}:author:*", count=1000)]
+        await client.set(f"{root}rp:{group}:authors", len(authors))
+
     first, second = probe.posts(200), probe.posts(100)
     await probe.send(publisher, topic, first)
     await publisher.publish_raw(topic.name, b"bad", b"{not json", {})
