@@ -151,7 +151,7 @@ async def main() -> None:
     settings = Settings(postgres_db=BENCH_DB, redis_db=REDIS_DB)
     await ensure_topics(settings)
     await fast_forward(settings, CONSUMERS)
-    gateway = spawn([sys.executable, "-m", "chirp", "gateway"], settings, None)
+    gateway = spawn([sys.executable, "-m", "ops", "gateway"], settings, None)
     consumers = spawn([sys.executable, "-m", "bench.pipeline_consumers", CONSUMERS], settings, None)
     http = httpx.AsyncClient(base_url=f"http://{settings.host}:{PORT}", timeout=60)
     mini = MiniHTTP(settings.host, PORT)

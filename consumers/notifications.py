@@ -11,7 +11,7 @@ Idempotency: an item's id comes from the log (the post id, or the event id), `no
 (unfollow) so an undo read before its action still wins; a tombstone per deleted post keeps its items away.
 Read marks are events too (`notifications-read`), so a replay rebuilds the read state; a mark reads everything at
 or before its time, whichever of the mark and the items is applied first. Each change of a user's unread count is
-announced on Redis pub/sub (`BELL_CHANNEL`) for the bell in the pages.
+announced on Redis pub/sub (`BELL_CHANNEL`) for the bell in the pages. The key layout is in store/notifications.py.
 """
 
 from __future__ import annotations
@@ -26,6 +26,16 @@ import orjson
 from consumers.runtime import Consumer, Context
 from schemas import topics
 from schemas.events import NotificationsRead, PostDeleted, PostParsed, UserFollowed, UserUnfollowed
+from store.notifications import (
+    BELL_CHANNEL,
+    actors_key,
+    item_key,
+    items_key,
+    post_items_key,
+    readmark_key,
+    tombstone_key,
+    unread_key,
+)
 
 # The read model, for `chirp replay notifications`: Redis keys under this prefix, rebuilt after users and posts.
 consumer = Consumer(
@@ -34,38 +44,7 @@ consumer = Consumer(
     redis_prefixes=("notify:",),
     after=("users", "posts"),
 )
-BELL_CHANNEL = f"chirp:{topics.NAMESPACE}notifications"  # {"user_id", "unread"} when a user's unread count moves
 GROUPED = frozenset({"like", "repost"})  # one item per post while unread; every other type is one item each
-SHOWN_ACTORS = 3  # the latest actors an item shows
-
-
-def items_key(user_id: str) -> str:
-    return f"notify:items:{user_id}"
-
-
-def unread_key(user_id: str) -> str:
-    return f"notify:unread:{user_id}"
-
-
-def item_key(user_id: str, item_id: str) -> str:
-    return f"notify:item:{user_id}:{item_id}"
-
-
-def actors_key(user_id: str, item_id: str) -> str:
-    return f"notify:actors:{user_id}:{item_id}"
-
-
-def readmark_key(user_id: str) -> str:
-    return f"notify:readmark:{user_id}"
-
-
-def tombstone_key(post_id: str) -> str:
-    return f"notify:deleted:{post_id}"
-
-
-def post_items_key(post_id: str) -> str:
-    """Which items point at a post (members `<user> <item>`), so a delete finds them."""
-    return f"notify:post:{post_id}"
 
 
 @dataclass(frozen=True, slots=True)

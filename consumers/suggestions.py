@@ -15,6 +15,7 @@ from __future__ import annotations
 from consumers.runtime import Consumer, Context
 from schemas import topics
 from schemas.events import UserFollowed, UserUnfollowed
+from store.suggestions import edge_key, followers_key, following_key, rank_key, via_key
 
 # The read model, for `chirp replay suggestions`: Redis keys under this prefix.
 consumer = Consumer(
@@ -22,26 +23,6 @@ consumer = Consumer(
     "Who to follow: per user, the people their followees follow, ranked by how many of them do.",
     redis_prefixes=("suggest:",),
 )
-
-
-def following_key(user_id: str) -> str:
-    return f"suggest:following:{user_id}"
-
-
-def followers_key(user_id: str) -> str:
-    return f"suggest:followers:{user_id}"
-
-
-def via_key(user_id: str, candidate: str) -> str:
-    return f"suggest:via:{user_id}:{candidate}"
-
-
-def rank_key(user_id: str) -> str:
-    return f"suggest:rank:{user_id}"
-
-
-def edge_key(follower: str, followee: str) -> str:
-    return f"suggest:edge:{follower}:{followee}"
 
 
 async def _edge(ctx: Context, follower: str, followee: str, on: bool, at: int) -> None:

@@ -7,11 +7,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.pages.internal import call_api
 from gateway.pages.web import login_redirect, page, page_route, page_viewer
-from gateway.routes.notifications import NOTIFICATIONS_CURSOR, mark_read, notification_page
-from gateway.state import state_of
 
-PAGE_SIZE = 30
+PAGE_SIZE = "30"
 
 
 @page_route
@@ -19,13 +18,13 @@ async def notifications_page(request: Request) -> Response:
     me = await page_viewer(request)
     if me is None:
         return login_redirect(request, "/notifications")
-    state = state_of(request)
-    cursor = NOTIFICATIONS_CURSOR.decode(request.query_params.get("cursor"))
-    found = await notification_page(state, me.user_id, cursor, PAGE_SIZE)
-    if request.scope.get("chirp_unread") and found["items"] and not request.query_params.get("cursor"):
-        await mark_read(state, me.user_id, found["items"][0]["id"])  # up to the newest one shown
+    cursor = request.query_params.get("cursor")
+    query = {"limit": PAGE_SIZE, **({"cursor": cursor} if cursor else {})}
+    found = (await call_api(request, "GET", "/api/notifications", query=query)).data
+    if request.scope.get("chirp_unread") and found["items"] and not cursor:
+        await call_api(request, "POST", "/api/notifications/read", json={"up_to": found["items"][0]["id"]})
         request.scope["chirp_unread"] = 0  # the bell on this page: they are being read
-    return page(request, "notifications.html", me, items=found["items"], next_cursor=found["next_cursor"])
+    return page(request, "notifications.html", me, items=found["items"], next_cursor=found.get("next_cursor"))
 
 
 routes = [Route("/notifications", notifications_page, methods=["GET"])]

@@ -11,13 +11,13 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from consumers.notifications import unread_key
 from gateway.auth.csrf import csrf_ok, origin_ok
 from gateway.auth.current import ACCESS_COOKIE, CSRF_COOKIE, Viewer, mark_csrf_verified, viewer
 from gateway.errors import ApiError, Forbidden, Unauthorized
 from gateway.pages.flash import clear_flash, flash_text
 from gateway.pages.templating import base_context, render
 from gateway.state import state_of
+from store.notifications import unread_key
 
 MAX_FORM_BYTES = 64 * 1024
 

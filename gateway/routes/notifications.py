@@ -19,7 +19,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from consumers.notifications import SHOWN_ACTORS, actors_key, item_key, items_key, unread_key
 from gateway.auth.current import require_viewer
 from gateway.cursors import CursorShape, PageQuery
 from gateway.errors import InvalidInput, JSONResponse
@@ -28,6 +27,7 @@ from gateway.requests import RequestModel, body_as
 from gateway.routes.posts import Author, Post, post_json
 from gateway.state import State, state_of
 from schemas.events import Id, NotificationsRead, NotificationsReadData
+from store.notifications import SHOWN_ACTORS, actors_key, item_key, items_key, unread_key
 from store.posts import PostgresPosts
 
 TIES = 50  # items sharing the cursor's millisecond we can step over

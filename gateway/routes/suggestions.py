@@ -9,12 +9,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from consumers.suggestions import rank_key, via_key
 from gateway.auth.current import require_viewer
 from gateway.errors import JSONResponse
 from gateway.openapi import contract
 from gateway.requests import Limit, QueryModel, query_as
 from gateway.state import state_of
+from store.suggestions import rank_key, via_key
 
 SHOWN_VIA = 3
 

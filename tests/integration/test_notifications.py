@@ -185,7 +185,7 @@ async def unread(client: httpx.AsyncClient, headers: dict[str, str]) -> int:
 
 def replay_notifications() -> None:
     """`chirp replay notifications`, as an operator runs it (this run's topics and groups)."""
-    cmd = [sys.executable, "-m", "chirp", "replay", "notifications"]
+    cmd = [sys.executable, "-m", "ops", "replay", "notifications"]
     done = subprocess.run(cmd, env={**os.environ}, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
 

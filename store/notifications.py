@@ -1,0 +1,41 @@
+"""The notifications read model's Redis layout (written by consumers/notifications.py, read by the gateway).
+
+Per user a sorted set of item ids by the item's latest time and one of the unread ones; per item a hash (type,
+post) and a sorted set of its actors by time; `BELL_CHANNEL` announces a user's new unread count.
+"""
+
+from __future__ import annotations
+
+from schemas.topics import NAMESPACE
+
+BELL_CHANNEL = f"chirp:{NAMESPACE}notifications"  # {"user_id", "unread"} when a user's unread count moves
+SHOWN_ACTORS = 3  # the latest actors an item shows
+
+
+def items_key(user_id: str) -> str:
+    return f"notify:items:{user_id}"
+
+
+def unread_key(user_id: str) -> str:
+    return f"notify:unread:{user_id}"
+
+
+def item_key(user_id: str, item_id: str) -> str:
+    return f"notify:item:{user_id}:{item_id}"
+
+
+def actors_key(user_id: str, item_id: str) -> str:
+    return f"notify:actors:{user_id}:{item_id}"
+
+
+def readmark_key(user_id: str) -> str:
+    return f"notify:readmark:{user_id}"
+
+
+def tombstone_key(post_id: str) -> str:
+    return f"notify:deleted:{post_id}"
+
+
+def post_items_key(post_id: str) -> str:
+    """Which items point at a post (members `<user> <item>`), so a delete finds them."""
+    return f"notify:post:{post_id}"
