@@ -9,6 +9,8 @@ from starlette.routing import Route
 
 from gateway.pages.internal import call_api
 from gateway.pages.web import login_redirect, page, page_route, page_viewer
+from gateway.read_marks import mark_read
+from gateway.state import state_of
 
 PAGE_SIZE = "30"
 
@@ -22,7 +24,7 @@ async def notifications_page(request: Request) -> Response:
     query = {"limit": PAGE_SIZE, **({"cursor": cursor} if cursor else {})}
     found = (await call_api(request, "GET", "/api/notifications", query=query)).data
     if request.scope.get("chirp_unread") and found["items"] and not cursor:
-        await call_api(request, "POST", "/api/notifications/read", json={"up_to": found["items"][0]["id"]})
+        await mark_read(state_of(request), me.user_id, found["items"][0]["id"])
         request.scope["chirp_unread"] = 0  # the bell on this page: they are being read
     return page(request, "notifications.html", me, items=found["items"], next_cursor=found.get("next_cursor"))
 

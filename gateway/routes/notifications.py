@@ -21,12 +21,13 @@ from starlette.routing import Route
 
 from gateway.auth.current import require_viewer
 from gateway.cursors import CursorShape, PageQuery
-from gateway.errors import InvalidInput, JSONResponse
+from gateway.errors import JSONResponse
 from gateway.openapi import contract
+from gateway.read_marks import mark_read
 from gateway.requests import RequestModel, body_as
 from gateway.routes.posts import Author, Post, post_json
 from gateway.state import State, state_of
-from schemas.events import Id, NotificationsRead, NotificationsReadData
+from schemas.events import Id
 from store.notifications import SHOWN_ACTORS, actors_key, item_key, items_key, unread_key
 from store.posts import PostgresPosts
 
@@ -126,18 +127,6 @@ async def notification_page(state: State, user_id: str, cursor: tuple[int, str] 
 
 async def unread_count(state: State, user_id: str) -> int:
     return int(await state.redis.zcard(unread_key(user_id)))
-
-
-async def mark_read(state: State, user_id: str, up_to: str | None) -> None:
-    """Publish the read mark: up to the item `up_to` (its time), or everything until now."""
-    at = datetime.now(UTC)
-    if up_to is not None:
-        score = await state.redis.zscore(items_key(user_id), up_to)
-        if score is None:
-            raise InvalidInput("up_to is not one of your notifications.", field="up_to")
-        at = _moment(score)
-    data = NotificationsReadData(user_id=user_id, up_to=up_to, up_to_at=at)
-    await state.publisher.publish(NotificationsRead(actor=user_id, payload=data))
 
 
 @contract(NotificationPage, query=PageQuery, auth="required")
