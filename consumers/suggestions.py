@@ -5,12 +5,14 @@ Out: Redis, all under `suggest:` — the follow graph it needs (`suggest:followi
 sets), per (user, candidate) the set of the user's followees who follow the candidate (`suggest:via:<u>:<c>`),
 and per user a sorted set of candidates by that count (`suggest:rank:<u>`), without the user and whom they follow.
 An edge A→B changes A's candidates (whom B follows) and the candidates of A's followers (B), so a follow costs
-one write per follower of A and per followee of B.
+one write per follower of A and per followee of B; edges are applied one at a time per process (run one process).
 Idempotency: each pair's state is last-writer-wins by occurred_at (`suggest:edge:<a>:<b>` = "<0|1>:<ms>"), and
 only a change of state moves the sets, so redeliveries, replays and an unfollow read before its follow agree.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from consumers.runtime import Consumer, Context
 from schemas import topics
@@ -25,10 +27,22 @@ consumer = Consumer(
 )
 
 
+_ONE_AT_A_TIME = asyncio.Lock()
+
+
 async def _edge(ctx: Context, follower: str, followee: str, on: bool, at: int) -> None:
-    """Apply one pair's state (`on`: following) as of `at`, if newer than what the model holds."""
+    """Apply one pair's state (`on`: following) as of `at`, if newer than what the model holds.
+
+    Edges are applied one at a time (the runtime handles partitions side by side): an edge reads the sets that
+    another edge writes, so two at once could each miss the other's candidates, or store a stale count.
+    """
     if follower == followee:
         return
+    async with _ONE_AT_A_TIME:
+        await _apply(ctx, follower, followee, on, at)
+
+
+async def _apply(ctx: Context, follower: str, followee: str, on: bool, at: int) -> None:
     previous: str | None = await ctx.redis.get(edge_key(follower, followee))  # type: ignore[assignment]
     if previous is not None and int(previous.split(":")[1]) >= at:
         return
