@@ -34,7 +34,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, get_args
 
 import asyncpg
 import orjson
@@ -233,7 +233,7 @@ def _reason(record: ConsumerRecord, model: type[Event], exc: ValidationError) ->
         return Rejected("invalid_json", str(json_error))
     if not isinstance(raw, dict):
         return Rejected("invalid_payload", "not a JSON object")
-    if raw.get("type") != model.model_fields["type"].default:
+    if raw.get("type") not in get_args(model.model_fields["type"].annotation):
         return Rejected("unknown_type", f"{raw.get('type')!r} on a topic of {model.__name__}")
     expected = model.model_fields["version"].default
     if raw.get("version") != expected:

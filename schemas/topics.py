@@ -31,6 +31,11 @@ USER_PROFILE_UPDATED = Topic(f"{NAMESPACE}user-profile-updated", key="user_id")
 USER_FOLLOWED = Topic(f"{NAMESPACE}user-followed", key="follower_id")
 USER_UNFOLLOWED = Topic(f"{NAMESPACE}user-unfollowed", key="follower_id")
 TRENDING_MODERATED = Topic(f"{NAMESPACE}trending-moderated", key="target", partitions=1)
+# Interactions: one topic per kind carrying both directions (liked / unliked), keyed by the user, so one user's
+# like and unlike of one post stay in order.
+POST_LIKES = Topic(f"{NAMESPACE}post-likes", key="user_id")
+POST_REPOSTS = Topic(f"{NAMESPACE}post-reposts", key="user_id")
+POST_BOOKMARKS = Topic(f"{NAMESPACE}post-bookmarks", key="user_id")
 
 ALL: tuple[Topic, ...] = (
     POST_CREATED,
@@ -42,6 +47,9 @@ ALL: tuple[Topic, ...] = (
     USER_FOLLOWED,
     USER_UNFOLLOWED,
     TRENDING_MODERATED,
+    POST_LIKES,
+    POST_REPOSTS,
+    POST_BOOKMARKS,
 )
 BY_NAME = {topic.name: topic for topic in ALL}
 

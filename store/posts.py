@@ -204,6 +204,10 @@ class PostgresPosts:
         sql = "SELECT EXISTS (SELECT 1 FROM posts WHERE post_id = $1 AND deleted_at IS NULL)"
         return bool(await self._pool.fetchval(sql, post_id))
 
+    async def many(self, post_ids: Sequence[str]) -> list[PostView]:
+        """The live posts among these ids (any order), in one query."""
+        return (await self._page("p.post_id = ANY($1::text[])", [list(post_ids)], None, len(post_ids), desc=True)).items
+
     async def latest(self, after: str | None, limit: int) -> Page:
         """Everyone's posts, newest first."""
         return await self._page("TRUE", [], after, limit, desc=True)

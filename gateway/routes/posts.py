@@ -30,6 +30,7 @@ from starlette.routing import Route
 from gateway.auth.current import Viewer, require_viewer
 from gateway.cursors import encode_cursor, page_params
 from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, NotFound
+from gateway.interactions import with_interactions
 from gateway.post_waits import waits_of
 from gateway.requests import json_body
 from gateway.state import State, state_of
@@ -42,7 +43,7 @@ MAX_TAG_CHARS = 100
 MAX_WAIT_S = 1.0
 IDEMPOTENCY_TTL_S = 24 * 3600
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, as Stripe and the IETF draft use
-_FIELDS = frozenset({"body", "reply_to"})
+_FIELDS = frozenset({"body", "reply_to", "quote_of"})
 
 
 # Validation and JSON ------------------------------------------------------------------------------------------
@@ -66,6 +67,14 @@ def validate_post(data: dict[str, Any]) -> tuple[str, str | None]:
     if reply_to is not None and (not isinstance(reply_to, str) or not 0 < len(reply_to) <= MAX_ID_CHARS):
         raise InvalidInput("reply_to must be a post id.", field="reply_to")
     return body, reply_to
+
+
+def validate_quote(data: dict[str, Any]) -> str | None:
+    """The `quote_of` of a `POST /api/posts` body (a post id), or InvalidInput naming it."""
+    quote_of = data.get("quote_of")
+    if quote_of is not None and (not isinstance(quote_of, str) or not 0 < len(quote_of) <= MAX_ID_CHARS):
+        raise InvalidInput("quote_of must be a post id.", field="quote_of")
+    return quote_of
 
 
 def tag_key(raw: str) -> str:
@@ -105,16 +114,18 @@ def post_json(post: PostView) -> dict[str, Any]:
     }
 
 
-def page_json(page: Page) -> JSONResponse:
+async def page_json(request: Request, page: Page) -> JSONResponse:
     next_cursor = encode_cursor(page.last) if page.last else None
-    return JSONResponse({"items": [post_json(p) for p in page.items], "next_cursor": next_cursor})
+    items = await with_interactions(request, [post_json(p) for p in page.items])
+    return JSONResponse({"items": items, "next_cursor": next_cursor})
 
 
 # Writes -------------------------------------------------------------------------------------------------------
 
 
-def _fingerprint(body: str, reply_to: str | None) -> str:
-    return hashlib.sha256(orjson.dumps([body, reply_to])).hexdigest()[:32]
+def _fingerprint(body: str, reply_to: str | None, quote_of: str | None) -> str:
+    fields = [body, reply_to] if quote_of is None else [body, reply_to, quote_of]  # keys of plain posts unchanged
+    return hashlib.sha256(orjson.dumps(fields)).hexdigest()[:32]
 
 
 def _idempotency_key(viewer: Viewer, key: str) -> str:
@@ -142,24 +153,31 @@ def _accepted(post_id: str, visible: bool) -> JSONResponse:
     return JSONResponse({"id": post_id, "status": "accepted"}, 202, headers=headers)
 
 
-async def _publish(state: State, viewer: Viewer, post_id: str, body: str, reply_to: str | None) -> None:
+async def _publish(
+    state: State, viewer: Viewer, post_id: str, body: str, reply_to: str | None, quote_of: str | None
+) -> None:
     # Publishing the same post id again (a retry after a failure we cannot tell from a lost answer) still makes
     # one post: every projection upserts by post id.
-    event = PostCreatedData(post_id=post_id, author_id=viewer.user_id, body=body, reply_to=reply_to)
+    event = PostCreatedData(post_id=post_id, author_id=viewer.user_id, body=body, reply_to=reply_to, quote_of=quote_of)
     await state.publisher.publish(PostCreated(actor=viewer.user_id, payload=event))
 
 
 async def create_post(request: Request) -> Response:
-    """`POST /api/posts {"body", "reply_to"?}` → 202 `{"id", "status": "accepted"}` once Kafka has the event."""
+    """`POST /api/posts {"body", "reply_to"?, "quote_of"?}` → 202 `{"id", "status": "accepted"}` once Kafka has
+    the event; a `quote_of` or `reply_to` naming no live post is 422."""
     viewer = await require_viewer(request)
     state = state_of(request)
     posts = PostgresPosts(state.pg)
-    body, reply_to = validate_post(await json_body(request))
+    data = await json_body(request)
+    body, reply_to = validate_post(data)
+    quote_of = validate_quote(data)
     if reply_to is not None and not await posts.exists(reply_to):
         raise InvalidInput("The post replied to does not exist.", field="reply_to")
+    if quote_of is not None and not await posts.exists(quote_of):
+        raise InvalidInput("The quoted post does not exist.", field="quote_of")
     wait = wait_seconds(request.headers.get("prefer"))
     post_id, published, key = new_id(), False, request.headers.get("idempotency-key")
-    fingerprint = _fingerprint(body, reply_to)
+    fingerprint = _fingerprint(body, reply_to, quote_of)
     if key is not None:
         key = _idempotency_key(viewer, key)
         post_id, published = await _claim(state, key, post_id, fingerprint)
@@ -167,7 +185,7 @@ async def create_post(request: Request) -> Response:
             return _accepted(post_id, bool(wait))
     async with waits_of(state).expecting(CHANNEL, post_id, wait) as seen:
         if not published:
-            await _publish(state, viewer, post_id, body, reply_to)
+            await _publish(state, viewer, post_id, body, reply_to, quote_of)
             if key is not None:
                 await state.redis.set(key, f"{post_id} {fingerprint} published", xx=True, keepttl=True)
         visible = await seen(lambda: posts.exists(post_id))
@@ -213,13 +231,13 @@ async def get_post(request: Request) -> Response:
     post = await _posts(request).get(request.path_params["post_id"])
     if post is None:
         raise NotFound("No such post.")
-    return JSONResponse(post_json(post))
+    return JSONResponse((await with_interactions(request, [post_json(post)]))[0])
 
 
 async def list_posts(request: Request) -> Response:
     """`GET /api/posts?cursor&limit` → everyone's posts, newest first."""
     cursor, limit = page_params(request)
-    return page_json(await _posts(request).latest(cursor, limit))
+    return await page_json(request, await _posts(request).latest(cursor, limit))
 
 
 async def list_replies(request: Request) -> Response:
@@ -229,7 +247,7 @@ async def list_replies(request: Request) -> Response:
     post_id = request.path_params["post_id"]
     if not await posts.exists(post_id):
         raise NotFound("No such post.")
-    return page_json(await posts.replies(post_id, cursor, limit))
+    return await page_json(request, await posts.replies(post_id, cursor, limit))
 
 
 async def list_user_posts(request: Request) -> Response:
@@ -239,14 +257,14 @@ async def list_user_posts(request: Request) -> Response:
     user_id = await posts.user_id_of(request.path_params["handle"])
     if user_id is None:
         raise NotFound("No such user.")
-    return page_json(await posts.by_author(user_id, cursor, limit))
+    return await page_json(request, await posts.by_author(user_id, cursor, limit))
 
 
 async def list_tag_posts(request: Request) -> Response:
     """`GET /api/tags/{tag}/posts?cursor&limit` → posts with that hashtag (any case, `#` optional), newest first."""
     cursor, limit = page_params(request)
     tag = tag_key(request.path_params["tag"])
-    return page_json(await _posts(request).by_tag(tag, cursor, limit))
+    return await page_json(request, await _posts(request).by_tag(tag, cursor, limit))
 
 
 routes = [

@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from gateway.cursors import decode_cursor, encode_cursor, parse_limit
 from gateway.errors import InvalidInput, JSONResponse, NotFound
+from gateway.interactions import with_interactions
 from gateway.state import state_of
 from store.search import CANDIDATES, USER_CANDIDATES, PostgresSearch
 from store.search_query import MAX_QUERY_CHARS, parse_query, tag_key
@@ -103,14 +104,14 @@ async def search(request: Request) -> Response:
     if len(page) == 2:
         hits = await index.search_older(query, before=page, limit=limit)
         following = older_cursor(hits.older) if hits.older else None
-        return JSONResponse({"items": hits.items, "next_cursor": following})
+        return JSONResponse({"items": await with_interactions(request, hits.items), "next_cursor": following})
     offset, ref, ceiling = page
     hits = await index.search_posts(query, offset=offset, limit=limit, ref=ref, ceiling=ceiling)
     if hits.more and hits.ceiling:
         following = post_cursor(offset + limit, ref, hits.ceiling)
     else:
         following = older_cursor(hits.older) if hits.older else None
-    return JSONResponse({"items": hits.items, "next_cursor": following})
+    return JSONResponse({"items": await with_interactions(request, hits.items), "next_cursor": following})
 
 
 async def tag(request: Request) -> Response:

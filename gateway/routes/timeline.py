@@ -17,6 +17,7 @@ from chirp.logging import get_logger
 from gateway.auth.current import require_viewer
 from gateway.cursors import encode_cursor, page_params
 from gateway.errors import JSONResponse
+from gateway.interactions import with_interactions
 from gateway.routes.posts import post_json
 from gateway.state import State, state_of
 from store.timelines import CachedPosts, PostgresTimelineSource, RedisTimelines, followees_of, page_of, rebuild
@@ -57,7 +58,7 @@ async def timeline(request: Request) -> Response:
         page, after = page_of(rows, window.post_ids, limit)
     return JSONResponse(
         {
-            "items": [post_json(post) for post in page],
+            "items": await with_interactions(request, [post_json(post) for post in page]),
             "next_cursor": encode_cursor(after) if after else None,
             "partial": window is None,
         }
