@@ -213,3 +213,60 @@ async def test_counts_are_the_same_after_a_replay(client: httpx.AsyncClient, pg:
     assert (after[0]["like_count"], after[0]["liked_by_me"], after[1]["repost_count"]) == (2, False, 3)
     assert after[2]["quote_of"]["id"] == first
     assert [tuple(r) for r in await pg.fetch(ours, [first, second, quote])] == table_before
+
+
+@pipelined
+async def test_quotes_embed_the_quoted_post_until_it_is_deleted(client: httpx.AsyncClient) -> None:
+    quoted_handle, author = await user(client, "iq")
+    _, quoter = await user(client, "iqq")
+    quoted = await post(client, author, "**original**")
+    response = await client.post("/api/posts", json={"body": "x", "quote_of": new_id()}, headers=quoter)
+    assert response.status_code == 422 and response.json()["error"]["field"] == "quote_of"
+    response = await client.post("/api/posts", json={"body": "x", "quote_of": 5}, headers=quoter)
+    assert response.status_code == 422 and response.json()["error"]["field"] == "quote_of"
+    quote = await post(client, quoter, "look at this", quote_of=quoted)
+    found = await eventually(lambda: client.get(f"/api/posts/{quote}"), until=lambda r: "quote_of" in r.json())
+    embedded = found.json()["quote_of"]
+    assert embedded["id"] == quoted and embedded["html"].strip() == "<p><strong>original</strong></p>"
+    assert embedded["text"] == "original" and embedded["author"]["handle"] == quoted_handle
+    assert set(embedded) == {"id", "author", "html", "text", "created_at"}
+    await seen(client, f"/api/posts/{quoted}", quote_count=1)
+    page = (await client.get(f"/api/posts/{quoted}/quotes")).json()
+    assert [p["id"] for p in page["items"]] == [quote] and page["next_cursor"] is None
+
+    assert (await client.delete(f"/api/posts/{quoted}", headers={**author, "Prefer": "wait"})).status_code == 202
+    await seen(client, f"/api/posts/{quote}", quote_of={"id": quoted, "deleted": True})
+    assert (await client.get(f"/api/posts/{quoted}/quotes")).status_code == 404
+
+
+@pipelined
+async def test_bookmarks_likes_and_reposts_pages(client: httpx.AsyncClient) -> None:
+    _, headers = await user(client, "ip")
+    _, other = await user(client, "ipo")
+    likers = [await user(client, f"il{i}") for i in range(3)]
+    posts = [await post(client, other, f"post {i}") for i in range(3)]
+    for post_id in (posts[1], posts[0], posts[2]):  # bookmark order, not post order
+        assert (await client.post(f"/api/posts/{post_id}/bookmark", headers=headers)).status_code == 202
+        await seen(client, f"/api/posts/{post_id}", headers, bookmarked_by_me=True)
+    first = (await client.get("/api/bookmarks?limit=2", headers=headers)).json()
+    assert [p["id"] for p in first["items"]] == [posts[2], posts[0]], "newest bookmark first"
+    assert all(p["bookmarked_by_me"] and "like_count" in p for p in first["items"])
+    rest = (await client.get(f"/api/bookmarks?limit=2&cursor={first['next_cursor']}", headers=headers)).json()
+    assert [p["id"] for p in rest["items"]] == [posts[1]] and rest["next_cursor"] is None
+    assert (await client.get("/api/bookmarks")).status_code == 401
+    assert (await client.get("/api/bookmarks", headers=other)).json()["items"] == [], "only their owner sees them"
+    assert (await client.get("/api/bookmarks?cursor=bad", headers=headers)).status_code == 422
+
+    for _, liker in likers:
+        await client.post(f"/api/posts/{posts[0]}/like", headers=liker)
+    await client.post(f"/api/posts/{posts[0]}/repost", headers=likers[1][1])
+    await seen(client, f"/api/posts/{posts[0]}", like_count=3, repost_count=1)
+    page = (await client.get(f"/api/posts/{posts[0]}/likes?limit=2")).json()
+    more = (await client.get(f"/api/posts/{posts[0]}/likes?limit=2&cursor={page['next_cursor']}")).json()
+    handles = [u["handle"] for u in page["items"] + more["items"]]
+    assert sorted(handles) == sorted(h for h, _ in likers) and more["next_cursor"] is None
+    assert set(page["items"][0]) == {"handle", "display_name", "avatar_url"}
+    reposts = (await client.get(f"/api/posts/{posts[0]}/reposts")).json()
+    assert [u["handle"] for u in reposts["items"]] == [likers[1][0]]
+    for kind in ("likes", "reposts", "quotes"):
+        assert (await client.get(f"/api/posts/{new_id()}/{kind}")).status_code == 404
