@@ -30,7 +30,7 @@ from starlette.routing import Route
 from gateway.auth.current import Viewer, require_viewer
 from gateway.cursors import encode_cursor, page_params
 from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, NotFound
-from gateway.interactions import with_interactions
+from gateway.interactions import with_interactions, with_reposts
 from gateway.post_waits import waits_of
 from gateway.requests import json_body
 from gateway.state import State, state_of
@@ -251,13 +251,17 @@ async def list_replies(request: Request) -> Response:
 
 
 async def list_user_posts(request: Request) -> Response:
-    """`GET /api/users/{handle}/posts?cursor&limit` → that user's posts, newest first; 404 for unknown users."""
+    """`GET /api/users/{handle}/posts?cursor&limit` → that user's posts and reposts, newest first; 404 for unknown
+    users."""
     cursor, limit = page_params(request)
     posts = _posts(request)
     user_id = await posts.user_id_of(request.path_params["handle"])
     if user_id is None:
         raise NotFound("No such user.")
-    return await page_json(request, await posts.by_author(user_id, cursor, limit))
+    page = await posts.by_author(user_id, cursor, limit)
+    items, last = await with_reposts(request, page.items, page.last is not None, [user_id], cursor, limit, post_json)
+    next_cursor = encode_cursor(last) if last else None
+    return JSONResponse({"items": await with_interactions(request, items), "next_cursor": next_cursor})
 
 
 async def list_tag_posts(request: Request) -> Response:

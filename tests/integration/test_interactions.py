@@ -270,3 +270,41 @@ async def test_bookmarks_likes_and_reposts_pages(client: httpx.AsyncClient) -> N
     assert [u["handle"] for u in reposts["items"]] == [likers[1][0]]
     for kind in ("likes", "reposts", "quotes"):
         assert (await client.get(f"/api/posts/{new_id()}/{kind}")).status_code == 404
+
+
+@pipelined
+async def test_reposts_show_in_home_timelines_and_profiles_once_at_the_latest_repost(client: httpx.AsyncClient) -> None:
+    _, reader = await user(client, "it")
+    (ann, ann_headers), (bob, bob_headers) = await user(client, "ita"), await user(client, "itb")
+    _, stranger = await user(client, "its")
+    for handle in (ann, bob):
+        assert (await client.post(f"/api/users/{handle}/follow", headers=reader)).status_code == 202
+    old = await post(client, stranger, "old post, reposted later")
+    newer = await post(client, ann_headers, "ann's own post")
+    await client.post(f"/api/posts/{old}/repost", headers=ann_headers)
+    top = await seen(client, "/api/timeline", reader, id=old)
+    assert top["reposted_by"]["handle"] == ann and "reposted_at" in top
+    await client.post(f"/api/posts/{old}/repost", headers=bob_headers)
+    bob_by = {"handle": bob, "display_name": bob, "avatar_url": ""}  # the dev login names users by their handle
+    await seen(client, "/api/timeline", reader, id=old, reposted_by=bob_by)
+
+    async def timeline() -> list[str]:
+        items, cursor = [], None
+        while True:  # pages of one: the cursor goes through reposts and posts alike
+            url = "/api/timeline?limit=1" + (f"&cursor={cursor}" if cursor else "")
+            body = (await client.get(url, headers=reader)).json()
+            items += [(p["id"], (p.get("reposted_by") or {}).get("handle")) for p in body["items"]]
+            if not (cursor := body["next_cursor"]):
+                return items
+
+    listed = await timeline()
+    assert listed[:2] == [(old, bob), (newer, None)], "once, at its latest repost"
+    assert [i for i, _ in listed].count(old) == 1
+    profile = (await client.get(f"/api/users/{ann}/posts")).json()["items"]
+    assert [(p["id"], p.get("reposted_by", {}).get("handle")) for p in profile[:2]] == [(old, ann), (newer, None)]
+
+    await client.delete(f"/api/posts/{old}/repost", headers=bob_headers)
+    await seen(client, "/api/timeline", reader, id=old, reposted_by=top["reposted_by"])
+    await client.delete(f"/api/posts/{old}/repost", headers=ann_headers)
+    await seen(client, "/api/timeline", reader, id=newer)
+    assert old not in [i for i, _ in await timeline()], "no followee's repost holds it any more"
