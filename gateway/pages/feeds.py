@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from gateway.auth.current import Viewer
 from gateway.errors import NotFound
+from gateway.interactions import with_interactions
 from gateway.pages.explore import trending_context
 from gateway.pages.forms import Composer
 from gateway.pages.internal import MissingEndpoint, call_api
@@ -52,6 +53,15 @@ async def _with_own_post(request: Request, me: Viewer, posts: list[dict[str, Any
     return sorted([post_json(found), *posts], key=lambda p: p["id"], reverse=True)
 
 
+async def quote_composer(request: Request, quote_of: str) -> Composer:
+    """The home composer quoting a post (embedded under the text; the Quote action), plain when the post is gone."""
+    found = await PostgresPosts(state_of(request).pg).get(quote_of)
+    if found is None:
+        return Composer(next="/")
+    quoted = {k: v for k, v in post_json(found).items() if k in ("id", "author", "html", "text", "created_at")}
+    return Composer(next="/", quote_of=found.id, quoted=quoted)
+
+
 async def home_context(request: Request, me: Viewer | None, form: Composer | None = None) -> dict[str, Any]:
     """Home: the viewer's timeline (or everyone's posts with `?feed=all`, and always for visitors)."""
     feed = "home" if me and request.query_params.get("feed") != "all" else "all"
@@ -64,6 +74,8 @@ async def home_context(request: Request, me: Viewer | None, form: Composer | Non
         posts, next_cursor = await _list(request, "/api/posts")
     if me is not None:
         posts = await _with_own_post(request, me, posts)
+    if form is None and (quote_of := request.query_params.get("quote_of")):  # the Quote action: embed it
+        form = await quote_composer(request, quote_of)
     return {
         **await trending_context(request, shown=5),
         "feed": feed,
@@ -91,13 +103,14 @@ async def post_context(
     if found is None:
         raise NotFound("This post does not exist or was deleted.")
     parent = await posts.get(found.reply_to) if found.reply_to else None
+    shown = await with_interactions(request, [post_json(found), *([post_json(parent)] if parent else [])])
     author = (
         await PostgresUsersReadModel(pool).profile(found.handle, me.user_id if me else None) if found.handle else None
     )
     replies, next_cursor = await _list(request, f"/api/posts/{post_id}/replies")
     return {
-        "post": post_json(found),
-        "parent": post_json(parent) if parent else None,
+        "post": shown[0],
+        "parent": shown[1] if parent else None,
         "author": author,
         "replies": replies,
         "next_cursor": next_cursor,
@@ -145,7 +158,8 @@ async def post_fragment(request: Request) -> Response:
     found = await PostgresPosts(state_of(request).pg).get(request.path_params["post_id"])
     if found is None:
         raise NotFound("No such post.")
-    return render("fragment_post.html", base_context(request, me, post=post_json(found)))
+    [post] = await with_interactions(request, [post_json(found)])
+    return render("fragment_post.html", base_context(request, me, post=post))
 
 
 routes = [
