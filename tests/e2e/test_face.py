@@ -140,6 +140,8 @@ async def test_every_page_passes_axe_in_both_schemes_with_44px_targets_on_phones
         (ada, f"/explore?q={ada_login}&type=users", "explore-people", False),
         (ada, f"/tags/{word}", "tag", False),
         (ada, "/settings", "settings", True),
+        (ada, "/bookmarks", "bookmarks", False),
+        (ada, f"/?quote_of={reply_id}", "quote-composer", False),
         (ada, f"/posts/{post_id}/delete", "confirm-delete", False),
         (ada, "/posts/no-such-post", "not-found", True),
     ]
