@@ -22,8 +22,11 @@ Decisions:
 - A hashtag is `#` + letters, digits, `_` and combining marks, at least one a letter (`#1` stays text),
   not right after a letter, digit, `_`, `/`, `)` or `&` (`a#b`, `x.com/#frag`, `&#35;x` are no tags);
   `\\#x` is no tag. Its key is case-folded and NFC (`#Café`, `#CAFÉ` -> `café`); it links to
-  `/tags/{key}` and shows the text as typed.
-- A mention is `@` + a handle as `schemas.events.Handle` allows (ASCII letters, digits and `-`, at most
+  `/tags/{key}` and shows the text as typed. A key over `schemas.text.MAX_TAG_CHARS` is no tag (the tag pages
+  would refuse it), so every tag link opens.
+- Bidi embeddings, overrides and isolates are stripped from the HTML and the text: a post cannot reorder the
+  page around it.
+- A mention is `@` + a handle as `schemas.text.Handle` allows (ASCII letters, digits and `-`, at most
   39, taken whole: a longer run is no mention), not right after a letter, digit, `_` or `/`, not followed
   by `@` (so `a@b.com`, `@a@host` are none). It links to `/@{handle}`, lower-cased.
 - `links` holds the absolute http(s) URLs of the links the author wrote (autolinks and images included),
@@ -48,6 +51,8 @@ from mistune.plugins.formatting import strikethrough
 from mistune.plugins.url import url
 from mistune.util import escape, safe_entity, unescape
 
+from schemas.text import HANDLE_CHARS, MAX_TAG_CHARS, strip_bidi, tag_key
+
 EXTERNAL_REL = "nofollow noopener ugc"
 ALLOWED_SCHEMES = frozenset({"http", "https", "mailto"})
 ALLOWED_TAGS = frozenset(  # Mastodon's
@@ -67,7 +72,7 @@ class RenderedPost:
 _SIGIL = re.compile(r"[#@]")
 _WORD_RUN = re.compile(r"\w+")
 _LETTER = re.compile(r"[^\W\d_]")
-_HANDLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}(?![\w@-])", re.ASCII)
+_HANDLE = re.compile(rf"{HANDLE_CHARS}(?![\w@-])", re.ASCII)
 _SCHEME = re.compile(r"([^/?#:]*):")  # text before the first ':' that precedes any '/', '?', '#': a scheme
 
 
@@ -250,7 +255,9 @@ class _Walk:
         name = raw[start + 1 : end]
         if _LETTER.search(name) is None:
             return None
-        key = unicodedata.normalize("NFC", name.casefold())
+        key = tag_key(name)
+        if len(key) > MAX_TAG_CHARS:  # no tag: a link the tag route would refuse
+            return None
         self.tags[key] = None
         path = key if key.isascii() else quote(key, safe="")  # ASCII word characters need no encoding
         return end, f'<a href="/tags/{path}" class="hashtag">{raw[start:end]}</a>'
@@ -272,8 +279,8 @@ def render_post(markdown: str) -> RenderedPost:
     walk = _Walk()
     walk.tokens(tokens, in_link=False)  # type: ignore[arg-type]  # without a renderer, parse returns tokens
     return RenderedPost(
-        html=_CLEANER.clean("".join(walk.html)),
-        text=" ".join("".join(walk.text).split()),
+        html=strip_bidi(_CLEANER.clean("".join(walk.html))),
+        text=strip_bidi(" ".join("".join(walk.text).split())),
         hashtags=tuple(walk.tags),
         mentions=tuple(walk.mentions),
         links=tuple(walk.links),

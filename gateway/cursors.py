@@ -1,57 +1,106 @@
-"""Opaque cursors and page sizes shared by every list endpoint: `?cursor=...&limit=...`.
+"""Opaque, strictly parsed cursors and page sizes shared by every list endpoint: `?cursor=...&limit=...`.
 
-A cursor is the sort key of the last item of a page (for posts: its ULID), base64url-encoded without padding.
-Pages are keyset pages ("items after this key"), so a cursor stays valid and no item repeats or goes missing
-when new items are inserted meanwhile. Clients must treat the cursor as opaque; only this module reads it.
+A cursor is the sort key of the last item of a page, as a JSON array, base64url-encoded without padding. Each
+list declares the shape of its key once (a `CursorShape`: a tuple type of bounded ints and ids); reading a
+cursor validates it against that shape (pydantic, strict), so what reaches a query is always a value the list
+could have issued: a forged cursor (bad base64, other digits than ASCII, a time out of range, a key of another
+list's shape) is a 422 naming `cursor`, never an error inside PostgreSQL or Redis. Pages are keyset pages
+("items after this key"), so a cursor stays valid and no item repeats or goes missing when new items are
+inserted meanwhile. Clients must treat the cursor as opaque; only this module reads it.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Generic, TypeVar
 
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.requests import Request
 
 from gateway.errors import InvalidInput
+from gateway.requests import Limit, QueryModel, query_as
+from schemas.events import Id
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 MAX_CURSOR_CHARS = 512
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# A time in a cursor: whole microseconds since the epoch, up to 2**53 (year 2255, exact in a JSON number).
+Micros = Annotated[int, Field(ge=0, le=2**53)]
+
+T = TypeVar("T")
 
 
-def encode_cursor(value: str) -> str:
-    """The opaque cursor naming `value` (the sort key of the last item served)."""
-    return base64.urlsafe_b64encode(value.encode()).rstrip(b"=").decode()
+def micros(at: datetime) -> int:
+    """`at` as whole microseconds since the epoch (exact, unlike `timestamp()`)."""
+    return (at - _EPOCH) // timedelta(microseconds=1)
 
 
-def decode_cursor(raw: str | None) -> str | None:
-    """The value inside a cursor, None when there is none; raises InvalidInput(field="cursor") when malformed."""
-    if not raw:
-        return None
-    if len(raw) > MAX_CURSOR_CHARS:
-        raise InvalidInput("cursor is too long", field="cursor")
-    try:
-        value = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
-    except (binascii.Error, ValueError):  # bad base64 or not UTF-8 (UnicodeDecodeError is a ValueError)
-        raise InvalidInput("cursor is not one this API issued", field="cursor") from None
-    if not value or not value.isprintable() or encode_cursor(value) != raw:
-        raise InvalidInput("cursor is not one this API issued", field="cursor")
-    return value
+def from_micros(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
 
 
-def parse_limit(raw: str | None, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> int:
-    """`limit` as an int in 1..maximum (default when absent); raises InvalidInput(field="limit") otherwise."""
-    if raw is None or raw == "":
-        return default
-    if not (raw.isascii() and raw.isdigit()):  # int() would also take " 5", "+5", "1_0" and other scripts' digits
-        raise InvalidInput("limit must be an integer", field="limit")
-    limit = int(raw)
-    if not 1 <= limit <= maximum:
-        raise InvalidInput(f"limit must be between 1 and {maximum}", field="limit")
-    return limit
+class CursorShape(Generic[T]):
+    """The key one list pages by: `encode` what it issues, `decode` what clients send back (strictly)."""
+
+    def __init__(self, shape: Any) -> None:
+        self._adapter: TypeAdapter[T] = TypeAdapter(shape, config=ConfigDict(strict=True))
+
+    def encode(self, value: T) -> str:
+        return base64.urlsafe_b64encode(self._adapter.dump_json(value)).rstrip(b"=").decode()
+
+    def decode(self, raw: str | None) -> T | None:
+        """The key inside `raw`, None when there is none; InvalidInput(field="cursor") unless this list issued it."""
+        if not raw:
+            return None
+        if len(raw) > MAX_CURSOR_CHARS:
+            raise InvalidInput("cursor is too long", field="cursor")
+        try:
+            if not raw.isascii():
+                raise ValueError(raw)
+            data = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+            value = self._adapter.validate_json(data)
+        except (binascii.Error, ValueError, ValidationError):  # ValidationError is a ValueError; said for clarity
+            raise InvalidInput("cursor is not one this API issued", field="cursor") from None
+        if self.encode(value) != raw:  # one key, one spelling: no padding, no other alphabet, no whitespace
+            raise InvalidInput("cursor is not one this API issued", field="cursor")
+        return value
+
+    def page(self, request: Request) -> tuple[T | None, int]:
+        """(cursor key or None, limit) from the query string, validated."""
+        query = query_as(request, PageQuery)
+        return self.decode(query.cursor), query.limit
 
 
-def page_params(request: Request) -> tuple[str | None, int]:
-    """(cursor value or None, limit) from the query string, validated."""
-    query = request.query_params
-    return decode_cursor(query.get("cursor")), parse_limit(query.get("limit"))
+# The post lists (everyone's, a user's, a tag's, replies, the home timeline) page by post id.
+POST_ID: CursorShape[tuple[str]] = CursorShape(tuple[Id])
+
+
+# Opaque: only a `next_cursor` the API issued is valid (the format names it for clients and fuzzers).
+CURSOR_FIELD: Any = Field(
+    "",
+    max_length=MAX_CURSOR_CHARS,
+    json_schema_extra={"format": "cursor"},
+    description="`next_cursor` of the page before",
+)
+
+
+class PageQuery(QueryModel):
+    """`?cursor&limit` of a list."""
+
+    cursor: str = CURSOR_FIELD
+    limit: Limit(MAX_LIMIT) = DEFAULT_LIMIT  # type: ignore[valid-type]
+
+
+def post_page_params(request: Request) -> tuple[str | None, int]:
+    """(post id to continue after or None, limit) of a post list."""
+    key, limit = POST_ID.page(request)
+    return (key[0] if key else None), limit
+
+
+def post_cursor(post_id: str | None) -> str | None:
+    """The next-page cursor of a post list continuing after `post_id` (None on the last page)."""
+    return POST_ID.encode((post_id,)) if post_id else None

@@ -9,9 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from ulid import ULID
 
 from schemas import topics
+from schemas.text import Bio, DisplayName, Handle, NoNul, PostBody, Tag
 
-Handle = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")]
-Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+# An id: 1 to 64 characters, no control characters (they would not survive PostgreSQL text or a log line).
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 def new_id() -> str:
@@ -52,7 +53,7 @@ class Event(BaseModel):
 class PostCreatedData(Payload):
     post_id: Id
     author_id: Id
-    body: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    body: PostBody
     reply_to: Id | None = None
     quote_of: Id | None = None  # the post this one quotes (optional: version 1 events without it stay valid)
 
@@ -67,12 +68,12 @@ class PostCreated(Event):
 class PostParsedData(Payload):
     post_id: Id
     author_id: Id
-    body: str
-    html: str
-    text: str
-    hashtags: tuple[str, ...] = ()
-    mentions: tuple[str, ...] = ()
-    links: tuple[str, ...] = ()
+    body: PostBody
+    html: NoNul
+    text: NoNul
+    hashtags: tuple[Tag, ...] = ()
+    mentions: tuple[Handle, ...] = ()
+    links: tuple[NoNul, ...] = ()
     reply_to: Id | None = None
     quote_of: Id | None = None
     created_at: datetime
@@ -104,8 +105,8 @@ class UserRegisteredData(Payload):
     user_id: Id
     github_id: int | None = None
     handle: Handle
-    display_name: str = ""
-    avatar_url: str = ""
+    display_name: NoNul = ""
+    avatar_url: NoNul = ""
 
 
 class UserRegistered(Event):
@@ -118,8 +119,8 @@ class UserRegistered(Event):
 class UserProfileSyncedData(Payload):
     user_id: Id
     handle: Handle
-    display_name: str = ""
-    avatar_url: str = ""
+    display_name: NoNul = ""
+    avatar_url: NoNul = ""
 
 
 class UserProfileSynced(Event):
@@ -131,8 +132,8 @@ class UserProfileSynced(Event):
 
 class UserProfileUpdatedData(Payload):
     user_id: Id
-    display_name: Annotated[str, StringConstraints(min_length=1, max_length=50)] | None = None
-    bio: Annotated[str, StringConstraints(max_length=160)] | None = None
+    display_name: DisplayName | None = None
+    bio: Bio | None = None
 
 
 class UserProfileUpdated(Event):

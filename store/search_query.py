@@ -14,12 +14,13 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from schemas.text import HANDLE, tag_key
+
 MAX_QUERY_CHARS = 256
 MAX_TERMS = 16  # more terms add nothing a person types, only cost
 
 _TOKEN = re.compile(r'-?"[^"]*"?|\S+')
 _TAG = re.compile(r"^#(\w+)[^\w#]*$")  # trailing punctuation ("#rust," "#rust!") is not part of the tag
-_HANDLE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 _WORDY = re.compile(r"\w")
 
 
@@ -60,18 +61,13 @@ class ParsedQuery:
         return " ".join(t.text.casefold() for group in self.groups for t in group if not t.negated)
 
 
-def tag_key(raw: str) -> str:
-    """A hashtag as the renderer stores it: no `#`, case-folded, NFC."""
-    return unicodedata.normalize("NFC", raw.removeprefix("#").casefold())
-
-
 def _term(token: str) -> tuple[Term | None, str | None, str | None]:
     """(term, exact tag, author handle) for one token; Nones for what it is not."""
     negated = token.startswith("-") and len(token) > 1
     body = token[1:] if negated else token
     if body.lower().startswith("from:"):
         handle = body[5:].removeprefix("@")
-        return None, None, handle.lower() if _HANDLE.match(handle) and not negated else None
+        return None, None, handle.lower() if HANDLE.match(handle) and not negated else None
     if body.startswith('"'):
         text = body.strip('"').strip()
         return (Term(text, negated) if _WORDY.search(text) else None), None, None

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import re
 import time
-import unicodedata
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -41,6 +40,7 @@ import asyncpg
 import orjson
 import redis.asyncio as aioredis
 
+from schemas.text import HANDLE, tag_key
 from store.trending_score import WINDOWS, Ranked, Window, rank, score, slices
 
 DEFAULT_PREFIX = "trending:"
@@ -100,7 +100,6 @@ class Follow:
         return Contribution("u", f"u:{self.followee_id}", f"f:{self.follower_id}", self.follower_id)
 
 
-_HANDLE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 _TAG = re.compile(r"^\w+$")
 
 
@@ -108,8 +107,8 @@ def moderation_target(raw: str) -> str | None:
     """`#tag` (case-folded, NFC; a bare `tag` too) or `@handle` (lower-case) as stored; None if neither."""
     raw = raw.strip()
     if raw.startswith("@"):
-        return f"@{raw[1:].lower()}" if _HANDLE.match(raw[1:]) else None
-    tag = unicodedata.normalize("NFC", raw.removeprefix("#").casefold())
+        return f"@{raw[1:].lower()}" if HANDLE.match(raw[1:]) else None
+    tag = tag_key(raw)
     return f"#{tag}" if _TAG.match(tag) and any(c.isalpha() for c in tag) else None
 
 

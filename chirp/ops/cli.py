@@ -525,10 +525,16 @@ def seed(
 @ops_app.command()
 def docs(
     out: Annotated[Path | None, typer.Option(help="Directory for the files (default: the repo's docs/).")] = None,
+    check: Annotated[bool, typer.Option(help="Write nothing; exit 1 when a file differs from the code.")] = False,
 ) -> None:
     """Write docs/asyncapi.json (every topic and event) and docs/openapi.json (every HTTP route)."""
-    from chirp.ops.docs import DOCS_DIR, write
+    from chirp.ops.docs import DOCS_DIR, stale, write
 
+    if check:
+        if outdated := stale(out or DOCS_DIR):
+            console.print(f"stale: {', '.join(outdated)} (run `chirp docs`)")
+            raise typer.Exit(1)
+        return
     for path in write(out or DOCS_DIR):
         console.print(str(path))
 

@@ -2,15 +2,14 @@
 
 AsyncAPI: a broker that is never started gets every consumer subscribed exactly as `chirp consume` does it
 (consumers/runtime.py `subscribe`), and a publisher with the event model for every topic, so FastStream describes
-channels, consumer groups and payload schemas. OpenAPI: built from the Starlette routes (paths, methods, path
-parameters) and their endpoints' docstrings (first line: summary; the rest: description).
+channels, consumer groups and payload schemas. OpenAPI: built by the gateway
+(gateway/openapi.py) from its routes' contracts. `chirp docs` writes both; `chirp docs --check` fails when the
+committed copies differ from what the code generates.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
-import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,16 +17,15 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 from starlette.routing import BaseRoute
-from starlette.schemas import SchemaGenerator
 
 from chirp.ops.dlq import DECISIONS_TOPIC
 from chirp.settings import Settings
-from consumers.runtime import Context, all_consumers, subscribe
+from consumers.runtime import Consumer, Context, all_consumers, subscribe
+from gateway.openapi import VERSION, openapi_schema
 from producers.broker import make_broker
 from schemas import topics
 from schemas.events import BY_TOPIC
 
-VERSION = "0.1.0"
 DOCS_DIR = Path(__file__).resolve().parents[2] / "docs"
 
 
@@ -81,7 +79,7 @@ def asyncapi_schema(settings: Settings | None = None) -> dict[str, Any]:
         version=VERSION,
         description="Every Kafka topic of Chirp: who publishes, which consumer groups read, and each event's schema.",
     )
-    return _typed_subscriptions(orjson.loads(spec.to_specification().to_json()))
+    return _kafka_details(_typed_subscriptions(orjson.loads(spec.to_specification().to_json())), settings, consumers)
 
 
 def _typed_subscriptions(doc: dict[str, Any]) -> dict[str, Any]:
@@ -101,46 +99,43 @@ def _typed_subscriptions(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-_PARAM = re.compile(r"{([^}:]+)(?::[^}]+)?}")
+EVENT_HEADERS = {
+    "type": "object",
+    "properties": {
+        "correlation_id": {"type": "string", "description": "The request (or command) the event belongs to"},
+        "causation_id": {"type": "string", "description": "The id of the event it was derived from, when derived"},
+        "event_type": {"type": "string", "description": "The envelope's `type`"},
+        "event_id": {"type": "string", "description": "The envelope's `id` (a ULID)"},
+    },
+    "required": ["correlation_id", "event_type", "event_id"],
+}
 
 
-def _endpoints(routes: list[BaseRoute]) -> list[tuple[str, str, Any]]:
-    """(path, method, endpoint) of every HTTP route, mounts included (Starlette's own walk: HEAD folded into GET,
-    routes with include_in_schema=False left out)."""
-    return [(info.path, info.http_method.upper(), info.func) for info in SchemaGenerator({}).get_endpoints(routes)]
-
-
-def _operation_id(method: str, path: str) -> str:
-    words = re.sub(r"[^A-Za-z0-9]+", "_", _PARAM.sub(r"by_\1", path)).strip("_") or "root"
-    return f"{method.lower()}_{words}"
-
-
-def openapi_schema(routes: list[BaseRoute]) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of `routes` (summaries and descriptions from the endpoints' docstrings)."""
-    paths: dict[str, dict[str, Any]] = {}
-    for path, method, func in sorted(_endpoints(routes), key=lambda e: (e[0], e[1])):
-        doc = inspect.getdoc(func) or ""
-        summary, _, rest = doc.partition("\n")
-        operation: dict[str, Any] = {
-            "operationId": _operation_id(method, path),
-            "summary": summary or func.__name__.replace("_", " "),
-            "responses": {"default": {"description": "JSON, HTML or a redirect; errors as {error: {code, message}}"}},
-        }
-        if rest.strip():
-            operation["description"] = rest.strip()
-        params = _PARAM.findall(path)
-        if params:
-            operation["parameters"] = [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params
-            ]
-        tag = path.strip("/").split("/")[1 if path.startswith("/api/") else 0] or "root"
-        operation["tags"] = [tag]
-        paths.setdefault(_PARAM.sub(r"{\1}", path), {})[method.lower()] = operation
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "Chirp HTTP API", "version": VERSION, "description": "The gateway's routes."},
-        "paths": paths,
-    }
+def _kafka_details(doc: dict[str, Any], settings: Settings, consumers: list[Consumer]) -> dict[str, Any]:
+    """Add what FastStream leaves out: partitions and retention per topic, each consumer's group id, and each
+    event message's key and headers."""
+    by_name = {t.name: t for t in topics.ALL}
+    by_name.update({c.dead_letter_topic.name: c.dead_letter_topic for c in consumers})
+    groups = {c.name: settings.group(c.name) for c in consumers}
+    for channel in doc["channels"].values():
+        topic = by_name.get(channel.get("address", ""))
+        if topic is not None:
+            kafka = channel.setdefault("bindings", {}).setdefault("kafka", {"bindingVersion": "0.4.0"})
+            kafka["partitions"] = topic.partitions
+            kafka["topicConfiguration"] = {"retention.ms": topic.retention_ms}
+    for name, operation in doc["operations"].items():
+        consumer = name.split(":", 1)[0]
+        if operation["action"] == "receive" and consumer in groups:
+            kafka = {"bindingVersion": "0.4.0", "groupId": {"type": "string", "enum": [groups[consumer]]}}
+            operation.setdefault("bindings", {})["kafka"] = kafka
+    for message in doc["components"]["messages"].values():
+        payload = message.get("payload", {}).get("$ref", "").rsplit("/", 1)[-1]
+        model = next((m for m in BY_TOPIC.values() if m.__name__ == payload), None)
+        if model is not None:
+            key = {"type": "string", "description": f"payload.{model.topic.key}: per-key order is what consumers use"}
+            message["headers"] = EVENT_HEADERS
+            message.setdefault("bindings", {})["kafka"] = {"bindingVersion": "0.4.0", "key": key}
+    return doc
 
 
 def app_routes() -> list[BaseRoute]:
@@ -150,12 +145,30 @@ def app_routes() -> list[BaseRoute]:
     return routes()
 
 
+def documents() -> dict[str, bytes]:
+    """The file name and content of each generated document, as committed under docs/."""
+    generated = {"asyncapi.json": asyncapi_schema(), "openapi.json": openapi_schema(app_routes())}
+    return {
+        name: orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+        for name, document in generated.items()
+    }
+
+
 def write(out: Path = DOCS_DIR) -> list[Path]:
     """Write asyncapi.json and openapi.json under `out`; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, document in (("asyncapi.json", asyncapi_schema()), ("openapi.json", openapi_schema(app_routes()))):
+    for name, content in documents().items():
         path = out / name
-        path.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+        path.write_bytes(content)
         written.append(path)
     return written
+
+
+def stale(out: Path = DOCS_DIR) -> list[str]:
+    """The documents under `out` that differ from what the code generates (missing ones included)."""
+    return [
+        name
+        for name, content in documents().items()
+        if not (out / name).exists() or (out / name).read_bytes() != content
+    ]

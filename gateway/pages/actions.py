@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -23,12 +24,13 @@ from consumers.markdown import render_post
 from gateway.auth.csrf import csrf_ok
 from gateway.auth.current import CSRF_COOKIE, require_viewer
 from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, NotFound, TooManyRequests
+from gateway.openapi import contract
 from gateway.pages.feeds import home_context, post_context, remember_posted
 from gateway.pages.flash import flash
 from gateway.pages.forms import MAX_POST_CHARS, Composer
 from gateway.pages.internal import call_api
 from gateway.pages.web import checked_form, field, local_path, login_redirect, page, page_route, page_viewer
-from gateway.requests import json_body
+from gateway.requests import RequestModel, body_as
 from gateway.routes.posts import post_json
 from gateway.state import state_of
 from store.posts import PostgresPosts
@@ -197,14 +199,21 @@ async def save_settings(request: Request) -> Response:
     return response
 
 
+class PreviewBody(RequestModel):
+    body: str = Field(max_length=2 * MAX_POST_CHARS)
+
+
+class Preview(BaseModel):
+    html: str
+
+
+@contract(Preview, body=PreviewBody, auth="required")
 async def preview(request: Request) -> Response:
     """`POST /api/preview {"body"}` → `{"html"}`: the composer's live preview, rendered as the post will be."""
     me = await require_viewer(request)
     if me.via_cookie and not csrf_ok(request.headers.get("x-csrf-token"), request.cookies.get(CSRF_COOKIE)):
         raise Forbidden("Missing or wrong X-CSRF-Token header.")
-    body = (await json_body(request)).get("body")
-    if not isinstance(body, str) or len(body) > 2 * MAX_POST_CHARS:
-        raise InvalidInput(f"body must be a string of at most {2 * MAX_POST_CHARS} characters.", field="body")
+    body = (await body_as(request, PreviewBody)).body
     return JSONResponse({"html": render_post(body).html})
 
 

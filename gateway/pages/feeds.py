@@ -16,8 +16,10 @@ from gateway.pages.forms import Composer
 from gateway.pages.internal import MissingEndpoint, call_api
 from gateway.pages.templating import base_context, render
 from gateway.pages.web import page, page_route, page_viewer
+from gateway.requests import path_param
 from gateway.routes.posts import post_json
 from gateway.state import state_of
+from schemas.text import tag_key
 from store.posts import PostgresPosts
 from store.users import PostgresUsersReadModel
 
@@ -122,14 +124,15 @@ async def post_context(
 async def post_page(request: Request) -> Response:
     """`GET /posts/{post_id}`."""
     me = await page_viewer(request)
-    return page(request, "post.html", me, **await post_context(request, me, request.path_params["post_id"]))
+    post_id = path_param(request, "post_id", "No such post.")
+    return page(request, "post.html", me, **await post_context(request, me, post_id))
 
 
 @page_route
 async def profile_page(request: Request) -> Response:
     """`GET /@{handle}`: the profile card and the person's posts."""
     me = await page_viewer(request)
-    handle = request.path_params["handle"]
+    handle = path_param(request, "handle", f"Nobody here goes by @{request.path_params['handle']}.")
     users = PostgresUsersReadModel(state_of(request).pg)
     profile = await users.profile(handle, me.user_id if me else None)
     if profile is None or profile["handle"].startswith("~"):
@@ -143,7 +146,7 @@ async def profile_page(request: Request) -> Response:
 async def tag_page(request: Request) -> Response:
     """`GET /tags/{tag}`: the tag's figures (when the tags API is there) and its posts."""
     me = await page_viewer(request)
-    tag = request.path_params["tag"].removeprefix("#").casefold()
+    tag = tag_key(request.path_params["tag"])
     posts, next_cursor = await _list(request, f"/api/tags/{tag}/posts")
     try:
         info = (await call_api(request, "GET", f"/api/tags/{tag}")).data
@@ -155,7 +158,7 @@ async def tag_page(request: Request) -> Response:
 async def post_fragment(request: Request) -> Response:
     """`GET /fragments/posts/{post_id}`: one post card, for the live updates to insert."""
     me = await page_viewer(request)
-    found = await PostgresPosts(state_of(request).pg).get(request.path_params["post_id"])
+    found = await PostgresPosts(state_of(request).pg).get(path_param(request, "post_id", "No such post."))
     if found is None:
         raise NotFound("No such post.")
     [post] = await with_interactions(request, [post_json(found)])

@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.events import new_id
-
-MAX_POST_CHARS = 2000
+from schemas.text import MAX_POST_CHARS
 
 
 @dataclass

@@ -43,8 +43,12 @@ def _endpoint(request: Request, method: str, path: str) -> tuple[Any, dict[str, 
     for route in request.app.router.routes:
         if isinstance(route, Route):
             match, child = route.matches(probe)
-            if match is Match.FULL:
-                return route.endpoint, child.get("path_params", {})
+            # A resource (gateway.routes.resource) matches every method: its endpoint for this one, if any.
+            found = (
+                getattr(route.endpoint, method.lower(), None) if isinstance(route.endpoint, type) else route.endpoint
+            )
+            if match is Match.FULL and found is not None:
+                return found, child.get("path_params", {})
     raise MissingEndpoint(f"{method} {path}")
 
 

@@ -39,6 +39,7 @@ from chirp.logging import get_logger
 from gateway.auth.current import viewer
 from gateway.errors import InvalidInput, Unauthorized
 from gateway.state import State, state_of
+from schemas.text import tag_key
 from store.posts import CHANNEL, DELETED_CHANNEL
 from store.users import PostgresUsersReadModel
 
@@ -88,7 +89,7 @@ def parse_feed(raw: str) -> Feed:
     kind, _, arg = raw.partition(":")
     if kind not in FEED_KINDS or (kind in ("all", "home")) != (arg == "") or len(arg) > 100:
         raise InvalidInput("feed is one of all, home, user:<id>, replies:<post id>, tag:<tag>.", field="feed")
-    return Feed(kind, arg.casefold() if kind == "tag" else arg)
+    return Feed(kind, tag_key(arg) if kind == "tag" else arg)
 
 
 def shows(feed: Feed, notice: Notice, followees: frozenset[str] = frozenset()) -> bool:

@@ -5,10 +5,10 @@ The GitHub login lives in `gateway/routes/github.py`; both end in `login_user`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import AfterValidator, BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -23,12 +23,12 @@ from gateway.auth.current import (
     start_session,
 )
 from gateway.auth.sessions import SessionError
-from gateway.errors import InvalidInput, JSONResponse, NotFound, Unauthorized
-from gateway.requests import json_body
+from gateway.errors import JSONResponse, NotFound, Unauthorized
+from gateway.openapi import Status, contract
+from gateway.requests import RequestModel, body_as
 from gateway.state import State, state_of
 from schemas.events import UserProfileSynced, UserProfileSyncedData, UserRegistered, UserRegisteredData
-
-LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
+from schemas.text import HANDLE
 
 
 async def login_user(state: State, registered: UserRegistered) -> tuple[str, str]:
@@ -57,16 +57,40 @@ def _differs(row: Mapping[str, Any], data: UserRegisteredData) -> bool:
     return (row["handle"], row["display_name"], row["avatar_url"]) != (data.handle, data.display_name, data.avatar_url)
 
 
+def _login(value: str) -> str:
+    if not HANDLE.match(value):
+        raise ValueError("a GitHub-style login: letters, digits and hyphens, at most 39")
+    return value
+
+
+class DevLogin(RequestModel):
+    """`POST /auth/dev-login`: a GitHub-style login (letters, digits and hyphens, at most 39)."""
+
+    login: Annotated[str, AfterValidator(_login)] = Field(json_schema_extra={"pattern": HANDLE.pattern})
+
+
+class RefreshBody(RequestModel):
+    refresh_token: str = Field(min_length=1, max_length=512)
+
+
+class Tokens(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"]
+    refresh_token: str
+
+
+class Jwks(BaseModel):
+    keys: list[dict[str, Any]]
+
+
+@contract(Tokens, body=DevLogin, errors=(403, 404))
 async def dev_login(request: Request) -> Response:
     """`POST /auth/dev-login {"login"}`: log in as anyone, registering them if new (only when CHIRP_ENV=dev)."""
     state = state_of(request)
     if not state.settings.dev:
         raise NotFound("Not found.")
     check_origin(request)  # no session yet, so no CSRF token: a foreign page must still not log the browser in
-    body = await json_body(request)
-    login = body.get("login")
-    if not isinstance(login, str) or not LOGIN.match(login):
-        raise InvalidInput("A GitHub-style login: letters, digits and hyphens, at most 39.", field="login")
+    login = (await body_as(request, DevLogin)).login
     existing = await state.pg.fetchrow("SELECT user_id, handle FROM users WHERE lower(handle) = lower($1)", login)
     user_id, handle = (existing["user_id"], existing["handle"]) if existing else (f"dev-{login.lower()}", login)
     registered = UserRegistered(
@@ -79,13 +103,14 @@ async def dev_login(request: Request) -> Response:
     return response
 
 
+@contract(Tokens, body=RefreshBody, optional_body=True, errors=(401, 403))
 async def refresh(request: Request) -> Response:
     """`POST /auth/refresh`: trade the refresh token (cookie or JSON body) for new tokens; reuse revokes."""
     state = state_of(request)
     check_origin(request)
     token = request.cookies.get(REFRESH_COOKIE)
     if not token and request.headers.get("content-type", "").startswith("application/json"):
-        token = (await json_body(request)).get("refresh_token")
+        token = (await body_as(request, RefreshBody)).refresh_token
     if not isinstance(token, str) or not token:
         raise Unauthorized("No refresh token.")
     try:
@@ -102,6 +127,7 @@ async def refresh(request: Request) -> Response:
     return response
 
 
+@contract(Status, auth="required")
 async def logout(request: Request) -> Response:
     """`POST /auth/logout`: end the session (its refresh token stops working) and clear the cookies."""
     viewer = await require_viewer(request)
@@ -111,16 +137,7 @@ async def logout(request: Request) -> Response:
     return response
 
 
-async def me(request: Request) -> Response:
-    """`GET /api/me`: the logged-in viewer's profile."""
-    viewer = await require_viewer(request)
-    row = await state_of(request).pg.fetchrow(
-        "SELECT handle, display_name, bio, avatar_url, joined_at FROM users WHERE user_id = $1", viewer.user_id
-    )
-    profile = dict(row) if row else {"handle": viewer.handle, "display_name": "", "bio": "", "avatar_url": ""}
-    return JSONResponse({"user_id": viewer.user_id, **profile})
-
-
+@contract(Jwks)
 async def jwks(request: Request) -> Response:
     """`GET /.well-known/jwks.json`: the public keys that verify access tokens."""
     return JSONResponse(state_of(request).keys.jwks(), headers={"Cache-Control": "public, max-age=300"})
@@ -130,6 +147,5 @@ routes = [
     Route("/auth/dev-login", dev_login, methods=["POST"]),
     Route("/auth/refresh", refresh, methods=["POST"]),
     Route("/auth/logout", logout, methods=["POST"]),
-    Route("/api/me", me, methods=["GET"]),
     Route("/.well-known/jwks.json", jwks),
 ]

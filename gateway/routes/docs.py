@@ -1,18 +1,33 @@
-"""API documents: `/openapi.json` (HTTP routes), `/docs/asyncapi.json` (topics and events), `/docs` (a plain page)."""
+"""API documents: `/openapi.json` (HTTP routes), `/docs/asyncapi.json` (topics and events), `/docs` (a plain page).
+
+The OpenAPI document is built from this app's routes and their contracts (gateway/openapi.py). The AsyncAPI document
+describes the consumers, which the gateway does not import: it serves the committed `docs/asyncapi.json` (written
+by `chirp docs`; a test fails when it is stale).
+"""
 
 from __future__ import annotations
 
 from functools import cache
 from html import escape
+from pathlib import Path
 from typing import Any
 
+import orjson
+from pydantic import BaseModel, ConfigDict
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from chirp.ops.docs import asyncapi_schema, openapi_schema
-from gateway.errors import JSONResponse
-from gateway.state import state_of
+from gateway.errors import JSONResponse, NotFound
+from gateway.openapi import contract, openapi_schema
+
+ASYNCAPI_FILE = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"
+
+
+class Document(BaseModel):
+    """A JSON document (OpenAPI 3.1 or AsyncAPI 3.0)."""
+
+    model_config = ConfigDict(extra="allow")
 
 
 def _openapi(request: Request) -> dict[str, Any]:
@@ -25,18 +40,25 @@ def _openapi(request: Request) -> dict[str, Any]:
 
 @cache
 def _asyncapi() -> dict[str, Any]:
-    return asyncapi_schema()
+    try:
+        return orjson.loads(ASYNCAPI_FILE.read_bytes())
+    except FileNotFoundError:
+        return {"channels": {}}
 
 
+@contract(Document)
 async def openapi_json(request: Request) -> Response:
     """The OpenAPI document of every HTTP route."""
     return JSONResponse(_openapi(request))
 
 
+@contract(Document, errors=(404,))
 async def asyncapi_json(request: Request) -> Response:
     """The AsyncAPI document of every topic, event and consumer group."""
-    state_of(request)  # the app is up: settings and clients exist
-    return JSONResponse(_asyncapi())
+    document = _asyncapi()
+    if "asyncapi" not in document:
+        raise NotFound("This installation has no AsyncAPI document (write it with `chirp docs`).")
+    return JSONResponse(document)
 
 
 _PAGE = """<!doctype html>
@@ -81,6 +103,7 @@ def _topic_rows(asyncapi: dict[str, Any]) -> str:
     )
 
 
+@contract(media_type="text/html")
 async def docs_page(request: Request) -> Response:
     """A browsable list of the HTTP endpoints and Kafka topics (plain HTML, no scripts)."""
     body = _PAGE.format(endpoints=_rows(_openapi(request)), topics=_topic_rows(_asyncapi()))

@@ -28,9 +28,10 @@ from chirp.logging import get_logger
 from chirp.settings import Settings
 from gateway.auth.current import set_session_cookies
 from gateway.errors import ApiError
-from gateway.routes.auth import LOGIN, login_user
+from gateway.routes.auth import login_user
 from gateway.state import state_of
 from schemas.events import UserRegistered, UserRegisteredData
+from schemas.text import HANDLE
 
 with warnings.catch_warnings():
     # authlib 1.9 warns on import when it falls back from httpx2 to httpx; the client works the same.
@@ -83,7 +84,7 @@ def profile_from(user: Any, emails: Any) -> GitHubProfile:
     github_id, login = user.get("id"), user.get("login")
     if not isinstance(github_id, int) or isinstance(github_id, bool) or github_id <= 0:
         raise _unavailable()
-    if not isinstance(login, str) or not LOGIN.match(login):
+    if not isinstance(login, str) or not HANDLE.match(login):
         raise _unavailable()
     name, avatar = user.get("name"), user.get("avatar_url")
     return GitHubProfile(

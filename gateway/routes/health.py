@@ -24,12 +24,14 @@ from starlette.routing import Route
 from chirp.kafka_admin import GroupLag, group_lags
 from chirp.settings import Settings
 from gateway.errors import JSONResponse
+from gateway.openapi import Status, contract
 from gateway.state import State, state_of
 
 TIMEOUT_S = 2.0
 READY = Gauge("chirp_ready", "1 when the last /readyz found this check ok", ["check"])  # kafka … consumers
 
 
+@contract(Status)
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -86,6 +88,7 @@ async def consumer_groups(settings: Settings) -> dict[str, dict[str, Any]]:
         return found
 
 
+@contract(Status, errors=(503,))
 async def readyz(request: Request) -> Response:
     state = state_of(request)
     checked, consumers = await asyncio.gather(

@@ -7,7 +7,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.openapi import contract
 
+
+@contract(media_type="text/plain")
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition of this gateway process's metrics."""
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -6,35 +6,55 @@ one pipeline, then the authors' handles in one SQL query.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from consumers.mentions import post_key, user_key
 from gateway.auth.current import require_viewer
-from gateway.cursors import encode_cursor, page_params
-from gateway.errors import InvalidInput, JSONResponse
+from gateway.cursors import CursorShape, PageQuery
+from gateway.errors import JSONResponse
+from gateway.openapi import contract
 from gateway.state import state_of
+from schemas.events import Id
 
 TIES = 50  # items sharing the cursor's millisecond we can step over
 
 
-def _after(cursor: str | None) -> tuple[str, str]:
+# A page continues after (score: the mention's time in ms, post id) of the last item served.
+NOTIFICATIONS_CURSOR: CursorShape[tuple[int, str]] = CursorShape(tuple[Annotated[int, Field(ge=0, le=2**53)], Id])
+
+
+def _after(key: tuple[int, str] | None) -> tuple[str, str]:
     """(score, post id) of the last item served; ("+inf", "") for the first page."""
-    if cursor is None:
-        return "+inf", ""
-    score, _, post_id = cursor.partition(":")
-    if not score.isdigit() or not post_id:
-        raise InvalidInput("cursor is not one this API issued", field="cursor")
-    return score, post_id
+    return ("+inf", "") if key is None else (str(key[0]), key[1])
 
 
+class MentionAuthor(BaseModel):
+    user_id: str | None
+    handle: str | None  # null until the author is known to the users read model
+
+
+class Mention(BaseModel):
+    post_id: str
+    author: MentionAuthor
+    text: str
+    at: int = Field(description="When the post was written, in milliseconds since the epoch")
+
+
+class Mentions(BaseModel):
+    items: list[Mention]
+    next_cursor: str | None
+
+
+@contract(Mentions, query=PageQuery, auth="required")
 async def notifications(request: Request) -> Response:
     """The viewer's mention notifications: `{items: [{post_id, author, text, at}], next_cursor}`."""
     me = await require_viewer(request)
-    cursor, limit = page_params(request)
+    cursor, limit = NOTIFICATIONS_CURSOR.page(request)
     state = state_of(request)
     score, last = _after(cursor)
     # Inclusive bound, then skip what was served: same-millisecond items sort by post id, descending.
@@ -59,7 +79,7 @@ async def notifications(request: Request) -> Response:
         }
         for (post_id, score), d in zip(shown, details, strict=True)
     ]
-    next_cursor = encode_cursor(f"{int(shown[-1][1])}:{shown[-1][0]}") if len(page) > limit else None
+    next_cursor = NOTIFICATIONS_CURSOR.encode((int(shown[-1][1]), shown[-1][0])) if len(page) > limit else None
     return JSONResponse({"items": items, "next_cursor": next_cursor})
 
 

@@ -19,70 +19,63 @@ from __future__ import annotations
 
 import hashlib
 import re
-import unicodedata
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 import orjson
+from pydantic import BaseModel, BeforeValidator, Field, TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.auth.current import Viewer, require_viewer
-from gateway.cursors import encode_cursor, page_params
+from gateway.cursors import PageQuery, post_cursor, post_page_params
 from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, NotFound
 from gateway.interactions import with_interactions, with_reposts
+from gateway.openapi import contract
 from gateway.post_waits import waits_of
-from gateway.requests import json_body
+from gateway.requests import RequestModel, json_body, path_param, validated
+from gateway.routes import resource
 from gateway.state import State, state_of
-from schemas.events import PostCreated, PostCreatedData, PostDeleted, PostDeletedData, new_id
+from schemas import text
+from schemas.events import Id, PostCreated, PostCreatedData, PostDeleted, PostDeletedData, new_id
+from schemas.text import MAX_TAG_CHARS, PostBody, Tag, unify_lines
 from store.posts import CHANNEL, DELETED_CHANNEL, Page, PostgresPosts, PostView
 
-MAX_BODY_CHARS = 2000
-MAX_ID_CHARS = 64
-MAX_TAG_CHARS = 100
 MAX_WAIT_S = 1.0
 IDEMPOTENCY_TTL_S = 24 * 3600
+_TAG: TypeAdapter[str] = TypeAdapter(Tag)
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, as Stripe and the IETF draft use
-_FIELDS = frozenset({"body", "reply_to", "quote_of"})
 
 
 # Validation and JSON ------------------------------------------------------------------------------------------
 
 
+class NewPost(RequestModel):
+    """`POST /api/posts`: Markdown (line breaks counted as one character, as the form does) and a post replied to."""
+
+    body: Annotated[PostBody, BeforeValidator(unify_lines)]
+    reply_to: Id | None = None
+    quote_of: Id | None = None  # the post this one quotes
+
+
 def validate_post(data: dict[str, Any]) -> tuple[str, str | None]:
     """(body, reply_to) of a `POST /api/posts` body, or InvalidInput naming the field at fault."""
-    for name in data:
-        if name not in _FIELDS:
-            raise InvalidInput(f"Unknown field {name!r}.", field=name)
-    body = data.get("body")
-    if not isinstance(body, str):
-        raise InvalidInput("The post needs a body (a string of Markdown).", field="body")
-    if not body.strip():
-        raise InvalidInput("The post is empty.", field="body")
-    if len(body) > MAX_BODY_CHARS:
-        raise InvalidInput(f"A post is at most {MAX_BODY_CHARS} characters ({len(body)} given).", field="body")
-    if "\x00" in body:
-        raise InvalidInput("The post contains a NUL character.", field="body")
-    reply_to = data.get("reply_to")
-    if reply_to is not None and (not isinstance(reply_to, str) or not 0 < len(reply_to) <= MAX_ID_CHARS):
-        raise InvalidInput("reply_to must be a post id.", field="reply_to")
-    return body, reply_to
+    post = validated(NewPost, data)
+    return post.body, post.reply_to
 
 
 def validate_quote(data: dict[str, Any]) -> str | None:
     """The `quote_of` of a `POST /api/posts` body (a post id), or InvalidInput naming it."""
-    quote_of = data.get("quote_of")
-    if quote_of is not None and (not isinstance(quote_of, str) or not 0 < len(quote_of) <= MAX_ID_CHARS):
-        raise InvalidInput("quote_of must be a post id.", field="quote_of")
-    return quote_of
+    return validated(NewPost, data).quote_of
 
 
 def tag_key(raw: str) -> str:
-    """The key a hashtag is stored under (as the renderer writes it): no `#`, case-folded, NFC."""
-    key = unicodedata.normalize("NFC", raw.removeprefix("#").casefold())
-    if not key or len(key) > MAX_TAG_CHARS:
-        raise InvalidInput(f"A tag is 1 to {MAX_TAG_CHARS} characters.", field="tag")
-    return key
+    """The key a hashtag is stored under (as the renderer writes it); InvalidInput for what no tag can be."""
+    try:
+        return _TAG.validate_python(text.tag_key(raw))
+    except ValidationError:
+        raise InvalidInput(f"A tag is 1 to {MAX_TAG_CHARS} characters, no NUL.", field="tag") from None
 
 
 def wait_seconds(prefer: str | None) -> float:
@@ -95,6 +88,63 @@ def wait_seconds(prefer: str | None) -> float:
             except ValueError:
                 return MAX_WAIT_S
     return 0.0
+
+
+class Author(BaseModel):
+    handle: str
+    display_name: str
+    avatar_url: str
+
+
+class QuotedPost(BaseModel):
+    id: str
+    author: Author
+    html: str
+    text: str
+    created_at: datetime
+
+
+class DeletedPost(BaseModel):
+    id: str
+    deleted: Literal[True]
+
+
+class Post(BaseModel):
+    """A post as the API shows it: its Markdown, the sanitized HTML and plain text rendered from it."""
+
+    id: str
+    author_id: str
+    author: Author
+    body: str
+    html: str
+    text: str
+    hashtags: list[str]
+    mentions: list[str]
+    reply_to: str | None
+    reply_count: int
+    created_at: datetime
+    # Interactions (gateway/interactions.py): counts always, the viewer's flags when logged in
+    like_count: int = 0
+    repost_count: int = 0
+    quote_count: int = 0
+    liked_by_me: bool | None = Field(None, description="Absent when anonymous")
+    reposted_by_me: bool | None = Field(None, description="Absent when anonymous")
+    bookmarked_by_me: bool | None = Field(None, description="Absent when anonymous")
+    quote_of: QuotedPost | DeletedPost | None = Field(None, description="The quoted post, for a quote")
+    reposted_by: Author | None = Field(None, description="Who reposted it (home timeline and profile lists)")
+    reposted_at: datetime | None = None
+
+
+class PostPage(BaseModel):
+    items: list[Post]
+    next_cursor: str | None = Field(description="The `cursor` of the next page; null on the last page")
+
+
+class PostAccepted(BaseModel):
+    """The write was acknowledged by Kafka; `Location` names the post."""
+
+    id: str
+    status: Literal["accepted"]
 
 
 def post_json(post: PostView) -> dict[str, Any]:
@@ -115,9 +165,8 @@ def post_json(post: PostView) -> dict[str, Any]:
 
 
 async def page_json(request: Request, page: Page) -> JSONResponse:
-    next_cursor = encode_cursor(page.last) if page.last else None
     items = await with_interactions(request, [post_json(p) for p in page.items])
-    return JSONResponse({"items": items, "next_cursor": next_cursor})
+    return JSONResponse({"items": items, "next_cursor": post_cursor(page.last)})
 
 
 # Writes -------------------------------------------------------------------------------------------------------
@@ -162,6 +211,7 @@ async def _publish(
     await state.publisher.publish(PostCreated(actor=viewer.user_id, payload=event))
 
 
+@contract(PostAccepted, status=202, body=NewPost, auth="required", errors=(409,))
 async def create_post(request: Request) -> Response:
     """`POST /api/posts {"body", "reply_to"?, "quote_of"?}` → 202 `{"id", "status": "accepted"}` once Kafka has
     the event; a `quote_of` or `reply_to` naming no live post is 422."""
@@ -192,6 +242,7 @@ async def create_post(request: Request) -> Response:
     return _accepted(post_id, visible)
 
 
+@contract(PostAccepted, status=202, auth="required", errors=(404,))
 async def delete_post(request: Request) -> Response:
     """`DELETE /api/posts/{id}` by its author → 202; the post then leaves every read model.
 
@@ -201,7 +252,7 @@ async def delete_post(request: Request) -> Response:
     viewer = await require_viewer(request)
     state = state_of(request)
     posts = PostgresPosts(state.pg)
-    post = await posts.get(request.path_params["post_id"])
+    post = await posts.get(path_param(request, "post_id", "No such post."))
     if post is None:
         raise NotFound("No such post.")
     if post.author_id != viewer.user_id:
@@ -226,56 +277,58 @@ def _posts(request: Request) -> PostgresPosts:
     return PostgresPosts(state_of(request).pg)
 
 
+@contract(Post, errors=(404,))
 async def get_post(request: Request) -> Response:
     """`GET /api/posts/{id}` → the post, 404 when unknown or deleted."""
-    post = await _posts(request).get(request.path_params["post_id"])
+    post = await _posts(request).get(path_param(request, "post_id", "No such post."))
     if post is None:
         raise NotFound("No such post.")
     return JSONResponse((await with_interactions(request, [post_json(post)]))[0])
 
 
+@contract(PostPage, query=PageQuery)
 async def list_posts(request: Request) -> Response:
     """`GET /api/posts?cursor&limit` → everyone's posts, newest first."""
-    cursor, limit = page_params(request)
+    cursor, limit = post_page_params(request)
     return await page_json(request, await _posts(request).latest(cursor, limit))
 
 
+@contract(PostPage, query=PageQuery, errors=(404,))
 async def list_replies(request: Request) -> Response:
     """`GET /api/posts/{id}/replies?cursor&limit` → replies, oldest first; 404 when the post is unknown."""
-    cursor, limit = page_params(request)
+    cursor, limit = post_page_params(request)
     posts = _posts(request)
-    post_id = request.path_params["post_id"]
+    post_id = path_param(request, "post_id", "No such post.")
     if not await posts.exists(post_id):
         raise NotFound("No such post.")
     return await page_json(request, await posts.replies(post_id, cursor, limit))
 
 
+@contract(PostPage, query=PageQuery, errors=(404,))
 async def list_user_posts(request: Request) -> Response:
     """`GET /api/users/{handle}/posts?cursor&limit` → that user's posts and reposts, newest first; 404 for unknown
     users."""
-    cursor, limit = page_params(request)
+    cursor, limit = post_page_params(request)
     posts = _posts(request)
-    user_id = await posts.user_id_of(request.path_params["handle"])
+    user_id = await posts.user_id_of(path_param(request, "handle", "No such user."))
     if user_id is None:
         raise NotFound("No such user.")
     page = await posts.by_author(user_id, cursor, limit)
     items, last = await with_reposts(request, page.items, page.last is not None, [user_id], cursor, limit, post_json)
-    next_cursor = encode_cursor(last) if last else None
-    return JSONResponse({"items": await with_interactions(request, items), "next_cursor": next_cursor})
+    return JSONResponse({"items": await with_interactions(request, items), "next_cursor": post_cursor(last)})
 
 
+@contract(PostPage, query=PageQuery)
 async def list_tag_posts(request: Request) -> Response:
     """`GET /api/tags/{tag}/posts?cursor&limit` → posts with that hashtag (any case, `#` optional), newest first."""
-    cursor, limit = page_params(request)
+    cursor, limit = post_page_params(request)
     tag = tag_key(request.path_params["tag"])
     return await page_json(request, await _posts(request).by_tag(tag, cursor, limit))
 
 
 routes = [
-    Route("/api/posts", create_post, methods=["POST"]),
-    Route("/api/posts", list_posts, methods=["GET"]),
-    Route("/api/posts/{post_id}", get_post, methods=["GET"]),
-    Route("/api/posts/{post_id}", delete_post, methods=["DELETE"]),
+    resource("/api/posts", get=list_posts, post=create_post),
+    resource("/api/posts/{post_id}", get=get_post, delete=delete_post),
     Route("/api/posts/{post_id}/replies", list_replies, methods=["GET"]),
     Route("/api/users/{handle}/posts", list_user_posts, methods=["GET"]),
     Route("/api/tags/{tag}/posts", list_tag_posts, methods=["GET"]),

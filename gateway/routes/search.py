@@ -10,97 +10,111 @@ ranked candidates it pages through the older matches by (time, id).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import BaseModel, BeforeValidator, Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.cursors import decode_cursor, encode_cursor, parse_limit
+from gateway.cursors import CURSOR_FIELD, DEFAULT_LIMIT, MAX_LIMIT, CursorShape, Micros, from_micros, micros
 from gateway.errors import InvalidInput, JSONResponse, NotFound
 from gateway.interactions import with_interactions
+from gateway.openapi import contract
+from gateway.requests import Limit, QueryModel, query_as
+from gateway.routes import posts as posts_route
+from gateway.routes.posts import Post
 from gateway.state import state_of
+from schemas.events import Id
 from store.search import CANDIDATES, USER_CANDIDATES, PostgresSearch
-from store.search_query import MAX_QUERY_CHARS, parse_query, tag_key
-
-TYPES = ("posts", "users")
-MAX_TAG_CHARS = 100
+from store.search_query import MAX_QUERY_CHARS, parse_query
 
 
-def validate_q(raw: str | None) -> str:
-    """The query text, or InvalidInput(field="q") when empty or longer than MAX_QUERY_CHARS."""
-    q = (raw or "").strip()
-    if not q:
-        raise InvalidInput("Type something to search for.", field="q")
-    if len(q) > MAX_QUERY_CHARS:
-        raise InvalidInput(f"A search is at most {MAX_QUERY_CHARS} characters ({len(q)} given).", field="q")
-    return q
+def _stripped(value: object) -> object:
+    return value.strip() if isinstance(value, str) else value
 
 
-def validate_type(raw: str | None) -> str:
-    kind = raw or "posts"
-    if kind not in TYPES:
-        raise InvalidInput("type must be posts or users.", field="type")
-    return kind
+class SearchQuery(QueryModel):
+    """`?q&type&cursor&limit` of a search."""
+
+    q: Annotated[str, BeforeValidator(_stripped), StringConstraints(min_length=1, max_length=MAX_QUERY_CHARS)] = Field(
+        description='Words, "phrases", -excluded, #tag, from:@handle, OR'
+    )
+    type: Literal["posts", "users"] = "posts"
+    cursor: str = CURSOR_FIELD
+    limit: Limit(MAX_LIMIT) = DEFAULT_LIMIT  # type: ignore[valid-type]
 
 
-OLDER = "o"  # first field of a cursor into the older, unranked matches
+class PostHit(Post):
+    snippet: str = Field(description="HTML: the matching passage, matches in `<mark>`")
 
 
-def _micros(at: datetime) -> int:
-    return int(at.timestamp() * 1_000_000)
+class UserHit(BaseModel):
+    handle: str
+    display_name: str
+    avatar_url: str
+    followers_count: int
 
 
-def _at(micros: str) -> datetime:
-    return datetime.fromtimestamp(int(micros) / 1_000_000, UTC)
+class SearchResults(BaseModel):
+    items: list[PostHit] | list[UserHit]
+    next_cursor: str | None
+
+
+class TagInfo(BaseModel):
+    tag: str
+    posts_count: int
+    first_used_at: datetime
+    last_used_at: datetime
+
+
+OLDER: Literal["o"] = "o"  # first field of a cursor into the older, unranked matches
+# A ranked page: (offset into the frozen ranking, its reference time, ceiling id); an older one: ("o", time, id).
+RankedKey = tuple[Annotated[int, Field(ge=0, le=3 * CANDIDATES)], Micros, Id]
+OlderKey = tuple[Literal["o"], Micros, Id]
+POSTS_CURSOR: CursorShape[RankedKey | OlderKey] = CursorShape(RankedKey | OlderKey)
+USERS_CURSOR: CursorShape[tuple[int]] = CursorShape(tuple[Annotated[int, Field(ge=0, le=USER_CANDIDATES)]])
 
 
 def post_cursor(offset: int, ref: datetime, ceiling: str) -> str:
     """The cursor of the next ranked page: offset into the frozen ranking, its reference time and ceiling id."""
-    return encode_cursor(f"{offset}|{_micros(ref)}|{ceiling}")
+    return POSTS_CURSOR.encode((offset, micros(ref), ceiling))
 
 
 def older_cursor(before: tuple[datetime, str]) -> str:
     """The cursor of the next page of older matches: the (time, id) to go on below."""
-    return encode_cursor(f"{OLDER}|{_micros(before[0])}|{before[1]}")
+    return POSTS_CURSOR.encode((OLDER, micros(before[0]), before[1]))
 
 
 def read_post_cursor(raw: str | None) -> tuple[int, datetime, str | None] | tuple[datetime, str]:
     """(offset, reference time, ceiling id) of a ranked page, the first when there is no cursor; or (time, id) of a
     page of older matches."""
-    value = decode_cursor(raw)
-    if value is None:
+    key = POSTS_CURSOR.decode(raw)
+    if key is None:
         return 0, datetime.now(UTC), None
-    first, at, last = [*value.split("|", 2), "", ""][:3]
-    if not (at.isdigit() and last) or not (first == OLDER or (first.isdigit() and int(first) <= 3 * CANDIDATES)):
-        raise InvalidInput("cursor is not one this API issued", field="cursor")
-    return (_at(at), last) if first == OLDER else (int(first), _at(at), last)
+    first, at, last = key
+    return (from_micros(at), last) if first == OLDER else (int(first), from_micros(at), last)
 
 
 def read_user_cursor(raw: str | None) -> int:
-    value = decode_cursor(raw)
-    if value is None:
-        return 0
-    if not value.isdigit() or int(value) > USER_CANDIDATES:
-        raise InvalidInput("cursor is not one this API issued", field="cursor")
-    return int(value)
+    key = USERS_CURSOR.decode(raw)
+    return 0 if key is None else key[0]
 
 
+@contract(SearchResults, query=SearchQuery)
 async def search(request: Request) -> Response:
     """`GET /api/search` → `{"items": [...], "next_cursor"}`: posts (with a `<mark>` snippet) or users."""
-    params = request.query_params
-    q = validate_q(params.get("q"))
-    kind = validate_type(params.get("type"))
-    limit = parse_limit(params.get("limit"))
+    params = query_as(request, SearchQuery)
+    q, kind, limit = params.q, params.type, params.limit
     index = PostgresSearch(state_of(request).search_pg)
     query = parse_query(q)
     body: dict[str, Any]
     if kind == "users":
-        offset = read_user_cursor(params.get("cursor"))
+        offset = read_user_cursor(params.cursor)
         users, more = await index.search_users(query, offset=offset, limit=limit)
-        body = {"items": users, "next_cursor": encode_cursor(str(offset + limit)) if more else None}
+        body = {"items": users, "next_cursor": USERS_CURSOR.encode((offset + limit,)) if more else None}
         return JSONResponse(body)
-    page = read_post_cursor(params.get("cursor"))
+    page = read_post_cursor(params.cursor)
     if len(page) == 2:
         hits = await index.search_older(query, before=page, limit=limit)
         following = older_cursor(hits.older) if hits.older else None
@@ -114,11 +128,13 @@ async def search(request: Request) -> Response:
     return JSONResponse({"items": await with_interactions(request, hits.items), "next_cursor": following})
 
 
+@contract(TagInfo, errors=(404,))
 async def tag(request: Request) -> Response:
     """`GET /api/tags/{tag}` → `{tag, posts_count, first_used_at, last_used_at}` over live posts; 404 if none."""
-    key = tag_key(request.path_params["tag"])
-    if not key or len(key) > MAX_TAG_CHARS:
-        raise NotFound("No such tag.")
+    try:
+        key = posts_route.tag_key(request.path_params["tag"])
+    except InvalidInput:
+        raise NotFound("No such tag.") from None
     stats = await PostgresSearch(state_of(request).search_pg).tag_stats(key)
     if stats is None:
         raise NotFound("No such tag.")

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import asyncio
 
+from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from chirp.logging import get_logger
 from gateway.auth.current import require_viewer
-from gateway.cursors import encode_cursor, page_params
+from gateway.cursors import PageQuery, post_cursor, post_page_params
 from gateway.errors import JSONResponse
 from gateway.interactions import with_interactions, with_reposts
-from gateway.routes.posts import post_json
+from gateway.openapi import contract
+from gateway.routes.posts import PostPage, post_json
 from gateway.state import State, state_of
 from store.timelines import CachedPosts, PostgresTimelineSource, RedisTimelines, followees_of, page_of, rebuild
 
@@ -41,10 +43,15 @@ def _posts(state: State) -> CachedPosts:
     return found
 
 
+class Timeline(PostPage):
+    partial: bool = Field(description="Served from SQL while the timeline is rebuilt: may lack the newest posts")
+
+
+@contract(Timeline, query=PageQuery, auth="required")
 async def timeline(request: Request) -> Response:
     """`GET /api/timeline`: `{items, next_cursor, partial}`."""
     me = await require_viewer(request)
-    cursor, limit = page_params(request)
+    cursor, limit = post_page_params(request)
     state = state_of(request)
     window = await _timelines(state).window(me.user_id, cursor, limit)
     if window is None:
@@ -60,7 +67,7 @@ async def timeline(request: Request) -> Response:
     return JSONResponse(
         {
             "items": await with_interactions(request, items),
-            "next_cursor": encode_cursor(after) if after else None,
+            "next_cursor": post_cursor(after),
             "partial": window is None,
         }
     )

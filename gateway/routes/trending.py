@@ -10,29 +10,51 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import orjson
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.cursors import parse_limit
-from gateway.errors import InvalidInput
+from gateway.openapi import contract
+from gateway.requests import Limit, QueryModel, query_as
 from gateway.state import state_of
 from store.trending import TOP, ranking_key
 from store.trending_score import WINDOWS
 
 CACHE_S = 1.0
-DEFAULT_WINDOW = "1h"
 DEFAULT_LIMIT = 10
 _EMPTY = b'{"hashtags":[],"users":[]}'
 
 
-def validate_window(raw: str | None) -> str:
-    window = raw or DEFAULT_WINDOW
-    if window not in WINDOWS:
-        raise InvalidInput(f"window must be one of {', '.join(WINDOWS)}.", field="window")
-    return window
+WindowName = Literal["15m", "1h", "24h"]
+assert set(get_args(WindowName)) == set(WINDOWS), "the windows the route accepts are the ones ranked"
+DEFAULT_WINDOW: WindowName = "1h"
+
+
+class TrendingQuery(QueryModel):
+    window: WindowName = DEFAULT_WINDOW
+    limit: Limit(TOP) = DEFAULT_LIMIT  # type: ignore[valid-type]
+
+
+class TrendingTag(BaseModel):
+    tag: str
+    score: float
+    count: int = Field(description="How many people used it in the window")
+    sparkline: list[int] = Field(description="Uses per slice of the window, oldest first")
+
+
+class TrendingUser(BaseModel):
+    handle: str
+    score: float
+    count: int
+
+
+class Trending(BaseModel):
+    hashtags: list[TrendingTag]
+    users: list[TrendingUser]
 
 
 def cut(blob: str | bytes | None, limit: int) -> bytes:
@@ -52,10 +74,11 @@ class _Cached:
     cuts: dict[int, bytes] = field(default_factory=dict)
 
 
+@contract(Trending, query=TrendingQuery)
 async def trending(request: Request) -> Response:
     """`GET /api/trending` → the precomputed ranking of the window."""
-    window = validate_window(request.query_params.get("window"))
-    limit = parse_limit(request.query_params.get("limit"), default=DEFAULT_LIMIT, maximum=TOP)
+    query = query_as(request, TrendingQuery)
+    window, limit = query.window, query.limit
     state = state_of(request)
     cache: dict[str, _Cached] = state.extras.setdefault("trending_cache", {})
     entry = cache.get(window)

@@ -6,43 +6,46 @@ applies them, idempotently, so following twice is one follow.
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
-import orjson
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.auth.current import require_viewer, viewer
-from gateway.cursors import encode_cursor, page_params
+from gateway.cursors import CursorShape, Micros, PageQuery, from_micros, micros
 from gateway.errors import InvalidInput, JSONResponse, NotFound
-from gateway.requests import json_body
+from gateway.openapi import contract
+from gateway.requests import RequestModel, json_body, validated
+from gateway.routes import resource
 from gateway.state import state_of
-from schemas.events import FollowData, UserFollowed, UserProfileUpdated, UserProfileUpdatedData, UserUnfollowed
+from schemas import text
+from schemas.events import FollowData, Id, UserFollowed, UserProfileUpdated, UserProfileUpdatedData, UserUnfollowed
+from schemas.text import Bio, DisplayName, strip_lines
 from store.users import FollowPage, PostgresUsersReadModel
 
-HANDLE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
-DISPLAY_NAME_MAX = 50
-BIO_MAX = 160
 EDITABLE = ("display_name", "bio")
-# Direction marks that reorder the text around them: spoofing material in a name, never needed in plain text.
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 ACCEPTED = {"status": "accepted"}
 
 
-def _clean_text(value: object, field: str, *, allow_newlines: bool) -> str:
-    if not isinstance(value, str):
-        raise InvalidInput(f"{field} must be a string.", field=field)
-    text = value.replace("\r\n", "\n").strip()
-    for char in text:
-        if char == "\n" and allow_newlines:
-            continue
-        if unicodedata.category(char) in ("Cc", "Cs") or char in _BIDI_CONTROLS:
-            raise InvalidInput(f"{field} must not contain control characters.", field=field)
-    return text
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+# The default of a field that may be left out but not sent as null (the schema shows no default).
+_LEFT_OUT: Any = Field(default=None, json_schema_extra=_no_default)
+
+
+class ProfileEdit(RequestModel):
+    """`PATCH /api/me`: the fields to change, trimmed (line breaks unified first); absent ones stay as they are."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})  # something to change
+
+    # Optional, not nullable: a field left out keeps its value, null is refused.
+    display_name: Annotated[DisplayName, BeforeValidator(strip_lines)] = _LEFT_OUT
+    bio: Annotated[Bio, BeforeValidator(strip_lines)] = _LEFT_OUT
 
 
 def profile_edit(body: dict[str, Any]) -> dict[str, str]:
@@ -50,20 +53,49 @@ def profile_edit(body: dict[str, Any]) -> dict[str, str]:
     for name in body:
         if name not in EDITABLE:
             raise InvalidInput(f"{name} cannot be changed; only display_name and bio can.", field=name)
-    edit: dict[str, str] = {}
-    if "display_name" in body:
-        name = _clean_text(body["display_name"], "display_name", allow_newlines=False)
-        if not 1 <= len(name) <= DISPLAY_NAME_MAX:
-            raise InvalidInput(f"display_name must be 1 to {DISPLAY_NAME_MAX} characters.", field="display_name")
-        edit["display_name"] = name
-    if "bio" in body:
-        bio = _clean_text(body["bio"], "bio", allow_newlines=True)
-        if len(bio) > BIO_MAX:
-            raise InvalidInput(f"bio must be at most {BIO_MAX} characters.", field="bio")
-        edit["bio"] = bio
+    edit = validated(ProfileEdit, body).model_dump(exclude_unset=True)
     if not edit:
         raise InvalidInput("Nothing to change: send display_name and/or bio.", field="body")
     return edit
+
+
+class PublicProfile(BaseModel):
+    handle: str
+    display_name: str
+    bio: str
+    avatar_url: str
+    joined_at: datetime
+    followers_count: int
+    following_count: int
+    posts_count: int
+    followed_by_me: bool
+
+
+class FollowUser(BaseModel):
+    handle: str
+    display_name: str
+    avatar_url: str
+    followers_count: int
+
+
+class FollowList(BaseModel):
+    items: list[FollowUser]
+    next_cursor: str | None
+
+
+class Accepted(BaseModel):
+    """The command was acknowledged by Kafka; the read models apply it shortly."""
+
+    status: Literal["accepted"]
+
+
+class Me(BaseModel):
+    user_id: str
+    handle: str
+    display_name: str
+    bio: str
+    avatar_url: str
+    joined_at: datetime | None = None  # not yet in the users read model right after the first login
 
 
 def _users(request: Request) -> PostgresUsersReadModel:
@@ -72,22 +104,35 @@ def _users(request: Request) -> PostgresUsersReadModel:
 
 async def _user_id(request: Request) -> str:
     handle = request.path_params["handle"]
-    found = await _users(request).user_id(handle) if HANDLE.match(handle) else None
+    found = await _users(request).user_id(handle) if text.HANDLE.match(handle) else None
     if found is None:
         raise NotFound(f"No user @{handle}.")
     return found
 
 
+@contract(PublicProfile, auth="optional", errors=(404,))
 async def profile(request: Request) -> Response:
     """`GET /api/users/{handle}`: a public profile; `followed_by_me` for the logged-in viewer."""
     handle = request.path_params["handle"]
     me = await viewer(request)
-    found = await _users(request).profile(handle, me.user_id if me else None) if HANDLE.match(handle) else None
+    found = await _users(request).profile(handle, me.user_id if me else None) if text.HANDLE.match(handle) else None
     if found is None:
         raise NotFound(f"No user @{handle}.")
     return JSONResponse(found)
 
 
+@contract(Me, auth="required")
+async def me(request: Request) -> Response:
+    """`GET /api/me`: the logged-in viewer's profile."""
+    viewer = await require_viewer(request)
+    row = await state_of(request).pg.fetchrow(
+        "SELECT handle, display_name, bio, avatar_url, joined_at FROM users WHERE user_id = $1", viewer.user_id
+    )
+    profile = dict(row) if row else {"handle": viewer.handle, "display_name": "", "bio": "", "avatar_url": ""}
+    return JSONResponse({"user_id": viewer.user_id, **profile})
+
+
+@contract(Accepted, status=202, body=ProfileEdit, auth="required")
 async def update_me(request: Request) -> Response:
     """`PATCH /api/me {display_name?, bio?}`: publishes user-profile-updated; 202."""
     me = await require_viewer(request)
@@ -105,6 +150,7 @@ async def _follow_data(request: Request) -> FollowData:
     return FollowData(follower_id=me.user_id, followee_id=target)
 
 
+@contract(Accepted, status=202, auth="required", errors=(404,))
 async def follow(request: Request) -> Response:
     """`POST /api/users/{handle}/follow`: publishes user-followed; 202."""
     data = await _follow_data(request)
@@ -112,6 +158,7 @@ async def follow(request: Request) -> Response:
     return JSONResponse(ACCEPTED, 202)
 
 
+@contract(Accepted, status=202, auth="required", errors=(404,))
 async def unfollow(request: Request) -> Response:
     """`DELETE /api/users/{handle}/follow`: publishes user-unfollowed; 202."""
     data = await _follow_data(request)
@@ -119,15 +166,8 @@ async def unfollow(request: Request) -> Response:
     return JSONResponse(ACCEPTED, 202)
 
 
-def _after(cursor: str | None) -> tuple[datetime, str] | None:
-    """The keyset (changed_at, user_id) inside a follow-list cursor."""
-    if cursor is None:
-        return None
-    try:
-        at, user_id = orjson.loads(cursor)
-        return datetime.fromisoformat(at), str(user_id)
-    except (orjson.JSONDecodeError, TypeError, ValueError):
-        raise InvalidInput("cursor is not one this API issued", field="cursor") from None
+# A follow list pages by (when the follow happened, the other user's id).
+FOLLOW_CURSOR: CursorShape[tuple[int, str]] = CursorShape(tuple[Micros, Id])
 
 
 def _follow_list(page: FollowPage) -> Response:
@@ -135,29 +175,34 @@ def _follow_list(page: FollowPage) -> Response:
     cursor = None
     if page.after:
         at, user_id = page.after
-        cursor = encode_cursor(orjson.dumps([at.isoformat(), user_id]).decode())
+        cursor = FOLLOW_CURSOR.encode((micros(at), user_id))
     return JSONResponse({"items": items, "next_cursor": cursor})
 
 
+def _after(key: tuple[int, str] | None) -> tuple[datetime, str] | None:
+    return None if key is None else (from_micros(key[0]), key[1])
+
+
+@contract(FollowList, query=PageQuery, errors=(404,))
 async def followers(request: Request) -> Response:
     """`GET /api/users/{handle}/followers?cursor&limit`: newest follower first."""
-    cursor, limit = page_params(request)
+    cursor, limit = FOLLOW_CURSOR.page(request)
     user_id = await _user_id(request)
     return _follow_list(await _users(request).followers(user_id, _after(cursor), limit))
 
 
+@contract(FollowList, query=PageQuery, errors=(404,))
 async def following(request: Request) -> Response:
     """`GET /api/users/{handle}/following?cursor&limit`: newest followee first."""
-    cursor, limit = page_params(request)
+    cursor, limit = FOLLOW_CURSOR.page(request)
     user_id = await _user_id(request)
     return _follow_list(await _users(request).following(user_id, _after(cursor), limit))
 
 
 routes = [
-    Route("/api/me", update_me, methods=["PATCH"]),
+    resource("/api/me", get=me, patch=update_me),
     Route("/api/users/{handle}", profile, methods=["GET"]),
-    Route("/api/users/{handle}/follow", follow, methods=["POST"]),
-    Route("/api/users/{handle}/follow", unfollow, methods=["DELETE"]),
+    resource("/api/users/{handle}/follow", post=follow, delete=unfollow),
     Route("/api/users/{handle}/followers", followers, methods=["GET"]),
     Route("/api/users/{handle}/following", following, methods=["GET"]),
 ]

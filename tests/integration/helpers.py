@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import httpx
 
 from schemas.events import new_id
@@ -18,3 +21,8 @@ async def login(client: httpx.AsyncClient, handle: str) -> dict[str, str]:
     assert response.status_code == 200, response.text
     client.cookies.clear()  # API tests authenticate with the header, not the browser cookies
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def forge(value: object) -> str:
+    """A cursor as a client could make one: any JSON value, base64url-encoded without padding."""
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()

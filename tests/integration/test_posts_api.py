@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.cursors import encode_cursor
+from gateway.cursors import post_cursor
 from schemas.events import new_id
 from tests.conftest import eventually
 from tests.corpora import corpus, missing
@@ -147,7 +147,7 @@ async def test_lists_page_with_stable_cursors(client, author) -> None:
     # Everyone's posts, from just above our newest: our five come back in order, each once, whatever is
     # inserted between pages.
     seen: list[str] = []
-    cursor = encode_cursor(posted[-1] + "0")  # sorts right after posted[-1]: the page starts there
+    cursor = post_cursor(posted[-1] + "0")  # sorts right after posted[-1]: the page starts there
     while posted[0] not in seen:
         response = (await client.get(f"/api/posts?limit=2&cursor={cursor}")).json()
         seen += [item["id"] for item in response["items"]]

@@ -85,7 +85,7 @@ async def test_only_hashes_are_stored_and_everything_expires(redis_client: aiore
     session_ttl = await redis_client.pttl(f"{store._prefix}:session:{sid}")
     assert 29 * 86_400_000 < session_ttl <= 30 * 86_400_000
     for key in keys:
-        assert 0 < await redis_client.pttl(key) <= session_ttl
+        assert 0 < await redis_client.pttl(key) <= session_ttl + 1_000  # set within the same second as the session
         assert token not in key and newer not in key
     stored = await redis_client.hgetall(f"{store._prefix}:session:{sid}")
     assert stored["user_id"] == "user-1"
