@@ -68,7 +68,8 @@ async def with_reposts(
     state = state_of(request)
     reposts = await PostgresInteractions(state.pg).reposts_by(users, _cursor_time(cursor), limit + 1)
     reposts = [r for r in reposts if cursor is None or repost_key(r["post_id"], r["changed_at"]) < cursor]
-    originals = {p.id: p for p in await PostgresPosts(state.pg).many([r["post_id"] for r in reposts])}
+    reposted = [r["post_id"] for r in reposts]
+    originals = {p.id: p for p in await PostgresPosts(state.pg).many(reposted)} if reposted else {}
     candidates: list[tuple[str, dict[str, Any]]] = [(p.id, post_json(p)) for p in posts]
     for row in reposts:
         if (found := originals.get(row["post_id"])) is not None:
