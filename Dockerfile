@@ -4,6 +4,7 @@ WORKDIR /app
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 COPY pyproject.toml requirements.lock README.md ./
 COPY chirp chirp
+COPY ops ops
 COPY schemas schemas
 COPY producers producers
 COPY consumers consumers
@@ -11,7 +12,7 @@ COPY gateway gateway
 COPY store store
 RUN pip install --no-cache-dir -c requirements.lock . && useradd --create-home chirp
 # The Open Graph PNG, rendered from its SVG where the package was installed (link previewers do not take SVG).
-RUN python -m gateway.pages.og_image && apt-get purge -y librsvg2-bin && rm -rf /var/lib/apt/lists/*
+RUN python -m ops.og_image && apt-get purge -y librsvg2-bin && rm -rf /var/lib/apt/lists/*
 USER chirp
 EXPOSE 8000 9400
 CMD ["chirp", "gateway"]

@@ -30,7 +30,7 @@ services-down: $(STAMP) ## Stop the local services
 	$(CHIRP) services down
 
 static: $(STAMP) ## Build the PNG link previews show from gateway/static/og-image.svg (installs rsvg-convert)
-	$(PY) -m gateway.pages.og_image
+	$(PY) -m ops.og_image
 
 run: services static ## Run everything: services, gateway, every consumer (UI on http://127.0.0.1:8000)
 	CHIRP_ENV=dev $(CHIRP) run
@@ -47,21 +47,22 @@ test-integration: services ## Integration tests only (real services, no browser)
 test-browser: services static ## Browser tests only (installs Chromium when missing)
 	$(PY) -m pytest tests/e2e
 
-lint: $(STAMP) ## ruff check, ruff format --check, mypy
+lint: $(STAMP) ## ruff check, ruff format --check, mypy, import-linter (imports only go down)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy chirp schemas producers consumers gateway store
+	$(VENV)/bin/mypy chirp ops schemas producers consumers gateway store
+	$(VENV)/bin/lint-imports --no-cache
 
 format: $(STAMP) ## Format and autofix
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
 bench: services ## Run the benchmarks (installs wrk; figures printed and written to bench/results/)
-	@command -v wrk >/dev/null || $(PY) -c 'from chirp.services._util import apt_install; apt_install("wrk")'
+	@command -v wrk >/dev/null || $(PY) -c 'from ops.services._util import apt_install; apt_install("wrk")'
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
 
 docs: $(STAMP) ## Regenerate docs/configuration.md, docs/openapi.json and docs/asyncapi.json from the code
-	$(PY) -m chirp.ops.config_doc
+	$(PY) -m ops.config_doc
 	$(CHIRP) docs
 
 clean: ## Remove the virtualenv and caches (services' state lives in ~/.cache/chirp)

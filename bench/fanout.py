@@ -106,7 +106,7 @@ async def warm(settings: Settings, seed: int) -> None:
 
 def spawn(topic: str, group: str, log: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "CHIRP_BENCH_TOPIC": topic, "CHIRP_BENCH_GROUP": group, "CHIRP_BENCH_LATENCY_LOG": log}
-    cmd = [sys.executable, "-m", "chirp", "consume", "bench.fanout", "--metrics-port", "0"]
+    cmd = [sys.executable, "-m", "ops", "consume", "bench.fanout", "--metrics-port", "0"]
     return subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
 
 

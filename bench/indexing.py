@@ -35,12 +35,12 @@ sys.path.insert(0, str(ROOT))
 
 from bench.rebuild import BENCH_DB, bench_topic, cleanup, prepare_stores, remapped  # noqa: E402
 from chirp.logging import configure  # noqa: E402
-from chirp.ops import _kafka  # noqa: E402
-from chirp.ops.seed import generate  # noqa: E402
 from chirp.settings import Settings  # noqa: E402
 from consumers.preparse import parsed, render_post  # noqa: E402
 from consumers.runtime import build_app  # noqa: E402
 from consumers.search import consumer as search  # noqa: E402
+from ops import _kafka  # noqa: E402
+from ops.seed import generate  # noqa: E402
 from producers.broker import ensure_topics  # noqa: E402
 from schemas import topics  # noqa: E402
 from schemas.events import Event, PostCreated, new_id  # noqa: E402

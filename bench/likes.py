@@ -190,7 +190,7 @@ def main() -> None:
     # The consumer in a group of its own (it reads the topic from the start, then the load).
     env = {**os.environ, "CHIRP_CONSUMER_GROUP_PREFIX": f"bench-likes-{new_id()[-8:].lower()}-"}
     consumer = subprocess.Popen(
-        [sys.executable, "-m", "chirp", "consume", "interactions", "--metrics-port", "0"], env=env
+        [sys.executable, "-m", "ops", "consume", "interactions", "--metrics-port", "0"], env=env
     )
     try:
         result = asyncio.run(run(parser.parse_args(), consumer))

@@ -50,9 +50,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from bench.rebuild import BENCH_DB, prepare_stores
-from chirp.services import kafka as kafka_service
-from chirp.services import redis as redis_service
 from chirp.settings import Settings
+from ops.services import kafka as kafka_service
+from ops.services import redis as redis_service
 from producers.broker import ensure_topics
 from schemas.events import PostCreated, PostCreatedData, new_id
 from schemas.topics import BY_NAME, POST_CREATED, POST_DELETED, POST_PARSED
@@ -493,12 +493,12 @@ async def main() -> None:
     ceiling = [] if args.no_ceiling else [producer_perf(settings, 100_000, size)]
 
     if args.app_groups:
-        consumers_cmd = [sys.executable, "-m", "chirp", "consume", "--all", "--metrics-port", "0"]
+        consumers_cmd = [sys.executable, "-m", "ops", "consume", "--all", "--metrics-port", "0"]
     else:
         await fast_forward(settings, args.consumers)
         consumers_cmd = [sys.executable, "-m", "bench.pipeline_consumers", args.consumers]
     logs = Path(args.logs) if args.logs else None
-    gateway = spawn([sys.executable, "-m", "chirp", "gateway"], settings, logs and logs / "gateway.log")
+    gateway = spawn([sys.executable, "-m", "ops", "gateway"], settings, logs and logs / "gateway.log")
     consumers = spawn(consumers_cmd, settings, logs and logs / "consumers.log")
     http = httpx.AsyncClient(base_url=f"http://{settings.host}:{PORT}", timeout=60)  # setup requests only
     mini = MiniHTTP(settings.host, PORT)

@@ -9,10 +9,10 @@
 Prints a table and appends JSON lines to bench/results/rebuild.jsonl. Method: ../shared/BENCH.md.
 
 Isolation (the machine's Kafka, PostgreSQL and Redis are shared with everyone's tests): the seed data set
-(chirp.ops.seed.generate: users, follows, posts, plus each post's post-parsed rendering) goes to topics of this run
+(ops.seed.generate: users, follows, posts, plus each post's post-parsed rendering) goes to topics of this run
 (`bench-rb-<id>-<topic>`), every consumer that owns a read model is rebuilt under a copy of itself subscribed to
 those topics (group `bench-rb-<id>-<name>`), into the database `chirp_bench` and Redis database `--redis-db`. The
-rebuild is the real one (chirp.ops.replay.Replay: shadow build, swap, drain, hand-off), grouped and scheduled as
+rebuild is the real one (ops.replay.Replay: shadow build, swap, drain, hand-off), grouped and scheduled as
 `chirp rebuild --all --jobs N` does (each model after the ones it reads, up to `--jobs` replays at once, default
 one per core; consumers ready together that read the same topics share one replay), each replay in its own
 process, so each peak RSS is its own process's.
@@ -45,12 +45,12 @@ from aiokafka import AIOKafkaProducer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from chirp.ops import _kafka  # noqa: E402
-from chirp.ops.replay import Replay, in_dependency_order, read_model_of, rebuild_order  # noqa: E402
-from chirp.ops.seed import generate  # noqa: E402
 from chirp.settings import Settings  # noqa: E402
 from consumers.preparse import parsed, render_post  # noqa: E402
 from consumers.runtime import Consumer, all_consumers  # noqa: E402
+from ops import _kafka  # noqa: E402
+from ops.replay import Replay, in_dependency_order, read_model_of, rebuild_order  # noqa: E402
+from ops.seed import generate  # noqa: E402
 from producers.broker import ensure_topics  # noqa: E402
 from schemas import topics  # noqa: E402
 from schemas.events import Event, PostCreated, new_id  # noqa: E402

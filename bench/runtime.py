@@ -30,8 +30,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from chirp.ops import _kafka
 from chirp.settings import Settings
+from ops import _kafka
 from producers.broker import ensure_topics
 from schemas.events import PostCreated, PostCreatedData, new_id
 from schemas.topics import Topic, dead_letters
@@ -88,7 +88,7 @@ async def raw_getmany(settings: Settings, topic: str, n: int, *, validate: bool 
 
 def spawn(topic: str, group: str, latency_log: str = "") -> subprocess.Popen[bytes]:
     env = {**os.environ, "CHIRP_BENCH_TOPIC": topic, "CHIRP_BENCH_GROUP": group, "CHIRP_BENCH_LATENCY_LOG": latency_log}
-    cmd = [sys.executable, "-m", "chirp", "consume", "bench.noop_consumer", "--metrics-port", "0"]
+    cmd = [sys.executable, "-m", "ops", "consume", "bench.noop_consumer", "--metrics-port", "0"]
     return subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
 
 

@@ -1,14 +1,16 @@
 """Kafka admin look-ups shared by the operator tools (`chirp lag`, replays, dead letters) and the gateway's
-`/readyz`: clients, consumer groups' states and members, committed offsets, and lag (end offset − committed)."""
+`/readyz`: clients, consumer groups' states and members, committed offsets, lag (end offset − committed), and
+the record at an offset (the consumer runtime's `newest_events`)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import for_code
 
@@ -53,6 +55,27 @@ async def partitions(consumer: AIOKafkaConsumer, names: Iterable[str]) -> list[T
     found: list[TopicPartition] = []
     for name in names:
         found.extend(TopicPartition(name, p) for p in sorted(cluster.partitions_for_topic(name) or ()))
+    return found
+
+
+async def records_at(
+    settings: Settings, offsets: dict[TopicPartition, int], timeout: float = 5.0
+) -> dict[TopicPartition, ConsumerRecord]:
+    """The record at each given offset (missing when the offset is past the end or the fetch times out)."""
+    if not offsets:
+        return {}
+    found: dict[TopicPartition, ConsumerRecord] = {}
+    async with reader(settings) as consumer:
+        consumer.assign(list(offsets))
+        for tp, offset in offsets.items():
+            consumer.seek(tp, offset)
+        deadline = time.monotonic() + timeout
+        while len(found) < len(offsets) and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200, max_records=len(offsets) * 10)
+            for tp, records in batch.items():
+                if tp not in found and records:
+                    found[tp] = records[0]
+                    consumer.pause(tp)
     return found
 
 

@@ -71,17 +71,18 @@ class RepeatLimiter:
     """Lets the first of identical failures through, then at most one per `window_s`, counting the others.
 
     Only lines at warning or above are limited, identified by their error (an exception or an `error` field;
-    for stdlib loggers, else their text): those are what an outage repeats for every request or retry.
+    for stdlib loggers, else their text): those are what an outage repeats for every request or retry. The same
+    failure seen by two consumers of one process is not a repeat: each says so (e.g. its "outage began").
     """
 
     MAX_KEYS = 1000
 
     def __init__(self, window_s: float) -> None:
         self.window_s = window_s
-        self._seen: dict[tuple[str, str, str], tuple[float, int]] = {}  # key -> (last written, suppressed since)
+        self._seen: dict[tuple[str, ...], tuple[float, int]] = {}  # key -> (last written, suppressed since)
         self._lock = threading.Lock()
 
-    def admit(self, key: tuple[str, str, str]) -> int | None:
+    def admit(self, key: tuple[str, ...]) -> int | None:
         """None to drop this line; else the number suppressed since the last one written (0: none)."""
         if self.window_s <= 0:
             return 0
@@ -102,8 +103,7 @@ class RepeatLimiter:
         error = _error_text(event.get("exc_info"), event.get("error"))
         if error is None:
             return event
-        # Per consumer: one consumer's failure (an outage beginning) does not hide another's in the same process.
-        suppressed = self.admit((f"structlog:{event.get('consumer', '')}", str(event.get("event")), error))
+        suppressed = self.admit(("structlog", str(event.get("event")), str(event.get("consumer", "")), error))
         if suppressed is None:
             raise structlog.DropEvent
         if suppressed:

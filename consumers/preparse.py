@@ -18,10 +18,11 @@ consumer = Consumer("preparse", "Renders post Markdown once, so every projection
 
 
 def parsed(event: PostCreated, rendered: RenderedPost) -> PostParsed:
-    """The post-parsed event for a post and its rendering (same post, same correlation id)."""
+    """The post-parsed event for a post and its rendering (same post, same correlation id, caused by `event`)."""
     post = event.payload
     return PostParsed(
         correlation_id=event.correlation_id,
+        causation_id=event.id,
         actor=event.actor,
         payload=PostParsedData(
             post_id=post.post_id,

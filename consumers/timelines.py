@@ -90,9 +90,7 @@ def _change(event: UserFollowed | UserUnfollowed, *, active: bool) -> FollowChan
 
 
 def _stores(ctx: Context) -> tuple[RedisTimelines, PostgresTimelineSource]:
-    if "timelines" not in ctx.extras:
-        ctx.extras["timelines"] = RedisTimelines(ctx.redis, ctx.settings.timeline_length)
-    return ctx.extras["timelines"], PostgresTimelineSource(ctx.pg)
+    return ctx.timelines, PostgresTimelineSource(ctx.pg)
 
 
 @consumer.on_setup

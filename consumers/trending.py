@@ -17,7 +17,7 @@ In: post-parsed, post-deleted, user-followed, trending-moderated.  Out: Redis ke
 Idempotency: a post's contributions and its tombstone are written by one Lua script each (a redelivery finds the
 record and stops; a delete before the post leaves a tombstone the post then finds); a follow is a hash field per
 follower; moderation is last-writer-wins by (occurred_at, event id). Replays rebuild the same keys: every key is a
-function of the prefix (`ctx.extras["trending_prefix"]`, default `trending:`), so a replay can build elsewhere.
+function of the prefix (`ctx.trending_prefix`, default `trending:`), so a replay can build elsewhere.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ _tasks: set[asyncio.Task[Any]] = set()
 
 
 def counts_of(ctx: Context) -> RedisTrending:
-    """The trending counts this context writes (under `ctx.extras["trending_prefix"]` when set)."""
-    return RedisTrending(ctx.redis, ctx.extras.get("trending_prefix", DEFAULT_PREFIX))
+    """The trending counts this context writes (under `ctx.trending_prefix`)."""
+    return ctx.trending
 
 
 def activity(event: PostParsed) -> PostActivity:
@@ -93,17 +93,17 @@ async def skip_to_tail(ctx: Context, me: Consumer) -> None:
 async def start(ctx: Context, me: Consumer) -> None:
     """Skip to the tail of the log, then start the ranking refresher of this process."""
     await skip_to_tail(ctx, me)
-
-    async def rank_before_swap(client: aioredis.Redis, root: str) -> None:
-        """A replay's shadow rankings, computed from its complete counts just before they go live (the refresher's
-        last pass may predate the last events, or the counts altogether): readers never get a half-built answer.
-        `client` does not rewrite names: the keys are named under the shadow `root` here."""
-        await RedisTrending(client, root + counts_of(ctx).p).refresh(ctx.pg)
-
-    ctx.extras["before_swap"] = rank_before_swap  # called by chirp/ops/replay.py, with the swap held
     task = asyncio.create_task(refresh_forever(counts_of(ctx), ctx.pg))
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
+
+
+@consumer.on_before_swap
+async def rank_before_swap(ctx: Context, client: aioredis.Redis, root: str) -> None:
+    """A replay's shadow rankings, computed from its complete counts just before they go live (the refresher's
+    last pass may predate the last events, or the counts altogether): readers never get a half-built answer.
+    `client` does not rewrite names: the keys are named under the shadow `root` here."""
+    await RedisTrending(client, root + counts_of(ctx).p).refresh(ctx.pg)
 
 
 @consumer.on(topics.POST_PARSED, batch=True)

@@ -1,4 +1,5 @@
-"""Event models: a shared envelope (id, type, version, occurred_at, correlation_id, actor) around a payload."""
+"""Event models: a shared envelope (id, type, version, occurred_at, correlation_id, causation_id, actor) around a
+payload."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ class Event(BaseModel):
     version: int
     occurred_at: datetime = Field(default_factory=utcnow)
     correlation_id: str = ""
+    causation_id: str = ""  # a derived event's: the id of the event it was derived from (post-parsed: post-created)
     actor: str | None = None
     payload: Any
 

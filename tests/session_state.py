@@ -15,9 +15,9 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 
-from chirp.ops import _kafka
 from chirp.settings import Settings
 from consumers.runtime import all_consumers
+from ops import _kafka
 from producers.broker import ensure_topics
 from tests.scratch import MARK
 

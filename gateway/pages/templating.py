@@ -72,7 +72,7 @@ def static_url(name: str) -> str:
 
 
 def og_image_url() -> str:
-    """The Open Graph image: the PNG previewers accept once built (gateway/pages/og_image.py), else its SVG."""
+    """The Open Graph image: the PNG previewers accept once built (ops/og_image.py), else its SVG."""
     built = resources.files(STATIC_PACKAGE[0]).joinpath(STATIC_PACKAGE[1], "og-image.png")
     return static_url("og-image.png" if built.is_file() else "og-image.svg")
 

@@ -18,9 +18,9 @@ import httpx
 import pytest
 from playwright.async_api import Browser, async_playwright
 
-from chirp.services._util import apt_install
 from chirp.settings import Settings
-from gateway.pages import og_image
+from ops import og_image
+from ops.services._util import apt_install
 from tests.fakes.github import FakeGitHub
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -78,7 +78,7 @@ def fake_github() -> Iterator[FakeGitHub]:
 @pytest.fixture(scope="package")
 def consumers() -> Iterator[subprocess.Popen[bytes]]:
     """Every consumer in one child process, for the e2e tests only (stopped before other packages start theirs)."""
-    cmd = [sys.executable, "-m", "chirp", "consume", "--all", "--metrics-port", "0"]
+    cmd = [sys.executable, "-m", "ops", "consume", "--all", "--metrics-port", "0"]
     proc = subprocess.Popen(cmd, env={**os.environ}, cwd=ROOT)
     yield proc
     _stop(proc, 60)

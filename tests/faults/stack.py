@@ -1,7 +1,7 @@
 """A stack of its own for fault injection: a PostgreSQL cluster and a Redis on free ports, every consumer in a child
 process reading topics of its own on the shared broker, and the faults themselves.
 
-- PostgreSQL: a cluster `chirp-<port>` (chirp/services derives its name and paths from the port), its app database
+- PostgreSQL: a cluster `chirp-<port>` (ops/services derives its name and paths from the port), its app database
   moved onto a tablespace on a small tmpfs, so "the disk is full" is one `mount -o remount,size=<used>`.
 - Redis: its own instance, so `CONFIG SET maxmemory` touches nobody else's.
 - Kafka: the shared broker, with a topic namespace and consumer groups carrying this run's id (deleted at the end
@@ -32,16 +32,16 @@ import httpx
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from chirp.services import postgres, redis
-from chirp.services._util import privileged, run
 from chirp.settings import Settings
+from ops.services import postgres, redis
+from ops.services._util import privileged, run
 from schemas import topics
 from schemas.events import Event
 from tests.scratch import scratch_id
 
 TABLESPACE = "faults_disk"
 DISK_SIZE = "64m"  # the app database (~10 MB from template1 with pg_trgm and rum) and what the tests write
-METRICS = re.compile(r"http://[^:\"]+:(\d+)/metrics")  # the consumers log the URL they serve /metrics on
+METRICS = re.compile(r"http://[^:/\"\s]+:(\d+)/metrics")  # the consumers log "metrics served" with the url
 
 
 def free_port() -> int:
@@ -106,7 +106,7 @@ class FaultStack:
             "CHIRP_TOPIC_NAMESPACE": self.namespace,
             "CHIRP_CONSUMER_GROUP_PREFIX": self.namespace,
         }
-        cmd = [sys.executable, "-m", "chirp", "consume", "--all", "--metrics-port", str(free_port())]
+        cmd = [sys.executable, "-m", "ops", "consume", "--all", "--metrics-port", str(free_port())]
         with self.log_path.open("ab") as log:
             self.consumers = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
 

@@ -20,10 +20,10 @@ import redis.exceptions
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from chirp.services import postgres
-from chirp.services import redis as redis_service
 from chirp.settings import Settings
 from consumers.runtime import all_consumers
+from ops.services import postgres
+from ops.services import redis as redis_service
 from producers.broker import Publisher
 from schemas import topics
 from schemas.events import (

@@ -62,7 +62,7 @@ async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture(scope="session")
 def pipeline(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
     """Every consumer running in one child process (as `make run` does), stopped with SIGTERM at the end."""
-    cmd = [sys.executable, "-m", "chirp", "consume", "--all", "--metrics-port", "0"]
+    cmd = [sys.executable, "-m", "ops", "consume", "--all", "--metrics-port", "0"]
     proc = subprocess.Popen(cmd, env={**os.environ})
     yield proc
     proc.terminate()

@@ -54,7 +54,7 @@ def private_redis() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
 @contextlib.contextmanager
 def private_kafka(base: Settings) -> Iterator[tuple[Settings, int]]:
     """A single-node Kafka of its own (ports, data under a temp dir; the cached jars); yields (settings, pid)."""
-    from chirp.services import kafka
+    from ops.services import kafka
 
     home = Path(tempfile.mkdtemp(prefix="chirp-kafka-"))
     settings = base.model_copy(

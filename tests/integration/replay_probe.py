@@ -16,9 +16,9 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from chirp.ops.replay import ReadModel, read_model_of
 from chirp.settings import Settings
 from consumers.runtime import Consumer, Context
+from ops.replay import ReadModel, read_model_of
 from producers.broker import Publisher, ensure_topics
 from schemas.events import PostCreated, PostCreatedData, new_id
 from schemas.topics import Topic
@@ -124,7 +124,7 @@ async def send_slowly(publisher: Publisher, topic: Topic, events: list[PostCreat
 def running(group: str, topic: Topic, table: str, **env: str) -> Iterator[subprocess.Popen[bytes]]:
     """The probe as a live consumer in a child process (`chirp consume`), stopped with SIGTERM at the end."""
     environ = {**os.environ, "CHIRP_RP_GROUP": group, "CHIRP_RP_TOPIC": topic.name, "CHIRP_RP_TABLE": table, **env}
-    cmd = [sys.executable, "-m", "chirp", "consume", "tests.integration.replay_probe", "--metrics-port", "0"]
+    cmd = [sys.executable, "-m", "ops", "consume", "tests.integration.replay_probe", "--metrics-port", "0"]
     proc = subprocess.Popen(cmd, env=environ)
     try:
         yield proc

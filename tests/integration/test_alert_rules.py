@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from chirp.services._util import apt_install
+from ops.services._util import apt_install
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chirp.ops import _kafka
-from chirp.ops.docs import DOCS_DIR
-from chirp.ops.lag import measure
 from chirp.settings import Settings
+from ops import _kafka
+from ops.docs import DOCS_DIR
+from ops.lag import measure
 from tests.conftest import eventually
 from tests.integration.helpers import unique_handle
 from tests.integration.test_gateway_health import free_port
@@ -56,7 +56,7 @@ def gateway_url() -> Iterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "CHIRP_ENV": "dev", "CHIRP_PORT": str(port), "CHIRP_PUBLIC_URL": url}
-    proc = subprocess.Popen([sys.executable, "-m", "chirp", "gateway"], env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "ops", "gateway"], env=env)
     deadline = time.monotonic() + 60
     while True:
         assert proc.poll() is None, f"the gateway exited with {proc.returncode}"

@@ -13,9 +13,9 @@ import orjson
 import pytest
 from openapi_spec_validator import validate
 
-from chirp.ops.dlq import DECISIONS_TOPIC
-from chirp.ops.docs import DOCS_DIR, app_routes, asyncapi_schema, openapi_schema
 from chirp.settings import Settings
+from ops.dlq import DECISIONS_TOPIC
+from ops.docs import DOCS_DIR, app_routes, asyncapi_schema, openapi_schema
 from schemas import topics
 
 PARSER_VERSION = "3.6.6"

@@ -162,6 +162,6 @@ def test_readyz_watches_every_consumer_by_default_and_imports_none() -> None:
     from consumers.runtime import all_consumers
 
     assert set(Settings().ready_consumers) == {c.name for c in all_consumers()}
-    code = "import sys, gateway.app; print(sorted(m for m in sys.modules if m.startswith(('consumers', 'chirp.ops'))))"
+    code = "import sys, gateway.app; print(sorted(m for m in sys.modules if m.startswith(('consumers', 'ops'))))"
     imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert imported.strip() == "[]", "the gateway reads consumer groups through chirp.kafka_admin, not consumers/ops"
+    assert imported.strip() == "[]", "the gateway reads consumer groups through chirp.kafka_admin, not consumers or ops"

@@ -43,7 +43,7 @@ def start_gateway(tmp: Path, env: dict[str, str]) -> Iterator[Gateway]:
     log = tmp / "gateway.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "chirp", "gateway"],
+            [sys.executable, "-m", "ops", "gateway"],
             env={**os.environ, "CHIRP_PORT": str(port), "CHIRP_PUBLIC_URL": f"http://127.0.0.1:{port}", **env},
             stdout=out,
             stderr=subprocess.STDOUT,

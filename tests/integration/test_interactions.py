@@ -205,7 +205,7 @@ async def test_counts_are_the_same_after_a_replay(client: httpx.AsyncClient, pg:
     table_before = [tuple(r) for r in await pg.fetch(ours, [first, second, quote])]
 
     replay = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "chirp", "replay", "interactions", env={**os.environ}, stderr=asyncio.subprocess.PIPE
+        sys.executable, "-m", "ops", "replay", "interactions", env={**os.environ}, stderr=asyncio.subprocess.PIPE
     )
     _, stderr = await asyncio.wait_for(replay.communicate(), timeout=300)
     assert replay.returncode == 0, stderr.decode()[-2000:]

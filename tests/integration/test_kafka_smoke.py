@@ -8,8 +8,8 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from chirp.services import kafka
 from chirp.settings import Settings
+from ops.services import kafka
 from tests.scratch import scratch_id
 
 

@@ -26,10 +26,10 @@ import uvicorn
 from openapi_spec_validator import validate
 from starlette.applications import Starlette
 
-from chirp.ops.docs import DOCS_DIR, app_routes
 from chirp.settings import Settings
 from gateway.app import create_app
 from gateway.openapi import contract_of, openapi_schema
+from ops.docs import DOCS_DIR, app_routes
 from tests.conftest import eventually
 from tests.integration.helpers import login, unique_handle
 

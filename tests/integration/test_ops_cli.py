@@ -12,9 +12,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from chirp.ops import _kafka
-from chirp.ops.cli import ops_app
 from chirp.settings import Settings
+from ops import _kafka
+from ops.cli import ops_app
 from producers.broker import Publisher
 from tests.integration import replay_probe as probe
 
@@ -35,7 +35,7 @@ COMMANDS = [
 
 
 def _apps() -> list[typer.Typer]:
-    from chirp.cli import app
+    from ops.main import app
 
     registered = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
     return [ops_app, app] if "lag" in registered else [ops_app]
@@ -79,7 +79,7 @@ MISTYPED = [
 
 @pytest.mark.parametrize("args", MISTYPED, ids=" ".join)
 def test_a_mistyped_consumer_or_group_is_one_line_and_exit_2(args: list[str]) -> None:
-    from chirp.cli import app
+    from ops.main import app
 
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2, result.output
@@ -101,7 +101,7 @@ async def test_a_dry_run_shows_each_partitions_offsets_the_tables_and_the_keys(
     group, table, topic = await probe.fresh(settings, "dry", partitions=3)
     await probe.send(publisher, topic, probe.posts(30))
     env = {**os.environ, "CHIRP_RP_GROUP": group, "CHIRP_RP_TOPIC": topic.name, "CHIRP_RP_TABLE": table}
-    cmd = [sys.executable, "-m", "chirp", "replay", "tests.integration.replay_probe", "--dry-run"]
+    cmd = [sys.executable, "-m", "ops", "replay", "tests.integration.replay_probe", "--dry-run"]
     shown = await asyncio.to_thread(
         subprocess.run, cmd, env={**env, "COLUMNS": "200"}, capture_output=True, text=True, check=False
     )

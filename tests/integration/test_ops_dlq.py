@@ -9,10 +9,10 @@ import orjson
 import redis.asyncio as aioredis
 from typer.testing import CliRunner
 
-from chirp.ops import _kafka
-from chirp.ops.cli import ops_app
-from chirp.ops.dlq import letters
 from chirp.settings import Settings
+from ops import _kafka
+from ops.cli import ops_app
+from ops.dlq import letters
 from producers.broker import Publisher
 from tests.conftest import eventually
 from tests.integration import replay_probe as probe

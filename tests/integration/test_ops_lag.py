@@ -10,11 +10,11 @@ import sys
 import orjson
 from typer.testing import CliRunner
 
-from chirp.ops import _kafka
-from chirp.ops.cli import ops_app
-from chirp.ops.lag import measure
-from chirp.ops.topics import describe
 from chirp.settings import Settings
+from ops import _kafka
+from ops.cli import ops_app
+from ops.lag import measure
+from ops.topics import describe
 from producers.broker import ensure_topics
 from schemas.topics import Topic
 from tests.integration import replay_probe as probe
@@ -81,7 +81,7 @@ async def test_tables_keep_long_names_whole_without_a_terminal(settings) -> None
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     shown = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "chirp", "topics"],
+        [sys.executable, "-m", "ops", "topics"],
         env=env,
         stdin=subprocess.DEVNULL,
         capture_output=True,

@@ -10,10 +10,10 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from chirp.ops import _kafka, _shadow_pg, _shadow_redis, replay
-from chirp.ops.replay import Progress, ReadModel, Replay, ReplayError, rebuild_order, replay_in_child
 from chirp.settings import Settings
 from consumers.runtime import Consumer, Context
+from ops import _kafka, _shadow_pg, _shadow_redis, replay
+from ops.replay import Progress, ReadModel, Replay, ReplayError, rebuild_order, replay_in_child
 from producers.broker import Publisher
 from schemas.events import PostCreated, new_id
 from schemas.topics import Topic
@@ -106,6 +106,13 @@ async def test_a_replay_in_many_batches_handles_every_event_once(
     and an undecodable record among them is dead-lettered in its place."""
     group, table, topic = await probe.fresh(settings, "rp", partitions=3)
     consumer, model = probe.make(group, topic, table)
+
+    @consumer.on_before_swap
+    async def count_authors(ctx: Context, client: aioredis.Redis, root: str) -> None:
+        """What readers get that no handler writes, completed from the shadow just before the swap."""
+        authors = [key async for key in client.scan_iter(match=f"{root}rp:{group}:author:*", count=1000)]
+        await client.set(f"{root}rp:{group}:authors", len(authors))
+
     first, second = probe.posts(200), probe.posts(100)
     await probe.send(publisher, topic, first)
     await publisher.publish_raw(topic.name, b"bad", b"{not json", {})
@@ -115,6 +122,7 @@ async def test_a_replay_in_many_batches_handles_every_event_once(
     assert result.planned == 301
     assert result.processed == 301, "every record handed to the handlers exactly once"
     assert result.dead_lettered == 1
+    assert int(await redis_client.get(f"rp:{group}:authors") or 0) == 7, "the consumer's before_swap hook ran"
     rows = await pg.fetch(f"SELECT post_id FROM {table} ORDER BY post_id")
     assert [r["post_id"] for r in rows] == sorted(e.payload.post_id for e in first + second)
     async with _kafka.admin(settings) as admin:

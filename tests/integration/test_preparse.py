@@ -52,6 +52,7 @@ async def test_a_created_post_is_published_rendered(settings, publisher) -> None
     assert (data.author_id, data.body, data.reply_to) == (event.payload.author_id, event.payload.body, "p-1")
     assert data.created_at == event.occurred_at, "the post's time is when it was created, not when it was parsed"
     assert out.correlation_id == event.correlation_id
+    assert out.causation_id == event.id, "a derived event names the event it came from"
 
 
 async def test_a_replayed_post_created_yields_the_same_post_once(settings, publisher, app: Starlette) -> None:

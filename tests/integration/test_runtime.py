@@ -38,7 +38,7 @@ def probe_process(topic: Topic, group: str) -> Iterator[subprocess.Popen[bytes]]
         "CHIRP_CONSUMER_MAX_ATTEMPTS": "3",
         "CHIRP_CONSUMER_RETRY_BASE_MS": "20",
     }
-    cmd = [sys.executable, "-m", "chirp", "consume", "tests.integration.probe", "--metrics-port", "0"]
+    cmd = [sys.executable, "-m", "ops", "consume", "tests.integration.probe", "--metrics-port", "0"]
     proc = subprocess.Popen(cmd, env=env)
     try:
         yield proc

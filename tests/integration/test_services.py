@@ -1,4 +1,4 @@
-"""`chirp.services.up` is idempotent: a second call reuses the running services and starts nothing."""
+"""`ops.services.up` is idempotent: a second call reuses the running services and starts nothing."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 
-from chirp import services
-from chirp.services import kafka, redis
 from chirp.settings import Settings
+from ops import services
+from ops.services import kafka, redis
 
 
 def _postmaster_started(settings: Settings) -> str:

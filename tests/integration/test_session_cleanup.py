@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from chirp.ops import _kafka
 from chirp.settings import Settings
+from ops import _kafka
 from producers.broker import ensure_topics
 from schemas.events import new_id
 from schemas.topics import Topic

@@ -7,9 +7,9 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from chirp.ops._shadow_redis import _glob_escape, shadow_client, swap
 from chirp.settings import Settings
 from consumers.runtime import Context
+from ops._shadow_redis import _glob_escape, shadow_client, swap
 from schemas.events import new_id
 
 

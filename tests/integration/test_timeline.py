@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from chirp.ops._shadow_redis import shadow_client
 from consumers import timelines, users
 from consumers.runtime import Context
+from ops._shadow_redis import shadow_client
 from schemas.events import PostDeleted, PostDeletedData, PostParsed, PostParsedData, new_id, utcnow
 from store.timelines import (
     FRESH_TTL_S,

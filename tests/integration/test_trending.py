@@ -24,10 +24,10 @@ import redis as sync_redis
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
-from chirp.ops import replay
 from chirp.settings import Settings
 from consumers import trending
 from consumers.runtime import Context
+from ops import replay
 from producers.broker import Publisher, ensure_topics
 from schemas import topics
 from schemas.events import (
@@ -56,7 +56,7 @@ async def fresh(
 
     def make() -> Context:
         prefixes.append(f"test-trending:{new_id()}:")
-        return Context(settings, pg, redis_client, publisher, extras={"trending_prefix": prefixes[-1]})
+        return Context(settings, pg, redis_client, publisher, trending_prefix=prefixes[-1])
 
     yield make
     for prefix in prefixes:
@@ -245,14 +245,14 @@ async def test_hidden_tag_stays_hidden_after_a_replay(
     ctx = fresh()  # the replay: the same events, the consumer's own handlers, a fresh key prefix
     replayed = [*events, hide]
     await apply(ctx, replayed)
-    counts = RedisTrending(redis_client, ctx.extras["trending_prefix"])
+    counts = RedisTrending(redis_client, ctx.trending_prefix)
     result = await counts.refresh(ctx.pg)
     assert control in tags_of(result["15m"]) and hidden not in tags_of(result["15m"])
 
-    before = await dump(redis_client, ctx.extras["trending_prefix"])
+    before = await dump(redis_client, ctx.trending_prefix)
     await apply(ctx, replayed)  # redelivery of everything
     await counts.refresh(ctx.pg)
-    assert await dump(redis_client, ctx.extras["trending_prefix"]) == before
+    assert await dump(redis_client, ctx.trending_prefix) == before
 
     await apply(ctx, [moderated(f"#{hidden}", False, at=hide.occurred_at + timedelta(seconds=1))])
     assert hidden in tags_of((await counts.refresh(ctx.pg))["15m"])
@@ -294,7 +294,7 @@ async def test_synthetic_times_rank_as_live_and_order_does_not_matter(
     ]
     in_order = fresh()
     await apply(in_order, events)
-    result = await RedisTrending(redis_client, in_order.extras["trending_prefix"]).refresh(pg)
+    result = await RedisTrending(redis_client, in_order.trending_prefix).refresh(pg)
     assert tags_of(result["15m"])[0] == new  # on top, ranked at the newest event time (T0), not the wall clock
     assert result["15m"]["hashtags"][0]["count"] == 10
     assert busy not in tags_of(result["15m"]) and spam not in tags_of(result["15m"])
@@ -304,11 +304,11 @@ async def test_synthetic_times_rank_as_live_and_order_does_not_matter(
     mixed = events[:]
     random.Random(5).shuffle(mixed)
     await apply(shuffled, mixed)
-    again = await RedisTrending(redis_client, shuffled.extras["trending_prefix"]).refresh(pg)
+    again = await RedisTrending(redis_client, shuffled.trending_prefix).refresh(pg)
     assert again == result
     skip = ("version", "ranked", "tmp:")
-    assert await dump(redis_client, shuffled.extras["trending_prefix"], skip) == await dump(
-        redis_client, in_order.extras["trending_prefix"], skip
+    assert await dump(redis_client, shuffled.trending_prefix, skip) == await dump(
+        redis_client, in_order.trending_prefix, skip
     )
 
 
@@ -318,7 +318,7 @@ async def test_collection_deletes_buckets_out_of_every_window_and_keeps_the_rank
     old, recent = tag(), tag()
     history = [parsed(f"h-{new_id()}", f"#{old}", tags=(old,), at=T0 - timedelta(days=d)) for d in (3, 4, 5)]
     ctx = fresh()
-    prefix = ctx.extras["trending_prefix"]
+    prefix = ctx.trending_prefix
     counts = RedisTrending(redis_client, prefix)
     for event in history[::-1]:  # oldest first, with refresher passes in between, as in a replay
         await apply(ctx, [event])
@@ -368,19 +368,19 @@ async def test_a_consumer_starting_on_a_long_history_skips_what_no_window_reads(
     skipping, counting = fresh(), fresh()
     await trending.skip_to_tail(skipping, reading_it)
     newest = max(p.payload.created_at for p in events if isinstance(p, PostParsed))
-    assert await redis_client.get(f"{skipping.extras['trending_prefix']}now") == str(newest.timestamp())
+    assert await redis_client.get(f"{skipping.trending_prefix}now") == str(newest.timestamp())
     await apply(skipping, events)
     for event in events:  # with refresher passes in between, as live or in a replay
         await apply(counting, [event])
-        await RedisTrending(redis_client, counting.extras["trending_prefix"]).collect()
+        await RedisTrending(redis_client, counting.trending_prefix).collect()
     results = []
     for ctx in (skipping, counting):
-        counts = RedisTrending(redis_client, ctx.extras["trending_prefix"])
+        counts = RedisTrending(redis_client, ctx.trending_prefix)
         await counts.collect()
         results.append((await counts.refresh(pg), await dump(redis_client, counts.p, ("version", "ranked", "post:"))))
     assert results[0] == results[1]
     assert tags_of(results[0][0]["24h"]) == [name]
-    records = [f"{ctx.extras['trending_prefix']}post:{history[0].payload.post_id}" for ctx in (skipping, counting)]
+    records = [f"{ctx.trending_prefix}post:{history[0].payload.post_id}" for ctx in (skipping, counting)]
     assert [await redis_client.exists(r) for r in records] == [0, 1], "only the consumer that counted it kept it"
 
 
@@ -388,7 +388,7 @@ def test_cli_hide_and_unhide_are_events_the_consumer_applies(pipeline: Pipeline,
     """`chirp trending hide|unhide` publish trending-moderated; the running consumer records the newest decision."""
     from typer.testing import CliRunner
 
-    from chirp.ops.trending import trending_app
+    from ops.trending import trending_app
 
     name = tag()
     client = sync_redis.Redis.from_url(settings.redis_url, decode_responses=True)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from chirp.ops import config_doc
 from chirp.settings import Settings
+from ops import config_doc
 
 
 def test_every_setting_says_what_it_means() -> None:

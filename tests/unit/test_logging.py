@@ -29,6 +29,8 @@ SCRIPT = textwrap.dedent(
     for _ in range(500):  # an outage: the same failure again and again
         logging.getLogger("aiokafka").error("Unable connect to node with id %s: %s", 1, "refused")
         get_logger("chirp.consumer").warning("store unavailable", error="OOM command not allowed")
+    for name in ("posts", "search", "posts"):  # one failure, two consumers: each says it once
+        get_logger("chirp.consumer").warning("outage began", consumer=name, error="OOM command not allowed")
     time.sleep(0.6)
     logging.getLogger("aiokafka").error("Unable connect to node with id %s: %s", 1, "refused")
     get_logger("chirp.consumer").warning("store unavailable", error="OOM command not allowed")
@@ -64,6 +66,7 @@ def test_every_line_is_json_with_structured_tracebacks_and_repeats_suppressed() 
     assert [r.get("suppressed") for r in kafka] == [None, 499]
     store = [r for r in records if r["event"] == "store unavailable"]
     assert [r.get("suppressed") for r in store] == [None, 499]
+    assert [r["consumer"] for r in records if r["event"] == "outage began"] == ["posts", "search"]
     assert [r["n"] for r in records if r["event"] == "served"] == [0, 1, 2]
     assert any("deprecated thing" in r["event"] for r in records)
     assert any(r["event"] == "uncaught exception" for r in records)

@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from chirp.ops.replay import in_dependency_order, together
 from consumers.runtime import Consumer
+from ops.replay import in_dependency_order, together
 from schemas.events import PostCreated
 from schemas.topics import Topic
 
@@ -117,7 +117,7 @@ async def test_a_failure_stops_what_depends_on_it() -> None:
 
 
 def test_long_consumer_names_get_distinct_short_shadow_names() -> None:
-    from chirp.ops.replay import _safe
+    from ops.replay import _safe
 
     first, second = _safe("bench-rb-01m87hpy0r3azvwqx54aw-posts"), _safe("bench-rb-01m87hpy0r3azvwqx54aw-search")
     assert first != second and len(first) <= 30 and len(second) <= 30

@@ -25,7 +25,7 @@ def test_every_topic_has_one_event_model() -> None:
 def test_envelope_fields_and_key() -> None:
     event = UserFollowed(payload=FollowData(follower_id="a", followee_id="b"), actor="a")
     data = json.loads(event.model_dump_json())
-    assert set(data) == {"id", "type", "version", "occurred_at", "correlation_id", "actor", "payload"}
+    assert set(data) == {"id", "type", "version", "occurred_at", "correlation_id", "causation_id", "actor", "payload"}
     assert len(data["id"]) == 26 and data["type"] == "user-followed" and data["version"] == 1
     assert event.key == "a", "follows are keyed by follower so one person's actions stay ordered"
 

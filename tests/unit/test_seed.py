@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from statistics import median
 
-from chirp.ops.seed import generate
 from consumers.markdown import render_post
+from ops.seed import generate
 from schemas.events import PostCreated, UserFollowed, UserRegistered
 
 

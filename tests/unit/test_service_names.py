@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chirp.services import kafka, postgres, redis
 from chirp.settings import Settings
+from ops.services import kafka, postgres, redis
 
 
 def test_the_default_ports_keep_the_names_existing_machines_use() -> None:

@@ -18,15 +18,15 @@ import orjson
 from pydantic import BaseModel
 from starlette.routing import BaseRoute
 
-from chirp.ops.dlq import DECISIONS_TOPIC
 from chirp.settings import Settings
 from consumers.runtime import Consumer, Context, all_consumers, subscribe
 from gateway.openapi import VERSION, openapi_schema
+from ops.dlq import DECISIONS_TOPIC
 from producers.broker import make_broker
 from schemas import topics
 from schemas.events import BY_TOPIC
 
-DOCS_DIR = Path(__file__).resolve().parents[2] / "docs"
+DOCS_DIR = Path(__file__).resolve().parents[1] / "docs"
 
 
 class DeadLetter(BaseModel):

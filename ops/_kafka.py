@@ -1,18 +1,15 @@
 """Kafka look-ups the operator tools share: offsets, group offsets and states, the record at an offset.
 
-Clients, group states and committed offsets live in `chirp.kafka_admin` (the gateway's `/readyz` uses them too)."""
+Clients, group states, committed offsets and records at offsets live in `chirp.kafka_admin` (the gateway's
+`/readyz` and the consumer runtime use them too)."""
 
 from __future__ import annotations
 
-import time
-
-from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupIdNotFound, for_code
 from aiokafka.protocol.admin import DeleteGroupsRequest
 
-from chirp.kafka_admin import GroupState, admin, committed, group_states, partitions, reader
-from chirp.settings import Settings
+from chirp.kafka_admin import GroupState, admin, committed, group_states, partitions, reader, records_at
 
 
 class UnknownName(Exception):
@@ -31,27 +28,6 @@ __all__ = [
     "reader",
     "records_at",
 ]
-
-
-async def records_at(
-    settings: Settings, offsets: dict[TopicPartition, int], timeout: float = 5.0
-) -> dict[TopicPartition, ConsumerRecord]:
-    """The record at each given offset (missing when the offset is past the end or the fetch times out)."""
-    if not offsets:
-        return {}
-    found: dict[TopicPartition, ConsumerRecord] = {}
-    async with reader(settings) as consumer:
-        consumer.assign(list(offsets))
-        for tp, offset in offsets.items():
-            consumer.seek(tp, offset)
-        deadline = time.monotonic() + timeout
-        while len(found) < len(offsets) and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200, max_records=len(offsets) * 10)
-            for tp, records in batch.items():
-                if tp not in found and records:
-                    found[tp] = records[0]
-                    consumer.pause(tp)
-    return found
 
 
 async def groups(client: AIOKafkaAdminClient) -> list[str]:

@@ -1,4 +1,4 @@
-"""The Open Graph image: `gateway/static/og-image.svg` rendered to `og-image.png` (`python -m gateway.pages.og_image`).
+"""The Open Graph image: `gateway/static/og-image.svg` rendered to `og-image.png` (`python -m ops.og_image`).
 
 Link previewers fetch `og:image` and most refuse SVG: Facebook, LinkedIn, X/Twitter cards, Slack, Discord, Signal,
 Telegram and iMessage take PNG, JPEG, GIF or WebP only (an SVG there is ignored or shows a blank card). So the SVG
@@ -13,7 +13,7 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 
-from chirp.services._util import apt_install
+from ops.services._util import apt_install
 
 WIDTH, HEIGHT = 1200, 630  # what previewers crop large cards to (1.91:1)
 

@@ -10,7 +10,8 @@ import uuid
 from importlib.resources import files
 from string import Template
 
-from chirp.services._util import (
+from chirp.settings import Settings
+from ops.services._util import (
     ServiceError,
     apt_install,
     gone,
@@ -23,7 +24,6 @@ from chirp.services._util import (
     tail,
     wait_for,
 )
-from chirp.settings import Settings
 
 READY_TIMEOUT_S = 120.0
 HEAP = "-Xmx512m"
@@ -48,8 +48,8 @@ class _Paths:
 
 
 def _resource(name: str) -> str:
-    """Text of a data file shipped in chirp/services/kafka/."""
-    return (files("chirp.services") / "kafka" / name).read_text()
+    """Text of a data file shipped in ops/services/kafka/."""
+    return (files("ops.services") / "kafka" / name).read_text()
 
 
 def _ensure_tools() -> None:

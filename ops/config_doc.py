@@ -1,6 +1,6 @@
 """docs/configuration.md, generated from the `Settings` model: every setting, its variable, default and meaning.
 
-`make docs` (or `python -m chirp.ops.config_doc`) rewrites it; a test fails when the committed copy is stale.
+`make docs` (or `python -m ops.config_doc`) rewrites it; a test fails when the committed copy is stale.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pydantic_core import PydanticUndefined
 
 from chirp.settings import Settings
 
-PATH = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+PATH = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 
 HEADER = """\
 # Configuration

@@ -8,8 +8,8 @@ import shutil
 import time
 from pathlib import Path
 
-from chirp.services._util import ServiceError, apt_install, instance_name, port_open, privileged, run, wait_for
 from chirp.settings import Settings
+from ops.services._util import ServiceError, apt_install, instance_name, port_open, privileged, run, wait_for
 
 READY_TIMEOUT_S = 60.0
 PG_ROOT = Path("/usr/lib/postgresql")
@@ -96,7 +96,7 @@ def _configure(settings: Settings, version: str) -> bool:
         run(privileged([*create, "--", "--auth-host=scram-sha-256", "--auth-local=peer"]))
     run(privileged(["pg_conftool", version, name, "set", "port", str(settings.postgres_port)]))
     conf = {**CONF, **memory_conf(), "listen_addresses": settings.postgres_host}
-    text = "# Written by chirp.services.postgres on every start.\n"
+    text = "# Written by ops.services.postgres on every start.\n"
     text += "".join(f"{key} = '{value}'\n" for key, value in conf.items())
     path = Path("/etc/postgresql") / version / name / "conf.d" / "chirp.conf"
     if path.exists() and path.read_text() == text:

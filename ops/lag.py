@@ -10,8 +10,8 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from chirp.kafka_admin import group_offsets
-from chirp.ops import _kafka
 from chirp.settings import Settings
+from ops import _kafka
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from chirp.services import kafka, postgres, redis
-from chirp.services._util import ServiceError
 from chirp.settings import Settings
+from ops.services import kafka, postgres, redis
+from ops.services._util import ServiceError
 
 __all__ = ["ServiceError", "down", "status", "up"]
 

@@ -14,10 +14,10 @@ from typing import Annotated
 import typer
 
 from chirp.logging import configure, get_logger
-from chirp.ops.cli import consumer_named, usage_error
-from chirp.ops.cli import register as register_ops
-from chirp.ops.trending import trending_app
 from chirp.settings import Settings
+from ops.cli import consumer_named, usage_error
+from ops.cli import register as register_ops
+from ops.trending import trending_app
 
 app = typer.Typer(help="Chirp: an event-driven microblogging service.", no_args_is_help=True)
 services_app = typer.Typer(help="Kafka, Redis and PostgreSQL on this machine (installed and started as needed).")
@@ -29,7 +29,7 @@ app.add_typer(trending_app, name="trending")
 @services_app.command("up")
 def services_up() -> None:
     """Install what is missing and start what is not running; returns when everything answers."""
-    from chirp import services
+    from ops import services
 
     services.up(Settings())
 
@@ -37,7 +37,7 @@ def services_up() -> None:
 @services_app.command("down")
 def services_down() -> None:
     """Stop the local services started by `chirp services up`."""
-    from chirp import services
+    from ops import services
 
     services.down(Settings())
 
@@ -45,7 +45,7 @@ def services_down() -> None:
 @services_app.command("status")
 def services_status() -> None:
     """Say which services answer; exit 1 if any does not."""
-    from chirp import services
+    from ops import services
 
     status = services.status(Settings())
     for name, ok in status.items():
@@ -142,13 +142,13 @@ def _serve_metrics(start: Callable[..., object], port: int, host: str) -> None:
 @app.command()
 def run() -> None:
     """Run the whole app: services, the gateway and every consumer, logs labelled per process; Ctrl-C stops all."""
-    from chirp import services
+    from ops import services
 
     settings = Settings()
     configure(process="run", repeat_window_s=settings.log_repeat_window_s)
     services.up(settings)
     env = {**os.environ, "CHIRP_ENV": os.environ.get("CHIRP_ENV", "dev")}
-    chirp = [sys.executable, "-m", "chirp"]
+    chirp = [sys.executable, "-m", "ops"]
     procs = {
         "gateway": subprocess.Popen([*chirp, "gateway"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT),
         "consumers": subprocess.Popen(

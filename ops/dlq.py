@@ -23,9 +23,9 @@ from aiokafka import ConsumerRecord
 from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from chirp.ops import _kafka
 from chirp.settings import Settings
 from consumers.runtime import Rejected, all_consumers, decode
+from ops import _kafka
 from producers.broker import Publisher, ensure_topics, make_broker
 from schemas import topics
 from schemas.events import BY_TOPIC, BY_TYPE, Event

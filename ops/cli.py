@@ -83,8 +83,8 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     import redis.exceptions
     from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
-    from chirp.ops._kafka import UnknownName
-    from chirp.ops.replay import ReplayError
+    from ops._kafka import UnknownName
+    from ops.replay import ReplayError
 
     try:
         return asyncio.run(coro)
@@ -131,7 +131,7 @@ def topics(
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines for scripts instead of a table.")] = False,
 ) -> None:
     """Every topic with partitions, message counts, oldest and newest offsets and times."""
-    from chirp.ops.topics import describe
+    from ops.topics import describe
 
     rows = _run(describe(Settings(), internal=internal))
     if as_json:
@@ -181,7 +181,7 @@ def lag(
     as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts instead of a table.")] = False,
 ) -> None:
     """Per consumer group and partition: committed offset, end offset, lag, age of the oldest unprocessed event."""
-    from chirp.ops.lag import measure
+    from ops.lag import measure
 
     settings = Settings()
     rows = _run(measure(settings, group))
@@ -317,7 +317,7 @@ def replay(
 ) -> None:
     """Rebuild each CONSUMER's read model from the log into a shadow copy, then swap it in while the app stays
     live."""
-    from chirp.ops.replay import replay as run_replay
+    from ops.replay import replay as run_replay
 
     if from_beginning and from_time:
         raise typer.BadParameter("--from-beginning and --from-time exclude each other")
@@ -346,7 +346,7 @@ def rebuild(
 ) -> None:
     """Rebuild every read model, each after the models it reads (users before those that resolve handles through
     it); independent ones run side by side, up to --jobs at a time."""
-    from chirp.ops.replay import rebuild_all
+    from ops.replay import rebuild_all
 
     if not all_:
         raise typer.BadParameter("say --all (use `chirp replay NAME` for one consumer)")
@@ -363,7 +363,7 @@ IdOpt = Annotated[list[str] | None, typer.Option("--id", help="Only these letter
 
 
 def _select(consumer: str | None, ids: list[str] | None, *, handled: bool = False) -> list[Any]:
-    from chirp.ops.dlq import letters
+    from ops.dlq import letters
 
     if consumer:
         _run(_dead_letters_of(consumer))
@@ -380,8 +380,8 @@ def _select(consumer: str | None, ids: list[str] | None, *, handled: bool = Fals
 
 async def _dead_letters_of(consumer: str) -> None:
     """`UnknownName` unless `consumer` is a consumer or has a dead-letter topic (a mistyped name, not no letters)."""
-    from chirp.ops import _kafka
     from consumers.runtime import all_consumers
+    from ops import _kafka
     from schemas.topics import dead_letters
 
     if consumer in {c.name for c in all_consumers()}:
@@ -441,7 +441,7 @@ def dlq_retry(
 ) -> None:
     """Re-deliver the pending letters' events to the consumer that failed them (after fixing the cause); an event
     that fails validation again is not retried and stays pending."""
-    from chirp.ops.dlq import retry
+    from ops.dlq import retry
 
     result = _run(retry(Settings(), _select(consumer, ids), note, dry_run=dry_run))
     table = Table("id", "consumer", "from", "action", title="Retry (dry run)" if dry_run else "Retry")
@@ -461,7 +461,7 @@ def dlq_drop(
     note: Annotated[str, typer.Option(help="Why (kept with the decision).")] = "",
 ) -> None:
     """Record that the pending letters (or the given ids) will not be retried; `list` hides them from now on."""
-    from chirp.ops.dlq import drop
+    from ops.dlq import drop
 
     chosen = _select(consumer, ids)
     done = _run(drop(Settings(), chosen, note))
@@ -472,7 +472,7 @@ def dlq_drop(
 
 
 async def _publish_seed(settings: Settings, users: int, posts: int, seed: int, chunk: int) -> int:
-    from chirp.ops.seed import generate
+    from ops.seed import generate
     from producers.broker import Publisher, ensure_topics, make_broker
 
     await ensure_topics(settings)
@@ -528,7 +528,7 @@ def docs(
     check: Annotated[bool, typer.Option(help="Write nothing; exit 1 when a file differs from the code.")] = False,
 ) -> None:
     """Write docs/asyncapi.json (every topic and event) and docs/openapi.json (every HTTP route)."""
-    from chirp.ops.docs import DOCS_DIR, stale, write
+    from ops.docs import DOCS_DIR, stale, write
 
     if check:
         if outdated := stale(out or DOCS_DIR):

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib
 import json
 import re
 import sys
@@ -52,9 +51,20 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from chirp import redis_client
 from chirp.heap import settle_after_startup
-from chirp.ops import _kafka, _shadow_pg, _shadow_redis
 from chirp.settings import Settings
-from consumers.runtime import Consumer, Context, Decoded, Item, Rejected, Runner, all_consumers, decode
+from consumers.runtime import (
+    Consumer,
+    Context,
+    Decoded,
+    Item,
+    ReadModel,
+    Rejected,
+    Runner,
+    all_consumers,
+    decode,
+    load,
+)
+from ops import _kafka, _shadow_pg, _shadow_redis
 from producers.broker import Publisher, ensure_topics, make_broker
 from schemas.events import Event
 
@@ -71,41 +81,21 @@ class ReplayError(Exception):
     """A replay that cannot start or finish; the message says why."""
 
 
-@dataclass(frozen=True)
-class ReadModel:
-    """What a consumer owns: PostgreSQL tables, Redis key prefixes, and the consumers whose models it reads."""
-
-    tables: tuple[str, ...] = ()
-    redis_prefixes: tuple[str, ...] = ()
-    after: tuple[str, ...] = ()
-    reader_indexes: tuple[str, ...] = ()  # built after the rows are in (see `Consumer.reader_indexes`)
-
-    @property
-    def empty(self) -> bool:
-        return not self.tables and not self.redis_prefixes
-
-
 # Tie-break of the rebuild order (dependencies come first regardless): the product's models, upstream first.
 DEFAULT_ORDER = ("users", "posts", "timelines", "search", "trending", "mentions")
 
 
 def read_model_of(consumer: Consumer) -> ReadModel:
-    """The read model a consumer declares: `Consumer(tables=, redis_prefixes=, after=)`."""
-    return ReadModel(
-        tuple(consumer.tables),
-        tuple(consumer.redis_prefixes),
-        tuple(consumer.after),
-        tuple(consumer.reader_indexes),
-    )
+    """The read model a consumer declares (`Consumer(tables=, redis_prefixes=, after=, reader_indexes=)`)."""
+    return consumer.read_model
 
 
 def resolve(name: str) -> Consumer:
     """`posts` → consumers.posts.consumer; a dotted path imports that module (as `chirp consume` does)."""
-    module = importlib.import_module(name if "." in name else f"consumers.{name}")
-    consumer = getattr(module, "consumer", None)
-    if not isinstance(consumer, Consumer):
-        raise ReplayError(f"{module.__name__} declares no `consumer`")
-    return consumer
+    try:
+        return load(name)
+    except (AttributeError, TypeError) as exc:
+        raise ReplayError(f"{name} declares no `consumer`: {exc}") from None
 
 
 def rebuild_order(consumers: list[Consumer]) -> list[Consumer]:
@@ -441,8 +431,8 @@ class Replay:
                 async with m.ctx.redis.gate.closed():  # (a background task's commands wait meanwhile)
                     # What readers get that a handler does not write (trending's rankings) is completed first,
                     # from the caught-up shadow, so the model is whole when it becomes visible.
-                    if before_swap := m.ctx.extras.get("before_swap"):
-                        await before_swap(live_redis, m.redis_root)
+                    if m.consumer.before_swap is not None:
+                        await m.consumer.before_swap(m.ctx, live_redis, m.redis_root)
                     result.redis_keys = await _shadow_redis.swap(live_redis, m.model.redis_prefixes, m.redis_root)
                     m.ctx.redis.rewriter.enabled = False
                 await live_redis.srem(_shadow_redis.ROOTS, m.redis_root)  # no key is left under it
@@ -800,7 +790,7 @@ async def replay_in_child(
     """`chirp replay NAME... --progress-json` in a child process; its JSON progress lines are passed on, its results
     returned."""
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "chirp", "replay", *names, "--progress-json", stdout=asyncio.subprocess.PIPE
+        sys.executable, "-m", "ops", "replay", *names, "--progress-json", stdout=asyncio.subprocess.PIPE
     )
     assert child.stdout is not None
     results = None

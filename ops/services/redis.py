@@ -10,7 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from chirp.services._util import (
+from chirp.settings import Settings
+from ops.services._util import (
     ServiceError,
     apt_install,
     instance_name,
@@ -21,7 +22,6 @@ from chirp.services._util import (
     tail,
     wait_for,
 )
-from chirp.settings import Settings
 
 READY_TIMEOUT_S = 15.0
 MARKER = "redis-server"

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 from aiokafka import TopicPartition
 
-from chirp.ops import _kafka
 from chirp.settings import Settings
+from ops import _kafka
 
 
 @dataclass(frozen=True)

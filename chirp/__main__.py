@@ -1,3 +1,0 @@
-from chirp.cli import main
-
-main()

@@ -1,0 +1,55 @@
+"""The consumers' composition root: the clients and adapters a handler receives, typed, built once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import asyncpg
+import redis.asyncio as aioredis
+from faststream.kafka import KafkaBroker
+
+from chirp import redis_client
+from chirp.settings import Settings
+from producers.broker import Publisher
+from store.timelines import RedisTimelines
+from store.trending import DEFAULT_PREFIX, RedisTrending
+
+
+@dataclass
+class Context:
+    """What a handler receives: the settings, the store pool, Redis, a publisher, and the Redis read models'
+    adapters (built on first use, once per context: a replay's context builds them on its shadow client)."""
+
+    settings: Settings
+    pg: asyncpg.Pool
+    redis: aioredis.Redis
+    publisher: Publisher
+    trending_prefix: str = DEFAULT_PREFIX  # where trending's keys live (a test builds its own elsewhere)
+
+    @cached_property
+    def timelines(self) -> RedisTimelines:
+        return RedisTimelines(self.redis, self.settings.timeline_length)
+
+    @cached_property
+    def trending(self) -> RedisTrending:
+        return RedisTrending(self.redis, self.trending_prefix)
+
+    @property
+    def announcing(self) -> bool:
+        """Whether Redis PUBLISH reaches subscribers. It does not while a replay builds a shadow copy (see
+        ops/replay.py), so a handler can skip preparing announcements nobody receives."""
+        return bool(getattr(self.redis, "announcing", True))
+
+
+async def open_context(settings: Settings, broker: KafkaBroker) -> Context:
+    from store.postgres import connect
+
+    pg = await connect(settings)
+    cache = redis_client.from_url(settings.redis_url, decode_responses=True)
+    return Context(settings=settings, pg=pg, redis=cache, publisher=Publisher(broker))
+
+
+async def close_context(ctx: Context) -> None:
+    await ctx.pg.close()
+    await ctx.redis.aclose()

@@ -1,0 +1,117 @@
+"""Records into event models: a record that can never be handled is `Rejected`, naming why."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import get_args
+
+import orjson
+from aiokafka import ConsumerRecord
+from pydantic import ValidationError
+
+from chirp import kafka_admin
+from chirp.settings import Settings
+from consumers.runtime.declaration import Consumer
+from schemas.events import Event
+
+
+class Rejected(Exception):
+    """A record that can never be handled: the reason goes in the dead-letter headers."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class Item:
+    record: ConsumerRecord
+    event: Event
+
+
+@dataclass(slots=True)
+class Decoded:
+    """A batch after decoding: events by topic, in offset order, and the records that could not be decoded."""
+
+    by_topic: dict[str, list[Item]]
+    rejected: list[tuple[ConsumerRecord, Rejected]]
+
+
+def decode(record: ConsumerRecord, model: type[Event]) -> Event:
+    """Parse a record into `model`, or raise `Rejected` naming why not."""
+    try:
+        return model.__pydantic_validator__.validate_json(record.value or b"")  # type: ignore[no-any-return]
+    except ValidationError as exc:
+        raise _reason(record, model, exc) from None
+
+
+def decode_batch(consumer: Consumer, records: Sequence[ConsumerRecord]) -> Decoded:
+    """A polled batch decoded (CPU only): records of the retry topic stand for the ones first dead-lettered."""
+    decoded = Decoded(defaultdict(list), [])
+    retry_topic = consumer.retry_topic.name
+    for record in records:
+        try:
+            if record.topic == retry_topic:
+                record = retried_record(record, consumer)
+            model = consumer.handlers[record.topic].model
+            decoded.by_topic[record.topic].append(Item(record, decode(record, model)))
+        except Rejected as exc:
+            decoded.rejected.append((record, exc))
+    return decoded
+
+
+def retried_record(record: ConsumerRecord, consumer: Consumer) -> ConsumerRecord:
+    """A record of the consumer's retry topic (`chirp dlq retry`) as the one first dead-lettered: same topic,
+    partition and offset (named in its `dlq_*` headers), so its handler, logs and a new dead letter name the
+    original. Only the offsets committed are the retry topic's (the commit uses the records as polled)."""
+    headers = {k: v.decode(errors="replace") for k, v in record.headers or ()}
+    origin = headers.get("dlq_topic", "")
+    if origin not in consumer.handlers:
+        raise Rejected("unknown_origin", f"a retry of {origin!r}, which {consumer.name} does not read")
+    partition, offset = int(headers.get("dlq_partition") or 0), int(headers.get("dlq_offset") or 0)
+    return dataclasses.replace(record, topic=origin, partition=partition, offset=offset)
+
+
+async def newest_events(settings: Settings, consumer: Consumer) -> list[Event]:
+    """The last event of each partition `consumer` reads, as the log stands now (undecodable ones left out)."""
+    async with kafka_admin.reader(settings) as client:
+        ends = await client.end_offsets(await kafka_admin.partitions(client, consumer.handlers))
+    records = await kafka_admin.records_at(settings, {tp: end - 1 for tp, end in ends.items() if end > 0})
+    events = []
+    for tp, record in records.items():
+        try:
+            events.append(decode(record, consumer.handlers[tp.topic].model))
+        except Rejected:
+            continue
+    return events
+
+
+def header(record: ConsumerRecord, name: str) -> str:
+    for key, value in record.headers or ():
+        if key == name:
+            return value.decode(errors="replace")
+    return ""
+
+
+def _reason(record: ConsumerRecord, model: type[Event], exc: ValidationError) -> Rejected:
+    """Why a record failed validation (the slow path, taken only for bad records)."""
+    try:
+        raw = orjson.loads(record.value or b"")
+    except orjson.JSONDecodeError as json_error:
+        return Rejected("invalid_json", str(json_error))
+    if not isinstance(raw, dict):
+        return Rejected("invalid_payload", "not a JSON object")
+    if raw.get("type") not in get_args(model.model_fields["type"].annotation):
+        return Rejected("unknown_type", f"{raw.get('type')!r} on a topic of {model.__name__}")
+    expected = model.model_fields["version"].default
+    if raw.get("version") != expected:
+        return Rejected("unknown_version", f"{raw.get('version')!r}, this consumer reads {expected}")
+    return Rejected("invalid_payload", _short(exc))
+
+
+def _short(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
