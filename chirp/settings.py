@@ -181,7 +181,17 @@ class Settings(BaseSettings):
         description="Port of the first consumer process's /metrics (the next free one after it for others).",
     )
     ready_consumers: tuple[str, ...] = Field(
-        default=("preparse", "posts", "users", "timelines", "search", "trending", "notifications", "suggestions"),
+        default=(
+            "preparse",
+            "posts",
+            "users",
+            "timelines",
+            "search",
+            "trending",
+            "notifications",
+            "suggestions",
+            "interactions",
+        ),
         description="Consumers whose groups `/readyz` reports (no member, or lag above `ready_max_lag`: degraded).",
     )
     ready_max_lag: int = Field(default=10_000, description="Lag above which `/readyz` calls a consumer group degraded.")

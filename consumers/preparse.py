@@ -34,6 +34,7 @@ def parsed(event: PostCreated, rendered: RenderedPost) -> PostParsed:
             mentions=rendered.mentions,
             links=rendered.links,
             reply_to=post.reply_to,
+            quote_of=post.quote_of,
             created_at=event.occurred_at,
         ),
     )

@@ -4,7 +4,7 @@ payload."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from ulid import ULID
@@ -57,6 +57,7 @@ class PostCreatedData(Payload):
     author_id: Id
     body: PostBody
     reply_to: Id | None = None
+    quote_of: Id | None = None  # the post this one quotes (optional: version 1 events without it stay valid)
 
 
 class PostCreated(Event):
@@ -76,6 +77,7 @@ class PostParsedData(Payload):
     mentions: tuple[Handle, ...] = ()
     links: tuple[NoNul, ...] = ()
     reply_to: Id | None = None
+    quote_of: Id | None = None
     created_at: datetime
 
 
@@ -162,6 +164,41 @@ class UserUnfollowed(Event):
     payload: FollowData
 
 
+# Interactions: each topic carries both directions of one kind; `type` says which ----------------------------
+
+
+class InteractionData(Payload):
+    user_id: Id
+    post_id: Id
+
+
+class PostLike(Event):
+    """`post-liked` / `post-unliked` (topic post-likes)."""
+
+    topic: ClassVar = topics.POST_LIKES
+    type: Literal["post-liked", "post-unliked"] = "post-liked"
+    version: Literal[1] = 1
+    payload: InteractionData
+
+
+class PostRepost(Event):
+    """`post-reposted` / `post-unreposted` (topic post-reposts)."""
+
+    topic: ClassVar = topics.POST_REPOSTS
+    type: Literal["post-reposted", "post-unreposted"] = "post-reposted"
+    version: Literal[1] = 1
+    payload: InteractionData
+
+
+class PostBookmark(Event):
+    """`post-bookmarked` / `post-unbookmarked` (topic post-bookmarks)."""
+
+    topic: ClassVar = topics.POST_BOOKMARKS
+    type: Literal["post-bookmarked", "post-unbookmarked"] = "post-bookmarked"
+    version: Literal[1] = 1
+    payload: InteractionData
+
+
 # Moderation ------------------------------------------------------------------------------------------------
 
 
@@ -204,6 +241,11 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     UserUnfollowed,
     TrendingModerated,
     NotificationsRead,
+    PostLike,
+    PostRepost,
+    PostBookmark,
 )
-BY_TYPE: dict[str, type[Event]] = {cls.model_fields["type"].default: cls for cls in ALL_EVENTS}
+BY_TYPE: dict[str, type[Event]] = {
+    name: cls for cls in ALL_EVENTS for name in get_args(cls.model_fields["type"].annotation)
+}
 BY_TOPIC: dict[str, type[Event]] = {cls.topic.name: cls for cls in ALL_EVENTS}

@@ -32,6 +32,11 @@ USER_FOLLOWED = Topic(f"{NAMESPACE}user-followed", key="follower_id")
 USER_UNFOLLOWED = Topic(f"{NAMESPACE}user-unfollowed", key="follower_id")
 TRENDING_MODERATED = Topic(f"{NAMESPACE}trending-moderated", key="target", partitions=1)
 NOTIFICATIONS_READ = Topic(f"{NAMESPACE}notifications-read", key="user_id")
+# Interactions: one topic per kind carrying both directions (liked / unliked), keyed by the user, so one user's
+# like and unlike of one post stay in order.
+POST_LIKES = Topic(f"{NAMESPACE}post-likes", key="user_id")
+POST_REPOSTS = Topic(f"{NAMESPACE}post-reposts", key="user_id")
+POST_BOOKMARKS = Topic(f"{NAMESPACE}post-bookmarks", key="user_id")
 
 ALL: tuple[Topic, ...] = (
     POST_CREATED,
@@ -44,6 +49,9 @@ ALL: tuple[Topic, ...] = (
     USER_UNFOLLOWED,
     TRENDING_MODERATED,
     NOTIFICATIONS_READ,
+    POST_LIKES,
+    POST_REPOSTS,
+    POST_BOOKMARKS,
 )
 BY_NAME = {topic.name: topic for topic in ALL}
 

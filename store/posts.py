@@ -206,15 +206,14 @@ class PostgresPosts:
         page = await self._page("p.post_id = $1", [post_id], None, 1, desc=True)
         return page.items[0] if page.items else None
 
-    async def many(self, post_ids: Sequence[str]) -> dict[str, PostView]:
-        """The live posts among these ids, by id."""
-        page = await self._page("p.post_id = ANY($1::text[])", [list(post_ids)], None, len(post_ids), desc=True)
-        return {p.id: p for p in page.items}
-
     async def exists(self, post_id: str) -> bool:
         """Whether a live post has this id."""
         sql = "SELECT EXISTS (SELECT 1 FROM posts WHERE post_id = $1 AND deleted_at IS NULL)"
         return bool(await self._pool.fetchval(sql, post_id))
+
+    async def many(self, post_ids: Sequence[str]) -> list[PostView]:
+        """The live posts among these ids (any order), in one query."""
+        return (await self._page("p.post_id = ANY($1::text[])", [list(post_ids)], None, len(post_ids), desc=True)).items
 
     async def latest(self, after: str | None, limit: int) -> Page:
         """Everyone's posts, newest first."""

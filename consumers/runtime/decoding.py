@@ -6,6 +6,7 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import get_args
 
 import orjson
 from aiokafka import ConsumerRecord
@@ -104,7 +105,7 @@ def _reason(record: ConsumerRecord, model: type[Event], exc: ValidationError) ->
         return Rejected("invalid_json", str(json_error))
     if not isinstance(raw, dict):
         return Rejected("invalid_payload", "not a JSON object")
-    if raw.get("type") != model.model_fields["type"].default:
+    if raw.get("type") not in get_args(model.model_fields["type"].annotation):
         return Rejected("unknown_type", f"{raw.get('type')!r} on a topic of {model.__name__}")
     expected = model.model_fields["version"].default
     if raw.get("version") != expected:

@@ -62,10 +62,13 @@ async def compose(request: Request) -> Response:
         reply_to=reply_to,
         body=field(form, "body"),
         idempotency_key=field(form, "idempotency_key") or Composer().idempotency_key,
+        quote_of=field(form, "quote_of") or None,
     )
     payload: dict[str, Any] = {"body": composer.body}
     if reply_to:
         payload["reply_to"] = reply_to
+    if composer.quote_of:
+        payload["quote_of"] = composer.quote_of
     headers = {"Prefer": "wait", "Idempotency-Key": composer.idempotency_key}
     try:
         result = await call_api(request, "POST", "/api/posts", json=payload, headers=headers)

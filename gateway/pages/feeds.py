@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from gateway.auth.current import Viewer
 from gateway.errors import NotFound
+from gateway.interactions import with_interactions
 from gateway.pages.explore import trending_context
 from gateway.pages.forms import Composer
 from gateway.pages.internal import MissingEndpoint, call_api
@@ -54,6 +55,15 @@ async def _with_own_post(request: Request, me: Viewer, posts: list[dict[str, Any
     return sorted([post_json(found), *posts], key=lambda p: p["id"], reverse=True)
 
 
+async def quote_composer(request: Request, quote_of: str) -> Composer:
+    """The home composer quoting a post (embedded under the text; the Quote action), plain when the post is gone."""
+    found = await PostgresPosts(state_of(request).pg).get(quote_of)
+    if found is None:
+        return Composer(next="/")
+    quoted = {k: v for k, v in post_json(found).items() if k in ("id", "author", "html", "text", "created_at")}
+    return Composer(next="/", quote_of=found.id, quoted=quoted)
+
+
 async def home_context(request: Request, me: Viewer | None, form: Composer | None = None) -> dict[str, Any]:
     """Home: the viewer's timeline (or everyone's posts with `?feed=all`, and always for visitors)."""
     feed = "home" if me and request.query_params.get("feed") != "all" else "all"
@@ -66,6 +76,8 @@ async def home_context(request: Request, me: Viewer | None, form: Composer | Non
         posts, next_cursor = await _list(request, "/api/posts")
     if me is not None:
         posts = await _with_own_post(request, me, posts)
+    if form is None and (quote_of := request.query_params.get("quote_of")):  # the Quote action: embed it
+        form = await quote_composer(request, quote_of)
     return {
         **await trending_context(request, shown=5),
         "feed": feed,
@@ -92,12 +104,13 @@ async def post_context(
     found = await posts.get(post_id)
     if found is None:
         raise NotFound("This post does not exist or was deleted.")
+    shown = await with_interactions(request, [post_json(found)])
     author = (
         await PostgresUsersReadModel(pool).profile(found.handle, me.user_id if me else None) if found.handle else None
     )
     thread = (await call_api(request, "GET", f"/api/posts/{post_id}/thread", query=_cursor(request))).data
     return {
-        "post": post_json(found),
+        "post": shown[0],
         "ancestors": thread["ancestors"],
         "author": author,
         "replies": thread["replies"],
@@ -147,7 +160,8 @@ async def post_fragment(request: Request) -> Response:
     found = await PostgresPosts(state_of(request).pg).get(path_param(request, "post_id", "No such post."))
     if found is None:
         raise NotFound("No such post.")
-    return render("fragment_post.html", base_context(request, me, post=post_json(found)))
+    [post] = await with_interactions(request, [post_json(found)])
+    return render("fragment_post.html", base_context(request, me, post=post))
 
 
 routes = [

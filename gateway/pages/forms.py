@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from schemas.events import new_id
 from schemas.text import MAX_POST_CHARS
@@ -14,6 +15,8 @@ class Composer:
 
     next: str = "/"
     reply_to: str | None = None
+    quote_of: str | None = None
+    quoted: dict[str, Any] | None = None  # the quoted post object, embedded under the text area
     body: str = ""
     error: str = ""
     max_chars: int = MAX_POST_CHARS

@@ -5,12 +5,13 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from gateway.pages import actions, explore, feeds, live, notifications, people, session
+from gateway.pages import actions, explore, feeds, interactions, live, notifications, people, session
 from gateway.pages.templating import STATIC_PACKAGE
 
 routes: list[BaseRoute] = [
     *feeds.routes,
     *actions.routes,
+    *interactions.routes,
     *explore.routes,
     *session.routes,
     *live.routes,

@@ -104,7 +104,8 @@ async def notification_page(state: State, user_id: str, cursor: tuple[int, str] 
         found_details = await pipe.execute()
     details = [found_details[i : i + 4] for i in range(0, len(found_details), 4)]
     people = await _people(state, {a for d in details for a in d[1]})
-    posts = await PostgresPosts(state.pg).many(sorted({d[0].get("post") for d in details if d[0].get("post")}))
+    wanted = sorted({d[0]["post"] for d in details if d[0].get("post")})
+    posts = {p.id: p for p in await PostgresPosts(state.pg).many(wanted)} if wanted else {}
     items: list[dict[str, Any]] = []
     for (item_id, at), (info, actors, count, unread) in zip(shown, details, strict=True):
         item: dict[str, Any] = {

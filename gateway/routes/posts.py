@@ -31,6 +31,7 @@ from starlette.routing import Route
 from gateway.auth.current import Viewer, require_viewer
 from gateway.cursors import PageQuery, post_cursor, post_page_params
 from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, NotFound
+from gateway.interactions import with_interactions, with_reposts
 from gateway.openapi import contract
 from gateway.post_waits import waits_of
 from gateway.requests import RequestModel, json_body, path_param, validated
@@ -55,12 +56,18 @@ class NewPost(RequestModel):
 
     body: Annotated[PostBody, BeforeValidator(unify_lines)]
     reply_to: Id | None = None
+    quote_of: Id | None = None  # the post this one quotes
 
 
 def validate_post(data: dict[str, Any]) -> tuple[str, str | None]:
     """(body, reply_to) of a `POST /api/posts` body, or InvalidInput naming the field at fault."""
     post = validated(NewPost, data)
     return post.body, post.reply_to
+
+
+def validate_quote(data: dict[str, Any]) -> str | None:
+    """The `quote_of` of a `POST /api/posts` body (a post id), or InvalidInput naming it."""
+    return validated(NewPost, data).quote_of
 
 
 def tag_key(raw: str) -> str:
@@ -89,6 +96,19 @@ class Author(BaseModel):
     avatar_url: str
 
 
+class QuotedPost(BaseModel):
+    id: str
+    author: Author
+    html: str
+    text: str
+    created_at: datetime
+
+
+class DeletedPost(BaseModel):
+    id: str
+    deleted: Literal[True]
+
+
 class Post(BaseModel):
     """A post as the API shows it: its Markdown, the sanitized HTML and plain text rendered from it."""
 
@@ -104,6 +124,16 @@ class Post(BaseModel):
     reply_to_handle: str = Field("", description="Handle of the replied-to post's author; empty when unknown")
     reply_count: int
     created_at: datetime
+    # Interactions (gateway/interactions.py): counts always, the viewer's flags when logged in
+    like_count: int = 0
+    repost_count: int = 0
+    quote_count: int = 0
+    liked_by_me: bool | None = Field(None, description="Absent when anonymous")
+    reposted_by_me: bool | None = Field(None, description="Absent when anonymous")
+    bookmarked_by_me: bool | None = Field(None, description="Absent when anonymous")
+    quote_of: QuotedPost | DeletedPost | None = Field(None, description="The quoted post, for a quote")
+    reposted_by: Author | None = Field(None, description="Who reposted it (home timeline and profile lists)")
+    reposted_at: datetime | None = None
 
 
 class PostPage(BaseModel):
@@ -136,15 +166,17 @@ def post_json(post: PostView) -> dict[str, Any]:
     }
 
 
-def page_json(page: Page) -> JSONResponse:
-    return JSONResponse({"items": [post_json(p) for p in page.items], "next_cursor": post_cursor(page.last)})
+async def page_json(request: Request, page: Page) -> JSONResponse:
+    items = await with_interactions(request, [post_json(p) for p in page.items])
+    return JSONResponse({"items": items, "next_cursor": post_cursor(page.last)})
 
 
 # Writes -------------------------------------------------------------------------------------------------------
 
 
-def _fingerprint(body: str, reply_to: str | None) -> str:
-    return hashlib.sha256(orjson.dumps([body, reply_to])).hexdigest()[:32]
+def _fingerprint(body: str, reply_to: str | None, quote_of: str | None) -> str:
+    fields = [body, reply_to] if quote_of is None else [body, reply_to, quote_of]  # keys of plain posts unchanged
+    return hashlib.sha256(orjson.dumps(fields)).hexdigest()[:32]
 
 
 def _idempotency_key(viewer: Viewer, key: str) -> str:
@@ -172,25 +204,32 @@ def _accepted(post_id: str, visible: bool) -> JSONResponse:
     return JSONResponse({"id": post_id, "status": "accepted"}, 202, headers=headers)
 
 
-async def _publish(state: State, viewer: Viewer, post_id: str, body: str, reply_to: str | None) -> None:
+async def _publish(
+    state: State, viewer: Viewer, post_id: str, body: str, reply_to: str | None, quote_of: str | None
+) -> None:
     # Publishing the same post id again (a retry after a failure we cannot tell from a lost answer) still makes
     # one post: every projection upserts by post id.
-    event = PostCreatedData(post_id=post_id, author_id=viewer.user_id, body=body, reply_to=reply_to)
+    event = PostCreatedData(post_id=post_id, author_id=viewer.user_id, body=body, reply_to=reply_to, quote_of=quote_of)
     await state.publisher.publish(PostCreated(actor=viewer.user_id, payload=event))
 
 
 @contract(PostAccepted, status=202, body=NewPost, auth="required", errors=(409,))
 async def create_post(request: Request) -> Response:
-    """`POST /api/posts {"body", "reply_to"?}` → 202 `{"id", "status": "accepted"}` once Kafka has the event."""
+    """`POST /api/posts {"body", "reply_to"?, "quote_of"?}` → 202 `{"id", "status": "accepted"}` once Kafka has
+    the event; a `quote_of` or `reply_to` naming no live post is 422."""
     viewer = await require_viewer(request)
     state = state_of(request)
     posts = PostgresPosts(state.pg)
-    body, reply_to = validate_post(await json_body(request))
+    data = await json_body(request)
+    body, reply_to = validate_post(data)
+    quote_of = validate_quote(data)
     if reply_to is not None and not await posts.exists(reply_to):
         raise InvalidInput("The post replied to does not exist.", field="reply_to")
+    if quote_of is not None and not await posts.exists(quote_of):
+        raise InvalidInput("The quoted post does not exist.", field="quote_of")
     wait = wait_seconds(request.headers.get("prefer"))
     post_id, published, key = new_id(), False, request.headers.get("idempotency-key")
-    fingerprint = _fingerprint(body, reply_to)
+    fingerprint = _fingerprint(body, reply_to, quote_of)
     if key is not None:
         key = _idempotency_key(viewer, key)
         post_id, published = await _claim(state, key, post_id, fingerprint)
@@ -198,7 +237,7 @@ async def create_post(request: Request) -> Response:
             return _accepted(post_id, bool(wait))
     async with waits_of(state).expecting(CHANNEL, post_id, wait) as seen:
         if not published:
-            await _publish(state, viewer, post_id, body, reply_to)
+            await _publish(state, viewer, post_id, body, reply_to, quote_of)
             if key is not None:
                 await state.redis.set(key, f"{post_id} {fingerprint} published", xx=True, keepttl=True)
         visible = await seen(lambda: posts.exists(post_id))
@@ -246,14 +285,14 @@ async def get_post(request: Request) -> Response:
     post = await _posts(request).get(path_param(request, "post_id", "No such post."))
     if post is None:
         raise NotFound("No such post.")
-    return JSONResponse(post_json(post))
+    return JSONResponse((await with_interactions(request, [post_json(post)]))[0])
 
 
 @contract(PostPage, query=PageQuery)
 async def list_posts(request: Request) -> Response:
     """`GET /api/posts?cursor&limit` → everyone's posts, newest first."""
     cursor, limit = post_page_params(request)
-    return page_json(await _posts(request).latest(cursor, limit))
+    return await page_json(request, await _posts(request).latest(cursor, limit))
 
 
 @contract(PostPage, query=PageQuery, errors=(404,))
@@ -264,18 +303,21 @@ async def list_replies(request: Request) -> Response:
     post_id = path_param(request, "post_id", "No such post.")
     if not await posts.exists(post_id):
         raise NotFound("No such post.")
-    return page_json(await posts.replies(post_id, cursor, limit))
+    return await page_json(request, await posts.replies(post_id, cursor, limit))
 
 
 @contract(PostPage, query=PageQuery, errors=(404,))
 async def list_user_posts(request: Request) -> Response:
-    """`GET /api/users/{handle}/posts?cursor&limit` → that user's posts, newest first; 404 for unknown users."""
+    """`GET /api/users/{handle}/posts?cursor&limit` → that user's posts and reposts, newest first; 404 for unknown
+    users."""
     cursor, limit = post_page_params(request)
     posts = _posts(request)
     user_id = await posts.user_id_of(path_param(request, "handle", "No such user."))
     if user_id is None:
         raise NotFound("No such user.")
-    return page_json(await posts.by_author(user_id, cursor, limit))
+    page = await posts.by_author(user_id, cursor, limit)
+    items, last = await with_reposts(request, page.items, page.last is not None, [user_id], cursor, limit, post_json)
+    return JSONResponse({"items": await with_interactions(request, items), "next_cursor": post_cursor(last)})
 
 
 @contract(PostPage, query=PageQuery)
@@ -283,7 +325,7 @@ async def list_tag_posts(request: Request) -> Response:
     """`GET /api/tags/{tag}/posts?cursor&limit` → posts with that hashtag (any case, `#` optional), newest first."""
     cursor, limit = post_page_params(request)
     tag = tag_key(request.path_params["tag"])
-    return page_json(await _posts(request).by_tag(tag, cursor, limit))
+    return await page_json(request, await _posts(request).by_tag(tag, cursor, limit))
 
 
 routes = [

@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from gateway.cursors import CURSOR_FIELD, DEFAULT_LIMIT, MAX_LIMIT, CursorShape, Micros, from_micros, micros
 from gateway.errors import InvalidInput, JSONResponse, NotFound
+from gateway.interactions import with_interactions
 from gateway.openapi import contract
 from gateway.requests import Limit, QueryModel, query_as
 from gateway.routes import posts as posts_route
@@ -117,14 +118,14 @@ async def search(request: Request) -> Response:
     if len(page) == 2:
         hits = await index.search_older(query, before=page, limit=limit)
         following = older_cursor(hits.older) if hits.older else None
-        return JSONResponse({"items": hits.items, "next_cursor": following})
+        return JSONResponse({"items": await with_interactions(request, hits.items), "next_cursor": following})
     offset, ref, ceiling = page
     hits = await index.search_posts(query, offset=offset, limit=limit, ref=ref, ceiling=ceiling)
     if hits.more and hits.ceiling:
         following = post_cursor(offset + limit, ref, hits.ceiling)
     else:
         following = older_cursor(hits.older) if hits.older else None
-    return JSONResponse({"items": hits.items, "next_cursor": following})
+    return JSONResponse({"items": await with_interactions(request, hits.items), "next_cursor": following})
 
 
 @contract(TagInfo, errors=(404,))

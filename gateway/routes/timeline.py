@@ -18,6 +18,7 @@ from chirp.logging import get_logger
 from gateway.auth.current import require_viewer
 from gateway.cursors import PageQuery, post_cursor, post_page_params
 from gateway.errors import JSONResponse
+from gateway.interactions import with_interactions, with_reposts
 from gateway.openapi import contract
 from gateway.routes.posts import PostPage, post_json
 from gateway.state import State, state_of
@@ -62,9 +63,10 @@ async def timeline(request: Request) -> Response:
     else:
         rows = await _posts(state).items(window.post_ids, window.big_authors, cursor, limit + 1)
         page, after = page_of(rows, window.post_ids, limit)
+    items, after = await with_reposts(request, page, after is not None, me.user_id, cursor, limit, post_json)
     return JSONResponse(
         {
-            "items": [post_json(post) for post in page],
+            "items": await with_interactions(request, items),
             "next_cursor": post_cursor(after),
             "partial": window is None,
         }

@@ -1,6 +1,6 @@
 // Chirp progressive enhancement: every page works without this file; it adds live updates, the composer's
 // preview and counter, local times, deletes asked in a dialog (the confirm page without scripts) and live removal
-// of deleted posts.
+// of deleted posts, and likes, reposts and bookmarks sent in place.
 (function () {
   "use strict";
 
@@ -192,12 +192,35 @@
     form.submit();
   }
 
+  // Repost, like, bookmark: the card's form sent in place. The button flips at once; a refused request flips it back.
+  function setPressed(form, on) {
+    var button = form.querySelector("button");
+    var count = form.querySelector("[data-count]");
+    if (count) count.textContent = Math.max(0, parseInt(count.textContent, 10) + (on ? 1 : -1));
+    button.setAttribute("aria-pressed", on ? "true" : "false");
+    form.querySelector("input[name=on]").value = on ? "0" : "1";
+  }
+  function interact(e) {
+    var form = e.target.closest && e.target.closest("form[data-interact]");
+    if (!form || e.defaultPrevented || !window.fetch) return;
+    e.preventDefault();
+    var on = form.querySelector("input[name=on]").value !== "0";
+    var url = "/api" + form.getAttribute("action");
+    setPressed(form, on);
+    fetch(url, {
+      method: on ? "POST" : "DELETE",
+      credentials: "same-origin",
+      headers: { "X-CSRF-Token": cookie("chirp_csrf") }
+    }).then(function (r) { if (!r.ok) setPressed(form, !on); }).catch(function () { setPressed(form, !on); });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     refreshTimes(document);
     setInterval(function () { refreshTimes(document); }, 60000);
     document.querySelectorAll("form[data-composer]").forEach(composer);
     document.querySelectorAll("[data-live-feed]").forEach(live);
     document.addEventListener("click", askDelete);
+    document.addEventListener("submit", interact);
     document.querySelectorAll("img.avatar").forEach(avatarFallback);
   });
 })();

@@ -143,6 +143,8 @@ async def test_every_page_passes_axe_in_both_schemes_with_44px_targets_on_phones
         (bob, "/notifications", "notifications", True),
         (bob, f"/@{ada_login}/followers", "followers", False),
         (visitor, f"/@{ada_login}/following", "following-visitor", False),
+        (ada, "/bookmarks", "bookmarks", False),
+        (ada, f"/?quote_of={reply_id}", "quote-composer", False),
         (ada, f"/posts/{post_id}/delete", "confirm-delete", False),
         (ada, "/posts/no-such-post", "not-found", True),
     ]

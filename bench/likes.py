@@ -1,0 +1,208 @@
+"""Likes under load: an open loop of likes and unlikes over many posts, while probes time how soon a like shows.
+
+    .venv/bin/python bench/likes.py [--rate 500] [--seconds 60] [--posts 10000] [--users 1000]
+
+Prints the figures and appends a JSON line to bench/results/likes.jsonl. Run it against a database and topic
+namespace of your own (`CHIRP_POSTGRES_DB`, `CHIRP_TOPIC_NAMESPACE`): it writes posts rows and like events.
+- Data: `--posts` posts inserted straight into the posts read model (the gateway's 404 check reads it), and the
+  interactions consumer (`chirp consume interactions`, a consumer group of its own) in a child process.
+- Load: likes and unlikes (60/40) by `--users` users on random posts, each event published at its scheduled time
+  (open loop: a slow broker does not slow the schedule down), for `--seconds` at `--rate` events per second.
+- Visibility: every 100 ms a probe likes a post of its own and polls `GET /api/posts/{id}` (the in-process gateway)
+  until `like_count` is 1; the time from the publish to the first answer showing it, p50 and p99.
+- Nothing lost: once the consumer has caught up, every post's `like_count` equals the count implied by the events
+  published (last writer wins per user and post, as the consumer applies them).
+- CPU-ms per like of the consumer process and of this one (utime+stime from /proc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from chirp.settings import Settings
+from gateway.app import create_app
+from producers.broker import Publisher, make_broker
+from schemas.events import InteractionData, PostLike, new_id
+from store.postgres import connect
+
+RESULTS = Path(__file__).with_name("results") / "likes.jsonl"
+PROBE_EVERY_S = 0.1
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ms(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / TICKS
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
+
+
+async def seed(settings: Settings, posts: int) -> list[str]:
+    pool = await connect(settings, max_size=2)
+    ids = [new_id() for _ in range(posts)]
+    now = datetime.now(UTC)
+    await pool.execute(
+        "INSERT INTO posts (post_id, author_id, body, html, text, created_at) "
+        "SELECT x, 'bench-author', 'b', '<p>b</p>', 'b', $2 FROM unnest($1::text[]) AS x",
+        ids,
+        now,
+    )
+    await pool.close()
+    return ids
+
+
+async def caught_up(settings: Settings, expected: Counter[str], timeout: float) -> tuple[int, int]:
+    """(posts whose count matches, posts checked) once they all match or `timeout` passes."""
+    pool = await connect(settings, max_size=2)
+    deadline = time.monotonic() + timeout
+    ids = sorted(expected)
+    try:
+        while True:
+            rows = await pool.fetch("SELECT post_id, like_count FROM post_counters WHERE post_id = ANY($1)", ids)
+            found = {r["post_id"]: r["like_count"] for r in rows}
+            good = sum(found.get(i, 0) == expected[i] for i in ids)
+            if good == len(ids) or time.monotonic() > deadline:
+                return good, len(ids)
+            await asyncio.sleep(0.5)
+    finally:
+        await pool.close()
+
+
+async def run(args: argparse.Namespace, consumer: subprocess.Popen[bytes]) -> dict[str, object]:
+    settings = Settings()
+    posts = await seed(settings, args.posts)
+    probes = await seed(settings, int(args.seconds / PROBE_EVERY_S) + 10)
+    broker = make_broker(settings)
+    await broker.connect()
+    publisher = Publisher(broker)
+    app = create_app(settings)
+    users = [f"bench-user-{i}" for i in range(args.users)]
+    latest: dict[tuple[str, str], tuple[datetime, bool]] = {}
+    published = 0
+    latencies: list[float] = []
+    pending: set[asyncio.Task[None]] = set()
+    try:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as http,
+        ):
+            # Warm up: the consumer joins its group and reads what is on the topic already.
+            warm = probes.pop()
+            await publisher.publish(PostLike(payload=InteractionData(user_id="bench-warm", post_id=warm)))
+            await _visible(http, warm, 120)
+
+            async def send(event: PostLike) -> None:
+                nonlocal published
+                await publisher.publish(event)
+                published += 1
+
+            async def probe(post_id: str) -> None:
+                started = time.monotonic()
+                await publisher.publish(PostLike(payload=InteractionData(user_id="bench-probe", post_id=post_id)))
+                if await _visible(http, post_id, 30):
+                    latencies.append((time.monotonic() - started) * 1000)
+
+            cpu_before = (cpu_ms(consumer.pid), cpu_ms(os.getpid()))
+            start = time.monotonic()
+            total = int(args.rate * args.seconds)
+            next_probe = start
+            rng = random.Random(args.seed)
+            for i in range(total):
+                due = start + i / args.rate
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                now = time.monotonic()
+                if now >= next_probe and probes:
+                    task = asyncio.create_task(probe(probes.pop()))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                    next_probe += PROBE_EVERY_S
+                user, post_id, liked = rng.choice(users), rng.choice(posts), rng.random() < 0.6
+                event = PostLike(
+                    type="post-liked" if liked else "post-unliked",
+                    payload=InteractionData(user_id=user, post_id=post_id),
+                )
+                key = (user, post_id)
+                if key not in latest or latest[key][0] <= event.occurred_at:
+                    latest[key] = (event.occurred_at, liked)
+                task = asyncio.create_task(send(event))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            elapsed = time.monotonic() - start
+            await asyncio.gather(*pending)
+            expected: Counter[str] = Counter({p: 0 for p in {k[1] for k in latest}})
+            for (_, post_id), (_, liked) in latest.items():
+                expected[post_id] += liked
+            good, checked = await caught_up(settings, expected, 120)
+            cpu_after = (cpu_ms(consumer.pid), cpu_ms(os.getpid()))
+    finally:
+        await broker.stop()
+    return {
+        "at": datetime.now(UTC).isoformat(),
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "achieved_rate": round(total / elapsed, 1),
+        "events": total,
+        "published": published,
+        "probes": len(latencies),
+        "visible_p50_ms": round(percentile(latencies, 50), 1),
+        "visible_p99_ms": round(percentile(latencies, 99), 1),
+        "visible_mean_ms": round(statistics.fmean(latencies), 1) if latencies else None,
+        "posts_matching": good,
+        "posts_checked": checked,
+        "consumer_cpu_ms_per_like": round((cpu_after[0] - cpu_before[0]) / total, 3),
+        "bench_cpu_ms_per_like": round((cpu_after[1] - cpu_before[1]) / total, 3),
+    }
+
+
+async def _visible(http: httpx.AsyncClient, post_id: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = await http.get(f"/api/posts/{post_id}")
+        if response.status_code == 200 and response.json().get("like_count") == 1:
+            return True
+        await asyncio.sleep(0.002)
+    return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rate", type=float, default=500)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--posts", type=int, default=10_000)
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=7)
+    # The consumer in a group of its own (it reads the topic from the start, then the load).
+    env = {**os.environ, "CHIRP_CONSUMER_GROUP_PREFIX": f"bench-likes-{new_id()[-8:].lower()}-"}
+    consumer = subprocess.Popen(
+        [sys.executable, "-m", "ops", "consume", "interactions", "--metrics-port", "0"], env=env
+    )
+    try:
+        result = asyncio.run(run(parser.parse_args(), consumer))
+    finally:
+        consumer.terminate()
+        consumer.wait(timeout=60)
+    RESULTS.parent.mkdir(exist_ok=True)
+    with RESULTS.open("a") as out:
+        out.write(json.dumps(result) + "\n")
+    for name, value in result.items():
+        print(f"{name:>28}: {value}")
+
+
+if __name__ == "__main__":
+    main()

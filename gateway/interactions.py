@@ -1,0 +1,92 @@
+"""Post objects gain their interactions: counts, the viewer's `*_by_me` flags and the quoted post.
+
+One query to the interactions read model per page (store/interactions.py), whatever the page's size or the posts'
+popularity (counters, not counts at read time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from starlette.requests import Request
+from ulid import ULID
+
+from gateway.auth.current import viewer
+from gateway.errors import InvalidInput
+from gateway.state import state_of
+from store.interactions import PostgresInteractions
+from store.posts import PostgresPosts, PostView
+
+NONE = {"like_count": 0, "repost_count": 0, "quote_count": 0}
+
+
+async def with_interactions(request: Request, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`items` (post objects) with their interaction fields added, for the request's viewer (if logged in)."""
+    if not items:
+        return items
+    me = await viewer(request)
+    found = await PostgresInteractions(state_of(request).pg).of_posts(
+        [p["id"] for p in items], me.user_id if me else None
+    )
+    blank = {**NONE, **({"liked_by_me": False, "reposted_by_me": False, "bookmarked_by_me": False} if me else {})}
+    for post in items:
+        post.update(found.get(post["id"], blank))
+    return items
+
+
+def repost_key(post_id: str, at: datetime) -> str:
+    """Where a repost sorts among post ids (ULIDs, time-ordered): the time part of a ULID of the repost's instant,
+    then the rest of the post's id (unique per post). Cursors of lists with reposts are such keys or post ids."""
+    return str(ULID.from_timestamp(at.timestamp()))[:10] + post_id[10:]
+
+
+def _cursor_time(cursor: str | None) -> datetime | None:
+    """The instant just after the millisecond a cursor key stands for (reposts are filtered finely by key)."""
+    if cursor is None:
+        return None
+    try:
+        return ULID.from_str(cursor).datetime + timedelta(milliseconds=1)
+    except ValueError:
+        raise InvalidInput("cursor is not one this API issued", field="cursor") from None
+
+
+async def with_reposts(
+    request: Request,
+    posts: list[PostView],
+    more: bool,
+    users: list[str] | str,
+    cursor: str | None,
+    limit: int,
+    post_json: Callable[[PostView], dict[str, Any]],
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of posts (newest first, after `cursor`; `more` when the source has more) merged with what `users`
+    reposted (a list of ids, or one id: that user and whom they follow), as post objects. A repost is the original
+    post with `reposted_by` and `reposted_at`, sorted at its latest repost; a post shows once, at its newest place.
+    Returns the page and the next cursor."""
+    state = state_of(request)
+    reposts = await PostgresInteractions(state.pg).reposts_by(users, _cursor_time(cursor), limit + 1)
+    reposts = [r for r in reposts if cursor is None or repost_key(r["post_id"], r["changed_at"]) < cursor]
+    reposted = [r["post_id"] for r in reposts]
+    originals = {p.id: p for p in await PostgresPosts(state.pg).many(reposted)} if reposted else {}
+    candidates: list[tuple[str, dict[str, Any]]] = [(p.id, post_json(p)) for p in posts]
+    for row in reposts:
+        if (found := originals.get(row["post_id"])) is not None:
+            by = {k: row[k] for k in ("handle", "display_name", "avatar_url")}
+            item = {**post_json(found), "reposted_by": by, "reposted_at": row["changed_at"]}
+            candidates.append((repost_key(found.id, row["changed_at"]), item))
+    candidates.sort(key=lambda c: c[0], reverse=True)
+    page: list[tuple[str, dict[str, Any]]] = []
+    shown: set[str] = set()
+    left = False  # candidates past the page
+    for key, item in candidates:
+        if item["id"] in shown:
+            continue
+        if len(page) == limit:
+            left = True
+            break
+        shown.add(item["id"])
+        page.append((key, item))
+    has_more = more or len(reposts) > limit or left
+    return [item for _, item in page], (page[-1][0] if has_more and page else None)

@@ -1,0 +1,271 @@
+"""The interactions read model (tables from 050_interactions.sql): likes, reposts, bookmarks, quotes, counters.
+
+Writes come from the interactions consumer, one transaction per batch:
+- a (post, kind, user) row is last-writer-wins by changed_at (at the same instant the active state wins), so
+  duplicates and out-of-order events leave the same state;
+- counters move by what each upsert changed (a row turning active or inactive), in the same statement, after the
+  post's counter row is locked: concurrent batches touching one post run one after the other;
+- a deleted post is tombstoned in `post_counters`: its likes, reposts and bookmarks are dropped, its counts zeroed,
+  and later events about it change nothing.
+Reads: `of_posts` gives the counts, the viewer's flags and the quoted posts of a whole page in one query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import asyncpg
+
+Kind = Literal["like", "repost", "bookmark"]
+KINDS: tuple[Kind, ...] = ("like", "repost", "bookmark")
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """The state of one (post, kind, user) after an event."""
+
+    post_id: str
+    kind: Kind
+    user_id: str
+    active: bool
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    post_id: str
+    quote_of: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Keyset:
+    rows: list[dict[str, Any]]
+    after: tuple[datetime, str] | None  # (changed_at, id) to continue after, None on the last page
+
+
+# SQL --------------------------------------------------------------------------------------------------------
+
+# Counter rows first (so they can be locked), in id order: writers of the same posts queue instead of deadlocking.
+_LOCK_COUNTERS = """
+INSERT INTO post_counters (post_id) SELECT DISTINCT unnest($1::text[]) ORDER BY 1 ON CONFLICT DO NOTHING
+"""
+_FOR_UPDATE = "SELECT 1 FROM post_counters WHERE post_id = ANY($1::text[]) ORDER BY post_id FOR UPDATE"
+
+_APPLY = """
+WITH incoming AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[], $5::timestamptz[])
+        AS x(post_id, kind, user_id, active, changed_at)
+    WHERE NOT EXISTS (SELECT 1 FROM post_counters c WHERE c.post_id = x.post_id AND c.deleted_at IS NOT NULL)
+), before AS (
+    SELECT i.post_id, i.kind, i.user_id, i.active FROM interactions i JOIN incoming USING (post_id, kind, user_id)
+), changed AS (
+    INSERT INTO interactions AS i (post_id, kind, user_id, active, changed_at) SELECT * FROM incoming
+    ON CONFLICT (post_id, kind, user_id) DO UPDATE SET active = EXCLUDED.active, changed_at = EXCLUDED.changed_at
+    WHERE (EXCLUDED.changed_at, EXCLUDED.active) > (i.changed_at, i.active)
+    RETURNING i.post_id, i.kind, i.user_id, i.active
+), per_post AS (
+    SELECT c.post_id,
+           sum(c.active::int - coalesce(b.active, false)::int) FILTER (WHERE c.kind = 'like') AS likes,
+           sum(c.active::int - coalesce(b.active, false)::int) FILTER (WHERE c.kind = 'repost') AS reposts
+    FROM changed c LEFT JOIN before b USING (post_id, kind, user_id)
+    GROUP BY c.post_id
+)
+UPDATE post_counters c
+SET like_count = c.like_count + coalesce(p.likes, 0), repost_count = c.repost_count + coalesce(p.reposts, 0)
+FROM per_post p WHERE c.post_id = p.post_id
+"""
+
+# A quote counts once (its row is inserted once); a quote whose own post is already deleted is not recorded.
+_QUOTES = """
+WITH added AS (
+    INSERT INTO quotes (post_id, quote_of, active, created_at)
+    SELECT x.post_id, x.quote_of, true, x.created_at
+    FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS x(post_id, quote_of, created_at)
+    WHERE NOT EXISTS (SELECT 1 FROM post_counters c WHERE c.post_id = x.post_id AND c.deleted_at IS NOT NULL)
+    ON CONFLICT (post_id) DO NOTHING
+    RETURNING quote_of
+)
+UPDATE post_counters c SET quote_count = c.quote_count + a.n
+FROM (SELECT quote_of, count(*) AS n FROM added GROUP BY quote_of) a WHERE c.post_id = a.quote_of
+"""
+
+_DELETED_QUOTES = """
+WITH gone AS (
+    UPDATE quotes SET active = false WHERE post_id = ANY($1::text[]) AND active RETURNING quote_of
+)
+UPDATE post_counters c SET quote_count = c.quote_count - g.n
+FROM (SELECT quote_of, count(*) AS n FROM gone GROUP BY quote_of) g WHERE c.post_id = g.quote_of
+"""
+
+_TOMBSTONE = """
+UPDATE post_counters c SET deleted_at = least(c.deleted_at, x.at), like_count = 0, repost_count = 0, quote_count = 0
+FROM unnest($1::text[], $2::timestamptz[]) AS x(post_id, at) WHERE c.post_id = x.post_id
+"""
+
+# Counts, the viewer's flags and the quoted post (with its author) of each post of a page, in the page's order.
+_OF_POSTS = """
+SELECT x.post_id, coalesce(c.like_count, 0) AS like_count, coalesce(c.repost_count, 0) AS repost_count,
+       coalesce(c.quote_count, 0) AS quote_count,
+       array(SELECT i.kind FROM interactions i WHERE i.post_id = x.post_id AND i.user_id = $2 AND i.active) AS mine,
+       q.quote_of, qp.deleted_at IS NULL AND qp.post_id IS NOT NULL AS quote_live, qp.html AS quote_html,
+       qp.text AS quote_text, qp.created_at AS quote_created_at,
+       CASE WHEN u.handle LIKE '~%' THEN '' ELSE coalesce(u.handle, '') END AS quote_handle,
+       coalesce(u.display_name, '') AS quote_display_name, coalesce(u.avatar_url, '') AS quote_avatar_url
+FROM unnest($1::text[]) AS x(post_id)
+LEFT JOIN post_counters c ON c.post_id = x.post_id
+LEFT JOIN quotes q ON q.post_id = x.post_id
+LEFT JOIN posts qp ON qp.post_id = q.quote_of
+LEFT JOIN users u ON u.user_id = qp.author_id
+"""
+
+_POSTS_OF_USER = """
+SELECT i.post_id AS id, i.changed_at FROM interactions i
+WHERE i.user_id = $1 AND i.kind = $2 AND i.active
+  AND ($3::timestamptz IS NULL OR (i.changed_at, i.post_id) < ($3::timestamptz, $4::text))
+ORDER BY i.changed_at DESC, i.post_id DESC LIMIT $5
+"""
+
+_USERS_OF_POST = """
+SELECT i.user_id AS id, i.changed_at, u.handle, u.display_name, u.avatar_url FROM interactions i
+JOIN users u ON u.user_id = i.user_id
+WHERE i.post_id = $1 AND i.kind = $2 AND i.active AND left(u.handle, 1) <> '~'
+  AND ($3::timestamptz IS NULL OR (i.changed_at, i.user_id) < ($3::timestamptz, $4::text))
+ORDER BY i.changed_at DESC, i.user_id DESC LIMIT $5
+"""
+
+_QUOTES_OF = """
+SELECT q.post_id AS id, q.created_at AS changed_at FROM quotes q
+WHERE q.quote_of = $1 AND q.active
+  AND ($3::timestamptz IS NULL OR (q.created_at, q.post_id) < ($3::timestamptz, $4::text))
+  AND $2::text IS NOT NULL
+ORDER BY q.created_at DESC, q.post_id DESC LIMIT $5
+"""
+
+
+# The newest active repost of each post among some users (a post reposted by several of them counts at its latest):
+# {who} is `ANY($1::text[])` (those users) or the user $1 and whom they follow (a home timeline).
+_REPOSTS_BY = """
+SELECT * FROM (
+    SELECT DISTINCT ON (i.post_id) i.post_id, i.changed_at, u.handle, u.display_name, u.avatar_url
+    FROM interactions i JOIN users u ON u.user_id = i.user_id
+    WHERE i.kind = 'repost' AND i.active AND i.user_id {who}
+    ORDER BY i.post_id, i.changed_at DESC, i.user_id DESC
+) r
+WHERE $2::timestamptz IS NULL OR r.changed_at < $2::timestamptz
+ORDER BY r.changed_at DESC, r.post_id DESC LIMIT $3
+"""
+
+
+def newest_per_row(changes: Sequence[Change]) -> list[Change]:
+    """The newest change of each (post, kind, user) (one upsert may not touch a row twice), in key order."""
+    newest: dict[tuple[str, str, str], Change] = {}
+    for change in changes:
+        key = (change.post_id, change.kind, change.user_id)
+        if key not in newest or (change.at, change.active) > (newest[key].at, newest[key].active):
+            newest[key] = change
+    return [newest[key] for key in sorted(newest)]
+
+
+def interactions_json(row: asyncpg.Record, signed_in: bool) -> dict[str, Any]:
+    """The fields a post object gains: counts, the viewer's flags, and `quote_of` for a quote."""
+    found: dict[str, Any] = {k: row[k] for k in ("like_count", "repost_count", "quote_count")}
+    if signed_in:
+        mine = set(row["mine"])
+        found.update(liked_by_me="like" in mine, reposted_by_me="repost" in mine, bookmarked_by_me="bookmark" in mine)
+    if row["quote_of"] is not None:
+        if row["quote_live"]:
+            author = {k: row[f"quote_{k}"] for k in ("handle", "display_name", "avatar_url")}
+            found["quote_of"] = {
+                "id": row["quote_of"],
+                "author": author,
+                "html": row["quote_html"],
+                "text": row["quote_text"],
+                "created_at": row["quote_created_at"],
+            }
+        else:
+            found["quote_of"] = {"id": row["quote_of"], "deleted": True}
+    return found
+
+
+class PostgresInteractions:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def _locked(self, conn: asyncpg.Connection, post_ids: Sequence[str]) -> None:
+        ids = sorted(set(post_ids))
+        await conn.execute(_LOCK_COUNTERS, ids)
+        await conn.execute(_FOR_UPDATE, ids)
+
+    async def apply(self, changes: Sequence[Change]) -> None:
+        """Upsert the newest state of each (post, kind, user) and move the counters by what changed."""
+        newest = newest_per_row(changes)
+        if not newest:
+            return
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._locked(conn, [c.post_id for c in newest])
+            columns = [[c.post_id for c in newest], [c.kind for c in newest], [c.user_id for c in newest]]
+            await conn.execute(_APPLY, *columns, [c.active for c in newest], [c.at for c in newest])
+
+    async def add_quotes(self, quotes: Sequence[Quote]) -> None:
+        """Record quoting posts (each once) and count them on the posts they quote."""
+        if not quotes:
+            return
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._locked(conn, [q.post_id for q in quotes] + [q.quote_of for q in quotes])
+            args = [[q.post_id for q in quotes], [q.quote_of for q in quotes], [q.created_at for q in quotes]]
+            await conn.execute(_QUOTES, *args)
+
+    async def delete_posts(self, deleted: dict[str, datetime]) -> None:
+        """Tombstone deleted posts (id -> when): drop their likes, reposts and bookmarks, uncount their quotes."""
+        if not deleted:
+            return
+        post_ids = sorted(deleted)
+        async with self._pool.acquire() as conn, conn.transaction():
+            quoted = await conn.fetch("SELECT quote_of FROM quotes WHERE post_id = ANY($1::text[])", post_ids)
+            await self._locked(conn, [*post_ids, *(r["quote_of"] for r in quoted)])
+            await conn.execute(_DELETED_QUOTES, post_ids)
+            await conn.execute(_TOMBSTONE, post_ids, [deleted[p] for p in post_ids])
+            await conn.execute("DELETE FROM interactions WHERE post_id = ANY($1::text[])", post_ids)
+
+    async def of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, dict[str, Any]]:
+        """post id -> the fields its post object gains, for a whole page in one query."""
+        if not post_ids:
+            return {}
+        rows = await self._pool.fetch(_OF_POSTS, list(post_ids), viewer_id)
+        return {r["post_id"]: interactions_json(r, viewer_id is not None) for r in rows}
+
+    async def _keyset(
+        self, sql: str, key: str | None, other: str, after: tuple[datetime, str] | None, limit: int
+    ) -> Keyset:
+        at, last = after or (None, None)
+        rows = [dict(r) for r in await self._pool.fetch(sql, key, other, at, last, limit + 1)]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Keyset(rows, (rows[-1]["changed_at"], rows[-1]["id"]) if more else None)
+
+    async def reposts_by(self, users: Sequence[str] | str, before: datetime | None, limit: int) -> list[dict[str, Any]]:
+        """The posts `users` reposted (a list of ids, or one id: that user and whom they follow), each once at its
+        latest repost before `before`, newest first (rows: post_id, changed_at, the reposter's handle,
+        display_name, avatar_url)."""
+        if isinstance(users, str):
+            who = "IN (SELECT $1::text UNION ALL SELECT followee_id FROM follows WHERE follower_id = $1 AND active)"
+            args: list[Any] = [users]
+        else:
+            who, args = "= ANY($1::text[])", [list(users)]
+        return [dict(r) for r in await self._pool.fetch(_REPOSTS_BY.format(who=who), *args, before, limit)]
+
+    async def posts_of_user(self, user_id: str, kind: Kind, after: tuple[datetime, str] | None, limit: int) -> Keyset:
+        """The posts a user liked / reposted / bookmarked, newest first (rows: id, changed_at)."""
+        return await self._keyset(_POSTS_OF_USER, user_id, kind, after, limit)
+
+    async def users_of_post(self, post_id: str, kind: Kind, after: tuple[datetime, str] | None, limit: int) -> Keyset:
+        """Who liked / reposted a post, newest first (rows: id, changed_at, handle, display_name, avatar_url)."""
+        return await self._keyset(_USERS_OF_POST, post_id, kind, after, limit)
+
+    async def quotes_of(self, post_id: str, after: tuple[datetime, str] | None, limit: int) -> Keyset:
+        """The live posts quoting a post, newest first (rows: id, changed_at)."""
+        return await self._keyset(_QUOTES_OF, post_id, "quote", after, limit)

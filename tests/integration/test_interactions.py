@@ -1,0 +1,311 @@
+"""Likes, reposts, bookmarks and quotes: the consumer's rules (duplicates, out-of-order events, deletes) on its
+handlers, and the API end to end through the pipeline (counts and viewer flags on every post object, pages, replay).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from chirp.settings import Settings
+from consumers import interactions
+from consumers.runtime import Context
+from schemas.events import (
+    InteractionData,
+    PostDeleted,
+    PostDeletedData,
+    PostLike,
+    PostParsed,
+    PostParsedData,
+    PostRepost,
+    new_id,
+)
+from tests.conftest import eventually
+from tests.integration.helpers import login, unique_handle
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def ctx(settings: Settings, pg: asyncpg.Pool) -> Context:
+    return Context(settings=settings, pg=pg, redis=None, publisher=None)  # type: ignore[arg-type]
+
+
+def like(user_id: str, post_id: str, seconds: int, *, undo: bool = False) -> PostLike:
+    data = InteractionData(user_id=user_id, post_id=post_id)
+    return PostLike(
+        type="post-unliked" if undo else "post-liked", occurred_at=T0 + timedelta(seconds=seconds), payload=data
+    )
+
+
+async def counters(pg: asyncpg.Pool, post_id: str) -> tuple[int, int, int] | None:
+    row = await pg.fetchrow(
+        "SELECT like_count, repost_count, quote_count FROM post_counters WHERE post_id = $1", post_id
+    )
+    return tuple(row) if row else None  # type: ignore[return-value]
+
+
+async def rows(pg: asyncpg.Pool, post_id: str) -> list[tuple[Any, ...]]:
+    found = await pg.fetch("SELECT kind, user_id, active FROM interactions WHERE post_id = $1 ORDER BY 1, 2", post_id)
+    return [tuple(r) for r in found]
+
+
+async def test_duplicates_and_any_order_leave_the_same_counts(ctx: Context) -> None:
+    post_id = new_id()
+    # Three users: ann likes, unlikes, likes again (liked); bob likes then unlikes (not liked); cy likes (liked).
+    events = [like("ann", post_id, 1), like("ann", post_id, 2, undo=True), like("ann", post_id, 3)]
+    events += [like("bob", post_id, 1), like("bob", post_id, 5, undo=True), like("cy", post_id, 4)]
+    states = []
+    for seed in range(6):
+        shuffled = random.Random(seed).sample(events, len(events))
+        await ctx.pg.execute("DELETE FROM interactions WHERE post_id = $1", post_id)
+        await ctx.pg.execute("DELETE FROM post_counters WHERE post_id = $1", post_id)
+        if seed == 0:  # the whole lot as one batch
+            await interactions.on_likes(shuffled, ctx)
+        for event in shuffled:  # one by one, each event twice
+            await interactions.on_likes([event, event], ctx)
+        states.append((await counters(ctx.pg, post_id), await rows(ctx.pg, post_id)))
+    assert all(state == states[0] for state in states)
+    assert states[0][0] == (2, 0, 0)
+    assert [r for r in states[0][1] if r[2]] == [("like", "ann", True), ("like", "cy", True)]
+
+
+async def test_a_delete_drops_the_interactions_and_later_ones_change_nothing(ctx: Context) -> None:
+    post_id, quoted = new_id(), new_id()
+    await interactions.on_likes([like("ann", post_id, 1)], ctx)
+    repost = PostRepost(payload=InteractionData(user_id="bob", post_id=post_id), occurred_at=T0)
+    await interactions.on_reposts([repost], ctx)
+    quote = PostParsed(
+        payload=PostParsedData(
+            post_id=post_id, author_id="a", body="q", html="<p>q</p>", text="q", quote_of=quoted, created_at=T0
+        )
+    )
+    await interactions.on_post_parsed([quote, quote], ctx)
+    assert await counters(ctx.pg, post_id) == (1, 1, 0)
+    assert await counters(ctx.pg, quoted) == (0, 0, 1), "a quote counts once"
+    deleted = PostDeleted(payload=PostDeletedData(post_id=post_id, author_id="a"))
+    await interactions.on_post_deleted([deleted], ctx)
+    assert await counters(ctx.pg, post_id) == (0, 0, 0) and await rows(ctx.pg, post_id) == []
+    assert await counters(ctx.pg, quoted) == (0, 0, 0), "a deleted quote no longer counts"
+    await interactions.on_likes([like("cy", post_id, 9)], ctx)
+    await interactions.on_post_parsed([quote], ctx)
+    await interactions.on_post_deleted([deleted], ctx)
+    assert await counters(ctx.pg, post_id) == (0, 0, 0) and await rows(ctx.pg, post_id) == []
+    assert await counters(ctx.pg, quoted) == (0, 0, 0)
+
+
+# End to end ---------------------------------------------------------------------------------------------------
+
+
+async def user(client: httpx.AsyncClient, prefix: str) -> tuple[str, dict[str, str]]:
+    handle = unique_handle(prefix)
+    headers = await login(client, handle)
+    await eventually(lambda: client.get(f"/api/users/{handle}"), until=lambda r: r.status_code == 200)
+    return handle, headers
+
+
+async def post(client: httpx.AsyncClient, headers: dict[str, str], body: str, **extra: str) -> str:
+    response = await client.post("/api/posts", json={"body": body, **extra}, headers={**headers, "Prefer": "wait"})
+    assert response.status_code == 202, response.text
+    post_id = response.json()["id"]
+    await eventually(lambda: client.get(f"/api/posts/{post_id}"), until=lambda r: r.status_code == 200)
+    return post_id
+
+
+async def seen(client: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None, **expected: Any) -> Any:
+    """The post object at `url` (a post, or the first item of a page) once it shows `expected`."""
+
+    async def get() -> dict[str, Any]:
+        body = (await client.get(url, headers=headers)).json()
+        return (body["items"] or [{}])[0] if "items" in body else body
+
+    return await eventually(get, until=lambda p: all(p.get(k) == v for k, v in expected.items()), timeout=30)
+
+
+pipelined = pytest.mark.usefixtures("pipeline")
+
+
+@pipelined
+async def test_like_repost_bookmark_through_the_api(client: httpx.AsyncClient) -> None:
+    author, author_headers = await user(client, "ia")
+    _, fan = await user(client, "ib")
+    post_id = await post(client, author_headers, "like me #ilike" + new_id()[-6:].lower())
+    for kind in ("like", "repost", "bookmark"):
+        for _ in range(2):  # twice: still one
+            response = await client.post(f"/api/posts/{post_id}/{kind}", headers=fan)
+            assert response.status_code == 202 and response.json() == {"id": post_id, "status": "accepted"}
+    mine = {"liked_by_me": True, "reposted_by_me": True, "bookmarked_by_me": True}
+    url = f"/api/posts/{post_id}"
+    found = await seen(client, url, fan, like_count=1, repost_count=1, **mine)
+    assert found["quote_count"] == 0 and found["reply_count"] == 0
+    anonymous = (await client.get(url)).json()
+    assert anonymous["like_count"] == 1 and "liked_by_me" not in anonymous
+    assert (await client.get(url, headers=author_headers)).json()["liked_by_me"] is False
+    # Every list carries them, for the viewer
+    for page in ("/api/posts?limit=50", f"/api/users/{author}/posts"):
+        items = (await client.get(page, headers=fan)).json()["items"]
+        [item] = [p for p in items if p["id"] == post_id]
+        assert (item["like_count"], item["repost_count"], item["liked_by_me"]) == (1, 1, True)
+    await seen(client, f"/api/search?q={found['hashtags'][0]}", fan, id=post_id, like_count=1, liked_by_me=True)
+    await client.post(f"/api/users/{author}/follow", headers=fan)
+    await seen(client, "/api/timeline", fan, id=post_id, like_count=1, reposted_by_me=True)
+
+    for kind in ("like", "repost", "bookmark"):
+        for _ in range(2):  # undoing twice, or what was never done, is a no-op 202
+            assert (await client.delete(f"/api/posts/{post_id}/{kind}", headers=fan)).status_code == 202
+    off = {"liked_by_me": False, "reposted_by_me": False, "bookmarked_by_me": False}
+    await seen(client, url, fan, like_count=0, repost_count=0, **off)
+
+    for method in ("POST", "DELETE"):
+        for kind in ("like", "repost", "bookmark"):
+            assert (await client.request(method, f"/api/posts/{new_id()}/{kind}", headers=fan)).status_code == 404
+            assert (await client.request(method, f"{url}/{kind}")).status_code == 401
+
+
+@pipelined
+async def test_deleting_a_post_removes_its_interactions_from_every_view(client: httpx.AsyncClient) -> None:
+    _, author = await user(client, "id")
+    _, fan = await user(client, "ie")
+    post_id = await post(client, author, "soon gone")
+    for kind in ("like", "repost", "bookmark"):
+        assert (await client.post(f"/api/posts/{post_id}/{kind}", headers=fan)).status_code == 202
+    await seen(client, f"/api/posts/{post_id}", fan, like_count=1, repost_count=1, bookmarked_by_me=True)
+    await seen(client, "/api/bookmarks", fan, id=post_id)
+    assert (await client.delete(f"/api/posts/{post_id}", headers={**author, "Prefer": "wait"})).status_code == 202
+    await eventually(lambda: client.get("/api/bookmarks", headers=fan), until=lambda r: r.json()["items"] == [])
+    for kind in ("like", "repost", "bookmark"):
+        assert (await client.post(f"/api/posts/{post_id}/{kind}", headers=fan)).status_code == 404
+        assert (await client.get(f"/api/posts/{post_id}/{kind}s")).status_code == 404
+
+
+@pipelined
+async def test_counts_are_the_same_after_a_replay(client: httpx.AsyncClient, pg: asyncpg.Pool) -> None:
+    _, author = await user(client, "ir")
+    fans = [(await user(client, f"ir{i}"))[1] for i in range(3)]
+    first, second = await post(client, author, "one"), await post(client, author, "two")
+    for i, fan in enumerate(fans):
+        await client.post(f"/api/posts/{first}/like", headers=fan)
+        await client.post(f"/api/posts/{second}/repost", headers=fan)
+        if i == 0:
+            await client.delete(f"/api/posts/{first}/like", headers=fan)
+    quote = await post(client, fans[0], "quoting", quote_of=first)
+    await seen(client, f"/api/posts/{first}", like_count=2, quote_count=1)
+    await seen(client, f"/api/posts/{second}", repost_count=3)
+    await seen(client, f"/api/posts/{quote}", fans[0])
+    before = [(await client.get(f"/api/posts/{p}", headers=fans[0])).json() for p in (first, second, quote)]
+    ours = "SELECT * FROM post_counters WHERE post_id = ANY($1::text[]) ORDER BY post_id"
+    table_before = [tuple(r) for r in await pg.fetch(ours, [first, second, quote])]
+
+    replay = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ops", "replay", "interactions", env={**os.environ}, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await asyncio.wait_for(replay.communicate(), timeout=300)
+    assert replay.returncode == 0, stderr.decode()[-2000:]
+    after = [(await client.get(f"/api/posts/{p}", headers=fans[0])).json() for p in (first, second, quote)]
+    assert after == before
+    assert (after[0]["like_count"], after[0]["liked_by_me"], after[1]["repost_count"]) == (2, False, 3)
+    assert after[2]["quote_of"]["id"] == first
+    assert [tuple(r) for r in await pg.fetch(ours, [first, second, quote])] == table_before
+
+
+@pipelined
+async def test_quotes_embed_the_quoted_post_until_it_is_deleted(client: httpx.AsyncClient) -> None:
+    quoted_handle, author = await user(client, "iq")
+    _, quoter = await user(client, "iqq")
+    quoted = await post(client, author, "**original**")
+    response = await client.post("/api/posts", json={"body": "x", "quote_of": new_id()}, headers=quoter)
+    assert response.status_code == 422 and response.json()["error"]["field"] == "quote_of"
+    response = await client.post("/api/posts", json={"body": "x", "quote_of": 5}, headers=quoter)
+    assert response.status_code == 422 and response.json()["error"]["field"] == "quote_of"
+    quote = await post(client, quoter, "look at this", quote_of=quoted)
+    found = await eventually(lambda: client.get(f"/api/posts/{quote}"), until=lambda r: "quote_of" in r.json())
+    embedded = found.json()["quote_of"]
+    assert embedded["id"] == quoted and embedded["html"].strip() == "<p><strong>original</strong></p>"
+    assert embedded["text"] == "original" and embedded["author"]["handle"] == quoted_handle
+    assert set(embedded) == {"id", "author", "html", "text", "created_at"}
+    await seen(client, f"/api/posts/{quoted}", quote_count=1)
+    page = (await client.get(f"/api/posts/{quoted}/quotes")).json()
+    assert [p["id"] for p in page["items"]] == [quote] and page["next_cursor"] is None
+
+    assert (await client.delete(f"/api/posts/{quoted}", headers={**author, "Prefer": "wait"})).status_code == 202
+    await seen(client, f"/api/posts/{quote}", quote_of={"id": quoted, "deleted": True})
+    assert (await client.get(f"/api/posts/{quoted}/quotes")).status_code == 404
+
+
+@pipelined
+async def test_bookmarks_likes_and_reposts_pages(client: httpx.AsyncClient) -> None:
+    _, headers = await user(client, "ip")
+    _, other = await user(client, "ipo")
+    likers = [await user(client, f"il{i}") for i in range(3)]
+    posts = [await post(client, other, f"post {i}") for i in range(3)]
+    for post_id in (posts[1], posts[0], posts[2]):  # bookmark order, not post order
+        assert (await client.post(f"/api/posts/{post_id}/bookmark", headers=headers)).status_code == 202
+        await seen(client, f"/api/posts/{post_id}", headers, bookmarked_by_me=True)
+    first = (await client.get("/api/bookmarks?limit=2", headers=headers)).json()
+    assert [p["id"] for p in first["items"]] == [posts[2], posts[0]], "newest bookmark first"
+    assert all(p["bookmarked_by_me"] and "like_count" in p for p in first["items"])
+    rest = (await client.get(f"/api/bookmarks?limit=2&cursor={first['next_cursor']}", headers=headers)).json()
+    assert [p["id"] for p in rest["items"]] == [posts[1]] and rest["next_cursor"] is None
+    assert (await client.get("/api/bookmarks")).status_code == 401
+    assert (await client.get("/api/bookmarks", headers=other)).json()["items"] == [], "only their owner sees them"
+    assert (await client.get("/api/bookmarks?cursor=bad", headers=headers)).status_code == 422
+
+    for _, liker in likers:
+        await client.post(f"/api/posts/{posts[0]}/like", headers=liker)
+    await client.post(f"/api/posts/{posts[0]}/repost", headers=likers[1][1])
+    await seen(client, f"/api/posts/{posts[0]}", like_count=3, repost_count=1)
+    page = (await client.get(f"/api/posts/{posts[0]}/likes?limit=2")).json()
+    more = (await client.get(f"/api/posts/{posts[0]}/likes?limit=2&cursor={page['next_cursor']}")).json()
+    handles = [u["handle"] for u in page["items"] + more["items"]]
+    assert sorted(handles) == sorted(h for h, _ in likers) and more["next_cursor"] is None
+    assert set(page["items"][0]) == {"handle", "display_name", "avatar_url"}
+    reposts = (await client.get(f"/api/posts/{posts[0]}/reposts")).json()
+    assert [u["handle"] for u in reposts["items"]] == [likers[1][0]]
+    for kind in ("likes", "reposts", "quotes"):
+        assert (await client.get(f"/api/posts/{new_id()}/{kind}")).status_code == 404
+
+
+@pipelined
+async def test_reposts_show_in_home_timelines_and_profiles_once_at_the_latest_repost(client: httpx.AsyncClient) -> None:
+    _, reader = await user(client, "it")
+    (ann, ann_headers), (bob, bob_headers) = await user(client, "ita"), await user(client, "itb")
+    _, stranger = await user(client, "its")
+    for handle in (ann, bob):
+        assert (await client.post(f"/api/users/{handle}/follow", headers=reader)).status_code == 202
+    old = await post(client, stranger, "old post, reposted later")
+    newer = await post(client, ann_headers, "ann's own post")
+    await client.post(f"/api/posts/{old}/repost", headers=ann_headers)
+    top = await seen(client, "/api/timeline", reader, id=old)
+    assert top["reposted_by"]["handle"] == ann and "reposted_at" in top
+    await client.post(f"/api/posts/{old}/repost", headers=bob_headers)
+    bob_by = {"handle": bob, "display_name": bob, "avatar_url": ""}  # the dev login names users by their handle
+    await seen(client, "/api/timeline", reader, id=old, reposted_by=bob_by)
+
+    async def timeline() -> list[str]:
+        items, cursor = [], None
+        while True:  # pages of one: the cursor goes through reposts and posts alike
+            url = "/api/timeline?limit=1" + (f"&cursor={cursor}" if cursor else "")
+            body = (await client.get(url, headers=reader)).json()
+            items += [(p["id"], (p.get("reposted_by") or {}).get("handle")) for p in body["items"]]
+            if not (cursor := body["next_cursor"]):
+                return items
+
+    listed = await timeline()
+    assert listed[:2] == [(old, bob), (newer, None)], "once, at its latest repost"
+    assert [i for i, _ in listed].count(old) == 1
+    profile = (await client.get(f"/api/users/{ann}/posts")).json()["items"]
+    assert [(p["id"], p.get("reposted_by", {}).get("handle")) for p in profile[:2]] == [(old, ann), (newer, None)]
+
+    await client.delete(f"/api/posts/{old}/repost", headers=bob_headers)
+    await seen(client, "/api/timeline", reader, id=old, reposted_by=top["reposted_by"])
+    await client.delete(f"/api/posts/{old}/repost", headers=ann_headers)
+    await seen(client, "/api/timeline", reader, id=newer)
+    assert old not in [i for i, _ in await timeline()], "no followee's repost holds it any more"
