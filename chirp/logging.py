@@ -62,6 +62,10 @@ def configure(level: str = "INFO", *, process: str | None = None, repeat_window_
     root.setLevel(logging.WARNING)
     for name in ("chirp", "faststream", "uvicorn.error"):
         logging.getLogger(name).setLevel(level)
+    # FastStream gives its logger a plain-text handler of its own when imported: its lines go through ours instead.
+    faststream_logger = logging.getLogger("faststream")
+    faststream_logger.handlers.clear()
+    faststream_logger.propagate = True
     logging.captureWarnings(True)
     sys.excepthook = _log_uncaught
     threading.excepthook = lambda args: _log_uncaught(args.exc_type, args.exc_value, args.exc_traceback)

@@ -10,6 +10,7 @@ import textwrap
 SCRIPT = textwrap.dedent(
     """
     import asyncio, logging, time, warnings
+    import faststream.kafka  # imported before configure(), as in a consumer process: it brings its own handler
     from chirp.logging import configure, get_logger
 
     configure(process="probe", repeat_window_s=0.5)
@@ -34,6 +35,7 @@ SCRIPT = textwrap.dedent(
     time.sleep(0.6)
     logging.getLogger("aiokafka").error("Unable connect to node with id %s: %s", 1, "refused")
     get_logger("chirp.consumer").warning("store unavailable", error="OOM command not allowed")
+    logging.getLogger("faststream").info("FastStream app started successfully!")
     for i in range(3):  # different information lines are never limited
         get_logger("chirp").info("served", n=i)
     warnings.warn("deprecated thing")
@@ -68,6 +70,7 @@ def test_every_line_is_json_with_structured_tracebacks_and_repeats_suppressed() 
     assert [r.get("suppressed") for r in store] == [None, 499]
     assert [r["consumer"] for r in records if r["event"] == "outage began"] == ["posts", "search"]
     assert [r["n"] for r in records if r["event"] == "served"] == [0, 1, 2]
+    assert any(r["event"] == "FastStream app started successfully!" for r in records)
     assert any("deprecated thing" in r["event"] for r in records)
     assert any(r["event"] == "uncaught exception" for r in records)
     assert len(lines) < 30
