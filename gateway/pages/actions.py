@@ -169,8 +169,16 @@ async def settings_page(request: Request) -> Response:
     me = await page_viewer(request)
     if me is None:
         return login_redirect(request, "/settings")
-    profile = await PostgresUsersReadModel(state_of(request).pg).profile(me.handle, me.user_id) or {}
-    values = {"display_name": profile.get("display_name", ""), "bio": profile.get("bio", "")}
+    users = PostgresUsersReadModel(state_of(request).pg)
+    profile: dict = {}
+
+    async def projected() -> bool:  # a person who just signed up may open this page before their profile lands
+        nonlocal profile
+        profile = await users.profile(me.handle, me.user_id) or {}
+        return bool(profile)
+
+    await settle(projected)
+    values = {"display_name": profile.get("display_name") or me.handle, "bio": profile.get("bio", "")}
     return page(request, "settings.html", me, values=values, errors={})
 
 

@@ -309,3 +309,22 @@ async def test_forms_spend_from_the_api_rate_limits(strict_client: httpx.AsyncCl
     textarea = tags(assert_accessible(second.text), "textarea")[0]
     assert textarea.text == "two, too fast"
     assert "Too many requests" in second.text
+
+
+async def test_settings_name_is_never_empty_before_the_profile_lands(
+    client: httpx.AsyncClient, pg: Any, pipeline: Any
+) -> None:
+    """Someone who opens the settings right after signing up may be ahead of the users consumer: the form still
+    holds a name, so saving a bio alone is not refused for an empty one."""
+    handle = unique_handle("early")
+    await browser_login(client, handle)
+
+    async def projected() -> Any:
+        return await pg.fetchval("SELECT user_id FROM users WHERE handle = $1", handle)
+
+    await eventually(projected, until=bool, timeout=60)
+    await pg.execute("DELETE FROM users WHERE handle = $1", handle)  # as if the sign-up had not landed yet
+    page = await client.get("/settings", headers=HTML)
+    assert page.status_code == 200
+    name_input = next(i for i in tags(parse(page.text), "input") if i.get("name") == "display_name")
+    assert name_input.get("value") == handle
