@@ -25,12 +25,20 @@ from gateway.auth.sessions import SessionStore
 from gateway.errors import HANDLERS, ServiceErrors
 from gateway.limits import BoundedRequests
 from gateway.metrics import MetricsMiddleware
+from gateway.pages.live import Relay
 from gateway.pages.security import SecurityHeaders
+from gateway.post_waits import PostWaits
 from gateway.ratelimit import RateLimiter, RateLimitMiddleware
 from gateway.state import State
 from producers.broker import Publisher, ensure_topics, make_broker, stop_within
+from store.interactions import PostgresInteractions
 from store.postgres import connect
-from store.search import PLAN_ONCE
+from store.posts import PostgresPosts
+from store.search import PLAN_ONCE, PostgresSearch
+from store.timelines import CachedPosts, PostgresTimelineSource, RedisTimelines
+from store.users import PostgresUsersReadModel
+
+POST_CACHE_TTL_S = 2.0  # how late a reply count, a rename or a re-render may show in timelines
 
 
 def routes() -> list[BaseRoute]:
@@ -76,7 +84,14 @@ def create_app(settings: Settings) -> Starlette:
             keys=KeyRing.from_settings(settings),
             sessions=SessionStore(redis_client, settings.refresh_token_days),
             limiter=RateLimiter(redis_client),
-            search_pg=search_pg,
+            posts=PostgresPosts(pg),
+            users=PostgresUsersReadModel(pg),
+            interactions=PostgresInteractions(pg),
+            search=PostgresSearch(search_pg),
+            timelines=RedisTimelines(redis_client, settings.timeline_length),
+            timeline_posts=CachedPosts(PostgresTimelineSource(pg), POST_CACHE_TTL_S),
+            post_waits=PostWaits(redis_client),
+            live_relay=Relay(settings.redis_url),
         )
         settle_after_startup()
         try:
