@@ -13,11 +13,7 @@ from faststream.kafka import KafkaBroker
 from starlette.requests import Request
 
 from chirp.settings import Settings
-from gateway.auth.keys import KeyRing
-from gateway.auth.sessions import SessionStore
-from gateway.auth.tokens import VerifiedTokens
 from gateway.post_waits import PostWaits
-from gateway.ratelimit import RateLimiter
 from producers.broker import Publisher
 from store.interactions import InteractionsReadModel
 from store.posts import PostReadModel
@@ -25,8 +21,12 @@ from store.search import SearchIndex
 from store.timelines import CachedPosts, RedisTimelines
 from store.users import UsersReadModel
 
-if TYPE_CHECKING:  # the relay's module serves pages and reads this state
+if TYPE_CHECKING:  # these modules read this state: they are named here, built by the composition root
+    from gateway.auth.keys import KeyRing
+    from gateway.auth.sessions import SessionStore
+    from gateway.auth.tokens import VerifiedTokens
     from gateway.pages.live import Relay
+    from gateway.ratelimit import RateLimiter
 
 
 @dataclass
@@ -49,7 +49,7 @@ class State:
     # This process's subscribers to the posts channels: writes waiting to be visible, and the live streams.
     post_waits: PostWaits
     live_relay: Relay
-    verified_tokens: VerifiedTokens = field(default_factory=VerifiedTokens)
+    verified_tokens: VerifiedTokens
     trending_cache: dict[str, Any] = field(default_factory=dict)  # window → the ranking as last read
     background: set[asyncio.Task[None]] = field(default_factory=set)  # tasks a response does not wait for
 
