@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from domain.text import tag_key
 from gateway.auth.current import Viewer
 from gateway.errors import NotFound
 from gateway.interactions import with_interactions
@@ -19,7 +20,6 @@ from gateway.pages.web import page, page_route, page_viewer
 from gateway.requests import path_param
 from gateway.routes.posts import post_json
 from gateway.state import state_of
-from schemas.text import tag_key
 
 POSTED_COOKIE = "chirp_posted"
 POSTED_TTL_S = 60

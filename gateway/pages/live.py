@@ -38,10 +38,10 @@ from starlette.routing import Route
 
 from chirp import redis_client
 from chirp.logging import get_logger
+from domain.text import tag_key
 from gateway.auth.current import viewer
 from gateway.errors import InvalidInput, Unauthorized
 from gateway.state import State, state_of
-from schemas.text import tag_key
 from store.notifications import BELL_CHANNEL
 from store.posts import CHANNEL, DELETED_CHANNEL
 

@@ -28,6 +28,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from domain import text
+from domain.text import MAX_TAG_CHARS, PostBody, Tag, unify_lines
 from gateway.auth.current import Viewer, require_viewer
 from gateway.cursors import PageQuery, post_cursor, post_page_params
 from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, NotFound
@@ -36,9 +38,7 @@ from gateway.openapi import contract
 from gateway.requests import RequestModel, json_body, path_param, validated
 from gateway.routes import resource
 from gateway.state import State, state_of
-from schemas import text
 from schemas.events import Id, PostCreated, PostCreatedData, PostDeleted, PostDeletedData, new_id
-from schemas.text import MAX_TAG_CHARS, PostBody, Tag, unify_lines
 from store.posts import CHANNEL, DELETED_CHANNEL, Page, PostReadModel, PostView
 
 MAX_WAIT_S = 1.0
