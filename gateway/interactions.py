@@ -6,7 +6,7 @@ popularity (counters, not counts at read time).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -60,13 +60,15 @@ async def with_reposts(
     cursor: str | None,
     limit: int,
     post_json: Callable[[PostView], dict[str, Any]],
+    *,
+    hidden: Sequence[str] = (),
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of posts (newest first, after `cursor`; `more` when the source has more) merged with what `users`
     reposted (a list of ids, or one id: that user and whom they follow), as post objects. A repost is the original
     post with `reposted_by` and `reposted_at`, sorted at its latest repost; a post shows once, at its newest place.
-    Returns the page and the next cursor."""
+    Reposts by, or of posts by, the `hidden` users are left out. Returns the page and the next cursor."""
     state = state_of(request)
-    reposts = await PostgresInteractions(state.pg).reposts_by(users, _cursor_time(cursor), limit + 1)
+    reposts = await PostgresInteractions(state.pg).reposts_by(users, _cursor_time(cursor), limit + 1, hidden)
     reposts = [r for r in reposts if cursor is None or repost_key(r["post_id"], r["changed_at"]) < cursor]
     reposted = [r["post_id"] for r in reposts]
     originals = {p.id: p for p in await PostgresPosts(state.pg).many(reposted)} if reposted else {}

@@ -1,0 +1,30 @@
+"""What the viewer's mutes and blocks hide (the relations read model, store/relations.py), for every read path.
+
+A read path gets the viewer's hidden users once per request (one Redis read; none for anonymous readers) and
+filters its page in the same query that reads it, so a page stays one round trip to each store.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from gateway.auth.current import viewer
+from gateway.errors import Forbidden
+from gateway.state import state_of
+from store.relations import RedisRelations
+
+
+def relations(request: Request) -> RedisRelations:
+    return RedisRelations(state_of(request).redis)
+
+
+async def hidden_for_viewer(request: Request) -> list[str]:
+    """The users whose posts the logged-in viewer does not see (muted, blocked, blocking them); [] if anonymous."""
+    me = await viewer(request)
+    return await relations(request).hidden(me.user_id) if me else []
+
+
+async def refuse_if_blocked(request: Request, owner_id: str, me_id: str, message: str) -> None:
+    """403 when `owner_id` blocks the viewer `me_id`."""
+    if owner_id != me_id and await relations(request).blocks(owner_id, me_id):
+        raise Forbidden(message)
