@@ -11,11 +11,11 @@ from starlette.requests import Request
 from gateway.auth.current import viewer
 from gateway.errors import Forbidden
 from gateway.state import state_of
-from store.relations import RedisRelations
+from store.relations import RelationsReadModel
 
 
-def relations(request: Request) -> RedisRelations:
-    return RedisRelations(state_of(request).redis)
+def relations(request: Request) -> RelationsReadModel:
+    return state_of(request).relations
 
 
 async def hidden_for_viewer(request: Request) -> list[str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol
 
 import redis.asyncio as aioredis
 
@@ -80,6 +80,15 @@ return 1
 class RelationPage:
     user_ids: list[str]
     after: tuple[int, str] | None  # (micros, user id) to continue after, None on the last page
+
+
+class RelationsReadModel(Protocol):
+    """What the gateway reads about mutes and blocks."""
+
+    async def hidden(self, user_id: str) -> list[str]: ...
+    async def state(self, user_id: str, target_id: str) -> dict[str, bool]: ...
+    async def blocks(self, user_id: str, target_id: str) -> bool: ...
+    async def page(self, kind: Kind, user_id: str, after: tuple[int, str] | None, limit: int) -> RelationPage: ...
 
 
 class RedisRelations:

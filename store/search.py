@@ -70,9 +70,18 @@ class SearchIndex(Protocol):
     async def save_deleted(self, events: Sequence[PostDeleted]) -> None: ...
     async def save_profiles(self, changes: Sequence[ProfileChange]) -> None: ...
     async def search_posts(
-        self, query: ParsedQuery, *, offset: int, limit: int, ref: datetime, ceiling: str | None
+        self,
+        query: ParsedQuery,
+        *,
+        offset: int,
+        limit: int,
+        ref: datetime,
+        ceiling: str | None,
+        hidden: Sequence[str] = (),
     ) -> PostHits: ...
-    async def search_older(self, query: ParsedQuery, *, before: tuple[datetime, str], limit: int) -> PostHits: ...
+    async def search_older(
+        self, query: ParsedQuery, *, before: tuple[datetime, str], limit: int, hidden: Sequence[str] = ()
+    ) -> PostHits: ...
     async def search_users(
         self, query: ParsedQuery, *, offset: int, limit: int
     ) -> tuple[list[dict[str, Any]], bool]: ...

@@ -20,7 +20,6 @@ from gateway.pages.web import checked_form, field, local_path, login_redirect, p
 from gateway.relations import relations
 from gateway.state import state_of
 from store.relations import Kind
-from store.users import PostgresUsersReadModel
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 TITLES = {"mute": "Muted accounts", "block": "Blocked accounts"}
@@ -44,7 +43,7 @@ def _action(kind: Kind, on: bool) -> Endpoint:
             return login_redirect(request, f"/@{handle}")
         form = await checked_form(request)
         await call_api(request, "POST" if on else "DELETE", f"/api/users/{handle}/{kind}")
-        target = await PostgresUsersReadModel(state_of(request).pg).user_id(handle)
+        target = await state_of(request).users.user_id(handle)
 
         async def applied() -> bool:
             state = await relations(request).state(me.user_id, target or "")
