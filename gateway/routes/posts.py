@@ -31,12 +31,11 @@ from starlette.routing import Route
 from domain import text
 from domain.text import MAX_TAG_CHARS, PostBody, Tag, unify_lines
 from gateway.auth.current import Viewer, require_viewer
-from gateway.auth.current import viewer as current_viewer
 from gateway.cursors import PageQuery, post_cursor, post_page_params
 from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, NotFound
 from gateway.interactions import with_interactions, with_reposts
 from gateway.openapi import contract
-from gateway.relations import hidden_for_viewer, refuse_if_blocked, relations
+from gateway.relations import hidden_for_viewer, hidden_on_profile, refuse_if_blocked
 from gateway.requests import RequestModel, json_body, path_param, validated
 from gateway.routes import resource
 from gateway.state import State, state_of
@@ -312,18 +311,6 @@ async def list_replies(request: Request) -> Response:
     return await page_json(request, await posts.replies(post_id, cursor, limit, hidden=hidden))
 
 
-async def _hidden_on_profile(request: Request, user_id: str) -> list[str]:
-    """What the viewer does not see on `user_id`'s profile: the users hidden from them, except that user when only
-    muted (a mute keeps someone out of your timeline, not out of their own profile when you visit it)."""
-    hidden = await hidden_for_viewer(request)
-    me = await current_viewer(request)
-    if me is not None and user_id in hidden:
-        state = await relations(request).state(me.user_id, user_id)
-        if not state["blocked"] and not state["blocks_me"]:
-            hidden.remove(user_id)
-    return hidden
-
-
 @contract(PostPage, query=PageQuery, errors=(404,))
 async def list_user_posts(request: Request) -> Response:
     """`GET /api/users/{handle}/posts?cursor&limit` → that user's posts and reposts, newest first; 404 for unknown
@@ -333,7 +320,7 @@ async def list_user_posts(request: Request) -> Response:
     user_id = await posts.user_id_of(path_param(request, "handle", "No such user."))
     if user_id is None:
         raise NotFound("No such user.")
-    hidden = await _hidden_on_profile(request, user_id)
+    hidden = await hidden_on_profile(request, user_id)
     page = await posts.by_author(user_id, cursor, limit, hidden=hidden)
     more = page.last is not None
     items, last = await with_reposts(request, page.items, more, [user_id], cursor, limit, post_json, hidden=hidden)
