@@ -21,7 +21,7 @@ def relations(request: Request) -> RelationsReadModel:
 async def hidden_for_viewer(request: Request) -> list[str]:
     """The users whose posts the logged-in viewer does not see (muted, blocked, blocking them); [] if anonymous."""
     me = await viewer(request)
-    return await relations(request).hidden(me.user_id) if me else []
+    return list(await relations(request).hidden(me.user_id)) if me else []
 
 
 async def hidden_on_profile(request: Request, user_id: str) -> list[str]:

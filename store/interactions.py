@@ -147,13 +147,12 @@ ORDER BY q.created_at DESC, q.post_id DESC LIMIT $5
 
 
 # The newest active repost of each post among some users (a post reposted by several of them counts at its latest):
-# {who} is `ANY($1::text[])` (those users) or the user $1 and whom they follow (a home timeline); {unhidden} leaves
-# out reposts by, and of posts by, the users in $4 (those the viewer does not see), or is empty.
+# {who} is `ANY($1::text[])` (those users) or the user $1 and whom they follow (a home timeline).
 _REPOSTS_BY = """
 SELECT * FROM (
-    SELECT DISTINCT ON (i.post_id) i.post_id, i.changed_at, u.handle, u.display_name, u.avatar_url
+    SELECT DISTINCT ON (i.post_id) i.post_id, i.changed_at, i.user_id, u.handle, u.display_name, u.avatar_url
     FROM interactions i JOIN users u ON u.user_id = i.user_id
-    WHERE i.kind = 'repost' AND i.active AND i.user_id {who} {unhidden}
+    WHERE i.kind = 'repost' AND i.active AND i.user_id {who}
     ORDER BY i.post_id, i.changed_at DESC, i.user_id DESC
 ) r
 WHERE $2::timestamptz IS NULL OR r.changed_at < $2::timestamptz
@@ -197,7 +196,7 @@ class InteractionsReadModel(Protocol):
 
     async def of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, dict[str, Any]]: ...
     async def reposts_by(
-        self, users: Sequence[str] | str, before: datetime | None, limit: int, hidden: Sequence[str] = ()
+        self, users: Sequence[str] | str, before: datetime | None, limit: int
     ) -> list[dict[str, Any]]: ...
     async def posts_of_user(
         self, user_id: str, kind: Kind, after: tuple[datetime, str] | None, limit: int
@@ -264,24 +263,16 @@ class PostgresInteractions:
         rows = rows[:limit]
         return Keyset(rows, (rows[-1]["changed_at"], rows[-1]["id"]) if more else None)
 
-    async def reposts_by(
-        self, users: Sequence[str] | str, before: datetime | None, limit: int, hidden: Sequence[str] = ()
-    ) -> list[dict[str, Any]]:
+    async def reposts_by(self, users: Sequence[str] | str, before: datetime | None, limit: int) -> list[dict[str, Any]]:
         """The posts `users` reposted (a list of ids, or one id: that user and whom they follow), each once at its
-        latest repost before `before`, newest first (rows: post_id, changed_at, the reposter's handle,
+        latest repost before `before`, newest first (rows: post_id, changed_at, the reposter's user_id, handle,
         display_name, avatar_url)."""
         if isinstance(users, str):
             who = "IN (SELECT $1::text UNION ALL SELECT followee_id FROM follows WHERE follower_id = $1 AND active)"
-            first: Any = users
+            args: list[Any] = [users]
         else:
-            who, first = "= ANY($1::text[])", list(users)
-        unhidden, extra = "", []
-        if hidden:
-            unhidden = """AND i.user_id <> ALL($4::text[])
-        AND NOT EXISTS (SELECT 1 FROM posts p WHERE p.post_id = i.post_id AND p.author_id = ANY($4::text[]))"""
-            extra = [list(hidden)]
-        sql = _REPOSTS_BY.format(who=who, unhidden=unhidden)
-        return [dict(r) for r in await self._pool.fetch(sql, first, before, limit, *extra)]
+            who, args = "= ANY($1::text[])", [list(users)]
+        return [dict(r) for r in await self._pool.fetch(_REPOSTS_BY.format(who=who), *args, before, limit)]
 
     async def posts_of_user(self, user_id: str, kind: Kind, after: tuple[datetime, str] | None, limit: int) -> Keyset:
         """The posts a user liked / reposted / bookmarked, newest first (rows: id, changed_at)."""

@@ -7,7 +7,10 @@ Keys (all under `chirp:rel:`, the prefix `chirp replay relations` rebuilds):
   microseconds): the pages of `GET /api/me/mutes` and `/api/me/blocks`, and "does A block B?" in one ZSCORE.
 - `chirp:rel:hidden:{user}`: the set of users whose posts, reposts, replies and notifications `user` does not see:
   whom they mute, whom they block, and who blocks them. Kept by the same script that changes a pair, so a read path
-  filters a whole page with one set (in a Lua script beside its other keys, or as an array joined in its SQL).
+  filters a whole page with one set (in a Lua script beside its other keys, or as an array in its SQL).
+- `chirp:rel:version:{user}`: bumped whenever that user's hidden set may have changed. A gateway process keeps the
+  sets it read with their version (`RedisRelations.hidden`), so a read checks the version (a few bytes, or a value
+  its timeline script returns anyway) instead of transferring a thousand ids per request.
 """
 
 from __future__ import annotations
@@ -38,6 +41,15 @@ def hidden_key(user_id: str) -> str:
     return f"{PREFIX}hidden:{user_id}"
 
 
+def version_key(user_id: str) -> str:
+    return f"{PREFIX}version:{user_id}"
+
+
+def hidden_keys(user_id: str) -> tuple[str, str]:
+    """The hidden set and its version, for scripts of other read models that filter by it."""
+    return hidden_key(user_id), version_key(user_id)
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """The state of one (user, kind, target) after an event."""
@@ -54,7 +66,8 @@ def micros(at: datetime) -> int:
     return (at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
-# KEYS: pairs:u, mute:u, block:u, mute:t, block:t, hidden:u, hidden:t.  ARGV: kind, user, target, state, micros.
+# KEYS: pairs:u, mute:u, block:u, mute:t, block:t, hidden:u, hidden:t, version:u, version:t.
+# ARGV: kind, user, target, state, micros.
 # A state not newer than the recorded one changes nothing; otherwise the pair's list moves and each side's hidden
 # set is recomputed from the four lists, so a mute and a block of one person undo independently.
 _APPLY = """
@@ -72,8 +85,19 @@ local function keep(set, member, shown)
 end
 keep(KEYS[6], t, blocked or redis.call('ZSCORE', KEYS[2], t))
 keep(KEYS[7], u, blocked or redis.call('ZSCORE', KEYS[4], u))
+redis.call('INCR', KEYS[8])
+redis.call('INCR', KEYS[9])
 return 1
 """
+
+
+# KEYS: hidden, version.  ARGV: the version the caller holds.  {version} when it is current, else {version, members}.
+_HIDDEN = """
+local version = redis.call('GET', KEYS[2]) or '0'
+if version == ARGV[1] then return {version} end
+return {version, redis.call('SMEMBERS', KEYS[1])}
+"""
+CACHED_SETS = 10_000  # hidden sets a gateway process keeps (the oldest read goes first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +109,7 @@ class RelationPage:
 class RelationsReadModel(Protocol):
     """What the gateway reads about mutes and blocks."""
 
-    async def hidden(self, user_id: str) -> list[str]: ...
+    async def hidden(self, user_id: str, version: str | None = None) -> frozenset[str]: ...
     async def state(self, user_id: str, target_id: str) -> dict[str, bool]: ...
     async def blocks(self, user_id: str, target_id: str) -> bool: ...
     async def page(self, kind: Kind, user_id: str, after: tuple[int, str] | None, limit: int) -> RelationPage: ...
@@ -95,6 +119,8 @@ class RedisRelations:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
         self._apply = redis.register_script(_APPLY)
+        self._hidden = redis.register_script(_HIDDEN)
+        self._sets: dict[str, tuple[str, frozenset[str]]] = {}  # user -> (version, hidden set) as last read
 
     async def apply(self, changes: Sequence[Change]) -> None:
         """Apply changes in one pipeline (each pair last-writer-wins, so their order does not matter)."""
@@ -104,14 +130,25 @@ class RedisRelations:
             for c in changes:
                 u, t = c.user_id, c.target_id
                 keys = [pairs_key(u), list_key("mute", u), list_key("block", u), list_key("mute", t)]
-                keys += [list_key("block", t), hidden_key(u), hidden_key(t)]
+                keys += [list_key("block", t), hidden_key(u), hidden_key(t), version_key(u), version_key(t)]
                 args: list[str | int] = [c.kind, u, t, pair_state(c.at, c.active), micros(c.at)]
                 await self._apply(keys=keys, args=args, client=pipe)
             await pipe.execute()
 
-    async def hidden(self, user_id: str) -> list[str]:
-        """Whom `user_id` does not see: muted, blocked, or blocking them."""
-        return [str(m) for m in await self.redis.smembers(hidden_key(user_id))]  # type: ignore[misc]
+    async def hidden(self, user_id: str, version: str | None = None) -> frozenset[str]:
+        """Whom `user_id` does not see: muted, blocked, or blocking them. With `version` (the current one, read
+        beside something else), a set kept at that version is served without asking Redis."""
+        known = self._sets.get(user_id)
+        if known is not None and version is not None and known[0] == version:
+            return known[1]
+        found = await self._hidden(keys=[hidden_key(user_id), version_key(user_id)], args=[known[0] if known else ""])
+        current = str(found[0])
+        members = known[1] if known is not None and len(found) == 1 else frozenset(str(m) for m in found[1])
+        self._sets.pop(user_id, None)
+        self._sets[user_id] = (current, members)
+        if len(self._sets) > CACHED_SETS:
+            del self._sets[next(iter(self._sets))]
+        return members
 
     async def state(self, user_id: str, target_id: str) -> dict[str, bool]:
         """`{"muted": …, "blocked": …, "blocks_me": …}` between a viewer and another user, in one round trip."""

@@ -127,7 +127,7 @@ class Window:
 
     post_ids: list[str]
     big_authors: list[str]
-    hidden: list[str]  # authors the user does not see (already left out of the two lists above)
+    hidden_version: str  # of the set of authors the user does not see (left out of the two lists above)
 
 
 # Lua: one command does a whole step, for one timeline or (fan-out) for hundreds.
@@ -188,17 +188,17 @@ for k = 1, #KEYS do redis.call('ZREM', KEYS[k], ARGV[1]) end
 return #KEYS
 """
 
-# KEYS: timeline, big, pairs, and the set of authors the user does not see (store/relations.py).  ARGV: start,
-# how many ids, TTL.  Returns false when cold, else {ids, big authors, hidden authors}: the ids and big authors
-# without the hidden ones (read on until the window is full), so a muted or blocked author costs the page nothing.
+# KEYS: timeline, big, pairs, then the set of authors the user does not see and its version (store/relations.py).
+# ARGV: start, how many ids, TTL.  Returns false when cold, else {ids, big authors, version of the hidden set}: the
+# ids and big authors without the hidden ones (read on until the window is full), so a muted or blocked author costs
+# the page nothing, and the reader needs the hidden set itself only when its version is not the one it holds.
 _WINDOW = """
 if not redis.call('ZSCORE', KEYS[1], '~') then return false end
 local want = tonumber(ARGV[2])
-local ids, big, hidden = {}, redis.call('SMEMBERS', KEYS[2]), {}
+local ids, big = {}, redis.call('SMEMBERS', KEYS[2])
 if redis.call('SCARD', KEYS[4]) == 0 then
   ids = redis.call('ZRANGE', KEYS[1], ARGV[1], '(!', 'BYLEX', 'REV', 'LIMIT', 0, want)
 else
-  hidden = redis.call('SMEMBERS', KEYS[4])
   local start = ARGV[1]
   while #ids < want do
     local chunk = redis.call('ZRANGE', KEYS[1], start, '(!', 'BYLEX', 'REV', 'LIMIT', 0, want)
@@ -219,7 +219,7 @@ else
   big = shown
 end
 for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
-return {ids, big, hidden}
+return {ids, big, redis.call('GET', KEYS[5]) or '0'}
 """
 
 _DROP_AUTHOR = """
@@ -282,16 +282,16 @@ class RedisTimelines:
         self._hashes = redis.register_script(_HASHES)
         self._fields = redis.register_script(_FIELDS)
 
-    async def window(self, user_id: str, cursor: str | None, limit: int, hidden_key: str) -> Window | None:
+    async def window(self, user_id: str, cursor: str | None, limit: int, hidden_keys: tuple[str, str]) -> Window | None:
         """Up to limit+1 post ids older than `cursor` and the big authors to merge, both without the authors in the
-        set `hidden_key` (returned too); None when the timeline is cold."""
-        keys = [timeline_key(user_id), big_key(user_id), pairs_key(user_id), hidden_key]
+        set `hidden_keys[0]` (whose version, `hidden_keys[1]`, comes back too); None when the timeline is cold."""
+        keys = [timeline_key(user_id), big_key(user_id), pairs_key(user_id), *hidden_keys]
         start = f"({cursor}" if cursor else f"({BUILT}"
         found = await self._window(keys=keys, args=[start, limit + 1, TTL_S])
         if found is None:
             return None
-        members, big, hidden = found
-        return Window([post_id_of(m) for m in members], list(big), list(hidden))
+        members, big, version = found
+        return Window([post_id_of(m) for m in members], list(big), str(version))
 
     async def add(self, posts_by_timeline: Mapping[str, Iterable[str]], *, create: bool) -> None:
         """Add members to each user's timeline, trimmed to the newest `length`; a missing timeline is created

@@ -23,7 +23,7 @@ from gateway.interactions import with_interactions, with_reposts
 from gateway.openapi import contract
 from gateway.routes.posts import PostPage, post_json
 from gateway.state import State, state_of
-from store.relations import hidden_key
+from store.relations import hidden_keys
 from store.timelines import followees_of, page_of, rebuild
 
 log = get_logger("chirp.gateway")
@@ -39,17 +39,17 @@ async def timeline(request: Request) -> Response:
     me = await require_viewer(request)
     cursor, limit = post_page_params(request)
     state = state_of(request)
-    window = await state.timelines.window(me.user_id, cursor, limit, hidden_key(me.user_id))
+    window = await state.timelines.window(me.user_id, cursor, limit, hidden_keys(me.user_id))
     if window is None:
         _start_rebuild(state, me.user_id)
         source = state.timeline_posts.source
         hidden = await state.relations.hidden(me.user_id)
         followees = await followees_of(state.timelines, source, me.user_id)
-        authors = [a for a in followees if a not in set(hidden)] + [me.user_id]
+        authors = [a for a in followees if a not in hidden] + [me.user_id]
         rows = await source.items([], authors, cursor, limit + 1)
         page, after = rows[:limit], rows[limit - 1].id if len(rows) > limit else None
     else:
-        hidden = window.hidden
+        hidden = await state.relations.hidden(me.user_id, window.hidden_version)  # held at that version: no I/O
         rows = await state.timeline_posts.items(window.post_ids, window.big_authors, cursor, limit + 1)
         page, after = page_of(rows, window.post_ids, limit)
     items, after = await with_reposts(
