@@ -17,6 +17,7 @@ from gateway.post_waits import PostWaits
 from producers.broker import Publisher
 from store.interactions import InteractionsReadModel
 from store.posts import PostReadModel
+from store.relations import RelationsReadModel
 from store.search import SearchIndex
 from store.timelines import CachedPosts, RedisTimelines
 from store.users import UsersReadModel
@@ -43,6 +44,7 @@ class State:
     posts: PostReadModel
     users: UsersReadModel
     interactions: InteractionsReadModel
+    relations: RelationsReadModel
     search: SearchIndex  # on connections that plan search statements once (store/search.py)
     timelines: RedisTimelines
     timeline_posts: CachedPosts

@@ -37,6 +37,10 @@ NOTIFICATIONS_READ = Topic(f"{NAMESPACE}notifications-read", key="user_id")
 POST_LIKES = Topic(f"{NAMESPACE}post-likes", key="user_id")
 POST_REPOSTS = Topic(f"{NAMESPACE}post-reposts", key="user_id")
 POST_BOOKMARKS = Topic(f"{NAMESPACE}post-bookmarks", key="user_id")
+# Mutes and blocks: one topic per kind carrying both directions (muted / unmuted), keyed by the acting user, so one
+# user's mute and unmute of another stay in order.
+USER_MUTES = Topic(f"{NAMESPACE}user-mutes", key="user_id")
+USER_BLOCKS = Topic(f"{NAMESPACE}user-blocks", key="user_id")
 
 ALL: tuple[Topic, ...] = (
     POST_CREATED,
@@ -52,6 +56,8 @@ ALL: tuple[Topic, ...] = (
     POST_LIKES,
     POST_REPOSTS,
     POST_BOOKMARKS,
+    USER_MUTES,
+    USER_BLOCKS,
 )
 BY_NAME = {topic.name: topic for topic in ALL}
 
