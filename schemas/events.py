@@ -58,13 +58,24 @@ class PostCreatedData(Payload):
     body: PostBody
     reply_to: Id | None = None
     quote_of: Id | None = None  # the post this one quotes (optional: version 1 events without it stay valid)
+    # A `post-edited`'s: when the post was first created (its rendering keeps that time; the edit's is occurred_at)
+    created_at: datetime | None = None
 
 
 class PostCreated(Event):
+    """`post-created` / `post-edited` (topic post-created, keyed by post id, so an edit stays in order behind its
+    post and its earlier edits). An edit carries the whole new body, with the post's reply_to, quote_of and
+    created_at as they were."""
+
     topic: ClassVar = topics.POST_CREATED
-    type: Literal["post-created"] = "post-created"
+    type: Literal["post-created", "post-edited"] = "post-created"
     version: Literal[1] = 1
     payload: PostCreatedData
+
+    @property
+    def edited_at(self) -> datetime | None:
+        """The time of this version when it is an edit; None for the first version."""
+        return self.occurred_at if self.type == "post-edited" else None
 
 
 class PostParsedData(Payload):
@@ -79,6 +90,7 @@ class PostParsedData(Payload):
     reply_to: Id | None = None
     quote_of: Id | None = None
     created_at: datetime
+    edited_at: datetime | None = None  # the time of this version when it is an edit (the newest version wins)
 
 
 class PostParsed(Event):
