@@ -103,6 +103,7 @@ class PostParsed(Event):
 class PostDeletedData(Payload):
     post_id: Id
     author_id: Id
+    moderated: bool = False  # taken down by the operators (`chirp reports resolve --action takedown|suspend`)
 
 
 class PostDeleted(Event):
@@ -226,6 +227,44 @@ class TrendingModerated(Event):
     payload: TrendingModeratedData
 
 
+ReportReason = Literal["spam", "abuse", "illegal", "other"]
+ReportAction = Literal["takedown", "dismiss", "suspend"]
+
+
+class ReportFiledData(Payload):
+    report_id: Id
+    reporter_id: Id
+    post_id: Id | None = None  # the post reported, or None for an account
+    user_id: Id  # the account reported (the post's author for a post)
+    reason: ReportReason
+    comment: Annotated[str, StringConstraints(max_length=1000, pattern=r"^[^\x00]*$")] = ""
+
+
+class ReportFiled(Event):
+    topic: ClassVar = topics.REPORTS
+    type: Literal["report-filed"] = "report-filed"
+    version: Literal[1] = 1
+    payload: ReportFiledData
+
+
+class ReportResolvedData(Payload):
+    report_id: Id
+    action: ReportAction
+    note: Annotated[str, StringConstraints(max_length=1000, pattern=r"^[^\x00]*$")] = ""
+    post_id: Id | None = None  # what the decision acts on: the post taken down, the account suspended
+    user_id: Id
+
+
+class ReportResolved(Event):
+    """An operator's decision on a report (`chirp reports resolve`). A takedown or a suspension also publishes a
+    moderated `post-deleted` per post it hides, so every read model drops them as it drops deleted posts."""
+
+    topic: ClassVar = topics.REPORT_DECISIONS
+    type: Literal["report-resolved"] = "report-resolved"
+    version: Literal[1] = 1
+    payload: ReportResolvedData
+
+
 # Notifications ---------------------------------------------------------------------------------------------
 
 
@@ -256,6 +295,8 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     PostLike,
     PostRepost,
     PostBookmark,
+    ReportFiled,
+    ReportResolved,
 )
 BY_TYPE: dict[str, type[Event]] = {
     name: cls for cls in ALL_EVENTS for name in get_args(cls.model_fields["type"].annotation)

@@ -37,6 +37,10 @@ NOTIFICATIONS_READ = Topic(f"{NAMESPACE}notifications-read", key="user_id")
 POST_LIKES = Topic(f"{NAMESPACE}post-likes", key="user_id")
 POST_REPOSTS = Topic(f"{NAMESPACE}post-reposts", key="user_id")
 POST_BOOKMARKS = Topic(f"{NAMESPACE}post-bookmarks", key="user_id")
+# Reports to the operators and their decisions, keyed by the report (a decision may come before its report in a
+# replay: the moderation consumer takes either order).
+REPORTS = Topic(f"{NAMESPACE}reports", key="report_id")
+REPORT_DECISIONS = Topic(f"{NAMESPACE}report-decisions", key="report_id")
 
 ALL: tuple[Topic, ...] = (
     POST_CREATED,
@@ -52,6 +56,8 @@ ALL: tuple[Topic, ...] = (
     POST_LIKES,
     POST_REPOSTS,
     POST_BOOKMARKS,
+    REPORTS,
+    REPORT_DECISIONS,
 )
 BY_NAME = {topic.name: topic for topic in ALL}
 

@@ -2,9 +2,10 @@
 
 Writes come from the posts consumer, one statement per batch; reads serve the gateway's post endpoints.
 - Rows are keyed by post id and written with `INSERT ... ON CONFLICT`, so a replayed batch changes nothing.
-- A delete leaves a tombstone (deleted_at set, content cleared); a post-parsed for a tombstoned id changes
-  nothing, whichever came first. A newer post-parsed replaces the content, an older one does not: newer by the
-  version it renders (`edited_at`, an edit), then by its own time (a re-render of the same version).
+- A delete leaves a tombstone (deleted_at set, content cleared; `moderated` when the operators took it down); a
+  post-parsed for a tombstoned id changes nothing, whichever came first. A newer post-parsed replaces the content, an
+  older one does not: newer by the version it renders (`edited_at`, an edit), then by its own time (a re-render of
+  the same version).
 - `post_versions` keeps every version (body, html, time) of a live post for `GET /api/posts/{id}/history`.
 - Lists are keyset pages on the post id (a ULID, so id order is creation order): `after` is the last id served.
 - `reply_count` is counted at read time from the live replies (index `posts_replies`): no counter to drift
@@ -82,6 +83,7 @@ class PostReadModel(Protocol):
     async def user_id_of(self, handle: str) -> str | None: ...
     async def save_parsed(self, events: Sequence[PostParsed]) -> list[Projected]: ...
     async def save_deleted(self, events: Sequence[PostDeleted]) -> list[str]: ...
+    async def taken_down(self, post_id: str) -> str | None: ...
     async def history(self, post_id: str) -> list[Version]: ...
 
 
@@ -156,11 +158,12 @@ WHERE v.post_id = $1 AND p.deleted_at IS NULL ORDER BY v.at DESC
 
 # A delete for an unknown id inserts the tombstone; one for a live post by the same author clears it.
 _SAVE_DELETED = """
-INSERT INTO posts AS p (post_id, author_id, created_at, deleted_at)
-SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $3::timestamptz[])
+INSERT INTO posts AS p (post_id, author_id, created_at, deleted_at, moderated)
+SELECT x.post_id, x.author_id, x.at, x.at, x.moderated
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bool[]) AS x(post_id, author_id, at, moderated)
 ON CONFLICT (post_id) DO UPDATE SET
     deleted_at = EXCLUDED.deleted_at, body = '', html = '', text = '', hashtags = '{}', mentions = '{}',
-    links = '{}'
+    links = '{}', moderated = EXCLUDED.moderated
 WHERE p.deleted_at IS NULL AND p.author_id = EXCLUDED.author_id
 RETURNING post_id
 """
@@ -301,10 +304,16 @@ class PostgresPosts:
         ids = list(first)
         authors = [e.payload.author_id for e in first.values()]
         times = [e.occurred_at for e in first.values()]
+        moderated = [e.payload.moderated for e in first.values()]
         async with self._pool.acquire() as conn, conn.transaction():
-            removed = [r["post_id"] for r in await conn.fetch(_SAVE_DELETED, ids, authors, times)]
+            removed = [r["post_id"] for r in await conn.fetch(_SAVE_DELETED, ids, authors, times, moderated)]
             await conn.execute("DELETE FROM post_versions WHERE post_id = ANY($1::text[])", removed)
         return removed
+
+    async def taken_down(self, post_id: str) -> str | None:
+        """The author of this post when the operators took it down, else None."""
+        sql = "SELECT author_id FROM posts WHERE post_id = $1 AND deleted_at IS NOT NULL AND moderated"
+        return await self._pool.fetchval(sql, post_id)
 
     async def history(self, post_id: str) -> list[Version]:
         """Every version of a live post, newest first (empty when unknown or deleted)."""

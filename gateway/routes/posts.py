@@ -30,9 +30,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.auth.current import Viewer, require_viewer
+from gateway.auth.current import Viewer, require_viewer, viewer
 from gateway.cursors import PageQuery, post_cursor, post_page_params
-from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, NotFound
+from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, NotFound, RemovedByModerators
 from gateway.interactions import with_interactions, with_reposts
 from gateway.openapi import contract
 from gateway.post_waits import waits_of
@@ -340,11 +340,16 @@ def _posts(request: Request) -> PostgresPosts:
     return PostgresPosts(state_of(request).pg)
 
 
-@contract(Post, errors=(404,))
+@contract(Post, auth="optional", errors=(404, 410))
 async def get_post(request: Request) -> Response:
-    """`GET /api/posts/{id}` → the post, 404 when unknown or deleted."""
-    post = await _posts(request).get(path_param(request, "post_id", "No such post."))
+    """`GET /api/posts/{id}` → the post, 404 when unknown or deleted; 410 ("removed by moderators") for the author of
+    a post the operators took down, 404 for everyone else."""
+    posts = _posts(request)
+    post = await posts.get(post_id := path_param(request, "post_id", "No such post."))
     if post is None:
+        author = await posts.taken_down(post_id)
+        if author is not None and (me := await viewer(request)) is not None and me.user_id == author:
+            raise RemovedByModerators("This post was removed by moderators.")
         raise NotFound("No such post.")
     return JSONResponse((await with_interactions(request, [post_json(post)]))[0])
 

@@ -24,6 +24,7 @@ from gateway.state import state_of
 from schemas import text
 from schemas.events import FollowData, Id, UserFollowed, UserProfileUpdated, UserProfileUpdatedData, UserUnfollowed
 from schemas.text import Bio, DisplayName, strip_lines
+from store.reports import SUSPENDED_KEY
 from store.users import FollowPage, PostgresUsersReadModel
 
 EDITABLE = ("display_name", "bio")
@@ -105,9 +106,14 @@ def _users(request: Request) -> PostgresUsersReadModel:
 async def _user_id(request: Request) -> str:
     handle = request.path_params["handle"]
     found = await _users(request).user_id(handle) if text.HANDLE.match(handle) else None
-    if found is None:
+    if found is None or await _suspended(request, found):
         raise NotFound(f"No user @{handle}.")
     return found
+
+
+async def _suspended(request: Request, user_id: str) -> bool:
+    """Whether the operators suspended this account (it then shows nowhere)."""
+    return bool(await state_of(request).redis.sismember(SUSPENDED_KEY, user_id))
 
 
 @contract(PublicProfile, auth="optional", errors=(404,))
@@ -116,7 +122,7 @@ async def profile(request: Request) -> Response:
     handle = request.path_params["handle"]
     me = await viewer(request)
     found = await _users(request).profile(handle, me.user_id if me else None) if text.HANDLE.match(handle) else None
-    if found is None:
+    if found is None or await _suspended(request, await _users(request).user_id(handle) or ""):
         raise NotFound(f"No user @{handle}.")
     return JSONResponse(found)
 
