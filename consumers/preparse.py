@@ -9,8 +9,8 @@ and the projections downstream upsert by post id.
 
 from __future__ import annotations
 
-from consumers.markdown import RenderedPost, render_post
 from consumers.runtime import Consumer, Context
+from domain.markdown import RenderedPost, render_post
 from schemas import topics
 from schemas.events import PostCreated, PostParsed, PostParsedData
 

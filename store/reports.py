@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -81,6 +81,12 @@ def _newest(events: Sequence[Any]) -> list[Any]:
     for event in sorted(events, key=lambda e: e.occurred_at):
         newest[event.payload.report_id] = event
     return list(newest.values())
+
+
+class ReportsReadModel(Protocol):
+    """What the gateway reads about reports: a reporter's own, with their outcome."""
+
+    async def by_reporter(self, reporter_id: str, limit: int = 100) -> list[Report]: ...
 
 
 class PostgresReports:

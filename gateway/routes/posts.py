@@ -30,20 +30,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from domain import text
+from domain.text import MAX_TAG_CHARS, PostBody, Tag, unify_lines
 from gateway.auth.current import Viewer, require_viewer, viewer
 from gateway.cursors import PageQuery, post_cursor, post_page_params
 from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, NotFound, RemovedByModerators
 from gateway.interactions import with_interactions, with_reposts
 from gateway.openapi import contract
-from gateway.post_waits import waits_of
 from gateway.requests import RequestModel, json_body, path_param, validated
 from gateway.routes import resource
 from gateway.state import State, state_of
-from schemas import text
 from schemas.events import Id, PostCreated, PostCreatedData, PostDeleted, PostDeletedData, new_id
-from schemas.text import MAX_TAG_CHARS, PostBody, Tag, unify_lines
-from store.interactions import PostgresInteractions
-from store.posts import CHANNEL, DELETED_CHANNEL, EDITED_CHANNEL, Page, PostgresPosts, PostView
+from store.posts import CHANNEL, DELETED_CHANNEL, EDITED_CHANNEL, Page, PostReadModel, PostView
 
 MAX_WAIT_S = 1.0
 IDEMPOTENCY_TTL_S = 24 * 3600
@@ -242,7 +240,7 @@ async def create_post(request: Request) -> Response:
     the event; a `quote_of` or `reply_to` naming no live post is 422."""
     viewer = await require_viewer(request)
     state = state_of(request)
-    posts = PostgresPosts(state.pg)
+    posts = state.posts
     data = await json_body(request)
     body, reply_to = validate_post(data)
     quote_of = validate_quote(data)
@@ -258,7 +256,7 @@ async def create_post(request: Request) -> Response:
         post_id, published = await _claim(state, key, post_id, fingerprint)
         if published and (not wait or await posts.exists(post_id)):
             return _accepted(post_id, bool(wait))
-    async with waits_of(state).expecting(CHANNEL, post_id, wait) as seen:
+    async with state.post_waits.expecting(CHANNEL, post_id, wait) as seen:
         if not published:
             await _publish(state, viewer, post_id, body, reply_to, quote_of)
             if key is not None:
@@ -276,7 +274,7 @@ async def delete_post(request: Request) -> Response:
     """
     viewer = await require_viewer(request)
     state = state_of(request)
-    posts = PostgresPosts(state.pg)
+    posts = state.posts
     post = await posts.get(path_param(request, "post_id", "No such post."))
     if post is None:
         raise NotFound("No such post.")
@@ -287,7 +285,7 @@ async def delete_post(request: Request) -> Response:
         return not await posts.exists(post.id)
 
     wait = wait_seconds(request.headers.get("prefer"))
-    async with waits_of(state).expecting(DELETED_CHANNEL, post.id, wait) as seen:
+    async with state.post_waits.expecting(DELETED_CHANNEL, post.id, wait) as seen:
         event = PostDeleted(actor=viewer.user_id, payload=PostDeletedData(post_id=post.id, author_id=post.author_id))
         await state.publisher.publish(event)
         visible = await seen(gone)
@@ -301,14 +299,14 @@ async def edit_post(request: Request) -> Response:
     and `GET /api/posts/{id}/history` lists every version. Validated as a new post's body."""
     viewer = await require_viewer(request)
     state = state_of(request)
-    posts = PostgresPosts(state.pg)
+    posts = state.posts
     post = await posts.get(path_param(request, "post_id", "No such post."))
     if post is None:
         raise NotFound("No such post.")
     if post.author_id != viewer.user_id:
         raise Forbidden("Only its author can edit a post.")
     body = validated(EditedPost, await json_body(request)).body
-    quote_of = await PostgresInteractions(state.pg).quoted(post.id)
+    quote_of = await state.interactions.quoted(post.id)
     event = PostCreated(
         type="post-edited",
         actor=viewer.user_id,
@@ -327,7 +325,7 @@ async def edit_post(request: Request) -> Response:
         return now is None or (now.edited_at is not None and now.edited_at >= event.occurred_at)
 
     wait = wait_seconds(request.headers.get("prefer"))
-    async with waits_of(state).expecting(EDITED_CHANNEL, post.id, wait) as seen:
+    async with state.post_waits.expecting(EDITED_CHANNEL, post.id, wait) as seen:
         await state.publisher.publish(event)
         visible = await seen(shown)
     return _accepted(post.id, visible)
@@ -336,8 +334,8 @@ async def edit_post(request: Request) -> Response:
 # Reads --------------------------------------------------------------------------------------------------------
 
 
-def _posts(request: Request) -> PostgresPosts:
-    return PostgresPosts(state_of(request).pg)
+def _posts(request: Request) -> PostReadModel:
+    return state_of(request).posts
 
 
 @contract(Post, auth="optional", errors=(404, 410))

@@ -15,15 +15,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from domain.text import Handle
 from gateway.auth.current import require_viewer
 from gateway.errors import InvalidInput, JSONResponse
 from gateway.openapi import contract
 from gateway.requests import RequestModel, body_as
 from gateway.state import state_of
 from schemas.events import Id, ReportFiled, ReportFiledData, ReportReason, new_id
-from schemas.text import Handle
-from store.posts import PostgresPosts
-from store.reports import PostgresReports, Report
+from store.reports import Report
 
 
 class NewReport(RequestModel):
@@ -76,7 +75,7 @@ async def _target(request: Request, report: NewReport) -> tuple[str | None, str]
     """(post id, account id) reported; InvalidInput naming the field when it names nothing live."""
     if (report.post_id is None) == (report.handle is None):
         raise InvalidInput("Give exactly one of post_id and handle.", field="post_id")
-    posts = PostgresPosts(state_of(request).pg)
+    posts = state_of(request).posts
     if report.post_id is not None:
         post = await posts.get(report.post_id)
         if post is None:
@@ -110,7 +109,7 @@ async def file_report(request: Request) -> Response:
 async def my_reports(request: Request) -> Response:
     """`GET /api/me/reports` → the viewer's reports, newest first, each with its outcome once decided."""
     viewer = await require_viewer(request)
-    reports = await PostgresReports(state_of(request).pg).by_reporter(viewer.user_id)
+    reports = await state_of(request).reports.by_reporter(viewer.user_id)
     return JSONResponse({"items": [report_json(r) for r in reports if r.filed_at is not None]})
 
 
