@@ -99,7 +99,7 @@ async def test_report_a_post_and_a_profile(browser: Browser, site: Site, javascr
 
     await cat.goto(f"/@{ada_login}")
     async with cat.expect_navigation():
-        await cat.locator("a.report-link").click()
+        await cat.locator(".profile-actions a.report-link").click()
     await expect(cat.get_by_role("heading", name=f"Report @{ada_login}")).to_be_visible()
     await cat.get_by_label("Abuse or harassment").check()
     await submit(cat, "Send report")
