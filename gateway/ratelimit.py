@@ -93,6 +93,7 @@ DEV_SCALE = 1000.0  # dev and test: the whole test suite logs everyone in and po
 # (methods, path) -> action. Paths are matched in full.
 RULES: tuple[tuple[frozenset[str], re.Pattern[str], str], ...] = (
     (frozenset({"POST"}), re.compile(r"/api/posts/?"), "post"),
+    (frozenset({"PATCH"}), re.compile(r"/api/posts/[^/]+/?"), "post"),  # an edit costs what a post does
     (frozenset({"POST", "DELETE"}), re.compile(r"/api/users/[^/]+/follow/?"), "follow"),
     (frozenset({"POST"}), re.compile(r"/api/reports/?"), "report"),
     (frozenset({"POST"}), re.compile(r"/auth/dev-login"), "login"),

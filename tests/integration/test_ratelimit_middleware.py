@@ -134,6 +134,8 @@ def test_rule_table() -> None:
     assert action_for("POST", "/api/posts") == "post"
     assert action_for("GET", "/api/posts") is None
     assert action_for("POST", "/api/posts/01J0/replies") is None
+    assert action_for("PATCH", "/api/posts/01J0") == "post"
+    assert action_for("POST", "/api/reports") == "report"
     assert action_for("POST", "/api/users/ada/follow") == "follow"
     assert action_for("DELETE", "/api/users/ada/follow") == "follow"
     assert action_for("GET", "/api/users/ada/follow") is None
