@@ -192,6 +192,7 @@ class Settings(BaseSettings):
             "suggestions",
             "interactions",
             "relations",
+            "moderation",
         ),
         description="Consumers whose groups `/readyz` reports (no member, or lag above `ready_max_lag`: degraded).",
     )

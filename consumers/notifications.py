@@ -193,7 +193,8 @@ async def _authors(ctx: Context, post_ids: set[str]) -> dict[str, str]:
 
 @consumer.on(topics.POST_PARSED, batch=True)
 async def on_post_parsed(events: list[PostParsed], ctx: Context) -> None:
-    """`reply` to the parent's author, `mention` to everyone else it names (a mentioned parent author: one reply)."""
+    """`reply` to the parent's author, `mention` to everyone else it names (a mentioned parent author: one reply).
+    An edit's render notifies only those it names anew (at the edit's time): the others were notified already."""
     events = [e for e in events if e.payload.mentions or e.payload.reply_to]
     if not events:
         return
@@ -202,7 +203,7 @@ async def on_post_parsed(events: list[PostParsed], ctx: Context) -> None:
     notes: list[Note] = []
     for event in events:
         data = event.payload
-        at, replied = ms(data.created_at), parents.get(data.reply_to or "")
+        at, replied = ms(data.edited_at or data.created_at), parents.get(data.reply_to or "")
         if replied:
             notes.append(Note(replied, "reply", data.author_id, at, data.post_id, data.post_id))
         for uid in sorted({user_ids[h.lower()] for h in data.mentions if h.lower() in user_ids} - {replied}):

@@ -37,6 +37,7 @@ from store.interactions import PostgresInteractions
 from store.postgres import connect
 from store.posts import PostgresPosts
 from store.relations import RedisRelations
+from store.reports import PostgresReports
 from store.search import PLAN_ONCE, PostgresSearch
 from store.timelines import CachedPosts, PostgresTimelineSource, RedisTimelines
 from store.users import PostgresUsersReadModel
@@ -91,6 +92,7 @@ def create_app(settings: Settings) -> Starlette:
             users=PostgresUsersReadModel(pg),
             interactions=PostgresInteractions(pg),
             relations=RedisRelations(redis_client),
+            reports=PostgresReports(pg),
             search=PostgresSearch(search_pg),
             timelines=RedisTimelines(redis_client, settings.timeline_length),
             timeline_posts=CachedPosts(PostgresTimelineSource(pg), POST_CACHE_TTL_S),

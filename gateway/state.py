@@ -18,6 +18,7 @@ from producers.broker import Publisher
 from store.interactions import InteractionsReadModel
 from store.posts import PostReadModel
 from store.relations import RelationsReadModel
+from store.reports import ReportsReadModel
 from store.search import SearchIndex
 from store.timelines import CachedPosts, RedisTimelines
 from store.users import UsersReadModel
@@ -45,6 +46,7 @@ class State:
     users: UsersReadModel
     interactions: InteractionsReadModel
     relations: RelationsReadModel
+    reports: ReportsReadModel
     search: SearchIndex  # on connections that plan search statements once (store/search.py)
     timelines: RedisTimelines
     timeline_posts: CachedPosts

@@ -205,6 +205,7 @@ class InteractionsReadModel(Protocol):
         self, post_id: str, kind: Kind, after: tuple[datetime, str] | None, limit: int
     ) -> Keyset: ...
     async def quotes_of(self, post_id: str, after: tuple[datetime, str] | None, limit: int) -> Keyset: ...
+    async def quoted(self, post_id: str) -> str | None: ...
 
 
 class PostgresInteractions:
@@ -246,6 +247,10 @@ class PostgresInteractions:
             await conn.execute(_DELETED_QUOTES, post_ids)
             await conn.execute(_TOMBSTONE, post_ids, [deleted[p] for p in post_ids])
             await conn.execute("DELETE FROM interactions WHERE post_id = ANY($1::text[])", post_ids)
+
+    async def quoted(self, post_id: str) -> str | None:
+        """The post this one quotes, None when it quotes none."""
+        return await self._pool.fetchval("SELECT quote_of FROM quotes WHERE post_id = $1", post_id)
 
     async def of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, dict[str, Any]]:
         """post id -> the fields its post object gains, for a whole page in one query."""

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from schemas.events import PostDeleted, PostParsed
-from store.posts import PARSED_ROWS, newest_per_post, parsed_columns
+from store.posts import PARSED_ROWS, newer_version, newest_per_post, parsed_columns
 from store.search_query import ParsedQuery
 from store.users import ProfileChange, chosen_name_wins
 
@@ -130,13 +130,14 @@ def user_words(query: ParsedQuery) -> str:
 
 _SAVE_PARSED = f"""
 INSERT INTO search_posts AS s (post_id, author_id, body, html, text, hashtags, mentions, reply_to, created_at,
-                               parsed_at)
-SELECT post_id, author_id, body, html, text, hashtags::text[], mentions::text[], reply_to, created_at, parsed_at
+                               parsed_at, edited_at)
+SELECT post_id, author_id, body, html, text, hashtags::text[], mentions::text[], reply_to, created_at, parsed_at,
+       edited_at
 FROM {PARSED_ROWS}
 ON CONFLICT (post_id) DO UPDATE SET
     body = EXCLUDED.body, html = EXCLUDED.html, text = EXCLUDED.text, hashtags = EXCLUDED.hashtags,
-    mentions = EXCLUDED.mentions, parsed_at = EXCLUDED.parsed_at
-WHERE s.deleted_at IS NULL AND (s.parsed_at IS NULL OR s.parsed_at < EXCLUDED.parsed_at)
+    mentions = EXCLUDED.mentions, parsed_at = EXCLUDED.parsed_at, edited_at = EXCLUDED.edited_at
+WHERE s.deleted_at IS NULL AND {newer_version("s")}
 """
 
 # A delete for an unknown id inserts the tombstone; one for a live post by the same author clears it.
