@@ -23,6 +23,7 @@ from gateway import middleware
 from gateway.auth.keys import KeyRing
 from gateway.auth.sessions import SessionStore
 from gateway.errors import HANDLERS, ServiceErrors
+from gateway.interaction_cache import close_interaction_cache
 from gateway.limits import BoundedRequests
 from gateway.metrics import MetricsMiddleware
 from gateway.pages.security import SecurityHeaders
@@ -82,6 +83,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
+            await close_interaction_cache(app.state.chirp)
             await stop_within(broker, timeout_s=5)
             await redis_client.aclose()
             await pg.close()

@@ -1,12 +1,13 @@
 """Post objects gain their interactions: counts, the viewer's `*_by_me` flags and the quoted post.
 
 One query to the interactions read model per page (store/interactions.py), whatever the page's size or the posts'
-popularity (counters, not counts at read time).
+popularity (counters, not counts at read time). The home timeline, read again and again, passes `cached=True`:
+then fresh answers come from this process's InteractionCache (gateway/interaction_cache.py) without a query.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from ulid import ULID
 
 from gateway.auth.current import viewer
 from gateway.errors import InvalidInput
+from gateway.interaction_cache import interaction_cache_of
 from gateway.state import state_of
 from store.interactions import PostgresInteractions
 from store.posts import PostgresPosts, PostView
@@ -22,14 +24,16 @@ from store.posts import PostgresPosts, PostView
 NONE = {"like_count": 0, "repost_count": 0, "quote_count": 0}
 
 
-async def with_interactions(request: Request, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+async def with_interactions(
+    request: Request, items: list[dict[str, Any]], *, cached: bool = False
+) -> list[dict[str, Any]]:
     """`items` (post objects) with their interaction fields added, for the request's viewer (if logged in)."""
     if not items:
         return items
     me = await viewer(request)
-    found = await PostgresInteractions(state_of(request).pg).of_posts(
-        [p["id"] for p in items], me.user_id if me else None
-    )
+    state = state_of(request)
+    store = interaction_cache_of(state) if cached else PostgresInteractions(state.pg)
+    found = await store.of_posts([p["id"] for p in items], me.user_id if me else None)
     blank = {**NONE, **({"liked_by_me": False, "reposted_by_me": False, "bookmarked_by_me": False} if me else {})}
     for post in items:
         post.update(found.get(post["id"], blank))
@@ -60,16 +64,23 @@ async def with_reposts(
     cursor: str | None,
     limit: int,
     post_json: Callable[[PostView], dict[str, Any]],
+    load: Callable[[list[str]], Awaitable[list[PostView]]] | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of posts (newest first, after `cursor`; `more` when the source has more) merged with what `users`
     reposted (a list of ids, or one id: that user and whom they follow), as post objects. A repost is the original
     post with `reposted_by` and `reposted_at`, sorted at its latest repost; a post shows once, at its newest place.
-    Returns the page and the next cursor."""
+    Returns the page and the next cursor. One user's (a home timeline) come from the InteractionCache; `load`
+    reads the reposted posts by id (default: one posts query)."""
     state = state_of(request)
-    reposts = await PostgresInteractions(state.pg).reposts_by(users, _cursor_time(cursor), limit + 1)
+    before = _cursor_time(cursor)
+    if isinstance(users, str):
+        reposts = await interaction_cache_of(state).reposts_by(users, before, limit + 1)
+    else:
+        reposts = await PostgresInteractions(state.pg).reposts_by(users, before, limit + 1)
     reposts = [r for r in reposts if cursor is None or repost_key(r["post_id"], r["changed_at"]) < cursor]
     reposted = [r["post_id"] for r in reposts]
-    originals = {p.id: p for p in await PostgresPosts(state.pg).many(reposted)} if reposted else {}
+    load = load or PostgresPosts(state.pg).many
+    originals = {p.id: p for p in await load(reposted)} if reposted else {}
     candidates: list[tuple[str, dict[str, Any]]] = [(p.id, post_json(p)) for p in posts]
     for row in reposts:
         if (found := originals.get(row["post_id"])) is not None:

@@ -8,6 +8,8 @@ Writes come from the interactions consumer, one transaction per batch:
 - a deleted post is tombstoned in `post_counters`: its likes, reposts and bookmarks are dropped, its counts zeroed,
   and later events about it change nothing.
 Reads: `of_posts` gives the counts, the viewer's flags and the quoted posts of a whole page in one query.
+After each batch the consumer announces on `CHANNEL` whose flags, which posts' counts and which kinds moved, so a
+process that caches them (gateway/interaction_cache.py) drops them: a viewer reads their own like once applied.
 """
 
 from __future__ import annotations
@@ -18,9 +20,14 @@ from datetime import datetime
 from typing import Any, Literal
 
 import asyncpg
+import orjson
+import redis.asyncio as aioredis
+
+from schemas.topics import NAMESPACE
 
 Kind = Literal["like", "repost", "bookmark"]
 KINDS: tuple[Kind, ...] = ("like", "repost", "bookmark")
+CHANNEL = f"chirp:{NAMESPACE}interactions"  # {"users", "posts", "kinds"}: lists of what a batch changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,12 +177,16 @@ def newest_per_row(changes: Sequence[Change]) -> list[Change]:
     return [newest[key] for key in sorted(newest)]
 
 
+def flags_json(mine: Sequence[str]) -> dict[str, bool]:
+    """The viewer's `*_by_me` flags from the kinds they have active on a post."""
+    return {"liked_by_me": "like" in mine, "reposted_by_me": "repost" in mine, "bookmarked_by_me": "bookmark" in mine}
+
+
 def interactions_json(row: asyncpg.Record, signed_in: bool) -> dict[str, Any]:
     """The fields a post object gains: counts, the viewer's flags, and `quote_of` for a quote."""
     found: dict[str, Any] = {k: row[k] for k in ("like_count", "repost_count", "quote_count")}
     if signed_in:
-        mine = set(row["mine"])
-        found.update(liked_by_me="like" in mine, reposted_by_me="repost" in mine, bookmarked_by_me="bookmark" in mine)
+        found.update(flags_json(row["mine"]))
     if row["quote_of"] is not None:
         if row["quote_live"]:
             author = {k: row[f"quote_{k}"] for k in ("handle", "display_name", "avatar_url")}
@@ -189,6 +200,14 @@ def interactions_json(row: asyncpg.Record, signed_in: bool) -> dict[str, Any]:
         else:
             found["quote_of"] = {"id": row["quote_of"], "deleted": True}
     return found
+
+
+async def announce(redis: aioredis.Redis, changes: Sequence[Change]) -> None:
+    """Tell caches whose flags and which posts' counts a batch (now committed) changed."""
+    if changes:
+        users, posts = sorted({c.user_id for c in changes}), sorted({c.post_id for c in changes})
+        kinds = sorted({c.kind for c in changes})
+        await redis.publish(CHANNEL, orjson.dumps({"users": users, "posts": posts, "kinds": kinds}))
 
 
 class PostgresInteractions:
@@ -233,10 +252,12 @@ class PostgresInteractions:
 
     async def of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, dict[str, Any]]:
         """post id -> the fields its post object gains, for a whole page in one query."""
-        if not post_ids:
-            return {}
-        rows = await self._pool.fetch(_OF_POSTS, list(post_ids), viewer_id)
+        rows = await self.rows_of_posts(post_ids, viewer_id)
         return {r["post_id"]: interactions_json(r, viewer_id is not None) for r in rows}
+
+    async def rows_of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> list[asyncpg.Record]:
+        """The rows `of_posts` builds its answer from (for `interactions_json`), in one query."""
+        return await self._pool.fetch(_OF_POSTS, list(post_ids), viewer_id) if post_ids else []
 
     async def _keyset(
         self, sql: str, key: str | None, other: str, after: tuple[datetime, str] | None, limit: int
