@@ -23,8 +23,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from chirp.logging import get_logger
-from gateway.state import State
-from store.interactions import CHANNEL, PostgresInteractions, flags_json, interactions_json
+from store.interactions import CHANNEL, InteractionsReadModel, Parts, flags_json
 
 log = get_logger("chirp.gateway")
 
@@ -63,9 +62,9 @@ class _TTLMap(Generic[K, V]):
 
 
 class InteractionCache:
-    """`of_posts` and `reposts_by` of PostgresInteractions, served from memory when fresh."""
+    """`of_posts` and `reposts_by` (for one viewer) of the interactions read model, served from memory when fresh."""
 
-    def __init__(self, redis: aioredis.Redis, store: PostgresInteractions, ttl_s: float = TTL_S) -> None:
+    def __init__(self, redis: aioredis.Redis, store: InteractionsReadModel, ttl_s: float = TTL_S) -> None:
         self._redis, self._store = redis, store
         self._shared: _TTLMap[str, dict[str, Any]] = _TTLMap(ttl_s, MAX_ENTRIES)  # post -> counts, quote_of
         self._mine: _TTLMap[tuple[str, str], tuple[str, ...]] = _TTLMap(ttl_s, MAX_ENTRIES)  # (viewer, post)
@@ -85,15 +84,14 @@ class InteractionCache:
         if not self._usable():
             return await self._store.of_posts(post_ids, viewer_id)
         now = time.monotonic()
-        found: dict[str, tuple[dict[str, Any] | None, tuple[str, ...] | None]] = {
+        found: dict[str, tuple[dict[str, Any] | None, tuple[str, ...] | None] | Parts] = {
             p: (self._shared.get(p, now), self._mine.get((viewer_id, p), now) if viewer_id else ()) for p in post_ids
         }
         missing = [p for p, (shared, mine) in found.items() if shared is None or mine is None]
         if missing:
             async with self._watching() as (users, posts):
-                rows = await self._store.rows_of_posts(missing, viewer_id)
-            for row in rows:
-                post_id, counts, kinds = row["post_id"], interactions_json(row, False), tuple(row["mine"])
+                parts = await self._store.parts_of_posts(missing, viewer_id)
+            for post_id, (counts, kinds) in parts.items():
                 found[post_id] = (counts, kinds)
                 if post_id not in posts:
                     self._shared.put(post_id, counts, now)
@@ -184,18 +182,3 @@ class _Watch:
 
     async def __aexit__(self, *exc: object) -> None:
         self._in_flight.remove(self._sets)
-
-
-def interaction_cache_of(state: State) -> InteractionCache:
-    """This process's InteractionCache (created on first use; it subscribes on first read)."""
-    found = state.extras.get("interaction_cache")
-    if found is None:
-        found = state.extras["interaction_cache"] = InteractionCache(state.redis, PostgresInteractions(state.pg))
-    return found
-
-
-async def close_interaction_cache(state: State) -> None:
-    """Stop this process's cache subscriber, if one started."""
-    found: InteractionCache | None = state.extras.pop("interaction_cache", None)
-    if found is not None:
-        await found.close()

@@ -16,10 +16,8 @@ from ulid import ULID
 
 from gateway.auth.current import viewer
 from gateway.errors import InvalidInput
-from gateway.interaction_cache import interaction_cache_of
 from gateway.state import state_of
-from store.interactions import PostgresInteractions
-from store.posts import PostgresPosts, PostView
+from store.posts import PostView
 
 NONE = {"like_count": 0, "repost_count": 0, "quote_count": 0}
 
@@ -32,8 +30,8 @@ async def with_interactions(
         return items
     me = await viewer(request)
     state = state_of(request)
-    store = interaction_cache_of(state) if cached else PostgresInteractions(state.pg)
-    found = await store.of_posts([p["id"] for p in items], me.user_id if me else None)
+    source = state.interaction_cache if cached else state.interactions
+    found = await source.of_posts([p["id"] for p in items], me.user_id if me else None)
     blank = {**NONE, **({"liked_by_me": False, "reposted_by_me": False, "bookmarked_by_me": False} if me else {})}
     for post in items:
         post.update(found.get(post["id"], blank))
@@ -74,13 +72,12 @@ async def with_reposts(
     state = state_of(request)
     before = _cursor_time(cursor)
     if isinstance(users, str):
-        reposts = await interaction_cache_of(state).reposts_by(users, before, limit + 1)
+        reposts = await state.interaction_cache.reposts_by(users, before, limit + 1)
     else:
-        reposts = await PostgresInteractions(state.pg).reposts_by(users, before, limit + 1)
+        reposts = await state.interactions.reposts_by(users, before, limit + 1)
     reposts = [r for r in reposts if cursor is None or repost_key(r["post_id"], r["changed_at"]) < cursor]
     reposted = [r["post_id"] for r in reposts]
-    load = load or PostgresPosts(state.pg).many
-    originals = {p.id: p for p in await load(reposted)} if reposted else {}
+    originals = {p.id: p for p in await (load or state.posts.many)(reposted)} if reposted else {}
     candidates: list[tuple[str, dict[str, Any]]] = [(p.id, post_json(p)) for p in posts]
     for row in reposts:
         if (found := originals.get(row["post_id"])) is not None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import asyncpg
 import orjson
@@ -27,6 +27,7 @@ from schemas.topics import NAMESPACE
 
 Kind = Literal["like", "repost", "bookmark"]
 KINDS: tuple[Kind, ...] = ("like", "repost", "bookmark")
+Parts = tuple[dict[str, Any], tuple[str, ...]]  # (the fields every viewer sees, the viewer's active kinds)
 CHANNEL = f"chirp:{NAMESPACE}interactions"  # {"users", "posts", "kinds"}: lists of what a batch changed
 
 
@@ -210,6 +211,23 @@ async def announce(redis: aioredis.Redis, changes: Sequence[Change]) -> None:
         await redis.publish(CHANNEL, orjson.dumps({"users": users, "posts": posts, "kinds": kinds}))
 
 
+class InteractionsReadModel(Protocol):
+    """What the gateway reads about likes, reposts, bookmarks and quotes."""
+
+    async def of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, dict[str, Any]]: ...
+    async def parts_of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, Parts]: ...
+    async def reposts_by(
+        self, users: Sequence[str] | str, before: datetime | None, limit: int
+    ) -> list[dict[str, Any]]: ...
+    async def posts_of_user(
+        self, user_id: str, kind: Kind, after: tuple[datetime, str] | None, limit: int
+    ) -> Keyset: ...
+    async def users_of_post(
+        self, post_id: str, kind: Kind, after: tuple[datetime, str] | None, limit: int
+    ) -> Keyset: ...
+    async def quotes_of(self, post_id: str, after: tuple[datetime, str] | None, limit: int) -> Keyset: ...
+
+
 class PostgresInteractions:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -252,12 +270,14 @@ class PostgresInteractions:
 
     async def of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, dict[str, Any]]:
         """post id -> the fields its post object gains, for a whole page in one query."""
-        rows = await self.rows_of_posts(post_ids, viewer_id)
+        rows = await self._pool.fetch(_OF_POSTS, list(post_ids), viewer_id) if post_ids else []
         return {r["post_id"]: interactions_json(r, viewer_id is not None) for r in rows}
 
-    async def rows_of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> list[asyncpg.Record]:
-        """The rows `of_posts` builds its answer from (for `interactions_json`), in one query."""
-        return await self._pool.fetch(_OF_POSTS, list(post_ids), viewer_id) if post_ids else []
+    async def parts_of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, Parts]:
+        """post id -> what every viewer sees (counts, `quote_of`) and the kinds the viewer has active on it, in one
+        query: a cache keeps the two apart."""
+        rows = await self._pool.fetch(_OF_POSTS, list(post_ids), viewer_id) if post_ids else []
+        return {r["post_id"]: (interactions_json(r, False), tuple(r["mine"])) for r in rows}
 
     async def _keyset(
         self, sql: str, key: str | None, other: str, after: tuple[datetime, str] | None, limit: int

@@ -41,13 +41,12 @@ from starlette.routing import Route
 
 from chirp import redis_client
 from chirp.logging import get_logger
+from domain.text import tag_key
 from gateway.auth.current import viewer
 from gateway.errors import InvalidInput, Unauthorized
 from gateway.state import State, state_of
-from schemas.text import tag_key
 from store.notifications import BELL_CHANNEL, unread_key
 from store.posts import CHANNEL, DELETED_CHANNEL
-from store.users import PostgresUsersReadModel
 
 log = get_logger("chirp.gateway")
 
@@ -249,14 +248,6 @@ class Relay:
             return False
 
 
-def relay_of(state: State) -> Relay:
-    """This process's relay (created on first use; it subscribes when the first stream opens)."""
-    found = state.extras.get("live_relay")
-    if found is None:
-        found = state.extras["live_relay"] = Relay(state.settings.redis_url)
-    return found
-
-
 # The stream ---------------------------------------------------------------------------------------------------
 
 
@@ -264,7 +255,7 @@ class _Followees:
     """Whom a viewer follows (and the viewer), reloaded when a post by someone else arrives and the set is stale."""
 
     def __init__(self, state: State, user_id: str) -> None:
-        self.users = PostgresUsersReadModel(state.pg)
+        self.users = state.users
         self.user_id = user_id
         self.ids: frozenset[str] = frozenset({user_id})
         self.loaded = 0.0
@@ -353,8 +344,7 @@ async def events(request: Request) -> Response:
     unread: Callable[[], Awaitable[int]] | None = None
     if feed.kind == "bell" and me is not None:
         unread = functools.partial(_unread, state.redis, me.user_id)
-
-    relay = relay_of(state)
+    relay = state.live_relay
     listener = relay.listen()
     start, last = relay.position, request.headers.get("last-event-id")
     since = request.query_params.get("since")

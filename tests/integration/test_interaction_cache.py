@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from gateway.interaction_cache import InteractionCache
 from schemas.events import new_id
-from store.interactions import Change, PostgresInteractions, announce
+from store.interactions import Change, Parts, PostgresInteractions, announce
 from tests.conftest import eventually
 
 
@@ -20,9 +20,9 @@ class Counting(PostgresInteractions):
 
     queries = 0
 
-    async def rows_of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> list[asyncpg.Record]:
+    async def parts_of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, Parts]:
         self.queries += 1
-        return await super().rows_of_posts(post_ids, viewer_id)
+        return await super().parts_of_posts(post_ids, viewer_id)
 
     async def reposts_by(self, users: Sequence[str] | str, before: datetime | None, limit: int) -> list[dict[str, Any]]:
         self.queries += 1

@@ -31,7 +31,6 @@ from schemas.events import (
     PostRepost,
     new_id,
 )
-from store.interactions import PostgresInteractions
 from tests.conftest import eventually
 from tests.integration.helpers import login, unique_handle
 
@@ -181,7 +180,8 @@ async def test_the_cached_timeline_shows_a_like_once_it_is_applied(
     """The timeline's interactions are cached (here for 10 minutes), yet one's own like, and another's, show as
     soon as the read model has them: the consumer's announcement drops the cached entries."""
     state = app.state.chirp
-    state.extras["interaction_cache"] = InteractionCache(state.redis, PostgresInteractions(state.pg), ttl_s=600)
+    await state.interaction_cache.close()
+    state.interaction_cache = InteractionCache(state.redis, state.interactions, ttl_s=600)
     author, author_headers = await user(client, "ic")
     _, fan = await user(client, "ie")
     _, other = await user(client, "if")
