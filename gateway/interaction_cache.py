@@ -2,7 +2,7 @@
 
 What is cached, `ttl_s` each: a post's counts and quoted post (shared by every viewer), a viewer's `*_by_me` flags
 per post, and the pages of what a viewer and their followees reposted. Likes, reposts and bookmarks show as soon
-as they are applied: the interactions consumer announces each committed batch's users, posts and kinds
+as they are applied: the interactions consumer announces each committed batch's (user, post, kind) changes
 (store/interactions.py `CHANNEL`) and one subscriber task per process drops the posts' counts and those users'
 flags, and every reposts page when a repost moved. A new quote's count and a follow's reposts show at most `ttl_s`
 late, as a reply count does in the timeline's cached posts. A change announced while a query is in flight is not
@@ -121,21 +121,19 @@ class InteractionCache:
 
     def _dispatch(self, raw: str) -> None:
         try:
-            message = orjson.loads(raw)
-            users, posts = {str(u) for u in message["users"]}, {str(p) for p in message["posts"]}
-            reposted = "repost" in message["kinds"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+            changes = [(str(user), str(post), str(kind)) for user, post, kind in orjson.loads(raw)["changes"]]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return
+        users, posts = {user for user, _, _ in changes}, {post for _, post, _ in changes}
         for watched_users, watched_posts in self._in_flight:
             watched_users |= users
             watched_posts |= posts
-        for post_id in posts:
+        for user_id, post_id, kind in changes:
             self._shared.drop(post_id)
-            for user_id in users:
-                self._mine.drop((user_id, post_id))
-        if reposted:
-            self._repost_changes += 1
-            self._reposts.clear()
+            self._mine.drop((user_id, post_id))
+            if kind == "repost":
+                self._repost_changes += 1
+                self._reposts.clear()
 
     async def close(self) -> None:
         """Stop the subscriber task (the app's shutdown)."""

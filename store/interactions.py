@@ -28,7 +28,7 @@ from schemas.topics import NAMESPACE
 Kind = Literal["like", "repost", "bookmark"]
 KINDS: tuple[Kind, ...] = ("like", "repost", "bookmark")
 Parts = tuple[dict[str, Any], tuple[str, ...]]  # (the fields every viewer sees, the viewer's active kinds)
-CHANNEL = f"chirp:{NAMESPACE}interactions"  # {"users", "posts", "kinds"}: lists of what a batch changed
+CHANNEL = f"chirp:{NAMESPACE}interactions"  # {"changes": [[user, post, kind], ...]}: what a batch changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,11 +204,10 @@ def interactions_json(row: asyncpg.Record, signed_in: bool) -> dict[str, Any]:
 
 
 async def announce(redis: aioredis.Redis, changes: Sequence[Change]) -> None:
-    """Tell caches whose flags and which posts' counts a batch (now committed) changed."""
+    """Tell caches which (user, post, kind) a batch (now committed) changed."""
     if changes:
-        users, posts = sorted({c.user_id for c in changes}), sorted({c.post_id for c in changes})
-        kinds = sorted({c.kind for c in changes})
-        await redis.publish(CHANNEL, orjson.dumps({"users": users, "posts": posts, "kinds": kinds}))
+        pairs = sorted({(c.user_id, c.post_id, c.kind) for c in changes})
+        await redis.publish(CHANNEL, orjson.dumps({"changes": pairs}))
 
 
 class InteractionsReadModel(Protocol):
