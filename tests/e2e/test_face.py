@@ -123,9 +123,20 @@ async def test_every_page_passes_axe_in_both_schemes_with_44px_targets_on_phones
     reply_id = (await reply.get_attribute("id") or "").removeprefix("post-")
     await reload_until(ada, f"/explore?q={word}", lambda p: p.locator(".results article"))
 
+    # Someone to suggest: cat follows ada, who follows bob, so cat's home says "Who to follow: bob".
+    cat_ctx = await new_context(browser, site)
+    cat = await cat_ctx.new_page()
+    await dev_login(cat, unique("cat-"))
+    for page, handle in ((cat, ada_login), (ada, bob_login)):
+        await page.goto(f"/@{handle}")
+        async with page.expect_navigation():
+            await page.get_by_role("button", name=re.compile("^Follow")).click()
+    await reload_until(cat, "/", lambda p: p.locator(".suggestions .suggestion"))
+
     visitor_ctx = await new_context(browser, site)
     visitor = await visitor_ctx.new_page()
     pages: list[tuple[Page, str, str, bool]] = [
+        (cat, "/", "home-suggestions", True),
         (visitor, "/", "home-visitor", True),
         (visitor, "/login", "login", False),
         (ada, "/", "home", True),
@@ -167,6 +178,7 @@ async def test_every_page_passes_axe_in_both_schemes_with_44px_targets_on_phones
     await ada.set_viewport_size(VIEWPORTS["desktop"])
     await ada_ctx.close()
     await bob_ctx.close()
+    await cat_ctx.close()
     await visitor_ctx.close()
     assert not problems, "\n".join(problems)
 
