@@ -24,6 +24,7 @@ from gateway.auth.keys import KeyRing
 from gateway.auth.sessions import SessionStore
 from gateway.auth.tokens import VerifiedTokens
 from gateway.errors import ErrorHandlers, ServiceErrors
+from gateway.interaction_cache import InteractionCache
 from gateway.limits import BoundedRequests
 from gateway.metrics import MetricsMiddleware
 from gateway.pages.errors import error_page
@@ -79,7 +80,8 @@ def create_app(settings: Settings) -> Starlette:
             retry=Retry(NoBackoff(), 1),  # one reconnect (a restarted Redis), not seconds of backoff per command
         )
         redis_client = aioredis.Redis(connection_pool=pool)
-        app.state.chirp = State(
+        interactions = PostgresInteractions(pg)
+        app.state.chirp = state = State(
             settings,
             broker,
             Publisher(broker, deadline_s=settings.publish_timeout_s),
@@ -90,7 +92,8 @@ def create_app(settings: Settings) -> Starlette:
             limiter=RateLimiter(redis_client),
             posts=PostgresPosts(pg),
             users=PostgresUsersReadModel(pg),
-            interactions=PostgresInteractions(pg),
+            interactions=interactions,
+            interaction_cache=InteractionCache(redis_client, interactions),
             relations=RedisRelations(redis_client),
             reports=PostgresReports(pg),
             search=PostgresSearch(search_pg),
@@ -104,6 +107,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
+            await state.interaction_cache.close()
             await stop_within(broker, timeout_s=5)
             await redis_client.aclose()
             await pg.close()
