@@ -53,7 +53,7 @@ test-browser: services static ## Browser tests only (installs Chromium when miss
 lint: $(STAMP) ## ruff check, ruff format --check, mypy, import-linter (imports only go down)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy chirp ops schemas producers consumers gateway store
+	$(VENV)/bin/mypy chirp domain ops schemas producers consumers gateway store
 	$(VENV)/bin/lint-imports --no-cache
 
 format: $(STAMP) ## Format and autofix

@@ -7,8 +7,8 @@ post-created yields an equal post-parsed, and the projections downstream upsert 
 
 from __future__ import annotations
 
-from consumers.markdown import RenderedPost, render_post
 from consumers.runtime import Consumer, Context
+from domain.markdown import RenderedPost, render_post
 from schemas import topics
 from schemas.events import PostCreated, PostParsed, PostParsedData
 

@@ -9,8 +9,8 @@ from typing import Annotated, Any, ClassVar, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from ulid import ULID
 
+from domain.text import Bio, DisplayName, Handle, NoNul, PostBody, Tag
 from schemas import topics
-from schemas.text import Bio, DisplayName, Handle, NoNul, PostBody, Tag
 
 # An id: 1 to 64 characters, no control characters (they would not survive PostgreSQL text or a log line).
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]

@@ -40,7 +40,7 @@ import asyncpg
 import orjson
 import redis.asyncio as aioredis
 
-from schemas.text import HANDLE, tag_key
+from domain.text import HANDLE, tag_key
 from store.trending_score import WINDOWS, Ranked, Window, rank, score, slices
 
 DEFAULT_PREFIX = "trending:"

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from domain.text import HANDLE
 from gateway.auth.current import (
     REFRESH_COOKIE,
     access_token_for,
@@ -28,7 +29,6 @@ from gateway.openapi import Status, contract
 from gateway.requests import RequestModel, body_as
 from gateway.state import State, state_of
 from schemas.events import UserProfileSynced, UserProfileSyncedData, UserRegistered, UserRegisteredData
-from schemas.text import HANDLE
 
 
 async def login_user(state: State, registered: UserRegistered) -> tuple[str, str]:

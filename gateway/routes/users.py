@@ -14,6 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from domain import text
+from domain.text import Bio, DisplayName, strip_lines
 from gateway.auth.current import require_viewer, viewer
 from gateway.cursors import CursorShape, Micros, PageQuery, from_micros, micros
 from gateway.errors import InvalidInput, JSONResponse, NotFound
@@ -21,10 +23,8 @@ from gateway.openapi import contract
 from gateway.requests import RequestModel, json_body, validated
 from gateway.routes import resource
 from gateway.state import state_of
-from schemas import text
 from schemas.events import FollowData, Id, UserFollowed, UserProfileUpdated, UserProfileUpdatedData, UserUnfollowed
-from schemas.text import Bio, DisplayName, strip_lines
-from store.users import FollowPage, PostgresUsersReadModel
+from store.users import FollowPage, UsersReadModel
 
 EDITABLE = ("display_name", "bio")
 ACCEPTED = {"status": "accepted"}
@@ -98,8 +98,8 @@ class Me(BaseModel):
     joined_at: datetime | None = None  # not yet in the users read model right after the first login
 
 
-def _users(request: Request) -> PostgresUsersReadModel:
-    return PostgresUsersReadModel(state_of(request).pg)
+def _users(request: Request) -> UsersReadModel:
+    return state_of(request).users
 
 
 async def _user_id(request: Request) -> str:
