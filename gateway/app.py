@@ -30,6 +30,7 @@ from gateway.pages.live import Relay
 from gateway.pages.security import HEADERS
 from gateway.post_waits import PostWaits
 from gateway.ratelimit import RateLimiter, RateLimitMiddleware
+from gateway.router import IndexedRouter
 from gateway.state import State
 from producers.broker import Publisher, ensure_topics, make_broker, stop_within
 from store.interactions import PostgresInteractions
@@ -106,7 +107,7 @@ def create_app(settings: Settings) -> Starlette:
             await search_pg.close()
 
     errors = ErrorHandlers(error_page, HEADERS)  # pages in the site's layout for browsers, JSON for the API
-    return Starlette(
+    app = Starlette(
         routes=routes(),
         lifespan=lifespan,
         exception_handlers=errors.by_class(),
@@ -124,3 +125,5 @@ def create_app(settings: Settings) -> Starlette:
             Middleware(RateLimitMiddleware),
         ],
     )
+    app.router = IndexedRouter(app.router.routes, lifespan=lifespan)  # fixed paths found without a scan
+    return app
