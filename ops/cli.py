@@ -23,7 +23,7 @@ import typer
 from rich.console import Console, ConsoleDimensions
 from rich.live import Live
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from chirp.settings import Settings
 
@@ -139,18 +139,14 @@ def topics(
     if as_json:
         return _print_json({**r.__dict__, "messages": r.messages, "newest_offset": r.newest_offset} for r in rows)
     parts = Counter(r.topic for r in rows)
-    table = Table(
-        "topic", "part", "of", "replicas", "in sync", "leader", "messages", "oldest", "newest", "oldest at",
-        "newest at", title="Topics",
-    )  # fmt: skip
+    heads = ("part", "in sync", "leader", "messages", "oldest", "newest", "oldest at", "newest at")
+    table = Table(Column("topic", no_wrap=True), *heads, title="Topics")  # a long name stays whole
     for r in rows:
         newest = "-" if r.newest_offset is None else str(r.newest_offset)
         table.add_row(
             r.topic,
-            str(r.partition),
-            str(parts[r.topic]),
-            str(r.replicas),
-            str(r.in_sync),
+            f"{r.partition} of {parts[r.topic]}",
+            f"{r.in_sync}/{r.replicas}",
             "none" if r.leader < 0 else str(r.leader),
             str(r.messages),
             str(r.oldest_offset),
