@@ -17,8 +17,8 @@ from gateway.pages.forms import Composer
 from gateway.pages.internal import MissingEndpoint, call_api
 from gateway.pages.templating import base_context, render
 from gateway.pages.web import page, page_route, page_viewer
+from gateway.post_objects import post_json
 from gateway.requests import path_param
-from gateway.routes.posts import post_json
 from gateway.state import state_of
 
 POSTED_COOKIE = "chirp_posted"
