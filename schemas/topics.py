@@ -41,6 +41,10 @@ POST_BOOKMARKS = Topic(f"{NAMESPACE}post-bookmarks", key="user_id")
 # user's mute and unmute of another stay in order.
 USER_MUTES = Topic(f"{NAMESPACE}user-mutes", key="user_id")
 USER_BLOCKS = Topic(f"{NAMESPACE}user-blocks", key="user_id")
+# Reports to the operators and their decisions, keyed by the report (a decision may come before its report in a
+# replay: the moderation consumer takes either order).
+REPORTS = Topic(f"{NAMESPACE}reports", key="report_id")
+REPORT_DECISIONS = Topic(f"{NAMESPACE}report-decisions", key="report_id")
 
 ALL: tuple[Topic, ...] = (
     POST_CREATED,
@@ -58,6 +62,8 @@ ALL: tuple[Topic, ...] = (
     POST_BOOKMARKS,
     USER_MUTES,
     USER_BLOCKS,
+    REPORTS,
+    REPORT_DECISIONS,
 )
 BY_NAME = {topic.name: topic for topic in ALL}
 

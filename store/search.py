@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from schemas.events import PostDeleted, PostParsed
-from store.posts import PARSED_ROWS, newest_per_post, parsed_columns
+from store.posts import PARSED_ROWS, newer_version, newest_per_post, parsed_columns
 from store.search_query import ParsedQuery
 from store.users import ProfileChange, chosen_name_wins
 
@@ -130,13 +130,14 @@ def user_words(query: ParsedQuery) -> str:
 
 _SAVE_PARSED = f"""
 INSERT INTO search_posts AS s (post_id, author_id, body, html, text, hashtags, mentions, reply_to, created_at,
-                               parsed_at)
-SELECT post_id, author_id, body, html, text, hashtags::text[], mentions::text[], reply_to, created_at, parsed_at
+                               parsed_at, edited_at)
+SELECT post_id, author_id, body, html, text, hashtags::text[], mentions::text[], reply_to, created_at, parsed_at,
+       edited_at
 FROM {PARSED_ROWS}
 ON CONFLICT (post_id) DO UPDATE SET
     body = EXCLUDED.body, html = EXCLUDED.html, text = EXCLUDED.text, hashtags = EXCLUDED.hashtags,
-    mentions = EXCLUDED.mentions, parsed_at = EXCLUDED.parsed_at
-WHERE s.deleted_at IS NULL AND (s.parsed_at IS NULL OR s.parsed_at < EXCLUDED.parsed_at)
+    mentions = EXCLUDED.mentions, parsed_at = EXCLUDED.parsed_at, edited_at = EXCLUDED.edited_at
+WHERE s.deleted_at IS NULL AND {newer_version("s")}
 """
 
 # A delete for an unknown id inserts the tombstone; one for a live post by the same author clears it.
@@ -217,6 +218,9 @@ def _page(source: str, order: str) -> str:
        coalesce(u.handle, '') AS handle, coalesce(u.display_name, '') AS display_name,
        coalesce(u.avatar_url, '') AS avatar_url,
        (SELECT count(*) FROM search_posts x WHERE x.reply_to = p.post_id AND x.deleted_at IS NULL) AS reply_count,
+       (SELECT CASE WHEN pu.handle LIKE '~%' THEN '' ELSE coalesce(pu.handle, '') END
+        FROM search_posts pp JOIN search_users pu ON pu.user_id = pp.author_id
+        WHERE pp.post_id = p.reply_to) AS reply_to_handle,
        CASE WHEN query.has_q
             THEN ts_headline('english', translate(p.text, E'\\uE000\\uE001', ''), query.q,
                              CASE WHEN length(p.text) <= {WHOLE_SNIPPET_CHARS} THEN '{_HEADLINE}, HighlightAll=true'
@@ -306,6 +310,7 @@ def _post_json(row: asyncpg.Record) -> dict[str, Any]:
         "hashtags": row["hashtags"],
         "mentions": row["mentions"],
         "reply_to": row["reply_to"],
+        "reply_to_handle": row["reply_to_handle"] or "",
         "reply_count": row["reply_count"],
         "created_at": row["created_at"],
         "snippet": snippet_html(row["snippet"]),

@@ -21,6 +21,8 @@ MESSAGES = {
     "posted": "Your post is live.",
     "replied": "Your reply is posted.",
     "deleted": "Post deleted.",
+    "edited": "Your edit is saved.",
+    "reported": "Thanks: the moderators will look at your report.",
     "saved": "Profile saved.",
     "followed": "You follow @{handle} now.",
     "unfollowed": "You no longer follow @{handle}.",

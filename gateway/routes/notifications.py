@@ -43,7 +43,7 @@ class Notification(BaseModel):
     """One item: who (the latest few of `count` distinct actors), what, about which post (when there is one)."""
 
     id: str
-    type: str = Field(description="mention, reply, follow (like, repost and quote once posts have them)")
+    type: str = Field(description="mention, reply, quote, follow, like or repost")
     actors: list[Author]
     count: int
     post: Post | None = Field(None, description="The post it is about; absent for a follow")

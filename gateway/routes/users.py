@@ -25,6 +25,7 @@ from gateway.requests import RequestModel, json_body, validated
 from gateway.routes import resource
 from gateway.state import state_of
 from schemas.events import FollowData, Id, UserFollowed, UserProfileUpdated, UserProfileUpdatedData, UserUnfollowed
+from store.reports import SUSPENDED_KEY
 from store.users import FollowPage, UsersReadModel
 
 EDITABLE = ("display_name", "bio")
@@ -109,9 +110,14 @@ async def user_id_of_path(request: Request) -> str:
     """The id of the user `{handle}` names; 404 when there is none."""
     handle = request.path_params["handle"]
     found = await _users(request).user_id(handle) if text.HANDLE.match(handle) else None
-    if found is None:
+    if found is None or await _suspended(request, found):
         raise NotFound(f"No user @{handle}.")
     return found
+
+
+async def _suspended(request: Request, user_id: str) -> bool:
+    """Whether the operators suspended this account (it then shows nowhere)."""
+    return bool(await state_of(request).redis.sismember(SUSPENDED_KEY, user_id))
 
 
 @contract(PublicProfile, auth="optional", errors=(404,))
@@ -120,7 +126,7 @@ async def profile(request: Request) -> Response:
     handle = request.path_params["handle"]
     me = await viewer(request)
     found = await _users(request).profile(handle, me.user_id if me else None) if text.HANDLE.match(handle) else None
-    if found is None:
+    if found is None or await _suspended(request, await _users(request).user_id(handle) or ""):
         raise NotFound(f"No user @{handle}.")
     user_id = found.pop("user_id")
     state = await relations(request).state(me.user_id, user_id) if me else {}
