@@ -23,6 +23,7 @@ from gateway.auth.keys import KeyRing
 from gateway.auth.sessions import SessionStore
 from gateway.auth.tokens import VerifiedTokens
 from gateway.errors import ErrorHandlers, ServiceErrors
+from gateway.interaction_cache import InteractionCache
 from gateway.limits import BoundedRequests
 from gateway.middleware import PerRequest
 from gateway.pages.errors import error_page
@@ -36,6 +37,8 @@ from producers.broker import Publisher, ensure_topics, make_broker, stop_within
 from store.interactions import PostgresInteractions
 from store.postgres import connect
 from store.posts import PostgresPosts
+from store.relations import RedisRelations
+from store.reports import PostgresReports
 from store.search import PLAN_ONCE, PostgresSearch
 from store.timelines import CachedPosts, PostgresTimelineSource, RedisTimelines
 from store.users import PostgresUsersReadModel
@@ -78,7 +81,8 @@ def create_app(settings: Settings) -> Starlette:
             retry=Retry(NoBackoff(), 1),  # one reconnect (a restarted Redis), not seconds of backoff per command
         )
         redis_client = aioredis.Redis(connection_pool=pool)
-        app.state.chirp = State(
+        interactions = PostgresInteractions(pg)
+        app.state.chirp = state = State(
             settings,
             broker,
             Publisher(broker, deadline_s=settings.publish_timeout_s),
@@ -89,7 +93,10 @@ def create_app(settings: Settings) -> Starlette:
             limiter=RateLimiter(redis_client),
             posts=PostgresPosts(pg),
             users=PostgresUsersReadModel(pg),
-            interactions=PostgresInteractions(pg),
+            interactions=interactions,
+            interaction_cache=InteractionCache(redis_client, interactions),
+            relations=RedisRelations(redis_client),
+            reports=PostgresReports(pg),
             search=PostgresSearch(search_pg),
             timelines=RedisTimelines(redis_client, settings.timeline_length),
             timeline_posts=CachedPosts(PostgresTimelineSource(pg), POST_CACHE_TTL_S),
@@ -101,6 +108,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
+            await state.interaction_cache.close()
             await stop_within(broker, timeout_s=5)
             await redis_client.aclose()
             await pg.close()
