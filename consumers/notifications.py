@@ -233,7 +233,8 @@ async def _authors(ctx: Context, post_ids: set[str]) -> dict[str, str]:
 @consumer.on(topics.POST_PARSED, batch=True)
 async def on_post_parsed(events: list[PostParsed], ctx: Context) -> None:
     """`reply` to the parent's author, `quote` to the quoted post's author, `mention` to everyone else it names:
-    one item per person and post (a reply that also mentions or quotes its parent's author is one `reply`)."""
+    one item per person and post (a reply that also mentions or quotes its parent's author is one `reply`).
+    An edit's render notifies only those it names anew (at the edit's time): the others were notified already."""
     events = [e for e in events if e.payload.mentions or e.payload.reply_to or e.payload.quote_of]
     if not events:
         return
@@ -242,7 +243,7 @@ async def on_post_parsed(events: list[PostParsed], ctx: Context) -> None:
     notes: list[Note] = []
     for event in events:
         data = event.payload
-        at, told = ms(data.created_at), set[str]()
+        at, told = ms(data.edited_at or data.created_at), set[str]()
         for kind, parent in (("reply", data.reply_to), ("quote", data.quote_of)):
             if (author := parents.get(parent or "")) and author not in told:
                 notes.append(Note(author, kind, data.author_id, at, data.post_id, data.post_id))

@@ -37,6 +37,8 @@ from producers.broker import Publisher, ensure_topics, make_broker, stop_within
 from store.interactions import PostgresInteractions
 from store.postgres import connect
 from store.posts import PostgresPosts
+from store.relations import RedisRelations
+from store.reports import PostgresReports
 from store.search import PLAN_ONCE, PostgresSearch
 from store.timelines import CachedPosts, PostgresTimelineSource, RedisTimelines
 from store.users import PostgresUsersReadModel
@@ -92,6 +94,8 @@ def create_app(settings: Settings) -> Starlette:
             users=PostgresUsersReadModel(pg),
             interactions=interactions,
             interaction_cache=InteractionCache(redis_client, interactions),
+            relations=RedisRelations(redis_client),
+            reports=PostgresReports(pg),
             search=PostgresSearch(search_pg),
             timelines=RedisTimelines(redis_client, settings.timeline_length),
             timeline_posts=CachedPosts(PostgresTimelineSource(pg), POST_CACHE_TTL_S),

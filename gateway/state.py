@@ -18,6 +18,8 @@ from gateway.post_waits import PostWaits
 from producers.broker import Publisher
 from store.interactions import InteractionsReadModel
 from store.posts import PostReadModel
+from store.relations import RelationsReadModel
+from store.reports import ReportsReadModel
 from store.search import SearchIndex
 from store.timelines import CachedPosts, RedisTimelines
 from store.users import UsersReadModel
@@ -45,6 +47,8 @@ class State:
     users: UsersReadModel
     interactions: InteractionsReadModel
     interaction_cache: InteractionCache  # `interactions` kept briefly for the home timeline
+    relations: RelationsReadModel
+    reports: ReportsReadModel
     search: SearchIndex  # on connections that plan search statements once (store/search.py)
     timelines: RedisTimelines
     timeline_posts: CachedPosts

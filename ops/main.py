@@ -17,6 +17,7 @@ from chirp.logging import configure, get_logger
 from chirp.settings import Settings
 from ops.cli import consumer_named, usage_error
 from ops.cli import register as register_ops
+from ops.reports import reports_app
 from ops.trending import trending_app
 
 app = typer.Typer(help="Chirp: an event-driven microblogging service.", no_args_is_help=True)
@@ -24,6 +25,7 @@ services_app = typer.Typer(help="Kafka, Redis and PostgreSQL on this machine (in
 app.add_typer(services_app, name="services")
 register_ops(app)  # topics, lag, replay, rebuild, seed, docs, dlq
 app.add_typer(trending_app, name="trending")
+app.add_typer(reports_app, name="reports")
 
 
 @services_app.command("up")

@@ -158,7 +158,7 @@ ORDER BY q.created_at DESC, q.post_id DESC LIMIT $5
 # {who} is `ANY($1::text[])` (those users) or the user $1 and whom they follow (a home timeline).
 _REPOSTS_BY = """
 SELECT * FROM (
-    SELECT DISTINCT ON (i.post_id) i.post_id, i.changed_at, u.handle, u.display_name, u.avatar_url
+    SELECT DISTINCT ON (i.post_id) i.post_id, i.changed_at, i.user_id, u.handle, u.display_name, u.avatar_url
     FROM interactions i JOIN users u ON u.user_id = i.user_id
     WHERE i.kind = 'repost' AND i.active AND i.user_id {who}
     ORDER BY i.post_id, i.changed_at DESC, i.user_id DESC
@@ -225,6 +225,7 @@ class InteractionsReadModel(Protocol):
         self, post_id: str, kind: Kind, after: tuple[datetime, str] | None, limit: int
     ) -> Keyset: ...
     async def quotes_of(self, post_id: str, after: tuple[datetime, str] | None, limit: int) -> Keyset: ...
+    async def quoted(self, post_id: str) -> str | None: ...
 
 
 class PostgresInteractions:
@@ -267,6 +268,10 @@ class PostgresInteractions:
             await conn.execute(_TOMBSTONE, post_ids, [deleted[p] for p in post_ids])
             await conn.execute("DELETE FROM interactions WHERE post_id = ANY($1::text[])", post_ids)
 
+    async def quoted(self, post_id: str) -> str | None:
+        """The post this one quotes, None when it quotes none."""
+        return await self._pool.fetchval("SELECT quote_of FROM quotes WHERE post_id = $1", post_id)
+
     async def of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, dict[str, Any]]:
         """post id -> the fields its post object gains, for a whole page in one query."""
         rows = await self._pool.fetch(_OF_POSTS, list(post_ids), viewer_id) if post_ids else []
@@ -289,7 +294,7 @@ class PostgresInteractions:
 
     async def reposts_by(self, users: Sequence[str] | str, before: datetime | None, limit: int) -> list[dict[str, Any]]:
         """The posts `users` reposted (a list of ids, or one id: that user and whom they follow), each once at its
-        latest repost before `before`, newest first (rows: post_id, changed_at, the reposter's handle,
+        latest repost before `before`, newest first (rows: post_id, changed_at, the reposter's user_id, handle,
         display_name, avatar_url)."""
         if isinstance(users, str):
             who = "IN (SELECT $1::text UNION ALL SELECT followee_id FROM follows WHERE follower_id = $1 AND active)"

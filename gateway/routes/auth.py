@@ -19,6 +19,7 @@ from gateway.auth.current import (
     access_token_for,
     check_origin,
     clear_session_cookies,
+    refuse_suspended,
     require_viewer,
     set_session_cookies,
     start_session,
@@ -121,6 +122,7 @@ async def refresh(request: Request) -> Response:
         )
         clear_session_cookies(response)
         return response
+    await refuse_suspended(state, user_id)
     access = access_token_for(state, user_id, session_id)
     response = JSONResponse({"access_token": access, "token_type": "Bearer", "refresh_token": new_refresh})
     set_session_cookies(response, state, access, new_refresh)
