@@ -70,8 +70,8 @@ async def with_reposts(
     reposted (a list of ids, or one id: that user and whom they follow), as post objects. A repost is the original
     post with `reposted_by` and `reposted_at`, sorted at its latest repost; a post shows once, at its newest place.
     Reposts by, or of posts by, the `hidden` users are left out (here, not in SQL: a long array of ids costs the
-    query far more than the few rows it drops). One user's (a home timeline) come from the InteractionCache;
-    `load` reads the reposted posts by id (default: one posts query). Returns the page and the next cursor."""
+    query far more than the few rows it drops). Returns the page and the next cursor. One user's (a home timeline)
+    come from the InteractionCache; `load` reads the reposted posts by id (default: one posts query)."""
     state = state_of(request)
     before = _cursor_time(cursor)
     if isinstance(users, str):

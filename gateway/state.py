@@ -46,9 +46,9 @@ class State:
     posts: PostReadModel
     users: UsersReadModel
     interactions: InteractionsReadModel
-    interaction_cache: InteractionCache  # `interactions` kept briefly for the home timeline
     relations: RelationsReadModel
     reports: ReportsReadModel
+    interaction_cache: InteractionCache  # `interactions` kept briefly for the home timeline
     search: SearchIndex  # on connections that plan search statements once (store/search.py)
     timelines: RedisTimelines
     timeline_posts: CachedPosts

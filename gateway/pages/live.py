@@ -354,9 +354,11 @@ async def events(request: Request) -> Response:
     start, last = relay.position, request.headers.get("last-event-id")
     since = request.query_params.get("since")
     # Authors the viewer mutes, blocks or is blocked by, as of connecting (a stream lasts about a minute).
-    hidden = frozenset(
-        await (hidden_on_profile(request, feed.arg) if feed.kind == "user" else hidden_for_viewer(request))
-    )
+    hidden: frozenset[str] = frozenset()
+    if feed.kind != "bell":
+        hidden = frozenset(
+            await (hidden_on_profile(request, feed.arg) if feed.kind == "user" else hidden_for_viewer(request))
+        )
     stream = _stream(relay, listener, feed, followees, me.user_id if me else "", hidden, start, last, since, unread)
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream, media_type="text/event-stream", headers=headers)

@@ -4,8 +4,8 @@ Warm path: one Redis script (a page of post ids after the cursor, plus the follo
 authors the viewer mutes, blocks or is blocked by) and one SQL query loading those posts by id merged with the big
 accounts' newest. Posts, their counts, the viewer's flags and the reposts merged in are cached briefly in the
 process (CachedPosts, gateway/interaction_cache.py), so a page read again within seconds needs no SQL at all; the
-viewer's own likes and reposts show as soon as they are applied. Cold path (no built timeline in Redis): the page is
-served from SQL with `"partial": true` while the timeline is rebuilt in the background.
+viewer's own likes and reposts show as soon as they are applied. Cold path (no built timeline in Redis): the page
+is served from SQL with `"partial": true` while the timeline is rebuilt in the background.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from gateway.cursors import PageQuery, post_cursor, post_page_params
 from gateway.errors import JSONResponse
 from gateway.interactions import with_interactions, with_reposts
 from gateway.openapi import contract
-from gateway.routes.posts import PostPage, post_json
+from gateway.post_objects import PostPage, post_json
 from gateway.state import State, state_of
 from store.relations import hidden_keys
 from store.timelines import followees_of, page_of, rebuild
