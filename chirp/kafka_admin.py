@@ -47,8 +47,10 @@ async def reader(settings: Settings, group_id: str | None = None, **options: obj
 
 
 async def partitions(consumer: AIOKafkaConsumer, names: Iterable[str]) -> list[TopicPartition]:
-    """Every partition of the named topics that exist (unknown topics have none)."""
-    names = list(names)
+    """Every partition of the named topics that exist (unknown topics have none, and are not created: asking for
+    an unknown topic's metadata would make a broker with `auto.create.topics.enable` create it)."""
+    existing = await consumer.topics()
+    names = [name for name in names if name in existing]
     # Track these topics' metadata in the client, so offset look-ups find their leaders without waiting.
     await consumer._client.set_topics(names)
     cluster = consumer._client.cluster

@@ -191,6 +191,7 @@ class Settings(BaseSettings):
             "notifications",
             "suggestions",
             "interactions",
+            "relations",
             "moderation",
         ),
         description="Consumers whose groups `/readyz` reports (no member, or lag above `ready_max_lag`: degraded).",

@@ -36,6 +36,7 @@ from producers.broker import Publisher, ensure_topics, make_broker, stop_within
 from store.interactions import PostgresInteractions
 from store.postgres import connect
 from store.posts import PostgresPosts
+from store.relations import RedisRelations
 from store.reports import PostgresReports
 from store.search import PLAN_ONCE, PostgresSearch
 from store.timelines import CachedPosts, PostgresTimelineSource, RedisTimelines
@@ -90,6 +91,7 @@ def create_app(settings: Settings) -> Starlette:
             posts=PostgresPosts(pg),
             users=PostgresUsersReadModel(pg),
             interactions=PostgresInteractions(pg),
+            relations=RedisRelations(redis_client),
             reports=PostgresReports(pg),
             search=PostgresSearch(search_pg),
             timelines=RedisTimelines(redis_client, settings.timeline_length),

@@ -6,7 +6,7 @@ popularity (counters, not counts at read time).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -57,19 +57,26 @@ async def with_reposts(
     cursor: str | None,
     limit: int,
     post_json: Callable[[PostView], dict[str, Any]],
+    *,
+    hidden: Collection[str] = (),
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of posts (newest first, after `cursor`; `more` when the source has more) merged with what `users`
     reposted (a list of ids, or one id: that user and whom they follow), as post objects. A repost is the original
     post with `reposted_by` and `reposted_at`, sorted at its latest repost; a post shows once, at its newest place.
-    Returns the page and the next cursor."""
+    Reposts by, or of posts by, the `hidden` users are left out (here, not in SQL: a long array of ids costs the
+    query far more than the few rows it drops). Returns the page and the next cursor."""
     state = state_of(request)
     reposts = await state.interactions.reposts_by(users, _cursor_time(cursor), limit + 1)
     reposts = [r for r in reposts if cursor is None or repost_key(r["post_id"], r["changed_at"]) < cursor]
+    # With more reposts than fetched, the page stops at the oldest fetched one: below it, one may be missing.
+    lower = repost_key(reposts[-1]["post_id"], reposts[-1]["changed_at"]) if len(reposts) > limit else ""
     reposted = [r["post_id"] for r in reposts]
     originals = {p.id: p for p in await state.posts.many(reposted)} if reposted else {}
+    unseen = set(hidden)
     candidates: list[tuple[str, dict[str, Any]]] = [(p.id, post_json(p)) for p in posts]
     for row in reposts:
-        if (found := originals.get(row["post_id"])) is not None:
+        found = originals.get(row["post_id"])
+        if found is not None and row["user_id"] not in unseen and found.author_id not in unseen:
             by = {k: row[k] for k in ("handle", "display_name", "avatar_url")}
             item = {**post_json(found), "reposted_by": by, "reposted_at": row["changed_at"]}
             candidates.append((repost_key(found.id, row["changed_at"]), item))
@@ -80,10 +87,12 @@ async def with_reposts(
     for key, item in candidates:
         if item["id"] in shown:
             continue
-        if len(page) == limit:
+        if len(page) == limit or key < lower:
             left = True
             break
         shown.add(item["id"])
         page.append((key, item))
     has_more = more or len(reposts) > limit or left
-    return [item for _, item in page], (page[-1][0] if has_more and page else None)
+    if not has_more:
+        return [item for _, item in page], None
+    return [item for _, item in page], page[-1][0] if page else lower or None

@@ -17,6 +17,7 @@ from gateway.post_waits import PostWaits
 from producers.broker import Publisher
 from store.interactions import InteractionsReadModel
 from store.posts import PostReadModel
+from store.relations import RelationsReadModel
 from store.reports import ReportsReadModel
 from store.search import SearchIndex
 from store.timelines import CachedPosts, RedisTimelines
@@ -44,6 +45,7 @@ class State:
     posts: PostReadModel
     users: UsersReadModel
     interactions: InteractionsReadModel
+    relations: RelationsReadModel
     reports: ReportsReadModel
     search: SearchIndex  # on connections that plan search statements once (store/search.py)
     timelines: RedisTimelines

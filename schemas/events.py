@@ -212,6 +212,32 @@ class PostBookmark(Event):
     payload: InteractionData
 
 
+# Mutes and blocks: each topic carries both directions of one kind; `type` says which ---------------------------
+
+
+class RelationData(Payload):
+    user_id: Id  # who mutes or blocks
+    target_id: Id  # whom
+
+
+class UserMute(Event):
+    """`user-muted` / `user-unmuted` (topic user-mutes)."""
+
+    topic: ClassVar = topics.USER_MUTES
+    type: Literal["user-muted", "user-unmuted"] = "user-muted"
+    version: Literal[1] = 1
+    payload: RelationData
+
+
+class UserBlock(Event):
+    """`user-blocked` / `user-unblocked` (topic user-blocks)."""
+
+    topic: ClassVar = topics.USER_BLOCKS
+    type: Literal["user-blocked", "user-unblocked"] = "user-blocked"
+    version: Literal[1] = 1
+    payload: RelationData
+
+
 # Moderation ------------------------------------------------------------------------------------------------
 
 
@@ -295,6 +321,8 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     PostLike,
     PostRepost,
     PostBookmark,
+    UserMute,
+    UserBlock,
     ReportFiled,
     ReportResolved,
 )

@@ -37,6 +37,10 @@ NOTIFICATIONS_READ = Topic(f"{NAMESPACE}notifications-read", key="user_id")
 POST_LIKES = Topic(f"{NAMESPACE}post-likes", key="user_id")
 POST_REPOSTS = Topic(f"{NAMESPACE}post-reposts", key="user_id")
 POST_BOOKMARKS = Topic(f"{NAMESPACE}post-bookmarks", key="user_id")
+# Mutes and blocks: one topic per kind carrying both directions (muted / unmuted), keyed by the acting user, so one
+# user's mute and unmute of another stay in order.
+USER_MUTES = Topic(f"{NAMESPACE}user-mutes", key="user_id")
+USER_BLOCKS = Topic(f"{NAMESPACE}user-blocks", key="user_id")
 # Reports to the operators and their decisions, keyed by the report (a decision may come before its report in a
 # replay: the moderation consumer takes either order).
 REPORTS = Topic(f"{NAMESPACE}reports", key="report_id")
@@ -56,6 +60,8 @@ ALL: tuple[Topic, ...] = (
     POST_LIKES,
     POST_REPOSTS,
     POST_BOOKMARKS,
+    USER_MUTES,
+    USER_BLOCKS,
     REPORTS,
     REPORT_DECISIONS,
 )

@@ -150,7 +150,7 @@ ORDER BY q.created_at DESC, q.post_id DESC LIMIT $5
 # {who} is `ANY($1::text[])` (those users) or the user $1 and whom they follow (a home timeline).
 _REPOSTS_BY = """
 SELECT * FROM (
-    SELECT DISTINCT ON (i.post_id) i.post_id, i.changed_at, u.handle, u.display_name, u.avatar_url
+    SELECT DISTINCT ON (i.post_id) i.post_id, i.changed_at, i.user_id, u.handle, u.display_name, u.avatar_url
     FROM interactions i JOIN users u ON u.user_id = i.user_id
     WHERE i.kind = 'repost' AND i.active AND i.user_id {who}
     ORDER BY i.post_id, i.changed_at DESC, i.user_id DESC
@@ -270,7 +270,7 @@ class PostgresInteractions:
 
     async def reposts_by(self, users: Sequence[str] | str, before: datetime | None, limit: int) -> list[dict[str, Any]]:
         """The posts `users` reposted (a list of ids, or one id: that user and whom they follow), each once at its
-        latest repost before `before`, newest first (rows: post_id, changed_at, the reposter's handle,
+        latest repost before `before`, newest first (rows: post_id, changed_at, the reposter's user_id, handle,
         display_name, avatar_url)."""
         if isinstance(users, str):
             who = "IN (SELECT $1::text UNION ALL SELECT followee_id FROM follows WHERE follower_id = $1 AND active)"

@@ -76,11 +76,12 @@ class Projected:
 class PostReadModel(Protocol):
     async def get(self, post_id: str) -> PostView | None: ...
     async def exists(self, post_id: str) -> bool: ...
+    async def author_of(self, post_id: str) -> str | None: ...
     async def many(self, post_ids: Sequence[str]) -> list[PostView]: ...
-    async def latest(self, after: str | None, limit: int) -> Page: ...
-    async def by_author(self, author_id: str, after: str | None, limit: int) -> Page: ...
-    async def by_tag(self, tag: str, after: str | None, limit: int) -> Page: ...
-    async def replies(self, post_id: str, after: str | None, limit: int) -> Page: ...
+    async def latest(self, after: str | None, limit: int, *, hidden: Sequence[str] = ()) -> Page: ...
+    async def by_author(self, author_id: str, after: str | None, limit: int, *, hidden: Sequence[str] = ()) -> Page: ...
+    async def by_tag(self, tag: str, after: str | None, limit: int, *, hidden: Sequence[str] = ()) -> Page: ...
+    async def replies(self, post_id: str, after: str | None, limit: int, *, hidden: Sequence[str] = ()) -> Page: ...
     async def user_id_of(self, handle: str) -> str | None: ...
     async def save_parsed(self, events: Sequence[PostParsed]) -> list[Projected]: ...
     async def save_deleted(self, events: Sequence[PostDeleted]) -> list[str]: ...
@@ -239,8 +240,13 @@ class PostgresPosts:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def _page(self, where: str, args: Sequence[Any], after: str | None, limit: int, *, desc: bool) -> Page:
+    async def _page(
+        self, where: str, args: Sequence[Any], after: str | None, limit: int, *, desc: bool, hidden: Sequence[str] = ()
+    ) -> Page:
         order, cmp = ("DESC", "<") if desc else ("ASC", ">")
+        if hidden:  # authors the viewer does not see (store/relations.py), left out by the same query
+            args = [*args, list(hidden)]
+            where = f"{where} AND p.author_id <> ALL(${len(args)}::text[])"
         if after is not None:  # a separate statement: `$n IS NULL OR id < $n` would not bound the index scan
             args = [*args, after]
             where = f"{where} AND p.post_id {cmp} ${len(args)}"
@@ -259,25 +265,30 @@ class PostgresPosts:
         sql = "SELECT EXISTS (SELECT 1 FROM posts WHERE post_id = $1 AND deleted_at IS NULL)"
         return bool(await self._pool.fetchval(sql, post_id))
 
+    async def author_of(self, post_id: str) -> str | None:
+        """The author of the live post with this id, None when unknown or deleted."""
+        sql = "SELECT author_id FROM posts WHERE post_id = $1 AND deleted_at IS NULL"
+        return await self._pool.fetchval(sql, post_id)
+
     async def many(self, post_ids: Sequence[str]) -> list[PostView]:
         """The live posts among these ids (any order), in one query."""
         return (await self._page("p.post_id = ANY($1::text[])", [list(post_ids)], None, len(post_ids), desc=True)).items
 
-    async def latest(self, after: str | None, limit: int) -> Page:
+    async def latest(self, after: str | None, limit: int, *, hidden: Sequence[str] = ()) -> Page:
         """Everyone's posts, newest first."""
-        return await self._page("TRUE", [], after, limit, desc=True)
+        return await self._page("TRUE", [], after, limit, desc=True, hidden=hidden)
 
-    async def by_author(self, author_id: str, after: str | None, limit: int) -> Page:
+    async def by_author(self, author_id: str, after: str | None, limit: int, *, hidden: Sequence[str] = ()) -> Page:
         """One author's posts, newest first."""
-        return await self._page("p.author_id = $1", [author_id], after, limit, desc=True)
+        return await self._page("p.author_id = $1", [author_id], after, limit, desc=True, hidden=hidden)
 
-    async def by_tag(self, tag: str, after: str | None, limit: int) -> Page:
+    async def by_tag(self, tag: str, after: str | None, limit: int, *, hidden: Sequence[str] = ()) -> Page:
         """Posts carrying the hashtag key `tag` (case-folded, NFC), newest first."""
-        return await self._page("p.hashtags @> ARRAY[$1::text]", [tag], after, limit, desc=True)
+        return await self._page("p.hashtags @> ARRAY[$1::text]", [tag], after, limit, desc=True, hidden=hidden)
 
-    async def replies(self, post_id: str, after: str | None, limit: int) -> Page:
+    async def replies(self, post_id: str, after: str | None, limit: int, *, hidden: Sequence[str] = ()) -> Page:
         """Live replies to a post, oldest first (conversation order)."""
-        return await self._page("p.reply_to = $1", [post_id], after, limit, desc=False)
+        return await self._page("p.reply_to = $1", [post_id], after, limit, desc=False, hidden=hidden)
 
     async def user_id_of(self, handle: str) -> str | None:
         """The id of the user with this handle (case-insensitive), None when no such user is projected."""

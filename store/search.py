@@ -73,9 +73,18 @@ class SearchIndex(Protocol):
     async def save_profiles(self, changes: Sequence[ProfileChange]) -> None: ...
     async def save_suspended(self, user_ids: Sequence[str]) -> None: ...
     async def search_posts(
-        self, query: ParsedQuery, *, offset: int, limit: int, ref: datetime, ceiling: str | None
+        self,
+        query: ParsedQuery,
+        *,
+        offset: int,
+        limit: int,
+        ref: datetime,
+        ceiling: str | None,
+        hidden: Sequence[str] = (),
     ) -> PostHits: ...
-    async def search_older(self, query: ParsedQuery, *, before: tuple[datetime, str], limit: int) -> PostHits: ...
+    async def search_older(
+        self, query: ParsedQuery, *, before: tuple[datetime, str], limit: int, hidden: Sequence[str] = ()
+    ) -> PostHits: ...
     async def search_users(
         self, query: ParsedQuery, *, offset: int, limit: int
     ) -> tuple[list[dict[str, Any]], bool]: ...
@@ -223,12 +232,20 @@ ORDER BY {order}"""
 
 
 # $1-$3 the query (see `_query_ctes`), $4 exact tags, $5 author handles, $6 ceiling id (or NULL), $7 reference time
-# of the recency boost, $8 offset, $9 rows wanted, $10 the candidates kept (CANDIDATES). Each row also carries the
+# of the recency boost, $8 offset, $9 rows wanted, $10 the candidates kept (CANDIDATES), $11 the authors the reader
+# does not see (store/relations.py). Each row also carries the
 # candidate count and the oldest candidate (time, id): where `SEARCH_OLDER` goes on once the ranking is paged through.
 SEARCH_POSTS = f"""
 {_query_ctes("$5")}, matched AS MATERIALIZED (
     -- The newest matches, in the RUM index's time order (nearest the reference time first).
-    {_matches("$5", "($6::text IS NULL OR p.post_id <= $6::text)", "p.created_at <=> $7::timestamptz", "$10::int")}
+    {
+    _matches(
+        "$5",
+        "($6::text IS NULL OR p.post_id <= $6::text) AND p.author_id <> ALL($11::text[])",
+        "p.created_at <=> $7::timestamptz",
+        "$10::int",
+    )
+}
 ), ranked AS (
     SELECT c.post_id, c.hashtags, c.created_at, c.hashtags && $4::text[] AS exact,
            CASE WHEN query.has_q THEN ts_rank(c.doc, query.q) ELSE 0 END
@@ -243,13 +260,16 @@ SEARCH_POSTS = f"""
 {_page("ranked", "r.exact DESC, r.score DESC, r.post_id DESC")}
 """
 
-# $1-$3 the query, $4 author handles, $5 and $6 the (time, id) to go on below, $7 rows wanted: the older matches,
-# newest first, unranked (the ranked candidates were the newest).
+# $1-$3 the query, $4 author handles, $5 and $6 the (time, id) to go on below, $7 rows wanted, $8 the authors the
+# reader does not see: the older matches, newest first, unranked (the ranked candidates were the newest).
 SEARCH_OLDER = f"""
 {_query_ctes("$4")}, matched AS MATERIALIZED (
     {
     _matches(
-        "$4", "(p.created_at, p.post_id) < ($5::timestamptz, $6::text)", "p.created_at <=| $5::timestamptz", "$7::int"
+        "$4",
+        "(p.created_at, p.post_id) < ($5::timestamptz, $6::text) AND p.author_id <> ALL($8::text[])",
+        "p.created_at <=| $5::timestamptz",
+        "$7::int",
     )
 }
 ), older AS (
@@ -328,13 +348,21 @@ class PostgresSearch:
         await self.pool.execute(sql, sorted(set(user_ids)))
 
     async def search_posts(
-        self, query: ParsedQuery, *, offset: int, limit: int, ref: datetime, ceiling: str | None
+        self,
+        query: ParsedQuery,
+        *,
+        offset: int,
+        limit: int,
+        ref: datetime,
+        ceiling: str | None,
+        hidden: Sequence[str] = (),
     ) -> PostHits:
-        """One page of posts matching `query`, best first (see the module docstring for the ranking)."""
+        """One page of posts matching `query`, best first (see the module docstring for the ranking), without the
+        posts of the `hidden` authors."""
         if query.empty:
             return PostHits([], False, None)
         groups, texts, negated = query.arrays()
-        args = (list(query.tags), list(query.authors), ceiling, ref, offset, limit, self.candidates)
+        args = (list(query.tags), list(query.authors), ceiling, ref, offset, limit, self.candidates, list(hidden))
         rows = await self.pool.fetch(SEARCH_POSTS, groups, texts, negated, *args)
         found = rows[0]["found"] if rows else 0  # every row carries the candidate count
         more = offset + limit < found
@@ -344,12 +372,16 @@ class PostgresSearch:
             older = (rows[0]["floor_at"], rows[0]["floor_id"])
         return PostHits([_post_json(r) for r in rows], more, ceiling or top, older)
 
-    async def search_older(self, query: ParsedQuery, *, before: tuple[datetime, str], limit: int) -> PostHits:
-        """The matches older than the ranked candidates (`before`, from `PostHits.older`), newest first."""
+    async def search_older(
+        self, query: ParsedQuery, *, before: tuple[datetime, str], limit: int, hidden: Sequence[str] = ()
+    ) -> PostHits:
+        """The matches older than the ranked candidates (`before`, from `PostHits.older`), newest first, without the
+        posts of the `hidden` authors."""
         if query.empty:
             return PostHits([], False, None)
         groups, texts, negated = query.arrays()
-        rows = await self.pool.fetch(SEARCH_OLDER, groups, texts, negated, list(query.authors), *before, limit + 1)
+        authors = list(query.authors)
+        rows = await self.pool.fetch(SEARCH_OLDER, groups, texts, negated, authors, *before, limit + 1, list(hidden))
         page = rows[:limit]
         more = len(rows) > limit
         return PostHits(

@@ -133,6 +133,9 @@ async def profile_page(request: Request) -> Response:
         raise NotFound(f"Nobody here goes by @{handle}.")
     posts, next_cursor = await _list(request, f"/api/users/{profile['handle']}/posts")
     user_id = await users.user_id(profile["handle"])
+    if me is not None and user_id is not None:
+        state = await state_of(request).relations.state(me.user_id, user_id)
+        profile.update(muted_by_me=state["muted"], blocked_by_me=state["blocked"])
     return page(request, "profile.html", me, profile=profile, user_id=user_id, posts=posts, next_cursor=next_cursor)
 
 

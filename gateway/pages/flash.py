@@ -26,6 +26,10 @@ MESSAGES = {
     "saved": "Profile saved.",
     "followed": "You follow @{handle} now.",
     "unfollowed": "You no longer follow @{handle}.",
+    "muted": "You muted @{handle}: their posts no longer show for you.",
+    "unmuted": "You unmuted @{handle}.",
+    "blocked": "You blocked @{handle}: neither of you sees the other's posts.",
+    "unblocked": "You unblocked @{handle}.",
     "logged-in": "Logged in as @{handle}.",
     "logged-out": "Logged out. See you soon.",
 }

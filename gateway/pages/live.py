@@ -6,7 +6,8 @@ that user's streams: the bell in the nav updates over the stream the page alread
 One `Relay` per gateway process subscribes to the channel while streams are open (and `IDLE_S` after the last
 one closes), numbers each notice `<boot>.<seq>`, keeps the last `KEEP` in memory and hands each to every open
 stream. A stream sends the notices its page shows (`Feed`): `all` (every new post), `home` (the viewer's and
-their followees' posts), `user:<id>` (one author's), `replies:<post id>`, `tag:<tag>`.
+their followees' posts), `user:<id>` (one author's), `replies:<post id>`, `tag:<tag>`; never a post by someone the
+viewer mutes, blocks or is blocked by (as of connecting; a muted author's own profile page still gets theirs).
 
 Nothing is lost across a reconnect: the browser's EventSource sends `Last-Event-ID` (heartbeats carry an `id:`
 line so it advances past notices the page does not show), and the buffered notices after it are sent first.
@@ -41,6 +42,7 @@ from chirp.logging import get_logger
 from domain.text import tag_key
 from gateway.auth.current import viewer
 from gateway.errors import InvalidInput, Unauthorized
+from gateway.relations import hidden_for_viewer, hidden_on_profile
 from gateway.state import State, state_of
 from store.notifications import BELL_CHANNEL
 from store.posts import CHANNEL, DELETED_CHANNEL
@@ -276,6 +278,7 @@ async def _stream(
     feed: Feed,
     followees: _Followees | None,
     viewer_id: str,
+    hidden: frozenset[str],
     start: str,
     last: str | None,
     since: str | None,
@@ -296,6 +299,8 @@ async def _stream(
             for notice in pending:
                 if followees is not None and not notice.deleted and not notice.recipient:
                     await followees.refresh_for(notice.author_id)
+                if notice.author_id in hidden and not notice.deleted:
+                    continue
                 if shows(feed, notice, followees.ids if followees else frozenset(), viewer_id):
                     yield notice.sse()
             if listener.lost:
@@ -329,7 +334,11 @@ async def events(request: Request) -> Response:
     listener = relay.listen()
     start, last = relay.position, request.headers.get("last-event-id")
     since = request.query_params.get("since")
-    stream = _stream(relay, listener, feed, followees, me.user_id if me else "", start, last, since)
+    # Authors the viewer mutes, blocks or is blocked by, as of connecting (a stream lasts about a minute).
+    hidden = frozenset(
+        await (hidden_on_profile(request, feed.arg) if feed.kind == "user" else hidden_for_viewer(request))
+    )
+    stream = _stream(relay, listener, feed, followees, me.user_id if me else "", hidden, start, last, since)
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 

@@ -37,6 +37,7 @@ from gateway.cursors import PageQuery, post_cursor, post_page_params
 from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, NotFound, RemovedByModerators
 from gateway.interactions import with_interactions, with_reposts
 from gateway.openapi import contract
+from gateway.relations import hidden_for_viewer, hidden_on_profile, refuse_if_blocked
 from gateway.requests import RequestModel, json_body, path_param, validated
 from gateway.routes import resource
 from gateway.state import State, state_of
@@ -234,20 +235,23 @@ async def _publish(
     await state.publisher.publish(PostCreated(actor=viewer.user_id, payload=event))
 
 
-@contract(PostAccepted, status=202, body=NewPost, auth="required", errors=(409,))
+@contract(PostAccepted, status=202, body=NewPost, auth="required", errors=(403, 409))
 async def create_post(request: Request) -> Response:
     """`POST /api/posts {"body", "reply_to"?, "quote_of"?}` → 202 `{"id", "status": "accepted"}` once Kafka has
-    the event; a `quote_of` or `reply_to` naming no live post is 422."""
+    the event; a `quote_of` or `reply_to` naming no live post is 422, one whose author blocks the viewer 403."""
     viewer = await require_viewer(request)
     state = state_of(request)
     posts = state.posts
     data = await json_body(request)
     body, reply_to = validate_post(data)
     quote_of = validate_quote(data)
-    if reply_to is not None and not await posts.exists(reply_to):
-        raise InvalidInput("The post replied to does not exist.", field="reply_to")
-    if quote_of is not None and not await posts.exists(quote_of):
-        raise InvalidInput("The quoted post does not exist.", field="quote_of")
+    for field, target, what in (("reply_to", reply_to, "replied to"), ("quote_of", quote_of, "quoted")):
+        if target is None:
+            continue
+        author = await posts.author_of(target)
+        if author is None:
+            raise InvalidInput(f"The post {what} does not exist.", field=field)
+        await refuse_if_blocked(request, author, viewer.user_id, f"The author of the post {what} blocks you.")
     wait = wait_seconds(request.headers.get("prefer"))
     post_id, published, key = new_id(), False, request.headers.get("idempotency-key")
     fingerprint = _fingerprint(body, reply_to, quote_of)
@@ -366,7 +370,8 @@ async def post_history(request: Request) -> Response:
 async def list_posts(request: Request) -> Response:
     """`GET /api/posts?cursor&limit` → everyone's posts, newest first."""
     cursor, limit = post_page_params(request)
-    return await page_json(request, await _posts(request).latest(cursor, limit))
+    hidden = await hidden_for_viewer(request)
+    return await page_json(request, await _posts(request).latest(cursor, limit, hidden=hidden))
 
 
 @contract(PostPage, query=PageQuery, errors=(404,))
@@ -377,7 +382,8 @@ async def list_replies(request: Request) -> Response:
     post_id = path_param(request, "post_id", "No such post.")
     if not await posts.exists(post_id):
         raise NotFound("No such post.")
-    return await page_json(request, await posts.replies(post_id, cursor, limit))
+    hidden = await hidden_for_viewer(request)
+    return await page_json(request, await posts.replies(post_id, cursor, limit, hidden=hidden))
 
 
 @contract(PostPage, query=PageQuery, errors=(404,))
@@ -389,8 +395,10 @@ async def list_user_posts(request: Request) -> Response:
     user_id = await posts.user_id_of(path_param(request, "handle", "No such user."))
     if user_id is None:
         raise NotFound("No such user.")
-    page = await posts.by_author(user_id, cursor, limit)
-    items, last = await with_reposts(request, page.items, page.last is not None, [user_id], cursor, limit, post_json)
+    hidden = await hidden_on_profile(request, user_id)
+    page = await posts.by_author(user_id, cursor, limit, hidden=hidden)
+    more = page.last is not None
+    items, last = await with_reposts(request, page.items, more, [user_id], cursor, limit, post_json, hidden=hidden)
     return JSONResponse({"items": await with_interactions(request, items), "next_cursor": post_cursor(last)})
 
 
@@ -399,7 +407,8 @@ async def list_tag_posts(request: Request) -> Response:
     """`GET /api/tags/{tag}/posts?cursor&limit` → posts with that hashtag (any case, `#` optional), newest first."""
     cursor, limit = post_page_params(request)
     tag = tag_key(request.path_params["tag"])
-    return await page_json(request, await _posts(request).by_tag(tag, cursor, limit))
+    hidden = await hidden_for_viewer(request)
+    return await page_json(request, await _posts(request).by_tag(tag, cursor, limit, hidden=hidden))
 
 
 routes = [

@@ -127,6 +127,12 @@ async def test_every_page_passes_axe_in_both_schemes_with_44px_targets_on_phones
     await ada.get_by_label("Your post").fill(f"After the edit {word}")
     await submit(ada, "Save edit")
 
+    # Ada mutes Bob (private: his notifications still show her mention): her settings page lists him.
+    await ada.goto(f"/@{bob_login}")
+    async with ada.expect_navigation():
+        await ada.get_by_role("button", name=re.compile("^Mute @")).click()
+    await expect(ada.get_by_role("button", name=re.compile("^Unmute @"))).to_be_visible()
+
     visitor_ctx = await new_context(browser, site)
     visitor = await visitor_ctx.new_page()
     pages: list[tuple[Page, str, str, bool]] = [
@@ -144,6 +150,9 @@ async def test_every_page_passes_axe_in_both_schemes_with_44px_targets_on_phones
         (ada, f"/explore?q={ada_login}&type=users", "explore-people", False),
         (ada, f"/tags/{word}", "tag", False),
         (ada, "/settings", "settings", True),
+        (ada, "/settings/mutes", "settings-mutes", False),
+        (ada, "/settings/blocks", "settings-blocks", False),
+        (ada, f"/@{bob_login}", "profile-muted", False),
         (bob, "/notifications", "notifications", True),
         (bob, f"/@{ada_login}/followers", "followers", False),
         (visitor, f"/@{ada_login}/following", "following-visitor", False),
