@@ -49,6 +49,9 @@ from starlette.routing import Route
 from ulid import ULID
 
 from chirp.settings import Settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: `bench` is the repo's folder
+from bench import commit
 from gateway.auth.keys import KeyRing
 from gateway.auth.sessions import SessionStore
 from gateway.auth.tokens import issue_access_token
@@ -397,6 +400,7 @@ def main() -> None:
     ratio = statistics.median(r["rps"] for r in ours) / statistics.median(r["rps"] for r in bare)
     result = {
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": commit(),
         "workers": args.workers,
         "pinned": pin,
         "connections": args.connections,

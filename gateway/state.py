@@ -13,6 +13,7 @@ from faststream.kafka import KafkaBroker
 from starlette.requests import Request
 
 from chirp.settings import Settings
+from gateway.interaction_cache import InteractionCache
 from gateway.post_waits import PostWaits
 from producers.broker import Publisher
 from store.interactions import InteractionsReadModel
@@ -47,6 +48,7 @@ class State:
     interactions: InteractionsReadModel
     relations: RelationsReadModel
     reports: ReportsReadModel
+    interaction_cache: InteractionCache  # `interactions` kept briefly for the home timeline
     search: SearchIndex  # on connections that plan search statements once (store/search.py)
     timelines: RedisTimelines
     timeline_posts: CachedPosts

@@ -221,6 +221,9 @@ def _page(source: str, order: str) -> str:
        coalesce(u.handle, '') AS handle, coalesce(u.display_name, '') AS display_name,
        coalesce(u.avatar_url, '') AS avatar_url,
        (SELECT count(*) FROM search_posts x WHERE x.reply_to = p.post_id AND x.deleted_at IS NULL) AS reply_count,
+       (SELECT CASE WHEN pu.handle LIKE '~%' THEN '' ELSE coalesce(pu.handle, '') END
+        FROM search_posts pp JOIN search_users pu ON pu.user_id = pp.author_id
+        WHERE pp.post_id = p.reply_to) AS reply_to_handle,
        CASE WHEN query.has_q
             THEN ts_headline('english', translate(p.text, E'\\uE000\\uE001', ''), query.q,
                              CASE WHEN length(p.text) <= {WHOLE_SNIPPET_CHARS} THEN '{_HEADLINE}, HighlightAll=true'
@@ -310,6 +313,7 @@ def _post_json(row: asyncpg.Record) -> dict[str, Any]:
         "hashtags": row["hashtags"],
         "mentions": row["mentions"],
         "reply_to": row["reply_to"],
+        "reply_to_handle": row["reply_to_handle"] or "",
         "reply_count": row["reply_count"],
         "created_at": row["created_at"],
         "snippet": snippet_html(row["snippet"]),

@@ -670,6 +670,10 @@ class CachedPosts:
             self._evict(now)
         return sorted(found.values(), key=lambda view: view.id, reverse=True)[:limit]
 
+    async def by_ids(self, post_ids: list[str]) -> list[PostView]:
+        """The live posts among these ids, newest first."""
+        return await self.items(post_ids, [], None, len(post_ids))
+
     def _evict(self, now: float) -> None:
         if len(self._views) <= self.max_entries:
             return

@@ -17,12 +17,13 @@ from gateway.pages.forms import Composer
 from gateway.pages.internal import MissingEndpoint, call_api
 from gateway.pages.templating import base_context, render
 from gateway.pages.web import page, page_route, page_viewer
+from gateway.post_objects import post_json
 from gateway.requests import path_param
-from gateway.routes.posts import post_json
 from gateway.state import state_of
 
 POSTED_COOKIE = "chirp_posted"
 POSTED_TTL_S = 60
+SUGGESTED = 3  # people in the home page's "Who to follow" box
 
 
 def _cursor(request: Request) -> dict[str, str]:
@@ -62,6 +63,12 @@ async def quote_composer(request: Request, quote_of: str) -> Composer:
     return Composer(next="/", quote_of=found.id, quoted=quoted)
 
 
+async def _suggestions(request: Request) -> list[dict[str, Any]]:
+    """A few people to follow ("Who to follow"), from `GET /api/suggestions`; none when it cannot answer."""
+    result = await call_api(request, "GET", "/api/suggestions", query={"limit": str(SUGGESTED)})
+    return result.data["items"] if result.status == 200 and result.data else []
+
+
 async def home_context(request: Request, me: Viewer | None, form: Composer | None = None) -> dict[str, Any]:
     """Home: the viewer's timeline (or everyone's posts with `?feed=all`, and always for visitors)."""
     feed = "home" if me and request.query_params.get("feed") != "all" else "all"
@@ -78,6 +85,7 @@ async def home_context(request: Request, me: Viewer | None, form: Composer | Non
         form = await quote_composer(request, quote_of)
     return {
         **await trending_context(request, shown=5),
+        "suggestions": await _suggestions(request) if me is not None else [],
         "feed": feed,
         "live_feed": feed,
         "posts": posts,

@@ -2,8 +2,10 @@
 
 Warm path: one Redis script (a page of post ids after the cursor, plus the followed big accounts, both without the
 authors the viewer mutes, blocks or is blocked by) and one SQL query loading those posts by id merged with the big
-accounts' newest. Cold path (no built timeline in Redis): the page is
-served from SQL with `"partial": true` while the timeline is rebuilt in the background.
+accounts' newest. Posts, their counts, the viewer's flags and the reposts merged in are cached briefly in the
+process (CachedPosts, gateway/interaction_cache.py), so a page read again within seconds needs no SQL at all; the
+viewer's own likes and reposts show as soon as they are applied. Cold path (no built timeline in Redis): the page
+is served from SQL with `"partial": true` while the timeline is rebuilt in the background.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from gateway.cursors import PageQuery, post_cursor, post_page_params
 from gateway.errors import JSONResponse
 from gateway.interactions import with_interactions, with_reposts
 from gateway.openapi import contract
-from gateway.routes.posts import PostPage, post_json
+from gateway.post_objects import PostPage, post_json
 from gateway.state import State, state_of
 from store.relations import hidden_keys
 from store.timelines import followees_of, page_of, rebuild
@@ -53,11 +55,19 @@ async def timeline(request: Request) -> Response:
         rows = await state.timeline_posts.items(window.post_ids, window.big_authors, cursor, limit + 1)
         page, after = page_of(rows, window.post_ids, limit)
     items, after = await with_reposts(
-        request, page, after is not None, me.user_id, cursor, limit, post_json, hidden=hidden
+        request,
+        page,
+        after is not None,
+        me.user_id,
+        cursor,
+        limit,
+        post_json,
+        state.timeline_posts.by_ids,
+        hidden=hidden,
     )
     return JSONResponse(
         {
-            "items": await with_interactions(request, items),
+            "items": await with_interactions(request, items, cached=True),
             "next_cursor": post_cursor(after),
             "partial": window is None,
         }

@@ -133,9 +133,20 @@ async def test_every_page_passes_axe_in_both_schemes_with_44px_targets_on_phones
         await ada.get_by_role("button", name=re.compile("^Mute @")).click()
     await expect(ada.get_by_role("button", name=re.compile("^Unmute @"))).to_be_visible()
 
+    # Someone to suggest: cat follows ada, who follows bob, so cat's home says "Who to follow: bob".
+    cat_ctx = await new_context(browser, site)
+    cat = await cat_ctx.new_page()
+    await dev_login(cat, unique("cat-"))
+    for page, handle in ((cat, ada_login), (ada, bob_login)):
+        await page.goto(f"/@{handle}")
+        async with page.expect_navigation():
+            await page.get_by_role("button", name=re.compile("^Follow")).click()
+    await reload_until(cat, "/", lambda p: p.locator(".suggestions .suggestion"))
+
     visitor_ctx = await new_context(browser, site)
     visitor = await visitor_ctx.new_page()
     pages: list[tuple[Page, str, str, bool]] = [
+        (cat, "/", "home-suggestions", True),
         (visitor, "/", "home-visitor", True),
         (visitor, "/login", "login", False),
         (ada, "/", "home", True),
@@ -185,6 +196,7 @@ async def test_every_page_passes_axe_in_both_schemes_with_44px_targets_on_phones
     await ada.set_viewport_size(VIEWPORTS["desktop"])
     await ada_ctx.close()
     await bob_ctx.close()
+    await cat_ctx.close()
     await visitor_ctx.close()
     assert not problems, "\n".join(problems)
 
