@@ -18,6 +18,3 @@ CREATE INDEX IF NOT EXISTS reports_by_reporter ON reports (reporter_id, report_i
 
 -- A post taken down by the operators is a tombstone like a deleted one; moderated says so, for its author's view.
 ALTER TABLE posts ADD COLUMN IF NOT EXISTS moderated boolean NOT NULL DEFAULT false;
-
--- An account the operators suspended is left out of user search (the search consumer reads report-decisions).
-ALTER TABLE search_users ADD COLUMN IF NOT EXISTS suspended boolean NOT NULL DEFAULT false;
