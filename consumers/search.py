@@ -1,6 +1,7 @@
 """Full-text search index of posts and users (PostgreSQL `search_posts`, `search_users`).
 
-In: post-parsed, post-deleted, user-registered, user-profile-synced, user-profile-updated.
+In: post-parsed, post-deleted, user-registered, user-profile-synced, user-profile-updated, report-decisions (a
+suspension leaves the account out of user search).
 Out: rows in this model's own tables through the `SearchIndex` port (store/search.py); nothing published.
 Idempotency: one upsert per batch keyed by post id / user id. A delete leaves a tombstone that a later (or
 redelivered) post-parsed never revives, whichever arrives first; a newer render replaces an older one; every profile
@@ -12,7 +13,14 @@ from __future__ import annotations
 
 from consumers.runtime import Consumer, Context
 from schemas import topics
-from schemas.events import PostDeleted, PostParsed, UserProfileSynced, UserProfileUpdated, UserRegistered
+from schemas.events import (
+    PostDeleted,
+    PostParsed,
+    ReportResolved,
+    UserProfileSynced,
+    UserProfileUpdated,
+    UserRegistered,
+)
 from store.search import PostgresSearch
 from store.users import ProfileChange
 
@@ -52,3 +60,11 @@ async def on_user_profile_synced(events: list[UserProfileSynced], ctx: Context) 
 async def on_user_profile_updated(events: list[UserProfileUpdated], ctx: Context) -> None:
     """Apply name and bio edits."""
     await PostgresSearch(ctx.pg).save_profiles([ProfileChange.of(e) for e in events])
+
+
+@consumer.on(topics.REPORT_DECISIONS, batch=True)
+async def on_report_resolved(events: list[ReportResolved], ctx: Context) -> None:
+    """Leave suspended accounts out of user search."""
+    suspended = [e.payload.user_id for e in events if e.payload.action == "suspend"]
+    if suspended:
+        await PostgresSearch(ctx.pg).save_suspended(suspended)

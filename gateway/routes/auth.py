@@ -40,6 +40,7 @@ async def login_user(state: State, registered: UserRegistered) -> tuple[str, str
     one (the projections rank a chosen name above GitHub's, migration 040).
     """
     data = registered.payload
+    await refuse_suspended(state, data.user_id)  # before anything is published for the account
     row = await state.pg.fetchrow("SELECT handle, display_name, avatar_url FROM users WHERE user_id = $1", data.user_id)
     if row is None:
         await state.publisher.publish(registered)

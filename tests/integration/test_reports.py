@@ -144,6 +144,13 @@ async def test_a_suspension_hides_the_account_and_refuses_its_logins_and_tokens(
     dan, eve = unique_handle("dan"), unique_handle("eve")
     dan_h, eve_h = await users(client, pg, dan, eve)
     post_id = (await client.post("/api/posts", json={"body": "spam"}, headers={**dan_h, **WAIT})).json()["id"]
+
+    async def found_in_search() -> list[str]:
+        response = await client.get("/api/search", params={"q": dan, "type": "users"})
+        assert response.status_code == 200, response.text
+        return [u["handle"] for u in response.json()["items"]]
+
+    await eventually(found_in_search, until=lambda handles: dan in handles)
     report_id = await report(client, eve_h, handle=dan.upper(), reason="abuse")
     await eventually(lambda: mine(client, eve_h), until=lambda items: len(items) == 1)
     refused = await asyncio.to_thread(chirp, "reports", "resolve", report_id, "--action", "takedown")
@@ -158,6 +165,7 @@ async def test_a_suspension_hides_the_account_and_refuses_its_logins_and_tokens(
     assert (await client.post("/api/posts", json={"body": "more"}, headers=dan_h)).status_code == 403
     assert (await client.get(f"/api/users/{dan}")).status_code == 404
     await eventually(lambda: client.get(f"/api/posts/{post_id}"), until=lambda r: r.status_code == 404)
+    await eventually(found_in_search, until=lambda handles: dan not in handles)
     (decided,) = await eventually(lambda: mine(client, eve_h), until=lambda items: items[0]["status"] == "resolved")
     assert decided["outcome"] == "suspend" and decided["handle"] == dan
     hidden = await redis_client.hget("trending:moderation", f"@{dan.lower()}")
