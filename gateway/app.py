@@ -29,6 +29,7 @@ from gateway.pages.security import SecurityHeaders
 from gateway.ratelimit import RateLimiter, RateLimitMiddleware
 from gateway.state import State
 from producers.broker import Publisher, ensure_topics, make_broker, stop_within
+from store.keys import PgKeyStore
 from store.postgres import connect
 from store.search import PLAN_ONCE
 
@@ -70,7 +71,7 @@ def create_app(settings: Settings) -> Starlette:
         app.state.chirp = State(
             settings,
             broker,
-            Publisher(broker, deadline_s=settings.publish_timeout_s),
+            Publisher(broker, deadline_s=settings.publish_timeout_s, keys=PgKeyStore.from_settings(settings, pg)),
             redis_client,
             pg,
             keys=KeyRing.from_settings(settings),

@@ -37,6 +37,9 @@ NOTIFICATIONS_READ = Topic(f"{NAMESPACE}notifications-read", key="user_id")
 POST_LIKES = Topic(f"{NAMESPACE}post-likes", key="user_id")
 POST_REPOSTS = Topic(f"{NAMESPACE}post-reposts", key="user_id")
 POST_BOOKMARKS = Topic(f"{NAMESPACE}post-bookmarks", key="user_id")
+# Account deletion (DELETE /api/me): every read model drops the account; the erasure consumer schedules its keys'
+# deletion (docs/erasure.md).
+ACCOUNT_DELETED = Topic(f"{NAMESPACE}account-deleted", key="user_id")
 
 ALL: tuple[Topic, ...] = (
     POST_CREATED,
@@ -52,6 +55,7 @@ ALL: tuple[Topic, ...] = (
     POST_LIKES,
     POST_REPOSTS,
     POST_BOOKMARKS,
+    ACCOUNT_DELETED,
 )
 BY_NAME = {topic.name: topic for topic in ALL}
 

@@ -20,6 +20,7 @@ from gateway.errors import InvalidInput, JSONResponse, NotFound
 from gateway.openapi import contract
 from gateway.requests import RequestModel, json_body, validated
 from gateway.routes import resource
+from gateway.routes.account import delete_me
 from gateway.state import state_of
 from schemas import text
 from schemas.events import FollowData, Id, UserFollowed, UserProfileUpdated, UserProfileUpdatedData, UserUnfollowed
@@ -200,7 +201,7 @@ async def following(request: Request) -> Response:
 
 
 routes = [
-    resource("/api/me", get=me, patch=update_me),
+    resource("/api/me", get=me, patch=update_me, delete=delete_me),
     Route("/api/users/{handle}", profile, methods=["GET"]),
     resource("/api/users/{handle}/follow", post=follow, delete=unfollow),
     Route("/api/users/{handle}/followers", followers, methods=["GET"]),
