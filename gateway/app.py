@@ -22,16 +22,26 @@ from chirp.settings import Settings
 from gateway import middleware
 from gateway.auth.keys import KeyRing
 from gateway.auth.sessions import SessionStore
-from gateway.errors import HANDLERS, ServiceErrors
+from gateway.auth.tokens import VerifiedTokens
+from gateway.errors import ErrorHandlers, ServiceErrors
 from gateway.limits import BoundedRequests
 from gateway.metrics import MetricsMiddleware
-from gateway.pages.security import SecurityHeaders
+from gateway.pages.errors import error_page
+from gateway.pages.live import Relay
+from gateway.pages.security import HEADERS, SecurityHeaders
+from gateway.post_waits import PostWaits
 from gateway.ratelimit import RateLimiter, RateLimitMiddleware
 from gateway.state import State
 from producers.broker import Publisher, ensure_topics, make_broker, stop_within
+from store.interactions import PostgresInteractions
 from store.keys import PgKeyStore
 from store.postgres import connect
-from store.search import PLAN_ONCE
+from store.posts import PostgresPosts
+from store.search import PLAN_ONCE, PostgresSearch
+from store.timelines import CachedPosts, PostgresTimelineSource, RedisTimelines
+from store.users import PostgresUsersReadModel
+
+POST_CACHE_TTL_S = 2.0  # how late a reply count, a rename or a re-render may show in timelines
 
 
 def routes() -> list[BaseRoute]:
@@ -77,7 +87,15 @@ def create_app(settings: Settings) -> Starlette:
             keys=KeyRing.from_settings(settings),
             sessions=SessionStore(redis_client, settings.refresh_token_days),
             limiter=RateLimiter(redis_client),
-            search_pg=search_pg,
+            posts=PostgresPosts(pg),
+            users=PostgresUsersReadModel(pg),
+            interactions=PostgresInteractions(pg),
+            search=PostgresSearch(search_pg),
+            timelines=RedisTimelines(redis_client, settings.timeline_length),
+            timeline_posts=CachedPosts(PostgresTimelineSource(pg), POST_CACHE_TTL_S),
+            post_waits=PostWaits(redis_client),
+            live_relay=Relay(settings.redis_url),
+            verified_tokens=VerifiedTokens(),
         )
         settle_after_startup()
         try:
@@ -88,19 +106,23 @@ def create_app(settings: Settings) -> Starlette:
             await pg.close()
             await search_pg.close()
 
+    errors = ErrorHandlers(error_page, HEADERS)  # pages in the site's layout for browsers, JSON for the API
     return Starlette(
         routes=routes(),
         lifespan=lifespan,
-        exception_handlers=HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=errors.by_class(),
         middleware=[  # outermost first: the metrics see every status the others answer
             Middleware(MetricsMiddleware),
             Middleware(middleware.RequestContext),
             Middleware(SecurityHeaders),
-            Middleware(ServiceErrors, retry_after_s=settings.unavailable_retry_after_s),
+            Middleware(
+                ServiceErrors, on_unavailable=errors.api_error, retry_after_s=settings.unavailable_retry_after_s
+            ),
             Middleware(
                 BoundedRequests,
                 max_body_bytes=settings.http_max_body_bytes,
                 body_timeout_s=settings.http_body_timeout_s,
+                on_refused=errors.api_error,
             ),
             Middleware(RateLimitMiddleware),
         ],

@@ -7,8 +7,8 @@ answering in time) is no bug of ours and no fault of the client: `unavailable()`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 import orjson
 from pydantic import ValidationError
@@ -127,35 +127,76 @@ def wants_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "") and not request.url.path.startswith("/api/")
 
 
-async def html_error(
-    request: Request, status: int, message: str, headers: Mapping[str, str] | None = None, *, with_viewer: bool = True
-) -> Response:
-    """An error page in the site layout (imported lazily: the pages import this module)."""
-    from gateway.pages.errors import error_page
-
-    return await error_page(
-        request, status, _PAGE_TITLES.get(status, "Error"), message, headers, with_viewer=with_viewer
-    )
-
-
-async def api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    if wants_html(request):
-        message = _PAGE_MESSAGES.get(exc.status) if exc.status in (404, 429) else exc.message
-        # An unavailable store may be what finds the viewer: a 503 page does without.
-        return await html_error(
-            request, exc.status, message or exc.message, exc.headers, with_viewer=not isinstance(exc, Unavailable)
-        )
-    return JSONResponse(error_body(exc.code, exc.message, exc.field, exc.details), exc.status, headers=exc.headers)
+class ErrorPage(Protocol):
+    async def __call__(
+        self,
+        request: Request,
+        status: int,
+        title: str,
+        message: str,
+        headers: Mapping[str, str] | None,
+        *,
+        with_viewer: bool,
+    ) -> Response: ...
 
 
-async def http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    if wants_html(request):
-        message = _PAGE_MESSAGES.get(exc.status_code, str(exc.detail))
-        return await html_error(request, exc.status_code, message, _with_allow(request, exc))
-    code = _HTTP_CODES.get(exc.status_code, "error")
-    return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=_with_allow(request, exc))
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+class ErrorHandlers:
+    """The app's exception handlers: JSON for API clients, `page` (the site's error page) for browsers.
+
+    The composition root (gateway/app.py) registers them, with the pages' renderer and security headers.
+    """
+
+    def __init__(self, page: ErrorPage, security_headers: Mapping[str, str]) -> None:
+        self.page = page
+        self.security_headers = dict(security_headers)
+
+    def by_class(self) -> dict[Any, Handler]:
+        return {ApiError: self.api_error, HTTPException: self.http_error, Exception: self.server_error}
+
+    async def html_error(
+        self,
+        request: Request,
+        status: int,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        with_viewer: bool = True,
+    ) -> Response:
+        """An error page in the site layout."""
+        title = _PAGE_TITLES.get(status, "Error")
+        return await self.page(request, status, title, message, headers, with_viewer=with_viewer)
+
+    async def api_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        if wants_html(request):
+            message = _PAGE_MESSAGES.get(exc.status) if exc.status in (404, 429) else exc.message
+            # An unavailable store may be what finds the viewer: a 503 page does without.
+            unavailable = isinstance(exc, Unavailable)
+            return await self.html_error(
+                request, exc.status, message or exc.message, exc.headers, with_viewer=not unavailable
+            )
+        body = error_body(exc.code, exc.message, exc.field, exc.details)
+        return JSONResponse(body, exc.status, headers=exc.headers)
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if wants_html(request):
+            message = _PAGE_MESSAGES.get(exc.status_code, str(exc.detail))
+            return await self.html_error(request, exc.status_code, message, _with_allow(request, exc))
+        code = _HTTP_CODES.get(exc.status_code, "error")
+        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=_with_allow(request, exc))
+
+    async def server_error(self, request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", path=request.url.path)
+        # This handler runs outside the middleware stack (Starlette's ServerErrorMiddleware), so it adds the
+        # security headers itself.
+        headers = self.security_headers
+        if wants_html(request):
+            return await self.html_error(request, 500, _PAGE_MESSAGES[500], headers, with_viewer=False)
+        return JSONResponse(error_body("internal", "Something went wrong on our side."), 500, headers=headers)
 
 
 def _with_allow(request: Request, exc: HTTPException) -> Mapping[str, str] | None:
@@ -167,20 +208,6 @@ def _with_allow(request: Request, exc: HTTPException) -> Mapping[str, str] | Non
         if route.matches(request.scope)[0] is not Match.NONE:
             methods |= getattr(route, "methods", None) or set()
     return {**(exc.headers or {}), "Allow": ", ".join(sorted(methods))} if methods else exc.headers
-
-
-async def server_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error", path=request.url.path)
-    # This handler runs outside the middleware stack (Starlette's ServerErrorMiddleware), so it adds the
-    # security headers itself.
-    from gateway.pages.security import HEADERS
-
-    if wants_html(request):
-        return await html_error(request, 500, _PAGE_MESSAGES[500], HEADERS, with_viewer=False)
-    return JSONResponse(error_body("internal", "Something went wrong on our side."), 500, headers=HEADERS)
-
-
-HANDLERS = {ApiError: api_error, HTTPException: http_error, Exception: server_error}
 
 
 def _dependency_of(exc: BaseException) -> str | None:
@@ -234,8 +261,9 @@ class ServiceErrors:
     Starlette's 500 handler. A response already started (an event stream) cannot change: it is only logged.
     """
 
-    def __init__(self, app: ASGIApp, *, retry_after_s: int = 5) -> None:
+    def __init__(self, app: ASGIApp, *, on_unavailable: Handler, retry_after_s: int = 5) -> None:
         self.app = app
+        self.on_unavailable = on_unavailable  # the app's handler of API errors
         self.retry_after_s = retry_after_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -256,4 +284,4 @@ class ServiceErrors:
                 raise
             log.warning("dependency unavailable", path=scope["path"], error=f"{type(exc).__name__}: {exc}")
             if not started:
-                await (await api_error(Request(scope), refusal))(scope, receive, send)
+                await (await self.on_unavailable(Request(scope), refusal))(scope, receive, send)

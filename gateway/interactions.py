@@ -16,8 +16,7 @@ from ulid import ULID
 from gateway.auth.current import viewer
 from gateway.errors import InvalidInput
 from gateway.state import state_of
-from store.interactions import PostgresInteractions
-from store.posts import PostgresPosts, PostView
+from store.posts import PostView
 
 NONE = {"like_count": 0, "repost_count": 0, "quote_count": 0}
 
@@ -27,9 +26,7 @@ async def with_interactions(request: Request, items: list[dict[str, Any]]) -> li
     if not items:
         return items
     me = await viewer(request)
-    found = await PostgresInteractions(state_of(request).pg).of_posts(
-        [p["id"] for p in items], me.user_id if me else None
-    )
+    found = await state_of(request).interactions.of_posts([p["id"] for p in items], me.user_id if me else None)
     blank = {**NONE, **({"liked_by_me": False, "reposted_by_me": False, "bookmarked_by_me": False} if me else {})}
     for post in items:
         post.update(found.get(post["id"], blank))
@@ -66,10 +63,10 @@ async def with_reposts(
     post with `reposted_by` and `reposted_at`, sorted at its latest repost; a post shows once, at its newest place.
     Returns the page and the next cursor."""
     state = state_of(request)
-    reposts = await PostgresInteractions(state.pg).reposts_by(users, _cursor_time(cursor), limit + 1)
+    reposts = await state.interactions.reposts_by(users, _cursor_time(cursor), limit + 1)
     reposts = [r for r in reposts if cursor is None or repost_key(r["post_id"], r["changed_at"]) < cursor]
     reposted = [r["post_id"] for r in reposts]
-    originals = {p.id: p for p in await PostgresPosts(state.pg).many(reposted)} if reposted else {}
+    originals = {p.id: p for p in await state.posts.many(reposted)} if reposted else {}
     candidates: list[tuple[str, dict[str, Any]]] = [(p.id, post_json(p)) for p in posts]
     for row in reposts:
         if (found := originals.get(row["post_id"])) is not None:

@@ -17,7 +17,7 @@ import re
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import ApiError, api_error
+from gateway.errors import ApiError, Handler
 
 # Routes that take only a few fields allow less than the default (logins are unauthenticated: every byte an
 # anonymous client may make us hold counts).
@@ -38,8 +38,9 @@ class RequestTimeout(ApiError):
 class BoundedRequests:
     """Pure ASGI middleware: body size per route and body time, refused before the app pays for them."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, body_timeout_s: float) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, body_timeout_s: float, on_refused: Handler) -> None:
         self.app = app
+        self.on_refused = on_refused  # the app's handler of API errors: JSON, or an error page for browsers
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
 
@@ -56,7 +57,7 @@ class BoundedRequests:
         limit = self.limit_for(scope["path"])
         length = _content_length(scope)
         if length is not None and length > limit:
-            return await _refuse(scope, send, PayloadTooLarge(f"The body is over {limit} bytes.", headers=_CLOSE))
+            return await self._refuse(scope, send, PayloadTooLarge(f"The body is over {limit} bytes.", headers=_CLOSE))
         received = 0
         deadline: float | None = None
         complete = False
@@ -89,7 +90,13 @@ class BoundedRequests:
         except (PayloadTooLarge, RequestTimeout) as exc:  # raised in a middleware, outside the app's handlers
             if started:
                 raise
-            await _refuse(scope, send, exc)
+            await self._refuse(scope, send, exc)
+
+    async def _refuse(self, scope: Scope, send: Send, exc: ApiError) -> None:
+        async def no_body() -> Message:
+            return {"type": "http.disconnect"}
+
+        await (await self.on_refused(Request(scope, no_body), exc))(scope, no_body, send)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -100,10 +107,3 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None  # the server refuses a malformed length before the app sees it
     return None
-
-
-async def _refuse(scope: Scope, send: Send, exc: ApiError) -> None:
-    async def no_body() -> Message:
-        return {"type": "http.disconnect"}
-
-    await (await api_error(Request(scope, no_body), exc))(scope, no_body, send)

@@ -21,7 +21,6 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from chirp.logging import get_logger
-from gateway.state import State
 from store.posts import CHANNEL, DELETED_CHANNEL
 
 log = get_logger("chirp.gateway")
@@ -105,11 +104,3 @@ class PostWaits:
             self._ready.clear()
             # Requests may have registered while this subscription was closing: they get a fresh one.
             self._task = asyncio.create_task(self._run()) if self._waiting else None
-
-
-def waits_of(state: State) -> PostWaits:
-    """This process's PostWaits (created on first use)."""
-    found = state.extras.get("post_waits")
-    if found is None:
-        found = state.extras["post_waits"] = PostWaits(state.redis)
-    return found

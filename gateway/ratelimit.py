@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.auth.current import viewer
 from gateway.errors import ApiError, JSONResponse, error_body
 
 if TYPE_CHECKING:
@@ -167,7 +168,6 @@ class RateLimitMiddleware:
 
     async def _check(self, scope: Scope, action: str) -> Decision | None:
         """The refusal, or None when both buckets had a token."""
-        from gateway.auth.current import viewer  # here: current imports the state, which imports this module
 
         state = scope["app"].state.chirp
         user_limits, ip_limits = self._limits_for(state.settings)

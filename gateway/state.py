@@ -1,9 +1,11 @@
-"""The clients the gateway shares across requests, opened and closed by the app's lifespan."""
+"""What the gateway shares across requests: clients and read models, built once by `gateway.app.create_app` (the
+composition root) and closed by its lifespan. Routes use the read models through their ports (Protocols)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -11,11 +13,20 @@ from faststream.kafka import KafkaBroker
 from starlette.requests import Request
 
 from chirp.settings import Settings
-from gateway.auth.keys import KeyRing
-from gateway.auth.sessions import SessionStore
-from gateway.auth.tokens import VerifiedTokens
-from gateway.ratelimit import RateLimiter
+from gateway.post_waits import PostWaits
 from producers.broker import Publisher
+from store.interactions import InteractionsReadModel
+from store.posts import PostReadModel
+from store.search import SearchIndex
+from store.timelines import CachedPosts, RedisTimelines
+from store.users import UsersReadModel
+
+if TYPE_CHECKING:  # these modules read this state: they are named here, built by the composition root
+    from gateway.auth.keys import KeyRing
+    from gateway.auth.sessions import SessionStore
+    from gateway.auth.tokens import VerifiedTokens
+    from gateway.pages.live import Relay
+    from gateway.ratelimit import RateLimiter
 
 
 @dataclass
@@ -28,9 +39,19 @@ class State:
     keys: KeyRing
     sessions: SessionStore
     limiter: RateLimiter
-    search_pg: asyncpg.Pool  # the same database, connections that plan search statements once (store/search.py)
-    verified_tokens: VerifiedTokens = field(default_factory=VerifiedTokens)
-    extras: dict[str, Any] = field(default_factory=dict)
+    # Read models.
+    posts: PostReadModel
+    users: UsersReadModel
+    interactions: InteractionsReadModel
+    search: SearchIndex  # on connections that plan search statements once (store/search.py)
+    timelines: RedisTimelines
+    timeline_posts: CachedPosts
+    # This process's subscribers to the posts channels: writes waiting to be visible, and the live streams.
+    post_waits: PostWaits
+    live_relay: Relay
+    verified_tokens: VerifiedTokens
+    trending_cache: dict[str, Any] = field(default_factory=dict)  # window → the ranking as last read
+    background: set[asyncio.Task[None]] = field(default_factory=set)  # tasks a response does not wait for
 
 
 def state_of(request: Request) -> State:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import asyncpg
 
@@ -189,6 +189,22 @@ def interactions_json(row: asyncpg.Record, signed_in: bool) -> dict[str, Any]:
         else:
             found["quote_of"] = {"id": row["quote_of"], "deleted": True}
     return found
+
+
+class InteractionsReadModel(Protocol):
+    """What the gateway reads about likes, reposts, bookmarks and quotes."""
+
+    async def of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, dict[str, Any]]: ...
+    async def reposts_by(
+        self, users: Sequence[str] | str, before: datetime | None, limit: int
+    ) -> list[dict[str, Any]]: ...
+    async def posts_of_user(
+        self, user_id: str, kind: Kind, after: tuple[datetime, str] | None, limit: int
+    ) -> Keyset: ...
+    async def users_of_post(
+        self, post_id: str, kind: Kind, after: tuple[datetime, str] | None, limit: int
+    ) -> Keyset: ...
+    async def quotes_of(self, post_id: str, after: tuple[datetime, str] | None, limit: int) -> Keyset: ...
 
 
 class PostgresInteractions:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -183,6 +183,15 @@ def newest_per_pair(changes: list[FollowChange]) -> list[FollowChange]:
         if pair not in newest or (change.at, change.active) > (newest[pair].at, newest[pair].active):
             newest[pair] = change
     return sorted(newest.values(), key=lambda c: (c.follower_id, c.followee_id))
+
+
+class UsersReadModel(Protocol):
+    """What the gateway reads about people."""
+
+    async def profile(self, handle: str, viewer_id: str | None) -> dict[str, Any] | None: ...
+    async def user_id(self, handle: str) -> str | None: ...
+    async def followers(self, user_id: str, after: tuple[datetime, str] | None, limit: int) -> FollowPage: ...
+    async def following(self, user_id: str, after: tuple[datetime, str] | None, limit: int) -> FollowPage: ...
 
 
 class PostgresUsersReadModel:

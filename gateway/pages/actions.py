@@ -33,8 +33,6 @@ from gateway.pages.web import checked_form, field, local_path, login_redirect, p
 from gateway.requests import RequestModel, body_as
 from gateway.routes.posts import post_json
 from gateway.state import state_of
-from store.posts import PostgresPosts
-from store.users import PostgresUsersReadModel
 
 SETTLE_S = 2.0  # how long an action waits for its event to reach the read model before redirecting anyway
 
@@ -80,7 +78,7 @@ async def compose(request: Request) -> Response:
         return page(request, "home.html", me, exc.status, exc.headers, **await home_context(request, me, composer))
     post_id = result.data["id"]
     if "preference-applied" not in result.response.headers:  # not visible within the API's wait: a little longer
-        posts = PostgresPosts(state_of(request).pg)
+        posts = state_of(request).posts
         await settle(lambda: posts.exists(post_id))
     anchor = f"#post-{post_id}" if reply_to else ""
     response = RedirectResponse(composer.next + anchor, 303)
@@ -106,7 +104,7 @@ async def confirm_delete(request: Request) -> Response:
     post_id = request.path_params["post_id"]
     if me is None:
         return login_redirect(request, f"/posts/{post_id}/delete")
-    found = await PostgresPosts(state_of(request).pg).get(post_id)
+    found = await state_of(request).posts.get(post_id)
     if found is None:
         raise NotFound("This post does not exist or was deleted.")
     if found.author_id != me.user_id:
@@ -123,7 +121,7 @@ async def delete(request: Request) -> Response:
     post_id = request.path_params["post_id"]
     result = await call_api(request, "DELETE", f"/api/posts/{post_id}", headers={"Prefer": "wait"})
     if "preference-applied" not in result.response.headers:
-        posts = PostgresPosts(state_of(request).pg)
+        posts = state_of(request).posts
 
         async def gone() -> bool:
             return not await posts.exists(post_id)
@@ -141,7 +139,7 @@ async def _follow(request: Request, following: bool) -> Response:
         return login_redirect(request, f"/@{handle}")
     form = await checked_form(request)
     await call_api(request, "POST" if following else "DELETE", f"/api/users/{handle}/follow")
-    users = PostgresUsersReadModel(state_of(request).pg)
+    users = state_of(request).users
 
     async def applied() -> bool:
         profile = await users.profile(handle, me.user_id)
@@ -169,7 +167,7 @@ async def settings_page(request: Request) -> Response:
     me = await page_viewer(request)
     if me is None:
         return login_redirect(request, "/settings")
-    users = PostgresUsersReadModel(state_of(request).pg)
+    users = state_of(request).users
     profile: dict = {}
 
     async def projected() -> bool:  # a person who just signed up may open this page before their profile lands
@@ -194,7 +192,7 @@ async def save_settings(request: Request) -> Response:
     except InvalidInput as exc:
         errors = {exc.field if exc.field in values else "form": exc.message}
         return page(request, "settings.html", me, 422, values=values, errors=errors)
-    users = PostgresUsersReadModel(state_of(request).pg)
+    users = state_of(request).users
     wanted = {k: v.strip() for k, v in values.items()}
 
     async def applied() -> bool:

@@ -20,8 +20,6 @@ from gateway.requests import path_param
 from gateway.routes.posts import post_json
 from gateway.state import state_of
 from schemas.text import tag_key
-from store.posts import PostgresPosts
-from store.users import PostgresUsersReadModel
 
 POSTED_COOKIE = "chirp_posted"
 POSTED_TTL_S = 60
@@ -49,7 +47,7 @@ async def _with_own_post(request: Request, me: Viewer, posts: list[dict[str, Any
     post_id = request.cookies.get(POSTED_COOKIE)
     if not post_id or request.query_params.get("cursor") or any(p["id"] == post_id for p in posts):
         return posts
-    found = await PostgresPosts(state_of(request).pg).get(post_id)
+    found = await state_of(request).posts.get(post_id)
     if found is None or found.author_id != me.user_id or (posts and found.id < posts[-1]["id"]):
         return posts
     return sorted([post_json(found), *posts], key=lambda p: p["id"], reverse=True)
@@ -57,7 +55,7 @@ async def _with_own_post(request: Request, me: Viewer, posts: list[dict[str, Any
 
 async def quote_composer(request: Request, quote_of: str) -> Composer:
     """The home composer quoting a post (embedded under the text; the Quote action), plain when the post is gone."""
-    found = await PostgresPosts(state_of(request).pg).get(quote_of)
+    found = await state_of(request).posts.get(quote_of)
     if found is None:
         return Composer(next="/")
     quoted = {k: v for k, v in post_json(found).items() if k in ("id", "author", "html", "text", "created_at")}
@@ -99,15 +97,12 @@ async def post_context(
     request: Request, me: Viewer | None, post_id: str, form: Composer | None = None
 ) -> dict[str, Any]:
     """A post, the conversation above it (root first), its author's card and its reply tree."""
-    pool = state_of(request).pg
-    posts = PostgresPosts(pool)
-    found = await posts.get(post_id)
+    state = state_of(request)
+    found = await state.posts.get(post_id)
     if found is None:
         raise NotFound("This post does not exist or was deleted.")
     shown = await with_interactions(request, [post_json(found)])
-    author = (
-        await PostgresUsersReadModel(pool).profile(found.handle, me.user_id if me else None) if found.handle else None
-    )
+    author = await state.users.profile(found.handle, me.user_id if me else None) if found.handle else None
     thread = (await call_api(request, "GET", f"/api/posts/{post_id}/thread", query=_cursor(request))).data
     return {
         "post": shown[0],
@@ -132,7 +127,7 @@ async def profile_page(request: Request) -> Response:
     """`GET /@{handle}`: the profile card and the person's posts."""
     me = await page_viewer(request)
     handle = path_param(request, "handle", f"Nobody here goes by @{request.path_params['handle']}.")
-    users = PostgresUsersReadModel(state_of(request).pg)
+    users = state_of(request).users
     profile = await users.profile(handle, me.user_id if me else None)
     if profile is None or profile["handle"].startswith("~"):
         raise NotFound(f"Nobody here goes by @{handle}.")
@@ -157,7 +152,7 @@ async def tag_page(request: Request) -> Response:
 async def post_fragment(request: Request) -> Response:
     """`GET /fragments/posts/{post_id}`: one post card, for the live updates to insert."""
     me = await page_viewer(request)
-    found = await PostgresPosts(state_of(request).pg).get(path_param(request, "post_id", "No such post."))
+    found = await state_of(request).posts.get(path_param(request, "post_id", "No such post."))
     if found is None:
         raise NotFound("No such post.")
     [post] = await with_interactions(request, [post_json(found)])

@@ -19,7 +19,6 @@ from gateway.pages.actions import settle
 from gateway.pages.internal import call_api
 from gateway.pages.web import checked_form, field, local_path, login_redirect, page, page_route, page_viewer
 from gateway.state import state_of
-from store.interactions import PostgresInteractions
 
 FLAGS = {"like": "liked_by_me", "repost": "reposted_by_me", "bookmark": "bookmarked_by_me"}
 SETTLE_S = 2.0
@@ -43,7 +42,7 @@ def _action(kind: str) -> Callable[[Request], Awaitable[Response]]:
         form = await checked_form(request)
         on = field(form, "on") != "0"
         await call_api(request, "POST" if on else "DELETE", f"/api/posts/{post_id}/{kind}")
-        store = PostgresInteractions(state_of(request).pg)
+        store = state_of(request).interactions
 
         async def applied() -> bool:
             return (await store.of_posts([post_id], me.user_id))[post_id][FLAGS[kind]] == on

@@ -44,7 +44,6 @@ from gateway.state import State, state_of
 from schemas.text import tag_key
 from store.notifications import BELL_CHANNEL
 from store.posts import CHANNEL, DELETED_CHANNEL
-from store.users import PostgresUsersReadModel
 
 log = get_logger("chirp.gateway")
 
@@ -244,14 +243,6 @@ class Relay:
             return False
 
 
-def relay_of(state: State) -> Relay:
-    """This process's relay (created on first use; it subscribes when the first stream opens)."""
-    found = state.extras.get("live_relay")
-    if found is None:
-        found = state.extras["live_relay"] = Relay(state.settings.redis_url)
-    return found
-
-
 # The stream ---------------------------------------------------------------------------------------------------
 
 
@@ -259,7 +250,7 @@ class _Followees:
     """Whom a viewer follows (and the viewer), reloaded when a post by someone else arrives and the set is stale."""
 
     def __init__(self, state: State, user_id: str) -> None:
-        self.users = PostgresUsersReadModel(state.pg)
+        self.users = state.users
         self.user_id = user_id
         self.ids: frozenset[str] = frozenset({user_id})
         self.loaded = 0.0
@@ -334,7 +325,7 @@ async def events(request: Request) -> Response:
             raise Unauthorized("Log in to follow your home timeline.")
         followees = _Followees(state, me.user_id)
         await followees.load()
-    relay = relay_of(state)
+    relay = state.live_relay
     listener = relay.listen()
     start, last = relay.position, request.headers.get("last-event-id")
     since = request.query_params.get("since")

@@ -11,14 +11,13 @@ from gateway.errors import NotFound
 from gateway.pages.internal import call_api
 from gateway.pages.web import page, page_route, page_viewer
 from gateway.state import state_of
-from store.users import PostgresUsersReadModel
 
 TITLES = {"followers": "Followers", "following": "Following"}
 
 
 async def _people(request: Request, which: str) -> Response:
     me = await page_viewer(request)
-    profile = await PostgresUsersReadModel(state_of(request).pg).profile(request.path_params["handle"], None)
+    profile = await state_of(request).users.profile(request.path_params["handle"], None)
     if profile is None or profile["handle"].startswith("~"):
         raise NotFound(f"Nobody here goes by @{request.path_params['handle']}.")
     cursor = request.query_params.get("cursor")

@@ -15,7 +15,6 @@ from starlette.responses import HTMLResponse
 
 from consumers.markdown import render_post
 from gateway.auth.current import CSRF_COOKIE
-from gateway.pages.live import relay_of
 from gateway.state import state_of
 
 STATIC_PACKAGE = ("gateway", "static")
@@ -131,7 +130,7 @@ def base_context(request: Request, viewer: Any, **extra: Any) -> dict[str, Any]:
         "csrf_token": request.cookies.get(CSRF_COOKIE, ""),
         "path": request.url.path,
         "dev": state.settings.dev,
-        "live_since": relay_of(state).position,
+        "live_since": state.live_relay.position,
         "unread": request.scope.get("chirp_unread", 0),
         "public_url": state.settings.public_url.rstrip("/"),
         **extra,

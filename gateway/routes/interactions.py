@@ -27,8 +27,7 @@ from gateway.routes import resource
 from gateway.routes.posts import PostAccepted, PostPage, post_json
 from gateway.state import state_of
 from schemas.events import Id, InteractionData, PostBookmark, PostLike, PostRepost
-from store.interactions import Keyset, Kind, PostgresInteractions
-from store.posts import PostgresPosts
+from store.interactions import Keyset, Kind
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 # kind in the URL -> (event model, type when done, type when undone)
@@ -54,7 +53,7 @@ class UserPage(BaseModel):
 
 async def _existing_post(request: Request) -> str:
     post_id = path_param(request, "post_id", "No such post.")
-    if not await PostgresPosts(state_of(request).pg).exists(post_id):
+    if not await state_of(request).posts.exists(post_id):
         raise NotFound("No such post.")
     return post_id
 
@@ -87,7 +86,7 @@ def _next(page: Keyset) -> str | None:
 
 async def _posts_page(request: Request, page: Keyset) -> Response:
     """The posts of a keyset page, in its order (posts deleted meanwhile left out), with their interactions."""
-    found = {p.id: p for p in await PostgresPosts(state_of(request).pg).many([r["id"] for r in page.rows])}
+    found = {p.id: p for p in await state_of(request).posts.many([r["id"] for r in page.rows])}
     items = [post_json(found[r["id"]]) for r in page.rows if r["id"] in found]
     return JSONResponse({"items": await with_interactions(request, items), "next_cursor": _next(page)})
 
@@ -97,7 +96,7 @@ async def bookmarks(request: Request) -> Response:
     """`GET /api/bookmarks?cursor&limit` → the viewer's bookmarked posts, newest bookmark first; 401 anonymous."""
     me = await require_viewer(request)
     cursor, limit = KEYSET.page(request)
-    store = PostgresInteractions(state_of(request).pg)
+    store = state_of(request).interactions
     return await _posts_page(request, await store.posts_of_user(me.user_id, "bookmark", _after(cursor), limit))
 
 
@@ -106,7 +105,7 @@ def _users_of(kind: Literal["like", "repost"]) -> Endpoint:
     async def users(request: Request) -> Response:
         cursor, limit = KEYSET.page(request)
         post_id = await _existing_post(request)
-        page = await PostgresInteractions(state_of(request).pg).users_of_post(post_id, kind, _after(cursor), limit)
+        page = await state_of(request).interactions.users_of_post(post_id, kind, _after(cursor), limit)
         items = [{k: row[k] for k in ("handle", "display_name", "avatar_url")} for row in page.rows]
         return JSONResponse({"items": items, "next_cursor": _next(page)})
 
@@ -120,7 +119,7 @@ async def quotes(request: Request) -> Response:
     """`GET /api/posts/{id}/quotes?cursor&limit` → the posts quoting it, newest first; 404 for unknown posts."""
     cursor, limit = KEYSET.page(request)
     post_id = await _existing_post(request)
-    page = await PostgresInteractions(state_of(request).pg).quotes_of(post_id, _after(cursor), limit)
+    page = await state_of(request).interactions.quotes_of(post_id, _after(cursor), limit)
     return await _posts_page(request, page)
 
 

@@ -29,7 +29,6 @@ from gateway.routes.posts import Author, Post, post_json
 from gateway.state import State, state_of
 from schemas.events import Id
 from store.notifications import SHOWN_ACTORS, actors_key, item_key, items_key, unread_key
-from store.posts import PostgresPosts
 
 TIES = 50  # items sharing the cursor's millisecond we can step over
 
@@ -105,7 +104,7 @@ async def notification_page(state: State, user_id: str, cursor: tuple[int, str] 
     details = [found_details[i : i + 4] for i in range(0, len(found_details), 4)]
     people = await _people(state, {a for d in details for a in d[1]})
     wanted = sorted({d[0]["post"] for d in details if d[0].get("post")})
-    posts = {p.id: p for p in await PostgresPosts(state.pg).many(wanted)} if wanted else {}
+    posts = {p.id: p for p in await state.posts.many(wanted)} if wanted else {}
     items: list[dict[str, Any]] = []
     for (item_id, at), (info, actors, count, unread) in zip(shown, details, strict=True):
         item: dict[str, Any] = {

@@ -33,14 +33,13 @@ from gateway.cursors import PageQuery, post_cursor, post_page_params
 from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, NotFound
 from gateway.interactions import with_interactions, with_reposts
 from gateway.openapi import contract
-from gateway.post_waits import waits_of
 from gateway.requests import RequestModel, json_body, path_param, validated
 from gateway.routes import resource
 from gateway.state import State, state_of
 from schemas import text
 from schemas.events import Id, PostCreated, PostCreatedData, PostDeleted, PostDeletedData, new_id
 from schemas.text import MAX_TAG_CHARS, PostBody, Tag, unify_lines
-from store.posts import CHANNEL, DELETED_CHANNEL, Page, PostgresPosts, PostView
+from store.posts import CHANNEL, DELETED_CHANNEL, Page, PostReadModel, PostView
 
 MAX_WAIT_S = 1.0
 IDEMPOTENCY_TTL_S = 24 * 3600
@@ -219,7 +218,7 @@ async def create_post(request: Request) -> Response:
     the event; a `quote_of` or `reply_to` naming no live post is 422."""
     viewer = await require_viewer(request)
     state = state_of(request)
-    posts = PostgresPosts(state.pg)
+    posts = state.posts
     data = await json_body(request)
     body, reply_to = validate_post(data)
     quote_of = validate_quote(data)
@@ -235,7 +234,7 @@ async def create_post(request: Request) -> Response:
         post_id, published = await _claim(state, key, post_id, fingerprint)
         if published and (not wait or await posts.exists(post_id)):
             return _accepted(post_id, bool(wait))
-    async with waits_of(state).expecting(CHANNEL, post_id, wait) as seen:
+    async with state.post_waits.expecting(CHANNEL, post_id, wait) as seen:
         if not published:
             await _publish(state, viewer, post_id, body, reply_to, quote_of)
             if key is not None:
@@ -253,7 +252,7 @@ async def delete_post(request: Request) -> Response:
     """
     viewer = await require_viewer(request)
     state = state_of(request)
-    posts = PostgresPosts(state.pg)
+    posts = state.posts
     post = await posts.get(path_param(request, "post_id", "No such post."))
     if post is None:
         raise NotFound("No such post.")
@@ -264,7 +263,7 @@ async def delete_post(request: Request) -> Response:
         return not await posts.exists(post.id)
 
     wait = wait_seconds(request.headers.get("prefer"))
-    async with waits_of(state).expecting(DELETED_CHANNEL, post.id, wait) as seen:
+    async with state.post_waits.expecting(DELETED_CHANNEL, post.id, wait) as seen:
         event = PostDeleted(actor=viewer.user_id, payload=PostDeletedData(post_id=post.id, author_id=post.author_id))
         await state.publisher.publish(event)
         visible = await seen(gone)
@@ -275,8 +274,8 @@ async def delete_post(request: Request) -> Response:
 # Reads --------------------------------------------------------------------------------------------------------
 
 
-def _posts(request: Request) -> PostgresPosts:
-    return PostgresPosts(state_of(request).pg)
+def _posts(request: Request) -> PostReadModel:
+    return state_of(request).posts
 
 
 @contract(Post, errors=(404,))

@@ -26,7 +26,7 @@ from gateway.routes import posts as posts_route
 from gateway.routes.posts import Post
 from gateway.state import state_of
 from schemas.events import Id
-from store.search import CANDIDATES, USER_CANDIDATES, PostgresSearch
+from store.search import CANDIDATES, USER_CANDIDATES
 from store.search_query import MAX_QUERY_CHARS, parse_query
 
 
@@ -106,7 +106,7 @@ async def search(request: Request) -> Response:
     """`GET /api/search` → `{"items": [...], "next_cursor"}`: posts (with a `<mark>` snippet) or users."""
     params = query_as(request, SearchQuery)
     q, kind, limit = params.q, params.type, params.limit
-    index = PostgresSearch(state_of(request).search_pg)
+    index = state_of(request).search
     query = parse_query(q)
     body: dict[str, Any]
     if kind == "users":
@@ -135,7 +135,7 @@ async def tag(request: Request) -> Response:
         key = posts_route.tag_key(request.path_params["tag"])
     except InvalidInput:
         raise NotFound("No such tag.") from None
-    stats = await PostgresSearch(state_of(request).search_pg).tag_stats(key)
+    stats = await state_of(request).search.tag_stats(key)
     if stats is None:
         raise NotFound("No such tag.")
     return JSONResponse(

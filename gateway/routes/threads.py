@@ -22,7 +22,7 @@ from gateway.openapi import contract
 from gateway.requests import QueryModel, path_param, query_as
 from gateway.routes.posts import Post, post_json
 from gateway.state import State, state_of
-from store.posts import PostgresPosts, PostView
+from store.posts import PostView
 from store.threads import Node, Shown, Threads
 
 BREADTH = (20, 5, 3)  # replies per post at each depth below the post
@@ -90,7 +90,7 @@ async def thread(request: Request) -> Response:
     """A post with the chain above it and a bounded tree of the replies below it."""
     state = state_of(request)
     after = THREAD_CURSOR.decode(query_as(request, ThreadQuery).cursor)
-    post = await PostgresPosts(state.pg).get(path_param(request, "post_id", "No such post."))
+    post = await state.posts.get(path_param(request, "post_id", "No such post."))
     if post is None:
         raise NotFound("No such post.")
     return JSONResponse(await conversation(state, post, after))

@@ -22,25 +22,9 @@ from gateway.interactions import with_interactions, with_reposts
 from gateway.openapi import contract
 from gateway.routes.posts import PostPage, post_json
 from gateway.state import State, state_of
-from store.timelines import CachedPosts, PostgresTimelineSource, RedisTimelines, followees_of, page_of, rebuild
+from store.timelines import followees_of, page_of, rebuild
 
 log = get_logger("chirp.gateway")
-POST_CACHE_TTL_S = 2.0  # how late a reply count, a rename or a re-render may show in timelines
-
-
-def _timelines(state: State) -> RedisTimelines:
-    found = state.extras.get("timelines")
-    if found is None:
-        found = state.extras["timelines"] = RedisTimelines(state.redis, state.settings.timeline_length)
-    return found
-
-
-def _posts(state: State) -> CachedPosts:
-    found = state.extras.get("timeline_posts")
-    if found is None:
-        source = PostgresTimelineSource(state.pg)
-        found = state.extras["timeline_posts"] = CachedPosts(source, POST_CACHE_TTL_S)
-    return found
 
 
 class Timeline(PostPage):
@@ -53,15 +37,15 @@ async def timeline(request: Request) -> Response:
     me = await require_viewer(request)
     cursor, limit = post_page_params(request)
     state = state_of(request)
-    window = await _timelines(state).window(me.user_id, cursor, limit)
+    window = await state.timelines.window(me.user_id, cursor, limit)
     if window is None:
         _start_rebuild(state, me.user_id)
-        source = _posts(state).source
-        authors = [*await followees_of(_timelines(state), source, me.user_id), me.user_id]
+        source = state.timeline_posts.source
+        authors = [*await followees_of(state.timelines, source, me.user_id), me.user_id]
         rows = await source.items([], authors, cursor, limit + 1)
         page, after = rows[:limit], rows[limit - 1].id if len(rows) > limit else None
     else:
-        rows = await _posts(state).items(window.post_ids, window.big_authors, cursor, limit + 1)
+        rows = await state.timeline_posts.items(window.post_ids, window.big_authors, cursor, limit + 1)
         page, after = page_of(rows, window.post_ids, limit)
     items, after = await with_reposts(request, page, after is not None, me.user_id, cursor, limit, post_json)
     return JSONResponse(
@@ -74,18 +58,17 @@ async def timeline(request: Request) -> Response:
 
 
 def _start_rebuild(state: State, user_id: str) -> None:
-    tasks: set[asyncio.Task[None]] = state.extras.setdefault("timeline_rebuilds", set())
     task = asyncio.create_task(_rebuild(state, user_id))
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
+    state.background.add(task)
+    task.add_done_callback(state.background.discard)
 
 
 async def _rebuild(state: State, user_id: str) -> None:
-    timelines = _timelines(state)
+    timelines = state.timelines
     if not await timelines.lock(user_id):
         return  # another request (or process) is rebuilding it
     try:
-        await rebuild(timelines, PostgresTimelineSource(state.pg), user_id, state.settings.fanout_max_followers)
+        await rebuild(timelines, state.timeline_posts.source, user_id, state.settings.fanout_max_followers)
     except Exception:
         log.exception("timeline rebuild failed; the next read retries", user_id=user_id)
     finally:

@@ -80,7 +80,7 @@ async def trending(request: Request) -> Response:
     query = query_as(request, TrendingQuery)
     window, limit = query.window, query.limit
     state = state_of(request)
-    cache: dict[str, _Cached] = state.extras.setdefault("trending_cache", {})
+    cache: dict[str, _Cached] = state.trending_cache
     entry = cache.get(window)
     now = time.monotonic()
     if entry is None or entry.until < now:

@@ -25,7 +25,7 @@ from gateway.state import state_of
 from schemas import text
 from schemas.events import FollowData, Id, UserFollowed, UserProfileUpdated, UserProfileUpdatedData, UserUnfollowed
 from schemas.text import Bio, DisplayName, strip_lines
-from store.users import FollowPage, PostgresUsersReadModel
+from store.users import FollowPage, UsersReadModel
 
 EDITABLE = ("display_name", "bio")
 ACCEPTED = {"status": "accepted"}
@@ -99,8 +99,8 @@ class Me(BaseModel):
     joined_at: datetime | None = None  # not yet in the users read model right after the first login
 
 
-def _users(request: Request) -> PostgresUsersReadModel:
-    return PostgresUsersReadModel(state_of(request).pg)
+def _users(request: Request) -> UsersReadModel:
+    return state_of(request).users
 
 
 async def _user_id(request: Request) -> str:

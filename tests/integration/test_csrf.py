@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from chirp.settings import Settings
 from gateway.auth.current import require_viewer
-from gateway.errors import HANDLERS, JSONResponse
+from gateway.errors import JSONResponse
 from tests.integration.helpers import unique_handle
 
 FOREIGN = "https://evil.example"
@@ -112,7 +112,7 @@ async def echo_client(app: Starlette, settings: Settings) -> AsyncIterator[httpx
     """A tiny app sharing the gateway's clients, with one form endpoint behind `require_viewer`."""
     mini = Starlette(
         routes=[Route("/echo", echo, methods=["POST", "PUT", "PATCH", "DELETE"])],
-        exception_handlers=HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=app.exception_handlers,
     )
     mini.state.chirp = app.state.chirp
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mini), base_url=settings.public_url) as http:

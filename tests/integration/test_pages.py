@@ -20,7 +20,7 @@ from starlette.requests import Request
 
 from chirp.settings import Settings
 from gateway.app import create_app
-from gateway.errors import NotFound, TooManyRequests, api_error, server_error
+from gateway.errors import ApiError, NotFound, TooManyRequests
 from gateway.pages.security import CSP
 from schemas.events import new_id
 from tests.conftest import eventually
@@ -135,6 +135,7 @@ def _request(app: Starlette, path: str) -> Request:
 
 
 async def test_rate_limited_and_crashed_pages_keep_the_layout(app: Starlette) -> None:
+    api_error, server_error = app.exception_handlers[ApiError], app.exception_handlers[Exception]
     limited = await api_error(_request(app, "/compose"), TooManyRequests("Slow down.", headers={"Retry-After": "7"}))
     assert limited.status_code == 429 and limited.headers["retry-after"] == "7"
     assert "Slow down" in assert_accessible(bytes(limited.body).decode()).findtext(f".//{NS}h1", "")

@@ -6,7 +6,6 @@ every consumer runs in the `pipeline` child process. A replay test runs the cons
 
 from __future__ import annotations
 
-import functools
 import random
 import subprocess
 from collections.abc import AsyncIterator
@@ -17,11 +16,11 @@ import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from starlette.applications import Starlette
 
 from chirp.settings import Settings
 from consumers import search
 from consumers.runtime import Context
-from gateway.routes import search as search_route
 from producers.broker import Publisher
 from schemas import topics
 from schemas.events import Event, UserProfileSynced, UserProfileSyncedData, UserProfileUpdated, UserProfileUpdatedData
@@ -233,10 +232,12 @@ async def test_pages_go_on_past_the_ranked_candidates_to_every_older_match(
     publisher: Publisher,
     pg: asyncpg.Pool,
     client: httpx.AsyncClient,
+    app: Starlette,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """With 3 candidates ranked, 8 matches: the ranked pages, then the older matches newest first, each once."""
-    monkeypatch.setattr(search_route, "PostgresSearch", functools.partial(PostgresSearch, candidates=3))
+    state = app.state.chirp
+    monkeypatch.setattr(state, "search", PostgresSearch(state.search.pool, candidates=3))
     user = registered("older")
     w = word()
     posts = [parsed(user.payload.user_id, f"{w} number {i}", at=ago(hours=i)) for i in range(8)]

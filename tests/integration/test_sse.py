@@ -184,7 +184,7 @@ async def test_a_reconnect_gets_what_it_missed_after_last_event_id(app: Starlett
     await redis.publish(CHANNEL, notice(missed_2, author))
     async with stream(app, f"/events?feed=user:{author}") as probe:  # a second page, to know they were relayed
         await connected(probe)
-    relay = app.state.chirp.extras["live_relay"]
+    relay = app.state.chirp.live_relay
 
     async def relayed() -> set[str]:
         return {n.post_id for n in relay.buffer}
