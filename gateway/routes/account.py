@@ -106,8 +106,9 @@ async def delete_me(request: Request) -> Response:
 _SECTIONS: tuple[tuple[str, str], ...] = (
     (
         "posts",
-        "SELECT post_id, body AS markdown, reply_to, quote_of, created_at FROM posts"
-        " WHERE author_id = $1 AND deleted_at IS NULL ORDER BY created_at",
+        "SELECT p.post_id, p.body AS markdown, p.reply_to, q.quote_of, p.created_at FROM posts p"
+        " LEFT JOIN quotes q ON q.post_id = p.post_id"
+        " WHERE p.author_id = $1 AND p.deleted_at IS NULL ORDER BY p.created_at",
     ),
     *(
         (
