@@ -116,8 +116,8 @@ def decode_batch(consumer: Consumer, records: Sequence[ConsumerRecord], keys: Ke
         try:
             if record.topic == retry_topic:
                 record = retried_record(record, consumer)
-            model = consumer.handlers[record.topic].model
-            decoded.by_topic[record.topic].append(Item(record, decode(record, model, keys)))
+            event = decode(record, consumer.handlers[record.topic].model, keys)
+            decoded.by_topic[record.topic].append(Item(record, event))  # (a topic whose events are all erased: none)
         except Rejected as exc:
             decoded.rejected.append((record, exc))
         except Erased:
