@@ -14,6 +14,7 @@ after deletion (last writer wins downstream), so a redelivered account-deleted p
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from chirp.logging import get_logger
@@ -79,9 +80,16 @@ async def undo_account(event: AccountDeleted, ctx: Context) -> list[Event]:
     return undo
 
 
+# What an account deletion undoes, one step per kind of thing an account leaves in the read models. Mutes, blocks and
+# reports add their step here (their undo events, derived from their read models as `undo_account` does for follows),
+# or their consumer handles account-deleted itself, as users, search and notifications do.
+UNDO_STEPS: list[Callable[[AccountDeleted, Context], Awaitable[list[Event]]]] = [undo_account]
+
+
 @consumer.on(topics.ACCOUNT_DELETED)
 async def on_account_deleted(event: AccountDeleted, ctx: Context) -> None:
-    await ctx.publisher.publish_many(await undo_account(event, ctx))
+    for step in UNDO_STEPS:
+        await ctx.publisher.publish_many(await step(event, ctx))
     await erasure.schedule(ctx.pg, [(user_key(event.payload.user_id), event.occurred_at)], ctx.settings.erasure_delay_s)
 
 

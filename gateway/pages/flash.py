@@ -26,6 +26,7 @@ MESSAGES = {
     "unfollowed": "You no longer follow @{handle}.",
     "logged-in": "Logged in as @{handle}.",
     "logged-out": "Logged out. See you soon.",
+    "account-deleted": "Your account is deleted. Goodbye.",
 }
 
 
