@@ -476,10 +476,13 @@ def dlq_drop(
 async def _publish_seed(settings: Settings, users: int, posts: int, seed: int, chunk: int) -> int:
     from ops.seed import generate
     from producers.broker import Publisher, ensure_topics, make_broker
+    from store.keys import PgKeyStore
+    from store.postgres import connect
 
     await ensure_topics(settings)
     broker = make_broker(settings)
     await broker.connect()
+    pool = await connect(settings)  # personal fields are sealed as the gateway seals them (docs/erasure.md)
     sent = 0
     progress = Progress(
         SpinnerColumn(),
@@ -490,7 +493,7 @@ async def _publish_seed(settings: Settings, users: int, posts: int, seed: int, c
         console=errors,
     )
     try:
-        publisher = Publisher(broker)
+        publisher = Publisher(broker, keys=PgKeyStore.from_settings(settings, pool))
         with progress:
             task = progress.add_task("seed", total=None)
             batch = []
@@ -506,6 +509,7 @@ async def _publish_seed(settings: Settings, users: int, posts: int, seed: int, c
             progress.update(task, completed=sent)
     finally:
         await broker.stop()
+        await pool.close()
     return sent
 
 

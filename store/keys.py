@@ -24,8 +24,8 @@ _CREATE = """
 WITH made AS (
     INSERT INTO erasure_keys (key_id, owner_id, key) VALUES ($1, $2, $3) ON CONFLICT (key_id) DO NOTHING
     RETURNING key)
-SELECT key, true AS found FROM made
-UNION ALL SELECT key, true FROM erasure_keys WHERE key_id = $1
+SELECT key FROM made
+UNION ALL SELECT key FROM erasure_keys WHERE key_id = $1
 LIMIT 1"""
 
 
@@ -51,7 +51,11 @@ class PgKeyStore:
         key = self.cache.get(key_id)
         if key is None:
             row = await self.pool.fetchrow(_CREATE, key_id, owner_id, new_key())
-            key = bytes(row["key"]) if row and row["key"] is not None else ERASED
+            if row is None:  # created meanwhile by another transaction, committed after this statement's snapshot
+                row = await self.pool.fetchrow("SELECT key FROM erasure_keys WHERE key_id = $1", key_id)
+            if row is None:
+                raise KeyStoreIncomplete(f"key {key_id} was neither created nor found")
+            key = bytes(row["key"]) if row["key"] is not None else ERASED
             self.cache[key_id] = key
         if key == ERASED:
             raise KeyErased(key_id)

@@ -99,3 +99,13 @@ async def test_nothing_new_is_sealed_with_an_erased_key(pg: asyncpg.Pool) -> Non
         assert type(exc).__name__ == "KeyErased"
     else:
         raise AssertionError("sealed with an erased key")
+
+
+async def test_keys_created_side_by_side_are_one_key(pg: asyncpg.Pool) -> None:
+    """Two events of one post sealed at once (post-created and post-parsed) get the same key, never 'erased'."""
+    for _ in range(20):
+        key_id = f"p:{new_id()}"
+        first, second = await asyncio.gather(
+            PgKeyStore(pg).sealing_key(key_id, "a"), PgKeyStore(pg).sealing_key(key_id, "a")
+        )
+        assert first == second and len(first) == 32
