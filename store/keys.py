@@ -4,10 +4,12 @@ Keys never go to Kafka. A key is created when the first event sealed with it is 
 and keeps the row, so readers tell an erased key (its events are skipped) from a missing one (the key store was lost
 or restored from an old backup: `KeyStoreIncomplete`, an outage that consumers wait out; docs/erasure.md).
 Cached keys live at most `erasure_key_cache_s` seconds, so an erased key leaves every process's memory by then.
+Keys asked for while an insert is under way are created together by the next one (one commit for many posts).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
@@ -21,12 +23,10 @@ from producers.sealing import ERASED_KEY as ERASED
 from producers.sealing import KeyErased, new_key
 
 _CREATE = """
-WITH made AS (
-    INSERT INTO erasure_keys (key_id, owner_id, key) VALUES ($1, $2, $3) ON CONFLICT (key_id) DO NOTHING
-    RETURNING key)
-SELECT key FROM made
-UNION ALL SELECT key FROM erasure_keys WHERE key_id = $1
-LIMIT 1"""
+INSERT INTO erasure_keys (key_id, owner_id, key) SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])
+ON CONFLICT (key_id) DO NOTHING
+RETURNING key_id, key"""
+_FIND = "SELECT key_id, key FROM erasure_keys WHERE key_id = ANY($1::text[])"
 
 
 class PgKeyStore:
@@ -41,6 +41,8 @@ class PgKeyStore:
         self.pool = pool
         self.lost_keys = lost_keys
         self.cache: TTLCache[str, bytes] = TTLCache(maxsize=cache_size, ttl=cache_s)
+        self._asked: dict[str, tuple[str, asyncio.Future[bytes]]] = {}  # key id -> (owner, its key once made)
+        self._creating: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, pool: asyncpg.Pool) -> PgKeyStore:
@@ -50,16 +52,38 @@ class PgKeyStore:
         """`key_id`'s key, created for `owner_id` if new; `KeyErased` once it was erased (nothing new is sealed)."""
         key = self.cache.get(key_id)
         if key is None:
-            row = await self.pool.fetchrow(_CREATE, key_id, owner_id, new_key())
-            if row is None:  # created meanwhile by another transaction, committed after this statement's snapshot
-                row = await self.pool.fetchrow("SELECT key FROM erasure_keys WHERE key_id = $1", key_id)
-            if row is None:
-                raise KeyStoreIncomplete(f"key {key_id} was neither created nor found")
-            key = bytes(row["key"]) if row["key"] is not None else ERASED
-            self.cache[key_id] = key
+            if key_id not in self._asked:
+                self._asked[key_id] = (owner_id, asyncio.get_running_loop().create_future())
+            if self._creating is None or self._creating.done():
+                self._creating = asyncio.create_task(self._create())
+            key = await asyncio.shield(self._asked[key_id][1])
         if key == ERASED:
             raise KeyErased(key_id)
         return key
+
+    async def _create(self) -> None:
+        """Insert every key asked for, one statement per round, until none is waiting."""
+        while self._asked:
+            asked, self._asked = self._asked, {}
+            try:
+                ids = list(asked)
+                rows = await self.pool.fetch(_CREATE, ids, [o for o, _ in asked.values()], [new_key() for _ in ids])
+                found = {r["key_id"]: r["key"] for r in rows}
+                if len(found) < len(ids):  # existing keys (or ones committed after the insert's snapshot)
+                    found.update({r["key_id"]: r["key"] for r in await self.pool.fetch(_FIND, ids)})
+            except Exception as exc:  # every waiter gets it
+                for _, waiter in asked.values():
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+                continue
+            for key_id, (_, waiter) in asked.items():
+                if key_id not in found:
+                    waiter.set_exception(KeyStoreIncomplete(f"key {key_id} was neither created nor found"))
+                    continue
+                key = bytes(found[key_id]) if found[key_id] is not None else ERASED
+                self.cache[key_id] = key
+                if not waiter.done():
+                    waiter.set_result(key)
 
     async def load(self, key_ids: Iterable[str], sealing: Iterable[str] = ()) -> dict[str, bytes]:
         """The keys of `key_ids` that exist (ERASED for erased ones), cached or read in one query.
@@ -68,9 +92,7 @@ class PgKeyStore:
         found = {k: v for k in wanted if (v := self.cache.get(k)) is not None}
         missing = wanted - found.keys()
         if missing:
-            rows = await self.pool.fetch(
-                "SELECT key_id, key FROM erasure_keys WHERE key_id = ANY($1::text[])", list(missing)
-            )
+            rows = await self.pool.fetch(_FIND, list(missing))
             for row in rows:
                 key = bytes(row["key"]) if row["key"] is not None else ERASED
                 found[row["key_id"]] = self.cache[row["key_id"]] = key
