@@ -6,7 +6,7 @@ CHIRP := $(VENV)/bin/chirp
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install shell services services-down static run test test-unit test-integration test-browser lint format bench docs clean
+.PHONY: help install shell services services-down static run test test-cluster test-unit test-integration test-browser lint format bench docs clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ run: services static ## Run everything: services, gateway, every consumer (UI on
 test: services static ## Run the full test suite against the real services
 	$(PY) -m pytest
 
+test-cluster: services ## Scale-out tests: a three-broker Kafka cluster of their own, consumers and gateways in several processes
+	$(PY) -m pytest tests/cluster
+
 test-unit: $(STAMP) ## Unit tests only (no services)
 	$(PY) -m pytest tests/unit
 
@@ -50,7 +53,7 @@ test-browser: services static ## Browser tests only (installs Chromium when miss
 lint: $(STAMP) ## ruff check, ruff format --check, mypy, import-linter (imports only go down)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy chirp ops schemas producers consumers gateway store
+	$(VENV)/bin/mypy chirp domain ops schemas producers consumers gateway store
 	$(VENV)/bin/lint-imports --no-cache
 
 format: $(STAMP) ## Format and autofix

@@ -1,0 +1,17 @@
+"""Benchmarks that print figures; each appends JSON lines to bench/results/ naming the commit measured."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+
+def commit() -> str:
+    """The checkout's commit, with `-dirty` when files differ from it (figures of uncommitted code say so)."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return git("rev-parse", "--short=12", "HEAD") + ("-dirty" if dirty else "")

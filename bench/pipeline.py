@@ -49,6 +49,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from bench import commit
 from bench.rebuild import BENCH_DB, prepare_stores
 from chirp.settings import Settings
 from ops.services import kafka as kafka_service
@@ -553,6 +554,7 @@ def report(args: argparse.Namespace, size: int, ceiling: list[float], runs: list
     totals = [sum(r["cpu_ms_per_post"].values()) for r in runs]
     result = {
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": commit(),
         "loadavg_1m_at_end": os.getloadavg()[0],  # the box is shared: how busy it was
         "rate_per_s": args.rate,
         "seconds": args.seconds,

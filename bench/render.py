@@ -28,7 +28,7 @@ from pathlib import Path
 
 import mistune
 
-from consumers.markdown import render_post, sanitize
+from domain.markdown import render_post, sanitize
 
 RESULTS = Path(__file__).with_name("results") / "render.jsonl"
 

@@ -1,6 +1,7 @@
 """Home timeline read path: `GET /api/timeline` for a user following 200 accounts, against a bare Starlette endpoint.
 
     .venv/bin/python bench/timeline.py [--runs 5] [--seconds 5] [--connections 32] [--workers 1] [--seed 7]
+                                       [--hiding 1000]
 
 Prints a table and appends JSON lines to bench/results/timeline.jsonl. Method: ../shared/BENCH.md.
 - Data (deterministic from the seed, idempotent, in the app database): a reader following 200 accounts that wrote
@@ -12,6 +13,10 @@ Prints a table and appends JSON lines to bench/results/timeline.jsonl. Method: .
 - Latency: open loop at `--rate` (default: half the gateway's median throughput), timed from each request's
   scheduled send time (no coordinated omission), against both servers, `--latency-runs` times.
 - CPU-ms per request of the gateway, PostgreSQL and Redis processes (utime+stime from /proc), in the wrk runs.
+- `--hiding N`: a second reader with the same follows also mutes N accounts and blocks N (1 % of the mutes among
+  its followees, those with the newest posts, so the Redis window reads past theirs), as the relations consumer
+  records them; every run then measures it right after the plain reader on the same gateway, and the ratio of the
+  two medians is printed with the git hash.
 """
 
 from __future__ import annotations
@@ -44,11 +49,15 @@ from starlette.routing import Route
 from ulid import ULID
 
 from chirp.settings import Settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: `bench` is the repo's folder
+from bench import commit
 from gateway.auth.keys import KeyRing
 from gateway.auth.sessions import SessionStore
 from gateway.auth.tokens import issue_access_token
 from gateway.errors import JSONResponse
 from store.postgres import connect
+from store.relations import Change, RedisRelations
 from store.timelines import PostgresTimelineSource, RedisTimelines, rebuild
 
 RESULTS = Path(__file__).with_name("results") / "timeline.jsonl"
@@ -90,11 +99,19 @@ def synthetic_posts(rng: random.Random, authors: list[str], per_author: int) -> 
     return rows
 
 
-async def seed(settings: Settings, seed_value: int, followees: int, per_author: int) -> str:
-    """Create (once) the reader, the accounts it follows and their posts; build its timeline; return its id."""
+def muted_followees(authors: list[str], hiding: int) -> list[str]:
+    """The followees the hiding reader mutes: 1 % of its mutes, those with the newest posts (on the first page)."""
+    return authors[-max(1, hiding // 100) :]
+
+
+async def seed(settings: Settings, seed_value: int, followees: int, per_author: int, hiding: int) -> list[str]:
+    """Create (once) the reader, the accounts it follows and their posts; build its timeline; return its id. With
+    `hiding`, a second reader following the same accounts that mutes and blocks `hiding` accounts each (ids of
+    both readers returned)."""
     rng = random.Random(seed_value)
     prefix = f"bench-tl{seed_value}"
     reader, authors = f"{prefix}-reader", [f"{prefix}-f{i:03d}" for i in range(followees)]
+    readers = [reader, f"{prefix}-hider"] if hiding else [reader]
     now = datetime.now(UTC)
     pg = await connect(settings)
     redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
@@ -103,11 +120,11 @@ async def seed(settings: Settings, seed_value: int, followees: int, per_author: 
             await conn.executemany(
                 """INSERT INTO users (user_id, handle, display_name, avatar_url, joined_at, profile_at, registered_at)
                    VALUES ($1, $1, $2, 'https://example.com/avatar.png', $3, $3, $3) ON CONFLICT DO NOTHING""",
-                [(u, f"Account {u[-3:]}", now) for u in [reader, *authors]],
+                [(u, f"Account {u[-3:]}", now) for u in [*readers, *authors]],
             )
             await conn.executemany(
                 "INSERT INTO follows VALUES ($1, $2, true, $3) ON CONFLICT DO NOTHING",
-                [(reader, a, now) for a in authors],
+                [(r, a, now) for r in readers for a in authors],
             )
             await conn.executemany(
                 """INSERT INTO posts (post_id, author_id, body, html, text, hashtags, mentions, links, reply_to,
@@ -119,18 +136,26 @@ async def seed(settings: Settings, seed_value: int, followees: int, per_author: 
                      followers_count = (SELECT count(*) FROM follows f WHERE f.followee_id = u.user_id AND f.active),
                      following_count = (SELECT count(*) FROM follows f WHERE f.follower_id = u.user_id AND f.active)
                    WHERE u.user_id = ANY($1::text[])""",
-                [reader, *authors],
+                [*readers, *authors],
             )
-        await rebuild(
-            RedisTimelines(redis, settings.timeline_length),
-            PostgresTimelineSource(pg),
-            reader,
-            settings.fanout_max_followers,
-        )
+        for user in readers:
+            await rebuild(
+                RedisTimelines(redis, settings.timeline_length),
+                PostgresTimelineSource(pg),
+                user,
+                settings.fanout_max_followers,
+            )
+        if hiding:
+            followed = muted_followees(authors, hiding)
+            muted = followed + [f"{prefix}-muted{i:05d}" for i in range(hiding - len(followed))]
+            blocked = [f"{prefix}-blocked{i:05d}" for i in range(hiding)]
+            changes = [Change(readers[1], "mute", u, True, now) for u in muted]
+            changes += [Change(readers[1], "block", u, True, now) for u in blocked]
+            await RedisRelations(redis).apply(changes)
     finally:
         await pg.close()
         await redis.aclose()
-    return reader
+    return readers
 
 
 async def access_token(settings: Settings, user_id: str) -> str:
@@ -313,13 +338,16 @@ def main() -> None:
     parser.add_argument("--followees", type=int, default=200)
     parser.add_argument("--posts-per-account", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--hiding", type=int, default=0, help="also measure a reader muting and blocking N each")
     args = parser.parse_args()
     settings = Settings()
     pin = args.workers == 1
     if pin:
         os.sched_setaffinity(0, {1})  # the load (wrk, the open-loop client) on core 1
-    reader = asyncio.run(seed(settings, args.seed, args.followees, args.posts_per_account))
-    token = asyncio.run(access_token(settings, reader))
+    readers = asyncio.run(seed(settings, args.seed, args.followees, args.posts_per_account, args.hiding))
+    token = asyncio.run(access_token(settings, readers[0]))
+    hider_token = asyncio.run(access_token(settings, readers[1])) if args.hiding else ""
+    hiding: list[dict[str, float]] = []
     env = {**os.environ}
     tick = os.sysconf("SC_CLK_TCK")
     ours: list[dict[str, float]] = []
@@ -337,11 +365,23 @@ def main() -> None:
         ).stdout
         document = orjson.loads(response)
         assert len(document["items"]) == 20 and document["partial"] is False, document
+        if hider_token:
+            hidden = subprocess.run(
+                ["curl", "-sf", "-H", f"Authorization: Bearer {hider_token}", f"http://127.0.0.1:{port}{PATH}"],
+                capture_output=True,
+                check=True,
+            ).stdout
+            shown = orjson.loads(hidden)
+            assert len(shown["items"]) == 20 and shown["partial"] is False, shown
+            authors = [f"bench-tl{args.seed}-f{i:03d}" for i in range(args.followees)]
+            assert {p["author"]["handle"] for p in shown["items"]}.isdisjoint(muted_followees(authors, args.hiding))
         Path(body_file.name).write_bytes(response)
         env[BODY_ENV] = body_file.name
         with server("bench.timeline:bare_app", args.workers, pin, env, factory=True) as (bare_port, _):
             wrk(port, token, 1, args.connections)  # warm-up: connections, prepared statements
             wrk(bare_port, token, 1, args.connections)
+            if hider_token:
+                wrk(port, hider_token, 1, args.connections)
             for _ in range(args.runs):
                 bare.append(wrk(bare_port, token, args.seconds, args.connections))
                 before = cpu_snapshot(pid)
@@ -350,6 +390,8 @@ def main() -> None:
                 served += int(ours[-1]["rps"] * args.seconds)
                 for name in cpu:
                     cpu[name] += spent[name] * 1000 / tick
+                if hider_token:
+                    hiding.append(wrk(port, hider_token, args.seconds, args.connections))
             half = args.rate or statistics.median(r["rps"] for r in ours) / 2
             lat_ours, lat_bare = [], []
             for _ in range(args.latency_runs):
@@ -358,6 +400,7 @@ def main() -> None:
     ratio = statistics.median(r["rps"] for r in ours) / statistics.median(r["rps"] for r in bare)
     result = {
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": commit(),
         "workers": args.workers,
         "pinned": pin,
         "connections": args.connections,
@@ -375,6 +418,14 @@ def main() -> None:
         # PostgreSQL and Redis: every process of theirs on the box, so whatever else runs is counted too.
         "cpu_ms_per_request": {name: round(ms / served, 3) for name, ms in cpu.items()},
     }
+    if hiding:
+        result["hiding"] = args.hiding
+        result["hiding_timeline_rps"] = summary([r["rps"] for r in hiding])
+        median_hiding = statistics.median(r["rps"] for r in hiding)
+        result["hiding_to_plain_ratio"] = round(median_hiding / statistics.median(r["rps"] for r in ours), 3)
+        result["git"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=False
+        ).stdout.strip()
     print(f"{'figure':<26} value")
     for key, value in result.items():
         print(f"{key:<26} {value}")

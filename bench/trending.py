@@ -37,6 +37,9 @@ from starlette.routing import Route
 
 from chirp.settings import Settings
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: `bench` is the repo's folder
+from bench import commit
+
 RESULTS = Path(__file__).with_name("results") / "trending.jsonl"
 ROOT = Path(__file__).resolve().parents[1]
 PATH = "/api/trending?window=1h"
@@ -175,6 +178,7 @@ def main() -> None:
         body_file.unlink(missing_ok=True)
     report: dict[str, Any] = {
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": commit(),
         "path": PATH,
         "body_bytes": len(body),
         "connections": args.connections,

@@ -17,6 +17,18 @@ from aiokafka.errors import for_code
 from chirp.settings import Settings
 
 
+def replication(brokers: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) of a topic on a cluster of `brokers`: 3 and 2 from three brokers
+    on, so an event acknowledged with acks=all is on two brokers at least and one broker may stop without writes
+    failing; one copy below that."""
+    return (3, 2) if brokers >= 3 else (1, 1)
+
+
+async def topic_replication(client: AIOKafkaAdminClient) -> tuple[int, int]:
+    """`replication` for the cluster `client` talks to."""
+    return replication(len((await client.describe_cluster())["brokers"]))
+
+
 @asynccontextmanager
 async def admin(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
     """A started admin client, closed on exit."""
@@ -47,8 +59,10 @@ async def reader(settings: Settings, group_id: str | None = None, **options: obj
 
 
 async def partitions(consumer: AIOKafkaConsumer, names: Iterable[str]) -> list[TopicPartition]:
-    """Every partition of the named topics that exist (unknown topics have none)."""
-    names = list(names)
+    """Every partition of the named topics that exist (unknown topics have none, and are not created: asking for
+    an unknown topic's metadata would make a broker with `auto.create.topics.enable` create it)."""
+    existing = await consumer.topics()
+    names = [name for name in names if name in existing]
     # Track these topics' metadata in the client, so offset look-ups find their leaders without waiting.
     await consumer._client.set_topics(names)
     cluster = consumer._client.cluster

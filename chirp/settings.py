@@ -31,6 +31,14 @@ class Settings(BaseSettings):
     kafka_host: str = Field(default="127.0.0.1", description="Host the local Kafka broker listens on.")
     kafka_port: int = Field(default=9092, description="Port of the Kafka broker (clients).")
     kafka_controller_port: int = Field(default=9093, description="Port of the local broker's KRaft controller.")
+    kafka_brokers: int = Field(
+        default=1,
+        ge=1,
+        le=9,
+        description="Brokers of the local cluster (`chirp services up --brokers N`): node i (from 0) serves clients on"
+        " kafka_port + 2i and its controller on kafka_controller_port + 2i. With 3 or more, topics are replicated 3"
+        " times with `min.insync.replicas=2`, so one broker can stop without losing or refusing an acknowledged event.",
+    )
     kafka_bootstrap: str = Field(
         default="",
         description="Bootstrap servers `host:port[,host:port]` of another cluster; empty: kafka_host:kafka_port.",
@@ -214,6 +222,8 @@ class Settings(BaseSettings):
             "suggestions",
             "interactions",
             "erasure",
+            "relations",
+            "moderation",
         ),
         description="Consumers whose groups `/readyz` reports (no member, or lag above `ready_max_lag`: degraded).",
     )
@@ -229,7 +239,8 @@ class Settings(BaseSettings):
 
     @cached_property
     def bootstrap_servers(self) -> str:
-        return self.kafka_bootstrap or f"{self.kafka_host}:{self.kafka_port}"
+        ports = (self.kafka_port + 2 * i for i in range(self.kafka_brokers))
+        return self.kafka_bootstrap or ",".join(f"{self.kafka_host}:{port}" for port in ports)
 
     def group(self, consumer: str) -> str:
         """The Kafka consumer group of the consumer named `consumer`."""

@@ -28,16 +28,19 @@ from schemas.events import (
     PostDeleted,
     PostLike,
     PostRepost,
+    UserBlock,
+    UserMute,
     UserUnfollowed,
 )
 from schemas.personal import post_key, user_key
 from store import erasure
+from store.relations import Kind, list_key
 
 log = get_logger("chirp.erasure")
 consumer = Consumer(
     "erasure",
     "Takes deleted accounts out of every read model and deletes erasure keys when due.",
-    after=("posts", "users", "interactions"),
+    after=("posts", "users", "interactions", "relations"),
 )
 _UNDO: dict[str, tuple[type[Event], str]] = {
     "like": (PostLike, "post-unliked"),
@@ -80,10 +83,35 @@ async def undo_account(event: AccountDeleted, ctx: Context) -> list[Event]:
     return undo
 
 
-# What an account deletion undoes, one step per kind of thing an account leaves in the read models. Mutes, blocks and
-# reports add their step here (their undo events, derived from their read models as `undo_account` does for follows),
-# or their consumer handles account-deleted itself, as users, search and notifications do.
-UNDO_STEPS: list[Callable[[AccountDeleted, Context], Awaitable[list[Event]]]] = [undo_account]
+# What an account deletion undoes, one step per kind of thing an account leaves in the read models (a new kind adds
+# its step here, or its consumer handles account-deleted itself, as users, search, notifications and moderation do).
+async def undo_relations(event: AccountDeleted, ctx: Context) -> list[Event]:
+    """The unmute and unblock of everyone the account muted or blocked (the relations model's lists)."""
+    user_id = event.payload.user_id
+    undo: list[Event] = []
+    kinds: tuple[tuple[Kind, type[Event], str], ...] = (
+        ("mute", UserMute, "user-unmuted"),
+        ("block", UserBlock, "user-unblocked"),
+    )
+    for kind, model, undone in kinds:
+        for target in await ctx.redis.zrange(list_key(kind, user_id), 0, -1):
+            undo.append(
+                model.model_validate(
+                    {
+                        "type": undone,
+                        "version": 1,
+                        "occurred_at": event.occurred_at,
+                        "correlation_id": event.correlation_id,
+                        "causation_id": event.id,
+                        "actor": user_id,
+                        "payload": {"user_id": user_id, "target_id": str(target)},
+                    }
+                )
+            )
+    return undo
+
+
+UNDO_STEPS: list[Callable[[AccountDeleted, Context], Awaitable[list[Event]]]] = [undo_account, undo_relations]
 
 
 @consumer.on(topics.ACCOUNT_DELETED)

@@ -6,6 +6,7 @@ Out: PostgreSQL `interactions` (one row per post, kind, user), `quotes`, `post_c
 Idempotency: every (post, kind, user) row is last-writer-wins by occurred_at and the counters move by what an upsert
 changed, so duplicates and out-of-order events leave the same state; a quote is one row per quoting post; a delete
 tombstones the post, dropping its likes, reposts and bookmarks, and later events about it change nothing.
+After each batch is committed, its users and posts are announced (store/interactions.py `CHANNEL`) for caches.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import datetime
 from consumers.runtime import Consumer, Context
 from schemas import topics
 from schemas.events import PostBookmark, PostDeleted, PostLike, PostParsed, PostRepost
-from store.interactions import Change, Kind, PostgresInteractions, Quote
+from store.interactions import Change, Kind, PostgresInteractions, Quote, announce
 
 consumer = Consumer(
     "interactions",
@@ -32,19 +33,25 @@ def change(event: PostLike | PostRepost | PostBookmark, kind: Kind) -> Change:
     return Change(data.post_id, kind, data.user_id, event.type in ACTIVE, event.occurred_at)
 
 
+async def _apply(ctx: Context, changes: list[Change]) -> None:
+    await PostgresInteractions(ctx.pg).apply(changes)
+    if ctx.announcing:
+        await announce(ctx.redis, changes)
+
+
 @consumer.on(topics.POST_LIKES, batch=True)
 async def on_likes(events: list[PostLike], ctx: Context) -> None:
-    await PostgresInteractions(ctx.pg).apply([change(e, "like") for e in events])
+    await _apply(ctx, [change(e, "like") for e in events])
 
 
 @consumer.on(topics.POST_REPOSTS, batch=True)
 async def on_reposts(events: list[PostRepost], ctx: Context) -> None:
-    await PostgresInteractions(ctx.pg).apply([change(e, "repost") for e in events])
+    await _apply(ctx, [change(e, "repost") for e in events])
 
 
 @consumer.on(topics.POST_BOOKMARKS, batch=True)
 async def on_bookmarks(events: list[PostBookmark], ctx: Context) -> None:
-    await PostgresInteractions(ctx.pg).apply([change(e, "bookmark") for e in events])
+    await _apply(ctx, [change(e, "bookmark") for e in events])
 
 
 @consumer.on(topics.POST_PARSED, batch=True)

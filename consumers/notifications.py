@@ -1,15 +1,19 @@
-"""Notifications: for each user, what others did that concerns them (mentions, replies, follows), newest first.
+"""Notifications: for each user, what others did that concerns them, newest first: mentions, replies, quotes,
+follows, likes and reposts of their posts.
 
-In: post-parsed (mentions and replies), post-deleted, user-followed, user-unfollowed, notifications-read,
-account-deleted (the account's own items go; what it caused in others' lists goes with the derived undo events).
+In: post-parsed (mentions, replies, quotes), post-deleted, user-followed, user-unfollowed, post-likes, post-reposts,
+notifications-read, account-deleted (the account's own items go; what it caused in others' lists goes with the
+derived undo events).
 Out: Redis, all under `notify:` — per user a sorted set of item ids scored by the item's latest time
 (`notify:items:<user>`) and the unread ones (`notify:unread:<user>`, so the unread count is one ZCARD); per item a
 hash (type, post) and a sorted set of its actors by time. Grouped types (`GROUPED`) add an actor to the open item
 of the same type and post while it is unread, as Mastodon's grouped notifications do; every other is one item.
-Each type is one handler turning its events into `Note`s; `_add` and `_retract` are the only writers.
+Each type is one handler turning its events into `Note`s; `_add` and `_retract` are the only writers. A user keeps
+their newest `KEPT` items: older ones are dropped as new ones come (store/notifications.py).
 Idempotency: an item's id comes from the log (the post id, or the event id), `notify:by:` records which
 (user, type, actor, target) was notified so a redelivery is a no-op, and `notify:retracted:` the time of an undo
-(unfollow) so an undo read before its action still wins; a tombstone per deleted post keeps its items away.
+(unfollow, unlike, unrepost) so an undo read before its action still wins; a tombstone per deleted post keeps its
+items away.
 Read marks are events too (`notifications-read`), so a replay rebuilds the read state; a mark reads everything at
 or before its time, whichever of the mark and the items is applied first. Each change of a user's unread count is
 announced on Redis pub/sub (`BELL_CHANNEL`) for the bell in the pages. The key layout is in store/notifications.py.
@@ -26,9 +30,19 @@ import orjson
 
 from consumers.runtime import Consumer, Context
 from schemas import topics
-from schemas.events import AccountDeleted, NotificationsRead, PostDeleted, PostParsed, UserFollowed, UserUnfollowed
+from schemas.events import (
+    AccountDeleted,
+    NotificationsRead,
+    PostDeleted,
+    PostLike,
+    PostParsed,
+    PostRepost,
+    UserFollowed,
+    UserUnfollowed,
+)
 from store.notifications import (
     BELL_CHANNEL,
+    KEPT,
     actors_key,
     item_key,
     items_key,
@@ -41,7 +55,8 @@ from store.notifications import (
 # The read model, for `chirp replay notifications`: Redis keys under this prefix, rebuilt after users and posts.
 consumer = Consumer(
     "notifications",
-    "Per-user notifications in Redis (mentions, replies, follows), grouped, with read state and unread counts.",
+    "Per-user notifications in Redis (mentions, replies, quotes, follows, likes, reposts), grouped, with read state"
+    " and unread counts.",
     redis_prefixes=("notify:",),
     after=("users", "posts"),
 )
@@ -133,7 +148,31 @@ async def _add(ctx: Context, notes: Iterable[Note]) -> None:
             if n.target:
                 pipe.sadd(post_items_key(n.target), f"{n.user_id} {item_id}")
         await pipe.execute()
-    await _ring(ctx, (n.user_id for n in notes if n.by in seen))
+    touched = {n.user_id for n in notes if n.by in seen}
+    await _trim(ctx, touched)
+    await _ring(ctx, touched)
+
+
+async def _trim(ctx: Context, user_ids: Iterable[str]) -> None:
+    """Drop each user's items past their newest `KEPT`, so a list (and its memory) stays bounded."""
+    users = sorted(set(user_ids))
+    async with ctx.redis.pipeline(transaction=False) as pipe:
+        for user_id in users:
+            pipe.zrange(items_key(user_id), 0, -KEPT - 1)  # the oldest, past the newest KEPT
+        old = await pipe.execute()
+    excess = [(user_id, item_id) for user_id, ids in zip(users, old, strict=True) for item_id in ids]
+    if not excess:
+        return
+    async with ctx.redis.pipeline(transaction=False) as pipe:
+        for user_id, item_id in excess:
+            pipe.hget(item_key(user_id, item_id), "post")
+        posts = await pipe.execute()
+    async with ctx.redis.pipeline(transaction=False) as pipe:
+        for (user_id, item_id), post_id in zip(excess, posts, strict=True):
+            _drop(pipe, user_id, item_id)
+            if post_id:
+                pipe.srem(post_items_key(post_id), f"{user_id} {item_id}")
+        await pipe.execute()
 
 
 def _drop(pipe: Any, user_id: str, item_id: str) -> None:
@@ -144,7 +183,8 @@ def _drop(pipe: Any, user_id: str, item_id: str) -> None:
 
 
 async def _retract(ctx: Context, notes: Iterable[Note]) -> None:
-    """Undo notes (an unfollow): the actor leaves its item, and the item goes when it was the only actor."""
+    """Undo notes (an unfollow, unlike, unrepost): the actor leaves its item, and the item goes when it was the only
+    actor."""
     notes = [n for n in notes if n.user_id != n.actor_id]
     if not notes:
         return
@@ -194,19 +234,23 @@ async def _authors(ctx: Context, post_ids: set[str]) -> dict[str, str]:
 
 @consumer.on(topics.POST_PARSED, batch=True)
 async def on_post_parsed(events: list[PostParsed], ctx: Context) -> None:
-    """`reply` to the parent's author, `mention` to everyone else it names (a mentioned parent author: one reply)."""
-    events = [e for e in events if e.payload.mentions or e.payload.reply_to]
+    """`reply` to the parent's author, `quote` to the quoted post's author, `mention` to everyone else it names:
+    one item per person and post (a reply that also mentions or quotes its parent's author is one `reply`).
+    An edit's render notifies only those it names anew (at the edit's time): the others were notified already."""
+    events = [e for e in events if e.payload.mentions or e.payload.reply_to or e.payload.quote_of]
     if not events:
         return
     user_ids = await _user_ids(ctx, {h.lower() for e in events for h in e.payload.mentions})
-    parents = await _authors(ctx, {e.payload.reply_to for e in events if e.payload.reply_to})
+    parents = await _authors(ctx, {p for e in events for p in (e.payload.reply_to, e.payload.quote_of) if p})
     notes: list[Note] = []
     for event in events:
         data = event.payload
-        at, replied = ms(data.created_at), parents.get(data.reply_to or "")
-        if replied:
-            notes.append(Note(replied, "reply", data.author_id, at, data.post_id, data.post_id))
-        for uid in sorted({user_ids[h.lower()] for h in data.mentions if h.lower() in user_ids} - {replied}):
+        at, told = ms(data.edited_at or data.created_at), set[str]()
+        for kind, parent in (("reply", data.reply_to), ("quote", data.quote_of)):
+            if (author := parents.get(parent or "")) and author not in told:
+                notes.append(Note(author, kind, data.author_id, at, data.post_id, data.post_id))
+                told.add(author)
+        for uid in sorted({user_ids[h.lower()] for h in data.mentions if h.lower() in user_ids} - told):
             notes.append(Note(uid, "mention", data.author_id, at, data.post_id, data.post_id))
     await _add(ctx, notes)
 
@@ -224,6 +268,36 @@ async def on_unfollowed(events: list[UserUnfollowed], ctx: Context) -> None:
 def _follow(event: UserFollowed | UserUnfollowed) -> Note:
     data = event.payload
     return Note(data.followee_id, "follow", data.follower_id, ms(event.occurred_at), event.id)
+
+
+async def _interactions(events: list[PostLike] | list[PostRepost], kind: str, ctx: Context) -> None:
+    """Likes or reposts of a post notify its author, grouped; an undo takes the actor away. Only each
+    (actor, post)'s newest event of the batch counts: the earlier ones are what it replaced."""
+    newest: dict[tuple[str, str], PostLike | PostRepost] = {}
+    for event in events:
+        key = (event.payload.user_id, event.payload.post_id)
+        if key not in newest or event.occurred_at >= newest[key].occurred_at:
+            newest[key] = event
+    authors = await _authors(ctx, {post_id for _, post_id in newest})
+    done: list[Note] = []
+    undone: list[Note] = []
+    for (actor, post_id), event in newest.items():
+        if (author := authors.get(post_id)) is None:
+            continue  # the post is gone: nothing to tell
+        note = Note(author, kind, actor, ms(event.occurred_at), event.id, post_id)
+        (undone if event.type.startswith("post-un") else done).append(note)
+    await _retract(ctx, undone)
+    await _add(ctx, done)
+
+
+@consumer.on(topics.POST_LIKES, batch=True)
+async def on_likes(events: list[PostLike], ctx: Context) -> None:
+    await _interactions(events, "like", ctx)
+
+
+@consumer.on(topics.POST_REPOSTS, batch=True)
+async def on_reposts(events: list[PostRepost], ctx: Context) -> None:
+    await _interactions(events, "repost", ctx)
 
 
 @consumer.on(topics.POST_DELETED, batch=True)

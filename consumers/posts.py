@@ -1,8 +1,10 @@
 """The posts read model (PostgreSQL `posts`) and its announcements.
 
-In: post-parsed, post-deleted.  Out: rows in `posts` through the `PostReadModel` port; on Redis pub/sub, a notice
-per newly visible post on `chirp:posts` (`{"id","author_id","reply_to","hashtags"}`, the web UI's live updates)
-and `{"id"}` per removed post on `chirp:posts:deleted` (gateway requests waiting for their own write listen to both).
+In: post-parsed, post-deleted.  Out: rows in `posts` and every version in `post_versions` (a post-parsed of an
+edit carries `edited_at`; the newest version is the one shown) through the `PostReadModel` port; on Redis
+pub/sub, a notice per newly visible post on `chirp:posts` (`{"id","author_id","reply_to","hashtags"}`, the web
+UI's live updates), `{"id"}` per removed post on `chirp:posts:deleted` and per edited post on
+`chirp:posts:edited` (gateway requests waiting for their own write listen to them).
 Idempotency: one upsert per batch keyed by post id; a delete leaves a tombstone that a later post-parsed never
 revives; announcements go out only for rows a write changed for the first time, so replays stay quiet.
 """
@@ -14,12 +16,12 @@ import orjson
 from consumers.runtime import Consumer, Context
 from schemas import topics
 from schemas.events import PostDeleted, PostParsed
-from store.posts import CHANNEL, DELETED_CHANNEL, PostgresPosts, Projected
+from store.posts import CHANNEL, DELETED_CHANNEL, EDITED_CHANNEL, PostgresPosts, Projected
 
 consumer = Consumer(
     "posts",
     "Projects posts into PostgreSQL and announces new ones on Redis pub/sub.",
-    tables=("posts",),
+    tables=("posts", "post_versions"),
     reader_indexes=("posts_live", "posts_by_author", "posts_replies"),
 )
 
@@ -46,6 +48,8 @@ async def on_post_parsed(events: list[PostParsed], ctx: Context) -> None:
     visible = await PostgresPosts(ctx.pg).save_parsed(events)
     if ctx.announcing:
         await _announce(ctx, CHANNEL, [notice(p) for p in visible])
+        edited = {e.payload.post_id for e in events if e.payload.edited_at}
+        await _announce(ctx, EDITED_CHANNEL, [orjson.dumps({"id": post_id}) for post_id in sorted(edited)])
 
 
 @consumer.on(topics.POST_DELETED, batch=True)

@@ -1,14 +1,16 @@
 """Post Markdown to rendered posts.
 
-In: post-created.  Out: post-parsed (sanitized html, text, hashtags, mentions, links; created_at = the
-post-created event's occurred_at).  Idempotency: rendering is a pure function of the body, so a redelivered
-post-created yields an equal post-parsed, and the projections downstream upsert by post id.
+In: post-created (types post-created and post-edited).  Out: post-parsed (sanitized html, text, hashtags, mentions,
+links; created_at = the post-created event's occurred_at; for an edit, the post's created_at it carries and
+edited_at = the edit's occurred_at, so every read model keeps the newest version whatever order they come in).
+Idempotency: rendering is a pure function of the body, so a redelivered post-created yields an equal post-parsed,
+and the projections downstream upsert by post id.
 """
 
 from __future__ import annotations
 
-from consumers.markdown import RenderedPost, render_post
 from consumers.runtime import Consumer, Context
+from domain.markdown import RenderedPost, render_post
 from schemas import topics
 from schemas.events import PostCreated, PostParsed, PostParsedData
 
@@ -35,7 +37,8 @@ def parsed(event: PostCreated, rendered: RenderedPost) -> PostParsed:
             links=rendered.links,
             reply_to=post.reply_to,
             quote_of=post.quote_of,
-            created_at=event.occurred_at,
+            created_at=post.created_at or event.occurred_at,
+            edited_at=event.edited_at,
         ),
     )
 

@@ -5,7 +5,8 @@ Out: Redis, all under `suggest:` — the follow graph it needs (`suggest:followi
 sets), per (user, candidate) the set of the user's followees who follow the candidate (`suggest:via:<u>:<c>`),
 and per user a sorted set of candidates by that count (`suggest:rank:<u>`), without the user and whom they follow.
 An edge A→B changes A's candidates (whom B follows) and the candidates of A's followers (B), so a follow costs
-one write per follower of A and per followee of B; edges are applied one at a time per process (run one process).
+one write per follower of A and per followee of B; edges are applied one at a time under a lock of the process,
+so the group runs as one process (a lease in Redis makes a second one refuse to start).
 Idempotency: each pair's state is last-writer-wins by occurred_at (`suggest:edge:<a>:<b>` = "<0|1>:<ms>"), and
 only a change of state moves the sets, so redeliveries, replays and an unfollow read before its follow agree.
 """
@@ -24,6 +25,7 @@ consumer = Consumer(
     "suggestions",
     "Who to follow: per user, the people their followees follow, ranked by how many of them do.",
     redis_prefixes=("suggest:",),
+    single_process=True,  # edges are applied one at a time under a lock of this process
 )
 
 

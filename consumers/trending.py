@@ -52,9 +52,12 @@ def counts_of(ctx: Context) -> RedisTrending:
 
 
 def activity(event: PostParsed) -> PostActivity:
-    """What a parsed post contributes: its tags and mentions, by its author, at its creation time."""
+    """What a parsed post contributes: its tags and mentions, by its author, at its creation time (an edit's version
+    replaces an older one's)."""
     data = event.payload
-    return PostActivity(data.post_id, data.author_id, data.created_at.timestamp(), data.hashtags, data.mentions)
+    version = data.edited_at.timestamp() if data.edited_at else 0.0
+    at = data.created_at.timestamp()
+    return PostActivity(data.post_id, data.author_id, at, data.hashtags, data.mentions, version)
 
 
 async def refresh_forever(counts: RedisTrending, pg: asyncpg.Pool | None, every: float = REFRESH_S) -> None:

@@ -19,24 +19,27 @@ import gateway.routes as routes_package
 from chirp.heap import settle_after_startup
 from chirp.redis_client import HiredisPacking
 from chirp.settings import Settings
-from gateway import middleware
 from gateway.auth.keys import KeyRing
 from gateway.auth.sessions import SessionStore
 from gateway.auth.tokens import VerifiedTokens
 from gateway.errors import ErrorHandlers, ServiceErrors
+from gateway.interaction_cache import InteractionCache
 from gateway.limits import BoundedRequests
-from gateway.metrics import MetricsMiddleware
+from gateway.middleware import PerRequest
 from gateway.pages.errors import error_page
 from gateway.pages.live import Relay
-from gateway.pages.security import HEADERS, SecurityHeaders
+from gateway.pages.security import HEADERS
 from gateway.post_waits import PostWaits
 from gateway.ratelimit import RateLimiter, RateLimitMiddleware
+from gateway.router import IndexedRouter
 from gateway.state import State
 from producers.broker import Publisher, ensure_topics, make_broker, stop_within
 from store.interactions import PostgresInteractions
 from store.keys import PgKeyStore
 from store.postgres import connect
 from store.posts import PostgresPosts
+from store.relations import RedisRelations
+from store.reports import PostgresReports
 from store.search import PLAN_ONCE, PostgresSearch
 from store.timelines import CachedPosts, PostgresTimelineSource, RedisTimelines
 from store.users import PostgresUsersReadModel
@@ -47,7 +50,8 @@ POST_CACHE_TTL_S = 2.0  # how late a reply count, a rename or a re-render may sh
 def routes() -> list[BaseRoute]:
     """Every `routes` list of the modules in `gateway/routes/` (one module per resource)."""
     found: list[BaseRoute] = []
-    for info in sorted(pkgutil.iter_modules(routes_package.__path__), key=lambda m: m.name):
+    # /healthz and /readyz first: exact paths that probes call most, matched before the router scans the rest
+    for info in sorted(pkgutil.iter_modules(routes_package.__path__), key=lambda m: (m.name != "health", m.name)):
         found.extend(importlib.import_module(f"gateway.routes.{info.name}").routes)
     return found
 
@@ -78,7 +82,8 @@ def create_app(settings: Settings) -> Starlette:
             retry=Retry(NoBackoff(), 1),  # one reconnect (a restarted Redis), not seconds of backoff per command
         )
         redis_client = aioredis.Redis(connection_pool=pool)
-        app.state.chirp = State(
+        interactions = PostgresInteractions(pg)
+        app.state.chirp = state = State(
             settings,
             broker,
             Publisher(broker, deadline_s=settings.publish_timeout_s, keys=PgKeyStore.from_settings(settings, pg)),
@@ -89,7 +94,10 @@ def create_app(settings: Settings) -> Starlette:
             limiter=RateLimiter(redis_client),
             posts=PostgresPosts(pg),
             users=PostgresUsersReadModel(pg),
-            interactions=PostgresInteractions(pg),
+            interactions=interactions,
+            interaction_cache=InteractionCache(redis_client, interactions),
+            relations=RedisRelations(redis_client),
+            reports=PostgresReports(pg),
             search=PostgresSearch(search_pg),
             timelines=RedisTimelines(redis_client, settings.timeline_length),
             timeline_posts=CachedPosts(PostgresTimelineSource(pg), POST_CACHE_TTL_S),
@@ -101,20 +109,19 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
+            await state.interaction_cache.close()
             await stop_within(broker, timeout_s=5)
             await redis_client.aclose()
             await pg.close()
             await search_pg.close()
 
     errors = ErrorHandlers(error_page, HEADERS)  # pages in the site's layout for browsers, JSON for the API
-    return Starlette(
+    app = Starlette(
         routes=routes(),
         lifespan=lifespan,
         exception_handlers=errors.by_class(),
         middleware=[  # outermost first: the metrics see every status the others answer
-            Middleware(MetricsMiddleware),
-            Middleware(middleware.RequestContext),
-            Middleware(SecurityHeaders),
+            Middleware(PerRequest),  # correlation id, security headers, metrics: one pass
             Middleware(
                 ServiceErrors, on_unavailable=errors.api_error, retry_after_s=settings.unavailable_retry_after_s
             ),
@@ -127,3 +134,5 @@ def create_app(settings: Settings) -> Starlette:
             Middleware(RateLimitMiddleware),
         ],
     )
+    app.router = IndexedRouter(app.router.routes, lifespan=lifespan)  # fixed paths found without a scan
+    return app

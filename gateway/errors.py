@@ -73,6 +73,12 @@ class Conflict(ApiError):
     status, code = 409, "conflict"
 
 
+class RemovedByModerators(ApiError):
+    """What a post's author gets for a post the operators took down (everyone else: 404)."""
+
+    status, code = 410, "removed_by_moderators"
+
+
 class TooManyRequests(ApiError):
     status, code = 429, "rate_limited"
 

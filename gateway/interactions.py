@@ -1,12 +1,13 @@
 """Post objects gain their interactions: counts, the viewer's `*_by_me` flags and the quoted post.
 
 One query to the interactions read model per page (store/interactions.py), whatever the page's size or the posts'
-popularity (counters, not counts at read time).
+popularity (counters, not counts at read time). The home timeline, read again and again, passes `cached=True`:
+then fresh answers come from this process's InteractionCache (gateway/interaction_cache.py) without a query.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,12 +22,16 @@ from store.posts import PostView
 NONE = {"like_count": 0, "repost_count": 0, "quote_count": 0}
 
 
-async def with_interactions(request: Request, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+async def with_interactions(
+    request: Request, items: list[dict[str, Any]], *, cached: bool = False
+) -> list[dict[str, Any]]:
     """`items` (post objects) with their interaction fields added, for the request's viewer (if logged in)."""
     if not items:
         return items
     me = await viewer(request)
-    found = await state_of(request).interactions.of_posts([p["id"] for p in items], me.user_id if me else None)
+    state = state_of(request)
+    source = state.interaction_cache if cached else state.interactions
+    found = await source.of_posts([p["id"] for p in items], me.user_id if me else None)
     blank = {**NONE, **({"liked_by_me": False, "reposted_by_me": False, "bookmarked_by_me": False} if me else {})}
     for post in items:
         post.update(found.get(post["id"], blank))
@@ -57,19 +62,32 @@ async def with_reposts(
     cursor: str | None,
     limit: int,
     post_json: Callable[[PostView], dict[str, Any]],
+    load: Callable[[list[str]], Awaitable[list[PostView]]] | None = None,
+    *,
+    hidden: Collection[str] = (),
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of posts (newest first, after `cursor`; `more` when the source has more) merged with what `users`
     reposted (a list of ids, or one id: that user and whom they follow), as post objects. A repost is the original
     post with `reposted_by` and `reposted_at`, sorted at its latest repost; a post shows once, at its newest place.
-    Returns the page and the next cursor."""
+    Reposts by, or of posts by, the `hidden` users are left out (here, not in SQL: a long array of ids costs the
+    query far more than the few rows it drops). Returns the page and the next cursor. One user's (a home timeline)
+    come from the InteractionCache; `load` reads the reposted posts by id (default: one posts query)."""
     state = state_of(request)
-    reposts = await state.interactions.reposts_by(users, _cursor_time(cursor), limit + 1)
+    before = _cursor_time(cursor)
+    if isinstance(users, str):
+        reposts = await state.interaction_cache.reposts_by(users, before, limit + 1)
+    else:
+        reposts = await state.interactions.reposts_by(users, before, limit + 1)
     reposts = [r for r in reposts if cursor is None or repost_key(r["post_id"], r["changed_at"]) < cursor]
+    # With more reposts than fetched, the page stops at the oldest fetched one: below it, one may be missing.
+    lower = repost_key(reposts[-1]["post_id"], reposts[-1]["changed_at"]) if len(reposts) > limit else ""
     reposted = [r["post_id"] for r in reposts]
-    originals = {p.id: p for p in await state.posts.many(reposted)} if reposted else {}
+    originals = {p.id: p for p in await (load or state.posts.many)(reposted)} if reposted else {}
+    unseen = set(hidden)
     candidates: list[tuple[str, dict[str, Any]]] = [(p.id, post_json(p)) for p in posts]
     for row in reposts:
-        if (found := originals.get(row["post_id"])) is not None:
+        found = originals.get(row["post_id"])
+        if found is not None and row["user_id"] not in unseen and found.author_id not in unseen:
             by = {k: row[k] for k in ("handle", "display_name", "avatar_url")}
             item = {**post_json(found), "reposted_by": by, "reposted_at": row["changed_at"]}
             candidates.append((repost_key(found.id, row["changed_at"]), item))
@@ -80,10 +98,12 @@ async def with_reposts(
     for key, item in candidates:
         if item["id"] in shown:
             continue
-        if len(page) == limit:
+        if len(page) == limit or key < lower:
             left = True
             break
         shown.add(item["id"])
         page.append((key, item))
     has_more = more or len(reposts) > limit or left
-    return [item for _, item in page], (page[-1][0] if has_more and page else None)
+    if not has_more:
+        return [item for _, item in page], None
+    return [item for _, item in page], page[-1][0] if page else lower or None

@@ -38,11 +38,10 @@ def _templates(routes: list[BaseRoute], prefix: str = "") -> dict[int, list[tupl
     return found
 
 
-class MetricsMiddleware:
-    """Counts requests by method, route template and status, and observes their duration."""
+class RouteTemplates:
+    """The route template of a request's scope, from the endpoint the router recorded in it."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self) -> None:
         self._by_endpoint: dict[int, list[tuple[BaseRoute, str]]] | None = None
 
     def route_of(self, scope: Scope) -> str:
@@ -71,21 +70,40 @@ class MetricsMiddleware:
                 partial = str(route.path)
         return partial
 
+
+_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # the label children, looked up once per series
+
+
+def observe(method: str, route: str, status: int, seconds: float) -> None:
+    """Count one request and observe its duration."""
+    key = (method, route, status)
+    series = _series.get(key)
+    if series is None:
+        series = _series[key] = (REQUESTS.labels(method, route, str(status)), LATENCY.labels(method, route))
+    series[0].inc()
+    series[1].observe(seconds)
+
+
+class MetricsMiddleware:
+    """Counts requests by method, route template and status, and observes their duration (the gateway does this in
+    `gateway.middleware.PerRequest`; this one wraps other ASGI apps)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.templates = RouteTemplates()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         started = time.perf_counter()
         status: dict[str, Any] = {"code": 500}
 
-        async def observe(message: Message) -> None:
+        async def watch(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
             await send(message)
 
         try:
-            await self.app(scope, receive, observe)
+            await self.app(scope, receive, watch)
         finally:
-            route = self.route_of(scope)
-            method = scope["method"]
-            REQUESTS.labels(method, route, str(status["code"])).inc()
-            LATENCY.labels(method, route).observe(time.perf_counter() - started)
+            observe(scope["method"], self.templates.route_of(scope), status["code"], time.perf_counter() - started)

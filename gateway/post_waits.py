@@ -1,10 +1,11 @@
 """Waiting for one's own write to reach the posts read model (`Prefer: wait`), on one subscription per process.
 
 The posts consumer announces each post it made visible on `chirp:posts` and each post it removed on
-`chirp:posts:deleted`. One task per gateway process subscribes to both while requests wait (and `IDLE_S` after
-the last one), and resolves the future of every request waiting for that id. A request registers its future
-before it publishes, so the announcement cannot slip past it; whatever happens (Redis away, the budget spent),
-the request falls back to asking the read model once, so a wait never answers wrongly, at worst late.
+`chirp:posts:deleted` (and each edit's render on `chirp:posts:edited`). One task per gateway process subscribes to
+them while requests wait (and `IDLE_S` after the last one), and resolves the future of every request waiting for
+that id. A request registers its future before it publishes, so the announcement cannot slip past it; whatever
+happens (Redis away, the budget spent), the request falls back to asking the read model once, so a wait never
+answers wrongly, at worst late.
 Why not a Redis call per request (BLPOP on a marker): each would hold a pooled connection for up to the whole
 budget, and a burst of writers would exhaust the pool that every other request shares.
 """
@@ -21,7 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from chirp.logging import get_logger
-from store.posts import CHANNEL, DELETED_CHANNEL
+from store.posts import CHANNEL, DELETED_CHANNEL, EDITED_CHANNEL
 
 log = get_logger("chirp.gateway")
 
@@ -89,7 +90,7 @@ class PostWaits:
         idle_since = time.monotonic()
         try:
             async with self._redis.pubsub() as pubsub:
-                await pubsub.subscribe(CHANNEL, DELETED_CHANNEL)
+                await pubsub.subscribe(CHANNEL, DELETED_CHANNEL, EDITED_CHANNEL)
                 self._ready.set()
                 while self._waiting or time.monotonic() - idle_since < IDLE_S:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)

@@ -76,6 +76,7 @@ LIMITS: Mapping[str, Limit] = {
     "post": Limit(rate_per_s=1 / 6, burst=10),  # 10 at once, then one every 6 s
     "follow": Limit(rate_per_s=1 / 3, burst=20),
     "login": Limit(rate_per_s=1 / 12, burst=5),  # per IP: 5 at once, then 5 a minute
+    "report": Limit(rate_per_s=1 / 60, burst=10),  # 10 at once, then one a minute
 }
 
 # One address may hide many people (offices, mobile carriers): its buckets are wider than one user's. Logins are
@@ -84,6 +85,7 @@ IP_LIMITS: Mapping[str, Limit] = {
     "post": Limit(rate_per_s=20 / 6, burst=200),
     "follow": Limit(rate_per_s=20 / 3, burst=400),
     "login": Limit(rate_per_s=1 / 12, burst=5),
+    "report": Limit(rate_per_s=20 / 60, burst=200),
 }
 
 DEV_SCALE = 1000.0  # dev and test: the whole test suite logs everyone in and posts from 127.0.0.1
@@ -91,7 +93,9 @@ DEV_SCALE = 1000.0  # dev and test: the whole test suite logs everyone in and po
 # (methods, path) -> action. Paths are matched in full.
 RULES: tuple[tuple[frozenset[str], re.Pattern[str], str], ...] = (
     (frozenset({"POST"}), re.compile(r"/api/posts/?"), "post"),
+    (frozenset({"PATCH"}), re.compile(r"/api/posts/[^/]+/?"), "post"),  # an edit costs what a post does
     (frozenset({"POST", "DELETE"}), re.compile(r"/api/users/[^/]+/follow/?"), "follow"),
+    (frozenset({"POST"}), re.compile(r"/api/reports/?"), "report"),
     (frozenset({"POST"}), re.compile(r"/auth/dev-login"), "login"),
     (frozenset({"GET"}), re.compile(r"/auth/github/login"), "login"),
     (frozenset({"GET"}), re.compile(r"/auth/github/callback"), "login"),

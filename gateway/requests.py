@@ -13,9 +13,9 @@ import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 from starlette.requests import Request
 
+from domain.text import Handle
 from gateway.errors import ApiError, InvalidInput, NotFound
 from schemas.events import Id
-from schemas.text import Handle
 
 MAX_BODY_BYTES = 64 * 1024
 M = TypeVar("M", bound=BaseModel)

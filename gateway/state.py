@@ -13,10 +13,13 @@ from faststream.kafka import KafkaBroker
 from starlette.requests import Request
 
 from chirp.settings import Settings
+from gateway.interaction_cache import InteractionCache
 from gateway.post_waits import PostWaits
 from producers.broker import Publisher
 from store.interactions import InteractionsReadModel
 from store.posts import PostReadModel
+from store.relations import RelationsReadModel
+from store.reports import ReportsReadModel
 from store.search import SearchIndex
 from store.timelines import CachedPosts, RedisTimelines
 from store.users import UsersReadModel
@@ -43,6 +46,9 @@ class State:
     posts: PostReadModel
     users: UsersReadModel
     interactions: InteractionsReadModel
+    relations: RelationsReadModel
+    reports: ReportsReadModel
+    interaction_cache: InteractionCache  # `interactions` kept briefly for the home timeline
     search: SearchIndex  # on connections that plan search statements once (store/search.py)
     timelines: RedisTimelines
     timeline_posts: CachedPosts

@@ -9,7 +9,16 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupIdNotFound, for_code
 from aiokafka.protocol.admin import DeleteGroupsRequest
 
-from chirp.kafka_admin import GroupState, admin, committed, group_states, partitions, reader, records_at
+from chirp.kafka_admin import (
+    GroupState,
+    admin,
+    committed,
+    group_states,
+    partitions,
+    reader,
+    records_at,
+    topic_replication,
+)
 
 
 class UnknownName(Exception):
@@ -27,6 +36,7 @@ __all__ = [
     "partitions",
     "reader",
     "records_at",
+    "topic_replication",
 ]
 
 

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import time
+from collections import Counter
 from collections.abc import Coroutine, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ import typer
 from rich.console import Console, ConsoleDimensions
 from rich.live import Live
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from chirp.settings import Settings
 
@@ -132,18 +133,23 @@ def topics(
     internal: Annotated[bool, typer.Option(help="Include Kafka's own __ topics.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines for scripts instead of a table.")] = False,
 ) -> None:
-    """Every topic with partitions, message counts, oldest and newest offsets and times."""
+    """Every topic with its partitions (replicas, in sync, leader), message counts, oldest and newest offsets and
+    times. Partitions bound how many processes of one consumer share a topic: see docs/scaling.md before adding any."""
     from ops.topics import describe
 
     rows = _run(describe(Settings(), internal=internal))
     if as_json:
         return _print_json({**r.__dict__, "messages": r.messages, "newest_offset": r.newest_offset} for r in rows)
-    table = Table("topic", "part", "messages", "oldest", "newest", "oldest at", "newest at", title="Topics")
+    parts = Counter(r.topic for r in rows)
+    heads = ("part", "in sync", "leader", "messages", "oldest", "newest", "oldest at", "newest at")
+    table = Table(Column("topic", no_wrap=True), *heads, title="Topics")  # a long name stays whole
     for r in rows:
         newest = "-" if r.newest_offset is None else str(r.newest_offset)
         table.add_row(
             r.topic,
-            str(r.partition),
+            f"{r.partition} of {parts[r.topic]}",
+            f"{r.in_sync}/{r.replicas}",
+            "none" if r.leader < 0 else str(r.leader),
             str(r.messages),
             str(r.oldest_offset),
             newest,

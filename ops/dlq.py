@@ -85,7 +85,9 @@ async def ensure_decisions_topic(settings: Settings) -> None:
     async with _kafka.admin(settings) as client:
         if DECISIONS_TOPIC in await client.list_topics():
             return
-        topic = NewTopic(DECISIONS_TOPIC, 1, 1, topic_configs={"cleanup.policy": "compact"})
+        factor, min_isr = await _kafka.topic_replication(client)
+        configs = {"cleanup.policy": "compact", "min.insync.replicas": str(min_isr)}
+        topic = NewTopic(DECISIONS_TOPIC, 1, factor, topic_configs=configs)
         with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile by another process
             await client.create_topics([topic])
 

@@ -17,6 +17,7 @@ from chirp.logging import configure, get_logger
 from chirp.settings import Settings
 from ops.cli import consumer_named, usage_error
 from ops.cli import register as register_ops
+from ops.reports import reports_app
 from ops.trending import trending_app
 
 app = typer.Typer(help="Chirp: an event-driven microblogging service.", no_args_is_help=True)
@@ -24,30 +25,47 @@ services_app = typer.Typer(help="Kafka, Redis and PostgreSQL on this machine (in
 app.add_typer(services_app, name="services")
 register_ops(app)  # topics, lag, replay, rebuild, seed, docs, dlq
 app.add_typer(trending_app, name="trending")
+app.add_typer(reports_app, name="reports")
+
+
+BrokersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--brokers",
+        min=1,
+        max=9,
+        help="Kafka brokers on loopback (default CHIRP_KAFKA_BROKERS, 1). 3: a replicated KRaft cluster of its own"
+        " (data apart from the single broker's); the app's processes then need CHIRP_KAFKA_BROKERS=3 too.",
+    ),
+]
+
+
+def _services_settings(brokers: int | None) -> Settings:
+    return Settings() if brokers is None else Settings(kafka_brokers=brokers)
 
 
 @services_app.command("up")
-def services_up() -> None:
+def services_up(brokers: BrokersOpt = None) -> None:
     """Install what is missing and start what is not running; returns when everything answers."""
     from ops import services
 
-    services.up(Settings())
+    services.up(_services_settings(brokers))
 
 
 @services_app.command("down")
-def services_down() -> None:
+def services_down(brokers: BrokersOpt = None) -> None:
     """Stop the local services started by `chirp services up`."""
     from ops import services
 
-    services.down(Settings())
+    services.down(_services_settings(brokers))
 
 
 @services_app.command("status")
-def services_status() -> None:
+def services_status(brokers: BrokersOpt = None) -> None:
     """Say which services answer; exit 1 if any does not."""
     from ops import services
 
-    status = services.status(Settings())
+    status = services.status(_services_settings(brokers))
     for name, ok in status.items():
         typer.echo(f"{name}: {'up' if ok else 'down'}")
     raise typer.Exit(0 if all(status.values()) else 1)

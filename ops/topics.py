@@ -1,4 +1,5 @@
-"""`chirp topics`: every topic with its partitions, message counts, and oldest and newest offsets and times."""
+"""`chirp topics`: every topic with its partitions (replicas, in sync, leader), message counts, and oldest and newest
+offsets and times."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ class PartitionInfo:
     end_offset: int  # the next offset to be written
     oldest_at: datetime | None
     newest_at: datetime | None
+    replicas: int = 1
+    in_sync: int = 1
+    leader: int = -1  # node id; -1 when the partition has none (its replicas' brokers are down)
 
     @property
     def messages(self) -> int:
@@ -38,6 +42,11 @@ async def describe(settings: Settings, *, internal: bool = False) -> list[Partit
     """One row per partition of every topic (Kafka's own `__` topics only with `internal`), sorted by topic."""
     async with _kafka.admin(settings) as client, _kafka.reader(settings) as kafka:
         names = sorted(n for n in await client.list_topics() if internal or not n.startswith("__"))
+        layout = {
+            (t["topic"], p["partition"]): (len(p["replicas"]), len(p["isr"]), p["leader"])
+            for t in (await client.describe_topics(names) if names else [])
+            for p in t["partitions"]
+        }
         tps = await _kafka.partitions(kafka, names)
         begin = await kafka.beginning_offsets(tps) if tps else {}
         end = await kafka.end_offsets(tps) if tps else {}
@@ -50,6 +59,14 @@ async def describe(settings: Settings, *, internal: bool = False) -> list[Partit
         return _at(record.timestamp) if record is not None else None  # type: ignore[attr-defined]
 
     return [
-        PartitionInfo(tp.topic, tp.partition, begin[tp], end[tp], at(oldest, tp), at(newest, tp))  # type: ignore[arg-type]
+        PartitionInfo(
+            tp.topic,
+            tp.partition,
+            begin[tp],
+            end[tp],
+            at(oldest, tp),
+            at(newest, tp),
+            *layout.get((tp.topic, tp.partition), (1, 1, -1)),
+        )
         for tp in tps
     ]

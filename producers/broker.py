@@ -9,6 +9,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, KafkaTimeoutError, RequestTimedOutError, TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 
+from chirp.kafka_admin import topic_replication
 from chirp.logging import correlation_id
 from chirp.settings import Settings
 from producers.sealing import KeyStore, seal
@@ -21,7 +22,7 @@ CORRELATION_HEADER = "correlation_id"
 def make_broker(settings: Settings, **options: object) -> KafkaBroker:
     """A FastStream Kafka broker for this deployment (publishing waits for all in-sync replicas)."""
     return KafkaBroker(
-        settings.bootstrap_servers,
+        settings.bootstrap_servers.split(","),  # FastStream takes one string as one address
         acks="all",
         enable_idempotence=True,
         client_id="chirp",
@@ -120,19 +121,21 @@ async def stop_within(broker: KafkaBroker, timeout_s: float) -> None:
 
 
 async def ensure_topics(settings: Settings, extra: tuple[topics.Topic, ...] = ()) -> list[str]:
-    """Create the truth topics (and `extra`) with their partitions and retention; returns those created."""
+    """Create the truth topics (and `extra`) with their partitions, replication and retention; returns those
+    created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         wanted = [t for t in (*topics.ALL, *extra) if t.name not in existing]
+        factor, min_isr = await topic_replication(admin) if wanted else (1, 1)
         created = []
         for topic in wanted:
             new = NewTopic(
                 topic.name,
                 num_partitions=topic.partitions,
-                replication_factor=1,
-                topic_configs={"retention.ms": str(topic.retention_ms)},
+                replication_factor=factor,
+                topic_configs={"retention.ms": str(topic.retention_ms), "min.insync.replicas": str(min_isr)},
             )
             try:
                 await admin.create_topics([new])

@@ -9,8 +9,8 @@ from typing import Annotated, Any, ClassVar, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from ulid import ULID
 
+from domain.text import Bio, DisplayName, Handle, NoNul, PostBody, Tag
 from schemas import topics
-from schemas.text import Bio, DisplayName, Handle, NoNul, PostBody, Tag
 
 # An id: 1 to 64 characters, no control characters (they would not survive PostgreSQL text or a log line).
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
@@ -58,13 +58,24 @@ class PostCreatedData(Payload):
     body: PostBody
     reply_to: Id | None = None
     quote_of: Id | None = None  # the post this one quotes (optional: version 1 events without it stay valid)
+    # A `post-edited`'s: when the post was first created (its rendering keeps that time; the edit's is occurred_at)
+    created_at: datetime | None = None
 
 
 class PostCreated(Event):
+    """`post-created` / `post-edited` (topic post-created, keyed by post id, so an edit stays in order behind its
+    post and its earlier edits). An edit carries the whole new body, with the post's reply_to, quote_of and
+    created_at as they were."""
+
     topic: ClassVar = topics.POST_CREATED
-    type: Literal["post-created"] = "post-created"
+    type: Literal["post-created", "post-edited"] = "post-created"
     version: Literal[1] = 1
     payload: PostCreatedData
+
+    @property
+    def edited_at(self) -> datetime | None:
+        """The time of this version when it is an edit; None for the first version."""
+        return self.occurred_at if self.type == "post-edited" else None
 
 
 class PostParsedData(Payload):
@@ -79,6 +90,7 @@ class PostParsedData(Payload):
     reply_to: Id | None = None
     quote_of: Id | None = None
     created_at: datetime
+    edited_at: datetime | None = None  # the time of this version when it is an edit (the newest version wins)
 
 
 class PostParsed(Event):
@@ -91,6 +103,7 @@ class PostParsed(Event):
 class PostDeletedData(Payload):
     post_id: Id
     author_id: Id
+    moderated: bool = False  # taken down by the operators (`chirp reports resolve --action takedown|suspend`)
 
 
 class PostDeleted(Event):
@@ -199,6 +212,32 @@ class PostBookmark(Event):
     payload: InteractionData
 
 
+# Mutes and blocks: each topic carries both directions of one kind; `type` says which ---------------------------
+
+
+class RelationData(Payload):
+    user_id: Id  # who mutes or blocks
+    target_id: Id  # whom
+
+
+class UserMute(Event):
+    """`user-muted` / `user-unmuted` (topic user-mutes)."""
+
+    topic: ClassVar = topics.USER_MUTES
+    type: Literal["user-muted", "user-unmuted"] = "user-muted"
+    version: Literal[1] = 1
+    payload: RelationData
+
+
+class UserBlock(Event):
+    """`user-blocked` / `user-unblocked` (topic user-blocks)."""
+
+    topic: ClassVar = topics.USER_BLOCKS
+    type: Literal["user-blocked", "user-unblocked"] = "user-blocked"
+    version: Literal[1] = 1
+    payload: RelationData
+
+
 # Moderation ------------------------------------------------------------------------------------------------
 
 
@@ -212,6 +251,44 @@ class TrendingModerated(Event):
     type: Literal["trending-moderated"] = "trending-moderated"
     version: Literal[1] = 1
     payload: TrendingModeratedData
+
+
+ReportReason = Literal["spam", "abuse", "illegal", "other"]
+ReportAction = Literal["takedown", "dismiss", "suspend"]
+
+
+class ReportFiledData(Payload):
+    report_id: Id
+    reporter_id: Id
+    post_id: Id | None = None  # the post reported, or None for an account
+    user_id: Id  # the account reported (the post's author for a post)
+    reason: ReportReason
+    comment: Annotated[str, StringConstraints(max_length=1000, pattern=r"^[^\x00]*$")] = ""
+
+
+class ReportFiled(Event):
+    topic: ClassVar = topics.REPORTS
+    type: Literal["report-filed"] = "report-filed"
+    version: Literal[1] = 1
+    payload: ReportFiledData
+
+
+class ReportResolvedData(Payload):
+    report_id: Id
+    action: ReportAction
+    note: Annotated[str, StringConstraints(max_length=1000, pattern=r"^[^\x00]*$")] = ""
+    post_id: Id | None = None  # what the decision acts on: the post taken down, the account suspended
+    user_id: Id
+
+
+class ReportResolved(Event):
+    """An operator's decision on a report (`chirp reports resolve`). A takedown or a suspension also publishes a
+    moderated `post-deleted` per post it hides, so every read model drops them as it drops deleted posts."""
+
+    topic: ClassVar = topics.REPORT_DECISIONS
+    type: Literal["report-resolved"] = "report-resolved"
+    version: Literal[1] = 1
+    payload: ReportResolvedData
 
 
 # Notifications ---------------------------------------------------------------------------------------------
@@ -262,6 +339,10 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     PostRepost,
     PostBookmark,
     AccountDeleted,
+    UserMute,
+    UserBlock,
+    ReportFiled,
+    ReportResolved,
 )
 BY_TYPE: dict[str, type[Event]] = {
     name: cls for cls in ALL_EVENTS for name in get_args(cls.model_fields["type"].annotation)

@@ -18,7 +18,10 @@ from schemas.events import (
     PostLike,
     PostParsed,
     PostRepost,
+    ReportFiled,
+    UserBlock,
     UserFollowed,
+    UserMute,
     UserProfileSynced,
     UserProfileUpdated,
     UserRegistered,
@@ -35,6 +38,7 @@ SEALED: dict[type[Event], tuple[str, ...]] = {
     UserRegistered: ("github_id", "handle", "display_name", "avatar_url"),
     UserProfileSynced: ("handle", "display_name", "avatar_url"),
     UserProfileUpdated: ("display_name", "bio"),
+    ReportFiled: ("comment",),
 }
 
 
@@ -58,6 +62,10 @@ def bound_keys(event: Event) -> tuple[str, ...]:
             return user_key(data.follower_id), user_key(data.followee_id)
         case PostLike() | PostRepost() | PostBookmark():
             return user_key(data.user_id), post_key(data.post_id)
+        case UserMute() | UserBlock():
+            return user_key(data.user_id), user_key(data.target_id)
+        case ReportFiled():  # the reporter's: reports about an account outlive it (the operators' record)
+            return (user_key(data.reporter_id),)
     return ()
 
 

@@ -40,6 +40,14 @@ POST_BOOKMARKS = Topic(f"{NAMESPACE}post-bookmarks", key="user_id")
 # Account deletion (DELETE /api/me): every read model drops the account; the erasure consumer schedules its keys'
 # deletion (docs/erasure.md).
 ACCOUNT_DELETED = Topic(f"{NAMESPACE}account-deleted", key="user_id")
+# Mutes and blocks: one topic per kind carrying both directions (muted / unmuted), keyed by the acting user, so one
+# user's mute and unmute of another stay in order.
+USER_MUTES = Topic(f"{NAMESPACE}user-mutes", key="user_id")
+USER_BLOCKS = Topic(f"{NAMESPACE}user-blocks", key="user_id")
+# Reports to the operators and their decisions, keyed by the report (a decision may come before its report in a
+# replay: the moderation consumer takes either order).
+REPORTS = Topic(f"{NAMESPACE}reports", key="report_id")
+REPORT_DECISIONS = Topic(f"{NAMESPACE}report-decisions", key="report_id")
 
 ALL: tuple[Topic, ...] = (
     POST_CREATED,
@@ -56,6 +64,10 @@ ALL: tuple[Topic, ...] = (
     POST_REPOSTS,
     POST_BOOKMARKS,
     ACCOUNT_DELETED,
+    USER_MUTES,
+    USER_BLOCKS,
+    REPORTS,
+    REPORT_DECISIONS,
 )
 BY_NAME = {topic.name: topic for topic in ALL}
 

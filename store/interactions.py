@@ -8,6 +8,8 @@ Writes come from the interactions consumer, one transaction per batch:
 - a deleted post is tombstoned in `post_counters`: its likes, reposts and bookmarks are dropped, its counts zeroed,
   and later events about it change nothing.
 Reads: `of_posts` gives the counts, the viewer's flags and the quoted posts of a whole page in one query.
+After each batch the consumer announces on `CHANNEL` whose flags, which posts' counts and which kinds moved, so a
+process that caches them (gateway/interaction_cache.py) drops them: a viewer reads their own like once applied.
 """
 
 from __future__ import annotations
@@ -18,9 +20,15 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 import asyncpg
+import orjson
+import redis.asyncio as aioredis
+
+from schemas.topics import NAMESPACE
 
 Kind = Literal["like", "repost", "bookmark"]
 KINDS: tuple[Kind, ...] = ("like", "repost", "bookmark")
+Parts = tuple[dict[str, Any], tuple[str, ...]]  # (the fields every viewer sees, the viewer's active kinds)
+CHANNEL = f"chirp:{NAMESPACE}interactions"  # {"changes": [[user, post, kind], ...]}: what a batch changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +158,7 @@ ORDER BY q.created_at DESC, q.post_id DESC LIMIT $5
 # {who} is `ANY($1::text[])` (those users) or the user $1 and whom they follow (a home timeline).
 _REPOSTS_BY = """
 SELECT * FROM (
-    SELECT DISTINCT ON (i.post_id) i.post_id, i.changed_at, u.handle, u.display_name, u.avatar_url
+    SELECT DISTINCT ON (i.post_id) i.post_id, i.changed_at, i.user_id, u.handle, u.display_name, u.avatar_url
     FROM interactions i JOIN users u ON u.user_id = i.user_id
     WHERE i.kind = 'repost' AND i.active AND i.user_id {who}
     ORDER BY i.post_id, i.changed_at DESC, i.user_id DESC
@@ -170,12 +178,16 @@ def newest_per_row(changes: Sequence[Change]) -> list[Change]:
     return [newest[key] for key in sorted(newest)]
 
 
+def flags_json(mine: Sequence[str]) -> dict[str, bool]:
+    """The viewer's `*_by_me` flags from the kinds they have active on a post."""
+    return {"liked_by_me": "like" in mine, "reposted_by_me": "repost" in mine, "bookmarked_by_me": "bookmark" in mine}
+
+
 def interactions_json(row: asyncpg.Record, signed_in: bool) -> dict[str, Any]:
     """The fields a post object gains: counts, the viewer's flags, and `quote_of` for a quote."""
     found: dict[str, Any] = {k: row[k] for k in ("like_count", "repost_count", "quote_count")}
     if signed_in:
-        mine = set(row["mine"])
-        found.update(liked_by_me="like" in mine, reposted_by_me="repost" in mine, bookmarked_by_me="bookmark" in mine)
+        found.update(flags_json(row["mine"]))
     if row["quote_of"] is not None:
         if row["quote_live"]:
             author = {k: row[f"quote_{k}"] for k in ("handle", "display_name", "avatar_url")}
@@ -191,10 +203,18 @@ def interactions_json(row: asyncpg.Record, signed_in: bool) -> dict[str, Any]:
     return found
 
 
+async def announce(redis: aioredis.Redis, changes: Sequence[Change]) -> None:
+    """Tell caches which (user, post, kind) a batch (now committed) changed."""
+    if changes:
+        pairs = sorted({(c.user_id, c.post_id, c.kind) for c in changes})
+        await redis.publish(CHANNEL, orjson.dumps({"changes": pairs}))
+
+
 class InteractionsReadModel(Protocol):
     """What the gateway reads about likes, reposts, bookmarks and quotes."""
 
     async def of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, dict[str, Any]]: ...
+    async def parts_of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, Parts]: ...
     async def reposts_by(
         self, users: Sequence[str] | str, before: datetime | None, limit: int
     ) -> list[dict[str, Any]]: ...
@@ -205,6 +225,7 @@ class InteractionsReadModel(Protocol):
         self, post_id: str, kind: Kind, after: tuple[datetime, str] | None, limit: int
     ) -> Keyset: ...
     async def quotes_of(self, post_id: str, after: tuple[datetime, str] | None, limit: int) -> Keyset: ...
+    async def quoted(self, post_id: str) -> str | None: ...
 
 
 class PostgresInteractions:
@@ -247,12 +268,20 @@ class PostgresInteractions:
             await conn.execute(_TOMBSTONE, post_ids, [deleted[p] for p in post_ids])
             await conn.execute("DELETE FROM interactions WHERE post_id = ANY($1::text[])", post_ids)
 
+    async def quoted(self, post_id: str) -> str | None:
+        """The post this one quotes, None when it quotes none."""
+        return await self._pool.fetchval("SELECT quote_of FROM quotes WHERE post_id = $1", post_id)
+
     async def of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, dict[str, Any]]:
         """post id -> the fields its post object gains, for a whole page in one query."""
-        if not post_ids:
-            return {}
-        rows = await self._pool.fetch(_OF_POSTS, list(post_ids), viewer_id)
+        rows = await self._pool.fetch(_OF_POSTS, list(post_ids), viewer_id) if post_ids else []
         return {r["post_id"]: interactions_json(r, viewer_id is not None) for r in rows}
+
+    async def parts_of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, Parts]:
+        """post id -> what every viewer sees (counts, `quote_of`) and the kinds the viewer has active on it, in one
+        query: a cache keeps the two apart."""
+        rows = await self._pool.fetch(_OF_POSTS, list(post_ids), viewer_id) if post_ids else []
+        return {r["post_id"]: (interactions_json(r, False), tuple(r["mine"])) for r in rows}
 
     async def _keyset(
         self, sql: str, key: str | None, other: str, after: tuple[datetime, str] | None, limit: int
@@ -265,7 +294,7 @@ class PostgresInteractions:
 
     async def reposts_by(self, users: Sequence[str] | str, before: datetime | None, limit: int) -> list[dict[str, Any]]:
         """The posts `users` reposted (a list of ids, or one id: that user and whom they follow), each once at its
-        latest repost before `before`, newest first (rows: post_id, changed_at, the reposter's handle,
+        latest repost before `before`, newest first (rows: post_id, changed_at, the reposter's user_id, handle,
         display_name, avatar_url)."""
         if isinstance(users, str):
             who = "IN (SELECT $1::text UNION ALL SELECT followee_id FROM follows WHERE follower_id = $1 AND active)"

@@ -1,7 +1,7 @@
 """The notifications read model's Redis layout (written by consumers/notifications.py, read by the gateway).
 
-Per user a sorted set of item ids by the item's latest time and one of the unread ones; per item a hash (type,
-post) and a sorted set of its actors by time; `BELL_CHANNEL` announces a user's new unread count.
+Per user a sorted set of item ids by the item's latest time (at most `KEPT`) and one of the unread ones; per item a
+hash (type, post) and a sorted set of its actors by time; `BELL_CHANNEL` announces a user's new unread count.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from schemas.topics import NAMESPACE
 
 BELL_CHANNEL = f"chirp:{NAMESPACE}notifications"  # {"user_id", "unread"} when a user's unread count moves
 SHOWN_ACTORS = 3  # the latest actors an item shows
+KEPT = 1000  # the newest items kept per user; older ones are dropped as new ones arrive
 
 
 def items_key(user_id: str) -> str:

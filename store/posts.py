@@ -2,8 +2,11 @@
 
 Writes come from the posts consumer, one statement per batch; reads serve the gateway's post endpoints.
 - Rows are keyed by post id and written with `INSERT ... ON CONFLICT`, so a replayed batch changes nothing.
-- A delete leaves a tombstone (deleted_at set, content cleared); a post-parsed for a tombstoned id changes
-  nothing, whichever came first. A newer post-parsed (a re-render) replaces the content, an older one does not.
+- A delete leaves a tombstone (deleted_at set, content cleared; `moderated` when the operators took it down); a
+  post-parsed for a tombstoned id changes nothing, whichever came first. A newer post-parsed replaces the content, an
+  older one does not: newer by the version it renders (`edited_at`, an edit), then by its own time (a re-render of
+  the same version).
+- `post_versions` keeps every version (body, html, time) of a live post for `GET /api/posts/{id}/history`.
 - Lists are keyset pages on the post id (a ULID, so id order is creation order): `after` is the last id served.
 - `reply_count` is counted at read time from the live replies (index `posts_replies`): no counter to drift
   when replies and deletes arrive out of order or twice; a page costs one index probe per post.
@@ -42,6 +45,16 @@ class PostView:
     reply_count: int
     created_at: datetime
     reply_to_handle: str = ""  # the handle of the replied-to post's author ("Replying to @handle")
+    edited_at: datetime | None = None  # the time of the version shown, when it is an edit
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """One version of a post: its Markdown, its rendering, and when it was written."""
+
+    body: str
+    html: str
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,20 +76,24 @@ class Projected:
 class PostReadModel(Protocol):
     async def get(self, post_id: str) -> PostView | None: ...
     async def exists(self, post_id: str) -> bool: ...
+    async def author_of(self, post_id: str) -> str | None: ...
     async def many(self, post_ids: Sequence[str]) -> list[PostView]: ...
-    async def latest(self, after: str | None, limit: int) -> Page: ...
-    async def by_author(self, author_id: str, after: str | None, limit: int) -> Page: ...
-    async def by_tag(self, tag: str, after: str | None, limit: int) -> Page: ...
-    async def replies(self, post_id: str, after: str | None, limit: int) -> Page: ...
+    async def latest(self, after: str | None, limit: int, *, hidden: Sequence[str] = ()) -> Page: ...
+    async def by_author(self, author_id: str, after: str | None, limit: int, *, hidden: Sequence[str] = ()) -> Page: ...
+    async def by_tag(self, tag: str, after: str | None, limit: int, *, hidden: Sequence[str] = ()) -> Page: ...
+    async def replies(self, post_id: str, after: str | None, limit: int, *, hidden: Sequence[str] = ()) -> Page: ...
     async def user_id_of(self, handle: str) -> str | None: ...
     async def save_parsed(self, events: Sequence[PostParsed]) -> list[Projected]: ...
     async def save_deleted(self, events: Sequence[PostDeleted]) -> list[str]: ...
+    async def taken_down(self, post_id: str) -> str | None: ...
+    async def history(self, post_id: str) -> list[Version]: ...
 
 
 # Redis pub/sub: the posts consumer announces what it made visible and what it removed --------------------------
 
 CHANNEL = f"chirp:{NAMESPACE}posts"  # {"id", "author_id", "reply_to", "hashtags"} per newly visible post (live updates)
 DELETED_CHANNEL = f"chirp:{NAMESPACE}posts:deleted"  # {"id"} per post a delete removed
+EDITED_CHANNEL = f"chirp:{NAMESPACE}posts:edited"  # {"id"} per post an edit's render was written for
 
 
 # SQL --------------------------------------------------------------------------------------------------------
@@ -92,7 +109,7 @@ WITH page AS (
 )
 SELECT p.post_id, p.author_id, CASE WHEN u.handle LIKE '~%' THEN '' ELSE coalesce(u.handle, '') END AS handle,
        coalesce(u.display_name, '') AS display_name, coalesce(u.avatar_url, '') AS avatar_url,
-       p.body, p.html, p.text, p.hashtags, p.mentions, p.reply_to, p.created_at,
+       p.body, p.html, p.text, p.hashtags, p.mentions, p.reply_to, p.created_at, p.edited_at,
        (SELECT count(*) FROM posts r WHERE r.reply_to = p.post_id AND r.deleted_at IS NULL) AS reply_count,
        {REPLY_TO_HANDLE}
 FROM page p LEFT JOIN users u ON u.user_id = p.author_id
@@ -102,30 +119,53 @@ ORDER BY p.post_id {{order}}
 # A batch of parsed posts goes to PostgreSQL as one array per column (binary, no JSON to parse per row). Arrays of
 # arrays must be rectangular, so each post's hashtags, mentions and links travel as an array literal, cast per row.
 PARSED_ROWS = """unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-              $9::text[], $10::timestamptz[], $11::timestamptz[])
-    AS x(post_id, author_id, body, html, text, hashtags, mentions, links, reply_to, created_at, parsed_at)"""
+              $9::text[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[])
+    AS x(post_id, author_id, body, html, text, hashtags, mentions, links, reply_to, created_at, parsed_at, edited_at)"""
+
+
+def newer_version(row: str) -> str:
+    """SQL: the upserted render (EXCLUDED) is of a newer version than `row`'s, or a newer render of the same one."""
+    return (
+        f"({row}.parsed_at IS NULL OR (coalesce({row}.edited_at, '-infinity'), {row}.parsed_at)"
+        " < (coalesce(EXCLUDED.edited_at, '-infinity'), EXCLUDED.parsed_at))"
+    )
 
 
 _SAVE_PARSED = f"""
 INSERT INTO posts AS p (post_id, author_id, body, html, text, hashtags, mentions, links, reply_to, created_at,
-                        parsed_at)
+                        parsed_at, edited_at)
 SELECT post_id, author_id, body, html, text, hashtags::text[], mentions::text[], links::text[], reply_to, created_at,
-       parsed_at
+       parsed_at, edited_at
 FROM {PARSED_ROWS}
 ON CONFLICT (post_id) DO UPDATE SET
     body = EXCLUDED.body, html = EXCLUDED.html, text = EXCLUDED.text, hashtags = EXCLUDED.hashtags,
-    mentions = EXCLUDED.mentions, links = EXCLUDED.links, parsed_at = EXCLUDED.parsed_at
-WHERE p.deleted_at IS NULL AND (p.parsed_at IS NULL OR p.parsed_at < EXCLUDED.parsed_at)
+    mentions = EXCLUDED.mentions, links = EXCLUDED.links, parsed_at = EXCLUDED.parsed_at, edited_at = EXCLUDED.edited_at
+WHERE p.deleted_at IS NULL AND {newer_version("p")}
 RETURNING post_id, author_id, reply_to, hashtags, xmax = 0 AS inserted
+"""
+
+# Every version of the batch (a re-render of one replaces its html), unless the post is deleted.
+_SAVE_VERSIONS = """
+INSERT INTO post_versions AS v (post_id, at, body, html)
+SELECT x.post_id, x.at, x.body, x.html
+FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[]) AS x(post_id, at, body, html)
+WHERE NOT EXISTS (SELECT 1 FROM posts d WHERE d.post_id = x.post_id AND d.deleted_at IS NOT NULL)
+ON CONFLICT (post_id, at) DO UPDATE SET body = EXCLUDED.body, html = EXCLUDED.html
+"""
+
+_HISTORY = """
+SELECT v.body, v.html, v.at FROM post_versions v JOIN posts p USING (post_id)
+WHERE v.post_id = $1 AND p.deleted_at IS NULL ORDER BY v.at DESC
 """
 
 # A delete for an unknown id inserts the tombstone; one for a live post by the same author clears it.
 _SAVE_DELETED = """
-INSERT INTO posts AS p (post_id, author_id, created_at, deleted_at)
-SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $3::timestamptz[])
+INSERT INTO posts AS p (post_id, author_id, created_at, deleted_at, moderated)
+SELECT x.post_id, x.author_id, x.at, x.at, x.moderated
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bool[]) AS x(post_id, author_id, at, moderated)
 ON CONFLICT (post_id) DO UPDATE SET
     deleted_at = EXCLUDED.deleted_at, body = '', html = '', text = '', hashtags = '{}', mentions = '{}',
-    links = '{}'
+    links = '{}', moderated = EXCLUDED.moderated
 WHERE p.deleted_at IS NULL AND p.author_id = EXCLUDED.author_id
 RETURNING post_id
 """
@@ -148,6 +188,7 @@ def post_view(row: Mapping[str, Any]) -> PostView:
         reply_count=row["reply_count"],
         created_at=row["created_at"],
         reply_to_handle=row.get("reply_to_handle") or "",
+        edited_at=row.get("edited_at"),
     )
 
 
@@ -173,15 +214,22 @@ def parsed_columns(events: Sequence[PostParsed]) -> list[list[Any]]:
         [d.reply_to for d in data],
         [d.created_at for d in data],
         [e.occurred_at for e in events],
+        [d.edited_at for d in data],
     ]
 
 
+def version_order(event: PostParsed) -> tuple[float, float]:
+    """How renders of one post rank: by the version's time (an edit's; the first version lowest), then their own."""
+    edited = event.payload.edited_at
+    return (edited.timestamp() if edited else float("-inf"), event.occurred_at.timestamp())
+
+
 def newest_per_post(events: Sequence[PostParsed]) -> list[PostParsed]:
-    """One event per post id, the newest by occurred_at (one statement may not touch a row twice)."""
+    """One event per post id, the newest version (one statement may not touch a row twice)."""
     newest: dict[str, PostParsed] = {}
     for event in events:
         seen = newest.get(event.payload.post_id)
-        if seen is None or seen.occurred_at < event.occurred_at:
+        if seen is None or version_order(seen) < version_order(event):
             newest[event.payload.post_id] = event
     return list(newest.values())
 
@@ -192,8 +240,13 @@ class PostgresPosts:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def _page(self, where: str, args: Sequence[Any], after: str | None, limit: int, *, desc: bool) -> Page:
+    async def _page(
+        self, where: str, args: Sequence[Any], after: str | None, limit: int, *, desc: bool, hidden: Sequence[str] = ()
+    ) -> Page:
         order, cmp = ("DESC", "<") if desc else ("ASC", ">")
+        if hidden:  # authors the viewer does not see (store/relations.py), left out by the same query
+            args = [*args, list(hidden)]
+            where = f"{where} AND p.author_id <> ALL(${len(args)}::text[])"
         if after is not None:  # a separate statement: `$n IS NULL OR id < $n` would not bound the index scan
             args = [*args, after]
             where = f"{where} AND p.post_id {cmp} ${len(args)}"
@@ -212,25 +265,30 @@ class PostgresPosts:
         sql = "SELECT EXISTS (SELECT 1 FROM posts WHERE post_id = $1 AND deleted_at IS NULL)"
         return bool(await self._pool.fetchval(sql, post_id))
 
+    async def author_of(self, post_id: str) -> str | None:
+        """The author of the live post with this id, None when unknown or deleted."""
+        sql = "SELECT author_id FROM posts WHERE post_id = $1 AND deleted_at IS NULL"
+        return await self._pool.fetchval(sql, post_id)
+
     async def many(self, post_ids: Sequence[str]) -> list[PostView]:
         """The live posts among these ids (any order), in one query."""
         return (await self._page("p.post_id = ANY($1::text[])", [list(post_ids)], None, len(post_ids), desc=True)).items
 
-    async def latest(self, after: str | None, limit: int) -> Page:
+    async def latest(self, after: str | None, limit: int, *, hidden: Sequence[str] = ()) -> Page:
         """Everyone's posts, newest first."""
-        return await self._page("TRUE", [], after, limit, desc=True)
+        return await self._page("TRUE", [], after, limit, desc=True, hidden=hidden)
 
-    async def by_author(self, author_id: str, after: str | None, limit: int) -> Page:
+    async def by_author(self, author_id: str, after: str | None, limit: int, *, hidden: Sequence[str] = ()) -> Page:
         """One author's posts, newest first."""
-        return await self._page("p.author_id = $1", [author_id], after, limit, desc=True)
+        return await self._page("p.author_id = $1", [author_id], after, limit, desc=True, hidden=hidden)
 
-    async def by_tag(self, tag: str, after: str | None, limit: int) -> Page:
+    async def by_tag(self, tag: str, after: str | None, limit: int, *, hidden: Sequence[str] = ()) -> Page:
         """Posts carrying the hashtag key `tag` (case-folded, NFC), newest first."""
-        return await self._page("p.hashtags @> ARRAY[$1::text]", [tag], after, limit, desc=True)
+        return await self._page("p.hashtags @> ARRAY[$1::text]", [tag], after, limit, desc=True, hidden=hidden)
 
-    async def replies(self, post_id: str, after: str | None, limit: int) -> Page:
+    async def replies(self, post_id: str, after: str | None, limit: int, *, hidden: Sequence[str] = ()) -> Page:
         """Live replies to a post, oldest first (conversation order)."""
-        return await self._page("p.reply_to = $1", [post_id], after, limit, desc=False)
+        return await self._page("p.reply_to = $1", [post_id], after, limit, desc=False, hidden=hidden)
 
     async def user_id_of(self, handle: str) -> str | None:
         """The id of the user with this handle (case-insensitive), None when no such user is projected."""
@@ -238,7 +296,16 @@ class PostgresPosts:
 
     async def save_parsed(self, events: Sequence[PostParsed]) -> list[Projected]:
         """Upsert parsed posts in one statement; returns the posts this write made visible for the first time."""
-        written = await self._pool.fetch(_SAVE_PARSED, *parsed_columns(newest_per_post(events)))
+        versions = {(e.payload.post_id, e.payload.edited_at or e.payload.created_at): e.payload for e in events}
+        async with self._pool.acquire() as conn, conn.transaction():
+            written = await conn.fetch(_SAVE_PARSED, *parsed_columns(newest_per_post(events)))
+            await conn.execute(
+                _SAVE_VERSIONS,
+                [post_id for post_id, _ in versions],
+                [at for _, at in versions],
+                [d.body for d in versions.values()],
+                [d.html for d in versions.values()],
+            )
         return [Projected(r["post_id"], r["author_id"], r["reply_to"], r["hashtags"]) for r in written if r["inserted"]]
 
     async def save_deleted(self, events: Sequence[PostDeleted]) -> list[str]:
@@ -249,4 +316,17 @@ class PostgresPosts:
         ids = list(first)
         authors = [e.payload.author_id for e in first.values()]
         times = [e.occurred_at for e in first.values()]
-        return [r["post_id"] for r in await self._pool.fetch(_SAVE_DELETED, ids, authors, times)]
+        moderated = [e.payload.moderated for e in first.values()]
+        async with self._pool.acquire() as conn, conn.transaction():
+            removed = [r["post_id"] for r in await conn.fetch(_SAVE_DELETED, ids, authors, times, moderated)]
+            await conn.execute("DELETE FROM post_versions WHERE post_id = ANY($1::text[])", removed)
+        return removed
+
+    async def taken_down(self, post_id: str) -> str | None:
+        """The author of this post when the operators took it down, else None."""
+        sql = "SELECT author_id FROM posts WHERE post_id = $1 AND deleted_at IS NOT NULL AND moderated"
+        return await self._pool.fetchval(sql, post_id)
+
+    async def history(self, post_id: str) -> list[Version]:
+        """Every version of a live post, newest first (empty when unknown or deleted)."""
+        return [Version(r["body"], r["html"], r["at"]) for r in await self._pool.fetch(_HISTORY, post_id)]

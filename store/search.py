@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from schemas.events import PostDeleted, PostParsed
-from store.posts import PARSED_ROWS, newest_per_post, parsed_columns
+from store.posts import PARSED_ROWS, newer_version, newest_per_post, parsed_columns
 from store.search_query import ParsedQuery
 from store.users import ProfileChange, chosen_name_wins
 
@@ -70,9 +70,18 @@ class SearchIndex(Protocol):
     async def save_deleted(self, events: Sequence[PostDeleted]) -> None: ...
     async def save_profiles(self, changes: Sequence[ProfileChange]) -> None: ...
     async def search_posts(
-        self, query: ParsedQuery, *, offset: int, limit: int, ref: datetime, ceiling: str | None
+        self,
+        query: ParsedQuery,
+        *,
+        offset: int,
+        limit: int,
+        ref: datetime,
+        ceiling: str | None,
+        hidden: Sequence[str] = (),
     ) -> PostHits: ...
-    async def search_older(self, query: ParsedQuery, *, before: tuple[datetime, str], limit: int) -> PostHits: ...
+    async def search_older(
+        self, query: ParsedQuery, *, before: tuple[datetime, str], limit: int, hidden: Sequence[str] = ()
+    ) -> PostHits: ...
     async def search_users(
         self, query: ParsedQuery, *, offset: int, limit: int
     ) -> tuple[list[dict[str, Any]], bool]: ...
@@ -121,13 +130,14 @@ def user_words(query: ParsedQuery) -> str:
 
 _SAVE_PARSED = f"""
 INSERT INTO search_posts AS s (post_id, author_id, body, html, text, hashtags, mentions, reply_to, created_at,
-                               parsed_at)
-SELECT post_id, author_id, body, html, text, hashtags::text[], mentions::text[], reply_to, created_at, parsed_at
+                               parsed_at, edited_at)
+SELECT post_id, author_id, body, html, text, hashtags::text[], mentions::text[], reply_to, created_at, parsed_at,
+       edited_at
 FROM {PARSED_ROWS}
 ON CONFLICT (post_id) DO UPDATE SET
     body = EXCLUDED.body, html = EXCLUDED.html, text = EXCLUDED.text, hashtags = EXCLUDED.hashtags,
-    mentions = EXCLUDED.mentions, parsed_at = EXCLUDED.parsed_at
-WHERE s.deleted_at IS NULL AND (s.parsed_at IS NULL OR s.parsed_at < EXCLUDED.parsed_at)
+    mentions = EXCLUDED.mentions, parsed_at = EXCLUDED.parsed_at, edited_at = EXCLUDED.edited_at
+WHERE s.deleted_at IS NULL AND {newer_version("s")}
 """
 
 # A delete for an unknown id inserts the tombstone; one for a live post by the same author clears it.
@@ -208,6 +218,9 @@ def _page(source: str, order: str) -> str:
        coalesce(u.handle, '') AS handle, coalesce(u.display_name, '') AS display_name,
        coalesce(u.avatar_url, '') AS avatar_url,
        (SELECT count(*) FROM search_posts x WHERE x.reply_to = p.post_id AND x.deleted_at IS NULL) AS reply_count,
+       (SELECT CASE WHEN pu.handle LIKE '~%' THEN '' ELSE coalesce(pu.handle, '') END
+        FROM search_posts pp JOIN search_users pu ON pu.user_id = pp.author_id
+        WHERE pp.post_id = p.reply_to) AS reply_to_handle,
        CASE WHEN query.has_q
             THEN ts_headline('english', translate(p.text, E'\\uE000\\uE001', ''), query.q,
                              CASE WHEN length(p.text) <= {WHOLE_SNIPPET_CHARS} THEN '{_HEADLINE}, HighlightAll=true'
@@ -219,12 +232,20 @@ ORDER BY {order}"""
 
 
 # $1-$3 the query (see `_query_ctes`), $4 exact tags, $5 author handles, $6 ceiling id (or NULL), $7 reference time
-# of the recency boost, $8 offset, $9 rows wanted, $10 the candidates kept (CANDIDATES). Each row also carries the
+# of the recency boost, $8 offset, $9 rows wanted, $10 the candidates kept (CANDIDATES), $11 the authors the reader
+# does not see (store/relations.py). Each row also carries the
 # candidate count and the oldest candidate (time, id): where `SEARCH_OLDER` goes on once the ranking is paged through.
 SEARCH_POSTS = f"""
 {_query_ctes("$5")}, matched AS MATERIALIZED (
     -- The newest matches, in the RUM index's time order (nearest the reference time first).
-    {_matches("$5", "($6::text IS NULL OR p.post_id <= $6::text)", "p.created_at <=> $7::timestamptz", "$10::int")}
+    {
+    _matches(
+        "$5",
+        "($6::text IS NULL OR p.post_id <= $6::text) AND p.author_id <> ALL($11::text[])",
+        "p.created_at <=> $7::timestamptz",
+        "$10::int",
+    )
+}
 ), ranked AS (
     SELECT c.post_id, c.hashtags, c.created_at, c.hashtags && $4::text[] AS exact,
            CASE WHEN query.has_q THEN ts_rank(c.doc, query.q) ELSE 0 END
@@ -239,13 +260,16 @@ SEARCH_POSTS = f"""
 {_page("ranked", "r.exact DESC, r.score DESC, r.post_id DESC")}
 """
 
-# $1-$3 the query, $4 author handles, $5 and $6 the (time, id) to go on below, $7 rows wanted: the older matches,
-# newest first, unranked (the ranked candidates were the newest).
+# $1-$3 the query, $4 author handles, $5 and $6 the (time, id) to go on below, $7 rows wanted, $8 the authors the
+# reader does not see: the older matches, newest first, unranked (the ranked candidates were the newest).
 SEARCH_OLDER = f"""
 {_query_ctes("$4")}, matched AS MATERIALIZED (
     {
     _matches(
-        "$4", "(p.created_at, p.post_id) < ($5::timestamptz, $6::text)", "p.created_at <=| $5::timestamptz", "$7::int"
+        "$4",
+        "(p.created_at, p.post_id) < ($5::timestamptz, $6::text) AND p.author_id <> ALL($8::text[])",
+        "p.created_at <=| $5::timestamptz",
+        "$7::int",
     )
 }
 ), older AS (
@@ -286,6 +310,7 @@ def _post_json(row: asyncpg.Record) -> dict[str, Any]:
         "hashtags": row["hashtags"],
         "mentions": row["mentions"],
         "reply_to": row["reply_to"],
+        "reply_to_handle": row["reply_to_handle"] or "",
         "reply_count": row["reply_count"],
         "created_at": row["created_at"],
         "snippet": snippet_html(row["snippet"]),
@@ -318,13 +343,21 @@ class PostgresSearch:
         await self.pool.execute(_SAVE_PROFILES, merge_profiles(changes))
 
     async def search_posts(
-        self, query: ParsedQuery, *, offset: int, limit: int, ref: datetime, ceiling: str | None
+        self,
+        query: ParsedQuery,
+        *,
+        offset: int,
+        limit: int,
+        ref: datetime,
+        ceiling: str | None,
+        hidden: Sequence[str] = (),
     ) -> PostHits:
-        """One page of posts matching `query`, best first (see the module docstring for the ranking)."""
+        """One page of posts matching `query`, best first (see the module docstring for the ranking), without the
+        posts of the `hidden` authors."""
         if query.empty:
             return PostHits([], False, None)
         groups, texts, negated = query.arrays()
-        args = (list(query.tags), list(query.authors), ceiling, ref, offset, limit, self.candidates)
+        args = (list(query.tags), list(query.authors), ceiling, ref, offset, limit, self.candidates, list(hidden))
         rows = await self.pool.fetch(SEARCH_POSTS, groups, texts, negated, *args)
         found = rows[0]["found"] if rows else 0  # every row carries the candidate count
         more = offset + limit < found
@@ -334,12 +367,16 @@ class PostgresSearch:
             older = (rows[0]["floor_at"], rows[0]["floor_id"])
         return PostHits([_post_json(r) for r in rows], more, ceiling or top, older)
 
-    async def search_older(self, query: ParsedQuery, *, before: tuple[datetime, str], limit: int) -> PostHits:
-        """The matches older than the ranked candidates (`before`, from `PostHits.older`), newest first."""
+    async def search_older(
+        self, query: ParsedQuery, *, before: tuple[datetime, str], limit: int, hidden: Sequence[str] = ()
+    ) -> PostHits:
+        """The matches older than the ranked candidates (`before`, from `PostHits.older`), newest first, without the
+        posts of the `hidden` authors."""
         if query.empty:
             return PostHits([], False, None)
         groups, texts, negated = query.arrays()
-        rows = await self.pool.fetch(SEARCH_OLDER, groups, texts, negated, list(query.authors), *before, limit + 1)
+        authors = list(query.authors)
+        rows = await self.pool.fetch(SEARCH_OLDER, groups, texts, negated, authors, *before, limit + 1, list(hidden))
         page = rows[:limit]
         more = len(rows) > limit
         return PostHits(

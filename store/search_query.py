@@ -14,7 +14,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from schemas.text import HANDLE, tag_key
+from domain.text import HANDLE, tag_key
 
 MAX_QUERY_CHARS = 256
 MAX_TERMS = 16  # more terms add nothing a person types, only cost

@@ -43,7 +43,7 @@ _CHILDREN = f"""
 WITH kids AS (
     SELECT p.*, (p.author_id <> $2)::int AS later,
            row_number() OVER (PARTITION BY p.reply_to ORDER BY (p.author_id <> $2), p.post_id) AS n
-    FROM posts p WHERE p.reply_to = ANY($1::text[]) AND {_SHOWN}
+    FROM posts p WHERE p.reply_to = ANY($1::text[]) AND {_SHOWN} AND p.author_id <> ALL($4::text[])
 )
 SELECT {_COLUMNS}, p.later FROM kids p LEFT JOIN users u ON u.user_id = p.author_id
 WHERE p.n <= $3 ORDER BY p.reply_to, p.n
@@ -53,6 +53,7 @@ _MORE_CHILDREN = f"""
 WITH kids AS (
     SELECT p.*, (p.author_id <> $2)::int AS later FROM posts p
     WHERE p.reply_to = $1 AND {_SHOWN} AND ((p.author_id <> $2)::int, p.post_id) > ($3::int, $4::text)
+      AND p.author_id <> ALL($6::text[])
     ORDER BY (p.author_id <> $2), p.post_id LIMIT $5
 )
 SELECT {_COLUMNS}, p.later FROM kids p LEFT JOIN users u ON u.user_id = p.author_id ORDER BY p.later, p.post_id
@@ -111,13 +112,14 @@ class Threads:
         return [_shown(r) for r in await self._pool.fetch(_ANCESTORS, post_id, self.max_ancestors)]
 
     async def replies(
-        self, post_id: str, op: str, breadth: Sequence[int], after: Key | None = None
+        self, post_id: str, op: str, breadth: Sequence[int], after: Key | None = None, hidden: Sequence[str] = ()
     ) -> tuple[list[Node], Key | None]:
         """The reply tree below `post_id` by `op` first, `breadth[i]` replies per post at depth i (its length is
-        the depth); with `after`, the first level continues after that key. Returns (nodes, key to continue)."""
+        the depth); with `after`, the first level continues after that key. Replies by `hidden` authors are left
+        out, with the replies below them. Returns (nodes, key to continue)."""
         first = breadth[0]
         start = after or FROM_START
-        rows = await self._pool.fetch(_MORE_CHILDREN, post_id, op, start[0], start[1], first + 1)
+        rows = await self._pool.fetch(_MORE_CHILDREN, post_id, op, start[0], start[1], first + 1, list(hidden))
         top = [_node(r) for r in rows[:first]]
         more = key(top[-1]) if len(rows) > first else None
         level = top
@@ -126,7 +128,7 @@ class Threads:
                 break
             parents = {n.post.id: n for n in level}
             level = []
-            for row in await self._pool.fetch(_CHILDREN, list(parents), op, width + 1):
+            for row in await self._pool.fetch(_CHILDREN, list(parents), op, width + 1, list(hidden)):
                 parent = parents[row["reply_to"]]
                 if len(parent.replies) == width:
                     parent.more = key(parent.replies[-1])

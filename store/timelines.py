@@ -127,6 +127,7 @@ class Window:
 
     post_ids: list[str]
     big_authors: list[str]
+    hidden_version: str  # of the set of authors the user does not see (left out of the two lists above)
 
 
 # Lua: one command does a whole step, for one timeline or (fan-out) for hundreds.
@@ -187,12 +188,38 @@ for k = 1, #KEYS do redis.call('ZREM', KEYS[k], ARGV[1]) end
 return #KEYS
 """
 
+# KEYS: timeline, big, pairs, then the set of authors the user does not see and its version (store/relations.py).
+# ARGV: start, how many ids, TTL.  Returns false when cold, else {ids, big authors, version of the hidden set}: the
+# ids and big authors without the hidden ones (read on until the window is full), so a muted or blocked author costs
+# the page nothing, and the reader needs the hidden set itself only when its version is not the one it holds.
 _WINDOW = """
 if not redis.call('ZSCORE', KEYS[1], '~') then return false end
-local ids = redis.call('ZRANGE', KEYS[1], ARGV[1], '(!', 'BYLEX', 'REV', 'LIMIT', 0, ARGV[2])
-local big = redis.call('SMEMBERS', KEYS[2])
+local want = tonumber(ARGV[2])
+local ids, big = {}, redis.call('SMEMBERS', KEYS[2])
+if redis.call('SCARD', KEYS[4]) == 0 then
+  ids = redis.call('ZRANGE', KEYS[1], ARGV[1], '(!', 'BYLEX', 'REV', 'LIMIT', 0, want)
+else
+  local start = ARGV[1]
+  while #ids < want do
+    local chunk = redis.call('ZRANGE', KEYS[1], start, '(!', 'BYLEX', 'REV', 'LIMIT', 0, want)
+    for _, m in ipairs(chunk) do
+      local sep = string.find(m, ':', 1, true)
+      if not (sep and redis.call('SISMEMBER', KEYS[4], string.sub(m, sep + 1)) == 1) then
+        ids[#ids + 1] = m
+        if #ids == want then break end
+      end
+    end
+    if #chunk < want then break end
+    start = '(' .. chunk[#chunk]
+  end
+  local shown = {}
+  for _, a in ipairs(big) do
+    if redis.call('SISMEMBER', KEYS[4], a) == 0 then shown[#shown + 1] = a end
+  end
+  big = shown
+end
 for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
-return {ids, big}
+return {ids, big, redis.call('GET', KEYS[5]) or '0'}
 """
 
 _DROP_AUTHOR = """
@@ -255,15 +282,16 @@ class RedisTimelines:
         self._hashes = redis.register_script(_HASHES)
         self._fields = redis.register_script(_FIELDS)
 
-    async def window(self, user_id: str, cursor: str | None, limit: int) -> Window | None:
-        """Up to limit+1 post ids older than `cursor` and the big authors to merge; None when the timeline is cold."""
-        keys = [timeline_key(user_id), big_key(user_id), pairs_key(user_id)]
+    async def window(self, user_id: str, cursor: str | None, limit: int, hidden_keys: tuple[str, str]) -> Window | None:
+        """Up to limit+1 post ids older than `cursor` and the big authors to merge, both without the authors in the
+        set `hidden_keys[0]` (whose version, `hidden_keys[1]`, comes back too); None when the timeline is cold."""
+        keys = [timeline_key(user_id), big_key(user_id), pairs_key(user_id), *hidden_keys]
         start = f"({cursor}" if cursor else f"({BUILT}"
         found = await self._window(keys=keys, args=[start, limit + 1, TTL_S])
         if found is None:
             return None
-        members, big = found
-        return Window([post_id_of(m) for m in members], list(big))
+        members, big, version = found
+        return Window([post_id_of(m) for m in members], list(big), str(version))
 
     async def add(self, posts_by_timeline: Mapping[str, Iterable[str]], *, create: bool) -> None:
         """Add members to each user's timeline, trimmed to the newest `length`; a missing timeline is created
@@ -641,6 +669,10 @@ class CachedPosts:
                 self._views[view.id] = (now + self.ttl_s, view)
             self._evict(now)
         return sorted(found.values(), key=lambda view: view.id, reverse=True)[:limit]
+
+    async def by_ids(self, post_ids: list[str]) -> list[PostView]:
+        """The live posts among these ids, newest first."""
+        return await self.items(post_ids, [], None, len(post_ids))
 
     def _evict(self, now: float) -> None:
         if len(self._views) <= self.max_entries:

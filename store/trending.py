@@ -5,7 +5,7 @@ Every key starts with a prefix (`DEFAULT_PREFIX`, or another one so a replay can
 | key | what |
 | --- | --- |
 | `{p}now` | "now" for the ranking: the newest post/follow time seen or at the log's tail (epoch s), not wall-clock |
-| `{p}post:{post_id}` | what a post contributed (JSON: time, author, tags, mentions), or `x` once deleted (tombstone) |
+| `{p}post:{post_id}` | what a post contributed (JSON: time, author, tags, mentions, version), or `x` once deleted |
 | `{p}{t,u}:{m,h}:{bucket}:p:{subject}` | hash contribution → actor (post → author; `p:`, `m:`, `f:` ids) |
 | `{p}{t,u}:{m,h}:{bucket}:a:{subject}` | set of distinct actors (authors of a tag; people drawing activity to a user) |
 | `{p}active:{t,u}:{m,h}:{bucket}` | set of subjects with a contribution in the bucket (the ranking's candidates) |
@@ -20,10 +20,12 @@ Subjects: a tag key; for users `u:{user_id}` (their posts, new followers) and `h
 handles), merged at ranking time through the `users` table.
 
 Idempotency: a post applies once (its record is written in the same Lua script; a redelivery finds it and stops), a
-delete applies once (the tombstone), and a delete before the post leaves a tombstone the post then finds. A follow
-is a hash field `f:{follower}` in its bucket, so a redelivery sets the same field. Distinct actors are sets, so one
-person repeating a tag counts once; a delete removes the post's fields and takes the actor out of the set only when
-none of their other posts remain in that bucket.
+delete applies once (the tombstone), and a delete before the post leaves a tombstone the post then finds. An edit
+replaces what its post contributed when it is a newer version than the record's (`v`, the edit's time), in one
+script that checks the record it read is still there, so the newest version counts whatever order edits arrive in.
+A follow is a hash field `f:{follower}` in its bucket, so a redelivery sets the same field. Distinct actors are
+sets, so one person repeating a tag counts once; a delete removes the post's fields and takes the actor out of the
+set only when none of their other posts remain in that bucket.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import asyncpg
 import orjson
 import redis.asyncio as aioredis
 
-from schemas.text import HANDLE, tag_key
+from domain.text import HANDLE, tag_key
 from store.trending_score import WINDOWS, Ranked, Window, rank, score, slices
 
 DEFAULT_PREFIX = "trending:"
@@ -73,14 +75,16 @@ class PostActivity:
     at: float  # epoch seconds of the post's creation
     tags: tuple[str, ...]
     mentions: tuple[str, ...]
+    version: float = 0.0  # epoch seconds of the edit this is (0: the first version)
 
     def record(self) -> str:
-        return orjson.dumps({"t": self.at, "a": self.author_id, "tags": self.tags, "m": self.mentions}).decode()
+        data = {"t": self.at, "a": self.author_id, "tags": self.tags, "m": self.mentions, "v": self.version}
+        return orjson.dumps(data).decode()
 
     @classmethod
     def from_record(cls, post_id: str, raw: str) -> PostActivity:
         data = orjson.loads(raw)
-        return cls(post_id, data["a"], data["t"], tuple(data["tags"]), tuple(data["m"]))
+        return cls(post_id, data["a"], data["t"], tuple(data["tags"]), tuple(data["m"]), data.get("v", 0.0))
 
     def contributions(self) -> list[Contribution]:
         """Each tag gets the author; the author gets their post; each mentioned handle gets the author."""
@@ -167,6 +171,38 @@ redis.call('INCR', KEYS[2])
 return 1
 """
 
+# An edit: the old version's contributions out (as _REMOVE), the new one's in (as _ADD), the record replaced.
+# KEYS: record, version, then (contributions, actors, active) per old contribution, then per new one.
+# ARGV: the record read before, the new record, record ttl, the number of old contributions, then (field, actor,
+# subject) per old contribution, then (field, actor, subject, ttl) per new one.
+# Returns -1 when the record changed since it was read (the caller reads again).
+_REPLACE = """
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return -1 end
+local old = tonumber(ARGV[4])
+for n = 0, old - 1 do
+  local i, j = 3 + n * 3, 5 + n * 3
+  if redis.call('HDEL', KEYS[i], ARGV[j]) == 1 then
+    local still = false
+    for _, actor in ipairs(redis.call('HVALS', KEYS[i])) do
+      if actor == ARGV[j + 1] then still = true break end
+    end
+    if not still then redis.call('SREM', KEYS[i + 1], ARGV[j + 1]) end
+    if redis.call('HLEN', KEYS[i]) == 0 then redis.call('SREM', KEYS[i + 2], ARGV[j + 2]) end
+  end
+end
+for n = 0, (#KEYS - 2) / 3 - old - 1 do
+  local i, j = 3 + (old + n) * 3, 5 + old * 3 + n * 4
+  if redis.call('HSETNX', KEYS[i], ARGV[j], ARGV[j + 1]) == 1 then
+    redis.call('SADD', KEYS[i + 1], ARGV[j + 1])
+    redis.call('SADD', KEYS[i + 2], ARGV[j + 2])
+  end
+  for k = i, i + 2 do redis.call('EXPIRE', KEYS[k], ARGV[j + 3]) end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+redis.call('INCR', KEYS[2])
+return 1
+"""
+
 # KEYS: moderation hash, version. ARGV: target, value (see moderation_value).
 _MODERATE = """
 local current = redis.call('HGET', KEYS[1], ARGV[1])
@@ -185,6 +221,7 @@ class RedisTrending:
         self.p = prefix
         self._add = redis.register_script(_ADD)
         self._remove = redis.register_script(_REMOVE)
+        self._replace = redis.register_script(_REPLACE)
         self._moderate = redis.register_script(_MODERATE)
 
     # Keys ----------------------------------------------------------------------------------------------------
@@ -248,12 +285,16 @@ class RedisTrending:
         await self._add(keys=[self.now_key, self.now_key, self.version_key], args=["", "0", str(at)])
 
     async def add_posts(self, posts: Sequence[PostActivity]) -> None:
-        """Count each post once (its author per tag, activity per user) in its minute and hour buckets."""
+        """Count each post once (its author per tag, activity per user) in its minute and hour buckets; an edit
+        (a post with a `version`) replaces what an older version of its post counted."""
         horizon = await self._current() - RETENTION_S
         latest = time.time() + FUTURE_SKEW_S
+        edits = [p for p in posts if p.version and p.at >= horizon]
+        if edits:
+            await self._replace_posts(edits)
         async with self.redis.pipeline(transaction=False) as pipe:
             for post in posts:
-                if post.at < horizon:
+                if post.at < horizon or post.version:
                     continue
                 keys, args, _ = self._triples(post.contributions(), post.at)
                 head = [post.record(), str(RECORD_TTL_S), str(min(post.at, latest))]
@@ -263,6 +304,39 @@ class RedisTrending:
                     client=pipe,
                 )
             await pipe.execute()
+
+    async def _replace_posts(self, edits: Sequence[PostActivity], attempts: int = 5) -> None:
+        """Apply each edit newer than its post's record: old contributions out, new ones in (a first sight adds)."""
+        newest: dict[str, PostActivity] = {}
+        for edit in edits:
+            if edit.post_id not in newest or newest[edit.post_id].version < edit.version:
+                newest[edit.post_id] = edit
+        pending = newest
+        for _ in range(attempts):
+            if not pending:
+                return
+            ids = list(pending)
+            records = await self.redis.mget([self.post_key(i) for i in ids])
+            async with self.redis.pipeline(transaction=False) as pipe:
+                sent: list[str] = []
+                for post_id, raw in zip(ids, records, strict=True):
+                    edit = pending[post_id]
+                    old = PostActivity.from_record(post_id, str(raw)) if raw and raw != TOMBSTONE else None
+                    if raw == TOMBSTONE or (old is not None and old.version >= edit.version):
+                        continue
+                    old_keys, _, old_args = self._triples(old.contributions(), old.at) if old else ([], [], [])
+                    new_keys, new_args, _ = self._triples(edit.contributions(), edit.at)
+                    head = [raw or "", edit.record(), str(RECORD_TTL_S), str(len(old_keys) // 3)]
+                    await self._replace(
+                        keys=[self.post_key(post_id), self.version_key, *old_keys, *new_keys],
+                        args=[*head, *old_args, *new_args],
+                        client=pipe,
+                    )
+                    sent.append(post_id)
+                results = await pipe.execute()
+            pending = {i: pending[i] for i, r in zip(sent, results, strict=True) if r == -1}
+        if pending:
+            raise RuntimeError(f"posts kept changing while being edited: {sorted(pending)[:5]}")
 
     async def add_follows(self, follows: Sequence[Follow]) -> None:
         """Count each new follower once per bucket of the followee."""

@@ -148,7 +148,7 @@ UPDATE users u SET followers_count = u.followers_count + p.followers, following_
 FROM per_user p WHERE u.user_id = p.user_id"""
 
 _PROFILE = """
-SELECT u.handle, u.display_name, u.bio, u.avatar_url, u.joined_at, u.followers_count, u.following_count,
+SELECT u.user_id, u.handle, u.display_name, u.bio, u.avatar_url, u.joined_at, u.followers_count, u.following_count,
        (SELECT count(*) FROM posts p WHERE p.author_id = u.user_id AND p.deleted_at IS NULL) AS posts_count,
        coalesce((SELECT f.active FROM follows f WHERE f.follower_id = $2 AND f.followee_id = u.user_id), false)
            AS followed_by_me

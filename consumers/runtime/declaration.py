@@ -67,6 +67,8 @@ class Consumer:
     handlers: dict[str, Handler[Any]] = field(default_factory=dict)
     setup: Setup | None = None
     before_swap: BeforeSwap | None = None
+    # Handlers that share state inside the process: one process per group, enforced with a lease (lease.py).
+    single_process: bool = False
 
     def on(
         self, topic: topics.Topic, *, batch: bool = False, model: type[Event] | None = None

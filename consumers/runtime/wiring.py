@@ -16,6 +16,7 @@ from chirp.settings import Settings
 from consumers.runtime.committer import Committer, earliest
 from consumers.runtime.context import Context, close_context, open_context
 from consumers.runtime.declaration import Consumer
+from consumers.runtime.lease import Lease
 from consumers.runtime.metrics import update_lag
 from consumers.runtime.outages import ShuttingDown
 from consumers.runtime.policy import Runner
@@ -80,12 +81,17 @@ def build_app(settings: Settings, consumers: list[Consumer]) -> FastStream:
     app = FastStream(broker)
     opened: list[Context] = []
     committers: list[Committer] = []
+    leases: list[Lease] = []
 
     @app.on_startup
     async def start() -> None:
         await ensure_topics(settings, tuple(t for c in consumers for t in (c.dead_letter_topic, c.retry_topic)))
         ctx = await open_context(settings, broker)
         opened.append(ctx)
+        for consumer in (c for c in consumers if c.single_process):
+            lease = Lease(ctx.redis, settings.group(consumer.name))
+            await lease.acquire()  # LeaseHeld: another process runs it; this one stops before subscribing
+            leases.append(lease)
         for consumer in consumers:
             if consumer.setup:
                 await consumer.setup(ctx, consumer)
@@ -101,6 +107,8 @@ def build_app(settings: Settings, consumers: list[Consumer]) -> FastStream:
 
     @app.after_shutdown
     async def close() -> None:
+        for lease in leases:
+            await lease.release()
         for ctx in opened:
             await close_context(ctx)
         log.info("consumers stopped", consumers=[c.name for c in consumers])

@@ -17,6 +17,7 @@ from gateway.auth.csrf import csrf_ok, new_csrf_token, origin_ok
 from gateway.auth.tokens import TokenError, issue_access_token, www_authenticate
 from gateway.errors import Forbidden, Unauthorized
 from gateway.state import State, state_of
+from store.reports import SUSPENDED_KEY
 
 ACCESS_COOKIE = "chirp_access"
 REFRESH_COOKIE = "chirp_refresh"
@@ -113,14 +114,24 @@ async def _resolve(state: State, token: str, via_cookie: bool) -> Viewer:
     async with state.redis.pipeline(transaction=False) as pipe:
         pipe.exists(state.sessions.session_key(claims.sid))
         pipe.get(_HANDLE_KEY.format(claims.sub))
-        active, handle = await pipe.execute()
+        pipe.sismember(SUSPENDED_KEY, claims.sub)
+        active, handle, suspended = await pipe.execute()
     if not active:
         raise Unauthorized("This session has ended; log in again.", headers={"WWW-Authenticate": "Bearer"})
+    if suspended:
+        raise Forbidden("This account is suspended.")
     return Viewer(claims.sub, handle or "", claims.sid, via_cookie)
+
+
+async def refuse_suspended(state: State, user_id: str) -> None:
+    """Forbidden for an account the operators suspended (its logins and refreshes are refused)."""
+    if await state.redis.sismember(SUSPENDED_KEY, user_id):
+        raise Forbidden("This account is suspended.")
 
 
 async def start_session(state: State, user_id: str, handle: str) -> tuple[str, str, str]:
     """Open a session for a user who just logged in; returns (access_token, refresh_token, session_id)."""
+    await refuse_suspended(state, user_id)
     session_id, refresh = await state.sessions.create(user_id)
     await state.redis.set(_HANDLE_KEY.format(user_id), handle, ex=state.settings.refresh_token_days * 86400)
     return access_token_for(state, user_id, session_id), refresh, session_id

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from consumers.markdown import render_post
+from domain.markdown import render_post
 from gateway.auth.csrf import csrf_ok
 from gateway.auth.current import CSRF_COOKIE, clear_session_cookies, require_viewer
 from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, NotFound, TooManyRequests

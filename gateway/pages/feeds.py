@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from domain.text import tag_key
 from gateway.auth.current import Viewer
 from gateway.errors import NotFound
 from gateway.interactions import with_interactions
@@ -19,10 +20,10 @@ from gateway.pages.web import page, page_route, page_viewer
 from gateway.requests import path_param
 from gateway.routes.posts import post_json
 from gateway.state import state_of
-from schemas.text import tag_key
 
 POSTED_COOKIE = "chirp_posted"
 POSTED_TTL_S = 60
+SUGGESTED = 3  # people in the home page's "Who to follow" box
 
 
 def _cursor(request: Request) -> dict[str, str]:
@@ -62,6 +63,12 @@ async def quote_composer(request: Request, quote_of: str) -> Composer:
     return Composer(next="/", quote_of=found.id, quoted=quoted)
 
 
+async def _suggestions(request: Request) -> list[dict[str, Any]]:
+    """A few people to follow ("Who to follow"), from `GET /api/suggestions`; none when it cannot answer."""
+    result = await call_api(request, "GET", "/api/suggestions", query={"limit": str(SUGGESTED)})
+    return result.data["items"] if result.status == 200 and result.data else []
+
+
 async def home_context(request: Request, me: Viewer | None, form: Composer | None = None) -> dict[str, Any]:
     """Home: the viewer's timeline (or everyone's posts with `?feed=all`, and always for visitors)."""
     feed = "home" if me and request.query_params.get("feed") != "all" else "all"
@@ -78,6 +85,7 @@ async def home_context(request: Request, me: Viewer | None, form: Composer | Non
         form = await quote_composer(request, quote_of)
     return {
         **await trending_context(request, shown=5),
+        "suggestions": await _suggestions(request) if me is not None else [],
         "feed": feed,
         "live_feed": feed,
         "posts": posts,
@@ -133,6 +141,9 @@ async def profile_page(request: Request) -> Response:
         raise NotFound(f"Nobody here goes by @{handle}.")
     posts, next_cursor = await _list(request, f"/api/users/{profile['handle']}/posts")
     user_id = await users.user_id(profile["handle"])
+    if me is not None and user_id is not None:
+        state = await state_of(request).relations.state(me.user_id, user_id)
+        profile.update(muted_by_me=state["muted"], blocked_by_me=state["blocked"])
     return page(request, "profile.html", me, profile=profile, user_id=user_id, posts=posts, next_cursor=next_cursor)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from domain.text import MAX_POST_CHARS
 from schemas.events import new_id
-from schemas.text import MAX_POST_CHARS
 
 
 @dataclass

@@ -6,7 +6,10 @@ that user's streams: the bell in the nav updates over the stream the page alread
 One `Relay` per gateway process subscribes to the channel while streams are open (and `IDLE_S` after the last
 one closes), numbers each notice `<boot>.<seq>`, keeps the last `KEEP` in memory and hands each to every open
 stream. A stream sends the notices its page shows (`Feed`): `all` (every new post), `home` (the viewer's and
-their followees' posts), `user:<id>` (one author's), `replies:<post id>`, `tag:<tag>`.
+their followees' posts), `user:<id>` (one author's), `replies:<post id>`, `tag:<tag>`, or `bell` (nothing but the
+viewer's unread count, starting with its current value: for pages without posts to update, so every page keeps
+one connection per tab and a live bell); never a post by someone the viewer mutes, blocks or is blocked by (as of
+connecting; a muted author's own profile page still gets theirs).
 
 Nothing is lost across a reconnect: the browser's EventSource sends `Last-Event-ID` (heartbeats carry an `id:`
 line so it advances past notices the page does not show), and the buffered notices after it are sent first.
@@ -21,11 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,11 +42,12 @@ from starlette.routing import Route
 
 from chirp import redis_client
 from chirp.logging import get_logger
+from domain.text import tag_key
 from gateway.auth.current import viewer
 from gateway.errors import InvalidInput, Unauthorized
+from gateway.relations import hidden_for_viewer, hidden_on_profile
 from gateway.state import State, state_of
-from schemas.text import tag_key
-from store.notifications import BELL_CHANNEL
+from store.notifications import BELL_CHANNEL, unread_key
 from store.posts import CHANNEL, DELETED_CHANNEL
 
 log = get_logger("chirp.gateway")
@@ -55,7 +60,7 @@ STREAM_S = 55.0  # plus up to 10 s of jitter, so reconnects do not come in waves
 RETRY_MS = 1000
 FOLLOWEES_STALE_S = 2.0
 MAX_FOLLOWEES = 5000  # a home stream shows posts of at most this many followees (the newest follows)
-FEED_KINDS = ("all", "home", "user", "replies", "tag")
+FEED_KINDS = ("all", "home", "user", "replies", "tag", "bell")
 
 
 # Pure parts ---------------------------------------------------------------------------------------------------
@@ -93,10 +98,10 @@ class Feed:
 
 
 def parse_feed(raw: str) -> Feed:
-    """`all`, `home`, `user:<id>`, `replies:<post id>` or `tag:<tag>`; InvalidInput(field="feed") otherwise."""
+    """`all`, `home`, `user:<id>`, `replies:<post id>`, `tag:<tag>` or `bell`; InvalidInput(field="feed") otherwise."""
     kind, _, arg = raw.partition(":")
-    if kind not in FEED_KINDS or (kind in ("all", "home")) != (arg == "") or len(arg) > 100:
-        raise InvalidInput("feed is one of all, home, user:<id>, replies:<post id>, tag:<tag>.", field="feed")
+    if kind not in FEED_KINDS or (kind in ("all", "home", "bell")) != (arg == "") or len(arg) > 100:
+        raise InvalidInput("feed is one of all, home, user:<id>, replies:<post id>, tag:<tag>, bell.", field="feed")
     return Feed(kind, tag_key(arg) if kind == "tag" else arg)
 
 
@@ -105,6 +110,8 @@ def shows(feed: Feed, notice: Notice, followees: frozenset[str] = frozenset(), v
     go to every page, since any of them may show the post (a parent above its replies, a quote, an old page)."""
     if notice.recipient:
         return notice.recipient == viewer_id
+    if feed.kind == "bell":
+        return False
     if feed.kind == "all" or notice.deleted:
         return True
     if feed.kind == "home":
@@ -270,20 +277,32 @@ def _resync() -> str:
     return "event: resync\ndata: {}\n\n"
 
 
+async def _unread(redis: aioredis.Redis, user_id: str) -> int:
+    return int(await redis.zcard(unread_key(user_id)))
+
+
+def _bell(unread: int) -> str:
+    return f"event: notifications\ndata: {orjson.dumps({'unread': unread}).decode()}\n\n"
+
+
 async def _stream(
     relay: Relay,
     listener: Listener,
     feed: Feed,
     followees: _Followees | None,
     viewer_id: str,
+    hidden: frozenset[str],
     start: str,
     last: str | None,
     since: str | None,
+    unread: Callable[[], Awaitable[int]] | None = None,
 ) -> AsyncIterator[str]:
     try:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(relay.ready.wait(), timeout=5.0)
         yield f"retry: {RETRY_MS}\n\n"  # first bytes once subscribed: nothing published after them is missed
+        if unread is not None:  # read once subscribed, so a change after it comes as a notice
+            yield _bell(await unread())
         backlog = relay.since(last) if last else None
         if last and backlog is None:
             yield _resync()  # a reconnect that cannot be replayed
@@ -296,6 +315,8 @@ async def _stream(
             for notice in pending:
                 if followees is not None and not notice.deleted and not notice.recipient:
                     await followees.refresh_for(notice.author_id)
+                if notice.author_id in hidden and not notice.deleted:
+                    continue
                 if shows(feed, notice, followees.ids if followees else frozenset(), viewer_id):
                     yield notice.sse()
             if listener.lost:
@@ -320,16 +341,25 @@ async def events(request: Request) -> Response:
     state = state_of(request)
     me = await viewer(request)
     followees = None
-    if feed.kind == "home":
-        if me is None:
-            raise Unauthorized("Log in to follow your home timeline.")
+    if feed.kind in ("home", "bell") and me is None:
+        raise Unauthorized("Log in to follow your home timeline." if feed.kind == "home" else "Log in for a bell.")
+    if feed.kind == "home" and me is not None:
         followees = _Followees(state, me.user_id)
         await followees.load()
+    unread: Callable[[], Awaitable[int]] | None = None
+    if feed.kind == "bell" and me is not None:
+        unread = functools.partial(_unread, state.redis, me.user_id)
     relay = state.live_relay
     listener = relay.listen()
     start, last = relay.position, request.headers.get("last-event-id")
     since = request.query_params.get("since")
-    stream = _stream(relay, listener, feed, followees, me.user_id if me else "", start, last, since)
+    # Authors the viewer mutes, blocks or is blocked by, as of connecting (a stream lasts about a minute).
+    hidden: frozenset[str] = frozenset()
+    if feed.kind != "bell":
+        hidden = frozenset(
+            await (hidden_on_profile(request, feed.arg) if feed.kind == "user" else hidden_for_viewer(request))
+        )
+    stream = _stream(relay, listener, feed, followees, me.user_id if me else "", hidden, start, last, since, unread)
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 

@@ -5,7 +5,18 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from gateway.pages import actions, explore, feeds, interactions, live, notifications, people, session
+from gateway.pages import (
+    actions,
+    explore,
+    feeds,
+    interactions,
+    live,
+    notifications,
+    people,
+    relations,
+    safety,
+    session,
+)
 from gateway.pages.templating import STATIC_PACKAGE
 
 routes: list[BaseRoute] = [
@@ -17,5 +28,7 @@ routes: list[BaseRoute] = [
     *live.routes,
     *notifications.routes,
     *people.routes,
+    *relations.routes,
+    *safety.routes,
     Mount("/static", StaticFiles(packages=[STATIC_PACKAGE]), name="static"),
 ]

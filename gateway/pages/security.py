@@ -7,7 +7,7 @@ cookies; static files aside), one that sets a cookie, and the token endpoints un
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
@@ -20,11 +20,11 @@ HEADERS: dict[str, str] = {
     "X-Frame-Options": "DENY",
 }
 _RAW = [(name.lower().encode(), value.encode()) for name, value in HEADERS.items()]
-_NO_STORE = (b"cache-control", b"no-store")
+NO_STORE = (b"cache-control", b"no-store")
 _LOGIN_COOKIES = (b"chirp_access=", b"chirp_refresh=")
 
 
-def _carries_credentials(scope: Scope) -> bool:
+def carries_credentials(scope: Scope) -> bool:
     if scope["path"].startswith("/static/"):  # the same files for everyone: the browser's cookies do not matter
         return False
     for name, value in scope["headers"]:
@@ -37,27 +37,3 @@ def add_security_headers(headers: list[tuple[bytes, bytes]]) -> None:
     """Add each security header a response does not set itself."""
     present = {name.lower() for name, _ in headers}
     headers.extend(pair for pair in _RAW if pair[0] not in present)
-
-
-class SecurityHeaders:
-    """Pure ASGI middleware (no body buffering, so streamed responses such as SSE pass straight through)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        private = _carries_credentials(scope)
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                names = {name.lower() for name, _ in headers}
-                if (private or b"set-cookie" in names) and b"cache-control" not in names:
-                    headers.append(_NO_STORE)
-                add_security_headers(headers)
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)

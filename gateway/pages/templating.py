@@ -13,7 +13,7 @@ import markupsafe
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from consumers.markdown import render_post
+from domain.markdown import render_post
 from gateway.auth.current import CSRF_COOKIE
 from gateway.state import state_of
 

@@ -13,11 +13,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from domain.text import HANDLE
 from gateway.auth.current import (
     REFRESH_COOKIE,
     access_token_for,
     check_origin,
     clear_session_cookies,
+    refuse_suspended,
     require_viewer,
     set_session_cookies,
     start_session,
@@ -29,7 +31,6 @@ from gateway.requests import RequestModel, body_as
 from gateway.routes.account import quarantined, user_id_for
 from gateway.state import State, state_of
 from schemas.events import UserProfileSynced, UserProfileSyncedData, UserRegistered, UserRegisteredData
-from schemas.text import HANDLE
 
 
 async def login_user(state: State, registered: UserRegistered) -> tuple[str, str]:
@@ -131,6 +132,7 @@ async def refresh(request: Request) -> Response:
         )
         clear_session_cookies(response)
         return response
+    await refuse_suspended(state, user_id)
     access = access_token_for(state, user_id, session_id)
     response = JSONResponse({"access_token": access, "token_type": "Bearer", "refresh_token": new_refresh})
     set_session_cookies(response, state, access, new_refresh)

@@ -26,13 +26,13 @@ from starlette.routing import Route
 
 from chirp.logging import get_logger
 from chirp.settings import Settings
+from domain.text import HANDLE
 from gateway.auth.current import set_session_cookies
 from gateway.errors import ApiError
 from gateway.routes.account import user_id_for
 from gateway.routes.auth import login_user
 from gateway.state import state_of
 from schemas.events import UserRegistered, UserRegisteredData
-from schemas.text import HANDLE
 
 with warnings.catch_warnings():
     # authlib 1.9 warns on import when it falls back from httpx2 to httpx; the client works the same.

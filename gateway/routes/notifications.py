@@ -3,7 +3,8 @@
 
 - `GET /api/notifications?cursor&limit` → `{"items": [{"id", "type", "actors", "count", "post"?, "at", "read"}],
   "next_cursor"}`, newest first: one sorted-set page, the items' details in one pipeline, the actors in one SQL
-  query and the posts in another.
+  query and the posts in another. Actors the reader mutes, blocks or is blocked by are neither shown nor counted,
+  and an item only they acted in is left out (so is its unread count).
 - `GET /api/notifications/unread` → `{"count": n}`: one ZCARD.
 - `POST /api/notifications/read` with `{"up_to": "<item id>"}` or `{}` (all) → 204 once Kafka has the
   `notifications-read` event; the consumer applies it (so a replay keeps what was read).
@@ -29,8 +30,10 @@ from gateway.routes.posts import Author, Post, post_json
 from gateway.state import State, state_of
 from schemas.events import Id
 from store.notifications import SHOWN_ACTORS, actors_key, item_key, items_key, unread_key
+from store.relations import hidden_key
 
 TIES = 50  # items sharing the cursor's millisecond we can step over
+HIDDEN_SLACK = 10  # actors read beyond those shown, so that hidden ones among the latest leave the rest shown
 
 # A page continues after (score: the item's latest time in ms, item id) of the last item served.
 NOTIFICATIONS_CURSOR: CursorShape[tuple[int, str]] = CursorShape(tuple[Annotated[int, Field(ge=0, le=2**53)], Id])
@@ -40,7 +43,7 @@ class Notification(BaseModel):
     """One item: who (the latest few of `count` distinct actors), what, about which post (when there is one)."""
 
     id: str
-    type: str = Field(description="mention, reply, follow (like, repost and quote once posts have them)")
+    type: str = Field(description="mention, reply, quote, follow, like or repost")
     actors: list[Author]
     count: int
     post: Post | None = Field(None, description="The post it is about; absent for a follow")
@@ -94,19 +97,27 @@ async def notification_page(state: State, user_id: str, cursor: tuple[int, str] 
     )
     page = [(m, s) for m, s in found if not last or s < float(score) or m < last][: limit + 1]
     shown = page[:limit]
+    hidden = hidden_key(user_id)
     async with state.redis.pipeline(transaction=False) as pipe:
+        pipe.smembers(hidden)
         for item_id, _ in shown:
             pipe.hgetall(item_key(user_id, item_id))
-            pipe.zrevrange(actors_key(user_id, item_id), 0, SHOWN_ACTORS - 1)
+            pipe.zrevrange(actors_key(user_id, item_id), 0, SHOWN_ACTORS + HIDDEN_SLACK - 1)
             pipe.zcard(actors_key(user_id, item_id))
+            pipe.zintercard(2, [actors_key(user_id, item_id), hidden])
             pipe.zscore(unread_key(user_id), item_id)
-        found_details = await pipe.execute()
-    details = [found_details[i : i + 4] for i in range(0, len(found_details), 4)]
+        unseen, *found_details = await pipe.execute()
+    details = [found_details[i : i + 5] for i in range(0, len(found_details), 5)]
+    for d in details:  # the actors the reader mutes, blocks or is blocked by are not shown, nor counted
+        d[1] = [a for a in d[1] if a not in unseen][:SHOWN_ACTORS]
+        d[2] -= d.pop(3)
     people = await _people(state, {a for d in details for a in d[1]})
     wanted = sorted({d[0]["post"] for d in details if d[0].get("post")})
     posts = {p.id: p for p in await state.posts.many(wanted)} if wanted else {}
     items: list[dict[str, Any]] = []
     for (item_id, at), (info, actors, count, unread) in zip(shown, details, strict=True):
+        if count <= 0:
+            continue  # only hidden users did it
         item: dict[str, Any] = {
             "id": item_id,
             "type": info.get("type", ""),
@@ -126,7 +137,20 @@ async def notification_page(state: State, user_id: str, cursor: tuple[int, str] 
 
 
 async def unread_count(state: State, user_id: str) -> int:
-    return int(await state.redis.zcard(unread_key(user_id)))
+    """Unread items with an actor the reader sees: one round trip when they hide nobody, else two more."""
+    async with state.redis.pipeline(transaction=False) as pipe:
+        pipe.zcard(unread_key(user_id))
+        pipe.scard(hidden_key(user_id))
+        total, hiding = await pipe.execute()
+    if not hiding or not total:
+        return int(total)
+    unread: list[str] = await state.redis.zrange(unread_key(user_id), 0, -1)  # type: ignore[assignment]
+    async with state.redis.pipeline(transaction=False) as pipe:
+        for item_id in unread:
+            pipe.zcard(actors_key(user_id, item_id))
+            pipe.zintercard(2, [actors_key(user_id, item_id), hidden_key(user_id)])
+        counts = await pipe.execute()
+    return sum(1 for i in range(0, len(counts), 2) if counts[i] > counts[i + 1])
 
 
 @contract(NotificationPage, query=PageQuery, auth="required")

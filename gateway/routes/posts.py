@@ -1,6 +1,8 @@
-"""Posts: write (`POST`, `DELETE /api/posts[/{id}]`, 202 once Kafka acknowledged) and read (post, lists).
+"""Posts: write (`POST`, `PATCH`, `DELETE /api/posts[/{id}]`, 202 once Kafka acknowledged) and read (post, its
+history, lists).
 
-Writes publish `post-created` / `post-deleted`; the preparse and posts consumers make them visible. Reads go to
+Writes publish `post-created` / `post-edited` (on the post-created topic, so an edit stays behind its post) /
+`post-deleted`; the preparse and posts consumers make them visible. Reads go to
 the posts read model (`store.posts.PostReadModel`); lists are keyset pages (`gateway.cursors`).
 
 Read-your-writes: a client sending `Prefer: wait` (the web UI's forms do) gets its 202 once the post is visible
@@ -28,18 +30,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.auth.current import Viewer, require_viewer
+from domain import text
+from domain.text import MAX_TAG_CHARS, PostBody, Tag, unify_lines
+from gateway.auth.current import Viewer, require_viewer, viewer
 from gateway.cursors import PageQuery, post_cursor, post_page_params
-from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, NotFound
+from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, NotFound, RemovedByModerators
 from gateway.interactions import with_interactions, with_reposts
 from gateway.openapi import contract
+from gateway.relations import hidden_for_viewer, hidden_on_profile, refuse_if_blocked
 from gateway.requests import RequestModel, json_body, path_param, validated
 from gateway.routes import resource
 from gateway.state import State, state_of
-from schemas import text
 from schemas.events import Id, PostCreated, PostCreatedData, PostDeleted, PostDeletedData, new_id
-from schemas.text import MAX_TAG_CHARS, PostBody, Tag, unify_lines
-from store.posts import CHANNEL, DELETED_CHANNEL, Page, PostReadModel, PostView
+from store.posts import CHANNEL, DELETED_CHANNEL, EDITED_CHANNEL, Page, PostReadModel, PostView
 
 MAX_WAIT_S = 1.0
 IDEMPOTENCY_TTL_S = 24 * 3600
@@ -56,6 +59,12 @@ class NewPost(RequestModel):
     body: Annotated[PostBody, BeforeValidator(unify_lines)]
     reply_to: Id | None = None
     quote_of: Id | None = None  # the post this one quotes
+
+
+class EditedPost(RequestModel):
+    """`PATCH /api/posts/{id}`: the whole new Markdown, under the same rules as a new post's."""
+
+    body: Annotated[PostBody, BeforeValidator(unify_lines)]
 
 
 def validate_post(data: dict[str, Any]) -> tuple[str, str | None]:
@@ -123,6 +132,7 @@ class Post(BaseModel):
     reply_to_handle: str = Field("", description="Handle of the replied-to post's author; empty when unknown")
     reply_count: int
     created_at: datetime
+    edited_at: datetime | None = Field(None, description="When the version shown was written; absent if never edited")
     # Interactions (gateway/interactions.py): counts always, the viewer's flags when logged in
     like_count: int = 0
     repost_count: int = 0
@@ -140,6 +150,18 @@ class PostPage(BaseModel):
     next_cursor: str | None = Field(description="The `cursor` of the next page; null on the last page")
 
 
+class PostVersion(BaseModel):
+    body: str
+    html: str
+    at: datetime
+
+
+class PostHistory(BaseModel):
+    """Every version of a post, newest first (the first one is the post as created)."""
+
+    items: list[PostVersion]
+
+
 class PostAccepted(BaseModel):
     """The write was acknowledged by Kafka; `Location` names the post."""
 
@@ -149,7 +171,8 @@ class PostAccepted(BaseModel):
 
 def post_json(post: PostView) -> dict[str, Any]:
     """A post as the API shows it."""
-    return {
+    edited = {"edited_at": post.edited_at} if post.edited_at else {}
+    return edited | {
         "id": post.id,
         "author_id": post.author_id,
         "author": {"handle": post.handle, "display_name": post.display_name, "avatar_url": post.avatar_url},
@@ -212,20 +235,23 @@ async def _publish(
     await state.publisher.publish(PostCreated(actor=viewer.user_id, payload=event))
 
 
-@contract(PostAccepted, status=202, body=NewPost, auth="required", errors=(409,))
+@contract(PostAccepted, status=202, body=NewPost, auth="required", errors=(403, 409))
 async def create_post(request: Request) -> Response:
     """`POST /api/posts {"body", "reply_to"?, "quote_of"?}` → 202 `{"id", "status": "accepted"}` once Kafka has
-    the event; a `quote_of` or `reply_to` naming no live post is 422."""
+    the event; a `quote_of` or `reply_to` naming no live post is 422, one whose author blocks the viewer 403."""
     viewer = await require_viewer(request)
     state = state_of(request)
     posts = state.posts
     data = await json_body(request)
     body, reply_to = validate_post(data)
     quote_of = validate_quote(data)
-    if reply_to is not None and not await posts.exists(reply_to):
-        raise InvalidInput("The post replied to does not exist.", field="reply_to")
-    if quote_of is not None and not await posts.exists(quote_of):
-        raise InvalidInput("The quoted post does not exist.", field="quote_of")
+    for field, target, what in (("reply_to", reply_to, "replied to"), ("quote_of", quote_of, "quoted")):
+        if target is None:
+            continue
+        author = await posts.author_of(target)
+        if author is None:
+            raise InvalidInput(f"The post {what} does not exist.", field=field)
+        await refuse_if_blocked(request, author, viewer.user_id, f"The author of the post {what} blocks you.")
     wait = wait_seconds(request.headers.get("prefer"))
     post_id, published, key = new_id(), False, request.headers.get("idempotency-key")
     fingerprint = _fingerprint(body, reply_to, quote_of)
@@ -271,6 +297,44 @@ async def delete_post(request: Request) -> Response:
     return JSONResponse({"id": post.id, "status": "accepted"}, 202, headers=headers)
 
 
+@contract(PostAccepted, status=202, body=EditedPost, auth="required", errors=(403, 404))
+async def edit_post(request: Request) -> Response:
+    """`PATCH /api/posts/{id} {"body"}` by its author → 202; the post then shows the new version, with `edited_at`,
+    and `GET /api/posts/{id}/history` lists every version. Validated as a new post's body."""
+    viewer = await require_viewer(request)
+    state = state_of(request)
+    posts = state.posts
+    post = await posts.get(path_param(request, "post_id", "No such post."))
+    if post is None:
+        raise NotFound("No such post.")
+    if post.author_id != viewer.user_id:
+        raise Forbidden("Only its author can edit a post.")
+    body = validated(EditedPost, await json_body(request)).body
+    quote_of = await state.interactions.quoted(post.id)
+    event = PostCreated(
+        type="post-edited",
+        actor=viewer.user_id,
+        payload=PostCreatedData(
+            post_id=post.id,
+            author_id=post.author_id,
+            body=body,
+            reply_to=post.reply_to,
+            quote_of=quote_of,
+            created_at=post.created_at,
+        ),
+    )
+
+    async def shown() -> bool:
+        now = await posts.get(post.id)
+        return now is None or (now.edited_at is not None and now.edited_at >= event.occurred_at)
+
+    wait = wait_seconds(request.headers.get("prefer"))
+    async with state.post_waits.expecting(EDITED_CHANNEL, post.id, wait) as seen:
+        await state.publisher.publish(event)
+        visible = await seen(shown)
+    return _accepted(post.id, visible)
+
+
 # Reads --------------------------------------------------------------------------------------------------------
 
 
@@ -278,20 +342,36 @@ def _posts(request: Request) -> PostReadModel:
     return state_of(request).posts
 
 
-@contract(Post, errors=(404,))
+@contract(Post, auth="optional", errors=(404, 410))
 async def get_post(request: Request) -> Response:
-    """`GET /api/posts/{id}` → the post, 404 when unknown or deleted."""
-    post = await _posts(request).get(path_param(request, "post_id", "No such post."))
+    """`GET /api/posts/{id}` → the post, 404 when unknown or deleted; 410 ("removed by moderators") for the author of
+    a post the operators took down, 404 for everyone else."""
+    posts = _posts(request)
+    post = await posts.get(post_id := path_param(request, "post_id", "No such post."))
     if post is None:
+        author = await posts.taken_down(post_id)
+        if author is not None and (me := await viewer(request)) is not None and me.user_id == author:
+            raise RemovedByModerators("This post was removed by moderators.")
         raise NotFound("No such post.")
     return JSONResponse((await with_interactions(request, [post_json(post)]))[0])
+
+
+@contract(PostHistory, errors=(404,))
+async def post_history(request: Request) -> Response:
+    """`GET /api/posts/{id}/history` → every version of the post (`body`, `html`, `at`), newest first; 404 when
+    unknown or deleted."""
+    versions = await _posts(request).history(path_param(request, "post_id", "No such post."))
+    if not versions:
+        raise NotFound("No such post.")
+    return JSONResponse({"items": [{"body": v.body, "html": v.html, "at": v.at} for v in versions]})
 
 
 @contract(PostPage, query=PageQuery)
 async def list_posts(request: Request) -> Response:
     """`GET /api/posts?cursor&limit` → everyone's posts, newest first."""
     cursor, limit = post_page_params(request)
-    return await page_json(request, await _posts(request).latest(cursor, limit))
+    hidden = await hidden_for_viewer(request)
+    return await page_json(request, await _posts(request).latest(cursor, limit, hidden=hidden))
 
 
 @contract(PostPage, query=PageQuery, errors=(404,))
@@ -302,7 +382,8 @@ async def list_replies(request: Request) -> Response:
     post_id = path_param(request, "post_id", "No such post.")
     if not await posts.exists(post_id):
         raise NotFound("No such post.")
-    return await page_json(request, await posts.replies(post_id, cursor, limit))
+    hidden = await hidden_for_viewer(request)
+    return await page_json(request, await posts.replies(post_id, cursor, limit, hidden=hidden))
 
 
 @contract(PostPage, query=PageQuery, errors=(404,))
@@ -314,8 +395,10 @@ async def list_user_posts(request: Request) -> Response:
     user_id = await posts.user_id_of(path_param(request, "handle", "No such user."))
     if user_id is None:
         raise NotFound("No such user.")
-    page = await posts.by_author(user_id, cursor, limit)
-    items, last = await with_reposts(request, page.items, page.last is not None, [user_id], cursor, limit, post_json)
+    hidden = await hidden_on_profile(request, user_id)
+    page = await posts.by_author(user_id, cursor, limit, hidden=hidden)
+    more = page.last is not None
+    items, last = await with_reposts(request, page.items, more, [user_id], cursor, limit, post_json, hidden=hidden)
     return JSONResponse({"items": await with_interactions(request, items), "next_cursor": post_cursor(last)})
 
 
@@ -324,12 +407,14 @@ async def list_tag_posts(request: Request) -> Response:
     """`GET /api/tags/{tag}/posts?cursor&limit` → posts with that hashtag (any case, `#` optional), newest first."""
     cursor, limit = post_page_params(request)
     tag = tag_key(request.path_params["tag"])
-    return await page_json(request, await _posts(request).by_tag(tag, cursor, limit))
+    hidden = await hidden_for_viewer(request)
+    return await page_json(request, await _posts(request).by_tag(tag, cursor, limit, hidden=hidden))
 
 
 routes = [
     resource("/api/posts", get=list_posts, post=create_post),
-    resource("/api/posts/{post_id}", get=get_post, delete=delete_post),
+    resource("/api/posts/{post_id}", get=get_post, delete=delete_post, patch=edit_post),
+    Route("/api/posts/{post_id}/history", post_history, methods=["GET"]),
     Route("/api/posts/{post_id}/replies", list_replies, methods=["GET"]),
     Route("/api/users/{handle}/posts", list_user_posts, methods=["GET"]),
     Route("/api/tags/{tag}/posts", list_tag_posts, methods=["GET"]),

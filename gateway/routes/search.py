@@ -21,6 +21,7 @@ from gateway.cursors import CURSOR_FIELD, DEFAULT_LIMIT, MAX_LIMIT, CursorShape,
 from gateway.errors import InvalidInput, JSONResponse, NotFound
 from gateway.interactions import with_interactions
 from gateway.openapi import contract
+from gateway.relations import hidden_for_viewer
 from gateway.requests import Limit, QueryModel, query_as
 from gateway.routes import posts as posts_route
 from gateway.routes.posts import Post
@@ -115,12 +116,13 @@ async def search(request: Request) -> Response:
         body = {"items": users, "next_cursor": USERS_CURSOR.encode((offset + limit,)) if more else None}
         return JSONResponse(body)
     page = read_post_cursor(params.cursor)
+    hidden = await hidden_for_viewer(request)
     if len(page) == 2:
-        hits = await index.search_older(query, before=page, limit=limit)
+        hits = await index.search_older(query, before=page, limit=limit, hidden=hidden)
         following = older_cursor(hits.older) if hits.older else None
         return JSONResponse({"items": await with_interactions(request, hits.items), "next_cursor": following})
     offset, ref, ceiling = page
-    hits = await index.search_posts(query, offset=offset, limit=limit, ref=ref, ceiling=ceiling)
+    hits = await index.search_posts(query, offset=offset, limit=limit, ref=ref, ceiling=ceiling, hidden=hidden)
     if hits.more and hits.ceiling:
         following = post_cursor(offset + limit, ref, hits.ceiling)
     else:

@@ -8,6 +8,7 @@ first. A `more` cursor continues one post's replies: `GET /api/posts/{that post'
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -19,6 +20,7 @@ from starlette.routing import Route
 from gateway.cursors import CURSOR_FIELD, CursorShape
 from gateway.errors import JSONResponse, NotFound
 from gateway.openapi import contract
+from gateway.relations import hidden_for_viewer
 from gateway.requests import QueryModel, path_param, query_as
 from gateway.routes.posts import Post, post_json
 from gateway.state import State, state_of
@@ -70,13 +72,16 @@ def node_json(node: Node) -> dict[str, Any]:
     return {"post": shown_json(node.post), "replies": [node_json(n) for n in node.replies], "more": more}
 
 
-async def conversation(state: State, post: PostView, after: tuple[int, str] | None) -> dict[str, Any]:
-    """The thread around a live post (the post page renders the same structure)."""
+async def conversation(
+    state: State, post: PostView, after: tuple[int, str] | None, hidden: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The thread around a live post (the post page renders the same structure), without the replies of the
+    `hidden` users (those the viewer mutes, blocks or is blocked by)."""
     threads = Threads(state.pg)
     ancestors = await threads.ancestors(post.id)
     root = ancestors[0] if ancestors else post
     op = root.author_id if isinstance(root, PostView) else post.author_id
-    replies, more = await threads.replies(post.id, op, BREADTH, after)
+    replies, more = await threads.replies(post.id, op, BREADTH, after, hidden)
     return {
         "ancestors": [shown_json(a) for a in ancestors],
         "post": post_json(post),
@@ -93,7 +98,7 @@ async def thread(request: Request) -> Response:
     post = await state.posts.get(path_param(request, "post_id", "No such post."))
     if post is None:
         raise NotFound("No such post.")
-    return JSONResponse(await conversation(state, post, after))
+    return JSONResponse(await conversation(state, post, after, await hidden_for_viewer(request)))
 
 
 routes = [Route("/api/posts/{post_id}/thread", thread, methods=["GET"])]

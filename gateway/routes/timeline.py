@@ -1,8 +1,11 @@
 """The home timeline: `GET /api/timeline?cursor&limit`, the viewer's posts and their followees', newest first.
 
-Warm path: one Redis script (a page of post ids after the cursor, plus the followed big accounts) and one SQL query
-loading those posts by id merged with the big accounts' newest. Cold path (no built timeline in Redis): the page is
-served from SQL with `"partial": true` while the timeline is rebuilt in the background.
+Warm path: one Redis script (a page of post ids after the cursor, plus the followed big accounts, both without the
+authors the viewer mutes, blocks or is blocked by) and one SQL query loading those posts by id merged with the big
+accounts' newest. Posts, their counts, the viewer's flags and the reposts merged in are cached briefly in the
+process (CachedPosts, gateway/interaction_cache.py), so a page read again within seconds needs no SQL at all; the
+viewer's own likes and reposts show as soon as they are applied. Cold path (no built timeline in Redis): the page
+is served from SQL with `"partial": true` while the timeline is rebuilt in the background.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from gateway.interactions import with_interactions, with_reposts
 from gateway.openapi import contract
 from gateway.routes.posts import PostPage, post_json
 from gateway.state import State, state_of
+from store.relations import hidden_keys
 from store.timelines import followees_of, page_of, rebuild
 
 log = get_logger("chirp.gateway")
@@ -37,20 +41,33 @@ async def timeline(request: Request) -> Response:
     me = await require_viewer(request)
     cursor, limit = post_page_params(request)
     state = state_of(request)
-    window = await state.timelines.window(me.user_id, cursor, limit)
+    window = await state.timelines.window(me.user_id, cursor, limit, hidden_keys(me.user_id))
     if window is None:
         _start_rebuild(state, me.user_id)
         source = state.timeline_posts.source
-        authors = [*await followees_of(state.timelines, source, me.user_id), me.user_id]
+        hidden = await state.relations.hidden(me.user_id)
+        followees = await followees_of(state.timelines, source, me.user_id)
+        authors = [a for a in followees if a not in hidden] + [me.user_id]
         rows = await source.items([], authors, cursor, limit + 1)
         page, after = rows[:limit], rows[limit - 1].id if len(rows) > limit else None
     else:
+        hidden = await state.relations.hidden(me.user_id, window.hidden_version)  # held at that version: no I/O
         rows = await state.timeline_posts.items(window.post_ids, window.big_authors, cursor, limit + 1)
         page, after = page_of(rows, window.post_ids, limit)
-    items, after = await with_reposts(request, page, after is not None, me.user_id, cursor, limit, post_json)
+    items, after = await with_reposts(
+        request,
+        page,
+        after is not None,
+        me.user_id,
+        cursor,
+        limit,
+        post_json,
+        state.timeline_posts.by_ids,
+        hidden=hidden,
+    )
     return JSONResponse(
         {
-            "items": await with_interactions(request, items),
+            "items": await with_interactions(request, items, cached=True),
             "next_cursor": post_cursor(after),
             "partial": window is None,
         }

@@ -14,17 +14,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from domain import text
+from domain.text import Bio, DisplayName, strip_lines
 from gateway.auth.current import require_viewer, viewer
 from gateway.cursors import CursorShape, Micros, PageQuery, from_micros, micros
 from gateway.errors import InvalidInput, JSONResponse, NotFound
 from gateway.openapi import contract
+from gateway.relations import refuse_if_blocked, relations
 from gateway.requests import RequestModel, json_body, validated
 from gateway.routes import resource
 from gateway.routes.account import delete_me
 from gateway.state import state_of
-from schemas import text
 from schemas.events import FollowData, Id, UserFollowed, UserProfileUpdated, UserProfileUpdatedData, UserUnfollowed
-from schemas.text import Bio, DisplayName, strip_lines
+from store.reports import SUSPENDED_KEY
 from store.users import FollowPage, UsersReadModel
 
 EDITABLE = ("display_name", "bio")
@@ -70,6 +72,8 @@ class PublicProfile(BaseModel):
     following_count: int
     posts_count: int
     followed_by_me: bool
+    muted_by_me: bool = Field(False, description="The viewer mutes this user")
+    blocked_by_me: bool = Field(False, description="The viewer blocks this user")
 
 
 class FollowUser(BaseModel):
@@ -103,12 +107,18 @@ def _users(request: Request) -> UsersReadModel:
     return state_of(request).users
 
 
-async def _user_id(request: Request) -> str:
+async def user_id_of_path(request: Request) -> str:
+    """The id of the user `{handle}` names; 404 when there is none."""
     handle = request.path_params["handle"]
     found = await _users(request).user_id(handle) if text.HANDLE.match(handle) else None
-    if found is None:
+    if found is None or await _suspended(request, found):
         raise NotFound(f"No user @{handle}.")
     return found
+
+
+async def _suspended(request: Request, user_id: str) -> bool:
+    """Whether the operators suspended this account (it then shows nowhere)."""
+    return bool(await state_of(request).redis.sismember(SUSPENDED_KEY, user_id))
 
 
 @contract(PublicProfile, auth="optional", errors=(404,))
@@ -117,9 +127,13 @@ async def profile(request: Request) -> Response:
     handle = request.path_params["handle"]
     me = await viewer(request)
     found = await _users(request).profile(handle, me.user_id if me else None) if text.HANDLE.match(handle) else None
-    if found is None:
+    if found is None or await _suspended(request, await _users(request).user_id(handle) or ""):
         raise NotFound(f"No user @{handle}.")
-    return JSONResponse(found)
+    user_id = found.pop("user_id")
+    state = await relations(request).state(me.user_id, user_id) if me else {}
+    return JSONResponse(
+        {**found, "muted_by_me": state.get("muted", False), "blocked_by_me": state.get("blocked", False)}
+    )
 
 
 @contract(Me, auth="required")
@@ -145,13 +159,15 @@ async def update_me(request: Request) -> Response:
 
 async def _follow_data(request: Request) -> FollowData:
     me = await require_viewer(request)
-    target = await _user_id(request)
+    target = await user_id_of_path(request)
     if target == me.user_id:
         raise InvalidInput("You cannot follow yourself.", field="handle")
+    if request.method == "POST":
+        await refuse_if_blocked(request, target, me.user_id, "This user blocks you.")
     return FollowData(follower_id=me.user_id, followee_id=target)
 
 
-@contract(Accepted, status=202, auth="required", errors=(404,))
+@contract(Accepted, status=202, auth="required", errors=(403, 404))
 async def follow(request: Request) -> Response:
     """`POST /api/users/{handle}/follow`: publishes user-followed; 202."""
     data = await _follow_data(request)
@@ -188,7 +204,7 @@ def _after(key: tuple[int, str] | None) -> tuple[datetime, str] | None:
 async def followers(request: Request) -> Response:
     """`GET /api/users/{handle}/followers?cursor&limit`: newest follower first."""
     cursor, limit = FOLLOW_CURSOR.page(request)
-    user_id = await _user_id(request)
+    user_id = await user_id_of_path(request)
     return _follow_list(await _users(request).followers(user_id, _after(cursor), limit))
 
 
@@ -196,7 +212,7 @@ async def followers(request: Request) -> Response:
 async def following(request: Request) -> Response:
     """`GET /api/users/{handle}/following?cursor&limit`: newest followee first."""
     cursor, limit = FOLLOW_CURSOR.page(request)
-    user_id = await _user_id(request)
+    user_id = await user_id_of_path(request)
     return _follow_list(await _users(request).following(user_id, _after(cursor), limit))
 
 

@@ -78,6 +78,14 @@
     });
   }
 
+  // Pages without posts to update (settings, notifications, people, …) still get a live bell: a stream that carries
+  // only the viewer's unread count, so every tab holds one connection whatever the page.
+  function bellOnly() {
+    if (!window.EventSource || !document.querySelector("[data-unread]")) return;
+    var source = new EventSource("/events?feed=bell");
+    source.addEventListener("notifications", function (e) { setUnread(JSON.parse(e.data).unread); });
+  }
+
   // Live updates: the page names what it shows, the server sends new posts that belong there.
   function live(banner) {
     if (!window.EventSource || new URLSearchParams(location.search).has("cursor")) return;
@@ -218,7 +226,10 @@
     refreshTimes(document);
     setInterval(function () { refreshTimes(document); }, 60000);
     document.querySelectorAll("form[data-composer]").forEach(composer);
-    document.querySelectorAll("[data-live-feed]").forEach(live);
+    var feeds = document.querySelectorAll("[data-live-feed]");
+    feeds.forEach(live);
+    // live() opens no stream on an older page (?cursor=): the bell gets its own then too.
+    if (feeds.length === 0 || new URLSearchParams(location.search).has("cursor")) bellOnly();
     document.addEventListener("click", askDelete);
     document.addEventListener("submit", interact);
     document.querySelectorAll("img.avatar").forEach(avatarFallback);

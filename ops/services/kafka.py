@@ -1,4 +1,6 @@
-"""Single-node KRaft Kafka built from Maven Central jars and run as a detached JVM under `settings.home`."""
+"""KRaft Kafka built from Maven Central jars, run as detached JVMs under `settings.home`: one node (the default), or
+a cluster of `settings.kafka_brokers` nodes on loopback, each broker and controller, each with its own ports, data
+directory and pid file (`chirp services up --brokers 3`)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import uuid
 from importlib.resources import files
 from string import Template
 
+from chirp.kafka_admin import replication
 from chirp.settings import Settings
 from ops.services._util import (
     ServiceError,
@@ -31,20 +34,38 @@ MAIN_CLASS = "kafka.Kafka"
 
 
 class _Paths:
-    """Where one Kafka version keeps its jars (shared), and one broker its config, data and logs (one per port)."""
+    """Where one Kafka version keeps its jars (shared), and one node its config, data and logs (one per port).
 
-    def __init__(self, settings: Settings) -> None:
+    A single node lives in `kafka/<version>[-<port>]` (the paths existing machines use); node i of a cluster in
+    `kafka/<version>[-<port>]-x<brokers>/node-<i>`, so a cluster never shares a data directory with a single node.
+    """
+
+    def __init__(self, settings: Settings, node: int = 0) -> None:
         jars = settings.home / "kafka" / settings.kafka_version
         self.libs = jars / "libs"
         self.libs_ok = jars / "libs.complete"
-        self.root = settings.home / "kafka" / instance_name(settings.kafka_version, settings, "kafka_port")
+        instance = settings.home / "kafka" / instance_name(settings.kafka_version, settings, "kafka_port")
+        if settings.kafka_brokers == 1:
+            self.root = instance
+            self.cluster_id = self.root / "cluster.id"
+        else:
+            cluster = instance.with_name(f"{instance.name}-x{settings.kafka_brokers}")
+            self.root = cluster / f"node-{node}"
+            self.cluster_id = cluster / "cluster.id"
+        self.node = node
+        self.port = settings.kafka_port + 2 * node
+        self.controller_port = settings.kafka_controller_port + 2 * node
         self.data = self.root / "data"
         self.logs = self.root / "logs"
         self.conf = self.root / "server.properties"
         self.log4j = self.root / "log4j2.properties"
-        self.cluster_id = self.root / "cluster.id"
         self.pid = self.root / "kafka.pid"
         self.out = self.logs / "kafka.out"
+
+
+def nodes(settings: Settings) -> list[_Paths]:
+    """Every node of the local cluster."""
+    return [_Paths(settings, i) for i in range(settings.kafka_brokers)]
 
 
 def _resource(name: str) -> str:
@@ -80,13 +101,19 @@ def _java(p: _Paths, *args: str) -> list[str]:
 
 
 def _write_config(settings: Settings, p: _Paths) -> None:
-    """Render server.properties and log4j2.properties for this settings object."""
+    """Render server.properties and log4j2.properties of one node."""
     p.logs.mkdir(parents=True, exist_ok=True)
+    factor, min_isr = replication(settings.kafka_brokers)
+    voters = ",".join(f"{n.node + 1}@{settings.kafka_host}:{n.controller_port}" for n in nodes(settings))
     values = {
+        "node_id": p.node + 1,
+        "voters": voters,
         "host": settings.kafka_host,
-        "port": settings.kafka_port,
-        "controller_port": settings.kafka_controller_port,
+        "port": p.port,
+        "controller_port": p.controller_port,
         "data_dir": p.data,
+        "replication": factor,
+        "min_isr": min_isr,
     }
     p.conf.write_text(Template(_resource("server.properties")).substitute(values))
     p.log4j.write_text(_resource("log4j2.properties"))
@@ -125,70 +152,85 @@ def _start(p: _Paths) -> int:
     return proc.pid
 
 
-async def _metadata_ok(bootstrap: str) -> bool:
-    """Whether the broker answers a real metadata request."""
+async def _brokers(bootstrap: str) -> int:
+    """How many brokers the cluster behind `bootstrap` reports (0 when it does not answer a metadata request)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     try:
         await admin.start()
-        await admin.list_topics()
+        cluster = await admin.describe_cluster()
     except Exception:
-        return False
+        return 0
     finally:
         await admin.close()
-    return True
+    return len(cluster["brokers"])
+
+
+def _node_ready(settings: Settings, p: _Paths) -> bool:
+    """Whether this node's port accepts TCP and the cluster it belongs to has all its brokers."""
+    if not port_open(settings.kafka_host, p.port):
+        return False
+    return run_async(lambda: _brokers(f"{settings.kafka_host}:{p.port}")) >= settings.kafka_brokers
 
 
 def ready(settings: Settings) -> bool:
-    """Whether the port accepts TCP and the broker serves metadata."""
-    if not port_open(settings.kafka_host, settings.kafka_port):
-        return False
-    return run_async(lambda: _metadata_ok(f"{settings.kafka_host}:{settings.kafka_port}"))
+    """Whether every node accepts TCP and serves metadata naming every broker."""
+    return all(_node_ready(settings, p) for p in nodes(settings))
 
 
 def up(settings: Settings) -> None:
-    """Install, format and start Kafka unless it already answers; wait until it serves metadata."""
+    """Install, format and start every node that is not running; wait until the cluster serves metadata with all
+    its brokers. A node whose port answers but is not ours (another cluster) is an error, never touched."""
     t0 = time.monotonic()
-    p = _Paths(settings)
     if ready(settings):
         print("kafka: already running")
         return
-    pid = pid_alive(p.pid, MAIN_CLASS)
-    if pid is None and not port_open(settings.kafka_host, settings.kafka_port):
-        _ensure_tools()
-        _fetch_libs(settings, p)
-        _write_config(settings, p)
-        _format(p)
-        pid = _start(p)
+    started: dict[int, _Paths] = {}
+    for p in nodes(settings):
+        pid = pid_alive(p.pid, MAIN_CLASS)
+        if pid is None and port_open(settings.kafka_host, p.port):
+            if settings.kafka_brokers > 1:
+                raise ServiceError(f"kafka: port {p.port} answers but is not node {p.node} of this cluster")
+            continue  # a single broker someone else started: reuse it once it answers
+        if pid is None:
+            _ensure_tools()
+            _fetch_libs(settings, p)
+            _write_config(settings, p)
+            _format(p)
+            pid = _start(p)
+        started[pid] = p
 
     def _check() -> bool:
-        if pid is not None and gone(pid):
-            raise ServiceError(f"kafka exited during startup; last log lines:\n{tail(p.out)}")
+        for pid, p in started.items():
+            if gone(pid):
+                raise ServiceError(f"kafka node {p.node} exited during startup; last log lines:\n{tail(p.out)}")
         return ready(settings)
 
     if not wait_for(_check, READY_TIMEOUT_S, interval=0.5):
-        raise ServiceError(f"kafka not ready after {READY_TIMEOUT_S:.0f}s; last log lines:\n{tail(p.out)}")
-    print(f"kafka: started ({settings.kafka_version}) in {time.monotonic() - t0:.1f}s")
+        logs = "\n".join(f"node {p.node}:\n{tail(p.out)}" for p in nodes(settings))
+        raise ServiceError(f"kafka not ready after {READY_TIMEOUT_S:.0f}s; last log lines:\n{logs}")
+    brokers = f", {settings.kafka_brokers} brokers" if settings.kafka_brokers > 1 else ""
+    print(f"kafka: started ({settings.kafka_version}{brokers}) in {time.monotonic() - t0:.1f}s")
 
 
 def down(settings: Settings) -> None:
-    """Stop the broker we started (controlled shutdown, then SIGKILL after 60 s)."""
-    p = _Paths(settings)
-    pid = pid_alive(p.pid, MAIN_CLASS)
-    if pid is None:
+    """Stop the nodes we started (controlled shutdown, then SIGKILL after 60 s)."""
+    running = [(p, pid) for p in nodes(settings) if (pid := pid_alive(p.pid, MAIN_CLASS)) is not None]
+    if not running:
         print("kafka: not running (nothing we started)")
         return
-    stop_pid(pid, timeout=60)
-    p.pid.unlink(missing_ok=True)
+    for p, pid in running:
+        stop_pid(pid, timeout=60)
+        p.pid.unlink(missing_ok=True)
     print("kafka: stopped")
 
 
 def status(settings: Settings) -> bool:
-    """Whether something answers on the Kafka port."""
-    return port_open(settings.kafka_host, settings.kafka_port)
+    """Whether something answers on every node's Kafka port."""
+    return all(port_open(settings.kafka_host, p.port) for p in nodes(settings))
 
 
-def pid(settings: Settings) -> int | None:
-    """PID of the broker we started, if it runs."""
-    return pid_alive(_Paths(settings).pid, MAIN_CLASS)
+def pid(settings: Settings, node: int = 0) -> int | None:
+    """PID of a node we started (the first by default), if it runs."""
+    return pid_alive(_Paths(settings, node).pid, MAIN_CLASS)

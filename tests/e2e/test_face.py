@@ -122,10 +122,31 @@ async def test_every_page_passes_axe_in_both_schemes_with_44px_targets_on_phones
     reply = await reload_until(ada, f"/posts/{post_id}", lambda p: p.locator("#replies article.post"))
     reply_id = (await reply.get_attribute("id") or "").removeprefix("post-")
     await reload_until(ada, f"/explore?q={word}", lambda p: p.locator(".results article"))
+    edited_id = await post_via_page(ada, f"Before the edit {word}")
+    await ada.goto(f"/posts/{edited_id}/edit")
+    await ada.get_by_label("Your post").fill(f"After the edit {word}")
+    await submit(ada, "Save edit")
+
+    # Ada mutes Bob (private: his notifications still show her mention): her settings page lists him.
+    await ada.goto(f"/@{bob_login}")
+    async with ada.expect_navigation():
+        await ada.get_by_role("button", name=re.compile("^Mute @")).click()
+    await expect(ada.get_by_role("button", name=re.compile("^Unmute @"))).to_be_visible()
+
+    # Someone to suggest: cat follows ada, who follows bob, so cat's home says "Who to follow: bob".
+    cat_ctx = await new_context(browser, site)
+    cat = await cat_ctx.new_page()
+    await dev_login(cat, unique("cat-"))
+    for page, handle in ((cat, ada_login), (ada, bob_login)):
+        await page.goto(f"/@{handle}")
+        async with page.expect_navigation():
+            await page.get_by_role("button", name=re.compile("^Follow")).click()
+    await reload_until(cat, "/", lambda p: p.locator(".suggestions .suggestion"))
 
     visitor_ctx = await new_context(browser, site)
     visitor = await visitor_ctx.new_page()
     pages: list[tuple[Page, str, str, bool]] = [
+        (cat, "/", "home-suggestions", True),
         (visitor, "/", "home-visitor", True),
         (visitor, "/login", "login", False),
         (ada, "/", "home", True),
@@ -140,12 +161,20 @@ async def test_every_page_passes_axe_in_both_schemes_with_44px_targets_on_phones
         (ada, f"/explore?q={ada_login}&type=users", "explore-people", False),
         (ada, f"/tags/{word}", "tag", False),
         (ada, "/settings", "settings", True),
+        (ada, "/settings/mutes", "settings-mutes", False),
+        (ada, "/settings/blocks", "settings-blocks", False),
+        (ada, f"/@{bob_login}", "profile-muted", False),
         (bob, "/notifications", "notifications", True),
         (bob, f"/@{ada_login}/followers", "followers", False),
         (visitor, f"/@{ada_login}/following", "following-visitor", False),
         (ada, "/bookmarks", "bookmarks", False),
         (ada, f"/?quote_of={reply_id}", "quote-composer", False),
         (ada, f"/posts/{post_id}/delete", "confirm-delete", False),
+        (ada, f"/posts/{post_id}/edit", "edit-post", False),
+        (visitor, f"/posts/{edited_id}/history", "edit-history", False),
+        (ada, f"/posts/{edited_id}", "post-edited", False),
+        (bob, f"/posts/{post_id}/report", "report-post", False),
+        (bob, f"/@{ada_login}/report", "report-profile", False),
         (ada, "/posts/no-such-post", "not-found", True),
     ]
     problems: list[str] = []
@@ -167,6 +196,7 @@ async def test_every_page_passes_axe_in_both_schemes_with_44px_targets_on_phones
     await ada.set_viewport_size(VIEWPORTS["desktop"])
     await ada_ctx.close()
     await bob_ctx.close()
+    await cat_ctx.close()
     await visitor_ctx.close()
     assert not problems, "\n".join(problems)
 

@@ -88,3 +88,51 @@ async def test_the_bell_without_javascript(browser: Browser, site: Site) -> None
     await expect(ada.locator(".people")).to_contain_text(ada_login)
     await ada_ctx.close()
     await cat_ctx.close()
+
+
+async def test_the_bell_is_live_on_pages_without_posts_over_one_stream(browser: Browser, site: Site) -> None:
+    """Settings, explore and the people lists have no post stream of their own: each opens one
+    stream carrying only the bell, and a like, a repost and a follow show on it without a reload."""
+    ada_login, bob_login = unique("ada-"), unique("bob-")
+    ada_ctx, bob_ctx = await new_context(browser, site), await new_context(browser, site)
+    ada, bob = await ada_ctx.new_page(), await bob_ctx.new_page()
+    await dev_login(ada, ada_login)
+    await dev_login(bob, bob_login)
+    await ada.get_by_label("What’s happening?").fill(f"Hello from {ada_login}")
+    await submit(ada, "Post")
+    card = await reload_until(ada, f"/@{ada_login}", lambda p: p.locator("article.post"))
+    post_id = (await card.get_attribute("id") or "").removeprefix("post-")
+    await bob.goto(f"/posts/{post_id}")
+
+    streams: list[str] = []
+    ada.on("request", lambda r: streams.append(r.url) if "/events?" in r.url else None)
+    bell = ada.locator("nav .bell [data-unread]")
+
+    async def bob_likes() -> None:
+        await bob.locator(f"#post-{post_id} form[data-interact=like] button").click()
+
+    async def bob_reposts() -> None:
+        await bob.locator(f"#post-{post_id} form[data-interact=repost] button").click()
+
+    async def bob_follows() -> None:
+        await follow(bob, ada_login)
+
+    pages = ("/settings", "/explore", f"/@{ada_login}/followers", f"/@{ada_login}/following")
+    for count, (path, act) in enumerate(zip(pages, (bob_likes, bob_reposts, bob_follows, None), strict=True), 1):
+        streams.clear()
+        async with ada.expect_response(lambda r: "/events?feed=bell" in r.url):  # subscribed once it answers
+            await ada.goto(path)
+        if act is None:  # nothing new: the stream's first event is the count as it is
+            await expect(bell).to_have_text(re.compile(f"^{count - 1}"))
+            break
+        await act()
+        await expect(bell).to_have_text(re.compile(f"^{count}"), timeout=30_000)  # live, no reload
+        assert [s.split("?", 1)[1] for s in streams] == ["feed=bell"], streams
+    async with ada.expect_navigation():
+        await ada.locator("nav .bell").click()
+    items = ada.locator(".notification")
+    await expect(items.nth(0)).to_contain_text("followed you")
+    await expect(items.nth(1)).to_contain_text("reposted your post")
+    await expect(items.nth(2)).to_contain_text("liked your post")
+    await ada_ctx.close()
+    await bob_ctx.close()

@@ -36,6 +36,7 @@ from schemas.events import (
     UserRegisteredData,
     new_id,
 )
+from store.relations import hidden_keys
 from store.timelines import PostgresTimelineSource, RedisTimelines, rebuild
 from tests.conftest import eventually
 from tests.faults.stack import FaultStack, elapsed, free_port, wire
@@ -75,7 +76,9 @@ class World:
         assert lost == 0, f"{lost} good events were dead-lettered"
         posts = await self.pg.fetch("SELECT post_id FROM posts WHERE post_id = ANY($1) AND deleted_at IS NULL", ids)
         search = await self.pg.fetch("SELECT post_id FROM search_posts WHERE post_id = ANY($1)", ids)
-        window = await RedisTimelines(self.redis, self.stack.settings.timeline_length).window(self.reader, None, 900)
+        window = await RedisTimelines(self.redis, self.stack.settings.timeline_length).window(
+            self.reader, None, 900, hidden_keys(self.reader)
+        )
         timeline = set(window.post_ids if window else ())
         trending = await self.redis.exists(*(f"trending:post:{post_id}" for post_id in ids))
         mentions = set(await self.redis.zrange(f"notify:items:{self.reader}", 0, -1))  # mention items: the post ids

@@ -14,10 +14,13 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import redis.asyncio as aioredis
+from starlette.applications import Starlette
 
 from chirp.settings import Settings
 from consumers import interactions
 from consumers.runtime import Context
+from gateway.interaction_cache import InteractionCache
 from schemas.events import (
     InteractionData,
     PostDeleted,
@@ -35,8 +38,8 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def ctx(settings: Settings, pg: asyncpg.Pool) -> Context:
-    return Context(settings=settings, pg=pg, redis=None, publisher=None)  # type: ignore[arg-type]
+def ctx(settings: Settings, pg: asyncpg.Pool, redis_client: aioredis.Redis) -> Context:
+    return Context(settings=settings, pg=pg, redis=redis_client, publisher=None)  # type: ignore[arg-type]
 
 
 def like(user_id: str, post_id: str, seconds: int, *, undo: bool = False) -> PostLike:
@@ -168,6 +171,34 @@ async def test_like_repost_bookmark_through_the_api(client: httpx.AsyncClient) -
         for kind in ("like", "repost", "bookmark"):
             assert (await client.request(method, f"/api/posts/{new_id()}/{kind}", headers=fan)).status_code == 404
             assert (await client.request(method, f"{url}/{kind}")).status_code == 401
+
+
+@pipelined
+async def test_the_cached_timeline_shows_a_like_once_it_is_applied(
+    client: httpx.AsyncClient, app: Starlette, redis_client: aioredis.Redis, pg: asyncpg.Pool
+) -> None:
+    """The timeline's interactions are cached (here for 10 minutes), yet one's own like, and another's, show as
+    soon as the read model has them: the consumer's announcement drops the cached entries."""
+    state = app.state.chirp
+    await state.interaction_cache.close()
+    state.interaction_cache = InteractionCache(state.redis, state.interactions, ttl_s=600)
+    author, author_headers = await user(client, "ic")
+    _, fan = await user(client, "ie")
+    _, other = await user(client, "if")
+    post_id = await post(client, author_headers, "cached counts")
+    await client.post(f"/api/users/{author}/follow", headers=fan)
+    await seen(client, "/api/timeline", fan, id=post_id, like_count=0, liked_by_me=False)
+    for headers, count in ((fan, 1), (other, 2)):
+        assert (await client.post(f"/api/posts/{post_id}/like", headers=headers)).status_code == 202
+        await seen(client, f"/api/posts/{post_id}", fan, like_count=count)
+        expected = (post_id, count, True)
+        await eventually(
+            lambda: client.get("/api/timeline", headers=fan),
+            until=lambda r, want=expected: (
+                tuple(r.json()["items"][0][k] for k in ("id", "like_count", "liked_by_me")) == want
+            ),
+            timeout=1.0,
+        )
 
 
 @pipelined

@@ -20,12 +20,15 @@ from consumers import notifications as model
 from consumers.runtime import Context
 from schemas.events import (
     FollowData,
+    InteractionData,
     NotificationsRead,
     NotificationsReadData,
     PostDeleted,
     PostDeletedData,
+    PostLike,
     PostParsed,
     PostParsedData,
+    PostRepost,
     UserFollowed,
     UserUnfollowed,
     new_id,
@@ -61,7 +64,9 @@ async def post_row(ctx: Context, author_id: str) -> str:
     return post_id
 
 
-def parsed(author_id: str, *handles: str, reply_to: str | None = None, at: datetime | None = None) -> PostParsed:
+def parsed(
+    author_id: str, *handles: str, reply_to: str | None = None, at: datetime | None = None, quote_of: str | None = None
+) -> PostParsed:
     data = PostParsedData(
         post_id=new_id(),
         author_id=author_id,
@@ -70,6 +75,7 @@ def parsed(author_id: str, *handles: str, reply_to: str | None = None, at: datet
         text="hi",
         mentions=tuple(h.lower() for h in handles),
         reply_to=reply_to,
+        quote_of=quote_of,
         created_at=at or datetime.now(UTC),
     )
     return PostParsed(payload=data)
@@ -168,6 +174,70 @@ async def test_a_read_mark_applied_before_its_items_still_reads_them(ctx: Contex
     assert [i[3] for i in await items(ctx, ann)] == [True, False]
 
 
+def liked(user_id: str, post_id: str, at: datetime, *, undo: bool = False) -> PostLike:
+    kind = "post-unliked" if undo else "post-liked"
+    return PostLike(type=kind, occurred_at=at, payload=InteractionData(user_id=user_id, post_id=post_id))
+
+
+def reposted(user_id: str, post_id: str, at: datetime, *, undo: bool = False) -> PostRepost:
+    kind = "post-unreposted" if undo else "post-reposted"
+    return PostRepost(type=kind, occurred_at=at, payload=InteractionData(user_id=user_id, post_id=post_id))
+
+
+async def test_likes_and_reposts_of_a_post_are_one_item_each_and_an_undo_takes_the_actor_away(ctx: Context) -> None:
+    (ann, _), (bob, _), (cat, _), (dan, _) = [await user(ctx) for _ in range(4)]
+    post_id, other_post = await post_row(ctx, ann), await post_row(ctx, ann)
+    t0 = datetime.now(UTC)
+    at = [t0 + timedelta(seconds=i) for i in range(10)]
+    likes = [liked(bob, post_id, at[0]), liked(cat, post_id, at[1]), liked(ann, post_id, at[2])]  # ann: her own
+    for _ in range(2):  # the same events twice change nothing
+        await model.on_likes(likes, ctx)
+        await model.on_reposts([reposted(dan, post_id, at[3]), reposted(bob, other_post, at[4])], ctx)
+    assert await items(ctx, ann) == [
+        ("repost", other_post, [bob], True),
+        ("repost", post_id, [dan], True),
+        ("like", post_id, [cat, bob], True),
+    ]
+    # In one batch, bob likes then unlikes: only the unlike counts; cat's unlike leaves no item when it was the last.
+    await model.on_likes([liked(bob, post_id, at[5]), liked(bob, post_id, at[6], undo=True)], ctx)
+    assert [i[2] for i in await items(ctx, ann) if i[0] == "like"] == [[cat]]
+    await model.on_reposts([reposted(bob, other_post, at[6], undo=True)], ctx)
+    await model.on_likes([liked(cat, post_id, at[7], undo=True)], ctx)
+    assert await items(ctx, ann) == [("repost", post_id, [dan], True)]
+    assert await ctx.redis.zcard(model.unread_key(ann)) == 1
+    # An unlike read before its like (a replay) still wins; a like of a deleted post tells nobody.
+    await model.on_likes([liked(bob, post_id, at[6], undo=True), liked(cat, other_post, at[1])], ctx)
+    await model.on_post_deleted([PostDeleted(payload=PostDeletedData(post_id=other_post, author_id=ann))], ctx)
+    await model.on_likes([liked(bob, post_id, at[5]), liked(dan, other_post, at[8])], ctx)
+    assert await items(ctx, ann) == [("repost", post_id, [dan], True)]
+
+
+async def test_a_quote_is_one_item_each_and_never_for_oneself(ctx: Context) -> None:
+    (ann, ann_h), (bob, _), (cat, cat_h) = await user(ctx), await user(ctx), await user(ctx)
+    quoted = await post_row(ctx, ann)
+    first, second = parsed(bob, quote_of=quoted), parsed(bob, ann_h, cat_h, quote_of=quoted)  # mentions ann too
+    await model.on_post_parsed([first, second, parsed(ann, quote_of=quoted)], ctx)
+    await model.on_post_parsed([first], ctx)
+    quotes = [("quote", p.payload.post_id, [bob], True) for p in (second, first)]
+    assert sorted(await items(ctx, ann)) == sorted(quotes)
+    assert await items(ctx, cat) == [("mention", second.payload.post_id, [bob], True)]
+
+
+async def test_a_user_keeps_their_newest_items_only(ctx: Context) -> None:
+    (ann, _), (bob, _) = await user(ctx), await user(ctx)
+    t0 = datetime.now(UTC)
+    follows = [follow(f"f-{new_id()}", ann, at=t0 + timedelta(milliseconds=i)) for i in range(model.KEPT + 5)]
+    await model.on_followed(follows[:-1], ctx)
+    post = parsed(bob, quote_of=await post_row(ctx, ann), at=t0 - timedelta(days=1))  # older than every follow
+    await model.on_post_parsed([post], ctx)
+    await model.on_followed(follows[-1:], ctx)
+    ids = await ctx.redis.zrange(model.items_key(ann), 0, -1)
+    assert len(ids) == model.KEPT == await ctx.redis.zcard(model.unread_key(ann))
+    assert ids[0] == follows[5].id and ids[-1] == follows[-1].id, "the oldest went"
+    assert await ctx.redis.smembers(model.post_items_key(post.payload.post_id)) == set()
+    assert not await ctx.redis.exists(model.item_key(ann, follows[0].id), model.actors_key(ann, follows[0].id))
+
+
 # End to end ---------------------------------------------------------------------------------------------------
 
 
@@ -259,3 +329,37 @@ async def test_notifications_through_the_api_and_a_replay_rebuilds_them_identica
     await asyncio.to_thread(replay_notifications)
     assert [await page(client, h, limit=50) for h in (ann_h, bob_h, cat_h)] == before
     assert await unread(client, ann_h) == 0
+
+
+@pytest.mark.usefixtures("pipeline")
+async def test_likes_reposts_and_quotes_through_the_api_and_a_replay_rebuilds_them(
+    client: httpx.AsyncClient, ctx: Context
+) -> None:
+    ann, bob, cat = unique_handle("ann"), unique_handle("bob"), unique_handle("cat")
+    ann_h, bob_h, cat_h = [await login(client, h) for h in (ann, bob, cat)]
+    registered = "SELECT count(*) FROM users WHERE lower(handle) = ANY($1::text[])"
+    await eventually(lambda: ctx.pg.fetchval(registered, [ann, bob, cat]), until=lambda n: n == 3, timeout=60)
+    wait = {"Prefer": "wait=5"}
+    post_id = (await client.post("/api/posts", json={"body": "like me"}, headers={**ann_h, **wait})).json()["id"]
+    for headers in (bob_h, cat_h, ann_h):  # ann's own like tells nobody
+        assert (await client.post(f"/api/posts/{post_id}/like", headers=headers)).status_code == 202
+    assert (await client.post(f"/api/posts/{post_id}/repost", headers=bob_h)).status_code == 202
+    quote = await client.post("/api/posts", json={"body": "look", "quote_of": post_id}, headers={**cat_h, **wait})
+
+    def kinds(p: dict) -> list[tuple[str, int, list[str]]]:
+        return [(i["type"], i["count"], [a["handle"] for a in i["actors"]]) for i in p["items"]]
+
+    want = [("quote", 1, [cat]), ("repost", 1, [bob]), ("like", 2, [cat, bob])]
+    found = await eventually(lambda: page(client, ann_h), until=lambda p: kinds(p) == want, timeout=60)
+    assert found["items"][0]["post"]["id"] == quote.json()["id"]
+    assert {i["post"]["id"] for i in found["items"][1:]} == {post_id}
+    assert await unread(client, ann_h) == 3
+    # An unlike takes its actor away; the item stays for the other.
+    assert (await client.delete(f"/api/posts/{post_id}/like", headers=cat_h)).status_code == 202
+    want[2] = ("like", 1, [bob])
+    await eventually(lambda: page(client, ann_h), until=lambda p: kinds(p) == want, timeout=60)
+
+    before = await page(client, ann_h, limit=50)
+    await asyncio.to_thread(replay_notifications)
+    assert await page(client, ann_h, limit=50) == before
+    assert await unread(client, ann_h) == 3

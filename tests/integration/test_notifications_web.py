@@ -59,6 +59,30 @@ async def test_the_bell_counts_live_and_the_page_lists_and_reads(
 
 
 @pytest.mark.usefixtures("pipeline")
+async def test_a_bell_stream_starts_with_the_count_and_carries_only_the_bell(
+    app: Starlette, client: httpx.AsyncClient, pg: asyncpg.Pool
+) -> None:
+    ann, bob = unique_handle("ann"), unique_handle("bob")
+    ann_h, bob_h = await login(client, ann), await login(client, bob)
+    registered = "SELECT count(*) FROM users WHERE lower(handle) = ANY($1::text[])"
+    await eventually(lambda: pg.fetchval(registered, [ann, bob]), until=lambda n: n == 2, timeout=60)
+    assert (await client.post(f"/api/users/{ann}/follow", headers=bob_h)).status_code == 202
+    await eventually(lambda: unread(client, ann_h), until=lambda n: n == 1, timeout=30)
+
+    async with stream(app, "/events?feed=bell", ann_h) as bell:
+        await bell.until(lambda s: s.named("notifications"))
+        assert orjson.loads(bell.named("notifications")[0]["data"]) == {"unread": 1}  # as it is when it opens
+        wait = {"Prefer": "wait=5"}
+        created = await client.post("/api/posts", json={"body": f"hi @{ann}"}, headers={**bob_h, **wait})
+        await bell.until(lambda s: len(s.named("notifications")) == 2)
+        assert orjson.loads(bell.named("notifications")[1]["data"]) == {"unread": 2}
+        assert (await client.delete(f"/api/posts/{created.json()['id']}", headers=bob_h)).status_code == 202
+        await bell.until(lambda s: len(s.named("notifications")) == 3)  # the mention went with its post
+    assert bell.named("post") == [] and bell.named("post-deleted") == [], "no posts on a bell stream"
+    assert (await client.get("/events?feed=bell")).status_code == 401
+
+
+@pytest.mark.usefixtures("pipeline")
 async def test_follow_lists_have_pages_linked_from_the_profile_and_bios_render_like_posts(
     client: httpx.AsyncClient, pg: asyncpg.Pool
 ) -> None:

@@ -8,6 +8,7 @@ from starlette.applications import Starlette
 
 from chirp.settings import Settings
 from gateway.metrics import MetricsMiddleware
+from gateway.middleware import PerRequest
 
 
 def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -27,7 +28,7 @@ async def scrape(http: httpx.AsyncClient) -> str:
 
 
 async def test_requests_are_counted_and_timed_by_route_template(app: Starlette, settings: Settings) -> None:
-    built_in = any(m.cls is MetricsMiddleware for m in app.user_middleware)  # once create_app adds it
+    built_in = any(m.cls is PerRequest for m in app.user_middleware)  # once create_app adds it
     transport = httpx.ASGITransport(app=app if built_in else MetricsMiddleware(app))
     async with httpx.AsyncClient(transport=transport, base_url=settings.public_url) as http:
         before = await scrape(http)

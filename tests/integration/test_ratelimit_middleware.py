@@ -27,7 +27,7 @@ async def tight_app(settings: Settings) -> AsyncIterator[Starlette]:
     tight = settings.model_copy(
         update={
             "ratelimit_scale": 1.0,
-            "ratelimits": {"post": (0.001, 2), "login": (0.001, 50)},
+            "ratelimits": {"post": (0.001, 2), "login": (0.001, 50), "report": (0.001, 2)},
             "ratelimits_ip": {"post": (0.001, 4), "login": (0.001, 3)},
         }
     )
@@ -120,10 +120,22 @@ async def test_anonymous_and_bad_tokens_pay_per_address_and_get_their_401(
         assert_limited(await http.post("/api/posts", json={"body": "x"}))
 
 
+async def test_reports_per_user(from_address: Callable[[str], Client]) -> None:
+    async with from_address(new_address())() as http:
+        ada, bob = await bearer_login(http), await bearer_login(http)
+        report = {"handle": "nobody-at-all", "reason": "spam"}
+        codes = [(await http.post("/api/reports", json=report, headers=ada)).status_code for _ in range(2)]
+        assert codes == [422, 422]  # tried and refused (no such user): they count all the same
+        assert_limited(await http.post("/api/reports", json=report, headers=ada))
+        assert (await http.post("/api/reports", json=report, headers=bob)).status_code == 422
+
+
 def test_rule_table() -> None:
     assert action_for("POST", "/api/posts") == "post"
     assert action_for("GET", "/api/posts") is None
     assert action_for("POST", "/api/posts/01J0/replies") is None
+    assert action_for("PATCH", "/api/posts/01J0") == "post"
+    assert action_for("POST", "/api/reports") == "report"
     assert action_for("POST", "/api/users/ada/follow") == "follow"
     assert action_for("DELETE", "/api/users/ada/follow") == "follow"
     assert action_for("GET", "/api/users/ada/follow") is None

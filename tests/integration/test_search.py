@@ -105,6 +105,23 @@ async def test_phrase_exclusion_or_and_from(
     assert set(await ids(client, f"from:{alice.payload.handle}")) == {p1.payload.post_id, p2.payload.post_id}
 
 
+async def test_a_reply_names_whom_it_replies_to(
+    pipeline: Pipeline, publisher: Publisher, pg: asyncpg.Pool, client: httpx.AsyncClient
+) -> None:
+    alice, bob = registered("ralice"), registered("rbob")
+    w = word()
+    parent = parsed(alice.payload.user_id, f"{w} first")
+    reply = parsed(bob.payload.user_id, f"{w} answer", reply_to=parent.payload.post_id)
+    await publish_and_wait(publisher, pg, [alice, bob, parent, reply])
+    items = (await client.get("/api/search", params={"q": w})).json()["items"]
+    assert {i["id"]: i["reply_to_handle"] for i in items} == {
+        reply.payload.post_id: alice.payload.handle,
+        parent.payload.post_id: "",
+    }
+    page = await client.get("/explore", params={"q": w})
+    assert f">@{alice.payload.handle}</a>" in page.text and "Replying to <a" in page.text
+
+
 async def test_exact_hashtag_comes_first_and_snippet_is_escaped(
     pipeline: Pipeline, publisher: Publisher, pg: asyncpg.Pool, client: httpx.AsyncClient
 ) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -22,6 +23,7 @@ from starlette.applications import Starlette
 from chirp.settings import Settings
 from schemas.events import new_id
 from store.posts import CHANNEL, DELETED_CHANNEL
+from store.relations import Change, RedisRelations
 from tests.conftest import eventually
 from tests.integration.helpers import login, unique_handle
 
@@ -246,3 +248,35 @@ async def _user_id(client: httpx.AsyncClient, headers: dict[str, str]) -> str:
     response = await client.get("/api/me", headers=headers)
     assert response.status_code == 200, response.text
     return str(response.json()["user_id"])
+
+
+async def test_streams_leave_out_whom_the_viewer_mutes_or_blocks_or_is_blocked_by(
+    app: Starlette, client: httpx.AsyncClient, redis: aioredis.Redis
+) -> None:
+    headers = await login(client, unique_handle("hider"))
+    me = await _user_id(client, headers)
+    muted, blocked, blocker, other = (f"a-{new_id()}" for _ in range(4))
+    now = datetime.now(UTC)
+    changes = [Change(me, "mute", muted, True, now), Change(me, "block", blocked, True, now)]
+    await RedisRelations(redis).apply([*changes, Change(blocker, "block", me, True, now)])
+    posts = {author: new_id() for author in (muted, blocked, blocker, other)}
+    auth = {"Authorization": headers["Authorization"]}
+    async with (
+        stream(app, "/events?feed=all", auth) as every,
+        stream(app, f"/events?feed=user:{muted}", auth) as profile,
+        stream(app, f"/events?feed=user:{blocked}", auth) as blocked_profile,
+        stream(app, "/events?feed=all") as anonymous,
+    ):
+        for s in (every, profile, blocked_profile, anonymous):
+            await connected(s)
+        for author, post_id in posts.items():
+            await redis.publish(CHANNEL, notice(post_id, author))
+        await anonymous.until(lambda s: set(posts.values()) <= {p["id"] for p in s.posts()})
+        await every.until(lambda s: posts[other] in {p["id"] for p in s.posts()})
+        await profile.until(lambda s: posts[muted] in {p["id"] for p in s.posts()})  # visiting a muted profile
+        gone = new_id()  # a deletion reaches every stream: once it is in, every notice before it was handled
+        await redis.publish(DELETED_CHANNEL, orjson.dumps({"id": gone}))
+        for s in (every, blocked_profile):
+            await s.until(lambda st: any(orjson.loads(e["data"]) == {"id": gone} for e in st.named("post-deleted")))
+    assert not {posts[muted], posts[blocked], posts[blocker]} & {p["id"] for p in every.posts()}
+    assert blocked_profile.posts() == []

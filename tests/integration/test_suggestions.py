@@ -106,3 +106,9 @@ async def test_suggestions_through_the_api(client: httpx.AsyncClient, pg: asyncp
     ]
     assert (await client.get("/api/suggestions")).status_code == 401
     assert (await client.get("/api/suggestions", headers=headers[me], params={"limit": 0})).status_code == 422
+    # The home page's "Who to follow" box shows them, with whom they are followed by and a follow button.
+    home = (await client.get("/", headers=headers[me])).text
+    box = home[home.index('id="suggestions-title"') :]
+    assert f'href="/@{c}"' in box and f'action="/@{c}/follow"' in box
+    assert f'Followed by <a href="/@{min(a, b)}">@{min(a, b)}</a>, <a href="/@{max(a, b)}">' in box
+    assert "Who to follow" not in (await client.get("/", headers=headers[c])).text  # nobody to suggest to c

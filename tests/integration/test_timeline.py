@@ -12,6 +12,7 @@ from consumers import timelines, users
 from consumers.runtime import Context
 from ops._shadow_redis import shadow_client
 from schemas.events import PostDeleted, PostDeletedData, PostParsed, PostParsedData, new_id, utcnow
+from store.relations import hidden_keys
 from store.timelines import (
     FRESH_TTL_S,
     GLOBAL_BIG,
@@ -313,7 +314,7 @@ async def test_what_the_tables_show_goes_only_to_existing_timelines(ctx, pg) -> 
     assert not await ctx.redis.exists(timeline_key(away)) and not await ctx.redis.exists(timeline_key(author))
     await rebuild(store, PostgresTimelineSource(pg), rebuilding, max_followers=5000)
     assert await members(ctx, rebuilding) == [value, "~"], "the rebuild keeps the write and drops its mark"
-    window = await store.window(rebuilding, None, 10)
+    window = await store.window(rebuilding, None, 10, hidden_keys(rebuilding))
     assert window is not None and window.post_ids == [shown.payload.post_id]
 
     await timelines.on_post_parsed([unseen], ctx)  # the posts table has not caught up with this one

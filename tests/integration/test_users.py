@@ -65,6 +65,8 @@ async def test_registration_is_projected_and_found_by_any_case(client: httpx.Asy
         "followers_count": 0,
         "following_count": 0,
         "followed_by_me": False,
+        "muted_by_me": False,
+        "blocked_by_me": False,
     }
 
 

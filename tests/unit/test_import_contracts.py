@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("ops", "gateway", "consumers", "store", "producers", "schemas", "chirp")
+PACKAGES = ("ops", "gateway", "consumers", "store", "producers", "schemas", "domain", "chirp")
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 

@@ -7,7 +7,7 @@ import unicodedata
 
 import pytest
 
-from consumers.markdown import RenderedPost, render_post
+from domain.markdown import RenderedPost, render_post
 
 REL = 'rel="nofollow noopener ugc"'
 

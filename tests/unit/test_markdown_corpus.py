@@ -29,7 +29,7 @@ import html5lib
 import mistune
 import pytest
 
-from consumers.markdown import render_post, sanitize
+from domain.markdown import render_post, sanitize
 from tests import corpora
 
 MARKDOWN = corpora.corpus("markdown")

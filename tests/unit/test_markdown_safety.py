@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from consumers.markdown import render_post, sanitize
+from domain.markdown import render_post, sanitize
 from tests.corpora import corpus, missing
 from tests.unit.htmlsafety import unsafe_parts, url_scheme
 

@@ -89,13 +89,19 @@ def test_security_headers_are_added_without_replacing_a_route_s_own() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "feed"),
-    [("all", Feed("all")), ("home", Feed("home")), ("user:u1", Feed("user", "u1")), ("tag:Café", Feed("tag", "café"))],
+    [
+        ("all", Feed("all")),
+        ("home", Feed("home")),
+        ("user:u1", Feed("user", "u1")),
+        ("tag:Café", Feed("tag", "café")),
+        ("bell", Feed("bell")),
+    ],
 )
 def test_feeds_parse(raw: str, feed: Feed) -> None:
     assert parse_feed(raw) == feed
 
 
-@pytest.mark.parametrize("raw", ["", "everything", "user:", "all:x", "home:u1", "replies:" + "x" * 101])
+@pytest.mark.parametrize("raw", ["", "everything", "user:", "all:x", "home:u1", "bell:u1", "replies:" + "x" * 101])
 def test_bad_feeds_are_refused(raw: str) -> None:
     with pytest.raises(InvalidInput):
         parse_feed(raw)
@@ -112,6 +118,10 @@ def test_which_feeds_show_a_post() -> None:
     assert shows(Feed("user", "a"), post) and not shows(Feed("user", "b"), post)
     assert shows(Feed("replies", "p0"), post) and not shows(Feed("replies", "p9"), post)
     assert shows(Feed("tag", "café"), post) and not shows(Feed("tag", "cafe"), post)
+    deleted = Notice(2, "b.2", "p2", "a", None, (), deleted=True)
+    bell = Notice(3, "b.3", "", "", None, (), recipient="u1", unread=4)
+    assert not shows(Feed("bell"), post) and not shows(Feed("bell"), deleted), "a bell stream carries the bell only"
+    assert shows(Feed("bell"), bell, viewer_id="u1") and not shows(Feed("bell"), bell, viewer_id="u2")
 
 
 def _relay(keep: int = 3) -> Relay:

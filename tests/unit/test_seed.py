@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from statistics import median
 
-from consumers.markdown import render_post
+from domain.markdown import render_post
 from ops.seed import generate
 from schemas.events import PostCreated, UserFollowed, UserRegistered
 

@@ -1,12 +1,12 @@
-"""The shared text rules (schemas/text.py) as the events, the renderer and the stores apply them."""
+"""The shared text rules (domain/text.py) as the events, the renderer and the stores apply them."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
-from consumers.markdown import render_post
-from schemas import text
+from domain import text
+from domain.markdown import render_post
 from schemas.events import PostCreatedData, PostParsedData, UserProfileUpdatedData
 from store.search_query import parse_query
 from store.trending import moderation_target

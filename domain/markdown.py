@@ -22,11 +22,11 @@ Decisions:
 - A hashtag is `#` + letters, digits, `_` and combining marks, at least one a letter (`#1` stays text),
   not right after a letter, digit, `_`, `/`, `)` or `&` (`a#b`, `x.com/#frag`, `&#35;x` are no tags);
   `\\#x` is no tag. Its key is case-folded and NFC (`#Café`, `#CAFÉ` -> `café`); it links to
-  `/tags/{key}` and shows the text as typed. A key over `schemas.text.MAX_TAG_CHARS` is no tag (the tag pages
+  `/tags/{key}` and shows the text as typed. A key over `domain.text.MAX_TAG_CHARS` is no tag (the tag pages
   would refuse it), so every tag link opens.
 - Bidi embeddings, overrides and isolates are stripped from the HTML and the text: a post cannot reorder the
   page around it.
-- A mention is `@` + a handle as `schemas.text.Handle` allows (ASCII letters, digits and `-`, at most
+- A mention is `@` + a handle as `domain.text.Handle` allows (ASCII letters, digits and `-`, at most
   39, taken whole: a longer run is no mention), not right after a letter, digit, `_` or `/`, not followed
   by `@` (so `a@b.com`, `@a@host` are none). It links to `/@{handle}`, lower-cased.
 - `links` holds the absolute http(s) URLs of the links the author wrote (autolinks and images included),
@@ -51,7 +51,7 @@ from mistune.plugins.formatting import strikethrough
 from mistune.plugins.url import url
 from mistune.util import escape, safe_entity, unescape
 
-from schemas.text import HANDLE_CHARS, MAX_TAG_CHARS, strip_bidi, tag_key
+from domain.text import HANDLE_CHARS, MAX_TAG_CHARS, strip_bidi, tag_key
 
 EXTERNAL_REL = "nofollow noopener ugc"
 ALLOWED_SCHEMES = frozenset({"http", "https", "mailto"})

@@ -1,0 +1,182 @@
+"""Interactions kept briefly in the gateway process for the home timeline, the page read again and again.
+
+What is cached, `ttl_s` each: a post's counts and quoted post (shared by every viewer), a viewer's `*_by_me` flags
+per post, and the pages of what a viewer and their followees reposted. Likes, reposts and bookmarks show as soon
+as they are applied: the interactions consumer announces each committed batch's (user, post, kind) changes
+(store/interactions.py `CHANNEL`) and one subscriber task per process drops the posts' counts and those users'
+flags, and every reposts page when a repost moved. A new quote's count and a follow's reposts show at most `ttl_s`
+late, as a reply count does in the timeline's cached posts. A change announced while a query is in flight is not
+cached from that query. While the subscription is down (not yet started, Redis away), every read goes to the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from chirp.logging import get_logger
+from store.interactions import CHANNEL, InteractionsReadModel, Parts, flags_json
+
+log = get_logger("chirp.gateway")
+
+RETRY_S = 0.5
+TTL_S = 2.0  # as the timeline's cached posts (gateway/routes/timeline.py POST_CACHE_TTL_S)
+MAX_ENTRIES = 50_000  # per map; past it, expired entries go, then the oldest inserted
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _TTLMap(Generic[K, V]):
+    """Values kept until `ttl_s` after they were stored, at most `max_entries` of them."""
+
+    def __init__(self, ttl_s: float, max_entries: int) -> None:
+        self.ttl_s, self.max_entries = ttl_s, max_entries
+        self._entries: dict[K, tuple[float, V]] = {}
+
+    def get(self, key: K, now: float) -> V | None:
+        entry = self._entries.get(key)
+        return entry[1] if entry is not None and entry[0] > now else None
+
+    def put(self, key: K, value: V, now: float) -> None:
+        self._entries[key] = (now + self.ttl_s, value)
+        if len(self._entries) > self.max_entries:
+            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+            while len(self._entries) > self.max_entries:
+                del self._entries[next(iter(self._entries))]
+
+    def drop(self, key: K) -> None:
+        self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+class InteractionCache:
+    """`of_posts` and `reposts_by` (for one viewer) of the interactions read model, served from memory when fresh."""
+
+    def __init__(self, redis: aioredis.Redis, store: InteractionsReadModel, ttl_s: float = TTL_S) -> None:
+        self._redis, self._store = redis, store
+        self._shared: _TTLMap[str, dict[str, Any]] = _TTLMap(ttl_s, MAX_ENTRIES)  # post -> counts, quote_of
+        self._mine: _TTLMap[tuple[str, str], tuple[str, ...]] = _TTLMap(ttl_s, MAX_ENTRIES)  # (viewer, post)
+        self._reposts: _TTLMap[tuple[str, datetime | None, int], list[dict[str, Any]]] = _TTLMap(ttl_s, 1000)
+        self._repost_changes = 0  # announcements of a repost or unrepost so far
+        self._in_flight: list[tuple[set[str], set[str]]] = []  # (users, posts) announced during each query
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def _usable(self) -> bool:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+        return self._ready.is_set()
+
+    async def of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, dict[str, Any]]:
+        """post id -> the fields its post object gains (as `PostgresInteractions.of_posts`)."""
+        if not self._usable():
+            return await self._store.of_posts(post_ids, viewer_id)
+        now = time.monotonic()
+        found: dict[str, tuple[dict[str, Any] | None, tuple[str, ...] | None] | Parts] = {
+            p: (self._shared.get(p, now), self._mine.get((viewer_id, p), now) if viewer_id else ()) for p in post_ids
+        }
+        missing = [p for p, (shared, mine) in found.items() if shared is None or mine is None]
+        if missing:
+            async with self._watching() as (users, posts):
+                parts = await self._store.parts_of_posts(missing, viewer_id)
+            for post_id, (counts, kinds) in parts.items():
+                found[post_id] = (counts, kinds)
+                if post_id not in posts:
+                    self._shared.put(post_id, counts, now)
+                if viewer_id and viewer_id not in users:
+                    self._mine.put((viewer_id, post_id), kinds, now)
+        answer: dict[str, dict[str, Any]] = {}
+        for post_id, (cached_counts, cached_kinds) in found.items():
+            if cached_counts is not None:
+                answer[post_id] = {**cached_counts, **(flags_json(cached_kinds or ()) if viewer_id else {})}
+        return answer
+
+    async def reposts_by(self, viewer_id: str, before: datetime | None, limit: int) -> list[dict[str, Any]]:
+        """What the viewer and whom they follow reposted (as `PostgresInteractions.reposts_by` for one id)."""
+        if not self._usable():
+            return await self._store.reposts_by(viewer_id, before, limit)
+        now, key = time.monotonic(), (viewer_id, before, limit)
+        found = self._reposts.get(key, now)
+        if found is None:
+            changes = self._repost_changes
+            found = await self._store.reposts_by(viewer_id, before, limit)
+            if changes == self._repost_changes:  # no repost moved while the query ran
+                self._reposts.put(key, found, now)
+        return found
+
+    def _watching(self) -> _Watch:
+        return _Watch(self._in_flight)
+
+    def _dispatch(self, raw: str) -> None:
+        try:
+            changes = [(str(user), str(post), str(kind)) for user, post, kind in orjson.loads(raw)["changes"]]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return
+        users, posts = {user for user, _, _ in changes}, {post for _, post, _ in changes}
+        for watched_users, watched_posts in self._in_flight:
+            watched_users |= users
+            watched_posts |= posts
+        for user_id, post_id, kind in changes:
+            self._shared.drop(post_id)
+            self._mine.drop((user_id, post_id))
+            if kind == "repost":
+                self._repost_changes += 1
+                self._reposts.clear()
+
+    async def close(self) -> None:
+        """Stop the subscriber task (the app's shutdown)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _clear(self) -> None:
+        self._shared.clear()
+        self._mine.clear()
+        self._reposts.clear()
+        self._repost_changes += 1
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.subscribe(CHANNEL)
+                    self._clear()  # announcements may have been missed while unsubscribed
+                    self._ready.set()
+                    while True:
+                        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                        if message is not None and message["type"] == "message":
+                            self._dispatch(message["data"])
+            except (RedisError, OSError) as exc:
+                log.warning("interaction cache lost Redis; reads go to the store", error=str(exc))
+            finally:
+                self._ready.clear()
+            await asyncio.sleep(RETRY_S)
+
+
+class _Watch:
+    """Collects the users and posts announced while a query runs (so its answer is not cached for them)."""
+
+    def __init__(self, in_flight: list[tuple[set[str], set[str]]]) -> None:
+        self._in_flight = in_flight
+        self._sets: tuple[set[str], set[str]] = (set(), set())
+
+    async def __aenter__(self) -> tuple[set[str], set[str]]:
+        self._in_flight.append(self._sets)
+        return self._sets
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._in_flight.remove(self._sets)

@@ -1,0 +1,58 @@
+"""The gateway's interaction cache: a page read again needs no query, and an announced change is read at once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from gateway.interaction_cache import InteractionCache
+from schemas.events import new_id
+from store.interactions import Change, Parts, PostgresInteractions, announce
+from tests.conftest import eventually
+
+
+class Counting(PostgresInteractions):
+    """The store, counting its queries."""
+
+    queries = 0
+
+    async def parts_of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, Parts]:
+        self.queries += 1
+        return await super().parts_of_posts(post_ids, viewer_id)
+
+    async def reposts_by(self, users: Sequence[str] | str, before: datetime | None, limit: int) -> list[dict[str, Any]]:
+        self.queries += 1
+        return await super().reposts_by(users, before, limit)
+
+
+async def test_a_page_read_again_needs_no_query_until_a_change_is_announced(
+    pg: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    store = Counting(pg)
+    cache = InteractionCache(redis_client, store, ttl_s=600)
+    viewer, posts = new_id(), [new_id() for _ in range(20)]
+
+    async def queries_of_a_second_read() -> int:
+        await cache.of_posts(posts, viewer)
+        await cache.reposts_by(viewer, None, 21)
+        before = store.queries
+        found = await cache.of_posts(posts, viewer)
+        await cache.reposts_by(viewer, None, 21)
+        assert list(found) == posts and found[posts[0]]["liked_by_me"] is False
+        return store.queries - before
+
+    try:
+        await eventually(queries_of_a_second_read, until=lambda n: n == 0, timeout=5)  # once subscribed
+        like = Change(posts[3], "like", viewer, True, datetime.now(UTC))
+        await store.apply([like])
+        await announce(redis_client, [like])
+        found = await eventually(
+            lambda: cache.of_posts(posts, viewer), until=lambda f: f[posts[3]]["liked_by_me"], timeout=2
+        )
+        assert found[posts[3]]["like_count"] == 1 and found[posts[4]]["liked_by_me"] is False
+    finally:
+        await cache.close()

@@ -1,0 +1,83 @@
+"""The private parts of libraries the code relies on are still there and still behave as relied on.
+
+Each reach into a library's internals is pinned here against the real services, so a library upgrade that moves
+one fails loudly in this file (not as a hang or a slow path in production):
+- `chirp/redis_client.py` `HiredisPacking` packs with redis-py's `HiredisRespSerializer` and reads buffered
+  replies from `_AsyncHiredisParser._reader` (redis/redis-py#4176: the asyncio client packs in Python);
+- `chirp/kafka_admin.py` `partitions` tracks topics with `AIOKafkaConsumer._client.set_topics` and reads
+  `_client.cluster` (aiokafka has no public call that fetches metadata for topics a consumer does not subscribe);
+- `producers/broker.py` `stop_within` closes FastStream's aiokafka producer through `_sender` and `client` when
+  `stop()` would wait for ever on a dead broker (aio-libs/aiokafka#1101).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
+from redis._parsers.hiredis import _AsyncHiredisParser
+from redis.exceptions import ResponseError
+
+from chirp import kafka_admin
+from chirp.redis_client import HiredisPacking
+from chirp.settings import Settings
+from producers.broker import ensure_topics, make_broker
+from schemas import topics
+from tests.scratch import scratch_id
+
+
+async def test_buffered_replies_read_through_hiredis_equal_redis_pys_own(settings: Settings) -> None:
+    ours = aioredis.Redis.from_url(settings.redis_url, connection_class=HiredisPacking, decode_responses=True)
+    plain = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    key = "chirp:test:internals"
+    try:
+        replies = []
+        for client in (ours, plain):
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.delete(key).rpush(key, "a", "ü", "✓").lrange(key, 0, -1).incr(key).get(key + ":none")
+                replies.append(await pipe.execute(raise_on_error=False))
+        assert isinstance(replies[0][3], ResponseError) and isinstance(replies[1][3], ResponseError)
+        same = [[r for r in reply[1:] if not isinstance(r, Exception)] for reply in replies]
+        assert same[0] == same[1] == [3, ["a", "ü", "✓"], None]
+        connection = await ours.connection_pool.get_connection()
+        try:
+            assert isinstance(connection, HiredisPacking)
+            parser = connection._parser
+            assert isinstance(parser, _AsyncHiredisParser), "redis-py no longer reads with hiredis"
+            assert parser._connected and callable(parser._reader.gets)  # type: ignore[attr-defined]
+        finally:
+            await ours.connection_pool.release(connection)
+    finally:
+        await plain.delete(key)
+        await ours.aclose()
+        await plain.aclose()
+
+
+async def test_partitions_of_topics_a_consumer_does_not_subscribe(settings: Settings) -> None:
+    await ensure_topics(settings)
+    unknown = f"chirp-unknown-{scratch_id()}"
+    async with kafka_admin.reader(settings) as consumer:
+        found = await kafka_admin.partitions(consumer, [topics.POST_CREATED.name, unknown])
+    async with kafka_admin.admin(settings) as client:
+        # A broker creates an auto-created topic a moment after the metadata request: give it that moment.
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            assert unknown not in await client.list_topics(), "asking about an unknown topic created it"
+            await asyncio.sleep(0.2)
+    assert sorted(tp.partition for tp in found) == list(range(topics.POST_CREATED.partitions))
+    assert {tp.topic for tp in found} == {topics.POST_CREATED.name}
+
+
+async def test_the_producer_parts_a_stuck_stop_closes_are_there(settings: Settings) -> None:
+    broker = make_broker(settings)
+    await broker.connect()
+    try:
+        producer = getattr(getattr(broker.config.producer, "_producer", None), "producer", None)
+        assert isinstance(producer, AIOKafkaProducer), "FastStream moved its aiokafka producer"
+        assert inspect.iscoroutinefunction(producer._sender.close)
+        assert inspect.iscoroutinefunction(producer.client.close)
+    finally:
+        await broker.stop()
