@@ -36,6 +36,19 @@ class DeleteAccount(RequestModel):
     confirm: str = Field(min_length=1, max_length=64)
 
 
+class Export(BaseModel):
+    """`GET /api/me/export`: everything of the viewer's that Chirp keeps, from the read models."""
+
+    profile: dict[str, Any]
+    posts: list[dict[str, Any]] = Field(description="Each with its Markdown (`markdown`), reply_to and quote_of")
+    likes: list[dict[str, Any]]
+    reposts: list[dict[str, Any]]
+    bookmarks: list[dict[str, Any]]
+    following: list[dict[str, Any]]
+    followers: list[dict[str, Any]]
+    exported_at: str
+
+
 class Deleting(BaseModel):
     status: str
     erasure_delay_s: float
@@ -154,7 +167,7 @@ async def export_document(pg: asyncpg.Pool, user_id: str) -> AsyncIterator[bytes
     yield b',"exported_at":' + _json(datetime.now(UTC).isoformat()) + b"}"
 
 
-@contract(auth="required")
+@contract(Export, auth="required")
 async def export(request: Request) -> Response:
     """`GET /api/me/export`: the viewer's profile, posts (Markdown), likes, reposts, bookmarks, follows and
     followers as one JSON document, streamed."""

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import asyncpg
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from starlette.applications import Starlette
@@ -26,6 +27,7 @@ from gateway.state import State
 from ops.erasure import status, verify
 from schemas.events import UserProfileUpdated, UserProfileUpdatedData, UserRegistered, UserRegisteredData, new_id
 from schemas.topics import NAMESPACE
+from store.relations import list_key
 from tests.conftest import eventually
 from tests.integration.helpers import login, unique_handle
 from tests.scratch import scratch_id
@@ -165,7 +167,12 @@ async def traces(pg: asyncpg.Pool, user_id: str, secrets: list[str], *, tombston
 
 
 async def test_a_deleted_account_leaves_no_readable_trace_in_kafka_or_any_rebuilt_model(
-    fast_erasure: None, client: httpx.AsyncClient, state: State, pg: asyncpg.Pool, settings: Settings
+    fast_erasure: None,
+    client: httpx.AsyncClient,
+    state: State,
+    pg: asyncpg.Pool,
+    redis_client: aioredis.Redis,
+    settings: Settings,
 ) -> None:
     user_id, handle, github_id, me = await user_with_github(state)
     bio = f"bio-{new_id()}"
@@ -185,8 +192,19 @@ async def test_a_deleted_account_leaves_no_readable_trace_in_kafka_or_any_rebuil
     assert (await client.post(f"/api/users/{handle}/follow", headers=friend)).status_code == 202
     assert (await client.post(f"/api/posts/{friend_post}/like", headers=me)).status_code == 202
     assert (await client.post(f"/api/posts/{post_ids[0]}/like", headers=friend)).status_code == 202
+    third = unique_handle("muted")
+    await login(client, third)
+    await eventually(lambda: client.get(f"/api/users/{third}"), until=lambda r: r.status_code == 200)
+    assert (await client.post(f"/api/users/{third}/mute", headers=me)).status_code == 202
+    report_comment = f"report comment {new_id()}"
+    report = {"handle": third, "reason": "spam", "comment": report_comment}
+    assert (await client.post("/api/reports", json=report, headers=me)).status_code == 202
     await eventually(lambda: followers(pg, friend_id), until=lambda n: n == 1)
     await eventually(lambda: followers(pg, user_id), until=lambda n: n == 1)
+    reports = "SELECT count(*) FROM reports WHERE reporter_id = $1"
+    await eventually(lambda: pg.fetchval(reports, user_id), until=lambda n: n == 1)
+    muting = list_key("mute", user_id)
+    await eventually(lambda: redis_client.zcard(muting), until=lambda n: n == 1)
     likes = "SELECT like_count FROM post_counters WHERE post_id = $1"
     await eventually(lambda: pg.fetchval(likes, friend_post), until=lambda n: n == 1)
 
@@ -202,6 +220,8 @@ async def test_a_deleted_account_leaves_no_readable_trace_in_kafka_or_any_rebuil
     await eventually(lambda: pg.fetchval(likes, friend_post), until=lambda n: n == 0)
     await eventually(lambda: traces(pg, user_id, bodies, tombstones=True), until=lambda t: t == [], timeout=30)
     assert (await client.get(f"/api/users/{handle}")).status_code == 404
+    await eventually(lambda: pg.fetchval(reports, user_id), until=lambda n: n == 0)  # the reports it filed go
+    await eventually(lambda: redis_client.zcard(muting), until=lambda n: n == 0)  # unmuted by the derived undo
     again = await client.post("/auth/dev-login", json={"login": handle})
     assert again.status_code == 409 and again.json()["error"]["field"] == "login", "the handle is quarantined"
 
@@ -209,7 +229,8 @@ async def test_a_deleted_account_leaves_no_readable_trace_in_kafka_or_any_rebuil
     done = "SELECT done_at IS NOT NULL FROM erasures WHERE target = $1"
     await eventually(lambda: pg.fetchval(done, f"u:{user_id}"), timeout=30)
     log = await raw_log(settings)
-    for secret in [*bodies, handle, f"Name {handle}", bio, str(github_id), f"avatars.example/{handle}"]:
+    secrets = [*bodies, handle, f"Name {handle}", bio, str(github_id), f"avatars.example/{handle}", report_comment]
+    for secret in secrets:
         assert secret.encode() not in log, f"{secret!r} is readable in the log"
     assert (await verify(settings, user_id)).clean
 
