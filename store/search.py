@@ -241,7 +241,7 @@ SEARCH_POSTS = f"""
     {
     _matches(
         "$5",
-        "($6::text IS NULL OR p.post_id <= $6::text) AND p.author_id <> ALL($11::text[])",
+        "($6::text IS NULL OR p.post_id <= $6::text) AND p.author_id NOT IN (SELECT unnest($11::text[]))",
         "p.created_at <=> $7::timestamptz",
         "$10::int",
     )
@@ -267,7 +267,7 @@ SEARCH_OLDER = f"""
     {
     _matches(
         "$4",
-        "(p.created_at, p.post_id) < ($5::timestamptz, $6::text) AND p.author_id <> ALL($8::text[])",
+        "(p.created_at, p.post_id) < ($5::timestamptz, $6::text) AND p.author_id NOT IN (SELECT unnest($8::text[]))",
         "p.created_at <=| $5::timestamptz",
         "$7::int",
     )

@@ -43,7 +43,7 @@ _CHILDREN = f"""
 WITH kids AS (
     SELECT p.*, (p.author_id <> $2)::int AS later,
            row_number() OVER (PARTITION BY p.reply_to ORDER BY (p.author_id <> $2), p.post_id) AS n
-    FROM posts p WHERE p.reply_to = ANY($1::text[]) AND {_SHOWN} AND p.author_id <> ALL($4::text[])
+    FROM posts p WHERE p.reply_to = ANY($1::text[]) AND {_SHOWN} AND p.author_id NOT IN (SELECT unnest($4::text[]))
 )
 SELECT {_COLUMNS}, p.later FROM kids p LEFT JOIN users u ON u.user_id = p.author_id
 WHERE p.n <= $3 ORDER BY p.reply_to, p.n
@@ -53,7 +53,7 @@ _MORE_CHILDREN = f"""
 WITH kids AS (
     SELECT p.*, (p.author_id <> $2)::int AS later FROM posts p
     WHERE p.reply_to = $1 AND {_SHOWN} AND ((p.author_id <> $2)::int, p.post_id) > ($3::int, $4::text)
-      AND p.author_id <> ALL($6::text[])
+      AND p.author_id NOT IN (SELECT unnest($6::text[]))
     ORDER BY (p.author_id <> $2), p.post_id LIMIT $5
 )
 SELECT {_COLUMNS}, p.later FROM kids p LEFT JOIN users u ON u.user_id = p.author_id ORDER BY p.later, p.post_id

@@ -30,8 +30,8 @@ from gateway.pages.flash import flash
 from gateway.pages.forms import MAX_POST_CHARS, Composer
 from gateway.pages.internal import call_api
 from gateway.pages.web import checked_form, field, local_path, login_redirect, page, page_route, page_viewer
+from gateway.post_objects import post_json
 from gateway.requests import RequestModel, body_as
-from gateway.routes.posts import post_json
 from gateway.state import state_of
 
 SETTLE_S = 2.0  # how long an action waits for its event to reach the read model before redirecting anyway

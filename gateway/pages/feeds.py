@@ -17,8 +17,8 @@ from gateway.pages.forms import Composer
 from gateway.pages.internal import MissingEndpoint, call_api
 from gateway.pages.templating import base_context, render
 from gateway.pages.web import page, page_route, page_viewer
+from gateway.post_objects import post_json
 from gateway.requests import path_param
-from gateway.routes.posts import post_json
 from gateway.state import state_of
 
 POSTED_COOKIE = "chirp_posted"
@@ -141,6 +141,7 @@ async def profile_page(request: Request) -> Response:
         raise NotFound(f"Nobody here goes by @{handle}.")
     posts, next_cursor = await _list(request, f"/api/users/{profile['handle']}/posts")
     user_id = await users.user_id(profile["handle"])
+    profile.update(muted_by_me=False, blocked_by_me=False)
     if me is not None and user_id is not None:
         state = await state_of(request).relations.state(me.user_id, user_id)
         profile.update(muted_by_me=state["muted"], blocked_by_me=state["blocked"])

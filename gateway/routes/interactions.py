@@ -22,9 +22,10 @@ from gateway.cursors import CursorShape, Micros, PageQuery, from_micros, micros
 from gateway.errors import JSONResponse, NotFound
 from gateway.interactions import with_interactions
 from gateway.openapi import contract
+from gateway.post_objects import PostPage, post_json
 from gateway.requests import path_param
 from gateway.routes import resource
-from gateway.routes.posts import PostAccepted, PostPage, post_json
+from gateway.routes.posts import PostAccepted
 from gateway.state import state_of
 from schemas.events import Id, InteractionData, PostBookmark, PostLike, PostRepost
 from store.interactions import Keyset, Kind

@@ -24,9 +24,9 @@ from gateway.auth.current import require_viewer
 from gateway.cursors import CursorShape, PageQuery
 from gateway.errors import JSONResponse
 from gateway.openapi import contract
+from gateway.post_objects import Author, Post, post_json
 from gateway.read_marks import mark_read
 from gateway.requests import RequestModel, body_as
-from gateway.routes.posts import Author, Post, post_json
 from gateway.state import State, state_of
 from schemas.events import Id
 from store.notifications import SHOWN_ACTORS, actors_key, item_key, items_key, unread_key

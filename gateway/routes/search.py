@@ -21,10 +21,10 @@ from gateway.cursors import CURSOR_FIELD, DEFAULT_LIMIT, MAX_LIMIT, CursorShape,
 from gateway.errors import InvalidInput, JSONResponse, NotFound
 from gateway.interactions import with_interactions
 from gateway.openapi import contract
+from gateway.post_objects import Post
 from gateway.relations import hidden_for_viewer
 from gateway.requests import Limit, QueryModel, query_as
 from gateway.routes import posts as posts_route
-from gateway.routes.posts import Post
 from gateway.state import state_of
 from schemas.events import Id
 from store.search import CANDIDATES, USER_CANDIDATES

@@ -20,9 +20,9 @@ from starlette.routing import Route
 from gateway.cursors import CURSOR_FIELD, CursorShape
 from gateway.errors import JSONResponse, NotFound
 from gateway.openapi import contract
+from gateway.post_objects import Post, post_json
 from gateway.relations import hidden_for_viewer
 from gateway.requests import QueryModel, path_param, query_as
-from gateway.routes.posts import Post, post_json
 from gateway.state import State, state_of
 from store.posts import PostView
 from store.threads import Node, Shown, Threads

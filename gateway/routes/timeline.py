@@ -23,7 +23,7 @@ from gateway.cursors import PageQuery, post_cursor, post_page_params
 from gateway.errors import JSONResponse
 from gateway.interactions import with_interactions, with_reposts
 from gateway.openapi import contract
-from gateway.routes.posts import PostPage, post_json
+from gateway.post_objects import PostPage, post_json
 from gateway.state import State, state_of
 from store.relations import hidden_keys
 from store.timelines import followees_of, page_of, rebuild
