@@ -131,10 +131,14 @@ async def erase_due(ctx: Context) -> list[str]:
     """Delete the keys of every erasure that is due; returns the targets erased."""
     erased = []
     for target in await erasure.due(ctx.pg):
-        count = await ctx.keys.erase(target, at=datetime.now(UTC))
-        await erasure.done(ctx.pg, target, count)
-        log.info("erased", target=target, keys=count)
-        erased.append(target)
+
+        async def erase(target: str) -> int:
+            count = await ctx.keys.erase(target, at=datetime.now(UTC))
+            log.info("erased", target=target, keys=count)
+            return count
+
+        if await erasure.run(ctx.pg, target, erase):
+            erased.append(target)
     return erased
 
 

@@ -6,7 +6,7 @@ that scheduled a completed erasure are themselves erased, so the table is the re
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -59,12 +59,18 @@ async def due(pool: asyncpg.Pool, limit: int = 100) -> list[str]:
     return [r[0] for r in rows]
 
 
-async def done(pool: asyncpg.Pool, target: str, keys_erased: int) -> None:
-    await pool.execute(
-        "UPDATE erasures SET done_at = now(), keys_erased = $2 WHERE target = $1 AND done_at IS NULL",
-        target,
-        keys_erased,
-    )
+async def run(pool: asyncpg.Pool, target: str, erase: Callable[[str], Awaitable[int]]) -> bool:
+    """Erase `target` once: the row is locked while its keys go, so two erasure processes never both do it.
+    Returns whether this call did it."""
+    async with pool.acquire() as conn, conn.transaction():
+        claimed = await conn.fetchval(
+            "SELECT 1 FROM erasures WHERE target = $1 AND done_at IS NULL FOR UPDATE SKIP LOCKED", target
+        )
+        if not claimed:
+            return False
+        count = await erase(target)
+        await conn.execute("UPDATE erasures SET done_at = now(), keys_erased = $2 WHERE target = $1", target, count)
+        return True
 
 
 async def status(pool: asyncpg.Pool) -> list[dict[str, object]]:

@@ -143,6 +143,7 @@ async def test_a_suspension_hides_the_account_and_refuses_its_logins_and_tokens(
 ) -> None:
     dan, eve = unique_handle("dan"), unique_handle("eve")
     dan_h, eve_h = await users(client, pg, dan, eve)
+    dan_id = (await client.get("/api/me", headers=dan_h)).json()["user_id"]  # opaque
     post_id = (await client.post("/api/posts", json={"body": "spam"}, headers={**dan_h, **WAIT})).json()["id"]
     report_id = await report(client, eve_h, handle=dan.upper(), reason="abuse")
     await eventually(lambda: mine(client, eve_h), until=lambda items: len(items) == 1)
@@ -164,10 +165,10 @@ async def test_a_suspension_hides_the_account_and_refuses_its_logins_and_tokens(
     assert hidden is not None and hidden.endswith("|1")
 
     # The model rebuilds from the log: reports, outcomes and the suspension.
-    await redis_client.srem(SUSPENDED_KEY, f"dev-{dan.lower()}")
+    await redis_client.srem(SUSPENDED_KEY, dan_id)
     await pg.execute("DELETE FROM reports WHERE report_id = $1", report_id)
     await operator("replay", "moderation")
-    assert await redis_client.sismember(SUSPENDED_KEY, f"dev-{dan.lower()}")
+    assert await redis_client.sismember(SUSPENDED_KEY, dan_id)
     assert [(i["id"], i["outcome"]) for i in await mine(client, eve_h)] == [(report_id, "suspend")]
 
 
