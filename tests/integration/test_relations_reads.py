@@ -1,0 +1,44 @@
+"""Mutes and blocks on the read paths beyond the timeline: conversations above a post, user search, who to follow,
+and reposts whose newest reposter is hidden. Every consumer runs; the viewer acts over HTTP."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.integration.test_relations import post, until_listed, until_shown, user
+
+pytestmark = pytest.mark.usefixtures("pipeline")
+
+
+async def relate(client: httpx.AsyncClient, headers: dict[str, str], kind: str, handle: str) -> None:
+    """`headers`' user mutes / blocks `handle`, once the relations model shows it."""
+    assert (await client.post(f"/api/users/{handle}/{kind}", headers=headers)).status_code == 202
+    await until_listed(client, f"{kind}s", headers, handle)
+
+
+async def test_a_hidden_ancestor_is_a_placeholder_in_the_chain(client: httpx.AsyncClient) -> None:
+    me, mine = await user(client, "ta")
+    muted, theirs = await user(client, "tam")
+    _, blockers = await user(client, "tab")
+    _, others = await user(client, "tao")
+    root = await post(client, theirs, "the muted's root, secret words")
+    middle = await post(client, blockers, "the blocker's reply, secret words", reply_to=root)
+    leaf = await post(client, others, "a visible reply", reply_to=middle)
+    await until_shown(client, f"/api/posts/{leaf}/thread", mine, root, middle)
+
+    await relate(client, mine, "mute", muted)
+    await relate(client, blockers, "block", me)
+    thread = (await client.get(f"/api/posts/{leaf}/thread", headers=mine)).json()
+    ancestors = thread["ancestors"]
+    assert [a["id"] for a in ancestors] == [root, middle], "the chain holds"
+    assert all(set(a) == {"id", "hidden", "reply_to", "created_at"} and a["hidden"] is True for a in ancestors)
+    assert [a["reply_to"] for a in ancestors] == [None, root]
+    assert thread["post"]["id"] == leaf
+    page = await client.get(f"/posts/{leaf}", headers=mine)
+    assert page.status_code == 200 and "secret words" not in page.text and muted not in page.text
+    assert page.text.count("This post is by an account you muted or blocked") == 2
+    # Anyone else (and an anonymous reader) still sees the posts.
+    for headers in (others, None):
+        shown = (await client.get(f"/api/posts/{leaf}/thread", headers=headers)).json()["ancestors"]
+        assert [a["id"] for a in shown] == [root, middle] and all("html" in a for a in shown)
