@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from tests.conftest import eventually
 from tests.integration.test_relations import post, until_listed, until_shown, user
 
 pytestmark = pytest.mark.usefixtures("pipeline")
@@ -42,3 +43,25 @@ async def test_a_hidden_ancestor_is_a_placeholder_in_the_chain(client: httpx.Asy
     for headers in (others, None):
         shown = (await client.get(f"/api/posts/{leaf}/thread", headers=headers)).json()["ancestors"]
         assert [a["id"] for a in shown] == [root, middle] and all("html" in a for a in shown)
+
+
+async def test_user_search_leaves_out_blocks_either_way_but_finds_the_muted(client: httpx.AsyncClient) -> None:
+    me, mine = await user(client, "us")
+    word = me.split("-")[1][-8:]
+    muted, _ = await user(client, f"m{word}")
+    blocked, _ = await user(client, f"b{word}")
+    blocker, blockers = await user(client, f"k{word}")
+    friend, _ = await user(client, f"f{word}")
+    everyone = {muted, blocked, blocker, friend}
+
+    async def found(headers: dict[str, str] | None) -> set[str]:
+        response = await client.get(f"/api/search?type=users&q={word}", headers=headers)
+        assert response.status_code == 200, response.text
+        return {u["handle"] for u in response.json()["items"]}
+
+    await eventually(lambda: found(mine), until=lambda handles: everyone <= handles, timeout=60)
+    await relate(client, mine, "mute", muted)
+    await relate(client, mine, "block", blocked)
+    await relate(client, blockers, "block", me)
+    assert await found(mine) == {me, muted, friend}
+    assert everyone <= await found(None), "anonymous searches are unchanged"
