@@ -65,3 +65,30 @@ async def test_user_search_leaves_out_blocks_either_way_but_finds_the_muted(clie
     await relate(client, blockers, "block", me)
     assert await found(mine) == {me, muted, friend}
     assert everyone <= await found(None), "anonymous searches are unchanged"
+
+
+async def test_who_to_follow_suggests_no_one_muted_blocked_or_blocking(client: httpx.AsyncClient) -> None:
+    me, mine = await user(client, "wf")
+    friend, friends = await user(client, "wff")
+    muted, _ = await user(client, "wfm")
+    blocked, _ = await user(client, "wfb")
+    blocker, blockers = await user(client, "wfk")
+    other, _ = await user(client, "wfo")
+    candidates = {muted, blocked, blocker, other}
+    assert (await client.post(f"/api/users/{friend}/follow", headers=mine)).status_code == 202
+    for handle in sorted(candidates):
+        assert (await client.post(f"/api/users/{handle}/follow", headers=friends)).status_code == 202
+
+    async def suggested() -> set[str]:
+        response = await client.get("/api/suggestions?limit=3", headers=mine)
+        assert response.status_code == 200, response.text
+        return {s["handle"] for s in response.json()["items"]}
+
+    await eventually(suggested, until=lambda handles: len(handles & candidates) == 3, timeout=60)
+    await relate(client, mine, "mute", muted)
+    await relate(client, mine, "block", blocked)
+    await relate(client, blockers, "block", me)
+    assert await suggested() == {other}, "the hidden are skipped, and the limit is filled from below them"
+    page = await client.get("/", headers=mine)
+    assert page.status_code == 200 and other in page.text
+    assert not [h for h in (muted, blocked, blocker) if f"/@{h}" in page.text]
