@@ -92,3 +92,25 @@ async def test_who_to_follow_suggests_no_one_muted_blocked_or_blocking(client: h
     page = await client.get("/", headers=mine)
     assert page.status_code == 200 and other in page.text
     assert not [h for h in (muted, blocked, blocker) if f"/@{h}" in page.text]
+
+
+async def test_an_earlier_visible_reposter_shows_when_the_newest_is_hidden(client: httpx.AsyncClient) -> None:
+    _, mine = await user(client, "rp")
+    early, earlies = await user(client, "rpe")
+    late, lates = await user(client, "rpl")
+    _, authors = await user(client, "rpa")
+    for handle in (early, late):
+        assert (await client.post(f"/api/users/{handle}/follow", headers=mine)).status_code == 202
+    original = await post(client, authors, "a post both of them repost")
+
+    async def reposter() -> str | None:
+        items = (await client.get("/api/timeline", headers=mine)).json()["items"]
+        return next((p.get("reposted_by", {}).get("handle") for p in items if p["id"] == original), None)
+
+    assert (await client.post(f"/api/posts/{original}/repost", headers=earlies)).status_code == 202
+    await eventually(reposter, until=lambda who: who == early, timeout=60)
+    assert (await client.post(f"/api/posts/{original}/repost", headers=lates)).status_code == 202
+    await eventually(reposter, until=lambda who: who == late, timeout=60)
+
+    await relate(client, mine, "mute", late)
+    assert await eventually(reposter, until=lambda who: who == early, timeout=10) == early
