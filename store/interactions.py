@@ -302,7 +302,7 @@ class PostgresInteractions:
         if isinstance(users, str):
             who = (
                 "IN (SELECT $1::text UNION ALL SELECT followee_id FROM follows"
-                " WHERE follower_id = $1 AND active AND followee_id <> ALL($4::text[]))"
+                " WHERE follower_id = $1 AND active AND followee_id NOT IN (SELECT unnest($4::text[])))"
             )
             args: list[Any] = [users, before, limit, list(hidden)]
         else:

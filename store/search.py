@@ -288,7 +288,7 @@ WITH cand AS (
 )
 SELECT s.handle, s.display_name, s.avatar_url, coalesce(u.followers_count, 0) AS followers_count
 FROM cand JOIN search_users s USING (user_id) LEFT JOIN users u ON u.user_id = s.user_id
-WHERE s.user_id <> ALL($5::text[])
+WHERE s.user_id NOT IN (SELECT unnest($5::text[]))
 ORDER BY lower(s.handle) = $1 DESC, word_similarity($1, s.names) DESC, followers_count DESC, lower(s.handle),
          s.user_id
 OFFSET $3 LIMIT $4
