@@ -6,7 +6,7 @@ Out: PostgreSQL `interactions` (one row per post, kind, user), `quotes`, `post_c
 Idempotency: every (post, kind, user) row is last-writer-wins by occurred_at and the counters move by what an upsert
 changed, so duplicates and out-of-order events leave the same state; a quote is one row per quoting post; a delete
 tombstones the post, dropping its likes, reposts and bookmarks, and later events about it change nothing.
-After each batch is committed, its users and posts are announced (store/interactions.py `CHANNEL`) for caches.
+After each batch is committed, what it changed is announced (store/interactions.py `CHANNEL`) for caches.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def change(event: PostLike | PostRepost | PostBookmark, kind: Kind) -> Change:
 async def _apply(ctx: Context, changes: list[Change]) -> None:
     await PostgresInteractions(ctx.pg).apply(changes)
     if ctx.announcing:
-        await announce(ctx.redis, changes)
+        await announce(ctx.redis, ((c.user_id, c.post_id, c.kind) for c in changes))
 
 
 @consumer.on(topics.POST_LIKES, batch=True)
@@ -59,6 +59,9 @@ async def on_post_parsed(events: list[PostParsed], ctx: Context) -> None:
     quotes = {e.payload.post_id: e.payload for e in events if e.payload.quote_of}
     found = [Quote(d.post_id, d.quote_of, d.created_at) for d in quotes.values() if d.quote_of]
     await PostgresInteractions(ctx.pg).add_quotes(found)
+    if ctx.announcing:  # the quoting post gains `quote_of`, the quoted one a count
+        changed = [(d.author_id, p, "quote") for d in quotes.values() for p in (d.post_id, d.quote_of) if p]
+        await announce(ctx.redis, changed)
 
 
 @consumer.on(topics.POST_DELETED, batch=True)

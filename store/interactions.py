@@ -14,7 +14,7 @@ process that caches them (gateway/interaction_cache.py) drops them: a viewer rea
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -203,11 +203,11 @@ def interactions_json(row: asyncpg.Record, signed_in: bool) -> dict[str, Any]:
     return found
 
 
-async def announce(redis: aioredis.Redis, changes: Sequence[Change]) -> None:
-    """Tell caches which (user, post, kind) a batch (now committed) changed."""
-    if changes:
-        pairs = sorted({(c.user_id, c.post_id, c.kind) for c in changes})
-        await redis.publish(CHANNEL, orjson.dumps({"changes": pairs}))
+async def announce(redis: aioredis.Redis, changes: Iterable[tuple[str, str, str]]) -> None:
+    """Tell caches which (user, post, kind) a batch (now committed) changed; a quote names the quoting post and the
+    quoted one."""
+    if triples := sorted(set(changes)):
+        await redis.publish(CHANNEL, orjson.dumps({"changes": triples}))
 
 
 class InteractionsReadModel(Protocol):

@@ -9,10 +9,15 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
+from chirp.settings import Settings
+from consumers import interactions
+from consumers.runtime import Context
 from gateway.interaction_cache import InteractionCache
-from schemas.events import new_id
+from schemas.events import PostParsed, PostParsedData, new_id
 from store.interactions import Change, Parts, PostgresInteractions, announce
 from tests.conftest import eventually
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class Counting(PostgresInteractions):
@@ -51,10 +56,33 @@ async def test_a_page_read_again_needs_no_query_until_a_change_is_announced(
         await eventually(queries_of_a_second_read, until=lambda n: n == 0, timeout=5)  # once subscribed
         like = Change(posts[3], "like", viewer, True, datetime.now(UTC))
         await store.apply([like])
-        await announce(redis_client, [like])
+        await announce(redis_client, [(viewer, posts[3], "like")])
         found = await eventually(
             lambda: cache.of_posts(posts, viewer), until=lambda f: f[posts[3]]["liked_by_me"], timeout=2
         )
         assert found[posts[3]]["like_count"] == 1 and found[posts[4]]["liked_by_me"] is False
+    finally:
+        await cache.close()
+
+
+async def test_a_quote_applied_after_a_read_shows_at_once(
+    settings: Settings, pg: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    """A new quoting post may be read (and cached) before the interactions consumer records it as a quote."""
+    cache = InteractionCache(redis_client, PostgresInteractions(pg), ttl_s=600)
+    ctx = Context(settings=settings, pg=pg, redis=redis_client, publisher=None)  # type: ignore[arg-type]
+    quoted, quoting = new_id(), new_id()
+    data = PostParsedData(
+        post_id=quoting, author_id="a", body="q", html="<p>q</p>", text="q", quote_of=quoted, created_at=T0
+    )
+    try:
+        await eventually(lambda: cache.of_posts([quoting, quoted], "v"), until=lambda _: cache._ready.is_set())
+        before = await cache.of_posts([quoting, quoted], "v")
+        assert "quote_of" not in before[quoting] and before[quoted]["quote_count"] == 0
+        await interactions.on_post_parsed([PostParsed(payload=data)], ctx)
+        after = await eventually(
+            lambda: cache.of_posts([quoting, quoted], "v"), until=lambda f: "quote_of" in f[quoting], timeout=2
+        )
+        assert after[quoting]["quote_of"] == {"id": quoted, "deleted": True} and after[quoted]["quote_count"] == 1
     finally:
         await cache.close()
