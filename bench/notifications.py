@@ -56,13 +56,16 @@ RESULTS = Path(__file__).resolve().parent / "results" / "notifications.jsonl"
 class Inboxes:
     """Pending mentions per reader, resolved when a read of the reader's notifications (after a bell) shows them."""
 
-    def __init__(self, http: MiniHTTP, headers: dict[str, dict[str, str]]) -> None:
-        self.http, self.headers = http, headers
+    def __init__(self, http: MiniHTTP, headers: dict[str, dict[str, str]], ids: dict[str, str]) -> None:
+        self.http, self.headers, self.ids = http, headers, ids
         self.pending: dict[str, dict[str, asyncio.Future[float]]] = defaultdict(dict)
         self.reading: set[str] = set()
         self.again: set[str] = set()  # a bell rang while a read was under way: read once more after it
         self.last_bell: dict[str, float] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+
+    def id_of(self, handle: str) -> str:
+        return self.ids[handle]
 
     async def listen(self, client: aioredis.Redis) -> None:
         pubsub = client.pubsub()
@@ -113,7 +116,7 @@ async def one(http: MiniHTTP, inboxes: Inboxes, author: dict[str, str], reader: 
         out["errors"] += 1  # type: ignore[operator]
         return
     post_id = orjson.loads(data)["id"]
-    seen = inboxes.expect(f"dev-{reader}", post_id, scheduled)  # a mention's item id is the post's id
+    seen = inboxes.expect(inboxes.id_of(reader), post_id, scheduled)  # a mention's item id is the post's id
     try:
         at = await asyncio.wait_for(seen, TIMEOUT_S)
     except TimeoutError:
@@ -167,7 +170,8 @@ async def main() -> None:
         known = "SELECT count(*) FROM users WHERE handle = ANY($1::text[])"
         while await pg.fetchval(known, handles) < len(handles):  # noqa: ASYNC110 (a row to wait for, not an event)
             await asyncio.sleep(0.2)
-        inboxes = Inboxes(mini, {f"dev-{h}": u for h, u in zip(handles, users, strict=True)})
+        ids = dict(await pg.fetch("SELECT handle, user_id FROM users WHERE handle = ANY($1::text[])", handles))
+        inboxes = Inboxes(mini, {ids[h]: u for h, u in zip(handles, users, strict=True)}, ids)  # ids are opaque
         tasks.append(asyncio.create_task(inboxes.listen(redis_client)))
         await asyncio.sleep(0.5)
         await measure(mini, inboxes, users, handles, 20, 2)  # warm-up

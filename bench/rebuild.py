@@ -3,13 +3,15 @@
     .venv/bin/python bench/rebuild.py [--events 100000] [--runs 1] [--redis-db 9]   # ~3 min
     .venv/bin/python bench/rebuild.py --events 100000 --runs 3         # medians, ~6 min
     .venv/bin/python bench/rebuild.py --events 1000000                 # the full size
+    .venv/bin/python bench/rebuild.py --clear                          # events in clear (no erasure keys)
     .venv/bin/python bench/rebuild.py --events 1000000 --keep          # ... keeping its topics, so that
     .venv/bin/python bench/rebuild.py --reuse bench-rb-<id>-           # later runs skip publishing them
 
 Prints a table and appends JSON lines to bench/results/rebuild.jsonl. Method: ../shared/BENCH.md.
 
 Isolation (the machine's Kafka, PostgreSQL and Redis are shared with everyone's tests): the seed data set
-(ops.seed.generate: users, follows, posts, plus each post's post-parsed rendering) goes to topics of this run
+(ops.seed.generate: users, follows, posts, plus each post's post-parsed rendering; sealed as the gateway seals
+them, with erasure keys in `chirp_bench`, unless `--clear`) goes to topics of this run
 (`bench-rb-<id>-<topic>`), every consumer that owns a read model is rebuilt under a copy of itself subscribed to
 those topics (group `bench-rb-<id>-<name>`), into the database `chirp_bench` and Redis database `--redis-db`. The
 rebuild is the real one (ops.replay.Replay: shadow build, swap, drain, hand-off), grouped and scheduled as
@@ -52,8 +54,11 @@ from ops import _kafka  # noqa: E402
 from ops.replay import Replay, in_dependency_order, read_model_of, rebuild_order  # noqa: E402
 from ops.seed import generate  # noqa: E402
 from producers.broker import ensure_topics  # noqa: E402
+from producers.sealing import seal  # noqa: E402
 from schemas import topics  # noqa: E402
 from schemas.events import Event, PostCreated, new_id  # noqa: E402
+from store.keys import PgKeyStore  # noqa: E402
+from store.postgres import connect  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "rebuild.jsonl"
 BENCH_DB = "chirp_bench"
@@ -85,21 +90,29 @@ def data_set(events: int, seed: int) -> list[Event]:
     return out
 
 
-async def publish(settings: Settings, prefix: str, events: list[Event]) -> dict[str, int]:
+async def publish(settings: Settings, prefix: str, events: list[Event], *, sealed: bool) -> dict[str, int]:
+    """Publish the data set, sealed as the gateway seals it (keys in the benchmark's database) or in clear."""
     await ensure_topics(settings, tuple(bench_topic(prefix, t) for t in topics.ALL))
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5, max_batch_size=262144)
     await producer.start()
+    pool = await connect(settings.model_copy(update={"postgres_db": BENCH_DB})) if sealed else None
+    keys = PgKeyStore(pool) if pool is not None else None
     counts: dict[str, int] = {}
     try:
         for i in range(0, len(events), 5000):
+            chunk = events[i : i + 5000]
+            values = await asyncio.gather(*(seal(event, keys) for event in chunk))
             sends = []
-            for event in events[i : i + 5000]:
+            for event, (value, headers) in zip(chunk, values, strict=True):
                 name = f"{prefix}{event.topic.name}"
                 counts[name] = counts.get(name, 0) + 1
-                sends.append(producer.send(name, event.model_dump_json().encode(), key=event.key.encode()))
+                wire = [(k, v.encode()) for k, v in headers.items()]
+                sends.append(producer.send(name, value, key=event.key.encode(), headers=wire))
             await asyncio.gather(*sends)
     finally:
         await producer.stop()
+        if pool is not None:
+            await pool.close()
     return counts
 
 
@@ -196,8 +209,6 @@ async def prepare_stores(settings: Settings, redis_db: int) -> None:
             await conn.execute(f"CREATE DATABASE {BENCH_DB}")
     finally:
         await conn.close()
-    from store.postgres import connect
-
     pool = await connect(settings.model_copy(update={"postgres_db": BENCH_DB}))
     await pool.close()
     client = aioredis.Redis(host=settings.redis_host, port=settings.redis_port, db=redis_db)
@@ -232,6 +243,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="replays at once (as rebuild --jobs)")
     parser.add_argument("--keep", action="store_true", help="keep this run's topics (their prefix is printed)")
     parser.add_argument("--reuse", metavar="PREFIX", help="read the topics a --keep run left instead of publishing")
+    parser.add_argument("--clear", action="store_true", help="publish in clear (no erasure keys) to compare")
     parser.add_argument("--child")
     parser.add_argument("--prefix")
     args = parser.parse_args()
@@ -248,7 +260,7 @@ def main() -> None:
     else:
         started = time.perf_counter()
         events = data_set(args.events, args.seed)
-        counts = asyncio.run(publish(settings, prefix, events))
+        counts = asyncio.run(publish(settings, prefix, events, sealed=not args.clear))
         print(
             f"{len(events):,} events published in {time.perf_counter() - started:.0f}s to {len(counts)} topics",
             flush=True,
@@ -317,6 +329,7 @@ def report(
             "bench": "rebuild",
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "events": sum(counts.values()),
+            "sealed": not args.clear,
             "runs": args.runs,
             "jobs": args.jobs,
             "end_to_end_events_per_s": r,

@@ -63,6 +63,12 @@ _KAFKA_CLASSES: tuple[tuple[type[Exception], str], ...] = (
 )
 
 
+class KeyStoreIncomplete(Exception):
+    """An event was sealed with a key the erasure key store does not hold (never an erased one: those are kept as
+    tombstones). The key store was lost or restored from an old backup: reading on would silently drop events, so
+    this is an outage to repair (docs/erasure.md), not the event's fault."""
+
+
 def outage_reason(exc: BaseException) -> str | None:
     """A short name for the outage `exc` reports, or None when it is not the infrastructure's fault."""
     seen: set[int] = set()
@@ -80,6 +86,8 @@ def outage_reason(exc: BaseException) -> str | None:
 
 
 def _own_reason(exc: BaseException) -> str | None:
+    if isinstance(exc, KeyStoreIncomplete):
+        return "key_store_incomplete"
     if isinstance(exc, asyncpg.PostgresError):
         code = str(getattr(exc, "sqlstate", "") or "")
         if code in _POSTGRES_CODES:

@@ -143,6 +143,28 @@ class Settings(BaseSettings):
         default=600, description="How long a GitHub login may take between the redirect and the callback."
     )
 
+    # Erasure (docs/erasure.md)
+    erasure_delay_s: float = Field(
+        default=86_400,
+        description="Seconds from an account deletion or a post deletion until its erasure keys are deleted (its"
+        " content unreadable in Kafka and skipped by every replay).",
+    )
+    erasure_poll_s: float = Field(
+        default=5.0, description="How often the erasure consumer looks for erasures that are due."
+    )
+    erasure_key_cache_s: float = Field(
+        default=60.0,
+        description="Seconds a process keeps an erasure key in memory (an erased key leaves every cache by then).",
+    )
+    erasure_lost_keys: Literal["wait", "skip"] = Field(
+        default="wait",
+        description="An event sealed with a key missing from the key store: `wait` (an outage until the store is"
+        " restored) or `skip` (read it as erased: only for a stack whose key store is thrown away on purpose).",
+    )
+    handle_quarantine_days: int = Field(
+        default=30, description="Days a deleted account's handle cannot be registered again (impersonation)."
+    )
+
     # Rate limits (gateway/ratelimit.py): action -> (tokens per second, burst), overriding its built-in tables
     ratelimits: dict[str, tuple[float, int]] = Field(
         default_factory=dict,
@@ -199,6 +221,7 @@ class Settings(BaseSettings):
             "notifications",
             "suggestions",
             "interactions",
+            "erasure",
             "relations",
             "moderation",
         ),

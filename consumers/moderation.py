@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from consumers.runtime import Consumer, Context
 from schemas import topics
-from schemas.events import ReportFiled, ReportResolved
+from schemas.events import AccountDeleted, ReportFiled, ReportResolved
 from store.reports import SUSPENDED_KEY, PostgresReports
 
 consumer = Consumer(
@@ -33,3 +33,9 @@ async def on_report_resolved(events: list[ReportResolved], ctx: Context) -> None
     suspended = sorted({e.payload.user_id for e in events if e.payload.action == "suspend"})
     if suspended:
         await ctx.redis.sadd(SUSPENDED_KEY, *suspended)
+
+
+@consumer.on(topics.ACCOUNT_DELETED, batch=True)
+async def on_account_deleted(events: list[AccountDeleted], ctx: Context) -> None:
+    """The reports a deleted account filed go (those about it stay, for the operators)."""
+    await ctx.pg.execute("DELETE FROM reports WHERE reporter_id = ANY($1::text[])", [e.payload.user_id for e in events])

@@ -2,7 +2,8 @@
 follows, likes and reposts of their posts.
 
 In: post-parsed (mentions, replies, quotes), post-deleted, user-followed, user-unfollowed, post-likes, post-reposts,
-notifications-read.
+notifications-read, account-deleted (the account's own items go; what it caused in others' lists goes with the
+derived undo events).
 Out: Redis, all under `notify:` — per user a sorted set of item ids scored by the item's latest time
 (`notify:items:<user>`) and the unread ones (`notify:unread:<user>`, so the unread count is one ZCARD); per item a
 hash (type, post) and a sorted set of its actors by time. Grouped types (`GROUPED`) add an actor to the open item
@@ -30,6 +31,7 @@ import orjson
 from consumers.runtime import Consumer, Context
 from schemas import topics
 from schemas.events import (
+    AccountDeleted,
     NotificationsRead,
     PostDeleted,
     PostLike,
@@ -339,3 +341,13 @@ async def on_read(events: list[NotificationsRead], ctx: Context) -> None:
             pipe.zremrangebyscore(unread_key(user_id), "-inf", mark)
         await pipe.execute()
     await _ring(ctx, marks)
+
+
+@consumer.on(topics.ACCOUNT_DELETED, batch=True)
+async def on_account_deleted(events: list[AccountDeleted], ctx: Context) -> None:
+    """A deleted account's own notifications, read mark and unread set go."""
+    for event in events:
+        user_id = event.payload.user_id
+        items = await ctx.redis.zrange(items_key(user_id), 0, -1)
+        stale = [k for item in map(str, items) for k in (item_key(user_id, item), actors_key(user_id, item))]
+        await ctx.redis.delete(items_key(user_id), unread_key(user_id), readmark_key(user_id), *stale)

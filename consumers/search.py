@@ -1,6 +1,7 @@
 """Full-text search index of posts and users (PostgreSQL `search_posts`, `search_users`).
 
-In: post-parsed, post-deleted, user-registered, user-profile-synced, user-profile-updated.
+In: post-parsed, post-deleted, user-registered, user-profile-synced, user-profile-updated, report-decisions (a
+suspension leaves the account out of user search), account-deleted.
 Out: rows in this model's own tables through the `SearchIndex` port (store/search.py); nothing published.
 Idempotency: one upsert per batch keyed by post id / user id. A delete leaves a tombstone that a later (or
 redelivered) post-parsed never revives, whichever arrives first; a newer render replaces an older one; every profile
@@ -12,7 +13,15 @@ from __future__ import annotations
 
 from consumers.runtime import Consumer, Context
 from schemas import topics
-from schemas.events import PostDeleted, PostParsed, UserProfileSynced, UserProfileUpdated, UserRegistered
+from schemas.events import (
+    AccountDeleted,
+    PostDeleted,
+    PostParsed,
+    ReportResolved,
+    UserProfileSynced,
+    UserProfileUpdated,
+    UserRegistered,
+)
 from store.search import PostgresSearch
 from store.users import ProfileChange
 
@@ -52,3 +61,19 @@ async def on_user_profile_synced(events: list[UserProfileSynced], ctx: Context) 
 async def on_user_profile_updated(events: list[UserProfileUpdated], ctx: Context) -> None:
     """Apply name and bio edits."""
     await PostgresSearch(ctx.pg).save_profiles([ProfileChange.of(e) for e in events])
+
+
+@consumer.on(topics.REPORT_DECISIONS, batch=True)
+async def on_report_resolved(events: list[ReportResolved], ctx: Context) -> None:
+    """Leave suspended accounts out of user search."""
+    suspended = [e.payload.user_id for e in events if e.payload.action == "suspend"]
+    if suspended:
+        await PostgresSearch(ctx.pg).save_suspended(suspended)
+
+
+@consumer.on(topics.ACCOUNT_DELETED, batch=True)
+async def on_account_deleted(events: list[AccountDeleted], ctx: Context) -> None:
+    """A deleted account is no longer found (its posts leave by the post-deleted events derived for them)."""
+    await ctx.pg.execute(
+        "DELETE FROM search_users WHERE user_id = ANY($1::text[])", [e.payload.user_id for e in events]
+    )

@@ -87,7 +87,7 @@ def activity_time(event: Event) -> float | None:
 
 async def skip_to_tail(ctx: Context, me: Consumer) -> None:
     """Move `now` to the newest post/follow at the tail of the topics `me` reads."""
-    times = [t for e in await newest_events(ctx.settings, me) if (t := activity_time(e)) is not None]
+    times = [t for e in await newest_events(ctx.settings, me, ctx.keys) if (t := activity_time(e)) is not None]
     if times:
         await counts_of(ctx).advance(max(times))
 

@@ -1,6 +1,6 @@
 """Users projection: profiles, follows and follower counts.
 
-In: user-registered, user-profile-synced, user-profile-updated, user-followed, user-unfollowed.
+In: user-registered, user-profile-synced, user-profile-updated, user-followed, user-unfollowed, account-deleted.
 Out: the `users` and `follows` tables (store/users.py).
 Idempotency: every profile field is last-writer-wins by occurred_at, every follow pair too (one row per pair);
 counts move in the same transaction by what the upsert changed (a pair turning active or inactive), so an event
@@ -12,6 +12,7 @@ from __future__ import annotations
 from consumers.runtime import Consumer, Context
 from schemas import topics
 from schemas.events import (
+    AccountDeleted,
     UserFollowed,
     UserProfileSynced,
     UserProfileUpdated,
@@ -65,3 +66,9 @@ async def on_user_followed(events: list[UserFollowed], ctx: Context) -> None:
 @consumer.on(topics.USER_UNFOLLOWED, batch=True)
 async def on_user_unfollowed(events: list[UserUnfollowed], ctx: Context) -> None:
     await _follows(events, ctx)
+
+
+@consumer.on(topics.ACCOUNT_DELETED, batch=True)
+async def on_account_deleted(events: list[AccountDeleted], ctx: Context) -> None:
+    """The profile goes; its follows go with the unfollows the erasure consumer derives (others' counts move)."""
+    await PostgresUsersReadModel(ctx.pg).delete_users([e.payload.user_id for e in events])

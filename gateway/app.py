@@ -35,6 +35,7 @@ from gateway.router import IndexedRouter
 from gateway.state import State
 from producers.broker import Publisher, ensure_topics, make_broker, stop_within
 from store.interactions import PostgresInteractions
+from store.keys import PgKeyStore
 from store.postgres import connect
 from store.posts import PostgresPosts
 from store.relations import RedisRelations
@@ -85,7 +86,7 @@ def create_app(settings: Settings) -> Starlette:
         app.state.chirp = state = State(
             settings,
             broker,
-            Publisher(broker, deadline_s=settings.publish_timeout_s),
+            Publisher(broker, deadline_s=settings.publish_timeout_s, keys=PgKeyStore.from_settings(settings, pg)),
             redis_client,
             pg,
             keys=KeyRing.from_settings(settings),

@@ -36,6 +36,8 @@ T = TypeVar("T")
 ops_app = typer.Typer(help="Chirp operator tools.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead-lettered events: list, show, retry (after a fix) or drop them.", no_args_is_help=True)
 ops_app.add_typer(dlq_app, name="dlq")
+erasure_app = typer.Typer(help="Erasures of deleted accounts and posts (docs/erasure.md).", no_args_is_help=True)
+ops_app.add_typer(erasure_app, name="erasure")
 _TERMINAL = any(os.isatty(fd) for fd in (0, 1, 2))
 
 
@@ -480,10 +482,13 @@ def dlq_drop(
 async def _publish_seed(settings: Settings, users: int, posts: int, seed: int, chunk: int) -> int:
     from ops.seed import generate
     from producers.broker import Publisher, ensure_topics, make_broker
+    from store.keys import PgKeyStore
+    from store.postgres import connect
 
     await ensure_topics(settings)
     broker = make_broker(settings)
     await broker.connect()
+    pool = await connect(settings)  # personal fields are sealed as the gateway seals them (docs/erasure.md)
     sent = 0
     progress = Progress(
         SpinnerColumn(),
@@ -494,7 +499,7 @@ async def _publish_seed(settings: Settings, users: int, posts: int, seed: int, c
         console=errors,
     )
     try:
-        publisher = Publisher(broker)
+        publisher = Publisher(broker, keys=PgKeyStore.from_settings(settings, pool))
         with progress:
             task = progress.add_task("seed", total=None)
             batch = []
@@ -510,6 +515,7 @@ async def _publish_seed(settings: Settings, users: int, posts: int, seed: int, c
             progress.update(task, completed=sent)
     finally:
         await broker.stop()
+        await pool.close()
     return sent
 
 
@@ -545,8 +551,52 @@ def docs(
         console.print(str(path))
 
 
+# erasure ----------------------------------------------------------------------------------------------------
+
+
+@erasure_app.command("status")
+def erasure_status(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts instead of a table.")] = False,
+) -> None:
+    """Pending and completed erasures: target, asked at, due at, done at, keys deleted, time left."""
+    from ops.erasure import status
+
+    rows = _run(status(Settings()))
+    if as_json:
+        return _print_json(rows)
+    table = Table("target", "requested", "due", "done", "keys erased", "time left", title="Erasures")
+    for row in rows:
+        done = row["done_at"]
+        table.add_row(
+            str(row["target"]),
+            _when(row["requested_at"]),  # type: ignore[arg-type]
+            _when(row["due_at"]),  # type: ignore[arg-type]
+            _when(done) if done else "pending",  # type: ignore[arg-type]
+            str(row["keys_erased"]) if done else "-",
+            "-" if done else _age(row["seconds_left"]),  # type: ignore[arg-type]
+        )
+    console.print(table)
+
+
+@erasure_app.command("verify")
+def erasure_verify(target: Annotated[str, typer.Argument(metavar="USER_ID|POST_ID")]) -> None:
+    """Read every topic from the beginning and report any record of USER_ID or POST_ID still readable; exit 1 if
+    there is one."""
+    from ops.erasure import verify
+
+    verdict = _run(verify(Settings(), target))
+    if verdict.clean:
+        console.print(f"{target}: {verdict.mentioned} record(s) mention it, none readable")
+        return
+    for where, offsets in sorted(verdict.readable.items()):
+        shown = ", ".join(map(str, offsets[:10])) + (" …" if len(offsets) > 10 else "")
+        console.print(f"[red]readable[/] {where}: {len(offsets)} record(s) at offsets {shown}")
+    raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add the operator commands to the `chirp` app (top-level, as `chirp lag`, `chirp dlq list`...)."""
     for command in (topics, lag, replay, rebuild, seed, docs):
         app.command()(command)
     app.add_typer(dlq_app, name="dlq")
+    app.add_typer(erasure_app, name="erasure")

@@ -24,11 +24,13 @@ from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from chirp.settings import Settings
-from consumers.runtime import Rejected, all_consumers, decode
+from consumers.runtime import Erased, Keys, Rejected, all_consumers, decode, load_keys
 from ops import _kafka
 from producers.broker import Publisher, ensure_topics, make_broker
 from schemas import topics
 from schemas.events import BY_TOPIC, BY_TYPE, Event
+from store.keys import PgKeyStore
+from store.postgres import connect
 
 DECISIONS_TOPIC = f"{topics.NAMESPACE}dlq-decisions"
 RETRY_HEADER = "dlq_retry_of"
@@ -185,19 +187,35 @@ def _model(letter: Letter) -> type[Event] | None:
     return None
 
 
-def invalid(letter: Letter) -> str | None:
+def _record(letter: Letter) -> ConsumerRecord:
+    """The letter as the record first read (its original headers name the erasure keys of a sealed event)."""
+    topic, partition, offset = letter.origin
+    headers = tuple((k, v.encode()) for k, v in letter.original_headers.items())
+    return ConsumerRecord(
+        topic, int(partition or 0), int(offset or 0), 0, 0, letter.key, letter.value, None, 0, 0, headers
+    )
+
+
+async def _keys(settings: Settings, letters: list[Letter]) -> Keys:
+    """The erasure keys the letters' events were sealed with or belong to."""
+    pool = await connect(settings, max_size=2)
+    try:
+        return await load_keys(PgKeyStore.from_settings(settings, pool), [_record(x) for x in letters])
+    finally:
+        await pool.close()
+
+
+def invalid(letter: Letter, keys: Keys | None = None) -> str | None:
     """Why the letter's event still fails validation (then a retry cannot succeed), or None when it passes."""
     model = _model(letter) if letter.headers.get("dlq_topic") else None
     if model is None:
         return f"unknown_origin: {letter.consumer} reads no model from {letter.headers.get('dlq_topic')!r}"
-    topic, partition, offset = letter.origin
-    record = ConsumerRecord(
-        topic, int(partition or 0), int(offset or 0), 0, 0, letter.key, letter.value, None, 0, 0, ()
-    )
     try:
-        decode(record, model)
+        decode(_record(letter), model, keys or {})
     except Rejected as exc:
         return f"{exc.reason}: {exc.detail}"
+    except Erased as exc:
+        return f"erased: its key {exc} was erased, so its consumer would skip it"
     return None
 
 
@@ -211,8 +229,9 @@ async def retry(settings: Settings, chosen: list[Letter], note: str = "", *, dry
     """Re-deliver each valid letter's event to its consumer's retry topic (read by that group only), then record
     the decision; letters whose events fail validation again are left pending. `dry_run` only sorts them."""
     result = RetryResult([], [])
+    keys = await _keys(settings, chosen) if chosen else {}
     for letter in chosen:
-        why = invalid(letter)
+        why = invalid(letter, keys)
         if why is None:
             result.retried.append(letter)
         else:

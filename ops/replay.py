@@ -56,7 +56,9 @@ from consumers.runtime import (
     Consumer,
     Context,
     Decoded,
+    Erased,
     Item,
+    Keys,
     ReadModel,
     Rejected,
     Runner,
@@ -542,7 +544,10 @@ class Replay:
                 continue
             batch = await self._poll(kafka)
             if batch:
-                for queue, view in zip(queues, self._decode(batch), strict=True):
+                runner = self.members[0].runner
+                assert runner is not None
+                keys = await runner.load_keys([r for part in batch.values() for r in part])
+                for queue, view in zip(queues, self._decode(batch, keys), strict=True):
                     if view.by_topic or view.rejected:
                         await queue.put(view)
                 self.progress.processed += sum(len(part) for part in batch.values())
@@ -572,7 +577,7 @@ class Replay:
         await kafka.commit(dict(self._positions))
         self._committed_at = time.monotonic()
 
-    def _decode(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> list[Decoded]:
+    def _decode(self, batch: dict[TopicPartition, list[ConsumerRecord]], keys: Keys) -> list[Decoded]:
         """A batch decoded once per topic and event model, then split into each member's part (events are frozen,
         so members share them)."""
         by_topic: dict[str, list[ConsumerRecord]] = {}
@@ -586,7 +591,7 @@ class Replay:
                 if handler is None:
                     continue
                 if handler.model not in decoded:
-                    decoded[handler.model] = _decode_records(records, handler.model)
+                    decoded[handler.model] = _decode_records(records, handler.model, keys)
                 items, rejected = decoded[handler.model]
                 if items:
                     view.by_topic[topic] = items
@@ -649,14 +654,17 @@ class Replay:
 
 
 def _decode_records(
-    records: list[ConsumerRecord], model: type[Event]
+    records: list[ConsumerRecord], model: type[Event], keys: Keys
 ) -> tuple[list[Item], list[tuple[ConsumerRecord, Rejected]]]:
+    """Items and rejects; a record of an erased key is neither (as if never written)."""
     items, rejected = [], []
     for record in records:
         try:
-            items.append(Item(record, decode(record, model)))
+            items.append(Item(record, decode(record, model, keys)))
         except Rejected as exc:
             rejected.append((record, exc))
+        except Erased:
+            continue
     return items, rejected
 
 

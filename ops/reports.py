@@ -58,19 +58,22 @@ def line(report: Report) -> str:
 @reports_app.command("list")
 def list_reports(
     open_only: Annotated[bool, typer.Option("--open", help="Only the reports not resolved yet.")] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many, the oldest first.")] = 100,
 ) -> None:
-    """The reports, oldest first."""
-    _run(_list(Settings(), open_only=open_only))
+    """The reports, oldest first (the queue to work through)."""
+    _run(_list(Settings(), open_only=open_only, limit=limit))
 
 
-async def _list(settings: Settings, *, open_only: bool) -> None:
+async def _list(settings: Settings, *, open_only: bool, limit: int) -> None:
     pool = await _pool(settings)
     try:
-        reports = await PostgresReports(pool).listed(open_only=open_only)
+        reports = await PostgresReports(pool).listed(open_only=open_only, limit=limit + 1)
     finally:
         await pool.close()
-    for report in reports:
+    for report in reports[:limit]:
         typer.echo(line(report))
+    if len(reports) > limit:
+        typer.echo(f"... and more: resolve these, or raise --limit (now {limit})")
     if not reports:
         typer.echo("no reports" + (" open" if open_only else ""))
 

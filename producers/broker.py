@@ -12,6 +12,7 @@ from faststream.kafka import KafkaBroker
 from chirp.kafka_admin import topic_replication
 from chirp.logging import correlation_id
 from chirp.settings import Settings
+from producers.sealing import KeyStore, seal
 from schemas import topics
 from schemas.events import Event
 
@@ -50,19 +51,21 @@ class Publisher:
     """Publishes events to their topic, keyed by the topic's key field; returns after Kafka acknowledged.
 
     With `deadline_s` a publish that is not acknowledged in time raises `PublishFailed` instead of waiting for
-    the producer's own retries (tens of seconds when Kafka does not answer).
+    the producer's own retries (tens of seconds when Kafka does not answer). With `keys` personal fields are sealed
+    with erasure keys from that store (producers/sealing.py); without, events are written in clear.
     """
 
-    def __init__(self, broker: KafkaBroker, *, deadline_s: float | None = None) -> None:
+    def __init__(self, broker: KafkaBroker, *, deadline_s: float | None = None, keys: KeyStore | None = None) -> None:
         self._broker = broker
         self._deadline_s = deadline_s
+        self.keys = keys
 
     async def publish(self, event: Event) -> None:
         cid = event.correlation_id or correlation_id()
         if cid and not event.correlation_id:
             event = event.model_copy(update={"correlation_id": cid})
-        value = event.model_dump_json().encode()
-        headers = {CORRELATION_HEADER: cid, "event_type": event.type, "event_id": event.id}
+        value, erasure = await seal(event, self.keys)
+        headers = {CORRELATION_HEADER: cid, "event_type": event.type, "event_id": event.id, **erasure}
         if self._deadline_s is None:
             await self._broker.publish(value, topic=event.topic.name, key=event.key.encode(), headers=headers)
         else:

@@ -307,6 +307,23 @@ class NotificationsRead(Event):
     payload: NotificationsReadData
 
 
+# Accounts ------------------------------------------------------------------------------------------------
+
+
+class AccountDeletedData(Payload):
+    user_id: Id
+
+
+class AccountDeleted(Event):
+    """`DELETE /api/me`: the account and everything it made leave every read model; its keys are deleted after
+    `erasure_delay_s` (docs/erasure.md)."""
+
+    topic: ClassVar = topics.ACCOUNT_DELETED
+    type: Literal["account-deleted"] = "account-deleted"
+    version: Literal[1] = 1
+    payload: AccountDeletedData
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     PostCreated,
     PostParsed,
@@ -321,6 +338,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     PostLike,
     PostRepost,
     PostBookmark,
+    AccountDeleted,
     UserMute,
     UserBlock,
     ReportFiled,

@@ -37,6 +37,9 @@ NOTIFICATIONS_READ = Topic(f"{NAMESPACE}notifications-read", key="user_id")
 POST_LIKES = Topic(f"{NAMESPACE}post-likes", key="user_id")
 POST_REPOSTS = Topic(f"{NAMESPACE}post-reposts", key="user_id")
 POST_BOOKMARKS = Topic(f"{NAMESPACE}post-bookmarks", key="user_id")
+# Account deletion (DELETE /api/me): every read model drops the account; the erasure consumer schedules its keys'
+# deletion (docs/erasure.md).
+ACCOUNT_DELETED = Topic(f"{NAMESPACE}account-deleted", key="user_id")
 # Mutes and blocks: one topic per kind carrying both directions (muted / unmuted), keyed by the acting user, so one
 # user's mute and unmute of another stay in order.
 USER_MUTES = Topic(f"{NAMESPACE}user-mutes", key="user_id")
@@ -60,6 +63,7 @@ ALL: tuple[Topic, ...] = (
     POST_LIKES,
     POST_REPOSTS,
     POST_BOOKMARKS,
+    ACCOUNT_DELETED,
     USER_MUTES,
     USER_BLOCKS,
     REPORTS,

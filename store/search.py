@@ -19,6 +19,8 @@ Writes come from the search consumer, one statement per batch; reads serve `GET 
   HTML-escaped, then the delimiters become `<mark>`: the only markup a snippet can carry.
 - Authors come from `search_users` (a LEFT JOIN: a post whose author is not indexed yet still shows); follower
   counts from the `users` table of the users consumer (LEFT JOIN, 0 when missing).
+- A suspended account (`chirp reports resolve --action suspend`) is flagged in `search_users`, before or after its
+  registration arrives, and no user search finds it; its posts leave by their moderated post-deleted events.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class SearchIndex(Protocol):
     async def save_parsed(self, events: Sequence[PostParsed]) -> None: ...
     async def save_deleted(self, events: Sequence[PostDeleted]) -> None: ...
     async def save_profiles(self, changes: Sequence[ProfileChange]) -> None: ...
+    async def save_suspended(self, user_ids: Sequence[str]) -> None: ...
     async def search_posts(
         self,
         query: ParsedQuery,
@@ -282,7 +285,7 @@ SEARCH_OLDER = f"""
 SEARCH_USERS = f"""
 WITH cand AS (
     SELECT user_id FROM search_users
-    WHERE handle IS NOT NULL AND (lower(handle) = $1
+    WHERE handle IS NOT NULL AND NOT suspended AND (lower(handle) = $1
            OR ((SELECT numnode(plainto_tsquery('english', $1)) > 0) AND (names LIKE $2 OR names %> $1)))
     LIMIT {USER_CANDIDATES}
 )
@@ -342,6 +345,12 @@ class PostgresSearch:
     async def save_profiles(self, changes: Sequence[ProfileChange]) -> None:
         """Apply profile changes, per field last-writer-wins, in one statement."""
         await self.pool.execute(_SAVE_PROFILES, merge_profiles(changes))
+
+    async def save_suspended(self, user_ids: Sequence[str]) -> None:
+        """Leave these accounts out of user search (a row made now keeps the flag when the profile arrives)."""
+        sql = """INSERT INTO search_users (user_id, suspended) SELECT unnest($1::text[]), true
+                 ON CONFLICT (user_id) DO UPDATE SET suspended = true"""
+        await self.pool.execute(sql, sorted(set(user_ids)))
 
     async def search_posts(
         self,

@@ -262,6 +262,15 @@ class PostgresUsersReadModel:
                 [c.at for c in newest],
             )
 
+    async def delete_users(self, user_ids: list[str]) -> None:
+        """Remove deleted accounts' profiles and the follows left inactive by their unfollows."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM users WHERE user_id = ANY($1::text[])", user_ids)
+            await conn.execute(
+                "DELETE FROM follows WHERE NOT active AND (follower_id = ANY($1::text[]) OR followee_id = ANY($1))",
+                user_ids,
+            )
+
     async def profile(self, handle: str, viewer_id: str | None) -> dict[str, Any] | None:
         """The public profile of `handle` (case-insensitive) as seen by `viewer_id`."""
         row = await self.pool.fetchrow(_PROFILE, handle, viewer_id)

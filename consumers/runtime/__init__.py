@@ -37,7 +37,18 @@ from consumers.runtime.declaration import (
     all_consumers,
     load,
 )
-from consumers.runtime.decoding import Decoded, Item, Rejected, decode, decode_batch, newest_events, retried_record
+from consumers.runtime.decoding import (
+    Decoded,
+    Erased,
+    Item,
+    Keys,
+    Rejected,
+    decode,
+    decode_batch,
+    load_keys,
+    newest_events,
+    retried_record,
+)
 from consumers.runtime.metrics import (
     CIRCUIT_OPEN,
     DEAD_LETTERED,
@@ -65,8 +76,10 @@ __all__ = [
     "Consumer",
     "Context",
     "Decoded",
+    "Erased",
     "Handler",
     "Item",
+    "Keys",
     "Outages",
     "PermanentError",
     "ReadModel",
@@ -80,6 +93,7 @@ __all__ = [
     "decode",
     "decode_batch",
     "load",
+    "load_keys",
     "newest_events",
     "open_context",
     "retried_record",

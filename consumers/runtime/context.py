@@ -12,6 +12,7 @@ from faststream.kafka import KafkaBroker
 from chirp import redis_client
 from chirp.settings import Settings
 from producers.broker import Publisher
+from store.keys import PgKeyStore
 from store.timelines import RedisTimelines
 from store.trending import DEFAULT_PREFIX, RedisTrending
 
@@ -26,6 +27,12 @@ class Context:
     redis: aioredis.Redis
     publisher: Publisher
     trending_prefix: str = DEFAULT_PREFIX  # where trending's keys live (a test builds its own elsewhere)
+
+    @cached_property
+    def keys(self) -> PgKeyStore:
+        """The erasure key store: the publisher's (it seals what this process publishes), else one on `pg`."""
+        own = getattr(self.publisher, "keys", None)
+        return own if isinstance(own, PgKeyStore) else PgKeyStore.from_settings(self.settings, self.pg)
 
     @cached_property
     def timelines(self) -> RedisTimelines:
@@ -47,7 +54,8 @@ async def open_context(settings: Settings, broker: KafkaBroker) -> Context:
 
     pg = await connect(settings)
     cache = redis_client.from_url(settings.redis_url, decode_responses=True)
-    return Context(settings=settings, pg=pg, redis=cache, publisher=Publisher(broker))
+    publisher = Publisher(broker, keys=PgKeyStore.from_settings(settings, pg))
+    return Context(settings=settings, pg=pg, redis=cache, publisher=publisher)
 
 
 async def close_context(ctx: Context) -> None:

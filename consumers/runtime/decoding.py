@@ -1,10 +1,14 @@
-"""Records into event models: a record that can never be handled is `Rejected`, naming why."""
+"""Records into event models: a record that can never be handled is `Rejected`, naming why; a record that belongs
+to an erased key is `Erased` and skipped (counted in `chirp_consumer_erased_total`, never dead-lettered).
+
+Sealed records (producers/sealing.py) are opened here, once per event, with the keys `load_keys` fetched for the
+batch beforehand (one query per batch, cached with a bound: store/keys.py)."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import get_args
 
@@ -15,7 +19,12 @@ from pydantic import ValidationError
 from chirp import kafka_admin
 from chirp.settings import Settings
 from consumers.runtime.declaration import Consumer
+from consumers.runtime.metrics import ERASED
+from producers.sealing import ERASED_KEY, KEYS_HEADER, SEALED_HEADER, Unsealable, open_sealed
 from schemas.events import Event
+from store.keys import PgKeyStore
+
+Keys = Mapping[str, bytes]  # key id -> key (ERASED_KEY once erased) for one batch
 
 
 class Rejected(Exception):
@@ -25,6 +34,10 @@ class Rejected(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class Erased(Exception):
+    """A record that belongs to an erased key: skipped, as if it had never been written."""
 
 
 @dataclass(slots=True)
@@ -41,26 +54,74 @@ class Decoded:
     rejected: list[tuple[ConsumerRecord, Rejected]]
 
 
-def decode(record: ConsumerRecord, model: type[Event]) -> Event:
-    """Parse a record into `model`, or raise `Rejected` naming why not."""
+def erasure_of(record: ConsumerRecord) -> tuple[tuple[str, ...], bool]:
+    """(the keys a record belongs to, whether its value is sealed), from its headers."""
+    bound: tuple[str, ...] = ()
+    sealed = False
+    for name, value in record.headers or ():
+        if name == KEYS_HEADER:
+            bound = tuple(value.decode().split())
+        elif name == SEALED_HEADER:
+            sealed = value == b"1"
+    return bound, sealed
+
+
+async def load_keys(store: PgKeyStore, records: Sequence[ConsumerRecord]) -> dict[str, bytes]:
+    """The keys the records belong to, in one look-up; `KeyStoreIncomplete` (an outage) when a sealing key is
+    missing from the store."""
+    bound: set[str] = set()
+    sealing: set[str] = set()
+    for record in records:
+        keys, sealed = erasure_of(record)
+        bound.update(keys)
+        if sealed and keys:
+            sealing.add(keys[0])
+    return await store.load(bound, sealing) if bound else {}
+
+
+def decode(record: ConsumerRecord, model: type[Event], keys: Keys | None = None) -> Event:
+    """Parse a record into `model` (opening it with `keys` when sealed); `Erased` when it belongs to an erased key,
+    `Rejected` naming why when it can never be read."""
+    bound, sealed = erasure_of(record) if record.headers else ((), False)
+    if bound and keys is not None and any(keys.get(k) == ERASED_KEY for k in bound):
+        raise Erased(bound[0])
+    if sealed:
+        return _open(record, model, bound, keys or {})
     try:
         return model.__pydantic_validator__.validate_json(record.value or b"")  # type: ignore[no-any-return]
     except ValidationError as exc:
         raise _reason(record, model, exc) from None
 
 
-def decode_batch(consumer: Consumer, records: Sequence[ConsumerRecord]) -> Decoded:
-    """A polled batch decoded (CPU only): records of the retry topic stand for the ones first dead-lettered."""
+def _open(record: ConsumerRecord, model: type[Event], bound: tuple[str, ...], keys: Keys) -> Event:
+    key = keys.get(bound[0]) if bound else None
+    if not key:
+        raise Rejected("sealed", f"sealed with {bound[0] if bound else 'no key'}, which was not loaded")
+    try:
+        doc = open_sealed(record.value or b"", bound[0], key)
+    except (Unsealable, ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
+        raise Rejected("unsealable", str(exc) or type(exc).__name__) from None
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        raise Rejected("invalid_payload", _short(exc)) from None
+
+
+def decode_batch(consumer: Consumer, records: Sequence[ConsumerRecord], keys: Keys | None = None) -> Decoded:
+    """A polled batch decoded (CPU only): records of the retry topic stand for the ones first dead-lettered;
+    erased records are left out."""
     decoded = Decoded(defaultdict(list), [])
     retry_topic = consumer.retry_topic.name
     for record in records:
         try:
             if record.topic == retry_topic:
                 record = retried_record(record, consumer)
-            model = consumer.handlers[record.topic].model
-            decoded.by_topic[record.topic].append(Item(record, decode(record, model)))
+            event = decode(record, consumer.handlers[record.topic].model, keys)
+            decoded.by_topic[record.topic].append(Item(record, event))  # (a topic whose events are all erased: none)
         except Rejected as exc:
             decoded.rejected.append((record, exc))
+        except Erased:
+            ERASED.labels(consumer.name, record.topic).inc()
     return decoded
 
 
@@ -76,16 +137,18 @@ def retried_record(record: ConsumerRecord, consumer: Consumer) -> ConsumerRecord
     return dataclasses.replace(record, topic=origin, partition=partition, offset=offset)
 
 
-async def newest_events(settings: Settings, consumer: Consumer) -> list[Event]:
-    """The last event of each partition `consumer` reads, as the log stands now (undecodable ones left out)."""
+async def newest_events(settings: Settings, consumer: Consumer, keys: PgKeyStore | None = None) -> list[Event]:
+    """The last event of each partition `consumer` reads, as the log stands now (undecodable and erased ones, and
+    sealed ones without `keys`, left out)."""
     async with kafka_admin.reader(settings) as client:
         ends = await client.end_offsets(await kafka_admin.partitions(client, consumer.handlers))
     records = await kafka_admin.records_at(settings, {tp: end - 1 for tp, end in ends.items() if end > 0})
+    loaded = await load_keys(keys, list(records.values())) if keys is not None else {}
     events = []
     for tp, record in records.items():
         try:
-            events.append(decode(record, consumer.handlers[tp.topic].model))
-        except Rejected:
+            events.append(decode(record, consumer.handlers[tp.topic].model, loaded))
+        except (Rejected, Erased):
             continue
     return events
 

@@ -12,6 +12,9 @@ DEAD_LETTERED = Counter("chirp_events_dead_lettered", "Events sent to the dead-l
 LATENCY = Histogram("chirp_handler_seconds", "Handler latency per batch", ["consumer", "topic"])
 LAG = Gauge("chirp_consumer_lag", "End offset minus position", ["consumer", "topic", "partition"])
 CIRCUIT_OPEN = Gauge("chirp_consumer_circuit_open", "1 while failing events are held, not dead-lettered", ["consumer"])
+ERASED = Counter(
+    "chirp_consumer_erased", "Events skipped because a key they belong to was erased", ["consumer", "topic"]
+)
 OUTAGE = Gauge("chirp_consumer_outage", "1 while waiting out a store or broker outage", ["consumer", "reason"])
 
 

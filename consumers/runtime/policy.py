@@ -21,7 +21,7 @@ from chirp.outages import outage_reason
 from consumers.runtime.context import Context
 from consumers.runtime.dead_letters import dead_letter_headers, publish_dead_letter
 from consumers.runtime.declaration import Consumer, Handler, PermanentError
-from consumers.runtime.decoding import Decoded, Item, decode_batch, header
+from consumers.runtime.decoding import Decoded, Item, Keys, decode_batch, header, load_keys
 from consumers.runtime.metrics import CIRCUIT_OPEN, DEAD_LETTERED, FAILED, LATENCY, PROCESSED
 from consumers.runtime.outages import Outages, ShuttingDown
 from producers.broker import CORRELATION_HEADER
@@ -46,11 +46,23 @@ class Runner:
         self.outages = Outages(consumer.name, stopping, self.base_delay, self.max_delay)
 
     async def run_batch(self, records: Sequence[ConsumerRecord]) -> None:
-        await self.run_decoded(self.decode_batch(records))
+        await self.run_decoded(self.decode_batch(records, await self.load_keys(records)))
 
-    def decode_batch(self, records: Sequence[ConsumerRecord]) -> Decoded:
+    async def load_keys(self, records: Sequence[ConsumerRecord]) -> Keys:
+        """The erasure keys the batch belongs to; a key store that is down or incomplete is waited out."""
+        waited = 0
+        while True:
+            try:
+                return await load_keys(self.ctx.keys, records)
+            except Exception as exc:
+                if (reason := outage_reason(exc)) is None:
+                    raise
+                await self.outages.wait_out(reason, exc, waited)
+                waited += 1
+
+    def decode_batch(self, records: Sequence[ConsumerRecord], keys: Keys | None = None) -> Decoded:
         """Step 1 alone (CPU only), so a caller can decode the next batch while this one's handlers wait on I/O."""
-        return decode_batch(self.consumer, records)
+        return decode_batch(self.consumer, records, keys)
 
     async def run_decoded(self, decoded: Decoded) -> None:
         """Steps 2 and 3 for a decoded batch; its undecodable records are dead-lettered first."""

@@ -65,6 +65,9 @@ class SessionStore:
     def session_key(self, session_id: str) -> str:
         return f"{self._prefix}:session:{session_id}"
 
+    def user_sessions_key(self, user_id: str) -> str:
+        return f"{self._prefix}:user-sessions:{user_id}"
+
     def _refresh_key(self, token_hash: str) -> str:
         return f"{self._prefix}:refresh:{token_hash}"
 
@@ -79,6 +82,8 @@ class SessionStore:
             pipe.hset(key, mapping={"user_id": user_id, "token_hash": token_hash, "created_at": now})
             pipe.pexpire(key, self._ttl_ms)
             pipe.set(self._refresh_key(token_hash), session_id, px=self._ttl_ms)
+            pipe.sadd(self.user_sessions_key(user_id), session_id)  # so `revoke_user` finds every login
+            pipe.pexpire(self.user_sessions_key(user_id), self._ttl_ms)
             await pipe.execute()
         return session_id, token
 
@@ -104,6 +109,11 @@ class SessionStore:
     async def revoke(self, session_id: str) -> None:
         """End a session: its refresh tokens stop working and `is_active` turns false."""
         await self._redis.delete(self.session_key(session_id))
+
+    async def revoke_user(self, user_id: str, *also: str) -> None:
+        """End every session of `user_id` (and the sessions `also` names): a deleted account logs out everywhere."""
+        sessions = {_text(s) for s in await self._redis.smembers(self.user_sessions_key(user_id))} | set(also)
+        await self._redis.delete(self.user_sessions_key(user_id), *(self.session_key(s) for s in sessions))
 
     async def is_active(self, session_id: str) -> bool:
         """Whether the session named by an access token's `sid` is still live."""

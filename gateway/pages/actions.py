@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from domain.markdown import render_post
 from gateway.auth.csrf import csrf_ok
-from gateway.auth.current import CSRF_COOKIE, require_viewer
+from gateway.auth.current import CSRF_COOKIE, clear_session_cookies, require_viewer
 from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, NotFound, TooManyRequests
 from gateway.openapi import contract
 from gateway.pages.feeds import home_context, post_context, remember_posted
@@ -177,7 +177,41 @@ async def settings_page(request: Request) -> Response:
 
     await settle(projected)
     values = {"display_name": profile.get("display_name") or me.handle, "bio": profile.get("bio", "")}
-    return page(request, "settings.html", me, values=values, errors={})
+    return page(request, "settings.html", me, values=values, errors={}, **_leaving(request))
+
+
+def _leaving(request: Request) -> dict[str, Any]:
+    """What the settings page says about deleting an account."""
+    settings = state_of(request).settings
+    delay = settings.erasure_delay_s
+    readable = (
+        f"{delay / 86400:g} days"
+        if delay >= 86400
+        else f"{delay / 3600:g} hours"
+        if delay >= 3600
+        else f"{delay:g} seconds"
+    )
+    return {"erasure_delay": readable, "quarantine_days": settings.handle_quarantine_days}
+
+
+async def delete_account(request: Request) -> Response:
+    """`POST /settings/delete` (confirm): delete the account (`DELETE /api/me`), then the home page, logged out."""
+    me = await page_viewer(request)
+    if me is None:
+        return login_redirect(request, "/settings")
+    form = await checked_form(request)
+    try:
+        await call_api(request, "DELETE", "/api/me", json={"confirm": field(form, "confirm")})
+    except InvalidInput as exc:
+        users = state_of(request).users
+        profile = await users.profile(me.handle, me.user_id) or {}
+        values = {"display_name": profile.get("display_name") or me.handle, "bio": profile.get("bio", "")}
+        errors = {"confirm": exc.message}
+        return page(request, "settings.html", me, 422, values=values, errors=errors, **_leaving(request))
+    response = RedirectResponse("/", 303)
+    clear_session_cookies(response)
+    flash(request, response, "account-deleted")
+    return response
 
 
 async def save_settings(request: Request) -> Response:
@@ -191,7 +225,7 @@ async def save_settings(request: Request) -> Response:
         await call_api(request, "PATCH", "/api/me", json=values)
     except InvalidInput as exc:
         errors = {exc.field if exc.field in values else "form": exc.message}
-        return page(request, "settings.html", me, 422, values=values, errors=errors)
+        return page(request, "settings.html", me, 422, values=values, errors=errors, **_leaving(request))
     users = state_of(request).users
     wanted = {k: v.strip() for k, v in values.items()}
 
@@ -231,5 +265,6 @@ routes = [
     Route("/@{handle}/unfollow", unfollow, methods=["POST"]),
     Route("/settings", settings_page, methods=["GET"]),
     Route("/settings", save_settings, methods=["POST"]),
+    Route("/settings/delete", delete_account, methods=["POST"]),
     Route("/api/preview", preview, methods=["POST"]),
 ]

@@ -32,6 +32,7 @@ MESSAGES = {
     "unblocked": "You unblocked @{handle}.",
     "logged-in": "Logged in as @{handle}.",
     "logged-out": "Logged out. See you soon.",
+    "account-deleted": "Your account is deleted. Goodbye.",
 }
 
 

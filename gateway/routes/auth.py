@@ -25,9 +25,10 @@ from gateway.auth.current import (
     start_session,
 )
 from gateway.auth.sessions import SessionError
-from gateway.errors import JSONResponse, NotFound, Unauthorized
+from gateway.errors import Conflict, JSONResponse, NotFound, Unauthorized
 from gateway.openapi import Status, contract
 from gateway.requests import RequestModel, body_as
+from gateway.routes.account import quarantined, user_id_for
 from gateway.state import State, state_of
 from schemas.events import UserProfileSynced, UserProfileSyncedData, UserRegistered, UserRegisteredData
 
@@ -40,8 +41,15 @@ async def login_user(state: State, registered: UserRegistered) -> tuple[str, str
     one (the projections rank a chosen name above GitHub's, migration 040).
     """
     data = registered.payload
+    await refuse_suspended(state, data.user_id)  # before anything is published for the account
     row = await state.pg.fetchrow("SELECT handle, display_name, avatar_url FROM users WHERE user_id = $1", data.user_id)
     if row is None:
+        if await quarantined(state.pg, data.handle):
+            raise Conflict(
+                f"@{data.handle} belonged to an account deleted less than"
+                f" {state.settings.handle_quarantine_days} days ago; it cannot be registered yet.",
+                field="login",
+            )
         await state.publisher.publish(registered)
     elif data.github_id is not None and _differs(row, data):
         synced = UserProfileSyncedData(
@@ -84,7 +92,7 @@ class Jwks(BaseModel):
     keys: list[dict[str, Any]]
 
 
-@contract(Tokens, body=DevLogin, errors=(403, 404))
+@contract(Tokens, body=DevLogin, errors=(403, 404, 409))
 async def dev_login(request: Request) -> Response:
     """`POST /auth/dev-login {"login"}`: log in as anyone, registering them if new (only when CHIRP_ENV=dev)."""
     state = state_of(request)
@@ -93,7 +101,10 @@ async def dev_login(request: Request) -> Response:
     check_origin(request)  # no session yet, so no CSRF token: a foreign page must still not log the browser in
     login = (await body_as(request, DevLogin)).login
     existing = await state.pg.fetchrow("SELECT user_id, handle FROM users WHERE lower(handle) = lower($1)", login)
-    user_id, handle = (existing["user_id"], existing["handle"]) if existing else (f"dev-{login.lower()}", login)
+    if existing:
+        user_id, handle = existing["user_id"], existing["handle"]
+    else:
+        user_id, handle = await user_id_for(state.pg, "dev", login.lower()), login
     registered = UserRegistered(
         actor=user_id,
         payload=UserRegisteredData(user_id=user_id, handle=handle, display_name=handle, avatar_url=""),

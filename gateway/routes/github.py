@@ -29,6 +29,7 @@ from chirp.settings import Settings
 from domain.text import HANDLE
 from gateway.auth.current import set_session_cookies
 from gateway.errors import ApiError
+from gateway.routes.account import user_id_for
 from gateway.routes.auth import login_user
 from gateway.state import state_of
 from schemas.events import UserRegistered, UserRegisteredData
@@ -71,10 +72,6 @@ class GitHubProfile:
     name: str
     avatar_url: str
     email: str | None  # the verified primary address, when GitHub shares one
-
-    @property
-    def user_id(self) -> str:
-        return f"gh-{self.github_id}"
 
 
 def profile_from(user: Any, emails: Any) -> GitHubProfile:
@@ -158,10 +155,13 @@ async def github_callback(request: Request) -> Response:
     """`GET /auth/github/callback`: check the state, trade the code, read the profile, log in, redirect home."""
     profile = await _complete(request)
     state = state_of(request)
+    # An account made before ids were opaque keeps its `gh-<id>`; a new one gets an opaque id (docs/erasure.md).
+    known = await state.pg.fetchval("SELECT user_id FROM users WHERE github_id = $1", profile.github_id)
+    user_id = known or await user_id_for(state.pg, "github", str(profile.github_id))
     registered = UserRegistered(
-        actor=profile.user_id,
+        actor=user_id,
         payload=UserRegisteredData(
-            user_id=profile.user_id,
+            user_id=user_id,
             github_id=profile.github_id,
             handle=profile.login,
             display_name=profile.name,

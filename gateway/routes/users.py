@@ -23,6 +23,7 @@ from gateway.openapi import contract
 from gateway.relations import refuse_if_blocked, relations
 from gateway.requests import RequestModel, json_body, validated
 from gateway.routes import resource
+from gateway.routes.account import delete_me
 from gateway.state import state_of
 from schemas.events import FollowData, Id, UserFollowed, UserProfileUpdated, UserProfileUpdatedData, UserUnfollowed
 from store.reports import SUSPENDED_KEY
@@ -216,7 +217,7 @@ async def following(request: Request) -> Response:
 
 
 routes = [
-    resource("/api/me", get=me, patch=update_me),
+    resource("/api/me", get=me, patch=update_me, delete=delete_me),
     Route("/api/users/{handle}", profile, methods=["GET"]),
     resource("/api/users/{handle}/follow", post=follow, delete=unfollow),
     Route("/api/users/{handle}/followers", followers, methods=["GET"]),

@@ -5,9 +5,13 @@ from __future__ import annotations
 import base64
 import json
 
+import asyncpg
 import httpx
+from aiokafka import ConsumerRecord
 
-from schemas.events import new_id
+from consumers.runtime import decode, load_keys
+from schemas.events import BY_TOPIC, Event, new_id
+from store.keys import PgKeyStore
 
 
 def unique_handle(prefix: str = "u") -> str:
@@ -26,3 +30,9 @@ async def login(client: httpx.AsyncClient, handle: str) -> dict[str, str]:
 def forge(value: object) -> str:
     """A cursor as a client could make one: any JSON value, base64url-encoded without padding."""
     return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+
+async def opened(pg: asyncpg.Pool, records: list[ConsumerRecord]) -> list[Event]:
+    """Records read from Kafka as consumers read them: sealed personal fields opened with their keys."""
+    keys = await load_keys(PgKeyStore(pg), records)
+    return [decode(r, BY_TOPIC[r.topic], keys) for r in records]

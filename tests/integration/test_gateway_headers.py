@@ -16,7 +16,7 @@ async def test_405_allows_every_method_of_the_path(client: httpx.AsyncClient) ->
     assert {m.strip() for m in response.headers["allow"].split(",")} == {"GET", "HEAD", "POST"}
     response = await client.put("/api/me", json={})
     assert response.status_code == 405
-    assert {m.strip() for m in response.headers["allow"].split(",")} == {"GET", "HEAD", "PATCH"}
+    assert {m.strip() for m in response.headers["allow"].split(",")} == {"GET", "HEAD", "PATCH", "DELETE"}
 
 
 async def test_tokens_and_logged_in_responses_are_not_stored(client: httpx.AsyncClient) -> None:

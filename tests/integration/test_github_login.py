@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import asyncpg
 import httpx
 import orjson
 import pytest
@@ -24,9 +25,10 @@ from starlette.applications import Starlette
 from chirp.settings import Settings
 from gateway.app import create_app
 from schemas import topics
-from schemas.events import BY_TOPIC, Event, UserProfileSynced, UserRegistered, new_id
+from schemas.events import Event, UserProfileSynced, UserRegistered, new_id
 from tests.conftest import eventually
 from tests.fakes.github import FakeGitHub, GitHubUser
+from tests.integration.helpers import opened
 
 SESSION_COOKIES = ("chirp_access", "chirp_refresh", "chirp_csrf")
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
@@ -74,8 +76,9 @@ async def _browser(app: Starlette, settings: Settings) -> AsyncIterator[httpx.As
 class Tail:
     """Reads the user topics from the moment it was opened."""
 
-    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+    def __init__(self, consumer: AIOKafkaConsumer, pg: asyncpg.Pool) -> None:
         self._consumer = consumer
+        self._pg = pg
         self.seen: list[Event] = []
 
     async def until(self, predicate: Callable[[Event], bool], timeout: float = 30) -> Event:
@@ -88,14 +91,14 @@ class Tail:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no matching event within {timeout}s; read {self.seen!r}")
             for records in (await self._consumer.getmany(timeout_ms=200)).values():
-                self.seen.extend(BY_TOPIC[r.topic].model_validate_json(r.value) for r in records)
+                self.seen.extend(await opened(self._pg, records))  # their personal fields are sealed
 
     def of(self, user_id: str, kind: type[Event]) -> list[Event]:
         return [e for e in self.seen if isinstance(e, kind) and e.payload.user_id == user_id]
 
 
 @pytest.fixture
-async def tail(settings: Settings) -> AsyncIterator[Tail]:
+async def tail(settings: Settings, pg: asyncpg.Pool) -> AsyncIterator[Tail]:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -109,7 +112,7 @@ async def tail(settings: Settings) -> AsyncIterator[Tail]:
         await consumer.seek_to_end()
         for tp in consumer.assignment():
             await consumer.position(tp)  # fix the start now, before anything is published
-        yield Tail(consumer)
+        yield Tail(consumer, pg)
     finally:
         await consumer.stop()
 
@@ -186,9 +189,11 @@ def assert_refused(response: httpx.Response, status: int, code: str, *, as_json:
         assert "<h1" in response.text and PHRASES[code] in response.text
 
 
-async def assert_only_published_by(tail: Tail, user_id: str, request_id: str) -> None:
-    """`request_id`'s login registered `user_id`; no earlier (refused) request published anything for them."""
-    await tail.until(lambda e: isinstance(e, UserRegistered) and e.correlation_id == request_id)
+async def assert_only_published_by(tail: Tail, github_id: int, request_id: str) -> None:
+    """`request_id`'s login registered `github_id`; no earlier (refused) request published anything for them."""
+    event = await tail.until(lambda e: isinstance(e, UserRegistered) and e.correlation_id == request_id)
+    assert isinstance(event, UserRegistered) and event.payload.github_id == github_id
+    user_id = event.payload.user_id
     # Same key, same partition: anything a refused login had published would have been read before it.
     published = tail.of(user_id, UserRegistered) + tail.of(user_id, UserProfileSynced)
     assert [e.correlation_id for e in published] == [request_id]
@@ -241,11 +246,12 @@ async def test_first_login_registers_and_opens_a_session(
 
     me = await browser.get("/api/me", headers=JSON)
     assert me.status_code == 200, me.text
-    assert me.json()["user_id"] == f"gh-{person.id}" and me.json()["handle"] == person.login
+    user_id = me.json()["user_id"]
+    assert str(person.id) not in user_id and me.json()["handle"] == person.login, "user ids are opaque"
 
-    event = await tail.until(lambda e: isinstance(e, UserRegistered) and e.payload.user_id == f"gh-{person.id}")
+    event = await tail.until(lambda e: isinstance(e, UserRegistered) and e.payload.user_id == user_id)
     assert isinstance(event, UserRegistered)
-    assert event.correlation_id == request_id and event.actor == f"gh-{person.id}"
+    assert event.correlation_id == request_id and event.actor == user_id
     payload = event.payload
     assert (payload.github_id, payload.handle, payload.display_name, payload.avatar_url) == (
         person.id,
@@ -261,7 +267,7 @@ async def test_a_person_without_a_name_is_named_by_their_login(
     person = new_person(name=None, email=None)
     github.next_user = person
     assert (await log_in(browser, gh_settings, f"ok-{new_id()}")).status_code == 303
-    event = await tail.until(lambda e: isinstance(e, UserRegistered) and e.payload.user_id == f"gh-{person.id}")
+    event = await tail.until(lambda e: isinstance(e, UserRegistered) and e.payload.github_id == person.id)
     assert event.payload.display_name == person.login
 
 
@@ -274,8 +280,8 @@ async def test_later_logins_sync_a_changed_profile(
     pipeline: subprocess.Popen[bytes],
 ) -> None:
     person = new_person()
-    user_id = f"gh-{person.id}"
     pg = gh_app.state.chirp.pg
+    user_id = ""
 
     async def row() -> dict[str, object] | None:
         found = await pg.fetchrow("SELECT handle, display_name, avatar_url FROM users WHERE user_id = $1", user_id)
@@ -284,6 +290,7 @@ async def test_later_logins_sync_a_changed_profile(
     github.next_user = person
     first = f"first-{new_id()}"
     assert (await log_in(browser, gh_settings, first)).status_code == 303
+    user_id = (await browser.get("/api/me", headers=JSON)).json()["user_id"]
     await eventually(row, until=lambda r: r is not None and r["display_name"] == person.name, timeout=60)
 
     renamed = GitHubUser(id=person.id, login=person.login, name="A New Name", avatar_url=person.avatar_url)
@@ -339,7 +346,7 @@ async def test_callback_without_state(
         assert_refused(refused, 400, "bad_state", as_json=as_json)
     ok = f"ok-{new_id()}"
     assert (await browser.get(callback, headers={"X-Request-ID": ok})).status_code == 303
-    await assert_only_published_by(tail, f"gh-{person.id}", ok)
+    await assert_only_published_by(tail, person.id, ok)
 
 
 async def test_callback_with_a_wrong_state(
@@ -351,7 +358,7 @@ async def test_callback_with_a_wrong_state(
     assert_refused(await browser.get(forged, headers={"X-Request-ID": "fail-2"}), 400, "bad_state")
     ok = f"ok-{new_id()}"
     assert (await browser.get(callback, headers={"X-Request-ID": ok})).status_code == 303
-    await assert_only_published_by(tail, f"gh-{person.id}", ok)
+    await assert_only_published_by(tail, person.id, ok)
 
 
 async def test_state_only_completes_in_the_browser_that_started(
@@ -373,7 +380,7 @@ async def test_state_is_single_use(
     ok = f"ok-{new_id()}"
     assert (await browser.get(callback, headers={"X-Request-ID": ok})).status_code == 303
     assert_refused(await browser.get(callback, headers={"X-Request-ID": "fail-4"}), 400, "bad_state")
-    await assert_only_published_by(tail, f"gh-{person.id}", ok)
+    await assert_only_published_by(tail, person.id, ok)
 
 
 async def test_a_reused_code_is_refused(
@@ -387,7 +394,7 @@ async def test_a_reused_code_is_refused(
     fresh = await at_github(await start(browser), gh_settings)
     replay = with_query(fresh, code=query_of(used)["code"])
     assert_refused(await browser.get(replay, headers={"X-Request-ID": "fail-5"}), 400, "bad_code")
-    await assert_only_published_by(tail, f"gh-{person.id}", ok)
+    await assert_only_published_by(tail, person.id, ok)
 
 
 async def test_denied_consent(
@@ -400,7 +407,7 @@ async def test_denied_consent(
     assert_refused(await browser.get(denied, headers={"X-Request-ID": "fail-6"}), 403, "access_denied")
     ok = f"ok-{new_id()}"
     assert (await log_in(browser, gh_settings, ok)).status_code == 303
-    await assert_only_published_by(tail, f"gh-{person.id}", ok)
+    await assert_only_published_by(tail, person.id, ok)
 
 
 async def test_github_down(browser: httpx.AsyncClient, gh_settings: Settings, github: FakeGitHub, tail: Tail) -> None:
@@ -411,7 +418,7 @@ async def test_github_down(browser: httpx.AsyncClient, gh_settings: Settings, gi
     github.down = False
     ok = f"ok-{new_id()}"
     assert (await log_in(browser, gh_settings, ok)).status_code == 303
-    await assert_only_published_by(tail, f"gh-{person.id}", ok)
+    await assert_only_published_by(tail, person.id, ok)
 
 
 async def test_github_unreachable(settings: Settings) -> None:

@@ -293,10 +293,10 @@ async def test_consumers_replayed_together_read_each_event_once_and_each_build_t
     decoded = 0
     real_decode = replay.decode
 
-    def counting_decode(record: object, model: type) -> object:
+    def counting_decode(record: object, model: type, keys: object = None) -> object:
         nonlocal decoded
         decoded += 1
-        return real_decode(record, model)  # type: ignore[arg-type]
+        return real_decode(record, model, keys)  # type: ignore[arg-type]
 
     monkeypatch.setattr(replay, "decode", counting_decode)
     small = settings.model_copy(update={"replay_batch_size": 50})

@@ -62,7 +62,8 @@ async def test_a_post_is_accepted_then_visible_with_safe_html(client, author) ->
     post = await visible(client, post_id)
     assert post["id"] == post_id and post["body"] == body and post["reply_to"] is None and post["reply_count"] == 0
     assert post["author"] == {"handle": handle, "display_name": handle, "avatar_url": ""}
-    assert post["author_id"] == f"dev-{handle}"
+    me = (await client.get("/api/me", headers=headers)).json()
+    assert post["author_id"] == me["user_id"] and handle not in me["user_id"], "user ids are opaque"
     assert post["hashtags"] == ["chirp"] and post["mentions"] == ["bob"]
     assert_safe_html(post["html"])
     assert '<strong><a href="/tags/chirp" class="hashtag">#Chirp</a></strong>' in post["html"]

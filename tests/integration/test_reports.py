@@ -111,7 +111,7 @@ async def test_a_takedown_hides_the_post_everywhere_and_the_reporter_sees_it(
     (filed,) = await mine(client, cat_h)
     assert (filed["status"], filed["outcome"], filed["post_id"], filed["handle"]) == ("open", None, post_id, ann)
     assert (filed["reason"], filed["comment"]) == ("spam", "ads")
-    assert report_id in await operator("reports", "list", "--open")
+    assert report_id in await operator("reports", "list", "--open", "--limit", "100000")
     shown = await operator("reports", "show", report_id)
     assert f"post {post_id} by @{ann}" in shown and "spam" in shown and "ads" in shown
 
@@ -134,8 +134,8 @@ async def test_a_takedown_hides_the_post_everywhere_and_the_reporter_sees_it(
 
     (decided,) = await eventually(lambda: mine(client, cat_h), until=lambda items: items[0]["status"] == "resolved")
     assert decided["outcome"] == "takedown" and decided["resolved_at"]
-    assert report_id not in await operator("reports", "list", "--open")
-    assert report_id in await operator("reports", "list")
+    assert report_id not in await operator("reports", "list", "--open", "--limit", "100000")
+    assert report_id in await operator("reports", "list", "--limit", "100000")
 
 
 async def test_a_suspension_hides_the_account_and_refuses_its_logins_and_tokens(
@@ -143,7 +143,15 @@ async def test_a_suspension_hides_the_account_and_refuses_its_logins_and_tokens(
 ) -> None:
     dan, eve = unique_handle("dan"), unique_handle("eve")
     dan_h, eve_h = await users(client, pg, dan, eve)
+    dan_id = (await client.get("/api/me", headers=dan_h)).json()["user_id"]  # opaque
     post_id = (await client.post("/api/posts", json={"body": "spam"}, headers={**dan_h, **WAIT})).json()["id"]
+
+    async def found_in_search() -> list[str]:
+        response = await client.get("/api/search", params={"q": dan, "type": "users"})
+        assert response.status_code == 200, response.text
+        return [u["handle"] for u in response.json()["items"]]
+
+    await eventually(found_in_search, until=lambda handles: dan in handles)
     report_id = await report(client, eve_h, handle=dan.upper(), reason="abuse")
     await eventually(lambda: mine(client, eve_h), until=lambda items: len(items) == 1)
     refused = await asyncio.to_thread(chirp, "reports", "resolve", report_id, "--action", "takedown")
@@ -158,16 +166,17 @@ async def test_a_suspension_hides_the_account_and_refuses_its_logins_and_tokens(
     assert (await client.post("/api/posts", json={"body": "more"}, headers=dan_h)).status_code == 403
     assert (await client.get(f"/api/users/{dan}")).status_code == 404
     await eventually(lambda: client.get(f"/api/posts/{post_id}"), until=lambda r: r.status_code == 404)
+    await eventually(found_in_search, until=lambda handles: dan not in handles)
     (decided,) = await eventually(lambda: mine(client, eve_h), until=lambda items: items[0]["status"] == "resolved")
     assert decided["outcome"] == "suspend" and decided["handle"] == dan
     hidden = await redis_client.hget("trending:moderation", f"@{dan.lower()}")
     assert hidden is not None and hidden.endswith("|1")
 
     # The model rebuilds from the log: reports, outcomes and the suspension.
-    await redis_client.srem(SUSPENDED_KEY, f"dev-{dan.lower()}")
+    await redis_client.srem(SUSPENDED_KEY, dan_id)
     await pg.execute("DELETE FROM reports WHERE report_id = $1", report_id)
     await operator("replay", "moderation")
-    assert await redis_client.sismember(SUSPENDED_KEY, f"dev-{dan.lower()}")
+    assert await redis_client.sismember(SUSPENDED_KEY, dan_id)
     assert [(i["id"], i["outcome"]) for i in await mine(client, eve_h)] == [(report_id, "suspend")]
 
 

@@ -81,7 +81,7 @@ async def test_only_hashes_are_stored_and_everything_expires(redis_client: aiore
     sid, token = await store.create("user-1")
     _, _, newer = await store.rotate(token)
     keys = await _keys(redis_client, store)
-    assert len(keys) == 3  # the session and both refresh tokens
+    assert len(keys) == 4  # the session, both refresh tokens, the user's set of sessions (ids only)
     session_ttl = await redis_client.pttl(f"{store._prefix}:session:{sid}")
     assert 29 * 86_400_000 < session_ttl <= 30 * 86_400_000
     for key in keys:

@@ -53,7 +53,7 @@ async def logged_in(client: httpx.AsyncClient, pg: asyncpg.Pool, prefix: str = "
     """(user_id, handle, headers) of a new user logged in through the dev login, once the users projection has them."""
     handle = unique_handle(prefix)
     headers = await login(client, handle)
-    user_id = f"dev-{handle.lower()}"
+    user_id = (await client.get("/api/me", headers=headers)).json()["user_id"]
     await wait_user(pg, user_id)
     return user_id, handle, headers
 
