@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -62,6 +62,9 @@ class _TTLMap(Generic[K, V]):
         self._entries.clear()
 
 
+RepostsKey = tuple[str, datetime | None, int, frozenset[str]]  # (viewer, before, limit, hidden)
+
+
 class InteractionCache:
     """`of_posts` and `reposts_by` (for one viewer) of the interactions read model, served from memory when fresh."""
 
@@ -69,7 +72,7 @@ class InteractionCache:
         self._redis, self._store = redis, store
         self._shared: _TTLMap[str, dict[str, Any]] = _TTLMap(ttl_s, MAX_ENTRIES)  # post -> counts, quote_of
         self._mine: _TTLMap[tuple[str, str], tuple[str, ...]] = _TTLMap(ttl_s, MAX_ENTRIES)  # (viewer, post)
-        self._reposts: _TTLMap[tuple[str, datetime | None, int], list[dict[str, Any]]] = _TTLMap(ttl_s, 1000)
+        self._reposts: _TTLMap[RepostsKey, list[dict[str, Any]]] = _TTLMap(ttl_s, 1000)
         self._repost_changes = 0  # announcements of a repost or unrepost so far
         self._in_flight: list[tuple[set[str], set[str]]] = []  # (users, posts) announced during each query
         self._ready = asyncio.Event()
@@ -104,15 +107,18 @@ class InteractionCache:
                 answer[post_id] = {**cached_counts, **(flags_json(cached_kinds or ()) if viewer_id else {})}
         return answer
 
-    async def reposts_by(self, viewer_id: str, before: datetime | None, limit: int) -> list[dict[str, Any]]:
-        """What the viewer and whom they follow reposted (as `PostgresInteractions.reposts_by` for one id)."""
+    async def reposts_by(
+        self, viewer_id: str, before: datetime | None, limit: int, hidden: Collection[str] = ()
+    ) -> list[dict[str, Any]]:
+        """What the viewer and whom they follow (except the `hidden`) reposted (as `PostgresInteractions.reposts_by`
+        for one id)."""
         if not self._usable():
-            return await self._store.reposts_by(viewer_id, before, limit)
-        now, key = time.monotonic(), (viewer_id, before, limit)
+            return await self._store.reposts_by(viewer_id, before, limit, sorted(hidden))
+        now, key = time.monotonic(), (viewer_id, before, limit, frozenset(hidden))
         found = self._reposts.get(key, now)
         if found is None:
             changes = self._repost_changes
-            found = await self._store.reposts_by(viewer_id, before, limit)
+            found = await self._store.reposts_by(viewer_id, before, limit, sorted(hidden))
             if changes == self._repost_changes:  # no repost moved while the query ran
                 self._reposts.put(key, found, now)
         return found

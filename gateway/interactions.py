@@ -69,15 +69,17 @@ async def with_reposts(
     """A page of posts (newest first, after `cursor`; `more` when the source has more) merged with what `users`
     reposted (a list of ids, or one id: that user and whom they follow), as post objects. A repost is the original
     post with `reposted_by` and `reposted_at`, sorted at its latest repost; a post shows once, at its newest place.
-    Reposts by, or of posts by, the `hidden` users are left out (here, not in SQL: a long array of ids costs the
-    query far more than the few rows it drops). Returns the page and the next cursor. One user's (a home timeline)
-    come from the InteractionCache; `load` reads the reposted posts by id (default: one posts query)."""
+    Reposts by, or of posts by, the `hidden` users are left out: hidden reposters in the query (matched against
+    whom `users` follow, so an earlier visible reposter's repost still shows), posts by hidden authors here (a long
+    array of ids costs the query far more than the few rows it drops). Returns the page and the next cursor. One
+    user's (a home timeline) come from the InteractionCache; `load` reads the reposted posts by id (default: one
+    posts query)."""
     state = state_of(request)
     before = _cursor_time(cursor)
     if isinstance(users, str):
-        reposts = await state.interaction_cache.reposts_by(users, before, limit + 1)
+        reposts = await state.interaction_cache.reposts_by(users, before, limit + 1, hidden)
     else:
-        reposts = await state.interactions.reposts_by(users, before, limit + 1)
+        reposts = await state.interactions.reposts_by(users, before, limit + 1, list(hidden))
     reposts = [r for r in reposts if cursor is None or repost_key(r["post_id"], r["changed_at"]) < cursor]
     # With more reposts than fetched, the page stops at the oldest fetched one: below it, one may be missing.
     lower = repost_key(reposts[-1]["post_id"], reposts[-1]["changed_at"]) if len(reposts) > limit else ""

@@ -155,7 +155,7 @@ ORDER BY q.created_at DESC, q.post_id DESC LIMIT $5
 
 
 # The newest active repost of each post among some users (a post reposted by several of them counts at its latest):
-# {who} is `ANY($1::text[])` (those users) or the user $1 and whom they follow (a home timeline).
+# {who} is `ANY($1::text[])` (those users) or the user $1 and whom they follow but do not hide ($4, a home timeline).
 _REPOSTS_BY = """
 SELECT * FROM (
     SELECT DISTINCT ON (i.post_id) i.post_id, i.changed_at, i.user_id, u.handle, u.display_name, u.avatar_url
@@ -163,7 +163,7 @@ SELECT * FROM (
     WHERE i.kind = 'repost' AND i.active AND i.user_id {who}
     ORDER BY i.post_id, i.changed_at DESC, i.user_id DESC
 ) r
-WHERE $2::timestamptz IS NULL OR r.changed_at < $2::timestamptz
+WHERE ($2::timestamptz IS NULL OR r.changed_at < $2::timestamptz)
 ORDER BY r.changed_at DESC, r.post_id DESC LIMIT $3
 """
 
@@ -216,7 +216,7 @@ class InteractionsReadModel(Protocol):
     async def of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, dict[str, Any]]: ...
     async def parts_of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, Parts]: ...
     async def reposts_by(
-        self, users: Sequence[str] | str, before: datetime | None, limit: int
+        self, users: Sequence[str] | str, before: datetime | None, limit: int, hidden: Sequence[str] = ()
     ) -> list[dict[str, Any]]: ...
     async def posts_of_user(
         self, user_id: str, kind: Kind, after: tuple[datetime, str] | None, limit: int
@@ -292,16 +292,23 @@ class PostgresInteractions:
         rows = rows[:limit]
         return Keyset(rows, (rows[-1]["changed_at"], rows[-1]["id"]) if more else None)
 
-    async def reposts_by(self, users: Sequence[str] | str, before: datetime | None, limit: int) -> list[dict[str, Any]]:
+    async def reposts_by(
+        self, users: Sequence[str] | str, before: datetime | None, limit: int, hidden: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
         """The posts `users` reposted (a list of ids, or one id: that user and whom they follow), each once at its
-        latest repost before `before`, newest first (rows: post_id, changed_at, the reposter's user_id, handle,
-        display_name, avatar_url)."""
+        latest repost before `before` by one of them not `hidden` (so a hidden reposter leaves an earlier one's
+        repost shown), newest first (rows: post_id, changed_at, the reposter's user_id, handle, display_name,
+        avatar_url). The hidden ids are matched against the followees, not against every repost row."""
         if isinstance(users, str):
-            who = "IN (SELECT $1::text UNION ALL SELECT followee_id FROM follows WHERE follower_id = $1 AND active)"
-            args: list[Any] = [users]
+            who = (
+                "IN (SELECT $1::text UNION ALL SELECT followee_id FROM follows"
+                " WHERE follower_id = $1 AND active AND followee_id NOT IN (SELECT unnest($4::text[])))"
+            )
+            args: list[Any] = [users, before, limit, list(hidden)]
         else:
-            who, args = "= ANY($1::text[])", [list(users)]
-        return [dict(r) for r in await self._pool.fetch(_REPOSTS_BY.format(who=who), *args, before, limit)]
+            unseen = set(hidden)
+            who, args = "= ANY($1::text[])", [[u for u in users if u not in unseen], before, limit]
+        return [dict(r) for r in await self._pool.fetch(_REPOSTS_BY.format(who=who), *args)]
 
     async def posts_of_user(self, user_id: str, kind: Kind, after: tuple[datetime, str] | None, limit: int) -> Keyset:
         """The posts a user liked / reposted / bookmarked, newest first (rows: id, changed_at)."""

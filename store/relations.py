@@ -97,6 +97,19 @@ local version = redis.call('GET', KEYS[2]) or '0'
 if version == ARGV[1] then return {version} end
 return {version, redis.call('SMEMBERS', KEYS[1])}
 """
+
+# KEYS: hidden:u, mute:u, block:u.  ARGV: u, the prefix of block lists.  The users u blocks or is blocked by: the
+# hidden ones except those only muted (who blocks u is kept only in their own list, so a muted one's is asked).
+_BLOCKED = """
+local out = {}
+for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if not redis.call('ZSCORE', KEYS[2], m) or redis.call('ZSCORE', KEYS[3], m)
+     or redis.call('ZSCORE', ARGV[2] .. m, ARGV[1]) then
+    table.insert(out, m)
+  end
+end
+return out
+"""
 CACHED_SETS = 10_000  # hidden sets a gateway process keeps (the oldest read goes first)
 
 
@@ -110,6 +123,7 @@ class RelationsReadModel(Protocol):
     """What the gateway reads about mutes and blocks."""
 
     async def hidden(self, user_id: str, version: str | None = None) -> frozenset[str]: ...
+    async def blocked_either_way(self, user_id: str) -> list[str]: ...
     async def state(self, user_id: str, target_id: str) -> dict[str, bool]: ...
     async def blocks(self, user_id: str, target_id: str) -> bool: ...
     async def page(self, kind: Kind, user_id: str, after: tuple[int, str] | None, limit: int) -> RelationPage: ...
@@ -120,6 +134,7 @@ class RedisRelations:
         self.redis = redis
         self._apply = redis.register_script(_APPLY)
         self._hidden = redis.register_script(_HIDDEN)
+        self._blocked = redis.register_script(_BLOCKED)
         self._sets: dict[str, tuple[str, frozenset[str]]] = {}  # user -> (version, hidden set) as last read
 
     async def apply(self, changes: Sequence[Change]) -> None:
@@ -149,6 +164,11 @@ class RedisRelations:
         if len(self._sets) > CACHED_SETS:
             del self._sets[next(iter(self._sets))]
         return members
+
+    async def blocked_either_way(self, user_id: str) -> list[str]:
+        """Whom `user_id` blocks or is blocked by (not whom they only mute), in one round trip."""
+        keys = [hidden_key(user_id), list_key("mute", user_id), list_key("block", user_id)]
+        return [str(m) for m in await self._blocked(keys=keys, args=[user_id, f"{PREFIX}block:"])]
 
     async def state(self, user_id: str, target_id: str) -> dict[str, bool]:
         """`{"muted": …, "blocked": …, "blocks_me": …}` between a viewer and another user, in one round trip."""

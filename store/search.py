@@ -86,7 +86,7 @@ class SearchIndex(Protocol):
         self, query: ParsedQuery, *, before: tuple[datetime, str], limit: int, hidden: Sequence[str] = ()
     ) -> PostHits: ...
     async def search_users(
-        self, query: ParsedQuery, *, offset: int, limit: int
+        self, query: ParsedQuery, *, offset: int, limit: int, hidden: Sequence[str] = ()
     ) -> tuple[list[dict[str, Any]], bool]: ...
     async def tag_stats(self, tag: str) -> TagStats | None: ...
 
@@ -291,6 +291,7 @@ WITH cand AS (
 )
 SELECT s.handle, s.display_name, s.avatar_url, coalesce(u.followers_count, 0) AS followers_count
 FROM cand JOIN search_users s USING (user_id) LEFT JOIN users u ON u.user_id = s.user_id
+WHERE s.user_id NOT IN (SELECT unnest($5::text[]))
 ORDER BY lower(s.handle) = $1 DESC, word_similarity($1, s.names) DESC, followers_count DESC, lower(s.handle),
          s.user_id
 OFFSET $3 LIMIT $4
@@ -392,12 +393,14 @@ class PostgresSearch:
             [_post_json(r) for r in page], more, None, (page[-1]["created_at"], page[-1]["post_id"]) if more else None
         )
 
-    async def search_users(self, query: ParsedQuery, *, offset: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
-        """One page of users whose handle or name matches, exact handle first; (items, more)."""
+    async def search_users(
+        self, query: ParsedQuery, *, offset: int, limit: int, hidden: Sequence[str] = ()
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page of users whose handle or name matches, exact handle first, except the `hidden`; (items, more)."""
         words = user_words(query)
         if not words:
             return [], False
-        rows = await self.pool.fetch(SEARCH_USERS, words, like_pattern(words), offset, limit + 1)
+        rows = await self.pool.fetch(SEARCH_USERS, words, like_pattern(words), offset, limit + 1, list(hidden))
         return [dict(r) for r in rows[:limit]], len(rows) > limit
 
     async def tag_stats(self, tag: str) -> TagStats | None:

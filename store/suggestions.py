@@ -21,3 +21,22 @@ def rank_key(user_id: str) -> str:
 
 def edge_key(follower: str, followee: str) -> str:
     return f"suggest:edge:{follower}:{followee}"
+
+
+# KEYS: rank, the viewer's hidden set (store/relations.py).  ARGV: how many.  {member, score, …}: the best ranked
+# members not hidden, read in steps of that many, so the gateway needs no second trip for those it leaves out.
+RANKED_VISIBLE = """
+local limit, out, start = tonumber(ARGV[1]), {}, 0
+while #out < 2 * limit do
+  local chunk = redis.call('ZREVRANGE', KEYS[1], start, start + limit - 1, 'WITHSCORES')
+  if #chunk == 0 then break end
+  for i = 1, #chunk, 2 do
+    if #out < 2 * limit and redis.call('SISMEMBER', KEYS[2], chunk[i]) == 0 then
+      table.insert(out, chunk[i])
+      table.insert(out, chunk[i + 1])
+    end
+  end
+  start = start + limit
+end
+return out
+"""

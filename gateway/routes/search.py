@@ -4,7 +4,9 @@ The query language and ranking are described in store/search_query.py and store/
 nothing searchable (stop words, lone operators, punctuation) gets an empty page, never an error; only an empty or
 over-long `q`, a bad `type`, `cursor` or `limit` is a 422. The cursor of a post search freezes the ranking of the
 first page (offset, reference time, newest candidate id), so paging does not shift as new posts arrive; past the
-ranked candidates it pages through the older matches by (time, id).
+ranked candidates it pages through the older matches by (time, id). A logged-in viewer finds no posts of the users
+hidden from them (muted, blocked, blocking them), and no users they block or are blocked by; muted users can still
+be found, as on Mastodon (to visit their profile, or unmute them).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.auth.current import viewer
 from gateway.cursors import CURSOR_FIELD, DEFAULT_LIMIT, MAX_LIMIT, CursorShape, Micros, from_micros, micros
 from gateway.errors import InvalidInput, JSONResponse, NotFound
 from gateway.interactions import with_interactions
@@ -112,7 +115,9 @@ async def search(request: Request) -> Response:
     body: dict[str, Any]
     if kind == "users":
         offset = read_user_cursor(params.cursor)
-        users, more = await index.search_users(query, offset=offset, limit=limit)
+        me = await viewer(request)  # muted users may still be found; those blocked either way may not
+        blocked = await state_of(request).relations.blocked_either_way(me.user_id) if me else []
+        users, more = await index.search_users(query, offset=offset, limit=limit, hidden=blocked)
         body = {"items": users, "next_cursor": USERS_CURSOR.encode((offset + limit,)) if more else None}
         return JSONResponse(body)
     page = read_post_cursor(params.cursor)

@@ -1,6 +1,7 @@
 """`GET /api/suggestions?limit`: whom the viewer might follow, read from the suggestions consumer's Redis model
 (consumers/suggestions.py): the people the viewer's followees follow, most followed by them first, with up to
-three of those followees (`followed_by`). One sorted-set read and one pipeline, then one SQL query for names."""
+three of those followees (`followed_by`), never someone the viewer mutes, blocks or is blocked by. One script
+(the ranking less the viewer's hidden set) and one pipeline, then one SQL query for names."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from gateway.errors import JSONResponse
 from gateway.openapi import contract
 from gateway.requests import Limit, QueryModel, query_as
 from gateway.state import state_of
-from store.suggestions import rank_key, via_key
+from store.relations import hidden_key
+from store.suggestions import RANKED_VISIBLE, rank_key, via_key
 
 SHOWN_VIA = 3
 
@@ -41,9 +43,9 @@ async def suggestions(request: Request) -> Response:
     me = await require_viewer(request)
     limit = query_as(request, SuggestionsQuery).limit
     state = state_of(request)
-    ranked: list[tuple[str, float]] = await state.redis.zrevrange(  # type: ignore[assignment]
-        rank_key(me.user_id), 0, limit - 1, withscores=True
-    )
+    script = state.redis.register_script(RANKED_VISIBLE)
+    flat = await script(keys=[rank_key(me.user_id), hidden_key(me.user_id)], args=[limit])
+    ranked = [(str(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)]
     async with state.redis.pipeline(transaction=False) as pipe:
         for candidate, _ in ranked:
             pipe.srandmember(via_key(me.user_id, candidate), SHOWN_VIA)

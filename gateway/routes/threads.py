@@ -1,14 +1,15 @@
 """`GET /api/posts/{id}/thread?cursor`: a whole conversation around one post.
 
 `{"ancestors": [root … parent], "post": {...}, "replies": [{"post", "replies": [...], "more"}…], "more"}`: the
-ancestors in order (a deleted one as `{"id", "deleted": true, ...}`, so the chain holds), the replies as a tree
+ancestors in order (a deleted one as `{"id", "deleted": true, ...}`, one by a user hidden from the viewer as
+`{"id", "hidden": true, ...}`: the chain holds without showing what they said or who they are), the replies as a tree
 `BREADTH` wide per level and `len(BREADTH)` deep, each level the original author's replies first, then oldest
 first. A `more` cursor continues one post's replies: `GET /api/posts/{that post's id}/thread?cursor=<more>`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -25,7 +26,7 @@ from gateway.relations import hidden_for_viewer
 from gateway.requests import QueryModel, path_param, query_as
 from gateway.state import State, state_of
 from store.posts import PostView
-from store.threads import Node, Shown, Threads
+from store.threads import Node, Shown, Threads, Tombstone
 
 BREADTH = (20, 5, 3)  # replies per post at each depth below the post
 
@@ -48,6 +49,16 @@ class DeletedPost(BaseModel):
     created_at: datetime
 
 
+class HiddenPost(BaseModel):
+    """A post in a conversation by someone the viewer mutes, blocks or is blocked by: where it was, not its author
+    or what it said."""
+
+    id: str
+    hidden: Literal[True]
+    reply_to: str | None
+    created_at: datetime
+
+
 class ThreadNode(BaseModel):
     post: Post | DeletedPost
     replies: list[ThreadNode]
@@ -55,16 +66,17 @@ class ThreadNode(BaseModel):
 
 
 class Thread(BaseModel):
-    ancestors: list[Post | DeletedPost] = Field(description="The root first, down to the parent")
+    ancestors: list[Post | DeletedPost | HiddenPost] = Field(description="The root first, down to the parent")
     post: Post
     replies: list[ThreadNode]
     more: str | None = Field(description="`cursor` of the next replies to this post; null when all are shown")
 
 
-def shown_json(post: Shown) -> dict[str, Any]:
-    if isinstance(post, PostView):
+def shown_json(post: Shown, hidden: Collection[str] = ()) -> dict[str, Any]:
+    if isinstance(post, PostView) and post.author_id not in hidden:
         return post_json(post)
-    return {"id": post.id, "deleted": True, "reply_to": post.reply_to, "created_at": post.created_at}
+    gone = "deleted" if isinstance(post, Tombstone) else "hidden"
+    return {"id": post.id, gone: True, "reply_to": post.reply_to, "created_at": post.created_at}
 
 
 def node_json(node: Node) -> dict[str, Any]:
@@ -82,8 +94,9 @@ async def conversation(
     root = ancestors[0] if ancestors else post
     op = root.author_id if isinstance(root, PostView) else post.author_id
     replies, more = await threads.replies(post.id, op, BREADTH, after, hidden)
+    unseen = set(hidden)
     return {
-        "ancestors": [shown_json(a) for a in ancestors],
+        "ancestors": [shown_json(a, unseen) for a in ancestors],
         "post": post_json(post),
         "replies": [node_json(n) for n in replies],
         "more": THREAD_CURSOR.encode(more) if more else None,

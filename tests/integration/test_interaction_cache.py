@@ -29,9 +29,11 @@ class Counting(PostgresInteractions):
         self.queries += 1
         return await super().parts_of_posts(post_ids, viewer_id)
 
-    async def reposts_by(self, users: Sequence[str] | str, before: datetime | None, limit: int) -> list[dict[str, Any]]:
+    async def reposts_by(
+        self, users: Sequence[str] | str, before: datetime | None, limit: int, hidden: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
         self.queries += 1
-        return await super().reposts_by(users, before, limit)
+        return await super().reposts_by(users, before, limit, hidden)
 
 
 async def test_a_page_read_again_needs_no_query_until_a_change_is_announced(
