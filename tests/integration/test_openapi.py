@@ -36,6 +36,7 @@ from tests.integration.helpers import login, unique_handle
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 EXAMPLES = 25  # per operation and phase: the whole run stays within about a minute on a busy machine
+ST_CONFIG = Path(__file__).with_name("schemathesis.toml")
 # Browser flows, not API operations: redirects to GitHub and back, and the page that renews cookies.
 BROWSER_FLOWS = {"/auth/github/login", "/auth/github/callback", "/auth/resume"}
 
@@ -99,14 +100,35 @@ def served(settings: Settings) -> Iterator[str]:
 
 
 def schemathesis(url: str, workdir: Path, *extra: str) -> tuple[int, str]:
-    """Run `st run --checks all` (bounded) from `workdir` (it keeps a cache there); (exit code, output)."""
-    config = Path(__file__).with_name("schemathesis.toml")
-    cmd = [str(BIN / "st"), "--config-file", str(config), "--no-color", "run", f"{url}/openapi.json"]
-    cmd += ["--checks", "all", "--max-examples", str(EXAMPLES), "--seed", "1", *extra]
+    """Run `st run` with every check (bounded) from `workdir` (it keeps a cache there); (exit code, output).
+
+    Every check is on by default; `--checks all` would also override the few per-operation exceptions in
+    schemathesis.toml (see `test_every_check_runs_but_the_configured_exceptions`)."""
+    cmd = [str(BIN / "st"), "--config-file", str(ST_CONFIG), "--no-color", "run", f"{url}/openapi.json"]
+    cmd += ["--max-examples", str(EXAMPLES), "--seed", "1", *extra]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(cmd, env=env, cwd=workdir, capture_output=True, text=True, timeout=600)
     print(done.stdout[-3000:], done.stderr[-3000:])  # the summary: operations, cases, failures
     return done.returncode, done.stdout + done.stderr
+
+
+def test_every_check_runs_but_the_configured_exceptions() -> None:
+    import schemathesis
+    from schemathesis.checks import CHECKS
+    from schemathesis.config import SchemathesisConfig
+
+    schema = schemathesis.openapi.from_path(DOCS_DIR / "openapi.json", config=SchemathesisConfig.from_path(ST_CONFIG))
+    names = CHECKS.get_all_names()
+    off: dict[str, list[str]] = {}
+    for operation in (result.ok() for result in schema.get_all_operations()):
+        for phase in (None, "fuzzing", "stateful"):
+            checks = schema.config.checks_config_for(operation=operation, phase=phase)
+            if disabled := sorted(n for n in names if not checks.get_by_name(name=n).enabled):
+                off[operation.label] = disabled
+    assert off == {
+        "GET /api/posts/{post_id}/likes": ["use_after_free"],
+        "GET /api/posts/{post_id}/reposts": ["use_after_free"],
+    }
 
 
 def server_errors(output: str) -> list[str]:
