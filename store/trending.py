@@ -150,13 +150,11 @@ if added > 0 then redis.call('INCR', KEYS[3]) end
 return 1
 """
 
-# KEYS: record, version, then (contributions, actors, active) per contribution.
-# ARGV: the record value read before (or ''), tombstone ttl, then (field, actor, subject) per contribution.
-# Returns -1 when the record changed since it was read (the caller reads again).
-_REMOVE = """
-if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return -1 end
-for i = 3, #KEYS, 3 do
-  local j = 3 + (i - 3) / 3 * 3
+# Takes one contribution out: its field from the contributions hash (KEYS[i]); its actor (ARGV[j + 1]) from the
+# actors set (KEYS[i + 1]) unless another field still names it; the subject (ARGV[j + 2]) from the active set
+# (KEYS[i + 2]) once no contribution is left.
+_TAKE_OUT = """
+local function take_out(i, j)
   if redis.call('HDEL', KEYS[i], ARGV[j]) == 1 then
     local still = false
     for _, actor in ipairs(redis.call('HVALS', KEYS[i])) do
@@ -166,30 +164,33 @@ for i = 3, #KEYS, 3 do
     if redis.call('HLEN', KEYS[i]) == 0 then redis.call('SREM', KEYS[i + 2], ARGV[j + 2]) end
   end
 end
+"""
+
+# KEYS: record, version, then (contributions, actors, active) per contribution.
+# ARGV: the record value read before (or ''), tombstone ttl, then (field, actor, subject) per contribution.
+# Returns -1 when the record changed since it was read (the caller reads again).
+_REMOVE = (
+    _TAKE_OUT
+    + """
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return -1 end
+for i = 3, #KEYS, 3 do take_out(i, 3 + (i - 3) / 3 * 3) end
 redis.call('SET', KEYS[1], 'x', 'EX', ARGV[2])
 redis.call('INCR', KEYS[2])
 return 1
 """
+)
 
 # An edit: the old version's contributions out (as _REMOVE), the new one's in (as _ADD), the record replaced.
 # KEYS: record, version, then (contributions, actors, active) per old contribution, then per new one.
 # ARGV: the record read before, the new record, record ttl, the number of old contributions, then (field, actor,
 # subject) per old contribution, then (field, actor, subject, ttl) per new one.
 # Returns -1 when the record changed since it was read (the caller reads again).
-_REPLACE = """
+_REPLACE = (
+    _TAKE_OUT
+    + """
 if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return -1 end
 local old = tonumber(ARGV[4])
-for n = 0, old - 1 do
-  local i, j = 3 + n * 3, 5 + n * 3
-  if redis.call('HDEL', KEYS[i], ARGV[j]) == 1 then
-    local still = false
-    for _, actor in ipairs(redis.call('HVALS', KEYS[i])) do
-      if actor == ARGV[j + 1] then still = true break end
-    end
-    if not still then redis.call('SREM', KEYS[i + 1], ARGV[j + 1]) end
-    if redis.call('HLEN', KEYS[i]) == 0 then redis.call('SREM', KEYS[i + 2], ARGV[j + 2]) end
-  end
-end
+for n = 0, old - 1 do take_out(3 + n * 3, 5 + n * 3) end
 for n = 0, (#KEYS - 2) / 3 - old - 1 do
   local i, j = 3 + (old + n) * 3, 5 + old * 3 + n * 4
   if redis.call('HSETNX', KEYS[i], ARGV[j], ARGV[j + 1]) == 1 then
@@ -202,6 +203,7 @@ redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 redis.call('INCR', KEYS[2])
 return 1
 """
+)
 
 # KEYS: moderation hash, version. ARGV: target, value (see moderation_value).
 _MODERATE = """

@@ -43,7 +43,7 @@ from gateway.requests import RequestModel, json_body, path_param, validated
 from gateway.routes import resource
 from gateway.state import State, state_of
 from schemas.events import Id, PostCreated, PostCreatedData, PostDeleted, PostDeletedData, new_id
-from store.posts import CHANNEL, DELETED_CHANNEL, EDITED_CHANNEL, Page, PostReadModel
+from store.posts import CHANNEL, DELETED_CHANNEL, EDITED_CHANNEL, Page, PostReadModel, PostView
 
 MAX_WAIT_S = 1.0
 IDEMPOTENCY_TTL_S = 24 * 3600
@@ -199,6 +199,17 @@ async def create_post(request: Request) -> Response:
     return _accepted(post_id, visible)
 
 
+async def _own_post(request: Request, verb: str) -> tuple[Viewer, PostView]:
+    """The viewer and the post at the path, which the viewer wrote: 404 when there is none, 403 for others."""
+    viewer = await require_viewer(request)
+    post = await state_of(request).posts.get(path_param(request, "post_id", "No such post."))
+    if post is None:
+        raise NotFound("No such post.")
+    if post.author_id != viewer.user_id:
+        raise Forbidden(f"Only its author can {verb} a post.")
+    return viewer, post
+
+
 @contract(PostAccepted, status=202, auth="required", errors=(404,))
 async def delete_post(request: Request) -> Response:
     """`DELETE /api/posts/{id}` by its author → 202; the post then leaves every read model.
@@ -206,14 +217,9 @@ async def delete_post(request: Request) -> Response:
     A post not projected yet is not found (404) until it is: clients that delete what they just wrote send
     `Prefer: wait` with the POST.
     """
-    viewer = await require_viewer(request)
+    viewer, post = await _own_post(request, "delete")
     state = state_of(request)
     posts = state.posts
-    post = await posts.get(path_param(request, "post_id", "No such post."))
-    if post is None:
-        raise NotFound("No such post.")
-    if post.author_id != viewer.user_id:
-        raise Forbidden("Only its author can delete a post.")
 
     async def gone() -> bool:
         return not await posts.exists(post.id)
@@ -231,14 +237,9 @@ async def delete_post(request: Request) -> Response:
 async def edit_post(request: Request) -> Response:
     """`PATCH /api/posts/{id} {"body"}` by its author → 202; the post then shows the new version, with `edited_at`,
     and `GET /api/posts/{id}/history` lists every version. Validated as a new post's body."""
-    viewer = await require_viewer(request)
+    viewer, post = await _own_post(request, "edit")
     state = state_of(request)
     posts = state.posts
-    post = await posts.get(path_param(request, "post_id", "No such post."))
-    if post is None:
-        raise NotFound("No such post.")
-    if post.author_id != viewer.user_id:
-        raise Forbidden("Only its author can edit a post.")
     body = validated(EditedPost, await json_body(request)).body
     quote_of = await state.interactions.quoted(post.id)
     event = PostCreated(

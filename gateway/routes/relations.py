@@ -11,19 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.auth.current import require_viewer
-from gateway.cursors import CursorShape, Micros, PageQuery
+from gateway.cursors import PageQuery
 from gateway.errors import InvalidInput, JSONResponse
 from gateway.openapi import contract
 from gateway.relations import relations
 from gateway.routes import resource
+from gateway.routes.interactions import KEYSET, UserPage
 from gateway.routes.users import ACCEPTED, Accepted, user_id_of_path
 from gateway.state import state_of
-from schemas.events import Event, FollowData, Id, RelationData, UserBlock, UserMute, UserUnfollowed
+from schemas.events import Event, FollowData, RelationData, UserBlock, UserMute, UserUnfollowed
 from store.relations import Kind
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -32,19 +32,6 @@ KINDS: dict[Kind, tuple[type[UserMute | UserBlock], str, str]] = {
     "mute": (UserMute, "user-muted", "user-unmuted"),
     "block": (UserBlock, "user-blocked", "user-unblocked"),
 }
-# Pages continue after (when muted or blocked, in microseconds; that user's id).
-RELATION_CURSOR: CursorShape[tuple[int, str]] = CursorShape(tuple[Micros, Id])
-
-
-class RelatedUser(BaseModel):
-    handle: str
-    display_name: str
-    avatar_url: str
-
-
-class RelatedUserPage(BaseModel):
-    items: list[RelatedUser]
-    next_cursor: str | None
 
 
 def _writer(kind: Kind, undo: bool) -> Endpoint:
@@ -74,7 +61,7 @@ def _writer(kind: Kind, undo: bool) -> Endpoint:
 
 async def related_page(request: Request, kind: Kind, user_id: str) -> dict[str, object]:
     """One page of whom `user_id` mutes / blocks, as the API serves it (the settings pages render it too)."""
-    cursor, limit = RELATION_CURSOR.page(request)
+    cursor, limit = KEYSET.page(request)
     page = await relations(request).page(kind, user_id, cursor, limit)
     sql = "SELECT user_id, handle, display_name, avatar_url FROM users WHERE user_id = ANY($1::text[])"
     rows = {r["user_id"]: r for r in await state_of(request).pg.fetch(sql, page.user_ids)}
@@ -83,11 +70,11 @@ async def related_page(request: Request, kind: Kind, user_id: str) -> dict[str, 
         for r in (rows.get(u) for u in page.user_ids)
         if r is not None and not r["handle"].startswith("~")
     ]
-    return {"items": items, "next_cursor": RELATION_CURSOR.encode(page.after) if page.after else None}
+    return {"items": items, "next_cursor": KEYSET.encode(page.after) if page.after else None}
 
 
 def _lister(kind: Kind) -> Endpoint:
-    @contract(RelatedUserPage, query=PageQuery, auth="required")
+    @contract(UserPage, query=PageQuery, auth="required")
     async def lister(request: Request) -> Response:
         me = await require_viewer(request)
         return JSONResponse(await related_page(request, kind, me.user_id))
