@@ -131,6 +131,9 @@ async def test_postgres_unreachable_gives_503(settings: Settings) -> None:
         body = {"body": "a reply", "reply_to": "nope"}
         response, elapsed = await timed(client, "POST", "/api/posts", json=body, headers=headers)
         assert_unavailable(response, elapsed, "postgres")
+        # A new post stores its erasure key before it is published: without PostgreSQL it is refused, not lost.
+        response, elapsed = await timed(client, "POST", "/api/posts", json={"body": "a post"}, headers=headers)
+        assert_unavailable(response, elapsed, "postgres")
 
 
 @pytest.mark.parametrize("fault", ["paused", "killed"])
