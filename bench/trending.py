@@ -208,6 +208,7 @@ def main() -> None:
         ),
         "gateway_cpu_ms_per_request": round(statistics.median(r["cpu_ms"] for r in gateway_runs), 3),
         "healthz_cpu_ms_per_request": round(statistics.median(r["cpu_ms"] for r in healthz_runs), 3),
+        "bare_cpu_ms_per_request": round(statistics.median(r["cpu_ms"] for r in bare_runs), 3),
         "gateway_latency_ms": {k: summary([r[k] for r in gateway_runs]) for k in ("p50", "p99")},
         "bare_latency_ms": {k: summary([r[k] for r in bare_runs]) for k in ("p50", "p99")},
     }
