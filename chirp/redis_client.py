@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
+from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import Connection
+from redis.commands.core import AsyncScript
 from redis.connection import HiredisRespSerializer
-from redis.exceptions import ConnectionError, ResponseError
+from redis.exceptions import ConnectionError, NoScriptError, ResponseError
 
 
 class HiredisPacking(Connection):
@@ -72,3 +75,26 @@ class HiredisPacking(Connection):
 def from_url(url: str, **options: Any) -> aioredis.Redis:
     """`redis.asyncio.Redis.from_url` with `HiredisPacking` connections."""
     return aioredis.Redis.from_url(url, connection_class=HiredisPacking, **options)
+
+
+async def pipelined(
+    redis: aioredis.Redis, queue: Callable[[Pipeline], object], scripts: Iterable[AsyncScript] = ()
+) -> list[Any]:
+    """The replies to the commands `queue` puts on one pipeline (no transaction): one round trip. A command that
+    failed has its exception in its place. Scripts go as `EVALSHA` (`evalsha_of`) alone: redis-py's pipelines ask
+    `SCRIPT EXISTS` before every send (a round trip more), so here a missing script (a restarted or flushed Redis)
+    is loaded, from `scripts`, and the pipeline sent again."""
+    for attempt in range(2):
+        async with redis.pipeline(transaction=False) as pipe:
+            queue(pipe)
+            replies = await pipe.execute(raise_on_error=False)
+        if attempt or not any(isinstance(reply, NoScriptError) for reply in replies):
+            return replies
+        for script in scripts:
+            await redis.script_load(script.script)
+    raise AssertionError("unreachable")
+
+
+def evalsha_of(pipe: Pipeline, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> None:
+    """Queue `script` on `pipe` by its sha (for `pipelined`, which loads it when missing)."""
+    pipe.evalsha(script.sha, len(keys), *keys, *args)
