@@ -4,8 +4,9 @@ Warm path: one Redis script (a page of post ids after the cursor, plus the follo
 authors the viewer mutes, blocks or is blocked by), sent in the same round trip as the session check, and one SQL
 query loading those posts by id merged with the big accounts' newest. Posts, their counts, the viewer's flags and
 the reposts merged in are cached briefly in the process (CachedPosts, gateway/interaction_cache.py), so a page read
-again within seconds needs no SQL at all; the viewer's own likes and reposts show as soon as they are applied. Cold path (no built timeline in Redis): the page
-is served from SQL with `"partial": true` while the timeline is rebuilt in the background.
+again within seconds needs no SQL at all; the viewer's own likes and reposts show as soon as they are applied.
+Cold path (no built timeline in Redis): the page is served from SQL with `"partial": true` while the timeline is
+rebuilt in the background.
 """
 
 from __future__ import annotations
