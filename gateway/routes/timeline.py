@@ -25,7 +25,7 @@ from gateway.cursors import PageQuery, post_cursor, post_page_params
 from gateway.errors import InvalidInput, JSONResponse
 from gateway.interactions import with_interactions, with_reposts
 from gateway.openapi import contract
-from gateway.post_objects import PostPage, post_json
+from gateway.post_objects import PostPage, cached_post_json
 from gateway.state import State, state_of
 from store.relations import hidden_keys
 from store.timelines import followees_of, page_of, rebuild, window_of
@@ -72,7 +72,7 @@ async def timeline(request: Request) -> Response:
         me.user_id,
         cursor,
         limit,
-        post_json,
+        cached_post_json,
         state.timeline_posts.by_ids,
         hidden=hidden,
     )
