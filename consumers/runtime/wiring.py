@@ -21,6 +21,7 @@ from consumers.runtime.lease import Lease
 from consumers.runtime.metrics import update_lag
 from consumers.runtime.outages import ShuttingDown
 from consumers.runtime.policy import Runner
+from consumers.runtime.polling import take_batches_with_poll
 from producers.broker import ensure_topics, make_broker
 
 log = get_logger("chirp.consumer")
@@ -60,6 +61,8 @@ def subscribe(broker: KafkaBroker, consumer: Consumer, ctx: Context, stopping: a
         title=consumer.name,
         description=consumer.description,
     )
+
+    take_batches_with_poll(subscriber, settings.consumer_batch_size, settings.consumer_batch_timeout_ms)
 
     @subscriber
     async def on_batch(records: Any) -> None:  # the batch's records, as `_records_only` hands them over
