@@ -345,7 +345,7 @@ class Replay:
             for m in sorted(self.members, key=lambda m: m.consumer.name):
                 if not await lock.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"replay:{m.consumer.name}"):
                     raise ReplayError(f"another replay of {m.consumer.name} is running")
-            live_redis = redis_client.from_url(self.settings.redis_url, decode_responses=True)
+            live_redis = redis_client.connect(self.settings, decode_responses=True)
             stack.push_async_callback(live_redis.aclose)
             for m in self.members:
                 await self._remove_leftovers(m, lock, live_redis)

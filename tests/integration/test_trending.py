@@ -39,7 +39,7 @@ from schemas.events import (
     UserFollowed,
     new_id,
 )
-from store.trending import RedisTrending
+from store.trending import DEFAULT_PREFIX, RedisTrending
 from tests.conftest import eventually
 from tests.integration.explore_support import ago, caught_up, deleted, drop, dump, parsed, registered
 from tests.scratch import scratch_id
@@ -55,7 +55,7 @@ async def fresh(
     prefixes: list[str] = []
 
     def make() -> Context:
-        prefixes.append(f"test-trending:{new_id()}:")
+        prefixes.append(f"test-trending:{{{new_id()}}}:")  # its own slot on a cluster
         return Context(settings, pg, redis_client, publisher, trending_prefix=prefixes[-1])
 
     yield make
@@ -396,7 +396,7 @@ def test_cli_hide_and_unhide_are_events_the_consumer_applies(pipeline: Pipeline,
     def state(expected: str) -> str:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            value = client.hget("trending:moderation", f"#{name}")
+            value = client.hget(f"{DEFAULT_PREFIX}moderation", f"#{name}")
             if value is not None and value.endswith(expected):
                 return value
             time.sleep(0.05)
