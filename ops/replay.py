@@ -284,6 +284,11 @@ class Replay:
         for m in self.members:
             if any(m.redis_root.startswith(p) or not p for p in m.model.redis_prefixes):
                 raise ReplayError(f"redis prefixes {m.model.redis_prefixes} would contain the shadow keys")
+            if m.model.redis_prefixes and settings.redis_cluster:  # the swap is one script over every key
+                raise ReplayError(
+                    f"{m.consumer.name} keeps its read model in Redis, and a replay's atomic swap needs a single"
+                    " Redis, not a cluster (docs/scaling.md)"
+                )
 
     # Planning ------------------------------------------------------------------------------------------------
 

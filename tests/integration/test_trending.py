@@ -391,7 +391,9 @@ def test_cli_hide_and_unhide_are_events_the_consumer_applies(pipeline: Pipeline,
     from ops.trending import trending_app
 
     name = tag()
-    client = sync_redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = (sync_redis.RedisCluster if settings.redis_cluster else sync_redis.Redis).from_url(
+        settings.redis_url, decode_responses=True
+    )
 
     def state(expected: str) -> str:
         deadline = time.monotonic() + 60
