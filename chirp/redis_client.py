@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
-from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+from redis.asyncio.cluster import ClusterPipeline, ClusterPubSub, RedisCluster
 from redis.asyncio.connection import Connection
 from redis.connection import HiredisRespSerializer
 from redis.crc import key_slot
@@ -106,8 +106,21 @@ class ScriptingPipeline(ClusterPipeline):
 _SCRIPTS: dict[str, Any] = {}  # SHA -> text of every script registered with a `Cluster`
 
 
+class _DiscoveringPubSub(ClusterPubSub):
+    """A subscription of a client that may not have sent a command yet: redis-py picks the subscription's node from
+    the slot map, so the client learns the cluster first (a no-op once it has)."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        await self.cluster.initialize()
+        return await super().execute_command(*args, **kwargs)
+
+
 class Cluster(RedisCluster):
-    """`RedisCluster` whose pipelines take the app's scripts (`ScriptingPipeline`)."""
+    """`RedisCluster` whose pipelines take the app's scripts (`ScriptingPipeline`) and whose subscriptions work
+    before its first command (`_DiscoveringPubSub`)."""
+
+    def pubsub(self, node: Any = None, host: str | None = None, port: int | None = None, **kwargs: Any) -> Any:
+        return _DiscoveringPubSub(self, node=node, host=host, port=port, **kwargs)
 
     def register_script(self, script: Any) -> Any:
         registered = super().register_script(script)

@@ -40,7 +40,7 @@ from schemas.events import (
     new_id,
 )
 from store.trending import DEFAULT_PREFIX, RedisTrending
-from tests.conftest import eventually
+from tests.conftest import eventually, replays_redis
 from tests.integration.explore_support import ago, caught_up, deleted, drop, dump, parsed, registered
 from tests.scratch import scratch_id
 
@@ -186,6 +186,7 @@ async def test_users_trend_on_mentions_and_new_followers(
     assert listed(body)[0]["score"] > 0
 
 
+@replays_redis
 async def test_the_ranking_a_replay_swaps_in_is_complete(
     settings: Settings,
     publisher: Publisher,
