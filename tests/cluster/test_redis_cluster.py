@@ -40,7 +40,11 @@ def redis_nodes(settings: Settings) -> Iterator[Settings]:
     """A three-master cluster on free ports, stopped and deleted at the end."""
     home = Path(tempfile.mkdtemp(prefix="chirp-redis-cluster-"))
     on = settings.model_copy(
-        update={"home": home, "redis_cluster": True, "redis_cluster_port": free_port_block(redis_cluster.MASTERS)}
+        update={
+            "home": home,
+            "redis_cluster": True,
+            "redis_cluster_port": free_port_block(redis_cluster.MASTERS, highest=55535, bus_offset=10000),
+        }
     )
     try:
         redis_cluster.up(on)
