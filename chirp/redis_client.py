@@ -4,7 +4,7 @@ its cluster client when `redis_cluster` is set (docs/scaling.md)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis.asyncio as aioredis
@@ -94,15 +94,28 @@ class ScriptingPipeline(ClusterPipeline):
     NOSCRIPT; the node caches it by its SHA all the same. A PUBLISH goes to any node (it reaches every node).
     """
 
-    async def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
-        """Queue the script (what `Script.__call__` awaits; awaiting the pipeline itself would reset it)."""
-        return self.execute_command("EVAL", _SCRIPTS[sha], numkeys, *keys_and_args)
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> _Queued:
+        """Queue the script at once (for `evalsha_of`), returning what `Script.__call__` awaits (awaiting the
+        pipeline itself would reset it)."""
+        self.execute_command("EVAL", _SCRIPTS[sha], numkeys, *keys_and_args)
+        return _Queued(self)
 
     def publish(self, channel: Any, message: Any, **kwargs: Any) -> Any:
         return self.execute_command("PUBLISH", channel, message, target_nodes=RedisCluster.RANDOM, **kwargs)
 
     def sunionstore(self, dest: Any, keys: Any, *args: Any) -> Any:
         return self.execute_command("SUNIONSTORE", dest, *([keys] if isinstance(keys, str | bytes) else keys), *args)
+
+
+class _Queued(Awaitable[ClusterPipeline]):
+    """An awaitable answering the pipeline a command was queued on, without resending it."""
+
+    def __init__(self, pipe: ClusterPipeline) -> None:
+        self.pipe = pipe
+
+    def __await__(self) -> Generator[None, None, ClusterPipeline]:
+        return self.pipe
+        yield  # a generator: awaiting it takes no turn of the loop
 
 
 _SCRIPTS: dict[str, Any] = {}  # SHA -> text of every script registered with a `Cluster`
