@@ -1,8 +1,8 @@
 """Token-bucket rate limits in Redis, one bucket per action and actor (`chirp:rl:{action}:{user|ip}:{id}`).
 
 One Lua script reads, refills, spends and writes a request's buckets (the viewer's, then the address's) in one
-round trip, so concurrent gateways cannot overspend them. (Its keys share no hash tag: on a Redis Cluster the two
-buckets would need one.) Time comes
+round trip, so concurrent gateways cannot overspend them (on a Redis Cluster, where the two buckets live in
+different slots, one call each). Time comes
 from Redis (`TIME`), not from the gateways, so their clock skew does not matter. A bucket expires once it would
 be full again, so idle actors cost no memory.
 
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -122,6 +123,7 @@ class RateLimiter:
 
     def __init__(self, redis: Redis, limits: Mapping[str, Limit] | None = None, *, prefix: str = PREFIX) -> None:
         self._script = redis.register_script(_TOKEN_BUCKETS)
+        self._one_key_a_call = isinstance(redis, RedisCluster)  # a request's buckets live in different slots
         self.limits: dict[str, Limit] = {**LIMITS, **(limits or {})}
         self.prefix = prefix
 
@@ -137,7 +139,16 @@ class RateLimiter:
             if limit.rate_per_s <= 0 or limit.burst < 1 or not 0 < cost <= limit.burst:
                 raise ValueError("need rate_per_s > 0, burst >= 1 and 0 < cost <= burst")
             args += [repr(limit.rate_per_s), limit.burst]
-        allowed, retry_ms, remaining = await self._script(keys=[key for key, _ in buckets], args=args)
+        if self._one_key_a_call and len(buckets) > 1:
+            for i, (key, _) in enumerate(buckets):
+                decision = await self._spend([key], [cost, *args[1 + 2 * i : 3 + 2 * i]])
+                if not decision.allowed:
+                    break
+            return decision
+        return await self._spend([key for key, _ in buckets], args)
+
+    async def _spend(self, keys: list[str], args: list[str | int]) -> Decision:
+        allowed, retry_ms, remaining = await self._script(keys=keys, args=args)
         return Decision(allowed=bool(allowed), retry_after_s=int(retry_ms) / 1000, remaining=int(remaining))
 
     async def hit_action(self, action: str, kind: Literal["user", "ip"], actor: str, *, cost: int = 1) -> Decision:
