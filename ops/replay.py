@@ -285,6 +285,11 @@ class Replay:
         for m in self.members:
             if any(m.redis_root.startswith(p) or not p for p in m.model.redis_prefixes):
                 raise ReplayError(f"redis prefixes {m.model.redis_prefixes} would contain the shadow keys")
+            if m.model.redis_prefixes and settings.redis_cluster:  # the swap is one script over every key
+                raise ReplayError(
+                    f"{m.consumer.name} keeps its read model in Redis, and a replay's atomic swap needs a single"
+                    " Redis, not a cluster (docs/scaling.md)"
+                )
 
     # Planning ------------------------------------------------------------------------------------------------
 
@@ -346,7 +351,7 @@ class Replay:
             for m in sorted(self.members, key=lambda m: m.consumer.name):
                 if not await lock.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"replay:{m.consumer.name}"):
                     raise ReplayError(f"another replay of {m.consumer.name} is running")
-            live_redis = redis_client.from_url(self.settings.redis_url, decode_responses=True)
+            live_redis = redis_client.connect(self.settings, decode_responses=True)
             stack.push_async_callback(live_redis.aclose)
             for m in self.members:
                 await self._remove_leftovers(m, lock, live_redis)
