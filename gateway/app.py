@@ -34,10 +34,10 @@ from gateway.ratelimit import RateLimiter, RateLimitMiddleware
 from gateway.router import IndexedRouter
 from gateway.state import State
 from producers.broker import Publisher, ensure_topics, make_broker, stop_within
+from store.backends import posts_read_model
 from store.interactions import PostgresInteractions
 from store.keys import PgKeyStore
 from store.postgres import connect
-from store.posts import PostgresPosts
 from store.relations import RedisRelations
 from store.reports import PostgresReports
 from store.search import PLAN_ONCE, PostgresSearch
@@ -92,7 +92,7 @@ def create_app(settings: Settings) -> Starlette:
             keys=KeyRing.from_settings(settings),
             sessions=SessionStore(redis_client, settings.refresh_token_days),
             limiter=RateLimiter(redis_client),
-            posts=PostgresPosts(pg),
+            posts=posts_read_model(settings, pg),
             users=PostgresUsersReadModel(pg),
             interactions=interactions,
             interaction_cache=InteractionCache(redis_client, interactions),

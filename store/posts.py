@@ -16,7 +16,7 @@ Writes come from the posts consumer, one statement per batch; reads serve the ga
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -71,6 +71,25 @@ class Projected:
     author_id: str
     reply_to: str | None
     hashtags: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    """How a post's author shows: empty names when the author is not projected yet (or has a placeholder handle)."""
+
+    handle: str
+    display_name: str
+    avatar_url: str
+
+
+NO_AUTHOR = Author("", "", "")
+
+
+class Authors(Protocol):
+    """Author names for a store that does not hold the users read model (ArangoDB's posts: store/arango.py)."""
+
+    async def of(self, user_ids: Collection[str]) -> dict[str, Author]: ...
+    async def user_id_of(self, handle: str) -> str | None: ...
 
 
 class PostReadModel(Protocol):
@@ -331,3 +350,24 @@ class PostgresPosts:
     async def history(self, post_id: str) -> list[Version]:
         """Every version of a live post, newest first (empty when unknown or deleted)."""
         return [Version(r["body"], r["html"], r["at"]) for r in await self._pool.fetch(_HISTORY, post_id)]
+
+
+class PostgresAuthors:
+    """`Authors` from the users table (the users read model stays in PostgreSQL on either store)."""
+
+    _OF = """SELECT user_id, CASE WHEN handle LIKE '~%' THEN '' ELSE handle END AS handle, display_name, avatar_url
+             FROM users WHERE user_id = ANY($1::text[])"""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def of(self, user_ids: Collection[str]) -> dict[str, Author]:
+        """The names of those of these users who are projected."""
+        if not user_ids:
+            return {}
+        rows = await self._pool.fetch(self._OF, list(user_ids))
+        return {r["user_id"]: Author(r["handle"], r["display_name"], r["avatar_url"]) for r in rows}
+
+    async def user_id_of(self, handle: str) -> str | None:
+        """The id of the user with this handle (case-insensitive), None when no such user is projected."""
+        return await self._pool.fetchval("SELECT user_id FROM users WHERE lower(handle) = lower($1)", handle)

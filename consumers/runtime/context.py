@@ -12,15 +12,18 @@ from faststream.kafka import KafkaBroker
 from chirp import redis_client
 from chirp.settings import Settings
 from producers.broker import Publisher
+from store.backends import posts_read_model
 from store.keys import PgKeyStore
+from store.posts import PostReadModel
 from store.timelines import RedisTimelines
 from store.trending import DEFAULT_PREFIX, RedisTrending
 
 
 @dataclass
 class Context:
-    """What a handler receives: the settings, the store pool, Redis, a publisher, and the Redis read models'
-    adapters (built on first use, once per context: a replay's context builds them on its shadow client)."""
+    """What a handler receives: the settings, the store pool, Redis, a publisher, and the read models' adapters
+    that are not per-consumer SQL (built on first use, once per context: a replay's context builds them on its
+    shadow pool and client)."""
 
     settings: Settings
     pg: asyncpg.Pool
@@ -33,6 +36,11 @@ class Context:
         """The erasure key store: the publisher's (it seals what this process publishes), else one on `pg`."""
         own = getattr(self.publisher, "keys", None)
         return own if isinstance(own, PgKeyStore) else PgKeyStore.from_settings(self.settings, self.pg)
+
+    @cached_property
+    def posts(self) -> PostReadModel:
+        """The posts read model on the configured store (`CHIRP_STORE`, store/backends.py)."""
+        return posts_read_model(self.settings, self.pg)
 
     @cached_property
     def timelines(self) -> RedisTimelines:

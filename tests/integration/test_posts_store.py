@@ -13,16 +13,17 @@ from arango.database import StandardDatabase
 
 from chirp.settings import Settings
 from schemas.events import PostDeleted, PostDeletedData, PostParsed, PostParsedData, new_id
-from store.arango import INDEXES, ArangoPosts, connect_arango
+from store.arango import INDEXES, ArangoPosts, connect_arango, reset_collections
 from store.postgres import connect
-from store.posts import PostgresPosts, PostReadModel
+from store.posts import PostgresAuthors, PostgresPosts, PostReadModel
 
 AddAuthor = Callable[[str, str, str, str], Awaitable[None]]  # (user_id, handle, display_name, avatar_url)
 
 
 def parsed(
     author: str, *, tags: tuple[str, ...] = (), reply_to: str | None = None, at: datetime | None = None,
-    post_id: str | None = None, html: str = "<p>hi</p>",
+    post_id: str | None = None, html: str = "<p>hi</p>", created_at: datetime | None = None,
+    edited_at: datetime | None = None, body: str = "hi",
 ) -> PostParsed:  # fmt: skip
     at = at or datetime.now(UTC)
     return PostParsed(
@@ -30,22 +31,47 @@ def parsed(
         payload=PostParsedData(
             post_id=post_id or new_id(),
             author_id=author,
-            body="hi",
+            body=body,
             html=html,
-            text="hi",
+            text=body,
             hashtags=tags,
             reply_to=reply_to,
-            created_at=at,
+            created_at=created_at or at,
+            edited_at=edited_at,
         ),
     )
 
 
-def deleted(post_id: str, author: str, at: datetime | None = None) -> PostDeleted:
-    return PostDeleted(occurred_at=at or datetime.now(UTC), payload=PostDeletedData(post_id=post_id, author_id=author))
+def deleted(post_id: str, author: str, at: datetime | None = None, *, moderated: bool = False) -> PostDeleted:
+    return PostDeleted(
+        occurred_at=at or datetime.now(UTC),
+        payload=PostDeletedData(post_id=post_id, author_id=author, moderated=moderated),
+    )
+
+
+@pytest.fixture
+async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    pool = await connect(settings, max_size=2)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def add_author(pool: asyncpg.Pool) -> AddAuthor:
+    """Authors are the users read model's, in PostgreSQL on either store."""
+
+    async def add(user_id: str, handle: str, display_name: str, avatar_url: str) -> None:
+        await pool.execute(
+            "INSERT INTO users (user_id, handle, display_name, avatar_url, joined_at, profile_at)"
+            " VALUES ($1, $2, $3, $4, now(), now())",
+            user_id, handle, display_name, avatar_url,
+        )  # fmt: skip
+
+    return add
 
 
 class PostReadModelContract:
-    """Every backend of the port passes these; a subclass provides the `model` and `add_author` fixtures."""
+    """Every backend of the port passes these; a subclass provides the `model` fixture."""
 
     async def test_same_post_twice_is_one_post_and_one_first_projection(self, model: PostReadModel) -> None:
         event = parsed(new_id())
@@ -165,45 +191,92 @@ class PostReadModelContract:
         assert await model.user_id_of(handle.upper()) == known.payload.author_id
         assert await model.user_id_of("no-such-" + handle) is None
 
+    async def test_many_returns_the_live_posts_among_the_ids(self, model: PostReadModel) -> None:
+        author = new_id()
+        live, gone = parsed(author), parsed(author)
+        await model.save_parsed([live, gone])
+        await model.save_deleted([deleted(gone.payload.post_id, author)])
+        found = await model.many([live.payload.post_id, gone.payload.post_id, new_id()])
+        assert [p.id for p in found] == [live.payload.post_id]
+        assert await model.many([]) == []
+
+    async def test_author_of_a_live_post_only(self, model: PostReadModel) -> None:
+        event = parsed(new_id())
+        await model.save_parsed([event])
+        assert await model.author_of(event.payload.post_id) == event.payload.author_id
+        await model.save_deleted([deleted(event.payload.post_id, event.payload.author_id)])
+        assert await model.author_of(event.payload.post_id) is None
+        assert await model.author_of(new_id()) is None
+
+    async def test_hidden_authors_are_left_out_of_every_list(self, model: PostReadModel) -> None:
+        shown, hidden, tag = new_id(), new_id(), f"t{new_id().lower()}"
+        parent = parsed(shown, tags=(tag,))
+        mine, theirs = parsed(shown, tags=(tag,), reply_to=parent.payload.post_id), parsed(hidden, tags=(tag,))
+        reply = parsed(hidden, reply_to=parent.payload.post_id)
+        await model.save_parsed([parent, mine, theirs, reply])
+        ids = {e.payload.post_id for e in (parent, mine, theirs, reply)}
+        latest = {p.id for p in (await model.latest(None, 1000, hidden=[hidden])).items} & ids
+        assert latest == {parent.payload.post_id, mine.payload.post_id}
+        assert {p.id for p in (await model.by_tag(tag, None, 10, hidden=[hidden])).items} == latest
+        assert (await model.by_author(hidden, None, 10, hidden=[hidden])).items == []
+        replies = await model.replies(parent.payload.post_id, None, 10, hidden=[hidden])
+        assert [p.id for p in replies.items] == [mine.payload.post_id]
+
+    async def test_the_newest_version_shows_and_every_version_is_kept(self, model: PostReadModel) -> None:
+        created = datetime.now(UTC)
+        post_id, author = new_id(), new_id()
+        first = parsed(author, post_id=post_id, at=created, body="v1", html="<p>v1</p>")
+        edits = [parsed(author, post_id=post_id, at=created + timedelta(minutes=m), created_at=created, body=f"v{m}",
+                        html=f"<p>v{m}</p>", edited_at=created + timedelta(minutes=m)) for m in (2, 3)]  # fmt: skip
+        await model.save_parsed([edits[1]])  # the newest edit first, then the rest in any order
+        await model.save_parsed([first, edits[0]])
+        post = await model.get(post_id)
+        assert post is not None and (post.body, post.html) == ("v3", "<p>v3</p>")
+        assert post.edited_at == edits[1].payload.edited_at
+        assert post.created_at == created
+        versions = await model.history(post_id)
+        assert [(v.body, v.at) for v in versions] == [
+            ("v3", created + timedelta(minutes=3)), ("v2", created + timedelta(minutes=2)), ("v1", created),
+        ]  # fmt: skip
+        rerender = parsed(
+            author,
+            post_id=post_id,
+            at=created + timedelta(hours=1),
+            created_at=created,
+            body="v1",
+            html="<p>v1 again</p>",
+        )  # a later render of the first version does not replace an edit
+        await model.save_parsed([rerender])
+        post = await model.get(post_id)
+        assert post is not None and post.body == "v3"
+        assert [v.html for v in await model.history(post_id)][-1] == "<p>v1 again</p>"
+        await model.save_deleted([deleted(post_id, author)])
+        assert await model.history(post_id) == []
+
+    async def test_taken_down_names_the_author_of_a_moderated_delete_only(self, model: PostReadModel) -> None:
+        author = new_id()
+        moderated, removed, live = parsed(author), parsed(author), parsed(author)
+        await model.save_parsed([moderated, removed, live])
+        await model.save_deleted([deleted(moderated.payload.post_id, author, moderated=True),
+                                  deleted(removed.payload.post_id, author)])  # fmt: skip
+        assert await model.taken_down(moderated.payload.post_id) == author
+        assert await model.taken_down(removed.payload.post_id) is None
+        assert await model.taken_down(live.payload.post_id) is None
+
+    async def test_a_reply_names_the_replied_to_author(self, model: PostReadModel, add_author: AddAuthor) -> None:
+        handle = f"h{new_id()[-10:].lower()}"
+        parent = parsed(new_id())
+        await add_author(parent.payload.author_id, handle, "Parent", "")
+        reply = parsed(new_id(), reply_to=parent.payload.post_id)
+        await model.save_parsed([parent, reply])
+        post = await model.get(reply.payload.post_id)
+        assert post is not None and post.reply_to_handle == handle
+
 
 class TestPostgresPosts(PostReadModelContract):
     @pytest.fixture
-    async def pool(self, settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-        pool = await connect(settings, max_size=2)
-        yield pool
-        await pool.close()
-
-    @pytest.fixture
     def model(self, pool: asyncpg.Pool) -> PostReadModel:
         return PostgresPosts(pool)
-
-    @pytest.fixture
-    def add_author(self, pool: asyncpg.Pool) -> AddAuthor:
-        async def add(user_id: str, handle: str, display_name: str, avatar_url: str) -> None:
-            await pool.execute(
-                "INSERT INTO users (user_id, handle, display_name, avatar_url, joined_at, profile_at)"
-                " VALUES ($1, $2, $3, $4, now(), now())",
-                user_id, handle, display_name, avatar_url,
-            )  # fmt: skip
-
-        return add
-
-    async def test_authors_come_from_users_or_stay_empty(self, pool: asyncpg.Pool, model: PostReadModel) -> None:
-        known, unknown = parsed(new_id()), parsed(new_id())
-        handle = f"h{new_id()[-10:].lower()}"
-        await pool.execute(
-            "INSERT INTO users (user_id, handle, display_name, avatar_url, joined_at, profile_at)"
-            " VALUES ($1, $2, 'Known One', 'https://a/x.png', now(), now())",
-            known.payload.author_id, handle,
-        )  # fmt: skip
-        await model.save_parsed([known, unknown])
-        a, b = await model.get(known.payload.post_id), await model.get(unknown.payload.post_id)
-        assert a is not None and (a.handle, a.display_name, a.avatar_url) == (handle, "Known One", "https://a/x.png")
-        assert b is not None and (b.author_id, b.handle, b.display_name, b.avatar_url) == (
-            unknown.payload.author_id, "", "", "",
-        )  # fmt: skip
-        assert await model.user_id_of(handle.upper()) == known.payload.author_id
-        assert await model.user_id_of("no-such-" + handle) is None
 
 
 @pytest.fixture(scope="session")
@@ -229,23 +302,34 @@ def arango_db(arango_settings: Settings) -> Iterator[StandardDatabase]:
 
 class TestArangoPosts(PostReadModelContract):
     @pytest.fixture
-    def model(self, arango_db: StandardDatabase) -> PostReadModel:  # the annotation checks the port is complete
-        return ArangoPosts(arango_db)
+    def model(self, arango_db: StandardDatabase, pool: asyncpg.Pool) -> PostReadModel:  # the annotation checks the port
+        return ArangoPosts(arango_db, PostgresAuthors(pool))
 
-    @pytest.fixture
-    def add_author(self, arango_db: StandardDatabase) -> AddAuthor:
-        return ArangoPosts(arango_db).save_user
-
-    async def test_reconnecting_keeps_posts_and_indexes(self, arango_settings: Settings, model: PostReadModel) -> None:
+    async def test_reconnecting_keeps_posts_and_indexes(
+        self, arango_settings: Settings, model: PostReadModel, pool: asyncpg.Pool
+    ) -> None:
         event = parsed(new_id())
         await model.save_parsed([event])
         client = ArangoClient(hosts=arango_settings.arango_url)
         try:
             again = await asyncio.to_thread(connect_arango, arango_settings, client)
-            assert await ArangoPosts(again).exists(event.payload.post_id)
+            assert await ArangoPosts(again, PostgresAuthors(pool)).exists(event.payload.post_id)
             for name, wanted in INDEXES.items():
                 indexes = again.collection(name).indexes()
                 assert isinstance(indexes, list)
                 assert {i["name"] for i in wanted} <= {i["name"] for i in indexes}
         finally:
             client.close()
+
+    async def test_a_reset_empties_the_collections_and_keeps_their_indexes(
+        self, arango_db: StandardDatabase, model: PostReadModel
+    ) -> None:
+        event = parsed(new_id())
+        await model.save_parsed([event])
+        await asyncio.to_thread(reset_collections, arango_db)
+        assert not await model.exists(event.payload.post_id)
+        assert [p.id for p in await model.save_parsed([event])] == [event.payload.post_id]  # a replay writes again
+        for name, wanted in INDEXES.items():
+            indexes = arango_db.collection(name).indexes()
+            assert isinstance(indexes, list)
+            assert {i["name"] for i in wanted} <= {i["name"] for i in indexes}
