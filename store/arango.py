@@ -164,6 +164,32 @@ FOR row IN @rows
 
 _DELETE_VERSIONS = "FOR v IN post_versions FILTER v.post_id IN @ids REMOVE v IN post_versions"
 
+# By id and by author (the primary index, and posts_by_author: equality on author_id, then _key order).
+_STATES = "FOR p IN posts FILTER p._key IN @ids RETURN [p._key, p.deleted_at != null]"
+_AUTHORS_OF = "FOR p IN posts FILTER p._key IN @ids AND p.deleted_at == null RETURN [p._key, p.author_id]"
+_IDS_BY_AUTHOR = "FOR p IN posts FILTER p.author_id == @author AND p.deleted_at == null SORT p._key ASC RETURN p._key"
+_COUNT_BY_AUTHOR = "RETURN LENGTH(FOR p IN posts FILTER p.author_id == @author AND p.deleted_at == null RETURN 1)"
+_RECENT_IDS = """
+FOR a IN @authors
+  RETURN [a, (FOR p IN posts FILTER p.author_id == a AND p.deleted_at == null SORT p._key DESC LIMIT @n
+              RETURN p._key)]
+"""
+_NEWEST_IDS = """
+FOR p IN posts
+  FILTER p.author_id IN @authors AND p.deleted_at == null AND p._key > @since
+  SORT p._key DESC
+  LIMIT @total
+  RETURN [p._key, p.author_id]
+"""
+# Each author's newest `@limit` live post ids before `@before` (null: from the newest).
+_NEWEST_BEFORE = """
+FOR a IN @authors
+  FOR key IN (FOR p IN posts
+                FILTER p.author_id == a AND p.deleted_at == null AND (@before == null OR p._key < @before)
+                SORT p._key DESC LIMIT @limit RETURN p._key)
+    RETURN key
+"""
+
 
 # Pure helpers -----------------------------------------------------------------------------------------------
 
@@ -366,3 +392,42 @@ class ArangoPosts:
         """Every version of a live post, newest first (empty when unknown or deleted)."""
         rows = await self._query(_HISTORY, id=post_id)
         return [Version(r["body"], r["html"], datetime.fromisoformat(r["at"])) for r in rows]
+
+    async def states(self, post_ids: Sequence[str]) -> dict[str, bool]:
+        """The posts among these that the model holds, live or tombstoned: post id -> whether it is deleted."""
+        return dict(await self._query(_STATES, ids=list(post_ids))) if post_ids else {}
+
+    async def authors_of(self, post_ids: Sequence[str]) -> dict[str, str]:
+        """The authors of the live posts among these ids."""
+        return dict(await self._query(_AUTHORS_OF, ids=list(post_ids))) if post_ids else {}
+
+    async def ids_by_author(self, author_id: str) -> list[str]:
+        """Every live post id of an author, oldest first."""
+        return await self._query(_IDS_BY_AUTHOR, author=author_id)
+
+    async def count_by_author(self, author_id: str) -> int:
+        """How many live posts an author has."""
+        return int((await self._query(_COUNT_BY_AUTHOR, author=author_id))[0])
+
+    async def recent_ids(self, authors: Sequence[str], per_author: int) -> dict[str, list[str]]:
+        """Each author's newest `per_author` live post ids, newest first."""
+        return dict(await self._query(_RECENT_IDS, authors=list(authors), n=per_author)) if authors else {}
+
+    async def newest_ids(self, authors: Sequence[str], since: str, total: int) -> list[tuple[str, str]]:
+        """(post_id, author_id) of the newest `total` live posts of these authors together with ids above `since`
+        (a ULID floor, or "" for all), newest first."""
+        if not authors:
+            return []
+        return [(k, a) for k, a in await self._query(_NEWEST_IDS, authors=list(authors), since=since, total=total)]
+
+    async def timeline_items(
+        self, post_ids: Sequence[str], authors: Sequence[str], before: str | None, limit: int
+    ) -> list[PostView]:
+        """Live posts among `post_ids` and the newest of `authors` before `before`, newest first, at most `limit`:
+        the authors' ids in one query, then one page of them all."""
+        ids = list(post_ids)
+        if authors:
+            ids += await self._query(_NEWEST_BEFORE, authors=list(authors), before=before, limit=limit)
+        if not ids:
+            return []
+        return (await self._page(BY_KEYS, sorted(set(ids)), None, limit, desc=True)).items

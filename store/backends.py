@@ -10,6 +10,7 @@ import asyncpg
 
 from chirp.settings import Settings
 from store.posts import PostgresAuthors, PostgresPosts, PostReadModel
+from store.users import PostgresUsersReadModel
 
 ARANGO_TABLES = ("posts", "post_versions")  # the read-model tables that live in ArangoDB under CHIRP_STORE=arango
 
@@ -21,6 +22,12 @@ def posts_read_model(settings: Settings, pg: asyncpg.Pool) -> PostReadModel:
 
         return ArangoPosts.from_settings(settings, PostgresAuthors(pg))
     return PostgresPosts(pg)
+
+
+def users_read_model(settings: Settings, pg: asyncpg.Pool, posts: PostReadModel) -> PostgresUsersReadModel:
+    """The users read model (PostgreSQL on either store); a profile's post count comes from `posts` when the posts
+    live elsewhere (the PostgreSQL adapter counts them in the profile's own query)."""
+    return PostgresUsersReadModel(pg, posts if settings.store != "postgres" else None)
 
 
 def arango_tables(settings: Settings, tables: tuple[str, ...]) -> tuple[str, ...]:

@@ -106,6 +106,17 @@ class PostReadModel(Protocol):
     async def save_deleted(self, events: Sequence[PostDeleted]) -> list[str]: ...
     async def taken_down(self, post_id: str) -> str | None: ...
     async def history(self, post_id: str) -> list[Version]: ...
+    # For read paths that keep post ids of their own (timelines, notifications, profiles, erasure, exports) and
+    # hydrate or count them here rather than joining the posts table.
+    async def states(self, post_ids: Sequence[str]) -> dict[str, bool]: ...
+    async def authors_of(self, post_ids: Sequence[str]) -> dict[str, str]: ...
+    async def ids_by_author(self, author_id: str) -> list[str]: ...
+    async def count_by_author(self, author_id: str) -> int: ...
+    async def recent_ids(self, authors: Sequence[str], per_author: int) -> dict[str, list[str]]: ...
+    async def newest_ids(self, authors: Sequence[str], since: str, total: int) -> list[tuple[str, str]]: ...
+    async def timeline_items(
+        self, post_ids: Sequence[str], authors: Sequence[str], before: str | None, limit: int
+    ) -> list[PostView]: ...
 
 
 # Redis pub/sub: the posts consumer announces what it made visible and what it removed --------------------------
@@ -188,6 +199,37 @@ ON CONFLICT (post_id) DO UPDATE SET
 WHERE p.deleted_at IS NULL AND p.author_id = EXCLUDED.author_id
 RETURNING post_id
 """
+
+
+# The ids drive primary-key lookups (`= ANY`), whatever the statistics say; big authors' newest posts before the
+# cursor join them in the same array (an init plan run once).
+_TIMELINE_ITEMS = f"""
+SELECT p.post_id, p.author_id, CASE WHEN u.handle LIKE '~%' THEN '' ELSE coalesce(u.handle, '') END AS handle,
+       coalesce(u.display_name, '') AS display_name, coalesce(u.avatar_url, '') AS avatar_url,
+       p.body, p.html, p.text, p.hashtags, p.mentions, p.reply_to, p.created_at,
+       (SELECT count(*) FROM posts r WHERE r.reply_to = p.post_id AND r.deleted_at IS NULL) AS reply_count,
+       {REPLY_TO_HANDLE}
+FROM posts p LEFT JOIN users u ON u.user_id = p.author_id
+WHERE p.deleted_at IS NULL AND p.post_id = ANY($1::text[] || ARRAY(
+    SELECT b.post_id FROM unnest($2::text[]) AS a(author_id), LATERAL (
+        SELECT post_id FROM posts
+        WHERE posts.author_id = a.author_id AND deleted_at IS NULL AND ($3::text IS NULL OR post_id < $3)
+        ORDER BY post_id DESC LIMIT $4) b))
+ORDER BY p.post_id DESC
+LIMIT $4"""
+
+_RECENT_IDS = """
+SELECT a.author_id, ARRAY(
+    SELECT post_id FROM posts WHERE posts.author_id = a.author_id AND deleted_at IS NULL
+    ORDER BY post_id DESC LIMIT $2) AS post_ids
+FROM unnest($1::text[]) AS a(author_id)"""
+
+# Index range scans on posts_by_author, one per author, bounded by `since` (ids are ULIDs, so a time).
+_NEWEST_IDS = """
+SELECT post_id, author_id FROM posts
+WHERE author_id = ANY($1::text[]) AND deleted_at IS NULL AND post_id > $2
+ORDER BY post_id DESC
+LIMIT $3"""
 
 
 def post_view(row: Mapping[str, Any]) -> PostView:
@@ -350,6 +392,44 @@ class PostgresPosts:
     async def history(self, post_id: str) -> list[Version]:
         """Every version of a live post, newest first (empty when unknown or deleted)."""
         return [Version(r["body"], r["html"], r["at"]) for r in await self._pool.fetch(_HISTORY, post_id)]
+
+    async def states(self, post_ids: Sequence[str]) -> dict[str, bool]:
+        """The posts among these that the model holds, live or tombstoned: post id -> whether it is deleted."""
+        sql = "SELECT post_id, deleted_at IS NOT NULL AS deleted FROM posts WHERE post_id = ANY($1::text[])"
+        return {r["post_id"]: r["deleted"] for r in await self._pool.fetch(sql, list(post_ids))}
+
+    async def authors_of(self, post_ids: Sequence[str]) -> dict[str, str]:
+        """The authors of the live posts among these ids."""
+        sql = "SELECT post_id, author_id FROM posts WHERE post_id = ANY($1::text[]) AND deleted_at IS NULL"
+        return {r["post_id"]: r["author_id"] for r in await self._pool.fetch(sql, list(post_ids))}
+
+    async def ids_by_author(self, author_id: str) -> list[str]:
+        """Every live post id of an author, oldest first."""
+        sql = "SELECT post_id FROM posts WHERE author_id = $1 AND deleted_at IS NULL ORDER BY post_id"
+        return [r["post_id"] for r in await self._pool.fetch(sql, author_id)]
+
+    async def count_by_author(self, author_id: str) -> int:
+        """How many live posts an author has."""
+        sql = "SELECT count(*) FROM posts WHERE author_id = $1 AND deleted_at IS NULL"
+        return int(await self._pool.fetchval(sql, author_id))
+
+    async def recent_ids(self, authors: Sequence[str], per_author: int) -> dict[str, list[str]]:
+        """Each author's newest `per_author` live post ids, newest first (one array per author: no row per post)."""
+        return {r["author_id"]: r["post_ids"] for r in await self._pool.fetch(_RECENT_IDS, list(authors), per_author)}
+
+    async def newest_ids(self, authors: Sequence[str], since: str, total: int) -> list[tuple[str, str]]:
+        """(post_id, author_id) of the newest `total` live posts of these authors together with ids above `since`
+        (a ULID floor, or "" for all), newest first."""
+        rows = await self._pool.fetch(_NEWEST_IDS, list(authors), since, total)
+        return [(r["post_id"], r["author_id"]) for r in rows]
+
+    async def timeline_items(
+        self, post_ids: Sequence[str], authors: Sequence[str], before: str | None, limit: int
+    ) -> list[PostView]:
+        """Live posts among `post_ids` and the newest of `authors` before `before`, newest first, at most `limit`
+        (a home timeline's page: its Redis ids and its big followees' posts, in one query)."""
+        rows = await self._pool.fetch(_TIMELINE_ITEMS, list(post_ids), list(authors), before, limit)
+        return [post_view(r) for r in rows]
 
 
 class PostgresAuthors:

@@ -272,6 +272,51 @@ class PostReadModelContract:
         post = await model.get(reply.payload.post_id)
         assert post is not None and post.reply_to_handle == handle
 
+    async def test_states_tell_live_from_tombstoned_and_skip_unknown_ids(self, model: PostReadModel) -> None:
+        author = new_id()
+        live, gone, early = parsed(author), parsed(author), new_id()
+        await model.save_parsed([live, gone])
+        await model.save_deleted([deleted(gone.payload.post_id, author), deleted(early, author)])
+        unknown = new_id()
+        assert await model.states([live.payload.post_id, gone.payload.post_id, early, unknown]) == {
+            live.payload.post_id: False, gone.payload.post_id: True, early: True,
+        }  # fmt: skip
+        assert await model.states([]) == {}
+
+    async def test_authors_ids_and_counts_by_author_are_of_live_posts(self, model: PostReadModel) -> None:
+        author, other = new_id(), new_id()
+        mine = [parsed(author) for _ in range(3)]
+        theirs = parsed(other)
+        await model.save_parsed([*mine, theirs])
+        await model.save_deleted([deleted(mine[1].payload.post_id, author)])
+        ids = [mine[0].payload.post_id, mine[1].payload.post_id, theirs.payload.post_id]
+        assert await model.authors_of(ids) == {mine[0].payload.post_id: author, theirs.payload.post_id: other}
+        assert await model.authors_of([]) == {}
+        assert await model.ids_by_author(author) == [mine[0].payload.post_id, mine[2].payload.post_id]
+        assert await model.count_by_author(author) == 2 and await model.count_by_author(new_id()) == 0
+
+    async def test_recent_and_newest_ids_of_authors(self, model: PostReadModel) -> None:
+        a, b, quiet = new_id(), new_id(), new_id()
+        posts = [parsed(author) for author in (a, b, a, b, a)]  # ids grow in this order
+        await model.save_parsed(posts)
+        ids = [e.payload.post_id for e in posts]
+        assert await model.recent_ids([a, b, quiet], 2) == {a: [ids[4], ids[2]], b: [ids[3], ids[1]], quiet: []}
+        assert await model.newest_ids([a, b], "", 3) == [(ids[4], a), (ids[3], b), (ids[2], a)]
+        assert await model.newest_ids([a, b], ids[2], 10) == [(ids[4], a), (ids[3], b)]
+        assert await model.newest_ids([], "", 10) == []
+
+    async def test_timeline_items_merge_ids_with_authors_newest_before_the_cursor(self, model: PostReadModel) -> None:
+        fanned, big = new_id(), new_id()
+        posts = [parsed(author) for author in (fanned, big, fanned, big, big)]
+        await model.save_parsed(posts)
+        await model.save_deleted([deleted(posts[2].payload.post_id, fanned)])
+        ids = [e.payload.post_id for e in posts]
+        page = await model.timeline_items([ids[0], ids[2]], [big], None, 10)
+        assert [p.id for p in page] == [ids[4], ids[3], ids[1], ids[0]]
+        assert [p.id for p in await model.timeline_items([ids[0]], [big], ids[4], 2)] == [ids[3], ids[1]]
+        assert [p.id for p in await model.timeline_items([ids[0]], [], None, 10)] == [ids[0]]
+        assert await model.timeline_items([], [], None, 10) == []
+
 
 class TestPostgresPosts(PostReadModelContract):
     @pytest.fixture
