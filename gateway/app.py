@@ -34,8 +34,7 @@ from gateway.ratelimit import RateLimiter, RateLimitMiddleware
 from gateway.router import IndexedRouter
 from gateway.state import State
 from producers.broker import Publisher, ensure_topics, make_broker, stop_within
-from store.backends import posts_read_model, users_read_model
-from store.interactions import PostgresInteractions
+from store.backends import interactions_read_model, posts_read_model, users_read_model
 from store.keys import PgKeyStore
 from store.postgres import connect
 from store.relations import RedisRelations
@@ -81,8 +80,8 @@ def create_app(settings: Settings) -> Starlette:
             retry=Retry(NoBackoff(), 1),  # one reconnect (a restarted Redis), not seconds of backoff per command
         )
         redis_client = aioredis.Redis(connection_pool=pool)
-        interactions = PostgresInteractions(pg)
         posts = posts_read_model(settings, pg)
+        interactions = interactions_read_model(settings, pg, posts)
         app.state.chirp = state = State(
             settings,
             broker,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncpg
 
 from chirp.settings import Settings
+from store.interactions import PostgresInteractions
 from store.posts import PostgresAuthors, PostgresPosts, PostReadModel
 from store.users import PostgresUsersReadModel
 
@@ -24,10 +25,20 @@ def posts_read_model(settings: Settings, pg: asyncpg.Pool) -> PostReadModel:
     return PostgresPosts(pg)
 
 
+def elsewhere(settings: Settings, posts: PostReadModel) -> PostReadModel | None:
+    """`posts` when it is not in PostgreSQL: then the SQL read models that show posts hydrate them through it."""
+    return posts if settings.store != "postgres" else None
+
+
+def interactions_read_model(settings: Settings, pg: asyncpg.Pool, posts: PostReadModel) -> PostgresInteractions:
+    """The interactions read model (PostgreSQL on either store); quoted posts come from `posts` when elsewhere."""
+    return PostgresInteractions(pg, elsewhere(settings, posts))
+
+
 def users_read_model(settings: Settings, pg: asyncpg.Pool, posts: PostReadModel) -> PostgresUsersReadModel:
     """The users read model (PostgreSQL on either store); a profile's post count comes from `posts` when the posts
     live elsewhere (the PostgreSQL adapter counts them in the profile's own query)."""
-    return PostgresUsersReadModel(pg, posts if settings.store != "postgres" else None)
+    return PostgresUsersReadModel(pg, elsewhere(settings, posts))
 
 
 def arango_tables(settings: Settings, tables: tuple[str, ...]) -> tuple[str, ...]:
