@@ -40,6 +40,7 @@ from store.postgres import connect
 from store.relations import RedisRelations
 from store.reports import PostgresReports
 from store.search import PLAN_ONCE, PostgresSearch
+from store.threads import Threads
 from store.timelines import CachedPosts, PostgresTimelineSource, RedisTimelines
 
 POST_CACHE_TTL_S = 2.0  # how late a reply count, a rename or a re-render may show in timelines
@@ -98,6 +99,7 @@ def create_app(settings: Settings) -> Starlette:
             relations=RedisRelations(redis_client),
             reports=PostgresReports(pg),
             search=PostgresSearch(search_pg),
+            threads=Threads(posts),
             timelines=RedisTimelines(redis_client, settings.timeline_length),
             timeline_posts=CachedPosts(PostgresTimelineSource(pg, posts), POST_CACHE_TTL_S),
             post_waits=PostWaits(redis_client),

@@ -36,7 +36,18 @@ from arango.exceptions import CollectionCreateError, DatabaseCreateError
 from chirp.settings import Settings
 from schemas.events import PostDeleted, PostParsed
 from store import posts
-from store.posts import NO_AUTHOR, Authors, Page, PostView, Projected, Version, newest_per_post
+from store.posts import (
+    NO_AUTHOR,
+    Authors,
+    Page,
+    PostView,
+    Projected,
+    Reply,
+    Shown,
+    Tombstone,
+    Version,
+    newest_per_post,
+)
 
 # The collections of the posts read model (named as its PostgreSQL tables) and their indexes; add_index returns
 # the existing index when one with the same definition exists.
@@ -92,18 +103,23 @@ def reset_collections(db: StandardDatabase, names: Sequence[str] = COLLECTIONS) 
 
 # AQL --------------------------------------------------------------------------------------------------------
 
+# What a query returns of a post `p`: its fields, whether it is a tombstone, its replied-to post's author (for
+# "Replying to @handle") and its live replies counted.
+_ROW = """{
+    id: p._key, author_id: p.author_id, body: p.body, html: p.html, text: p.text, hashtags: p.hashtags,
+    mentions: p.mentions, reply_to: p.reply_to, created_at: p.created_at, edited_at: p.edited_at,
+    deleted: p.deleted_at != null,
+    reply_to_author: p.reply_to == null ? null : DOCUMENT("posts", p.reply_to).author_id,
+    reply_count: LENGTH(FOR r IN posts FILTER r.reply_to == p._key AND r.deleted_at == null RETURN 1)
+  }"""
+
 # $where is one of the fixed filters below; values always travel as bind variables.
-_PAGE = Template("""
+_PAGE = Template(f"""
 FOR p IN posts
   FILTER $where AND p.deleted_at == null$hidden$cursor
   SORT p._key $order
   LIMIT @limit
-  RETURN {
-    id: p._key, author_id: p.author_id, body: p.body, html: p.html, text: p.text, hashtags: p.hashtags,
-    mentions: p.mentions, reply_to: p.reply_to, created_at: p.created_at, edited_at: p.edited_at,
-    reply_to_author: p.reply_to == null ? null : DOCUMENT("posts", p.reply_to).author_id,
-    reply_count: LENGTH(FOR r IN posts FILTER r.reply_to == p._key AND r.deleted_at == null RETURN 1)
-  }
+  RETURN {_ROW}
 """)
 
 BY_KEY, BY_KEYS, EVERYONE, BY_AUTHOR = "p._key == @value", "p._key IN @value", "true", "p.author_id == @value"
@@ -163,6 +179,35 @@ FOR row IN @rows
 """
 
 _DELETE_VERSIONS = "FOR v IN post_versions FILTER v.post_id IN @ids REMOVE v IN post_versions"
+
+# Conversations: one post (live or tombstone) by key; replies shown (live ones, and deleted ones that live replies
+# hang below), the original author's (@op) first, then oldest first.
+_POST_ROW = f"FOR p IN posts FILTER p._key == @id LIMIT 1 RETURN {_ROW}"
+_SHOWN = (
+    "(p.deleted_at == null OR LENGTH(FOR c IN posts FILTER c.reply_to == p._key AND c.deleted_at == null"
+    " LIMIT 1 RETURN 1) > 0)"
+)
+_CHILDREN = f"""
+FOR parent IN @parents
+  LET kids = (
+    FOR p IN posts
+      FILTER p.reply_to == parent AND p.author_id NOT IN @hidden AND {_SHOWN}
+      LET later = p.author_id != @op ? 1 : 0
+      SORT later, p._key
+      LIMIT @n
+      RETURN MERGE({_ROW}, {{later: later}}))
+  FOR kid IN kids
+    RETURN kid
+"""
+_MORE_CHILDREN = f"""
+FOR p IN posts
+  FILTER p.reply_to == @parent AND p.author_id NOT IN @hidden AND {_SHOWN}
+  LET later = p.author_id != @op ? 1 : 0
+  FILTER [later, p._key] > [@later, @after]
+  SORT later, p._key
+  LIMIT @limit
+  RETURN MERGE({_ROW}, {{later: later}})
+"""
 
 # By id and by author (the primary index, and posts_by_author: equality on author_id, then _key order).
 _STATES = "FOR p IN posts FILTER p._key IN @ids RETURN [p._key, p.deleted_at != null]"
@@ -270,6 +315,13 @@ def post_view(row: dict[str, Any], authors: dict[str, posts.Author]) -> PostView
         "created_at": datetime.fromisoformat(row["created_at"]),
         "edited_at": datetime.fromisoformat(edited) if edited else None,
     })  # fmt: skip
+
+
+def shown_of(row: dict[str, Any], authors: dict[str, posts.Author]) -> Shown:
+    """A conversation's row as a post, or as a tombstone when deleted."""
+    if row["deleted"]:
+        return Tombstone(row["id"], row["reply_to"], datetime.fromisoformat(row["created_at"]))
+    return post_view(row, authors)
 
 
 def page_of(rows: list[dict[str, Any]], limit: int, authors: dict[str, posts.Author]) -> Page:
@@ -431,3 +483,35 @@ class ArangoPosts:
         if not ids:
             return []
         return (await self._page(BY_KEYS, sorted(set(ids)), None, limit, desc=True)).items
+
+    async def ancestors(self, post_id: str, max_depth: int) -> list[Shown]:
+        """From the root down to the parent, at most `max_depth` of them (deleted ones as tombstones): one query
+        per level, following `reply_to` up."""
+        found = await self._query(_POST_ROW, id=post_id)
+        rows: list[dict[str, Any]] = []
+        while found and found[0]["reply_to"] is not None and len(rows) < max_depth:
+            found = await self._query(_POST_ROW, id=found[0]["reply_to"])
+            rows += found
+        authors = await self._authors.of(authors_named(rows))
+        return [shown_of(r, authors) for r in reversed(rows)]
+
+    async def children(self, parent_ids: Sequence[str], op: str, per_parent: int, hidden: Sequence[str]) -> list[Reply]:
+        """Up to `per_parent` replies shown below each parent, by parent, `op`'s first, then oldest first; none by
+        the `hidden` authors."""
+        if not parent_ids:
+            return []
+        binds = {"parents": list(parent_ids), "op": op, "n": per_parent, "hidden": list(hidden)}
+        return await self._replies(_CHILDREN, binds)
+
+    async def more_children(
+        self, post_id: str, op: str, after: tuple[int, str], limit: int, hidden: Sequence[str]
+    ) -> list[Reply]:
+        """The replies shown below one post after the key `after` (later, post id), at most `limit`."""
+        binds = {"parent": post_id, "op": op, "later": after[0], "after": after[1], "limit": limit,
+                 "hidden": list(hidden)}  # fmt: skip
+        return await self._replies(_MORE_CHILDREN, binds)
+
+    async def _replies(self, query: str, binds: dict[str, Any]) -> list[Reply]:
+        rows = await self._query(query, **binds)
+        authors = await self._authors.of(authors_named(rows))
+        return [(shown_of(r, authors), r["later"]) for r in rows]

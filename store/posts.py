@@ -49,6 +49,19 @@ class PostView:
 
 
 @dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A deleted post in a conversation: where it was, not what it said."""
+
+    id: str
+    reply_to: str | None
+    created_at: datetime
+
+
+Shown = PostView | Tombstone  # a post as a conversation shows it
+Reply = tuple[Shown, int]  # a reply and its `later`: 0 by the conversation's original author (first), else 1
+
+
+@dataclass(frozen=True, slots=True)
 class Version:
     """One version of a post: its Markdown, its rendering, and when it was written."""
 
@@ -117,6 +130,14 @@ class PostReadModel(Protocol):
     async def timeline_items(
         self, post_ids: Sequence[str], authors: Sequence[str], before: str | None, limit: int
     ) -> list[PostView]: ...
+    # Conversations (store/threads.py): deleted posts show as tombstones where the chain needs them.
+    async def ancestors(self, post_id: str, max_depth: int) -> list[Shown]: ...
+    async def children(
+        self, parent_ids: Sequence[str], op: str, per_parent: int, hidden: Sequence[str]
+    ) -> list[Reply]: ...
+    async def more_children(
+        self, post_id: str, op: str, after: tuple[int, str], limit: int, hidden: Sequence[str]
+    ) -> list[Reply]: ...
 
 
 # Redis pub/sub: the posts consumer announces what it made visible and what it removed --------------------------
@@ -230,6 +251,56 @@ SELECT post_id, author_id FROM posts
 WHERE author_id = ANY($1::text[]) AND deleted_at IS NULL AND post_id > $2
 ORDER BY post_id DESC
 LIMIT $3"""
+
+
+# Conversations: the columns of a post or tombstone, the ancestors in one recursive query, and replies per level.
+_THREAD_COLUMNS = f"""p.post_id, p.author_id, p.reply_to, p.created_at, p.deleted_at IS NOT NULL AS deleted,
+       CASE WHEN u.handle LIKE '~%' THEN '' ELSE coalesce(u.handle, '') END AS handle,
+       coalesce(u.display_name, '') AS display_name, coalesce(u.avatar_url, '') AS avatar_url,
+       p.body, p.html, p.text, p.hashtags, p.mentions,
+       (SELECT count(*) FROM posts r WHERE r.reply_to = p.post_id AND r.deleted_at IS NULL) AS reply_count,
+       {REPLY_TO_HANDLE}"""
+
+_ANCESTORS = f"""
+WITH RECURSIVE up(post_id, reply_to, depth) AS (
+    SELECT post_id, reply_to, 0 FROM posts WHERE post_id = $1
+    UNION ALL
+    SELECT p.post_id, p.reply_to, up.depth + 1 FROM posts p JOIN up ON p.post_id = up.reply_to WHERE up.depth < $2
+)
+SELECT {_THREAD_COLUMNS} FROM up JOIN posts p USING (post_id) LEFT JOIN users u ON u.user_id = p.author_id
+WHERE up.depth > 0 ORDER BY up.depth DESC
+"""
+
+# Replies shown: live ones, and deleted ones that live replies hang below (so the chain stays whole).
+_SHOWN = """(p.deleted_at IS NULL
+    OR EXISTS (SELECT 1 FROM posts c WHERE c.reply_to = p.post_id AND c.deleted_at IS NULL))"""
+
+_CHILDREN = f"""
+WITH kids AS (
+    SELECT p.*, (p.author_id <> $2)::int AS later,
+           row_number() OVER (PARTITION BY p.reply_to ORDER BY (p.author_id <> $2), p.post_id) AS n
+    FROM posts p WHERE p.reply_to = ANY($1::text[]) AND {_SHOWN} AND p.author_id NOT IN (SELECT unnest($4::text[]))
+)
+SELECT {_THREAD_COLUMNS}, p.later FROM kids p LEFT JOIN users u ON u.user_id = p.author_id
+WHERE p.n <= $3 ORDER BY p.reply_to, p.n
+"""
+
+_MORE_CHILDREN = f"""
+WITH kids AS (
+    SELECT p.*, (p.author_id <> $2)::int AS later FROM posts p
+    WHERE p.reply_to = $1 AND {_SHOWN} AND ((p.author_id <> $2)::int, p.post_id) > ($3::int, $4::text)
+      AND p.author_id NOT IN (SELECT unnest($6::text[]))
+    ORDER BY (p.author_id <> $2), p.post_id LIMIT $5
+)
+SELECT {_THREAD_COLUMNS}, p.later FROM kids p LEFT JOIN users u ON u.user_id = p.author_id ORDER BY p.later, p.post_id
+"""
+
+
+def shown(row: Mapping[str, Any]) -> Shown:
+    """A conversation's row (with `deleted`) as a post, or as a tombstone when deleted."""
+    if row["deleted"]:
+        return Tombstone(row["post_id"], row["reply_to"], row["created_at"])
+    return post_view(row)
 
 
 def post_view(row: Mapping[str, Any]) -> PostView:
@@ -430,6 +501,23 @@ class PostgresPosts:
         (a home timeline's page: its Redis ids and its big followees' posts, in one query)."""
         rows = await self._pool.fetch(_TIMELINE_ITEMS, list(post_ids), list(authors), before, limit)
         return [post_view(r) for r in rows]
+
+    async def ancestors(self, post_id: str, max_depth: int) -> list[Shown]:
+        """From the root down to the parent, at most `max_depth` of them (deleted ones as tombstones)."""
+        return [shown(r) for r in await self._pool.fetch(_ANCESTORS, post_id, max_depth)]
+
+    async def children(self, parent_ids: Sequence[str], op: str, per_parent: int, hidden: Sequence[str]) -> list[Reply]:
+        """Up to `per_parent` replies shown below each parent, by parent, `op`'s first, then oldest first; none by
+        the `hidden` authors."""
+        rows = await self._pool.fetch(_CHILDREN, list(parent_ids), op, per_parent, list(hidden))
+        return [(shown(r), r["later"]) for r in rows]
+
+    async def more_children(
+        self, post_id: str, op: str, after: tuple[int, str], limit: int, hidden: Sequence[str]
+    ) -> list[Reply]:
+        """The replies shown below one post after the key `after` (later, post id), at most `limit`."""
+        rows = await self._pool.fetch(_MORE_CHILDREN, post_id, op, after[0], after[1], limit, list(hidden))
+        return [(shown(r), r["later"]) for r in rows]
 
 
 class PostgresAuthors:

@@ -15,7 +15,7 @@ from chirp.settings import Settings
 from schemas.events import PostDeleted, PostDeletedData, PostParsed, PostParsedData, new_id
 from store.arango import INDEXES, ArangoPosts, connect_arango, reset_collections
 from store.postgres import connect
-from store.posts import PostgresAuthors, PostgresPosts, PostReadModel
+from store.posts import PostgresAuthors, PostgresPosts, PostReadModel, PostView, Tombstone
 
 AddAuthor = Callable[[str, str, str, str], Awaitable[None]]  # (user_id, handle, display_name, avatar_url)
 
@@ -316,6 +316,41 @@ class PostReadModelContract:
         assert [p.id for p in await model.timeline_items([ids[0]], [big], ids[4], 2)] == [ids[3], ids[1]]
         assert [p.id for p in await model.timeline_items([ids[0]], [], None, 10)] == [ids[0]]
         assert await model.timeline_items([], [], None, 10) == []
+
+    async def test_ancestors_root_first_with_deleted_ones_as_tombstones(self, model: PostReadModel) -> None:
+        author = new_id()
+        root = parsed(author)
+        middle = parsed(author, reply_to=root.payload.post_id)
+        leaf = parsed(new_id(), reply_to=middle.payload.post_id)
+        await model.save_parsed([root, middle, leaf])
+        await model.save_deleted([deleted(middle.payload.post_id, author)])
+        chain = await model.ancestors(leaf.payload.post_id, 200)
+        assert [p.id for p in chain] == [root.payload.post_id, middle.payload.post_id]
+        assert isinstance(chain[0], PostView) and isinstance(chain[1], Tombstone)
+        assert chain[1].reply_to == root.payload.post_id
+        assert [p.id for p in await model.ancestors(leaf.payload.post_id, 1)] == [middle.payload.post_id]
+        assert await model.ancestors(root.payload.post_id, 200) == []
+
+    async def test_replies_of_a_level_op_first_then_oldest_and_continued(self, model: PostReadModel) -> None:
+        op, other, hidden = new_id(), new_id(), new_id()
+        root = parsed(op)
+        first, by_op, second, unseen = (parsed(a, reply_to=root.payload.post_id) for a in (other, op, other, hidden))
+        gone = parsed(other, reply_to=root.payload.post_id)
+        below_gone = parsed(op, reply_to=gone.payload.post_id)
+        empty_gone = parsed(other, reply_to=root.payload.post_id)
+        await model.save_parsed([root, first, by_op, second, unseen, gone, below_gone, empty_gone])
+        await model.save_deleted([deleted(gone.payload.post_id, other), deleted(empty_gone.payload.post_id, other)])
+        level = await model.children([root.payload.post_id], op, 10, [hidden])
+        assert [(p.id, later) for p, later in level] == [
+            (by_op.payload.post_id, 0), (first.payload.post_id, 1), (second.payload.post_id, 1),
+            (gone.payload.post_id, 1),
+        ]  # fmt: skip
+        assert isinstance(level[-1][0], Tombstone)  # deleted, but a live reply hangs below it
+        assert len(await model.children([root.payload.post_id], op, 2, [hidden])) == 2
+        rest = await model.more_children(root.payload.post_id, op, (1, first.payload.post_id), 10, [hidden])
+        assert [p.id for p, _ in rest] == [second.payload.post_id, gone.payload.post_id]
+        start = await model.more_children(root.payload.post_id, op, (-1, ""), 1, [])
+        assert [p.id for p, _ in start] == [by_op.payload.post_id]
 
 
 class TestPostgresPosts(PostReadModelContract):

@@ -9,6 +9,8 @@ import pytest
 
 from schemas.events import PostDeleted, PostDeletedData, PostParsed, PostParsedData, new_id
 from store.arango import (
+    _CHILDREN,
+    _MORE_CHILDREN,
     BY_AUTHOR,
     BY_KEY,
     BY_KEYS,
@@ -20,10 +22,11 @@ from store.arango import (
     page_of,
     page_query,
     post_document,
+    shown_of,
     stamp,
     version_documents,
 )
-from store.posts import Author
+from store.posts import Author, Tombstone
 
 AT = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -142,3 +145,13 @@ def test_deletes_keep_the_earliest_per_post_in_first_seen_order() -> None:
         {"_key": "a", "author_id": "x", "at": stamp(AT + timedelta(seconds=2)), "moderated": False},
     ]
     assert first_deletes([]) == []
+
+
+def test_conversation_queries_bind_every_value() -> None:
+    assert set(re.findall(r"@(\w+)", _CHILDREN)) == {"parents", "hidden", "op", "n"}
+    assert set(re.findall(r"@(\w+)", _MORE_CHILDREN)) == {"parent", "hidden", "op", "later", "after", "limit"}
+
+
+def test_a_deleted_row_of_a_conversation_is_a_tombstone() -> None:
+    assert shown_of(row("p1", deleted=True, reply_to="p0"), AUTHORS) == Tombstone("p1", "p0", AT)
+    assert shown_of(row("p2", deleted=False), AUTHORS).id == "p2"
