@@ -4,16 +4,18 @@ its cluster client when `redis_cluster` is set (docs/scaling.md)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
+from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline, ClusterPubSub, RedisCluster
 from redis.asyncio.connection import Connection
+from redis.commands.core import AsyncScript
 from redis.connection import HiredisRespSerializer
 from redis.crc import key_slot
-from redis.exceptions import ConnectionError, ResponseError
+from redis.exceptions import ConnectionError, NoScriptError, ResponseError
 
 
 class HiredisPacking(Connection):
@@ -159,3 +161,26 @@ def slot_chunks(client: object, items: Sequence[T], key: Callable[[T], str], siz
     for group in by_slot.values():
         for i in range(0, len(group), size):
             yield group[i : i + size]
+
+
+async def pipelined(
+    redis: aioredis.Redis, queue: Callable[[Pipeline], object], scripts: Iterable[AsyncScript] = ()
+) -> list[Any]:
+    """The replies to the commands `queue` puts on one pipeline (no transaction): one round trip. A command that
+    failed has its exception in its place. Scripts go as `EVALSHA` (`evalsha_of`) alone: redis-py's pipelines ask
+    `SCRIPT EXISTS` before every send (a round trip more), so here a missing script (a restarted or flushed Redis)
+    is loaded, from `scripts`, and the pipeline sent again."""
+    for attempt in range(2):
+        async with redis.pipeline(transaction=False) as pipe:
+            queue(pipe)
+            replies = await pipe.execute(raise_on_error=False)
+        if attempt or not any(isinstance(reply, NoScriptError) for reply in replies):
+            return replies
+        for script in scripts:
+            await redis.script_load(script.script)
+    raise AssertionError("unreachable")
+
+
+def evalsha_of(pipe: Pipeline, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> None:
+    """Queue `script` on `pipe` by its sha (for `pipelined`, which loads it when missing)."""
+    pipe.evalsha(script.sha, len(keys), *keys, *args)

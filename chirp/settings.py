@@ -213,6 +213,11 @@ class Settings(BaseSettings):
     consumer_breaker_retry_ms: int = Field(default=30_000, description="How often a held event is tried again.")
     consumer_batch_size: int = Field(default=500, description="Most events a consumer takes per poll (one batch).")
     consumer_batch_timeout_ms: int = Field(default=50, description="How long a poll waits to fill a batch.")
+    consumer_commit_interval_ms: int = Field(
+        default=500,
+        description="Handled offsets are committed at most this often (0: after every batch); a crash redelivers"
+        " at most this much, which idempotent handlers absorb.",
+    )
     replay_batch_size: int = Field(
         default=2_000,
         description="Events per batch in a replay (a backlog: larger batches, fewer round trips per event).",

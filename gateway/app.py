@@ -23,15 +23,14 @@ from chirp.settings import Settings
 from gateway.auth.keys import KeyRing
 from gateway.auth.sessions import SessionStore
 from gateway.auth.tokens import VerifiedTokens
-from gateway.errors import ErrorHandlers, ServiceErrors
+from gateway.errors import ErrorHandlers
 from gateway.interaction_cache import InteractionCache
-from gateway.limits import BoundedRequests
 from gateway.middleware import PerRequest
 from gateway.pages.errors import error_page
 from gateway.pages.live import Relay
 from gateway.pages.security import HEADERS
 from gateway.post_waits import PostWaits
-from gateway.ratelimit import RateLimiter, RateLimitMiddleware
+from gateway.ratelimit import RateLimiter
 from gateway.router import IndexedRouter
 from gateway.state import State
 from producers.broker import Publisher, ensure_topics, make_broker, stop_within
@@ -127,18 +126,15 @@ def create_app(settings: Settings) -> Starlette:
         routes=routes(),
         lifespan=lifespan,
         exception_handlers=errors.by_class(),
-        middleware=[  # outermost first: the metrics see every status the others answer
-            Middleware(PerRequest),  # correlation id, security headers, metrics: one pass
+        middleware=[
+            # Correlation id, security headers, body bounds, rate limits, 503s and metrics: one pass.
             Middleware(
-                ServiceErrors, on_unavailable=errors.api_error, retry_after_s=settings.unavailable_retry_after_s
-            ),
-            Middleware(
-                BoundedRequests,
+                PerRequest,
+                on_error=errors.api_error,
                 max_body_bytes=settings.http_max_body_bytes,
                 body_timeout_s=settings.http_body_timeout_s,
-                on_refused=errors.api_error,
-            ),
-            Middleware(RateLimitMiddleware),
+                retry_after_s=settings.unavailable_retry_after_s,
+            )
         ],
     )
     app.router = IndexedRouter(app.router.routes, lifespan=lifespan)  # fixed paths found without a scan

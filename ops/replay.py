@@ -65,6 +65,7 @@ from consumers.runtime import (
     all_consumers,
     decode,
     load,
+    poll,
 )
 from ops import _kafka, _shadow_pg, _shadow_redis
 from producers.broker import Publisher, ensure_topics, make_broker
@@ -604,18 +605,8 @@ class Replay:
         return views
 
     async def _poll(self, kafka: AIOKafkaConsumer) -> dict[TopicPartition, list[ConsumerRecord]]:
-        """Up to a full batch: what the fetcher holds is taken in one go (one transaction, one pipeline)."""
-        size = self.settings.replay_batch_size
-        batch = await kafka.getmany(timeout_ms=200, max_records=size)
-        count = sum(len(part) for part in batch.values())
-        while 0 < count < size:
-            more = await kafka.getmany(timeout_ms=0, max_records=size - count)
-            if not more:
-                break
-            for tp, part in more.items():
-                batch.setdefault(tp, []).extend(part)
-            count += sum(len(part) for part in more.values())
-        return batch
+        """Up to a full batch, as a live consumer takes one (consumers/runtime/polling.py)."""
+        return await poll(kafka, self.settings.replay_batch_size, 200)
 
     async def _swap_pg(self, live_pg: asyncpg.Pool, kafka: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
         """Move every member's shadow tables in and live ones out, in one transaction (retried on lock timeouts)."""

@@ -36,13 +36,16 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
 from ulid import ULID
 
-from chirp.redis_client import slot_chunks
+from chirp.redis_client import evalsha_of, slot_chunks
 from store.posts import REPLY_TO_HANDLE, PostView, post_view
 from store.users import FollowChange
 
@@ -270,6 +273,14 @@ def page_of(rows: list[PostView], window_ids: list[str], limit: int) -> tuple[li
     return page, page[-1].id if page else lower
 
 
+def window_of(found: list[Any] | None) -> Window | None:
+    """The window in the window script's reply (None: the timeline is cold)."""
+    if found is None:
+        return None
+    members, big, version = found
+    return Window([post_id_of(m) for m in members], list(big), str(version))
+
+
 class RedisTimelines:
     """Timelines in Redis (see the module docstring for the keys)."""
 
@@ -288,13 +299,27 @@ class RedisTimelines:
     async def window(self, user_id: str, cursor: str | None, limit: int, hidden_keys: tuple[str, str]) -> Window | None:
         """Up to limit+1 post ids older than `cursor` and the big authors to merge, both without the authors in the
         set `hidden_keys[0]` (whose version, `hidden_keys[1]`, comes back too); None when the timeline is cold."""
+        keys, args = self._window_call(user_id, cursor, limit, hidden_keys)
+        return window_of(await self._window(keys=keys, args=args))
+
+    def queue_window(
+        self, pipe: Pipeline, user_id: str, cursor: str | None, limit: int, hidden_keys: tuple[str, str]
+    ) -> None:
+        """`window` as a command on a pipeline (`chirp.redis_client.pipelined`, with `scripts`): `window_of` reads
+        its reply."""
+        evalsha_of(pipe, self._window, *self._window_call(user_id, cursor, limit, hidden_keys))
+
+    @property
+    def scripts(self) -> tuple[AsyncScript, ...]:
+        """The scripts `queue_window` calls."""
+        return (self._window,)
+
+    @staticmethod
+    def _window_call(
+        user_id: str, cursor: str | None, limit: int, hidden_keys: tuple[str, str]
+    ) -> tuple[list[str], list[str | int]]:
         keys = [timeline_key(user_id), big_key(user_id), pairs_key(user_id), *hidden_keys]
-        start = f"({cursor}" if cursor else f"({BUILT}"
-        found = await self._window(keys=keys, args=[start, limit + 1, TTL_S])
-        if found is None:
-            return None
-        members, big, version = found
-        return Window([post_id_of(m) for m in members], list(big), str(version))
+        return keys, [f"({cursor}" if cursor else f"({BUILT}", limit + 1, TTL_S]
 
     async def add(self, posts_by_timeline: Mapping[str, Iterable[str]], *, create: bool) -> None:
         """Add members to each user's timeline, trimmed to the newest `length`; a missing timeline is created

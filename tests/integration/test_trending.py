@@ -263,9 +263,10 @@ async def test_hidden_tag_stays_hidden_after_a_replay(
     ("params", "field"), [({"window": "2h"}, "window"), ({"limit": "0"}, "limit"), ({"limit": "51"}, "limit")]
 )
 async def test_bad_parameters_are_422(client: httpx.AsyncClient, params: dict[str, str], field: str) -> None:
-    response = await client.get("/api/trending", params=params)
-    assert response.status_code == 422
-    assert response.json()["error"]["field"] == field
+    for _ in range(2):  # the gateway remembers query strings that validated, never one that did not
+        response = await client.get("/api/trending", params=params)
+        assert response.status_code == 422
+        assert response.json()["error"]["field"] == field
 
 
 async def test_limit_cuts_both_lists(client: httpx.AsyncClient) -> None:
