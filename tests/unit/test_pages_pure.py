@@ -8,6 +8,7 @@ import orjson
 import pytest
 from starlette.requests import Request
 
+from chirp.settings import Settings
 from gateway.errors import InvalidInput
 from gateway.pages.explore import snippet_html, sparkline
 from gateway.pages.flash import FLASH_COOKIE, flash_text
@@ -124,7 +125,7 @@ def test_which_feeds_show_a_post() -> None:
 
 
 def _relay(keep: int = 3) -> Relay:
-    relay = Relay("redis://unused", keep=keep)
+    relay = Relay(Settings(), keep=keep)
     relay.boot = "b"
     return relay
 
