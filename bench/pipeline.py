@@ -7,8 +7,9 @@ Prints a table and appends JSON lines to bench/results/pipeline.jsonl. Method: .
 - Processes: the gateway (`chirp gateway`: uvicorn, one worker, CHIRP_ENV=dev for the dev login) and every consumer
   (`python -m bench.pipeline_consumers`: `chirp consume --all` under `bench-` group ids, fast-forwarded to the end
   of the topics first; `--app-groups` runs `chirp consume --all` itself) as children, unpinned.
-- Isolation: the benchmark's own topics (`bench-post-created`, ...), database `chirp_bench` and Redis database 10,
-  so its users and posts never enter the app's log (the source of truth) or its read models.
+- Isolation: the benchmark's own topics (`bench-post-created`, ...), database `chirp_bench`, Redis database 10 and
+  a free port, so its users and posts never enter the app's log (the source of truth) or its read models; with the
+  tests' isolation variables exported, their names instead (bench/isolation.py).
 - Load: `--users` dev-login users post 200-280 character posts (0-3 hashtags from a Zipf set, a link in 30%,
   seeded) at `--rate` per second, open loop: every request starts at its scheduled time whatever happened to the
   others, and every latency counts from that scheduled time (no coordinated omission).
@@ -33,7 +34,8 @@ import sys
 from pathlib import Path
 
 # Before anything imports schemas.topics (topic and channel names are read once, at import).
-os.environ["CHIRP_TOPIC_NAMESPACE"] = "bench-"
+# `bench-` and the developer's namespace (bench/isolation.py); idempotent, as bench modules import each other.
+os.environ["CHIRP_TOPIC_NAMESPACE"] = "bench-" + os.environ.get("CHIRP_TOPIC_NAMESPACE", "").removeprefix("bench-")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import random
 import statistics
@@ -50,6 +52,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from bench import commit
+from bench.isolation import free_port, redis_db
 from bench.rebuild import BENCH_DB, prepare_stores
 from chirp.settings import Settings
 from ops.services import kafka as kafka_service
@@ -61,8 +64,8 @@ from store.posts import CHANNEL
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "pipeline.jsonl"
-PORT = 8765
-REDIS_DB = 10
+PORT = free_port()
+REDIS_DB = redis_db(10)
 VISIBLE_TIMEOUT_S = 30.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WORDS = ["the", "a", "river", "light", "code", "open", "small", "event", "kafka", "post", "stream", "quiet", "build"]
@@ -169,7 +172,7 @@ async def fast_forward(settings: Settings, only: str) -> None:
     from bench.pipeline_consumers import bench_consumers
 
     for consumer in bench_consumers(only):
-        probe = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=consumer.name)
+        probe = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=settings.group(consumer.name))
         await probe.start()
         try:
             tps = [TopicPartition(t, p) for t in consumer.handlers for p in range(BY_NAME[t].partitions)]

@@ -47,6 +47,7 @@ from aiokafka import AIOKafkaProducer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.isolation import postgres_db  # noqa: E402
 from chirp.settings import Settings  # noqa: E402
 from consumers.preparse import parsed, render_post  # noqa: E402
 from consumers.runtime import Consumer, all_consumers  # noqa: E402
@@ -61,7 +62,7 @@ from store.keys import PgKeyStore  # noqa: E402
 from store.postgres import connect  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "rebuild.jsonl"
-BENCH_DB = "chirp_bench"
+BENCH_DB = postgres_db()  # chirp_bench, or the developer's own (bench/isolation.py)
 
 
 def bench_topic(prefix: str, topic: topics.Topic) -> topics.Topic:
