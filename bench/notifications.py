@@ -3,9 +3,10 @@
     .venv/bin/python bench/notifications.py [--rate 200] [--seconds 20] [--runs 3] [--users 16]
 
 Prints each run and appends JSON lines to bench/results/notifications.jsonl. Same processes and isolation as
-bench/pipeline.py (the gateway on a free port and the consumers it needs as children, `bench-` topics and groups,
-database `chirp_bench`, Redis database 10; with the tests' isolation variables exported, names derived from them:
-bench/isolation.py).
+bench/pipeline.py, which names the topics (bench.pipeline is imported before anything imports schemas.topics): the
+gateway on a free port and the consumers it needs as children, `<CHIRP_TOPIC_NAMESPACE>bench-` topics,
+`<CHIRP_CONSUMER_GROUP_PREFIX>bench-` groups, database `<CHIRP_POSTGRES_TEST_DB or chirp>_bench`, Redis database
+`CHIRP_REDIS_DB` (10 when unset; emptied first).
 - Load: `--users` dev-login users; action i is user i mod n posting a mention of user i+1 mod n, at `--rate` per
   second, open loop: every latency counts from the action's scheduled time.
 - visible: scheduled → the mentioned person's `GET /api/notifications` lists the item. The driver subscribes to
@@ -32,8 +33,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-# Before anything imports schemas.topics: `bench-` and the developer's namespace (bench/isolation.py).
-os.environ["CHIRP_TOPIC_NAMESPACE"] = "bench-" + os.environ.get("CHIRP_TOPIC_NAMESPACE", "").removeprefix("bench-")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import asyncpg

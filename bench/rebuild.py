@@ -47,7 +47,6 @@ from aiokafka import AIOKafkaProducer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.isolation import postgres_db  # noqa: E402
 from chirp.settings import Settings  # noqa: E402
 from consumers.preparse import parsed, render_post  # noqa: E402
 from consumers.runtime import Consumer, all_consumers  # noqa: E402
@@ -62,7 +61,7 @@ from store.keys import PgKeyStore  # noqa: E402
 from store.postgres import connect  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "rebuild.jsonl"
-BENCH_DB = postgres_db()  # chirp_bench, or the developer's own (bench/isolation.py)
+BENCH_DB = os.environ.get("CHIRP_POSTGRES_TEST_DB", "chirp") + "_bench"  # chirp_bench unless isolated
 
 
 def bench_topic(prefix: str, topic: topics.Topic) -> topics.Topic:

@@ -5,6 +5,8 @@ hash (type, post) and a sorted set of its actors by time; `BELL_CHANNEL` announc
 The consumer's own bookkeeping is per user too and bounded like the items: who was notified of what (`by_key`, one
 field per actor of a kept item), the open group of each grouped type and post (`groups_key`, one per kept item),
 the newest `KEPT` undo times (`retracted_key`) and read marks (`marks_key`).
+A user's keys carry the Redis Cluster hash tag `{user_id}` (as their hidden set in store/relations.py does, which
+the reads intersect with the actors), a post's keys `{post_id}`.
 """
 
 from __future__ import annotations
@@ -17,49 +19,49 @@ KEPT = 1000  # the newest items kept per user; older ones are dropped as new one
 
 
 def items_key(user_id: str) -> str:
-    return f"notify:items:{user_id}"
+    return f"notify:items:{{{user_id}}}"
 
 
 def unread_key(user_id: str) -> str:
-    return f"notify:unread:{user_id}"
+    return f"notify:unread:{{{user_id}}}"
 
 
 def item_key(user_id: str, item_id: str) -> str:
-    return f"notify:item:{user_id}:{item_id}"
+    return f"notify:item:{{{user_id}}}:{item_id}"
 
 
 def actors_key(user_id: str, item_id: str) -> str:
-    return f"notify:actors:{user_id}:{item_id}"
+    return f"notify:actors:{{{user_id}}}:{item_id}"
 
 
 def readmark_key(user_id: str) -> str:
-    return f"notify:readmark:{user_id}"
+    return f"notify:readmark:{{{user_id}}}"
 
 
 def tombstone_key(post_id: str) -> str:
-    return f"notify:deleted:{post_id}"
+    return f"notify:deleted:{{{post_id}}}"
 
 
 def post_items_key(post_id: str) -> str:
     """Which items point at a post (members `<user> <item>`), so a delete finds them."""
-    return f"notify:post:{post_id}"
+    return f"notify:post:{{{post_id}}}"
 
 
 def by_key(user_id: str) -> str:
-    """Hash: `<type> <actor> <target>` -> `<item id> <id of the item it would start>`, for each actor of a kept item."""
-    return f"notify:by:{user_id}"
+    """Hash: `<type> <actor> <target>` -> the item's id, for each actor of a kept item."""
+    return f"notify:by:{{{user_id}}}"
 
 
 def retracted_key(user_id: str) -> str:
     """Sorted set: `<type> <actor> <target>` scored by the time of its newest undo (the newest `KEPT`)."""
-    return f"notify:retracted:{user_id}"
+    return f"notify:retracted:{{{user_id}}}"
 
 
 def groups_key(user_id: str) -> str:
     """Hash: `<type> <post>` -> the newest item of that group (likes or reposts of one post)."""
-    return f"notify:groups:{user_id}"
+    return f"notify:groups:{{{user_id}}}"
 
 
 def marks_key(user_id: str) -> str:
     """Sorted set: each read mark's `up_to` time (ms) scored by when it was made (ms); the newest `KEPT`."""
-    return f"notify:marks:{user_id}"
+    return f"notify:marks:{{{user_id}}}"
