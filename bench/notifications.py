@@ -9,9 +9,9 @@ gateway on a free port and the consumers it needs as children, `<CHIRP_TOPIC_NAM
 `CHIRP_REDIS_DB` (10 when unset; emptied first).
 - Load: `--users` dev-login users; action i is user i mod n posting a mention of user i+1 mod n, at `--rate` per
   second, open loop: every latency counts from the action's scheduled time.
-- visible: scheduled → the mentioned person's `GET /api/notifications` lists the item. The driver subscribes to
-  the bell channel and, on each notice for a person with actions pending, reads their first page once (no blind
-  polling), resolving every pending item it shows.
+- accepted: scheduled → the post's 202. visible: scheduled → the mentioned person's `GET /api/notifications`
+  lists the item. The driver subscribes to the bell channel and, on each notice for a person with actions pending,
+  reads their first page once (no blind polling), resolving every pending item it shows.
 - Ceiling (same run, after each run): one Kafka hop at the same rate, open loop, on a scratch topic (produce with
   acks=all → a consumer polling it sees the record). A notification takes two hops (post-created → preparse →
   post-parsed → notifications) plus the gateway's POST and GET, so its p99 is reported against two hops' p99.
@@ -134,6 +134,7 @@ async def one(http: MiniHTTP, inboxes: Inboxes, author: dict[str, str], reader: 
         out["errors"] += 1  # type: ignore[operator]
         return
     post_id = orjson.loads(data)["id"]
+    out["accepted"].append(time.monotonic() - scheduled)  # type: ignore[union-attr]
     seen = inboxes.expect(inboxes.id_of(reader), post_id, scheduled)  # a mention's item id is the post's id
     try:
         at = await asyncio.wait_for(seen, TIMEOUT_S)
@@ -145,7 +146,7 @@ async def one(http: MiniHTTP, inboxes: Inboxes, author: dict[str, str], reader: 
 
 async def measure(http: MiniHTTP, inboxes: Inboxes, users: list[dict[str, str]], handles: list[str], rate: int,
                   seconds: float) -> dict[str, object]:  # fmt: skip
-    out: dict[str, list[float] | int] = {"visible": [], "errors": 0, "invisible": 0}
+    out: dict[str, list[float] | int] = {"accepted": [], "visible": [], "errors": 0, "invisible": 0}
     n = int(rate * seconds)
     start = time.monotonic() + 0.05
     tasks = []
@@ -157,7 +158,8 @@ async def measure(http: MiniHTTP, inboxes: Inboxes, users: list[dict[str, str]],
         author, reader = users[i % len(users)], handles[(i + 1) % len(users)]
         tasks.append(asyncio.create_task(one(http, inboxes, author, reader, scheduled, out)))
     await asyncio.gather(*tasks)
-    return {"rate": rate, "actions": n, "visible": pcts(out["visible"]), "errors": out["errors"],  # type: ignore[arg-type]
+    return {"rate": rate, "actions": n, "accepted": pcts(out["accepted"]),  # type: ignore[arg-type]
+            "visible": pcts(out["visible"]), "errors": out["errors"],  # type: ignore[arg-type]
             "invisible": out["invisible"]}  # fmt: skip
 
 
