@@ -16,7 +16,7 @@ import asyncpg
 import httpx
 import pytest
 
-from chirp.kafka_admin import GroupLag
+from chirp.kafka_admin import GroupLag, group_offsets
 from chirp.settings import Settings
 from gateway.app import create_app
 from gateway.routes import health
@@ -104,6 +104,10 @@ async def test_readyz_reports_each_consumer_group_running_then_killed(
                     up.status_code == 200 and up.json()["status"] == "ok" and up.json()["checks"]["consumers"] == "ok"
                 )
                 assert await pg.fetchval(f"SELECT count(*) FROM {table}") == 1
+                await eventually(  # commits are gathered for consumer_commit_interval_ms: kill after this one
+                    lambda: group_offsets(settings, [settings.group(group)]),
+                    until=lambda offsets: bool(offsets[settings.group(group)]),
+                )
                 proc.kill()
                 proc.wait()
             await probe.send(publisher, topic, probe.posts(5))
