@@ -1,14 +1,17 @@
 """Posts end to end: POST /api/posts → 202 → visible at GET /api/posts/{id}, open loop, CPU per process.
 
     .venv/bin/python bench/pipeline.py [--rate 200] [--seconds 20] [--runs 5] [--users 8] [--find-max]
-                                       [--app-groups] [--no-ceiling]
+                                       [--app-groups] [--no-ceiling] [--clear]
 
 Prints a table and appends JSON lines to bench/results/pipeline.jsonl. Method: ../shared/BENCH.md.
 - Processes: the gateway (`chirp gateway`: uvicorn, one worker, CHIRP_ENV=dev for the dev login) and every consumer
   (`python -m bench.pipeline_consumers`: `chirp consume --all` under `bench-` group ids, fast-forwarded to the end
   of the topics first; `--app-groups` runs `chirp consume --all` itself) as children, unpinned.
-- Isolation: the benchmark's own topics (`bench-post-created`, ...), database `chirp_bench` and Redis database 10,
-  so its users and posts never enter the app's log (the source of truth) or its read models.
+- Isolation: the benchmark's own topics (`bench-<CHIRP_TOPIC_NAMESPACE>post-created`, ...), groups (under
+  `CHIRP_CONSUMER_GROUP_PREFIX`), database `chirp_bench` (`chirp_bench_x` beside an isolated test database
+  `chirp_test_x`), Redis database `CHIRP_REDIS_DB` (else 10) and port `CHIRP_BENCH_PORT` (else 8765), so its users
+  and posts never enter the app's log (the source of truth), its read models, or another checkout's benchmark.
+- `--clear`: the gateway and consumers publish in clear (`CHIRP_ERASURE_SEAL=false`), the before of sealing.
 - Load: `--users` dev-login users post 200-280 character posts (0-3 hashtags from a Zipf set, a link in 30%,
   seeded) at `--rate` per second, open loop: every request starts at its scheduled time whatever happened to the
   others, and every latency counts from that scheduled time (no coordinated omission).
@@ -33,7 +36,8 @@ import sys
 from pathlib import Path
 
 # Before anything imports schemas.topics (topic and channel names are read once, at import).
-os.environ["CHIRP_TOPIC_NAMESPACE"] = "bench-"
+# `bench-`, then the run's isolation namespace (CHIRP_TOPIC_NAMESPACE), so two checkouts never share topics.
+os.environ["CHIRP_TOPIC_NAMESPACE"] = "bench-" + os.environ.get("CHIRP_TOPIC_NAMESPACE", "")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import random
 import statistics
@@ -49,7 +53,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from bench import commit
+from bench import commit, redis_db
 from bench.rebuild import BENCH_DB, prepare_stores
 from chirp.settings import Settings
 from ops.services import kafka as kafka_service
@@ -61,8 +65,8 @@ from store.posts import CHANNEL
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "pipeline.jsonl"
-PORT = 8765
-REDIS_DB = 10
+PORT = int(os.environ.get("CHIRP_BENCH_PORT", "8765"))
+REDIS_DB = redis_db(10)
 VISIBLE_TIMEOUT_S = 30.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WORDS = ["the", "a", "river", "light", "code", "open", "small", "event", "kafka", "post", "stream", "quiet", "build"]
@@ -169,7 +173,7 @@ async def fast_forward(settings: Settings, only: str) -> None:
     from bench.pipeline_consumers import bench_consumers
 
     for consumer in bench_consumers(only):
-        probe = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=consumer.name)
+        probe = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=settings.group(consumer.name))
         await probe.start()
         try:
             tps = [TopicPartition(t, p) for t in consumer.handlers for p in range(BY_NAME[t].partitions)]
@@ -485,8 +489,11 @@ async def main() -> None:
     parser.add_argument("--app-groups", action="store_true", help="run `chirp consume --all` (the app's groups)")
     parser.add_argument("--consumers", default="", help="only these consumers (comma-separated), e.g. preparse,posts")
     parser.add_argument("--no-ceiling", action="store_true")
+    parser.add_argument("--clear", action="store_true", help="publish in clear (no sealing), to compare")
     parser.add_argument("--logs", help="directory for the children's logs (default: discarded)")
     args = parser.parse_args()
+    if args.clear:
+        os.environ["CHIRP_ERASURE_SEAL"] = "false"  # the children inherit it
     await prepare_stores(Settings(), REDIS_DB)  # empty Redis database, migrated chirp_bench
     settings = Settings(postgres_db=BENCH_DB, redis_db=REDIS_DB)
     await ensure_topics(settings)
@@ -561,6 +568,7 @@ def report(args: argparse.Namespace, size: int, ceiling: list[float], runs: list
         "runs": args.runs,
         "users": args.users,
         "groups": "app" if args.app_groups else "bench",
+        "sealed": not args.clear,
         "consumers": args.consumers or "all",
         "record_bytes": size,
         "accepted_ms": {q: over_runs(("accepted", q)) for q in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},

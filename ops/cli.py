@@ -499,7 +499,7 @@ async def _publish_seed(settings: Settings, users: int, posts: int, seed: int, c
         console=errors,
     )
     try:
-        publisher = Publisher(broker, keys=PgKeyStore.from_settings(settings, pool))
+        publisher = Publisher(broker, keys=PgKeyStore.for_sealing(settings, pool))
         with progress:
             task = progress.add_task("seed", total=None)
             batch = []

@@ -54,7 +54,7 @@ async def open_context(settings: Settings, broker: KafkaBroker) -> Context:
 
     pg = await connect(settings)
     cache = redis_client.from_url(settings.redis_url, decode_responses=True)
-    publisher = Publisher(broker, keys=PgKeyStore.from_settings(settings, pg))
+    publisher = Publisher(broker, keys=PgKeyStore.for_sealing(settings, pg))
     return Context(settings=settings, pg=pg, redis=cache, publisher=publisher)
 
 
