@@ -181,6 +181,12 @@ async def traces(pg: asyncpg.Pool, user_id: str, secrets: list[str], *, tombston
     return found
 
 
+async def notified_by(client: httpx.AsyncClient, reader: dict[str, str], handle: str) -> int:
+    """How many of the reader's notifications name `handle` (or a person no longer there) among their actors."""
+    items = (await client.get("/api/notifications", headers=reader)).json()["items"]
+    return sum(any(a["handle"] in (handle, "") for a in item["actors"]) for item in items)
+
+
 async def test_a_deleted_account_leaves_no_readable_trace_in_kafka_or_any_rebuilt_model(
     fast_erasure: None,
     client: httpx.AsyncClient,
@@ -207,10 +213,15 @@ async def test_a_deleted_account_leaves_no_readable_trace_in_kafka_or_any_rebuil
     assert (await client.post(f"/api/users/{handle}/follow", headers=friend)).status_code == 202
     assert (await client.post(f"/api/posts/{friend_post}/like", headers=me)).status_code == 202
     assert (await client.post(f"/api/posts/{post_ids[0]}/like", headers=friend)).status_code == 202
+    for kind in ("repost", "bookmark"):
+        assert (await client.post(f"/api/posts/{friend_post}/{kind}", headers=me)).status_code == 202
+    reply = await client.post("/api/posts", json={"body": bodies[0] + " (reply)", "reply_to": friend_post}, headers=me)
+    assert reply.status_code == 202, reply.text
     third = unique_handle("muted")
     await login(client, third)
     await eventually(lambda: client.get(f"/api/users/{third}"), until=lambda r: r.status_code == 200)
     assert (await client.post(f"/api/users/{third}/mute", headers=me)).status_code == 202
+    assert (await client.post(f"/api/users/{third}/block", headers=me)).status_code == 202
     report_comment = f"report comment {new_id()}"
     report = {"handle": third, "reason": "spam", "comment": report_comment}
     assert (await client.post("/api/reports", json=report, headers=me)).status_code == 202
@@ -220,8 +231,13 @@ async def test_a_deleted_account_leaves_no_readable_trace_in_kafka_or_any_rebuil
     await eventually(lambda: pg.fetchval(reports, user_id), until=lambda n: n == 1)
     muting = list_key("mute", user_id)
     await eventually(lambda: redis_client.zcard(muting), until=lambda n: n == 1)
+    blocking = list_key("block", user_id)
+    await eventually(lambda: redis_client.zcard(blocking), until=lambda n: n == 1)
     likes = "SELECT like_count FROM post_counters WHERE post_id = $1"
     await eventually(lambda: pg.fetchval(likes, friend_post), until=lambda n: n == 1)
+    reposts = "SELECT repost_count FROM post_counters WHERE post_id = $1"
+    await eventually(lambda: pg.fetchval(reposts, friend_post), until=lambda n: n == 1)
+    await eventually(lambda: notified_by(client, friend, handle), until=lambda n: n >= 3)  # follow, like, repost
 
     # Wrong confirmation: a 422 naming the field, nothing happens.
     wrong = await client.request("DELETE", "/api/me", json={"confirm": "someone-else"}, headers=me)
@@ -237,6 +253,9 @@ async def test_a_deleted_account_leaves_no_readable_trace_in_kafka_or_any_rebuil
     assert (await client.get(f"/api/users/{handle}")).status_code == 404
     await eventually(lambda: pg.fetchval(reports, user_id), until=lambda n: n == 0)  # the reports it filed go
     await eventually(lambda: redis_client.zcard(muting), until=lambda n: n == 0)  # unmuted by the derived undo
+    await eventually(lambda: redis_client.zcard(blocking), until=lambda n: n == 0)
+    await eventually(lambda: pg.fetchval(reposts, friend_post), until=lambda n: n == 0)
+    await eventually(lambda: notified_by(client, friend, handle), until=lambda n: n == 0)
     again = await client.post("/auth/dev-login", json={"login": handle})
     assert again.status_code == 409 and again.json()["error"]["field"] == "login", "the handle is quarantined"
 
