@@ -88,8 +88,8 @@ async def migrate(settings: Settings, *, jobs: int = 1, say: Say = print) -> Mig
     store = PgKeyStore.from_settings(settings, pool)
     result = Migration()
     try:
-        names = await deployment_topics(settings)
         phases = {r["topic"]: r for r in await pool.fetch("SELECT * FROM log_migration")}
+        names = sorted({*await deployment_topics(settings), *phases})  # a topic deleted mid-swap is refilled
         legacy, needy = await scan(settings, store, [n for n in names if n not in phases])
         result.legacy = await map_ids(pool, legacy)
         say(f"{len(result.legacy)} legacy user id(s) mapped to opaque ids")

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from chirp import kafka_admin
 from chirp.settings import Settings
+from ops.migrate import delete_topic, map_ids, stage
 from schemas import topics
 from schemas.events import (
     Event,
@@ -36,6 +38,7 @@ from schemas.events import (
     UserRegisteredData,
     new_id,
 )
+from store.keys import PgKeyStore
 from store.postgres import connect
 from tests.conftest import eventually
 from tests.integration.faults import free_port, private_redis
@@ -239,6 +242,51 @@ async def test_migrate_seals_the_legacy_log_under_opaque_ids_and_the_account_sta
     finally:
         stop(gateway)
         stop(consumers)
+
+
+async def test_a_migration_interrupted_while_swapping_resumes_from_its_complete_copy(
+    stack: Stack, db: asyncpg.Pool
+) -> None:
+    handle = unique_handle("halfway")
+    old_id = f"dev-{handle}"
+    bodies = [f"clear before the swap {new_id()}" for _ in range(3)]
+    posts = [PostCreated(payload=PostCreatedData(post_id=new_id(), author_id=old_id, body=b)) for b in bodies]
+    registered = UserRegistered(actor=old_id, payload=UserRegisteredData(user_id=old_id, handle=handle))
+    await publish_legacy(stack, [registered, *posts])
+    # A run stopped in the middle of swapping post-created: its copy is complete, the topic itself is gone.
+    settings = stack.settings.model_copy(update={"postgres_db": stack.database})
+    topic = stack.topic(topics.POST_CREATED)
+    ids = await map_ids(db, {old_id})
+    staged = await stage(settings, db, PgKeyStore(db), topic, ids)
+    assert (staged.records, staged.rewritten) == (3, 3)
+    await db.execute("UPDATE log_migration SET phase = 'swapping' WHERE topic = $1", topic)
+    async with kafka_admin.admin(settings) as client:
+        await delete_topic(client, topic)
+
+    migrated = stack.run("erasure", "migrate", "--jobs", "1")
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    log = await raw_log(stack)
+    for secret in (old_id, handle, *bodies):
+        assert secret.encode() not in log, f"{secret!r} is still in the log"
+    refilled = await records_of(stack, topic)
+    assert sorted(r.key for r in refilled) == sorted(p.payload.post_id.encode() for p in posts), "nothing lost"
+    assert all(("sealed", b"1") in r.headers for r in refilled)
+    login = "SELECT user_id FROM login_accounts WHERE login_kind = 'dev' AND login_id = $1"
+    assert await db.fetchval(login, handle.lower()) == ids[old_id]
+    assert await db.fetchval("SELECT count(*) FROM log_migration") == 0
+
+
+async def records_of(stack: Stack, topic: str) -> list[ConsumerRecord]:
+    async with kafka_admin.reader(stack.settings) as reader:
+        tps = await kafka_admin.partitions(reader, [topic])
+        ends = await reader.end_offsets(tps)
+        reader.assign(tps)
+        await reader.seek_to_beginning(*tps)
+        found: list[ConsumerRecord] = []
+        while len(found) < sum(ends.values()):
+            for records in (await reader.getmany(timeout_ms=500)).values():
+                found += records
+        return found
 
 
 async def healthy(http: httpx.AsyncClient) -> bool:
