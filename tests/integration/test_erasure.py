@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 
 from chirp.settings import Settings
 from gateway.auth.current import start_session
+from gateway.routes.account import handle_digest
 from gateway.state import State
 from ops.erasure import status, verify
 from schemas.events import UserProfileUpdated, UserProfileUpdatedData, UserRegistered, UserRegisteredData, new_id
@@ -88,7 +89,7 @@ async def raw_log(settings: Settings) -> bytes:
     return b"\n".join(chunks)
 
 
-async def user_with_github(state: State) -> tuple[str, str, int, dict[str, str]]:
+async def user_with_github(state: State) -> tuple[str, str, int, dict[str, str], str]:
     """A person registered with a GitHub id (published as the GitHub login does), logged in."""
     handle, github_id = unique_handle("gone"), int(new_id()[-9:], 36) % 10**12 + 10**11
     user_id = new_id()  # opaque, as new accounts get
@@ -104,8 +105,8 @@ async def user_with_github(state: State) -> tuple[str, str, int, dict[str, str]]
             ),
         )
     )
-    access, _, _ = await start_session(state, user_id, handle)
-    return user_id, handle, github_id, {"Authorization": f"Bearer {access}"}
+    access, refresh, _ = await start_session(state, user_id, handle)
+    return user_id, handle, github_id, {"Authorization": f"Bearer {access}"}, refresh
 
 
 async def post(client: httpx.AsyncClient, headers: dict[str, str], body: str) -> str:
@@ -195,7 +196,7 @@ async def test_a_deleted_account_leaves_no_readable_trace_in_kafka_or_any_rebuil
     redis_client: aioredis.Redis,
     settings: Settings,
 ) -> None:
-    user_id, handle, github_id, me = await user_with_github(state)
+    user_id, handle, github_id, me, refresh = await user_with_github(state)
     bio = f"bio-{new_id()}"
     await state.publisher.publish(
         UserProfileUpdated(actor=user_id, payload=UserProfileUpdatedData(user_id=user_id, bio=bio))
@@ -245,6 +246,8 @@ async def test_a_deleted_account_leaves_no_readable_trace_in_kafka_or_any_rebuil
     deleted = await client.request("DELETE", "/api/me", json={"confirm": handle}, headers=me)
     assert deleted.status_code == 202, deleted.text
     assert (await client.get("/api/me", headers=me)).status_code == 401, "the session ended at once"
+    refused = await client.post("/auth/refresh", json={"refresh_token": refresh})
+    assert refused.status_code == 401, "and so did its refresh token"
 
     # Every read model lets go; the friend's counts go down.
     await eventually(lambda: followers(pg, friend_id), until=lambda n: n == 0)
@@ -279,6 +282,10 @@ async def test_a_deleted_account_leaves_no_readable_trace_in_kafka_or_any_rebuil
     assert friend_after.json() == friend_before.json()
     assert await pg.fetch("SELECT post_id, body FROM posts WHERE author_id = $1", friend_id) == friend_posts_before
     assert not await pg.fetchval(likes, friend_post), "no like of theirs counts (no counter row: none)"
+
+    await pg.execute("UPDATE handle_quarantine SET until = now() WHERE handle_sha256 = $1", handle_digest(handle))
+    freed = await client.post("/auth/dev-login", json={"login": handle})
+    assert freed.status_code == 200, "once the quarantine ends, the handle is free"
 
 
 async def test_a_deleted_post_is_erased_from_the_log_and_the_author_stays(

@@ -276,6 +276,28 @@ async def test_a_migration_interrupted_while_swapping_resumes_from_its_complete_
     assert await db.fetchval("SELECT count(*) FROM log_migration") == 0
 
 
+async def test_a_topic_written_to_after_it_was_staged_is_not_swapped_but_staged_again(
+    stack: Stack, db: asyncpg.Pool
+) -> None:
+    handle = unique_handle("late")
+    old_id = f"dev-{handle}"
+    first, late = (PostCreated(payload=PostCreatedData(post_id=new_id(), author_id=old_id, body=b)) for b in "ab")
+    await publish_legacy(stack, [first])
+    settings = stack.settings.model_copy(update={"postgres_db": stack.database})
+    topic = stack.topic(topics.POST_CREATED)
+    await stage(settings, db, PgKeyStore(db), topic, await map_ids(db, {old_id}))
+    await publish_legacy(stack, [late])  # a gateway still running: its post must not be lost by the swap
+
+    refused = stack.run("erasure", "migrate", "--jobs", "1")
+    assert refused.returncode == 1 and "written to after it was staged" in " ".join(refused.stdout.split())
+    assert len(await records_of(stack, topic)) == 2, "the topic was left as it was"
+    migrated = stack.run("erasure", "migrate", "--jobs", "1")
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    refilled = await records_of(stack, topic)
+    assert sorted(r.key for r in refilled) == sorted(p.payload.post_id.encode() for p in (first, late))
+    assert old_id.encode() not in await raw_log(stack)
+
+
 async def records_of(stack: Stack, topic: str) -> list[ConsumerRecord]:
     async with kafka_admin.reader(stack.settings) as reader:
         tps = await kafka_admin.partitions(reader, [topic])
