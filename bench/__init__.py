@@ -18,12 +18,6 @@ def commit() -> str:
     return git("rev-parse", "--short=12", "HEAD") + ("-dirty" if dirty else "")
 
 
-def bench_db() -> str:
-    """The benchmarks' PostgreSQL database, beside the run's isolated test database (`CHIRP_POSTGRES_TEST_DB`
-    chirp_test_x: chirp_bench_x), so benchmarks of two checkouts never share tables."""
-    return "chirp_bench" + os.environ.get("CHIRP_POSTGRES_TEST_DB", "chirp_test").removeprefix("chirp_test")
-
-
 def redis_db(default: int) -> int:
     """The benchmark's Redis database (flushed by it): the run's isolated one (`CHIRP_REDIS_DB`) when set."""
     return int(os.environ.get("CHIRP_REDIS_DB", default))

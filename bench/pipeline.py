@@ -7,10 +7,10 @@ Prints a table and appends JSON lines to bench/results/pipeline.jsonl. Method: .
 - Processes: the gateway (`chirp gateway`: uvicorn, one worker, CHIRP_ENV=dev for the dev login) and every consumer
   (`python -m bench.pipeline_consumers`: `chirp consume --all` under `bench-` group ids, fast-forwarded to the end
   of the topics first; `--app-groups` runs `chirp consume --all` itself) as children, unpinned.
-- Isolation: the benchmark's own topics (`bench-<CHIRP_TOPIC_NAMESPACE>post-created`, ...), groups (under
-  `CHIRP_CONSUMER_GROUP_PREFIX`), database `chirp_bench` (`chirp_bench_x` beside an isolated test database
-  `chirp_test_x`), Redis database `CHIRP_REDIS_DB` (else 10) and port `CHIRP_BENCH_PORT` (else 8765), so its users
-  and posts never enter the app's log (the source of truth), its read models, or another checkout's benchmark.
+- Isolation: the benchmark's own topics (`<CHIRP_TOPIC_NAMESPACE>bench-post-created`, ...), groups
+  (`<CHIRP_CONSUMER_GROUP_PREFIX>bench-<consumer>`), database `<CHIRP_POSTGRES_TEST_DB or chirp>_bench`, Redis
+  database `CHIRP_REDIS_DB` (10 when unset; emptied first) and a free port, so its users and posts never enter the
+  app's log (the source of truth) or its read models, nor another developer's benchmark run at the same time.
 - `--clear`: the gateway and consumers publish in clear (`CHIRP_ERASURE_SEAL=false`), the before of sealing.
 - Load: `--users` dev-login users post 200-280 character posts (0-3 hashtags from a Zipf set, a link in 30%,
   seeded) at `--rate` per second, open loop: every request starts at its scheduled time whatever happened to the
@@ -36,10 +36,10 @@ import sys
 from pathlib import Path
 
 # Before anything imports schemas.topics (topic and channel names are read once, at import).
-# `bench-`, then the run's isolation namespace (CHIRP_TOPIC_NAMESPACE), so two checkouts never share topics.
-os.environ["CHIRP_TOPIC_NAMESPACE"] = "bench-" + os.environ.get("CHIRP_TOPIC_NAMESPACE", "")
+os.environ["CHIRP_TOPIC_NAMESPACE"] = os.environ.get("CHIRP_TOPIC_NAMESPACE", "") + "bench-"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import random
+import socket
 import statistics
 import subprocess
 import time
@@ -53,7 +53,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from bench import commit, redis_db
+from bench import commit
 from bench.rebuild import BENCH_DB, prepare_stores
 from chirp.settings import Settings
 from ops.services import kafka as kafka_service
@@ -65,8 +65,7 @@ from store.posts import CHANNEL
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "pipeline.jsonl"
-PORT = int(os.environ.get("CHIRP_BENCH_PORT", "8765"))
-REDIS_DB = redis_db(10)
+REDIS_DB = int(os.environ.get("CHIRP_REDIS_DB", "10"))
 VISIBLE_TIMEOUT_S = 30.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WORDS = ["the", "a", "river", "light", "code", "open", "small", "event", "kafka", "post", "stream", "quiet", "build"]
@@ -153,6 +152,15 @@ class Watched:
 
     def ticks(self) -> dict[str, int]:
         return {name: cpu_ticks(pid, tree) for name, (pid, tree) in self.pids.items()}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+PORT = free_port()
 
 
 def spawn(cmd: list[str], settings: Settings, log: Path | None) -> subprocess.Popen[bytes]:

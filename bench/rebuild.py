@@ -13,8 +13,8 @@ Isolation (the machine's Kafka, PostgreSQL and Redis are shared with everyone's 
 (ops.seed.generate: users, follows, posts, plus each post's post-parsed rendering; sealed as the gateway seals
 them, with erasure keys in `chirp_bench`, unless `--clear`) goes to topics of this run
 (`bench-rb-<id>-<topic>`), every consumer that owns a read model is rebuilt under a copy of itself subscribed to
-those topics (group `bench-rb-<id>-<name>`), into the database `chirp_bench` (`chirp_bench_x` beside an isolated
-test database `chirp_test_x`) and Redis database `--redis-db` (default: `CHIRP_REDIS_DB`, else 9). The rebuild is
+those topics (group `bench-rb-<id>-<name>`), into the database `chirp_bench` (`<CHIRP_POSTGRES_TEST_DB>_bench`
+when isolated) and Redis database `--redis-db` (default: `CHIRP_REDIS_DB`, else 9). The rebuild is
 the real one (ops.replay.Replay: shadow build, swap, drain, hand-off), grouped and scheduled as
 `chirp rebuild --all --jobs N` does (each model after the ones it reads, up to `--jobs` replays at once, default
 one per core; consumers ready together that read the same topics share one replay), each replay in its own
@@ -48,7 +48,7 @@ from aiokafka import AIOKafkaProducer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import bench_db, redis_db  # noqa: E402
+from bench import redis_db  # noqa: E402
 from chirp.settings import Settings  # noqa: E402
 from consumers.preparse import parsed, render_post  # noqa: E402
 from consumers.runtime import Consumer, all_consumers  # noqa: E402
@@ -63,7 +63,7 @@ from store.keys import PgKeyStore  # noqa: E402
 from store.postgres import connect  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "rebuild.jsonl"
-BENCH_DB = bench_db()
+BENCH_DB = os.environ.get("CHIRP_POSTGRES_TEST_DB", "chirp") + "_bench"  # chirp_bench unless isolated
 
 
 def bench_topic(prefix: str, topic: topics.Topic) -> topics.Topic:

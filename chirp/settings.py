@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -48,6 +48,17 @@ class Settings(BaseSettings):
     redis_host: str = Field(default="127.0.0.1", description="Redis host.")
     redis_port: int = Field(default=6379, description="Redis port.")
     redis_db: int = Field(default=0, description="Redis database number (the app uses 0, the tests 1).")
+    redis_cluster: bool = Field(
+        default=False,
+        description="Redis is a Redis Cluster: every process connects with redis-py's cluster client to"
+        " redis_host:redis_cluster_port (one node; the client finds the others) and database 0. Keys are hash-tagged"
+        " per user, post or model, so every script and multi-key command stays within one slot (docs/scaling.md).",
+    )
+    redis_cluster_port: int = Field(
+        default=7000,
+        description="First port of the local three-master Redis Cluster (`chirp services up --redis-cluster`): its"
+        " nodes listen on this port and the next two.",
+    )
 
     # PostgreSQL
     postgres_host: str = Field(default="127.0.0.1", description="PostgreSQL host.")
@@ -65,9 +76,17 @@ class Settings(BaseSettings):
         " across a network.",
     )
 
-    # ArangoDB (optional adapter; tests run only when set)
+    # Where the read models the ArangoDB adapter covers live (store/backends.py: the posts read model)
+    store: Literal["postgres", "arango"] = Field(
+        default="postgres",
+        description="Store of the posts read model: `postgres`, or `arango` (ArangoDB at CHIRP_ARANGO_URL). Every"
+        " other read model stays in PostgreSQL and Redis either way.",
+    )
+    # ArangoDB (optional adapter; its contract tests run only when set)
     arango_url: str = Field(
-        default="", description="ArangoDB server of the optional posts adapter; empty: its contract tests are skipped."
+        default="",
+        description="ArangoDB server: the posts read model's when CHIRP_STORE=arango; empty: the ArangoDB contract"
+        " tests are skipped.",
     )
     arango_db: str = Field(default="chirp", description="ArangoDB database (created when missing).")
     arango_user: str = Field(default="root", description="ArangoDB user.")
@@ -207,6 +226,11 @@ class Settings(BaseSettings):
     consumer_breaker_retry_ms: int = Field(default=30_000, description="How often a held event is tried again.")
     consumer_batch_size: int = Field(default=500, description="Most events a consumer takes per poll (one batch).")
     consumer_batch_timeout_ms: int = Field(default=50, description="How long a poll waits to fill a batch.")
+    consumer_commit_interval_ms: int = Field(
+        default=500,
+        description="Handled offsets are committed at most this often (0: after every batch); a crash redelivers"
+        " at most this much, which idempotent handlers absorb.",
+    )
     replay_batch_size: int = Field(
         default=2_000,
         description="Events per batch in a replay (a backlog: larger batches, fewer round trips per event).",
@@ -253,6 +277,8 @@ class Settings(BaseSettings):
 
     @property
     def redis_url(self) -> str:
+        if self.redis_cluster:  # a cluster has database 0 only
+            return f"redis://{self.redis_host}:{self.redis_cluster_port}/0"
         return f"redis://{self.redis_host}:{self.redis_port}/{self.redis_db}"
 
     def postgres_dsn(self, db: str | None = None) -> str:
@@ -265,3 +291,21 @@ class Settings(BaseSettings):
     @property
     def dev(self) -> bool:
         return self.env == "dev"
+
+    @model_validator(mode="after")
+    def _store_has_a_server(self) -> Settings:
+        if self.store == "arango" and not self.arango_url:
+            raise ValueError("CHIRP_STORE=arango needs CHIRP_ARANGO_URL (the ArangoDB server)")
+        return self
+
+
+def refusal(error: ValidationError) -> str:
+    """Settings the environment got wrong, in one line: `CHIRP_STORE: Input should be 'postgres' or 'arango'
+    (got 'mongo')`."""
+    parts = []
+    for found in error.errors():
+        name = "CHIRP_" + str(found["loc"][0]).upper() if found["loc"] else ""
+        got = f" (got {found['input']!r})" if name and not isinstance(found["input"], dict) else ""
+        message = str(found["msg"]).removeprefix("Value error, ")
+        parts.append(f"{name}: {message}{got}" if name else message)
+    return "invalid settings: " + "; ".join(parts)

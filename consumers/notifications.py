@@ -76,15 +76,15 @@ class Note:
 
     @property
     def by(self) -> str:
-        return f"notify:by:{self.user_id}:{self.type}:{self.actor_id}:{self.target}"
+        return f"notify:by:{{{self.user_id}}}:{self.type}:{self.actor_id}:{self.target}"
 
     @property
     def retracted(self) -> str:
-        return f"notify:retracted:{self.user_id}:{self.type}:{self.actor_id}:{self.target}"
+        return f"notify:retracted:{{{self.user_id}}}:{self.type}:{self.actor_id}:{self.target}"
 
     @property
     def group(self) -> str:
-        return f"notify:group:{self.user_id}:{self.type}:{self.target}"
+        return f"notify:group:{{{self.user_id}}}:{self.type}:{self.target}"
 
 
 def ms(moment: datetime) -> int:
@@ -228,8 +228,7 @@ async def _user_ids(ctx: Context, handles: set[str]) -> dict[str, str]:
 
 async def _authors(ctx: Context, post_ids: set[str]) -> dict[str, str]:
     """The authors of live posts (read from the posts model)."""
-    sql = "SELECT post_id, author_id FROM posts WHERE post_id = ANY($1::text[]) AND deleted_at IS NULL"
-    return {r["post_id"]: r["author_id"] for r in await ctx.pg.fetch(sql, sorted(post_ids))}
+    return await ctx.posts.authors_of(sorted(post_ids))
 
 
 @consumer.on(topics.POST_PARSED, batch=True)

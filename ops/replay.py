@@ -65,10 +65,12 @@ from consumers.runtime import (
     all_consumers,
     decode,
     load,
+    poll,
 )
 from ops import _kafka, _shadow_pg, _shadow_redis
 from producers.broker import Publisher, ensure_topics, make_broker
 from schemas.events import Event
+from store.backends import arango_tables
 
 T = TypeVar("T")
 # A replay that dead-letters more than this (a bug, a schema the code does not match) stops before its swap.
@@ -153,6 +155,7 @@ class ReplayResult:
     start: dict[str, int] = field(default_factory=dict)  # "topic/partition" -> first offset replayed
     end: dict[str, int] = field(default_factory=dict)  # "topic/partition" -> end offset when planned (dry runs)
     redis_prefixes: tuple[str, ...] = ()  # the keys the model owns (dry runs)
+    collections: tuple[str, ...] = ()  # its ArangoDB collections (CHIRP_STORE=arango), dropped and rebuilt
 
     @property
     def rate(self) -> float:
@@ -206,8 +209,9 @@ class _Member:
     """One consumer's part in a replay: its shadow schema and keys, and the context and runner writing there."""
 
     consumer: Consumer
-    model: ReadModel
+    model: ReadModel  # its PostgreSQL and Redis part
     generation: int
+    collections: tuple[str, ...] = ()  # its ArangoDB part: rebuilt in place (see `_reset_collections`)
     tps: list[TopicPartition] = field(default_factory=list)
     late_indexes: list[str] = field(default_factory=list)
     processed: int = 0
@@ -273,7 +277,7 @@ class Replay:
         self.on_progress = on_progress or (lambda _: None)
         self.catch_up_lag = settings.consumer_batch_size if catch_up_lag is None else catch_up_lag
         self.generation = time.time_ns() // 1_000_000
-        self.members = [_Member(c, m, self.generation) for c, m in zip(consumers, models, strict=True)]
+        self.members = [self._member_of(c, m) for c, m in zip(consumers, models, strict=True)]
         self.name = "+".join(names)
         self.group = f"{settings.group(self.name)}.replay-{self.generation}"
         self.progress = Progress(self.name, "plan")
@@ -284,6 +288,33 @@ class Replay:
         for m in self.members:
             if any(m.redis_root.startswith(p) or not p for p in m.model.redis_prefixes):
                 raise ReplayError(f"redis prefixes {m.model.redis_prefixes} would contain the shadow keys")
+            if m.model.redis_prefixes and settings.redis_cluster:  # the swap is one script over every key
+                raise ReplayError(
+                    f"{m.consumer.name} keeps its read model in Redis, and a replay's atomic swap needs a single"
+                    " Redis, not a cluster (docs/scaling.md)"
+                )
+
+    def _member_of(self, consumer: Consumer, model: ReadModel) -> _Member:
+        """A member whose tables that live in ArangoDB on this store (store/backends.py) are collections instead."""
+        collections = arango_tables(self.settings, model.tables)
+        tables = tuple(t for t in model.tables if t not in collections)
+        pg_part = ReadModel(tables, model.redis_prefixes, model.after, model.reader_indexes)
+        return _Member(consumer, pg_part, self.generation, collections)
+
+    def _refuse_empty(self) -> None:
+        for m in self.members:
+            if m.model.empty and not m.collections:
+                raise ReplayError(f"{m.consumer.name} owns no read model: nothing to rebuild")
+
+    async def _reset_collections(self) -> None:
+        """Drop and recreate the members' ArangoDB collections, which their handlers then fill from the log. Unlike
+        PostgreSQL's tables there is no shadow to swap in: readers see the model refill (the live consumer goes on
+        writing into it, as idempotently as the replay)."""
+        from store.arango import connect_arango, reset_collections
+
+        collections = [name for m in self.members for name in m.collections]
+        if collections:
+            await asyncio.to_thread(lambda: reset_collections(connect_arango(self.settings), collections))
 
     # Planning ------------------------------------------------------------------------------------------------
 
@@ -308,6 +339,7 @@ class Replay:
                 self.group,
                 planned=sum(ends[tp] - start[tp] for tp in m.tps),
                 tables=m.model.tables,
+                collections=m.collections,
                 start={f"{tp.topic}/{tp.partition}": start[tp] for tp in m.tps},
             )
             for m in self.members
@@ -315,9 +347,7 @@ class Replay:
 
     async def plan(self) -> list[ReplayResult]:
         """What a replay would do, without doing it (`--dry-run`): refused as `run()` refuses it."""
-        for m in self.members:
-            if m.model.empty:
-                raise ReplayError(f"{m.consumer.name} owns no read model: nothing to rebuild")
+        self._refuse_empty()
         async with _kafka.reader(self.settings) as kafka:
             tps = await self._partitions(kafka)
             start = await self._start_offsets(kafka, tps)
@@ -333,9 +363,7 @@ class Replay:
 
     async def run(self) -> list[ReplayResult]:
         """Build, swap, drain, hand off, clean up; raises ReplayError (the live models untouched) on failure."""
-        for m in self.members:
-            if m.model.empty:
-                raise ReplayError(f"{m.consumer.name} owns no read model: nothing to rebuild")
+        self._refuse_empty()
         self._started = time.monotonic()
         async with AsyncExitStack() as stack:
             live_pg = await _shadow_pg.pool(self.settings, max_size=3)
@@ -345,7 +373,7 @@ class Replay:
             for m in sorted(self.members, key=lambda m: m.consumer.name):
                 if not await lock.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"replay:{m.consumer.name}"):
                     raise ReplayError(f"another replay of {m.consumer.name} is running")
-            live_redis = redis_client.from_url(self.settings.redis_url, decode_responses=True)
+            live_redis = redis_client.connect(self.settings, decode_responses=True)
             stack.push_async_callback(live_redis.aclose)
             for m in self.members:
                 await self._remove_leftovers(m, lock, live_redis)
@@ -368,6 +396,7 @@ class Replay:
             broker = make_broker(self.settings)
             await broker.connect()
             stack.push_async_callback(broker.stop)
+            await self._reset_collections()
             for m in self.members:
                 m.publisher = _DroppingPublisher(broker)
                 m.ctx = await self._prepare_shadow(m, stack, lock, live_redis, m.publisher)
@@ -599,18 +628,8 @@ class Replay:
         return views
 
     async def _poll(self, kafka: AIOKafkaConsumer) -> dict[TopicPartition, list[ConsumerRecord]]:
-        """Up to a full batch: what the fetcher holds is taken in one go (one transaction, one pipeline)."""
-        size = self.settings.replay_batch_size
-        batch = await kafka.getmany(timeout_ms=200, max_records=size)
-        count = sum(len(part) for part in batch.values())
-        while 0 < count < size:
-            more = await kafka.getmany(timeout_ms=0, max_records=size - count)
-            if not more:
-                break
-            for tp, part in more.items():
-                batch.setdefault(tp, []).extend(part)
-            count += sum(len(part) for part in more.values())
-        return batch
+        """Up to a full batch, as a live consumer takes one (consumers/runtime/polling.py)."""
+        return await poll(kafka, self.settings.replay_batch_size, 200)
 
     async def _swap_pg(self, live_pg: asyncpg.Pool, kafka: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
         """Move every member's shadow tables in and live ones out, in one transaction (retried on lock timeouts)."""
@@ -811,7 +830,10 @@ async def replay_in_child(
         if "progress" in message and on_progress:
             on_progress(Progress(**message["progress"]))
         elif "results" in message:
-            results = [ReplayResult(**{**found, "tables": tuple(found["tables"])}) for found in message["results"]]
+            results = [
+                ReplayResult(**{**found, "tables": tuple(found["tables"]), "collections": tuple(found["collections"])})
+                for found in message["results"]
+            ]
     if await child.wait() != 0 or results is None:
         raise ReplayError(f"the replay of {' '.join(names)} failed (exit {child.returncode}); its errors are above")
     return results

@@ -1,6 +1,9 @@
 """Trending counts in Redis: the `TrendingCounts` port and its adapter, `RedisTrending`.
 
-Every key starts with a prefix (`DEFAULT_PREFIX`, or another one so a replay can build into a fresh namespace):
+Every key starts with a prefix (`DEFAULT_PREFIX`, or another one so a replay can build into a fresh namespace).
+The prefix holds a Redis Cluster hash tag (`{trending}`), so the whole model is one slot: a post's script writes its
+tags' and users' buckets, `now` and `version` at once, and ranking unions actor sets across buckets (the model is
+bounded by the activity of 50 hours, not by the number of users: docs/scaling.md).
 
 | key | what |
 | --- | --- |
@@ -42,10 +45,10 @@ import asyncpg
 import orjson
 import redis.asyncio as aioredis
 
-from domain.text import HANDLE, tag_key
+from domain.text import is_handle, tag_key
 from store.trending_score import WINDOWS, Ranked, Window, rank, score, slices
 
-DEFAULT_PREFIX = "trending:"
+DEFAULT_PREFIX = "trending:{trending}:"  # the tag: one slot for the whole model (see above)
 RES_S = {"m": 60, "h": 3600}
 TTL_S = {"m": 3 * 3600, "h": 50 * 3600}
 RECORD_TTL_S = 50 * 3600
@@ -111,7 +114,7 @@ def moderation_target(raw: str) -> str | None:
     """`#tag` (case-folded, NFC; a bare `tag` too) or `@handle` (lower-case) as stored; None if neither."""
     raw = raw.strip()
     if raw.startswith("@"):
-        return f"@{raw[1:].lower()}" if HANDLE.match(raw[1:]) else None
+        return f"@{raw[1:].lower()}" if is_handle(raw[1:]) else None
     tag = tag_key(raw)
     return f"#{tag}" if _TAG.match(tag) and any(c.isalpha() for c in tag) else None
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import Counter
 from typing import Any
 
 from aiokafka import ConsumerRecord
@@ -16,25 +18,36 @@ from chirp.settings import Settings
 from consumers.runtime.committer import Committer, earliest
 from consumers.runtime.context import Context, close_context, open_context
 from consumers.runtime.declaration import Consumer
+from consumers.runtime.decoding import RecentlyDecoded
 from consumers.runtime.lease import Lease
 from consumers.runtime.metrics import update_lag
 from consumers.runtime.outages import ShuttingDown
 from consumers.runtime.policy import Runner
+from consumers.runtime.polling import take_batches_with_poll
 from producers.broker import ensure_topics, make_broker
 
 log = get_logger("chirp.consumer")
+LAG_EVERY_S = 1.0  # the lag gauges are scraped every few seconds: per batch they cost a look-up per partition
 
 
-async def _records_only(msg: Any) -> None:
-    """Skip FastStream's per-message body decoding: the runner decodes the raw records itself."""
-    return None
+async def _records_only(msg: KafkaMessage) -> Any:
+    """The batch's raw records as the handler's argument: the runner decodes them itself, and the handler needs no
+    `KafkaMessage` parameter, whose context field FastStream resolves on a worker thread (a thread hop per batch)."""
+    return msg.raw_message
 
 
-def subscribe(broker: KafkaBroker, consumer: Consumer, ctx: Context, stopping: asyncio.Event) -> Committer:
+def subscribe(
+    broker: KafkaBroker,
+    consumer: Consumer,
+    ctx: Context,
+    stopping: asyncio.Event,
+    recent: RecentlyDecoded | None = None,
+) -> Committer:
     """Attach one consumer group to the broker as a FastStream batch subscriber with manual acks."""
-    runner = Runner(consumer, ctx, stopping)
-    committer = Committer()
+    runner = Runner(consumer, ctx, stopping, recent)
     settings = ctx.settings
+    committer = Committer(settings.consumer_commit_interval_ms / 1000)
+    lag_updated_at = 0.0
 
     async def records_only(records: tuple[ConsumerRecord, ...]) -> KafkaMessage:
         """FastStream's own parser decodes every record's headers; the runner reads the raw records itself."""
@@ -57,10 +70,12 @@ def subscribe(broker: KafkaBroker, consumer: Consumer, ctx: Context, stopping: a
         description=consumer.description,
     )
 
+    take_batches_with_poll(subscriber, settings.consumer_batch_size, settings.consumer_batch_timeout_ms)
+
     @subscriber
-    async def on_batch(msg: KafkaMessage) -> None:
-        records: tuple[ConsumerRecord, ...] = msg.raw_message  # type: ignore[assignment]
-        kafka: Any = msg.consumer
+    async def on_batch(records: Any) -> None:  # the batch's records, as `_records_only` hands them over
+        nonlocal lag_updated_at
+        kafka: Any = subscriber.consumer
         try:
             await runner.run_batch(records)
         except ShuttingDown:
@@ -69,7 +84,9 @@ def subscribe(broker: KafkaBroker, consumer: Consumer, ctx: Context, stopping: a
                 kafka.seek(tp, offset)  # these records are redelivered after restart
             return
         await committer.commit(kafka, records, wait=stopping.is_set())
-        await update_lag(consumer.name, kafka)
+        if (now := time.monotonic()) - lag_updated_at >= LAG_EVERY_S:
+            lag_updated_at = now
+            await update_lag(consumer.name, kafka)
 
     return committer
 
@@ -92,10 +109,16 @@ def build_app(settings: Settings, consumers: list[Consumer]) -> FastStream:
             lease = Lease(ctx.redis, settings.group(consumer.name))
             await lease.acquire()  # LeaseHeld: another process runs it; this one stops before subscribing
             leases.append(lease)
+        read = Counter(topic for c in consumers for topic in c.handlers)
+        recent = (
+            RecentlyDecoded({topic for topic, n in read.items() if n > 1})
+            if max(read.values(), default=0) > 1
+            else None
+        )
         for consumer in consumers:
             if consumer.setup:
                 await consumer.setup(ctx, consumer)
-            committers.append(subscribe(broker, consumer, ctx, stopping))
+            committers.append(subscribe(broker, consumer, ctx, stopping, recent))
         settle_after_startup()
         log.info("consumers starting", consumers=[c.name for c in consumers])
 

@@ -7,7 +7,9 @@ one fails loudly in this file (not as a hang or a slow path in production):
 - `chirp/kafka_admin.py` `partitions` tracks topics with `AIOKafkaConsumer._client.set_topics` and reads
   `_client.cluster` (aiokafka has no public call that fetches metadata for topics a consumer does not subscribe);
 - `producers/broker.py` `stop_within` closes FastStream's aiokafka producer through `_sender` and `client` when
-  `stop()` would wait for ever on a dead broker (aio-libs/aiokafka#1101).
+  `stop()` would wait for ever on a dead broker (aio-libs/aiokafka#1101);
+- `consumers/runtime/polling.py` `take_batches_with_poll` replaces a FastStream batch subscriber's `get_msg`, which
+  sleeps `batch_timeout_ms` after every empty poll; the consume loop must still take its batches from it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from redis.exceptions import ResponseError
 from chirp import kafka_admin
 from chirp.redis_client import HiredisPacking
 from chirp.settings import Settings
+from consumers.runtime.polling import take_batches_with_poll
 from producers.broker import ensure_topics, make_broker
 from schemas import topics
 from tests.scratch import scratch_id
@@ -81,3 +84,20 @@ async def test_the_producer_parts_a_stuck_stop_closes_are_there(settings: Settin
         assert inspect.iscoroutinefunction(producer.client.close)
     finally:
         await broker.stop()
+
+
+async def test_a_batch_subscriber_takes_its_batches_from_get_msg(settings: Settings) -> None:
+    """FastStream's consume loop calls `self.get_msg(consumer)`: the replacement is the one called."""
+    from faststream.kafka.subscriber.usecase import BatchSubscriber, LogicSubscriber
+
+    assert "self.get_msg(consumer)" in inspect.getsource(LogicSubscriber._run_consume_loop)
+    broker = make_broker(settings)
+    subscriber = broker.subscriber(f"probe-{scratch_id()}", group_id=f"g-{scratch_id()}", batch=True)
+    assert isinstance(subscriber, BatchSubscriber)
+    take_batches_with_poll(subscriber, 10, 5)
+
+    class Fake:
+        async def getmany(self, timeout_ms: int, max_records: int) -> dict[object, list[object]]:
+            return {}
+
+    assert await subscriber.get_msg(Fake()) == ()

@@ -8,11 +8,12 @@ import orjson
 import pytest
 from starlette.requests import Request
 
+from chirp.settings import Settings
 from gateway.errors import InvalidInput
 from gateway.pages.explore import snippet_html, sparkline
 from gateway.pages.flash import FLASH_COOKIE, flash_text
 from gateway.pages.live import Feed, Notice, Relay, parse_feed, shows
-from gateway.pages.security import HEADERS, add_security_headers
+from gateway.pages.security import HEADERS, response_headers
 from gateway.pages.templating import ENV, exact_time, iso_time, reltime
 from gateway.pages.web import local_path
 
@@ -79,8 +80,7 @@ def test_templates_escape_everything_but_the_sanitized_html() -> None:
 
 
 def test_security_headers_are_added_without_replacing_a_route_s_own() -> None:
-    headers = [(b"x-frame-options", b"SAMEORIGIN")]
-    add_security_headers(headers)
+    headers = response_headers([(b"x-frame-options", b"SAMEORIGIN")], False)
     names = [name for name, _ in headers]
     assert names.count(b"x-frame-options") == 1 and len(headers) == len(HEADERS)
     assert "script-src 'self'" in HEADERS["Content-Security-Policy"]
@@ -125,7 +125,7 @@ def test_which_feeds_show_a_post() -> None:
 
 
 def _relay(keep: int = 3) -> Relay:
-    relay = Relay("redis://unused", keep=keep)
+    relay = Relay(Settings(), keep=keep)
     relay.boot = "b"
     return relay
 
