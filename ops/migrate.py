@@ -444,7 +444,7 @@ async def finish(settings: Settings, pool: asyncpg.Pool, ids: dict[str, str], *,
                 await reader.commit({tp: OffsetAndMetadata(end, "") for tp, end in ends.items()})
     say("consumer groups set at the new ends; rebuilding every read model")
     results = await rebuild_all(settings, jobs=jobs)
-    redis = redis_client.from_url(settings.redis_url, decode_responses=True)
+    redis = redis_client.connect(settings, decode_responses=True)
     try:
         sessions = SessionStore(redis, settings.refresh_token_days)
         for legacy in ids:
