@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -15,3 +16,8 @@ def commit() -> str:
 
     dirty = git("status", "--porcelain", "--untracked-files=no")
     return git("rev-parse", "--short=12", "HEAD") + ("-dirty" if dirty else "")
+
+
+def redis_db(default: int) -> int:
+    """The benchmark's Redis database (flushed by it): the run's isolated one (`CHIRP_REDIS_DB`) when set."""
+    return int(os.environ.get("CHIRP_REDIS_DB", default))

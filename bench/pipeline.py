@@ -1,7 +1,7 @@
 """Posts end to end: POST /api/posts → 202 → visible at GET /api/posts/{id}, open loop, CPU per process.
 
     .venv/bin/python bench/pipeline.py [--rate 200] [--seconds 20] [--runs 5] [--users 8] [--find-max]
-                                       [--app-groups] [--no-ceiling]
+                                       [--app-groups] [--no-ceiling] [--clear]
 
 Prints a table and appends JSON lines to bench/results/pipeline.jsonl. Method: ../shared/BENCH.md.
 - Processes: the gateway (`chirp gateway`: uvicorn, one worker, CHIRP_ENV=dev for the dev login) and every consumer
@@ -11,6 +11,7 @@ Prints a table and appends JSON lines to bench/results/pipeline.jsonl. Method: .
   (`<CHIRP_CONSUMER_GROUP_PREFIX>bench-<consumer>`), database `<CHIRP_POSTGRES_TEST_DB or chirp>_bench`, Redis
   database `CHIRP_REDIS_DB` (10 when unset; emptied first) and a free port, so its users and posts never enter the
   app's log (the source of truth) or its read models, nor another developer's benchmark run at the same time.
+- `--clear`: the gateway and consumers publish in clear (`CHIRP_ERASURE_SEAL=false`), the before of sealing.
 - Load: `--users` dev-login users post 200-280 character posts (0-3 hashtags from a Zipf set, a link in 30%,
   seeded) at `--rate` per second, open loop: every request starts at its scheduled time whatever happened to the
   others, and every latency counts from that scheduled time (no coordinated omission).
@@ -496,8 +497,11 @@ async def main() -> None:
     parser.add_argument("--app-groups", action="store_true", help="run `chirp consume --all` (the app's groups)")
     parser.add_argument("--consumers", default="", help="only these consumers (comma-separated), e.g. preparse,posts")
     parser.add_argument("--no-ceiling", action="store_true")
+    parser.add_argument("--clear", action="store_true", help="publish in clear (no sealing), to compare")
     parser.add_argument("--logs", help="directory for the children's logs (default: discarded)")
     args = parser.parse_args()
+    if args.clear:
+        os.environ["CHIRP_ERASURE_SEAL"] = "false"  # the children inherit it
     await prepare_stores(Settings(), REDIS_DB)  # empty Redis database, migrated chirp_bench
     settings = Settings(postgres_db=BENCH_DB, redis_db=REDIS_DB)
     await ensure_topics(settings)
@@ -572,6 +576,7 @@ def report(args: argparse.Namespace, size: int, ceiling: list[float], runs: list
         "runs": args.runs,
         "users": args.users,
         "groups": "app" if args.app_groups else "bench",
+        "sealed": not args.clear,
         "consumers": args.consumers or "all",
         "record_bytes": size,
         "accepted_ms": {q: over_runs(("accepted", q)) for q in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},

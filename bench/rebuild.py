@@ -13,8 +13,9 @@ Isolation (the machine's Kafka, PostgreSQL and Redis are shared with everyone's 
 (ops.seed.generate: users, follows, posts, plus each post's post-parsed rendering; sealed as the gateway seals
 them, with erasure keys in `chirp_bench`, unless `--clear`) goes to topics of this run
 (`bench-rb-<id>-<topic>`), every consumer that owns a read model is rebuilt under a copy of itself subscribed to
-those topics (group `bench-rb-<id>-<name>`), into the database `chirp_bench` and Redis database `--redis-db`. The
-rebuild is the real one (ops.replay.Replay: shadow build, swap, drain, hand-off), grouped and scheduled as
+those topics (group `bench-rb-<id>-<name>`), into the database `chirp_bench` (`<CHIRP_POSTGRES_TEST_DB>_bench`
+when isolated) and Redis database `--redis-db` (default: `CHIRP_REDIS_DB`, else 9). The rebuild is
+the real one (ops.replay.Replay: shadow build, swap, drain, hand-off), grouped and scheduled as
 `chirp rebuild --all --jobs N` does (each model after the ones it reads, up to `--jobs` replays at once, default
 one per core; consumers ready together that read the same topics share one replay), each replay in its own
 process, so each peak RSS is its own process's.
@@ -47,6 +48,7 @@ from aiokafka import AIOKafkaProducer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import redis_db  # noqa: E402
 from chirp.settings import Settings  # noqa: E402
 from consumers.preparse import parsed, render_post  # noqa: E402
 from consumers.runtime import Consumer, all_consumers  # noqa: E402
@@ -239,7 +241,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=1, help="3 for the medians BENCH.md asks of runs over 60 s")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--redis-db", type=int, default=9)
+    parser.add_argument("--redis-db", type=int, default=redis_db(9))
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="replays at once (as rebuild --jobs)")
     parser.add_argument("--keep", action="store_true", help="keep this run's topics (their prefix is printed)")
     parser.add_argument("--reuse", metavar="PREFIX", help="read the topics a --keep run left instead of publishing")

@@ -180,6 +180,11 @@ class Settings(BaseSettings):
         description="An event sealed with a key missing from the key store: `wait` (an outage until the store is"
         " restored) or `skip` (read it as erased: only for a stack whose key store is thrown away on purpose).",
     )
+    erasure_seal: bool = Field(
+        default=True,
+        description="Seal personal fields when publishing. `false` publishes in clear, which no erasure can reach:"
+        " only to measure what sealing costs (bench/rebuild.py and bench/pipeline.py `--clear`).",
+    )
     handle_quarantine_days: int = Field(
         default=30, description="Days a deleted account's handle cannot be registered again (impersonation)."
     )

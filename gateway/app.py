@@ -92,7 +92,7 @@ def create_app(settings: Settings) -> Starlette:
         app.state.chirp = state = State(
             settings,
             broker,
-            Publisher(broker, deadline_s=settings.publish_timeout_s, keys=PgKeyStore.from_settings(settings, pg)),
+            Publisher(broker, deadline_s=settings.publish_timeout_s, keys=PgKeyStore.for_sealing(settings, pg)),
             redis_client,
             pg,
             keys=KeyRing.from_settings(settings),

@@ -501,7 +501,7 @@ async def _publish_seed(settings: Settings, users: int, posts: int, seed: int, c
         console=errors,
     )
     try:
-        publisher = Publisher(broker, keys=PgKeyStore.from_settings(settings, pool))
+        publisher = Publisher(broker, keys=PgKeyStore.for_sealing(settings, pool))
         with progress:
             task = progress.add_task("seed", total=None)
             batch = []
@@ -594,6 +594,34 @@ def erasure_verify(target: Annotated[str, typer.Argument(metavar="USER_ID|POST_I
         shown = ", ".join(map(str, offsets[:10])) + (" …" if len(offsets) > 10 else "")
         console.print(f"[red]readable[/] {where}: {len(offsets)} record(s) at offsets {shown}")
     raise typer.Exit(1)
+
+
+@erasure_app.command("migrate")
+def erasure_migrate(
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=1, help="Replays at once in the final rebuild (default: one per core).")
+    ] = os.cpu_count() or 1,
+) -> None:
+    """Rewrite the log once into sealed form under opaque user ids: events written in clear are sealed, `gh-`/`dev-`
+    ids are replaced, then every read model is rebuilt. Stop the gateways and consumers first; safe to run again
+    after an interruption (docs/erasure.md)."""
+    from chirp.outages import KeyStoreIncomplete
+    from ops.migrate import Refused, migrate
+
+    try:
+        done = _run(migrate(Settings(), jobs=jobs, say=console.print))
+    except (Refused, KeyStoreIncomplete) as exc:
+        console.print(f"[red]refused[/]: {exc}")
+        raise typer.Exit(1) from None
+    changed = [t for t in done.topics if not t.skipped]
+    if not changed and not done.legacy:
+        console.print("nothing to migrate: every record is sealed and every user id is opaque")
+        return
+    table = Table("topic", "records", "rewritten", "dropped (erased)", title="Log migrated")
+    for t in changed:
+        table.add_row(t.topic, str(t.records), str(t.rewritten), str(t.dropped))
+    console.print(table)
+    console.print(f"{len(done.legacy)} legacy id(s) replaced; {done.rebuilt} read model(s) rebuilt")
 
 
 def register(app: typer.Typer) -> None:

@@ -48,6 +48,11 @@ class PgKeyStore:
     def from_settings(cls, settings: Settings, pool: asyncpg.Pool) -> PgKeyStore:
         return cls(pool, cache_s=settings.erasure_key_cache_s, lost_keys=settings.erasure_lost_keys)
 
+    @classmethod
+    def for_sealing(cls, settings: Settings, pool: asyncpg.Pool) -> PgKeyStore | None:
+        """The key store publishers seal with; None (events in clear) when `erasure_seal` is off."""
+        return cls.from_settings(settings, pool) if settings.erasure_seal else None
+
     async def sealing_key(self, key_id: str, owner_id: str) -> bytes:
         """`key_id`'s key, created for `owner_id` if new; `KeyErased` once it was erased (nothing new is sealed)."""
         key = self.cache.get(key_id)

@@ -92,7 +92,7 @@ async def open_context(settings: Settings, broker: KafkaBroker) -> Context:
 
     pg = await connect(settings)
     cache = redis_client.connect(settings, decode_responses=True)
-    publisher = Publisher(broker, keys=PgKeyStore.from_settings(settings, pg))
+    publisher = Publisher(broker, keys=PgKeyStore.for_sealing(settings, pg))
     return Context(settings=settings, pg=pg, redis=cache, publisher=publisher)
 
 

@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 
 from chirp.settings import Settings
 from gateway.auth.current import start_session
+from gateway.routes.account import handle_digest
 from gateway.state import State
 from ops.erasure import status, verify
 from schemas.events import UserProfileUpdated, UserProfileUpdatedData, UserRegistered, UserRegisteredData, new_id
@@ -88,7 +89,7 @@ async def raw_log(settings: Settings) -> bytes:
     return b"\n".join(chunks)
 
 
-async def user_with_github(state: State) -> tuple[str, str, int, dict[str, str]]:
+async def user_with_github(state: State) -> tuple[str, str, int, dict[str, str], str]:
     """A person registered with a GitHub id (published as the GitHub login does), logged in."""
     handle, github_id = unique_handle("gone"), int(new_id()[-9:], 36) % 10**12 + 10**11
     user_id = new_id()  # opaque, as new accounts get
@@ -104,8 +105,8 @@ async def user_with_github(state: State) -> tuple[str, str, int, dict[str, str]]
             ),
         )
     )
-    access, _, _ = await start_session(state, user_id, handle)
-    return user_id, handle, github_id, {"Authorization": f"Bearer {access}"}
+    access, refresh, _ = await start_session(state, user_id, handle)
+    return user_id, handle, github_id, {"Authorization": f"Bearer {access}"}, refresh
 
 
 async def post(client: httpx.AsyncClient, headers: dict[str, str], body: str) -> str:
@@ -181,6 +182,12 @@ async def traces(pg: asyncpg.Pool, user_id: str, secrets: list[str], *, tombston
     return found
 
 
+async def notified_by(client: httpx.AsyncClient, reader: dict[str, str], handle: str) -> int:
+    """How many of the reader's notifications name `handle` (or a person no longer there) among their actors."""
+    items = (await client.get("/api/notifications", headers=reader)).json()["items"]
+    return sum(any(a["handle"] in (handle, "") for a in item["actors"]) for item in items)
+
+
 async def test_a_deleted_account_leaves_no_readable_trace_in_kafka_or_any_rebuilt_model(
     fast_erasure: None,
     client: httpx.AsyncClient,
@@ -189,7 +196,7 @@ async def test_a_deleted_account_leaves_no_readable_trace_in_kafka_or_any_rebuil
     redis_client: aioredis.Redis,
     settings: Settings,
 ) -> None:
-    user_id, handle, github_id, me = await user_with_github(state)
+    user_id, handle, github_id, me, refresh = await user_with_github(state)
     bio = f"bio-{new_id()}"
     await state.publisher.publish(
         UserProfileUpdated(actor=user_id, payload=UserProfileUpdatedData(user_id=user_id, bio=bio))
@@ -207,10 +214,15 @@ async def test_a_deleted_account_leaves_no_readable_trace_in_kafka_or_any_rebuil
     assert (await client.post(f"/api/users/{handle}/follow", headers=friend)).status_code == 202
     assert (await client.post(f"/api/posts/{friend_post}/like", headers=me)).status_code == 202
     assert (await client.post(f"/api/posts/{post_ids[0]}/like", headers=friend)).status_code == 202
+    for kind in ("repost", "bookmark"):
+        assert (await client.post(f"/api/posts/{friend_post}/{kind}", headers=me)).status_code == 202
+    reply = await client.post("/api/posts", json={"body": bodies[0] + " (reply)", "reply_to": friend_post}, headers=me)
+    assert reply.status_code == 202, reply.text
     third = unique_handle("muted")
     await login(client, third)
     await eventually(lambda: client.get(f"/api/users/{third}"), until=lambda r: r.status_code == 200)
     assert (await client.post(f"/api/users/{third}/mute", headers=me)).status_code == 202
+    assert (await client.post(f"/api/users/{third}/block", headers=me)).status_code == 202
     report_comment = f"report comment {new_id()}"
     report = {"handle": third, "reason": "spam", "comment": report_comment}
     assert (await client.post("/api/reports", json=report, headers=me)).status_code == 202
@@ -220,8 +232,13 @@ async def test_a_deleted_account_leaves_no_readable_trace_in_kafka_or_any_rebuil
     await eventually(lambda: pg.fetchval(reports, user_id), until=lambda n: n == 1)
     muting = list_key("mute", user_id)
     await eventually(lambda: redis_client.zcard(muting), until=lambda n: n == 1)
+    blocking = list_key("block", user_id)
+    await eventually(lambda: redis_client.zcard(blocking), until=lambda n: n == 1)
     likes = "SELECT like_count FROM post_counters WHERE post_id = $1"
     await eventually(lambda: pg.fetchval(likes, friend_post), until=lambda n: n == 1)
+    reposts = "SELECT repost_count FROM post_counters WHERE post_id = $1"
+    await eventually(lambda: pg.fetchval(reposts, friend_post), until=lambda n: n == 1)
+    await eventually(lambda: notified_by(client, friend, handle), until=lambda n: n >= 3)  # follow, like, repost
 
     # Wrong confirmation: a 422 naming the field, nothing happens.
     wrong = await client.request("DELETE", "/api/me", json={"confirm": "someone-else"}, headers=me)
@@ -229,6 +246,8 @@ async def test_a_deleted_account_leaves_no_readable_trace_in_kafka_or_any_rebuil
     deleted = await client.request("DELETE", "/api/me", json={"confirm": handle}, headers=me)
     assert deleted.status_code == 202, deleted.text
     assert (await client.get("/api/me", headers=me)).status_code == 401, "the session ended at once"
+    refused = await client.post("/auth/refresh", json={"refresh_token": refresh})
+    assert refused.status_code == 401, "and so did its refresh token"
 
     # Every read model lets go; the friend's counts go down.
     await eventually(lambda: followers(pg, friend_id), until=lambda n: n == 0)
@@ -237,6 +256,9 @@ async def test_a_deleted_account_leaves_no_readable_trace_in_kafka_or_any_rebuil
     assert (await client.get(f"/api/users/{handle}")).status_code == 404
     await eventually(lambda: pg.fetchval(reports, user_id), until=lambda n: n == 0)  # the reports it filed go
     await eventually(lambda: redis_client.zcard(muting), until=lambda n: n == 0)  # unmuted by the derived undo
+    await eventually(lambda: redis_client.zcard(blocking), until=lambda n: n == 0)
+    await eventually(lambda: pg.fetchval(reposts, friend_post), until=lambda n: n == 0)
+    await eventually(lambda: notified_by(client, friend, handle), until=lambda n: n == 0)
     again = await client.post("/auth/dev-login", json={"login": handle})
     assert again.status_code == 409 and again.json()["error"]["field"] == "login", "the handle is quarantined"
 
@@ -260,6 +282,10 @@ async def test_a_deleted_account_leaves_no_readable_trace_in_kafka_or_any_rebuil
     assert friend_after.json() == friend_before.json()
     assert await pg.fetch("SELECT post_id, body FROM posts WHERE author_id = $1", friend_id) == friend_posts_before
     assert not await pg.fetchval(likes, friend_post), "no like of theirs counts (no counter row: none)"
+
+    await pg.execute("UPDATE handle_quarantine SET until = now() WHERE handle_sha256 = $1", handle_digest(handle))
+    freed = await client.post("/auth/dev-login", json={"login": handle})
+    assert freed.status_code == 200, "once the quarantine ends, the handle is free"
 
 
 async def test_a_deleted_post_is_erased_from_the_log_and_the_author_stays(

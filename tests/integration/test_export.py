@@ -67,7 +67,9 @@ async def test_the_export_needs_a_login(client: httpx.AsyncClient, app: Starlett
     assert (await client.get("/api/me/export")).status_code == 401
 
 
-async def test_the_export_holds_likes_and_follows(client: httpx.AsyncClient, pg: asyncpg.Pool) -> None:
+async def test_the_export_holds_likes_reposts_bookmarks_and_follows_both_ways(
+    client: httpx.AsyncClient, pg: asyncpg.Pool
+) -> None:
     handle = unique_handle("exp")
     me = await login(client, handle)
     user_id = (await client.get("/api/me", headers=me)).json()["user_id"]
@@ -76,11 +78,25 @@ async def test_the_export_holds_likes_and_follows(client: httpx.AsyncClient, pg:
         "p-liked",
         user_id,
     )
+    for kind in ("repost", "bookmark"):
+        await pg.execute(
+            "INSERT INTO interactions (post_id, kind, user_id, active, changed_at) VALUES ($1, $2, $3, true, now())",
+            f"p-{kind}",
+            kind,
+            user_id,
+        )
     await pg.execute(
         "INSERT INTO follows (follower_id, followee_id, active, changed_at) VALUES ($1, 'someone', true, now())",
         user_id,
     )
+    await pg.execute(
+        "INSERT INTO follows (follower_id, followee_id, active, changed_at) VALUES ('a-fan', $1, true, now())",
+        user_id,
+    )
     document = (await client.get("/api/me/export", headers=me)).json()
     assert [x["post_id"] for x in document["likes"]] == ["p-liked"]
+    assert [x["post_id"] for x in document["reposts"]] == ["p-repost"]
+    assert [x["post_id"] for x in document["bookmarks"]] == ["p-bookmark"]
+    assert [x["user_id"] for x in document["followers"]] == ["a-fan"]
     assert [x["user_id"] for x in document["following"]] == ["someone"]
     assert document["profile"]["user_id"] == user_id
