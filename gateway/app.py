@@ -34,6 +34,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.router import IndexedRouter
 from gateway.state import State
 from producers.broker import Publisher, ensure_topics, make_broker, stop_within
+from store.accounts import PostgresAccounts
 from store.backends import interactions_read_model, posts_read_model, users_read_model
 from store.keys import PgKeyStore
 from store.postgres import connect
@@ -98,6 +99,7 @@ def create_app(settings: Settings) -> Starlette:
             keys=KeyRing.from_settings(settings),
             sessions=SessionStore(redis_client, settings.refresh_token_days),
             limiter=RateLimiter(redis_client),
+            accounts=PostgresAccounts(pg),
             posts=posts,
             users=users_read_model(settings, pg, posts),
             interactions=interactions,

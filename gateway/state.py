@@ -16,6 +16,7 @@ from chirp.settings import Settings
 from gateway.interaction_cache import InteractionCache
 from gateway.post_waits import PostWaits
 from producers.broker import Publisher
+from store.accounts import Accounts
 from store.interactions import InteractionsReadModel
 from store.posts import PostReadModel
 from store.relations import RelationsReadModel
@@ -43,6 +44,7 @@ class State:
     keys: KeyRing
     sessions: SessionStore
     limiter: RateLimiter
+    accounts: Accounts  # logins and quarantined handles (not a read model)
     # Read models.
     posts: PostReadModel
     users: UsersReadModel

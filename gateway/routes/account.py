@@ -8,7 +8,6 @@ memory stays bounded whatever the account's size.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,7 +24,7 @@ from gateway.errors import InvalidInput, JSONResponse
 from gateway.openapi import contract
 from gateway.requests import RequestModel, body_as
 from gateway.state import State, state_of
-from schemas.events import AccountDeleted, AccountDeletedData, new_id
+from schemas.events import AccountDeleted, AccountDeletedData
 from store.posts import PostReadModel
 
 EXPORT_PAGE = 500  # rows fetched per round trip while exporting
@@ -55,48 +54,10 @@ class Deleting(BaseModel):
     erasure_delay_s: float
 
 
-def handle_digest(handle: str) -> str:
-    return hashlib.sha256(handle.lower().encode()).hexdigest()
-
-
-async def quarantined(pg: asyncpg.Pool, handle: str) -> bool:
-    """Whether `handle` belonged to an account deleted less than `handle_quarantine_days` ago."""
-    return bool(
-        await pg.fetchval(
-            "SELECT 1 FROM handle_quarantine WHERE handle_sha256 = $1 AND until > now()", handle_digest(handle)
-        )
-    )
-
-
-async def user_id_for(pg: asyncpg.Pool, kind: str, login_id: str) -> str:
-    """The opaque user id of a login (`github`: the GitHub id; `dev`: the lower-cased dev login), made on first use.
-    Ids reveal nothing about the person; the mapping is deleted with the account."""
-    return str(
-        await pg.fetchval(
-            """WITH made AS (
-                   INSERT INTO login_accounts (login_kind, login_id, user_id) VALUES ($1, $2, $3)
-                   ON CONFLICT (login_kind, login_id) DO NOTHING RETURNING user_id)
-               SELECT user_id FROM made
-               UNION ALL SELECT user_id FROM login_accounts WHERE login_kind = $1 AND login_id = $2
-               LIMIT 1""",
-            kind,
-            login_id,
-            new_id(),
-        )
-    )
-
-
 async def delete_account(state: State, me: Viewer) -> None:
     """Hold the handle back, forget the login, publish the deletion, end every session."""
     until = datetime.now(UTC) + timedelta(days=state.settings.handle_quarantine_days)
-    async with state.pg.acquire() as conn, conn.transaction():
-        await conn.execute(
-            "INSERT INTO handle_quarantine (handle_sha256, until) VALUES ($1, $2)"
-            " ON CONFLICT (handle_sha256) DO UPDATE SET until = EXCLUDED.until",
-            handle_digest(me.handle),
-            until,
-        )
-        await conn.execute("DELETE FROM login_accounts WHERE user_id = $1", me.user_id)
+    await state.accounts.forget(me.user_id, me.handle, until)
     await state.publisher.publish(AccountDeleted(actor=me.user_id, payload=AccountDeletedData(user_id=me.user_id)))
     await state.sessions.revoke_user(me.user_id, me.session_id)
 
