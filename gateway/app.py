@@ -36,6 +36,7 @@ from gateway.state import State
 from producers.broker import Publisher, ensure_topics, make_broker, stop_within
 from store.accounts import PostgresAccounts
 from store.backends import interactions_read_model, posts_read_model, users_read_model
+from store.export import PostgresAccountExport
 from store.keys import PgKeyStore
 from store.postgres import connect
 from store.relations import RedisRelations
@@ -106,6 +107,7 @@ def create_app(settings: Settings) -> Starlette:
             interaction_cache=InteractionCache(redis_client, interactions),
             relations=RedisRelations(redis_client),
             reports=PostgresReports(pg),
+            export=PostgresAccountExport(pg),
             search=PostgresSearch(search_pg),
             threads=Threads(posts),
             timelines=RedisTimelines(redis_client, settings.timeline_length),
