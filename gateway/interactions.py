@@ -85,7 +85,7 @@ async def with_reposts(
     lower = repost_key(reposts[-1]["post_id"], reposts[-1]["changed_at"]) if len(reposts) > limit else ""
     reposted = [r["post_id"] for r in reposts]
     originals = {p.id: p for p in await (load or state.posts.many)(reposted)} if reposted else {}
-    unseen = set(hidden)
+    unseen = hidden if isinstance(hidden, (set, frozenset)) else set(hidden)  # not a copy of a long set per page
     candidates: list[tuple[str, dict[str, Any]]] = [(p.id, post_json(p)) for p in posts]
     for row in reposts:
         found = originals.get(row["post_id"])

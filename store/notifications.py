@@ -2,6 +2,9 @@
 
 Per user a sorted set of item ids by the item's latest time (at most `KEPT`) and one of the unread ones; per item a
 hash (type, post) and a sorted set of its actors by time; `BELL_CHANNEL` announces a user's new unread count.
+The consumer's own bookkeeping is per user too and bounded like the items: who was notified of what (`by_key`, one
+field per actor of a kept item), the open group of each grouped type and post (`groups_key`, one per kept item),
+the newest `KEPT` undo times (`retracted_key`) and read marks (`marks_key`).
 A user's keys carry the Redis Cluster hash tag `{user_id}` (as their hidden set in store/relations.py does, which
 the reads intersect with the actors), a post's keys `{post_id}`.
 """
@@ -42,3 +45,23 @@ def tombstone_key(post_id: str) -> str:
 def post_items_key(post_id: str) -> str:
     """Which items point at a post (members `<user> <item>`), so a delete finds them."""
     return f"notify:post:{{{post_id}}}"
+
+
+def by_key(user_id: str) -> str:
+    """Hash: `<type> <actor> <target>` -> the item's id, for each actor of a kept item."""
+    return f"notify:by:{{{user_id}}}"
+
+
+def retracted_key(user_id: str) -> str:
+    """Sorted set: `<type> <actor> <target>` scored by the time of its newest undo (the newest `KEPT`)."""
+    return f"notify:retracted:{{{user_id}}}"
+
+
+def groups_key(user_id: str) -> str:
+    """Hash: `<type> <post>` -> the newest item of that group (likes or reposts of one post)."""
+    return f"notify:groups:{{{user_id}}}"
+
+
+def marks_key(user_id: str) -> str:
+    """Sorted set: each read mark's `up_to` time (ms) scored by when it was made (ms); the newest `KEPT`."""
+    return f"notify:marks:{{{user_id}}}"

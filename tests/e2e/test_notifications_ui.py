@@ -1,13 +1,16 @@
 """Notifications and conversations in Chromium: the bell counts live over the page's one event stream, the
-notifications page lists and reads them, the post page shows the chain and names whom a reply answers; without
-JavaScript the count is on every page all the same."""
+notifications page lists and reads them, the post page shows the chain and the tree and names whom a reply answers,
+the people pages list followers and following; without JavaScript all the same."""
 
 from __future__ import annotations
 
 import re
 
+import httpx
+import pytest
 from playwright.async_api import Browser, Page, expect
 
+from tests.conftest import eventually
 from tests.e2e.conftest import Site
 from tests.e2e.test_web_ui import dev_login, new_context, reload_until, submit, unique
 
@@ -136,3 +139,69 @@ async def test_the_bell_is_live_on_pages_without_posts_over_one_stream(browser: 
     await expect(items.nth(2)).to_contain_text("liked your post")
     await ada_ctx.close()
     await bob_ctx.close()
+
+
+async def api_user(http: httpx.AsyncClient, login: str) -> dict[str, str]:
+    response = await http.post("/auth/dev-login", json={"login": login})
+    assert response.status_code == 200, response.text
+    http.cookies.clear()
+    return {"Authorization": f"Bearer {response.json()['access_token']}", "Prefer": "wait=5"}
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["js", "no-js"])
+async def test_a_whole_conversation_the_people_pages_and_the_notifications_page(
+    browser: Browser, site: Site, javascript: bool
+) -> None:
+    """A reply to a reply shows in the root's tree, the chain above a reply names whom it answers and survives a
+    deleted post in the middle, the people pages list who follows whom, and viewing the notifications page reads
+    them: with and without JavaScript."""
+    ada_login, bob_login, cat_login = unique("ada-"), unique("bob-"), unique("cat-")
+    async with httpx.AsyncClient(base_url=site.url, timeout=10) as http:
+        ada_h, bob_h, cat_h = [await api_user(http, h) for h in (ada_login, bob_login, cat_login)]
+        root = (await http.post("/api/posts", json={"body": f"Root by {ada_login}"}, headers=ada_h)).json()["id"]
+        middle = await http.post("/api/posts", json={"body": "The middle", "reply_to": root}, headers=bob_h)
+        middle_id = middle.json()["id"]
+        leaf = await http.post("/api/posts", json={"body": "The leaf", "reply_to": middle_id}, headers=cat_h)
+        leaf_id = leaf.json()["id"]
+        assert (await http.post(f"/api/users/{ada_login}/follow", headers=cat_h)).status_code == 202
+
+        context = await new_context(browser, site, javascript=javascript)
+        ada = await context.new_page()
+        await dev_login(ada, ada_login)
+        nested = f"#replies .thread-children #post-{leaf_id}"
+        await reload_until(ada, f"/posts/{root}", lambda p: p.locator(nested))
+        await expect(ada.locator(f"#replies #post-{middle_id}")).to_contain_text("The middle")
+        await ada.goto(f"/posts/{leaf_id}")
+        chain = ada.locator(".thread-chain article.post")
+        await expect(chain).to_have_count(2)
+        assert [await c.get_attribute("id") for c in await chain.all()] == [f"post-{root}", f"post-{middle_id}"]
+        note = await reload_until(ada, f"/@{cat_login}", lambda p: p.locator(f"#post-{leaf_id} .reply-note"))
+        await expect(note).to_have_text(f"Replying to @{bob_login}")  # in lists; the chain says it on its page
+
+        assert (await http.delete(f"/api/posts/{middle_id}", headers=bob_h)).status_code == 202
+        gone = f".thread-chain #post-{middle_id}.deleted"
+        await reload_until(ada, f"/posts/{leaf_id}", lambda p: p.locator(gone))
+        await expect(ada.locator(gone)).to_contain_text("This post was deleted.")
+        await expect(ada.locator(f".thread-chain #post-{root}")).to_contain_text(f"Root by {ada_login}")
+
+        async def unread() -> int:
+            return (await http.get("/api/notifications/unread", headers=ada_h)).json()["count"]
+
+        await eventually(unread, until=lambda n: n == 1, timeout=60)  # cat's follow (bob's reply went with his post)
+
+    await reload_until(ada, f"/@{ada_login}/followers", lambda p: p.locator(".people", has_text=cat_login))
+    await ada.goto(f"/@{cat_login}/following")
+    await expect(ada.locator(".people")).to_contain_text(ada_login)
+    await ada.goto(f"/@{cat_login}")
+    async with ada.expect_navigation():
+        await ada.get_by_role("link", name="1 following").click()
+    await expect(ada).to_have_url(re.compile(f"/@{cat_login}/following$"))
+
+    await ada.goto("/explore")
+    await expect(ada.locator("nav .bell [data-unread]")).to_have_text(re.compile("^1"))
+    await ada.goto("/notifications")
+    await expect(ada.locator(".notification")).to_have_count(1)
+    await expect(ada.locator(".notification")).to_contain_text("followed you")
+    await ada.goto("/explore")  # viewed: read
+    await expect(ada.locator("nav .bell [data-unread]")).to_be_hidden()
+    await context.close()

@@ -19,6 +19,8 @@ from chirp.settings import Settings
 from consumers import notifications as model
 from consumers.runtime import Context
 from schemas.events import (
+    AccountDeleted,
+    AccountDeletedData,
     FollowData,
     InteractionData,
     NotificationsRead,
@@ -157,7 +159,9 @@ async def test_grouped_types_gather_actors_on_one_item_while_it_is_unread(ctx: C
     assert (kind, post, unread) == ("like", post_id, True)
     assert actors == [fans[3][0], fans[2][0], fans[1][0], fans[0][0]]
     mark = NotificationsReadData(user_id=ann, up_to_at=datetime.fromtimestamp((t0 + 3) / 1000, UTC))
-    await model.on_read([NotificationsRead(payload=mark)], ctx)
+    await model.on_read(
+        [NotificationsRead(payload=mark, occurred_at=datetime.fromtimestamp((t0 + 5) / 1000, UTC))], ctx
+    )
     await model._add(ctx, [like(fans[4][0], 10)])  # after the read: a new item
     assert [(i[2], i[3]) for i in await items(ctx, ann)] == [([fans[4][0]], True), (actors, False)]
     await model._retract(ctx, [like(fans[3][0], 20), like(fans[4][0], 20)])  # unlikes
@@ -182,6 +186,65 @@ def liked(user_id: str, post_id: str, at: datetime, *, undo: bool = False) -> Po
 def reposted(user_id: str, post_id: str, at: datetime, *, undo: bool = False) -> PostRepost:
     kind = "post-unreposted" if undo else "post-reposted"
     return PostRepost(type=kind, occurred_at=at, payload=InteractionData(user_id=user_id, post_id=post_id))
+
+
+async def snapshot(ctx: Context, user_id: str) -> list[tuple[str, float, dict, list, bool]]:
+    """Everything the API shows of a user's items: (id, time, type and post, actors with times, unread)."""
+    found = []
+    for item_id, at in await ctx.redis.zrevrange(model.items_key(user_id), 0, -1, withscores=True):
+        info = await ctx.redis.hgetall(model.item_key(user_id, item_id))
+        actors = await ctx.redis.zrange(model.actors_key(user_id, item_id), 0, -1, withscores=True)
+        unread = await ctx.redis.zscore(model.unread_key(user_id), item_id) is not None
+        found.append((item_id, at, info, actors, unread))
+    return found
+
+
+async def forget(ctx: Context, user_id: str, post_id: str) -> None:
+    """Drop a user's whole notifications model (and the post's references), as a replay starts from nothing."""
+    keys = [k async for k in ctx.redis.scan_iter(f"notify:*{user_id}*")] + [model.post_items_key(post_id)]
+    await ctx.redis.delete(*keys)
+
+
+async def test_a_read_mark_between_likes_groups_them_the_same_whichever_topic_is_read_first(ctx: Context) -> None:
+    (ann, _), *fans = [await user(ctx) for _ in range(5)]
+    post_id = await post_row(ctx, ann)
+    t0 = datetime.now(UTC).replace(microsecond=0)
+    at = [t0 + timedelta(seconds=i) for i in range(8)]
+    before = [liked(fans[0][0], post_id, at[0]), liked(fans[1][0], post_id, at[1])]
+    after = [liked(fans[2][0], post_id, at[3]), liked(fans[3][0], post_id, at[4])]
+    # The page was viewed at at[2]; a second mark, up to an older item, reads nothing new.
+    marks = [
+        NotificationsRead(payload=NotificationsReadData(user_id=ann, up_to_at=at[2]), occurred_at=at[2]),
+        NotificationsRead(payload=NotificationsReadData(user_id=ann, up_to_at=at[0]), occurred_at=at[5]),
+    ]
+    orders = {  # live; a replay that reads the likes first; one that reads the marks first; one batch each
+        "live": [("likes", before), ("read", marks[:1]), ("likes", after), ("read", marks[1:])],
+        "likes first": [("likes", before), ("likes", after), ("read", marks)],
+        "marks first": [("read", marks), ("likes", before + after)],
+        "newest likes first": [("likes", after[::-1]), ("likes", before[::-1]), ("read", marks)],
+        "one at a time": [
+            ("likes", before[:1]),
+            ("likes", before[1:] + after[:1]),
+            ("read", marks),
+            ("likes", after[1:]),
+        ],
+    }
+    seen = {}
+    for name, steps in orders.items():
+        await forget(ctx, ann, post_id)
+        for kind, events in steps:
+            await (model.on_likes(events, ctx) if kind == "likes" else model.on_read(events, ctx))  # type: ignore[arg-type]
+        seen[name] = await snapshot(ctx, ann)
+    live = seen["live"]
+    assert [(item_id, [a for a, _ in actors], unread) for item_id, _, _, actors, unread in live] == [
+        (f"like:{post_id}:{model.ms(at[2])}", [fans[2][0], fans[3][0]], True),  # named after the mark before it
+        (f"like:{post_id}", [fans[0][0], fans[1][0]], False),
+    ]
+    assert {name: found for name, found in seen.items()} == {name: live for name in orders}
+    # An unlike of the newer item's first actor leaves the item, with its id, to the other.
+    await model.on_likes([liked(fans[2][0], post_id, at[6], undo=True)], ctx)
+    newest = (await snapshot(ctx, ann))[0]
+    assert (newest[0], [a for a, _ in newest[3]]) == (live[0][0], [fans[3][0]])
 
 
 async def test_likes_and_reposts_of_a_post_are_one_item_each_and_an_undo_takes_the_actor_away(ctx: Context) -> None:
@@ -212,6 +275,33 @@ async def test_likes_and_reposts_of_a_post_are_one_item_each_and_an_undo_takes_t
     assert await items(ctx, ann) == [("repost", post_id, [dan], True)]
 
 
+async def test_a_mention_an_edit_removes_is_taken_back_and_one_it_adds_notifies_once(ctx: Context) -> None:
+    (ann, ann_h), (bob, bob_h), (cat, cat_h), (dan, _) = [await user(ctx) for _ in range(4)]
+    t0 = datetime.now(UTC) - timedelta(minutes=1)
+    post = parsed(dan, ann_h, bob_h, at=t0)
+
+    def edit(*handles: str, seconds: int) -> PostParsed:
+        data = post.payload.model_copy(update={"mentions": handles, "edited_at": t0 + timedelta(seconds=seconds)})
+        return PostParsed(payload=data)
+
+    await model.on_post_parsed([post], ctx)
+    await model.on_post_parsed([edit(bob_h, cat_h, seconds=1)], ctx)  # ann out, cat in, bob stays
+    post_id = post.payload.post_id
+    assert await items(ctx, ann) == []
+    assert await items(ctx, bob) == [("mention", post_id, [dan], True)]
+    assert await items(ctx, cat) == [("mention", post_id, [dan], True)]
+    bob_at = await ctx.redis.zscore(model.items_key(bob), post_id)
+    # The same edit again, a later edit that keeps them, or the first version read again (a replay) change nothing.
+    await model.on_post_parsed([edit(bob_h, cat_h, seconds=1), edit(bob_h, cat_h, seconds=2)], ctx)
+    await model.on_post_parsed([post], ctx)
+    assert [await items(ctx, u) for u in (ann, bob, cat)] == [[], *[[("mention", post_id, [dan], True)]] * 2]
+    assert await ctx.redis.zscore(model.items_key(bob), post_id) == bob_at, "not bumped by an edit that keeps it"
+    # An edit that names nobody takes every mention back.
+    await model.on_post_parsed([edit(seconds=3)], ctx)
+    assert [await items(ctx, u) for u in (ann, bob, cat)] == [[], [], []]
+    assert await ctx.redis.zcard(model.unread_key(cat)) == 0
+
+
 async def test_a_quote_is_one_item_each_and_never_for_oneself(ctx: Context) -> None:
     (ann, ann_h), (bob, _), (cat, cat_h) = await user(ctx), await user(ctx), await user(ctx)
     quoted = await post_row(ctx, ann)
@@ -236,6 +326,39 @@ async def test_a_user_keeps_their_newest_items_only(ctx: Context) -> None:
     assert ids[0] == follows[5].id and ids[-1] == follows[-1].id, "the oldest went"
     assert await ctx.redis.smembers(model.post_items_key(post.payload.post_id)) == set()
     assert not await ctx.redis.exists(model.item_key(ann, follows[0].id), model.actors_key(ann, follows[0].id))
+
+
+async def test_the_records_of_who_was_notified_and_of_undos_stay_bounded(ctx: Context) -> None:
+    (ann, _), (bob, _) = await user(ctx), await user(ctx)
+    t0 = datetime.now(UTC)
+    fans = [f"f-{new_id()}" for _ in range(model.KEPT + 5)]
+    await model.on_followed([follow(f, ann, at=t0 + timedelta(milliseconds=i)) for i, f in enumerate(fans)], ctx)
+    posts = [await post_row(ctx, ann) for _ in range(5)]
+    later = t0 + timedelta(seconds=5)
+    await model.on_likes([liked(bob, p, later + timedelta(milliseconds=i)) for i, p in enumerate(posts)], ctx)
+    assert await ctx.redis.hlen(model.by_key(ann)) == model.KEPT, "one record per actor of a kept item"
+    assert await ctx.redis.hlen(model.groups_key(ann)) == 5
+    # Undos of follows that were dropped or never made: only the newest KEPT times are kept.
+    undos = [
+        follow(f"u-{new_id()}", ann, undo=True, at=later + timedelta(milliseconds=i)) for i in range(model.KEPT + 5)
+    ]
+    await model.on_unfollowed(undos, ctx)
+    assert await ctx.redis.zcard(model.retracted_key(ann)) == model.KEPT
+    marks = [
+        NotificationsRead(
+            payload=NotificationsReadData(user_id=ann, up_to_at=t0 + timedelta(milliseconds=i)),
+            occurred_at=later + timedelta(milliseconds=i),
+        )
+        for i in range(model.KEPT + 5)
+    ]
+    await model.on_read(marks, ctx)
+    assert await ctx.redis.zcard(model.marks_key(ann)) == model.KEPT
+    # A deleted post takes its records with it; so does a deleted account.
+    await model.on_post_deleted([PostDeleted(payload=PostDeletedData(post_id=posts[0], author_id=ann))], ctx)
+    assert await ctx.redis.hlen(model.by_key(ann)) == model.KEPT - 1
+    assert await ctx.redis.hlen(model.groups_key(ann)) == 4
+    await model.on_account_deleted([AccountDeleted(payload=AccountDeletedData(user_id=ann))], ctx)
+    assert [k async for k in ctx.redis.scan_iter(f"notify:*{ann}*")] == []
 
 
 # End to end ---------------------------------------------------------------------------------------------------
@@ -365,3 +488,34 @@ async def test_likes_reposts_and_quotes_through_the_api_and_a_replay_rebuilds_th
     await asyncio.to_thread(replay_notifications)
     assert await page(client, ann_h, limit=50) == before
     assert await unread(client, ann_h) == 3
+
+
+@pytest.mark.usefixtures("pipeline")
+async def test_likes_a_read_mark_and_more_likes_replay_to_the_same_items(
+    client: httpx.AsyncClient, ctx: Context
+) -> None:
+    handles = [unique_handle(h) for h in ("ann", "bob", "cat", "dan", "eve")]
+    ann_h, *fans = [await login(client, h) for h in handles]
+    registered = "SELECT count(*) FROM users WHERE lower(handle) = ANY($1::text[])"
+    await eventually(lambda: ctx.pg.fetchval(registered, handles), until=lambda n: n == 5, timeout=60)
+    wait = {"Prefer": "wait=5"}
+    post_id = (await client.post("/api/posts", json={"body": "like me"}, headers={**ann_h, **wait})).json()["id"]
+
+    def likes(p: dict) -> list[tuple[int, list[str], bool]]:
+        return [(i["count"], [a["handle"] for a in i["actors"]], i["read"]) for i in p["items"] if i["type"] == "like"]
+
+    for headers in fans[:2]:
+        assert (await client.post(f"/api/posts/{post_id}/like", headers=headers)).status_code == 202
+    first = [(2, [handles[2], handles[1]], False)]
+    await eventually(lambda: page(client, ann_h), until=lambda p: likes(p) == first, timeout=60)
+    assert (await client.post("/api/notifications/read", json={}, headers=ann_h)).status_code == 204
+    assert await unread(client, ann_h) == 0, "the reader sees their own read mark at once"
+    for headers in fans[2:]:
+        assert (await client.post(f"/api/posts/{post_id}/like", headers=headers)).status_code == 202
+    want = [(2, [handles[4], handles[3]], False), (2, [handles[2], handles[1]], True)]
+    before = await eventually(lambda: page(client, ann_h, limit=50), until=lambda p: likes(p) == want, timeout=60)
+    assert await unread(client, ann_h) == 1
+
+    await asyncio.to_thread(replay_notifications)
+    assert await page(client, ann_h, limit=50) == before, "the same ids, counts, actors and read state"
+    assert await unread(client, ann_h) == 1
