@@ -34,7 +34,9 @@ from gateway.ratelimit import RateLimiter
 from gateway.router import IndexedRouter
 from gateway.state import State
 from producers.broker import Publisher, ensure_topics, make_broker, stop_within
+from store.accounts import PostgresAccounts
 from store.backends import interactions_read_model, posts_read_model, users_read_model
+from store.export import PostgresAccountExport
 from store.keys import PgKeyStore
 from store.postgres import connect
 from store.relations import RedisRelations
@@ -98,12 +100,14 @@ def create_app(settings: Settings) -> Starlette:
             keys=KeyRing.from_settings(settings),
             sessions=SessionStore(redis_client, settings.refresh_token_days),
             limiter=RateLimiter(redis_client),
+            accounts=PostgresAccounts(pg),
             posts=posts,
             users=users_read_model(settings, pg, posts),
             interactions=interactions,
             interaction_cache=InteractionCache(redis_client, interactions),
             relations=RedisRelations(redis_client),
             reports=PostgresReports(pg),
+            export=PostgresAccountExport(pg),
             search=PostgresSearch(search_pg),
             threads=Threads(posts),
             timelines=RedisTimelines(redis_client, settings.timeline_length),

@@ -16,6 +16,8 @@ from chirp.settings import Settings
 from gateway.interaction_cache import InteractionCache
 from gateway.post_waits import PostWaits
 from producers.broker import Publisher
+from store.accounts import Accounts
+from store.export import AccountExport
 from store.interactions import InteractionsReadModel
 from store.posts import PostReadModel
 from store.relations import RelationsReadModel
@@ -43,12 +45,14 @@ class State:
     keys: KeyRing
     sessions: SessionStore
     limiter: RateLimiter
+    accounts: Accounts  # logins and quarantined handles (not a read model)
     # Read models.
     posts: PostReadModel
     users: UsersReadModel
     interactions: InteractionsReadModel
     relations: RelationsReadModel
     reports: ReportsReadModel
+    export: AccountExport  # a user's own rows for /api/me/export
     interaction_cache: InteractionCache  # `interactions` kept briefly for the home timeline
     search: SearchIndex  # on connections that plan search statements once (store/search.py)
     threads: Threads  # conversations, on `posts`

@@ -7,6 +7,7 @@ duplicates, replays and out-of-order events cannot drift them; a new row counts 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -195,6 +196,11 @@ class UsersReadModel(Protocol):
     async def user_id(self, handle: str) -> str | None: ...
     async def followers(self, user_id: str, after: tuple[datetime, str] | None, limit: int) -> FollowPage: ...
     async def following(self, user_id: str, after: tuple[datetime, str] | None, limit: int) -> FollowPage: ...
+    async def cards(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
+    async def own_profile(self, user_id: str) -> dict[str, Any] | None: ...
+    async def synced_fields(self, user_id: str) -> dict[str, Any] | None: ...
+    async def holder(self, handle: str) -> tuple[str, str] | None: ...
+    async def user_id_of_github(self, github_id: int) -> str | None: ...
 
 
 class PostgresUsersReadModel:
@@ -289,6 +295,32 @@ class PostgresUsersReadModel:
     async def user_id(self, handle: str) -> str | None:
         """The id of the user holding `handle` (case-insensitive)."""
         return await self.pool.fetchval("SELECT user_id FROM users WHERE lower(handle) = lower($1)", handle)
+
+    async def cards(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """user id -> handle, display_name and avatar_url of those of `user_ids` the read model knows."""
+        sql = "SELECT user_id, handle, display_name, avatar_url FROM users WHERE user_id = ANY($1::text[])"
+        return {r["user_id"]: dict(r) for r in await self.pool.fetch(sql, user_ids)}
+
+    async def own_profile(self, user_id: str) -> dict[str, Any] | None:
+        """What a user sees of their own profile (`/api/me`)."""
+        row = await self.pool.fetchrow(
+            "SELECT handle, display_name, bio, avatar_url, joined_at FROM users WHERE user_id = $1", user_id
+        )
+        return dict(row) if row else None
+
+    async def synced_fields(self, user_id: str) -> dict[str, Any] | None:
+        """The fields a GitHub login may change (handle, display_name, avatar_url); None for an unknown user."""
+        row = await self.pool.fetchrow("SELECT handle, display_name, avatar_url FROM users WHERE user_id = $1", user_id)
+        return dict(row) if row else None
+
+    async def holder(self, handle: str) -> tuple[str, str] | None:
+        """(user id, handle as written) of the user holding `handle` (case-insensitive)."""
+        row = await self.pool.fetchrow("SELECT user_id, handle FROM users WHERE lower(handle) = lower($1)", handle)
+        return (row["user_id"], row["handle"]) if row else None
+
+    async def user_id_of_github(self, github_id: int) -> str | None:
+        """The id of the user registered with this GitHub account."""
+        return await self.pool.fetchval("SELECT user_id FROM users WHERE github_id = $1", github_id)
 
     async def followers(self, user_id: str, after: tuple[datetime, str] | None, limit: int) -> FollowPage:
         """Who follows `user_id`, newest follow first."""

@@ -8,12 +8,10 @@ memory stays bounded whatever the account's size.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import orjson
 from pydantic import BaseModel, Field
 from starlette.requests import Request
@@ -25,10 +23,9 @@ from gateway.errors import InvalidInput, JSONResponse
 from gateway.openapi import contract
 from gateway.requests import RequestModel, body_as
 from gateway.state import State, state_of
-from schemas.events import AccountDeleted, AccountDeletedData, new_id
+from schemas.events import AccountDeleted, AccountDeletedData
+from store.export import EXPORT_PAGE, AccountExport
 from store.posts import PostReadModel
-
-EXPORT_PAGE = 500  # rows fetched per round trip while exporting
 
 
 class DeleteAccount(RequestModel):
@@ -55,48 +52,10 @@ class Deleting(BaseModel):
     erasure_delay_s: float
 
 
-def handle_digest(handle: str) -> str:
-    return hashlib.sha256(handle.lower().encode()).hexdigest()
-
-
-async def quarantined(pg: asyncpg.Pool, handle: str) -> bool:
-    """Whether `handle` belonged to an account deleted less than `handle_quarantine_days` ago."""
-    return bool(
-        await pg.fetchval(
-            "SELECT 1 FROM handle_quarantine WHERE handle_sha256 = $1 AND until > now()", handle_digest(handle)
-        )
-    )
-
-
-async def user_id_for(pg: asyncpg.Pool, kind: str, login_id: str) -> str:
-    """The opaque user id of a login (`github`: the GitHub id; `dev`: the lower-cased dev login), made on first use.
-    Ids reveal nothing about the person; the mapping is deleted with the account."""
-    return str(
-        await pg.fetchval(
-            """WITH made AS (
-                   INSERT INTO login_accounts (login_kind, login_id, user_id) VALUES ($1, $2, $3)
-                   ON CONFLICT (login_kind, login_id) DO NOTHING RETURNING user_id)
-               SELECT user_id FROM made
-               UNION ALL SELECT user_id FROM login_accounts WHERE login_kind = $1 AND login_id = $2
-               LIMIT 1""",
-            kind,
-            login_id,
-            new_id(),
-        )
-    )
-
-
 async def delete_account(state: State, me: Viewer) -> None:
     """Hold the handle back, forget the login, publish the deletion, end every session."""
     until = datetime.now(UTC) + timedelta(days=state.settings.handle_quarantine_days)
-    async with state.pg.acquire() as conn, conn.transaction():
-        await conn.execute(
-            "INSERT INTO handle_quarantine (handle_sha256, until) VALUES ($1, $2)"
-            " ON CONFLICT (handle_sha256) DO UPDATE SET until = EXCLUDED.until",
-            handle_digest(me.handle),
-            until,
-        )
-        await conn.execute("DELETE FROM login_accounts WHERE user_id = $1", me.user_id)
+    await state.accounts.forget(me.user_id, me.handle, until)
     await state.publisher.publish(AccountDeleted(actor=me.user_id, payload=AccountDeletedData(user_id=me.user_id)))
     await state.sessions.revoke_user(me.user_id, me.session_id)
 
@@ -117,42 +76,19 @@ async def delete_me(request: Request) -> Response:
 
 # Export -----------------------------------------------------------------------------------------------------
 
-# After the posts (read through the posts read model, on whichever store holds it), the user's rows in SQL.
-_SECTIONS: tuple[tuple[str, str], ...] = (
-    *(
-        (
-            name,
-            "SELECT post_id, changed_at AS at FROM interactions"
-            f" WHERE user_id = $1 AND kind = '{kind}' AND active ORDER BY changed_at",
-        )
-        for name, kind in (("likes", "like"), ("reposts", "repost"), ("bookmarks", "bookmark"))
-    ),
-    (
-        "following",
-        "SELECT f.followee_id AS user_id, u.handle, f.changed_at AS since FROM follows f"
-        " LEFT JOIN users u ON u.user_id = f.followee_id WHERE f.follower_id = $1 AND f.active ORDER BY f.changed_at",
-    ),
-    (
-        "followers",
-        "SELECT f.follower_id AS user_id, u.handle, f.changed_at AS since FROM follows f"
-        " LEFT JOIN users u ON u.user_id = f.follower_id WHERE f.followee_id = $1 AND f.active ORDER BY f.changed_at",
-    ),
-)
-
 
 def _json(value: Any) -> bytes:
     return orjson.dumps(value, default=str)
 
 
-async def _own_posts(pg: asyncpg.Pool, posts: PostReadModel, user_id: str) -> AsyncIterator[bytes]:
+async def _own_posts(export: AccountExport, posts: PostReadModel, user_id: str) -> AsyncIterator[bytes]:
     """The user's live posts, oldest first, `EXPORT_PAGE` at a time: `{post_id, markdown, reply_to, quote_of,
     created_at}` each."""
     ids = await posts.ids_by_author(user_id)
     for start in range(0, len(ids), EXPORT_PAGE):
         chunk = ids[start : start + EXPORT_PAGE]
         views = sorted(await posts.many(chunk), key=lambda p: (p.created_at, p.id))
-        quoted = await pg.fetch("SELECT post_id, quote_of FROM quotes WHERE post_id = ANY($1::text[])", chunk)
-        quote_of = {r["post_id"]: r["quote_of"] for r in quoted}
+        quote_of = await export.quotes_of(chunk)
         rows = [
             {"post_id": p.id, "markdown": p.body, "reply_to": p.reply_to, "quote_of": quote_of.get(p.id),
              "created_at": p.created_at}
@@ -162,26 +98,22 @@ async def _own_posts(pg: asyncpg.Pool, posts: PostReadModel, user_id: str) -> As
             yield (b"," if start else b"") + b",".join(_json(r) for r in rows)
 
 
-async def export_document(pg: asyncpg.Pool, posts: PostReadModel, user_id: str) -> AsyncIterator[bytes]:
+async def export_document(export: AccountExport, posts: PostReadModel, user_id: str) -> AsyncIterator[bytes]:
     """One JSON document, `{"profile": {...}, "posts": [...], ...}`, in chunks of at most `EXPORT_PAGE` rows."""
-    profile = await pg.fetchrow(
-        "SELECT user_id, handle, display_name, bio, avatar_url, joined_at FROM users WHERE user_id = $1", user_id
-    )
-    yield b'{"profile":' + _json(dict(profile) if profile else {"user_id": user_id})
+    profile = await export.profile(user_id)
+    yield b'{"profile":' + _json(profile or {"user_id": user_id})
     yield b',"posts":['
-    async for chunk in _own_posts(pg, posts, user_id):
+    async for chunk in _own_posts(export, posts, user_id):
         yield chunk
     yield b"]"
-    async with pg.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        for name, sql in _SECTIONS:
-            yield b',"' + name.encode() + b'":['
-            first = True
-            cursor = await conn.cursor(sql, user_id)
-            while rows := await cursor.fetch(EXPORT_PAGE):
-                chunk = b",".join(_json(dict(r)) for r in rows)
-                yield chunk if first else b"," + chunk
-                first = False
-            yield b"]"
+    async for name, pages in export.sections(user_id):
+        yield b',"' + name.encode() + b'":['
+        first = True
+        async for rows in pages:
+            chunk = b",".join(_json(r) for r in rows)
+            yield chunk if first else b"," + chunk
+            first = False
+        yield b"]"
     yield b',"exported_at":' + _json(datetime.now(UTC).isoformat()) + b"}"
 
 
@@ -197,7 +129,7 @@ async def export(request: Request) -> Response:
     }
     state = state_of(request)
     return StreamingResponse(
-        export_document(state.pg, state.posts, me.user_id), media_type="application/json", headers=headers
+        export_document(state.export, state.posts, me.user_id), media_type="application/json", headers=headers
     )
 
 

@@ -28,7 +28,6 @@ from gateway.auth.sessions import SessionError
 from gateway.errors import Conflict, JSONResponse, NotFound, Unauthorized
 from gateway.openapi import Status, contract
 from gateway.requests import RequestModel, body_as
-from gateway.routes.account import quarantined, user_id_for
 from gateway.state import State, state_of
 from schemas.events import UserProfileSynced, UserProfileSyncedData, UserRegistered, UserRegisteredData
 
@@ -42,9 +41,9 @@ async def login_user(state: State, registered: UserRegistered) -> tuple[str, str
     """
     data = registered.payload
     await refuse_suspended(state, data.user_id)  # before anything is published for the account
-    row = await state.pg.fetchrow("SELECT handle, display_name, avatar_url FROM users WHERE user_id = $1", data.user_id)
+    row = await state.users.synced_fields(data.user_id)
     if row is None:
-        if await quarantined(state.pg, data.handle):
+        if await state.accounts.quarantined(data.handle):
             raise Conflict(
                 f"@{data.handle} belonged to an account deleted less than"
                 f" {state.settings.handle_quarantine_days} days ago; it cannot be registered yet.",
@@ -100,11 +99,11 @@ async def dev_login(request: Request) -> Response:
         raise NotFound("Not found.")
     check_origin(request)  # no session yet, so no CSRF token: a foreign page must still not log the browser in
     login = (await body_as(request, DevLogin)).login
-    existing = await state.pg.fetchrow("SELECT user_id, handle FROM users WHERE lower(handle) = lower($1)", login)
+    existing = await state.users.holder(login)
     if existing:
-        user_id, handle = existing["user_id"], existing["handle"]
+        user_id, handle = existing
     else:
-        user_id, handle = await user_id_for(state.pg, "dev", login.lower()), login
+        user_id, handle = await state.accounts.user_id_for("dev", login.lower()), login
     registered = UserRegistered(
         actor=user_id,
         payload=UserRegisteredData(user_id=user_id, handle=handle, display_name=handle, avatar_url=""),

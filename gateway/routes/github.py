@@ -29,7 +29,6 @@ from chirp.settings import Settings
 from domain.text import is_handle
 from gateway.auth.current import set_session_cookies
 from gateway.errors import ApiError
-from gateway.routes.account import user_id_for
 from gateway.routes.auth import login_user
 from gateway.state import state_of
 from schemas.events import UserRegistered, UserRegisteredData
@@ -156,8 +155,8 @@ async def github_callback(request: Request) -> Response:
     profile = await _complete(request)
     state = state_of(request)
     # An account made before ids were opaque keeps its `gh-<id>`; a new one gets an opaque id (docs/erasure.md).
-    known = await state.pg.fetchval("SELECT user_id FROM users WHERE github_id = $1", profile.github_id)
-    user_id = known or await user_id_for(state.pg, "github", str(profile.github_id))
+    known = await state.users.user_id_of_github(profile.github_id)
+    user_id = known or await state.accounts.user_id_for("github", str(profile.github_id))
     registered = UserRegistered(
         actor=user_id,
         payload=UserRegisteredData(

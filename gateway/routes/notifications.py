@@ -76,8 +76,7 @@ def _moment(score: float) -> datetime:
 
 
 async def _people(state: State, user_ids: set[str]) -> dict[str, dict[str, str]]:
-    sql = "SELECT user_id, handle, display_name, avatar_url FROM users WHERE user_id = ANY($1::text[])"
-    rows = await state.pg.fetch(sql, sorted(user_ids))
+    rows = (await state.users.cards(sorted(user_ids))).values()
     return {
         r["user_id"]: {
             "handle": "" if r["handle"].startswith("~") else r["handle"],

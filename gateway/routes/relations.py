@@ -63,8 +63,7 @@ async def related_page(request: Request, kind: Kind, user_id: str) -> dict[str, 
     """One page of whom `user_id` mutes / blocks, as the API serves it (the settings pages render it too)."""
     cursor, limit = KEYSET.page(request)
     page = await relations(request).page(kind, user_id, cursor, limit)
-    sql = "SELECT user_id, handle, display_name, avatar_url FROM users WHERE user_id = ANY($1::text[])"
-    rows = {r["user_id"]: r for r in await state_of(request).pg.fetch(sql, page.user_ids)}
+    rows = await state_of(request).users.cards(page.user_ids)
     items = [
         {"handle": r["handle"], "display_name": r["display_name"] or "", "avatar_url": r["avatar_url"] or ""}
         for r in (rows.get(u) for u in page.user_ids)

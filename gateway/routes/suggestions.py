@@ -1,7 +1,7 @@
 """`GET /api/suggestions?limit`: whom the viewer might follow, read from the suggestions consumer's Redis model
 (consumers/suggestions.py): the people the viewer's followees follow, most followed by them first, with up to
 three of those followees (`followed_by`), never someone the viewer mutes, blocks or is blocked by. One script
-(the ranking less the viewer's hidden set) and one pipeline, then one SQL query for names."""
+(the ranking less the viewer's hidden set) and one pipeline, then one read of the users read model for names."""
 
 from __future__ import annotations
 
@@ -51,8 +51,7 @@ async def suggestions(request: Request) -> Response:
             pipe.srandmember(via_key(me.user_id, candidate), SHOWN_VIA)
         vias: list[list[str]] = await pipe.execute()
     ids = sorted({c for c, _ in ranked} | {v for via in vias for v in via})
-    sql = "SELECT user_id, handle, display_name, avatar_url FROM users WHERE user_id = ANY($1::text[])"
-    users = {r["user_id"]: r for r in await state.pg.fetch(sql, ids)}
+    users = await state.users.cards(ids)
     items = []
     for (candidate, count), via in zip(ranked, vias, strict=True):
         user = users.get(candidate)

@@ -140,10 +140,8 @@ async def profile(request: Request) -> Response:
 async def me(request: Request) -> Response:
     """`GET /api/me`: the logged-in viewer's profile."""
     viewer = await require_viewer(request)
-    row = await state_of(request).pg.fetchrow(
-        "SELECT handle, display_name, bio, avatar_url, joined_at FROM users WHERE user_id = $1", viewer.user_id
-    )
-    profile = dict(row) if row else {"handle": viewer.handle, "display_name": "", "bio": "", "avatar_url": ""}
+    found = await _users(request).own_profile(viewer.user_id)
+    profile = found or {"handle": viewer.handle, "display_name": "", "bio": "", "avatar_url": ""}
     return JSONResponse({"user_id": viewer.user_id, **profile})
 
 

@@ -100,3 +100,14 @@ async def test_the_export_holds_likes_reposts_bookmarks_and_follows_both_ways(
     assert [x["user_id"] for x in document["followers"]] == ["a-fan"]
     assert [x["user_id"] for x in document["following"]] == ["someone"]
     assert document["profile"]["user_id"] == user_id
+
+
+async def test_the_export_says_which_post_each_post_quotes(client: httpx.AsyncClient, pg: asyncpg.Pool) -> None:
+    me = await login(client, unique_handle("expq"))
+    user_id = (await client.get("/api/me", headers=me)).json()["user_id"]
+    plain, quoting = await add_posts(pg, user_id, 2)
+    await pg.execute(
+        "INSERT INTO quotes (post_id, quote_of, active, created_at) VALUES ($1, 'p-quoted', true, now())", quoting
+    )
+    document = (await client.get("/api/me/export", headers=me)).json()
+    assert {p["post_id"]: p["quote_of"] for p in document["posts"]} == {plain: None, quoting: "p-quoted"}

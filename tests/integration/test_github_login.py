@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import asyncpg
@@ -26,6 +27,7 @@ from chirp.settings import Settings
 from gateway.app import create_app
 from schemas import topics
 from schemas.events import Event, UserProfileSynced, UserRegistered, new_id
+from store.users import PostgresUsersReadModel, ProfileChange
 from tests.conftest import eventually
 from tests.fakes.github import FakeGitHub, GitHubUser
 from tests.integration.helpers import opened
@@ -259,6 +261,18 @@ async def test_first_login_registers_and_opens_a_session(
         person.name,
         person.avatar_url,
     )
+
+
+async def test_an_account_made_before_opaque_ids_keeps_its_id(
+    browser: httpx.AsyncClient, gh_app: Starlette, gh_settings: Settings, github: FakeGitHub
+) -> None:
+    person = new_person()
+    legacy = f"gh-{person.id}"  # how user ids were made before they were opaque; no login_accounts row
+    change = ProfileChange(legacy, datetime.now(UTC), handle=person.login, github_id=person.id, registered=True)
+    await PostgresUsersReadModel(gh_app.state.chirp.pg).apply_profiles([change])
+    github.next_user = person
+    assert (await log_in(browser, gh_settings, f"ok-{new_id()}")).status_code == 303
+    assert (await browser.get("/api/me", headers=JSON)).json()["user_id"] == legacy
 
 
 async def test_a_person_without_a_name_is_named_by_their_login(
