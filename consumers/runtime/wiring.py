@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from itertools import chain
 from typing import Any
 
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -28,6 +29,18 @@ log = get_logger("chirp.consumer")
 async def _records_only(msg: Any) -> None:
     """Skip FastStream's per-message body decoding: the runner decodes the raw records itself."""
     return None
+
+
+def poll_without_pause(subscriber: Any) -> None:
+    """Make a FastStream batch subscriber poll again as soon as a poll finds nothing. FastStream sleeps
+    `batch_timeout_ms` after an empty poll, on top of the poll's own wait, so an event arriving during that sleep
+    waited up to that long; aiokafka's `getmany` already waits for records and returns as soon as some arrive."""
+
+    async def get_msg(kafka: AIOKafkaConsumer) -> tuple[ConsumerRecord, ...]:
+        found = await kafka.getmany(timeout_ms=subscriber.batch_timeout_ms, max_records=subscriber.max_records)
+        return tuple(chain.from_iterable(found.values()))
+
+    subscriber.get_msg = get_msg  # FastStream's consume loop calls `self.get_msg(consumer)`
 
 
 def subscribe(broker: KafkaBroker, consumer: Consumer, ctx: Context, stopping: asyncio.Event) -> Committer:
@@ -56,6 +69,7 @@ def subscribe(broker: KafkaBroker, consumer: Consumer, ctx: Context, stopping: a
         title=consumer.name,
         description=consumer.description,
     )
+    poll_without_pause(subscriber)
 
     @subscriber
     async def on_batch(msg: KafkaMessage) -> None:
