@@ -102,7 +102,7 @@ def create_app(settings: Settings) -> Starlette:
             timelines=RedisTimelines(redis_client, settings.timeline_length),
             timeline_posts=CachedPosts(PostgresTimelineSource(pg), POST_CACHE_TTL_S),
             post_waits=PostWaits(redis_client),
-            live_relay=Relay(settings.redis_url),
+            live_relay=Relay(settings.redis_url, counts=interactions.counts),
             verified_tokens=VerifiedTokens(),
         )
         settle_after_startup()

@@ -9,7 +9,8 @@ Writes come from the interactions consumer, one transaction per batch:
   and later events about it change nothing.
 Reads: `of_posts` gives the counts, the viewer's flags and the quoted posts of a whole page in one query.
 After each batch the consumer announces on `CHANNEL` whose flags, which posts' counts and which kinds moved, so a
-process that caches them (gateway/interaction_cache.py) drops them: a viewer reads their own like once applied.
+process that caches them (gateway/interaction_cache.py) drops them: a viewer reads their own like once applied; and
+the live relay (gateway/pages/live.py) reads `counts` again for the open post pages whose post moved.
 """
 
 from __future__ import annotations
@@ -130,6 +131,13 @@ LEFT JOIN posts qp ON qp.post_id = q.quote_of
 LEFT JOIN users u ON u.user_id = qp.author_id
 """
 
+# The counts of live posts (a post never interacted with has no row: its counts are 0).
+_COUNTS = """
+SELECT post_id, like_count, repost_count, quote_count FROM post_counters
+WHERE post_id = ANY($1::text[]) AND deleted_at IS NULL
+"""
+Counts = dict[str, int]  # {"like_count", "repost_count", "quote_count"}
+
 _POSTS_OF_USER = """
 SELECT i.post_id AS id, i.changed_at FROM interactions i
 WHERE i.user_id = $1 AND i.kind = $2 AND i.active
@@ -214,6 +222,7 @@ class InteractionsReadModel(Protocol):
     """What the gateway reads about likes, reposts, bookmarks and quotes."""
 
     async def of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, dict[str, Any]]: ...
+    async def counts(self, post_ids: Sequence[str]) -> dict[str, Counts]: ...
     async def parts_of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, Parts]: ...
     async def reposts_by(
         self, users: Sequence[str] | str, before: datetime | None, limit: int, hidden: Sequence[str] = ()
@@ -276,6 +285,11 @@ class PostgresInteractions:
         """post id -> the fields its post object gains, for a whole page in one query."""
         rows = await self._pool.fetch(_OF_POSTS, list(post_ids), viewer_id) if post_ids else []
         return {r["post_id"]: interactions_json(r, viewer_id is not None) for r in rows}
+
+    async def counts(self, post_ids: Sequence[str]) -> dict[str, Counts]:
+        """post id -> its like, repost and quote counts, for the posts that have any and are not deleted."""
+        rows = await self._pool.fetch(_COUNTS, list(post_ids)) if post_ids else []
+        return {r["post_id"]: {k: r[k] for k in ("like_count", "repost_count", "quote_count")} for r in rows}
 
     async def parts_of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, Parts]:
         """post id -> what every viewer sees (counts, `quote_of`) and the kinds the viewer has active on it, in one
