@@ -13,8 +13,10 @@ deleted at the end of the run.
   (open loop: a slow broker does not slow the schedule down), for `--seconds` at `--rate` events per second.
 - Visibility: every 100 ms a probe likes a post of its own and polls `GET /api/posts/{id}` (the in-process gateway)
   until `like_count` is 1; the time from the publish to the first answer showing it, p50 and p99. On the way, the
-  time until Kafka acknowledged the like (`acked`) and until the consumer announced it applied (`applied`, from the
-  interactions channel) say where the time goes.
+  time until Kafka acknowledged the like (`acked`), until a bare aiokafka consumer in this process received it
+  (`delivered`: the same-run ceiling, what the broker and this machine's load cost before any of Chirp's consumer
+  code runs) and until the consumer announced it applied (`applied`, from the interactions channel) say where the
+  time goes; `chirp_p50/p99` is visible minus delivered per probe (the consumer, PostgreSQL and the read).
 - Nothing lost: once the consumer has caught up, every post's `like_count` equals the count implied by the events
   published (last writer wins per user and post, as the consumer applies them).
 - CPU-ms per like of the consumer process and of this one (utime+stime from /proc).
@@ -52,11 +54,14 @@ import asyncpg
 import httpx
 import orjson
 import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer
 
+from chirp import kafka_admin
 from chirp.settings import Settings
 from gateway.app import create_app
 from ops import _kafka
-from producers.broker import Publisher, make_broker
+from producers.broker import Publisher, ensure_topics, make_broker
+from schemas import topics
 from schemas.events import InteractionData, PostLike, new_id
 from schemas.topics import NAMESPACE
 from store.interactions import CHANNEL
@@ -143,22 +148,38 @@ async def run(args: argparse.Namespace, consumer: subprocess.Popen[bytes]) -> di
     latest: dict[tuple[str, str], tuple[datetime, bool]] = {}
     published = 0
     latencies: list[float] = []
-    stages: dict[str, list[float]] = {"acked": [], "applied": []}
-    applied: dict[str, asyncio.Future[float]] = {}  # a probe's post -> when the consumer announced it
+    stages: dict[str, list[float]] = {"acked": [], "delivered": [], "applied": [], "chirp": []}
+    # a probe's post -> when a bare Kafka consumer received its like, when the interactions consumer announced it
+    waiting: dict[str, dict[str, asyncio.Future[float]]] = {"delivered": {}, "applied": {}}
     pending: set[asyncio.Task[None]] = set()
     redis = aioredis.Redis.from_url(settings.redis_url)
     pubsub = redis.pubsub()
     await pubsub.subscribe(CHANNEL)
+
+    def arrived(stage: str, post_id: str, at: float) -> None:
+        if (waiter := waiting[stage].get(post_id)) is not None and not waiter.done():
+            waiter.set_result(at)
 
     async def announcements() -> None:
         async for message in pubsub.listen():
             if message["type"] == "message":
                 at = time.monotonic()
                 for _, post_id, _ in orjson.loads(message["data"])["changes"]:
-                    if (waiter := applied.get(post_id)) is not None and not waiter.done():
-                        waiter.set_result(at)
+                    arrived("applied", post_id, at)
 
-    listener = asyncio.create_task(announcements())
+    async def deliveries(kafka: AIOKafkaConsumer) -> None:
+        while True:
+            found = await kafka.getmany(timeout_ms=1000)
+            at = time.monotonic()
+            for record in (r for records in found.values() for r in records):
+                arrived("delivered", orjson.loads(record.value or b"{}")["payload"]["post_id"], at)
+
+    await ensure_topics(settings)
+    kafka = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
+    await kafka.start()
+    kafka.assign(await kafka_admin.partitions(kafka, [topics.POST_LIKES.name]))
+    await kafka.seek_to_end()
+    listeners = [asyncio.create_task(announcements()), asyncio.create_task(deliveries(kafka))]
     try:
         async with (
             app.router.lifespan_context(app),
@@ -175,15 +196,20 @@ async def run(args: argparse.Namespace, consumer: subprocess.Popen[bytes]) -> di
                 published += 1
 
             async def probe(post_id: str) -> None:
-                applied[post_id] = asyncio.get_running_loop().create_future()
+                for futures in waiting.values():
+                    futures[post_id] = asyncio.get_running_loop().create_future()
                 started = time.monotonic()
                 await publisher.publish(PostLike(payload=InteractionData(user_id="bench-probe", post_id=post_id)))
                 stages["acked"].append((time.monotonic() - started) * 1000)
                 if await _visible(http, post_id, 30):
-                    latencies.append((time.monotonic() - started) * 1000)
+                    visible = time.monotonic()
+                    latencies.append((visible - started) * 1000)
                     with contextlib.suppress(TimeoutError):
-                        at = await asyncio.wait_for(applied.pop(post_id), 5)
-                        stages["applied"].append((at - started) * 1000)
+                        for stage, futures in waiting.items():
+                            at = await asyncio.wait_for(futures.pop(post_id), 5)
+                            stages[stage].append((at - started) * 1000)
+                            if stage == "delivered":
+                                stages["chirp"].append((visible - at) * 1000)
 
             cpu_before = (cpu_ms(consumer.pid), cpu_ms(os.getpid()))
             start = time.monotonic()
@@ -218,7 +244,9 @@ async def run(args: argparse.Namespace, consumer: subprocess.Popen[bytes]) -> di
             good, checked = await caught_up(settings, expected, 120)
             cpu_after = (cpu_ms(consumer.pid), cpu_ms(os.getpid()))
     finally:
-        listener.cancel()
+        for task in listeners:
+            task.cancel()
+        await kafka.stop()
         await pubsub.aclose()
         await redis.aclose()
         await broker.stop()

@@ -1,6 +1,7 @@
 """The interactions read model (tables from 050_interactions.sql): likes, reposts, bookmarks, quotes, counters.
 
-Writes come from the interactions consumer, one transaction per batch:
+Writes come from the interactions consumer, one transaction per batch (a batch of likes, reposts or bookmarks in one
+round trip: the function `interactions_apply`, store/migrations/052_interactions_apply.sql):
 - a (post, kind, user) row is last-writer-wins by changed_at (at the same instant the active state wins), so
   duplicates and out-of-order events leave the same state;
 - counters move by what each upsert changed (a row turning active or inactive), in the same statement, after the
@@ -59,34 +60,13 @@ class Keyset:
 # SQL --------------------------------------------------------------------------------------------------------
 
 # Counter rows first (so they can be locked), in id order: writers of the same posts queue instead of deadlocking.
+# (A batch of likes, reposts or bookmarks does the same in `interactions_apply`, 052_interactions_apply.sql.)
 _LOCK_COUNTERS = """
 INSERT INTO post_counters (post_id) SELECT DISTINCT unnest($1::text[]) ORDER BY 1 ON CONFLICT DO NOTHING
 """
 _FOR_UPDATE = "SELECT 1 FROM post_counters WHERE post_id = ANY($1::text[]) ORDER BY post_id FOR UPDATE"
 
-_APPLY = """
-WITH incoming AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[], $5::timestamptz[])
-        AS x(post_id, kind, user_id, active, changed_at)
-    WHERE NOT EXISTS (SELECT 1 FROM post_counters c WHERE c.post_id = x.post_id AND c.deleted_at IS NOT NULL)
-), before AS (
-    SELECT i.post_id, i.kind, i.user_id, i.active FROM interactions i JOIN incoming USING (post_id, kind, user_id)
-), changed AS (
-    INSERT INTO interactions AS i (post_id, kind, user_id, active, changed_at) SELECT * FROM incoming
-    ON CONFLICT (post_id, kind, user_id) DO UPDATE SET active = EXCLUDED.active, changed_at = EXCLUDED.changed_at
-    WHERE (EXCLUDED.changed_at, EXCLUDED.active) > (i.changed_at, i.active)
-    RETURNING i.post_id, i.kind, i.user_id, i.active
-), per_post AS (
-    SELECT c.post_id,
-           sum(c.active::int - coalesce(b.active, false)::int) FILTER (WHERE c.kind = 'like') AS likes,
-           sum(c.active::int - coalesce(b.active, false)::int) FILTER (WHERE c.kind = 'repost') AS reposts
-    FROM changed c LEFT JOIN before b USING (post_id, kind, user_id)
-    GROUP BY c.post_id
-)
-UPDATE post_counters c
-SET like_count = c.like_count + coalesce(p.likes, 0), repost_count = c.repost_count + coalesce(p.reposts, 0)
-FROM per_post p WHERE c.post_id = p.post_id
-"""
+_APPLY = "SELECT interactions_apply($1, $2, $3, $4, $5)"  # one round trip: see 052_interactions_apply.sql
 
 # A quote counts once (its row is inserted once); a quote whose own post is already deleted is not recorded.
 _QUOTES = """
@@ -251,10 +231,8 @@ class PostgresInteractions:
         newest = newest_per_row(changes)
         if not newest:
             return
-        async with self._pool.acquire() as conn, conn.transaction():
-            await self._locked(conn, [c.post_id for c in newest])
-            columns = [[c.post_id for c in newest], [c.kind for c in newest], [c.user_id for c in newest]]
-            await conn.execute(_APPLY, *columns, [c.active for c in newest], [c.at for c in newest])
+        columns = [[c.post_id for c in newest], [c.kind for c in newest], [c.user_id for c in newest]]
+        await self._pool.execute(_APPLY, *columns, [c.active for c in newest], [c.at for c in newest])
 
     async def add_quotes(self, quotes: Sequence[Quote]) -> None:
         """Record quoting posts (each once) and count them on the posts they quote."""

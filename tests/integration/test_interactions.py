@@ -31,6 +31,7 @@ from schemas.events import (
     PostRepost,
     new_id,
 )
+from store.interactions import Change, PostgresInteractions
 from tests.conftest import eventually
 from tests.integration.helpers import login, unique_handle
 
@@ -103,6 +104,37 @@ async def test_a_delete_drops_the_interactions_and_later_ones_change_nothing(ctx
     await interactions.on_post_deleted([deleted], ctx)
     assert await counters(ctx.pg, post_id) == (0, 0, 0) and await rows(ctx.pg, post_id) == []
     assert await counters(ctx.pg, quoted) == (0, 0, 0)
+
+
+class RoundTrips:
+    """A pool that notes each call that reaches PostgreSQL (a connection taken for a transaction counts as one)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.calls: list[str] = []
+
+    async def execute(self, *args: Any) -> str:
+        self.calls.append("execute")
+        return await self.pool.execute(*args)
+
+    def acquire(self) -> Any:
+        self.calls.append("acquire")
+        return self.pool.acquire()
+
+
+async def test_a_batch_of_likes_is_one_round_trip_and_concurrent_batches_count_every_like(pg: asyncpg.Pool) -> None:
+    posts = sorted(new_id() for _ in range(5))
+    traced = RoundTrips(pg)
+    first = [Change(p, "like", "u0", True, T0) for p in posts] + [Change(posts[0], "repost", "u0", True, T0)]
+    await PostgresInteractions(traced).apply(first)  # type: ignore[arg-type]
+    assert traced.calls == ["execute"], "BEGIN, locks, upsert and COMMIT are one call"
+
+    async def batch(user: int) -> None:  # each in its own order of posts: the locks are taken in id order
+        shuffled = random.Random(user).sample(posts, len(posts))
+        await PostgresInteractions(pg).apply([Change(p, "like", f"u{user}", True, T0) for p in shuffled])
+
+    await asyncio.gather(*(batch(user) for user in range(1, 21)))
+    assert [await counters(pg, p) for p in posts] == [(21, 1, 0)] + [(21, 0, 0)] * 4
 
 
 # End to end ---------------------------------------------------------------------------------------------------
