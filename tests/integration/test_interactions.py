@@ -249,12 +249,23 @@ async def test_deleting_a_post_removes_its_interactions_from_every_view(client: 
         assert (await client.get(f"/api/posts/{post_id}/{kind}s")).status_code == 404
 
 
+async def chirp(*args: str) -> None:
+    """Run an operator command (`chirp ...`) to its end; it must succeed."""
+    command = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ops", *args, env={**os.environ}, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await asyncio.wait_for(command.communicate(), timeout=600)
+    assert command.returncode == 0, stderr.decode()[-2000:]
+
+
 @pipelined
-async def test_counts_are_the_same_after_a_replay(client: httpx.AsyncClient, pg: asyncpg.Pool) -> None:
+async def test_counts_are_the_same_through_a_replay_and_a_rebuild_while_the_app_serves(
+    client: httpx.AsyncClient, pg: asyncpg.Pool
+) -> None:
     _, author = await user(client, "ir")
-    fans = [(await user(client, f"ir{i}"))[1] for i in range(3)]
+    fans = [(await user(client, f"ir{i}"))[1] for i in range(4)]
     first, second = await post(client, author, "one"), await post(client, author, "two")
-    for i, fan in enumerate(fans):
+    for i, fan in enumerate(fans[:3]):
         await client.post(f"/api/posts/{first}/like", headers=fan)
         await client.post(f"/api/posts/{second}/repost", headers=fan)
         if i == 0:
@@ -263,20 +274,31 @@ async def test_counts_are_the_same_after_a_replay(client: httpx.AsyncClient, pg:
     await seen(client, f"/api/posts/{first}", like_count=2, quote_count=1)
     await seen(client, f"/api/posts/{second}", repost_count=3)
     await seen(client, f"/api/posts/{quote}", fans[0])
-    before = [(await client.get(f"/api/posts/{p}", headers=fans[0])).json() for p in (first, second, quote)]
-    ours = "SELECT * FROM post_counters WHERE post_id = ANY($1::text[]) ORDER BY post_id"
-    table_before = [tuple(r) for r in await pg.fetch(ours, [first, second, quote])]
+    ours = [first, second, quote]
 
-    replay = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ops", "replay", "interactions", env={**os.environ}, stderr=asyncio.subprocess.PIPE
-    )
-    _, stderr = await asyncio.wait_for(replay.communicate(), timeout=300)
-    assert replay.returncode == 0, stderr.decode()[-2000:]
-    after = [(await client.get(f"/api/posts/{p}", headers=fans[0])).json() for p in (first, second, quote)]
-    assert after == before
+    async def read() -> list[dict[str, Any]]:
+        return [(await client.get(f"/api/posts/{p}", headers=fans[0])).json() for p in ours]
+
+    before = await read()
+    counters_sql = "SELECT * FROM post_counters WHERE post_id = ANY($1::text[]) ORDER BY post_id"
+    table_before = [tuple(r) for r in await pg.fetch(counters_sql, ours)]
+    for command in (("replay", "interactions"), ("rebuild", "--all")):
+        rebuilding = asyncio.create_task(chirp(*command))
+        served = 0
+        while not rebuilding.done():  # readers are answered throughout, with the same counts
+            assert await read() == before, f"during {' '.join(command)}"
+            served += 1
+            await asyncio.sleep(0.1)
+        await rebuilding
+        assert served > 0
+        after = await read()
+        assert after == before, f"after {' '.join(command)}"
+        assert [tuple(r) for r in await pg.fetch(counters_sql, ours)] == table_before
     assert (after[0]["like_count"], after[0]["liked_by_me"], after[1]["repost_count"]) == (2, False, 3)
     assert after[2]["quote_of"]["id"] == first
-    assert [tuple(r) for r in await pg.fetch(ours, [first, second, quote])] == table_before
+    # The running consumer writes the tables the rebuild put in place
+    assert (await client.post(f"/api/posts/{first}/like", headers=fans[3])).status_code == 202
+    await seen(client, f"/api/posts/{first}", like_count=3, quote_count=1)
 
 
 @pipelined
