@@ -38,7 +38,7 @@ run: services static ## Run everything: services, gateway, every consumer (UI on
 test: services static ## Run the full test suite against the real services
 	$(PY) -m pytest
 
-test-cluster: services ## Scale-out tests: a three-broker Kafka cluster of their own, consumers and gateways in several processes
+test-cluster: services ## Scale-out tests: a three-broker Kafka cluster and a three-master Redis Cluster of their own, consumers and gateways in several processes
 	$(PY) -m pytest tests/cluster
 
 test-unit: $(STAMP) ## Unit tests only (no services)

@@ -7,8 +7,10 @@ Prints a table and appends JSON lines to bench/results/pipeline.jsonl. Method: .
 - Processes: the gateway (`chirp gateway`: uvicorn, one worker, CHIRP_ENV=dev for the dev login) and every consumer
   (`python -m bench.pipeline_consumers`: `chirp consume --all` under `bench-` group ids, fast-forwarded to the end
   of the topics first; `--app-groups` runs `chirp consume --all` itself) as children, unpinned.
-- Isolation: the benchmark's own topics (`bench-post-created`, ...), database `chirp_bench` and Redis database 10,
-  so its users and posts never enter the app's log (the source of truth) or its read models.
+- Isolation: the benchmark's own topics (`<CHIRP_TOPIC_NAMESPACE>bench-post-created`, ...), groups
+  (`<CHIRP_CONSUMER_GROUP_PREFIX>bench-<consumer>`), database `<CHIRP_POSTGRES_TEST_DB or chirp>_bench`, Redis
+  database `CHIRP_REDIS_DB` (10 when unset; emptied first) and a free port, so its users and posts never enter the
+  app's log (the source of truth) or its read models, nor another developer's benchmark run at the same time.
 - Load: `--users` dev-login users post 200-280 character posts (0-3 hashtags from a Zipf set, a link in 30%,
   seeded) at `--rate` per second, open loop: every request starts at its scheduled time whatever happened to the
   others, and every latency counts from that scheduled time (no coordinated omission).
@@ -33,9 +35,10 @@ import sys
 from pathlib import Path
 
 # Before anything imports schemas.topics (topic and channel names are read once, at import).
-os.environ["CHIRP_TOPIC_NAMESPACE"] = "bench-"
+os.environ["CHIRP_TOPIC_NAMESPACE"] = os.environ.get("CHIRP_TOPIC_NAMESPACE", "") + "bench-"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import random
+import socket
 import statistics
 import subprocess
 import time
@@ -61,8 +64,7 @@ from store.posts import CHANNEL
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "pipeline.jsonl"
-PORT = 8765
-REDIS_DB = 10
+REDIS_DB = int(os.environ.get("CHIRP_REDIS_DB", "10"))
 VISIBLE_TIMEOUT_S = 30.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WORDS = ["the", "a", "river", "light", "code", "open", "small", "event", "kafka", "post", "stream", "quiet", "build"]
@@ -151,6 +153,15 @@ class Watched:
         return {name: cpu_ticks(pid, tree) for name, (pid, tree) in self.pids.items()}
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+PORT = free_port()
+
+
 def spawn(cmd: list[str], settings: Settings, log: Path | None) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -169,7 +180,7 @@ async def fast_forward(settings: Settings, only: str) -> None:
     from bench.pipeline_consumers import bench_consumers
 
     for consumer in bench_consumers(only):
-        probe = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=consumer.name)
+        probe = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=settings.group(consumer.name))
         await probe.start()
         try:
             tps = [TopicPartition(t, p) for t in consumer.handlers for p in range(BY_NAME[t].partitions)]

@@ -61,7 +61,7 @@ from store.keys import PgKeyStore  # noqa: E402
 from store.postgres import connect  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "rebuild.jsonl"
-BENCH_DB = "chirp_bench"
+BENCH_DB = os.environ.get("CHIRP_POSTGRES_TEST_DB", "chirp") + "_bench"  # chirp_bench unless isolated
 
 
 def bench_topic(prefix: str, topic: topics.Topic) -> topics.Topic:

@@ -30,6 +30,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench import commit
 from chirp.settings import Settings
 from ops import _kafka
 from producers.broker import ensure_topics
@@ -264,6 +265,8 @@ async def measure(settings: Settings, args: argparse.Namespace) -> None:
     ratio = statistics.median(runtime) / statistics.median(raw)
     result = {
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": commit(),
+        "loadavg_1m_at_end": os.getloadavg()[0],
         "events": args.events,
         "record_bytes": size,
         "kafka_consumer_perf_per_s": summary(ceiling),
@@ -271,6 +274,8 @@ async def measure(settings: Settings, args: argparse.Namespace) -> None:
         "raw_getmany_per_s": summary(raw),
         "raw_getmany_validating_per_s": summary(raw_validated),
         "runtime_noop_per_s": summary(runtime),
+        # each run's runtime rate over the validating loop's of the same run (the box's load drifts between runs)
+        "runtime_to_raw_validating_per_run": [round(r / v, 3) for r, v in zip(runtime, raw_validated, strict=True)],
         "runtime_to_raw_ratio": round(ratio, 3),
         "runtime_to_raw_validating_ratio": round(statistics.median(runtime) / statistics.median(raw_validated), 3),
         "runtime_to_kafka_ratio": round(statistics.median(runtime) / statistics.median(ceiling), 3),

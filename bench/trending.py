@@ -1,16 +1,17 @@
 """Trending read figures: `GET /api/trending` requests/s against a bare Starlette endpoint returning the same JSON.
 
-    .venv/bin/python bench/trending.py [--runs 5] [--seconds 5] [--connections 32] [--redis-db 15]
+    .venv/bin/python bench/trending.py [--runs 5] [--seconds 5] [--connections 32] [--redis-db N]
 
 Prints a table and appends JSON lines to bench/results/trending.jsonl. Method: ../shared/BENCH.md.
 1. A full ranking (50 hashtags computed by the trending store from synthetic bursts, 50 users) is stored in a Redis
-   database of its own (`--redis-db`, so live keys are untouched), as the trending consumer would store it.
+   database of its own (`--redis-db`, default `CHIRP_REDIS_DB` when set, else 15, so live keys are untouched), as the
+   trending consumer would store it (its trending keys there are replaced).
 2. The gateway (`gateway.asgi:app`, that Redis database) and a bare Starlette app answering the same bytes run in
    turn under the same uvicorn settings (one worker, httptools, uvloop, no access log), pinned to core 0; wrk runs
    on core 1 (`wrk -t1 -c{connections} --latency`) against `/api/trending?window=1h` (the default limit, 10).
 3. Runs alternate ceiling and gateway; medians of `--runs` (min-max) and the ratio of the medians. The gateway's
    own `/healthz` (a constant JSON through the same middleware and router) is measured too, to show how much of the
-   gap is the app's shared per-request cost rather than this endpoint.
+   gap is the app's shared per-request cost rather than this endpoint; its ratio is to the same ceiling.
 """
 
 from __future__ import annotations
@@ -133,6 +134,19 @@ def summary(values: list[float]) -> dict[str, float]:
     return {"median": round(statistics.median(values), 1), "min": round(min(values), 1), "max": round(max(values), 1)}
 
 
+def cpu_ms(pid: int) -> float:
+    """utime+stime of a process so far, in ms."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def timed_wrk(pid: int, port: int, seconds: int, connections: int, path: str = PATH) -> dict[str, float]:
+    """wrk, plus the server's CPU-ms per request over the run (`cpu_ms`)."""
+    before = cpu_ms(pid)
+    result = wrk(port, seconds, connections, path)
+    return result | {"cpu_ms": (cpu_ms(pid) - before) / (result["rps"] * seconds)}
+
+
 def measure(
     app: str, env: dict[str, str], seconds: int, connections: int, also: str | None = None
 ) -> tuple[dict[str, float], bytes, dict[str, float] | None]:
@@ -142,8 +156,8 @@ def measure(
     try:
         body = wait_ready(port)
         wrk(port, 1, connections)  # warm-up
-        result = wrk(port, seconds, connections)
-        return result, body, wrk(port, seconds, connections, also) if also else None
+        result = timed_wrk(server.pid, port, seconds, connections)
+        return result, body, timed_wrk(server.pid, port, seconds, connections, also) if also else None
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -154,7 +168,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--redis-db", type=int, default=15)
+    parser.add_argument("--redis-db", type=int, default=int(os.environ.get("CHIRP_REDIS_DB", 15)))
     args = parser.parse_args()
     env = {**os.environ, "CHIRP_REDIS_DB": str(args.redis_db), "CHIRP_ENV": "prod"}
     settings = Settings(redis_db=args.redis_db)
@@ -189,6 +203,12 @@ def main() -> None:
         "gateway_to_bare_ratio": round(
             statistics.median(r["rps"] for r in gateway_runs) / statistics.median(r["rps"] for r in bare_runs), 3
         ),
+        "healthz_to_bare_ratio": round(
+            statistics.median(r["rps"] for r in healthz_runs) / statistics.median(r["rps"] for r in bare_runs), 3
+        ),
+        "gateway_cpu_ms_per_request": round(statistics.median(r["cpu_ms"] for r in gateway_runs), 3),
+        "healthz_cpu_ms_per_request": round(statistics.median(r["cpu_ms"] for r in healthz_runs), 3),
+        "bare_cpu_ms_per_request": round(statistics.median(r["cpu_ms"] for r in bare_runs), 3),
         "gateway_latency_ms": {k: summary([r[k] for r in gateway_runs]) for k in ("p50", "p99")},
         "bare_latency_ms": {k: summary([r[k] for r in bare_runs]) for k in ("p50", "p99")},
     }

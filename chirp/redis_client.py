@@ -1,15 +1,21 @@
-"""Redis clients of every process: redis-py's asyncio client, with commands packed and replies read faster."""
+"""Redis clients of every process: redis-py's asyncio client, with commands packed and replies read faster, or
+its cluster client when `redis_cluster` is set (docs/scaling.md)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline, ClusterPubSub, RedisCluster
 from redis.asyncio.connection import Connection
+from redis.commands.core import AsyncScript
 from redis.connection import HiredisRespSerializer
-from redis.exceptions import ConnectionError, ResponseError
+from redis.crc import key_slot
+from redis.exceptions import ConnectionError, NoScriptError, ResponseError
 
 
 class HiredisPacking(Connection):
@@ -69,6 +75,125 @@ class HiredisPacking(Connection):
         return response
 
 
+if TYPE_CHECKING:
+    from chirp.settings import Settings
+
+T = TypeVar("T")
+
+
 def from_url(url: str, **options: Any) -> aioredis.Redis:
     """`redis.asyncio.Redis.from_url` with `HiredisPacking` connections."""
     return aioredis.Redis.from_url(url, connection_class=HiredisPacking, **options)
+
+
+class ScriptingPipeline(ClusterPipeline):
+    """redis-py's cluster pipeline, with the commands it refuses that the app pipelines: scripts, PUBLISH and
+    SUNIONSTORE (redis-py blocks them in cluster pipelines; each is one slot, or none, here).
+
+    A script goes as EVAL with its text, since a node may not have it loaded and a pipeline cannot load it on
+    NOSCRIPT; the node caches it by its SHA all the same. A PUBLISH goes to any node (it reaches every node).
+    """
+
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> _Queued:
+        """Queue the script at once (for `evalsha_of`), returning what `Script.__call__` awaits (awaiting the
+        pipeline itself would reset it)."""
+        self.execute_command("EVAL", _SCRIPTS[sha], numkeys, *keys_and_args)
+        return _Queued(self)
+
+    def publish(self, channel: Any, message: Any, **kwargs: Any) -> Any:
+        return self.execute_command("PUBLISH", channel, message, target_nodes=RedisCluster.RANDOM, **kwargs)
+
+    def sunionstore(self, dest: Any, keys: Any, *args: Any) -> Any:
+        return self.execute_command("SUNIONSTORE", dest, *([keys] if isinstance(keys, str | bytes) else keys), *args)
+
+
+class _Queued(Awaitable[ClusterPipeline]):
+    """An awaitable answering the pipeline a command was queued on, without resending it."""
+
+    def __init__(self, pipe: ClusterPipeline) -> None:
+        self.pipe = pipe
+
+    def __await__(self) -> Generator[None, None, ClusterPipeline]:
+        return self.pipe
+        yield  # a generator: awaiting it takes no turn of the loop
+
+
+_SCRIPTS: dict[str, Any] = {}  # SHA -> text of every script registered with a `Cluster`
+
+
+class _DiscoveringPubSub(ClusterPubSub):
+    """A subscription of a client that may not have sent a command yet: redis-py picks the subscription's node from
+    the slot map, so the client learns the cluster first (a no-op once it has)."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        await self.cluster.initialize()
+        return await super().execute_command(*args, **kwargs)
+
+
+class Cluster(RedisCluster):
+    """`RedisCluster` whose pipelines take the app's scripts (`ScriptingPipeline`) and whose subscriptions work
+    before its first command (`_DiscoveringPubSub`)."""
+
+    def pubsub(self, node: Any = None, host: str | None = None, port: int | None = None, **kwargs: Any) -> Any:
+        return _DiscoveringPubSub(self, node=node, host=host, port=port, **kwargs)
+
+    def register_script(self, script: Any) -> Any:
+        registered = super().register_script(script)
+        _SCRIPTS[registered.sha] = registered.script
+        return registered
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)  # refused by redis-py, as it says
+        return ScriptingPipeline(self, transaction)  # type: ignore[abstract]  # as redis-py builds its own
+
+
+def connect(settings: Settings, **options: Any) -> aioredis.Redis:
+    """The client of `settings`: a `Cluster` when `redis_cluster` is set (plain connections: it picks its own
+    class), else `from_url`. Both offer the commands, pipelines, scripts and pub/sub the app uses, so callers hold
+    either as `aioredis.Redis`."""
+    if settings.redis_cluster:
+        return cast(aioredis.Redis, Cluster.from_url(settings.redis_url, **options))
+    return from_url(settings.redis_url, **options)
+
+
+def is_cluster(client: object) -> bool:
+    return isinstance(client, RedisCluster)
+
+
+def slot_chunks(client: object, items: Sequence[T], key: Callable[[T], str], size: int) -> Iterator[list[T]]:
+    """`items` in chunks of at most `size`, for scripts that take many keys in one call: in order on one server; on
+    a cluster, grouped by the slot of `key(item)`, since a script's keys must all be in one slot."""
+    if not is_cluster(client):
+        for i in range(0, len(items), size):
+            yield list(items[i : i + size])
+        return
+    by_slot: dict[int, list[T]] = {}
+    for item in items:
+        by_slot.setdefault(key_slot(key(item).encode()), []).append(item)
+    for group in by_slot.values():
+        for i in range(0, len(group), size):
+            yield group[i : i + size]
+
+
+async def pipelined(
+    redis: aioredis.Redis, queue: Callable[[Pipeline], object], scripts: Iterable[AsyncScript] = ()
+) -> list[Any]:
+    """The replies to the commands `queue` puts on one pipeline (no transaction): one round trip. A command that
+    failed has its exception in its place. Scripts go as `EVALSHA` (`evalsha_of`) alone: redis-py's pipelines ask
+    `SCRIPT EXISTS` before every send (a round trip more), so here a missing script (a restarted or flushed Redis)
+    is loaded, from `scripts`, and the pipeline sent again."""
+    for attempt in range(2):
+        async with redis.pipeline(transaction=False) as pipe:
+            queue(pipe)
+            replies = await pipe.execute(raise_on_error=False)
+        if attempt or not any(isinstance(reply, NoScriptError) for reply in replies):
+            return replies
+        for script in scripts:
+            await redis.script_load(script.script)
+    raise AssertionError("unreachable")
+
+
+def evalsha_of(pipe: Pipeline, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> None:
+    """Queue `script` on `pipe` by its sha (for `pipelined`, which loads it when missing)."""
+    pipe.evalsha(script.sha, len(keys), *keys, *args)

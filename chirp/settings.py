@@ -48,6 +48,17 @@ class Settings(BaseSettings):
     redis_host: str = Field(default="127.0.0.1", description="Redis host.")
     redis_port: int = Field(default=6379, description="Redis port.")
     redis_db: int = Field(default=0, description="Redis database number (the app uses 0, the tests 1).")
+    redis_cluster: bool = Field(
+        default=False,
+        description="Redis is a Redis Cluster: every process connects with redis-py's cluster client to"
+        " redis_host:redis_cluster_port (one node; the client finds the others) and database 0. Keys are hash-tagged"
+        " per user, post or model, so every script and multi-key command stays within one slot (docs/scaling.md).",
+    )
+    redis_cluster_port: int = Field(
+        default=7000,
+        description="First port of the local three-master Redis Cluster (`chirp services up --redis-cluster`): its"
+        " nodes listen on this port and the next two.",
+    )
 
     # PostgreSQL
     postgres_host: str = Field(default="127.0.0.1", description="PostgreSQL host.")
@@ -202,6 +213,11 @@ class Settings(BaseSettings):
     consumer_breaker_retry_ms: int = Field(default=30_000, description="How often a held event is tried again.")
     consumer_batch_size: int = Field(default=500, description="Most events a consumer takes per poll (one batch).")
     consumer_batch_timeout_ms: int = Field(default=50, description="How long a poll waits to fill a batch.")
+    consumer_commit_interval_ms: int = Field(
+        default=500,
+        description="Handled offsets are committed at most this often (0: after every batch); a crash redelivers"
+        " at most this much, which idempotent handlers absorb.",
+    )
     replay_batch_size: int = Field(
         default=2_000,
         description="Events per batch in a replay (a backlog: larger batches, fewer round trips per event).",
@@ -248,6 +264,8 @@ class Settings(BaseSettings):
 
     @property
     def redis_url(self) -> str:
+        if self.redis_cluster:  # a cluster has database 0 only
+            return f"redis://{self.redis_host}:{self.redis_cluster_port}/0"
         return f"redis://{self.redis_host}:{self.redis_port}/{self.redis_db}"
 
     def postgres_dsn(self, db: str | None = None) -> str:

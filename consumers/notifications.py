@@ -76,15 +76,15 @@ class Note:
 
     @property
     def by(self) -> str:
-        return f"notify:by:{self.user_id}:{self.type}:{self.actor_id}:{self.target}"
+        return f"notify:by:{{{self.user_id}}}:{self.type}:{self.actor_id}:{self.target}"
 
     @property
     def retracted(self) -> str:
-        return f"notify:retracted:{self.user_id}:{self.type}:{self.actor_id}:{self.target}"
+        return f"notify:retracted:{{{self.user_id}}}:{self.type}:{self.actor_id}:{self.target}"
 
     @property
     def group(self) -> str:
-        return f"notify:group:{self.user_id}:{self.type}:{self.target}"
+        return f"notify:group:{{{self.user_id}}}:{self.type}:{self.target}"
 
 
 def ms(moment: datetime) -> int:

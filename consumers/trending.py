@@ -1,7 +1,7 @@
 """Trending hashtags and users, counted in Redis time buckets and ranked every few seconds.
 
-In: post-parsed, post-deleted, user-followed, trending-moderated.  Out: Redis keys under `trending:`
-(store/trending.py), among them `trending:ranking:{15m,1h,24h}`, the JSON `GET /api/trending` serves.
+In: post-parsed, post-deleted, user-followed, trending-moderated.  Out: Redis keys under `trending:{trending}:`
+(store/trending.py), among them `trending:{trending}:ranking:{15m,1h,24h}`, the JSON `GET /api/trending` serves.
 - Per hashtag: the distinct authors using it; per user: the distinct people drawing activity to them (their own
   posts, mentions received, new followers). 1-minute and 1-hour buckets keyed by event time: a post counts at its
   `created_at` (the post-created event's occurred_at, so a re-render does not move it), a follow at its occurred_at.
@@ -17,7 +17,7 @@ In: post-parsed, post-deleted, user-followed, trending-moderated.  Out: Redis ke
 Idempotency: a post's contributions and its tombstone are written by one Lua script each (a redelivery finds the
 record and stops; a delete before the post leaves a tombstone the post then finds); a follow is a hash field per
 follower; moderation is last-writer-wins by (occurred_at, event id). Replays rebuild the same keys: every key is a
-function of the prefix (`ctx.trending_prefix`, default `trending:`), so a replay can build elsewhere.
+function of the prefix (`ctx.trending_prefix`, default `trending:{trending}:`), so a replay can build elsewhere.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ log = get_logger("chirp.trending")
 consumer = Consumer(
     "trending",
     "Distinct authors per hashtag and activity per user in time buckets; rankings.",
-    redis_prefixes=(DEFAULT_PREFIX,),
+    # Everything under `trending:`, the keys' home before they had a hash tag too, so a rebuild clears those.
+    redis_prefixes=(DEFAULT_PREFIX.split("{", 1)[0],),
     after=("users",),  # the ranking reads handles from `users`
 )
 

@@ -18,19 +18,19 @@ from starlette.routing import BaseRoute
 import gateway.routes as routes_package
 from chirp.heap import settle_after_startup
 from chirp.redis_client import HiredisPacking
+from chirp.redis_client import connect as redis_connect
 from chirp.settings import Settings
 from gateway.auth.keys import KeyRing
 from gateway.auth.sessions import SessionStore
 from gateway.auth.tokens import VerifiedTokens
-from gateway.errors import ErrorHandlers, ServiceErrors
+from gateway.errors import ErrorHandlers
 from gateway.interaction_cache import InteractionCache
-from gateway.limits import BoundedRequests
 from gateway.middleware import PerRequest
 from gateway.pages.errors import error_page
 from gateway.pages.live import Relay
 from gateway.pages.security import HEADERS
 from gateway.post_waits import PostWaits
-from gateway.ratelimit import RateLimiter, RateLimitMiddleware
+from gateway.ratelimit import RateLimiter
 from gateway.router import IndexedRouter
 from gateway.state import State
 from producers.broker import Publisher, ensure_topics, make_broker, stop_within
@@ -71,17 +71,23 @@ def create_app(settings: Settings) -> Starlette:
         }
         pg = await connect(settings, **timeouts)
         search_pg = await connect(settings, migrate=False, server_settings=PLAN_ONCE, **timeouts)
-        pool = aioredis.BlockingConnectionPool.from_url(
-            settings.redis_url,
-            max_connections=200,
-            timeout=5,  # waits for a free connection under load instead of failing the request
-            decode_responses=True,
-            connection_class=HiredisPacking,
-            socket_connect_timeout=settings.store_connect_timeout_s,
-            socket_timeout=settings.store_command_timeout_s,
-            retry=Retry(NoBackoff(), 1),  # one reconnect (a restarted Redis), not seconds of backoff per command
-        )
-        redis_client = aioredis.Redis(connection_pool=pool)
+        redis_options: dict[str, Any] = {
+            "decode_responses": True,
+            "socket_connect_timeout": settings.store_connect_timeout_s,
+            "socket_timeout": settings.store_command_timeout_s,
+            "retry": Retry(NoBackoff(), 1),  # one reconnect (a restarted Redis), not seconds of backoff per command
+        }
+        if settings.redis_cluster:  # 200 connections per node, each node's pool its own
+            redis_client = redis_connect(settings, max_connections=200, **redis_options)
+        else:
+            pool = aioredis.BlockingConnectionPool.from_url(
+                settings.redis_url,
+                max_connections=200,
+                timeout=5,  # waits for a free connection under load instead of failing the request
+                connection_class=HiredisPacking,
+                **redis_options,
+            )
+            redis_client = aioredis.Redis(connection_pool=pool)
         interactions = PostgresInteractions(pg)
         app.state.chirp = state = State(
             settings,
@@ -102,7 +108,7 @@ def create_app(settings: Settings) -> Starlette:
             timelines=RedisTimelines(redis_client, settings.timeline_length),
             timeline_posts=CachedPosts(PostgresTimelineSource(pg), POST_CACHE_TTL_S),
             post_waits=PostWaits(redis_client),
-            live_relay=Relay(settings.redis_url, counts=interactions.counts),
+            live_relay=Relay(settings, counts=interactions.counts),
             verified_tokens=VerifiedTokens(),
         )
         settle_after_startup()
@@ -120,18 +126,15 @@ def create_app(settings: Settings) -> Starlette:
         routes=routes(),
         lifespan=lifespan,
         exception_handlers=errors.by_class(),
-        middleware=[  # outermost first: the metrics see every status the others answer
-            Middleware(PerRequest),  # correlation id, security headers, metrics: one pass
+        middleware=[
+            # Correlation id, security headers, body bounds, rate limits, 503s and metrics: one pass.
             Middleware(
-                ServiceErrors, on_unavailable=errors.api_error, retry_after_s=settings.unavailable_retry_after_s
-            ),
-            Middleware(
-                BoundedRequests,
+                PerRequest,
+                on_error=errors.api_error,
                 max_body_bytes=settings.http_max_body_bytes,
                 body_timeout_s=settings.http_body_timeout_s,
-                on_refused=errors.api_error,
-            ),
-            Middleware(RateLimitMiddleware),
+                retry_after_s=settings.unavailable_retry_after_s,
+            )
         ],
     )
     app.router = IndexedRouter(app.router.routes, lifespan=lifespan)  # fixed paths found without a scan

@@ -95,10 +95,21 @@ class PageQuery(QueryModel):
     limit: Limit(MAX_LIMIT) = DEFAULT_LIMIT  # type: ignore[valid-type]
 
 
+_post_pages: dict[bytes, tuple[str | None, int]] = {}  # query strings that validated -> what they ask for
+_MAX_POST_PAGES = 4096
+
+
 def post_page_params(request: Request) -> tuple[str | None, int]:
-    """(post id to continue after or None, limit) of a post list."""
-    key, limit = POST_ID.page(request)
-    return (key[0] if key else None), limit
+    """(post id to continue after or None, limit) of a post list. A query string read once (the first page's above
+    all) is not validated again: the answer is the same."""
+    raw: bytes = request.scope["query_string"]
+    found = _post_pages.get(raw)
+    if found is None:
+        key, limit = POST_ID.page(request)
+        if len(_post_pages) >= _MAX_POST_PAGES:
+            _post_pages.clear()
+        found = _post_pages[raw] = (key[0] if key else None), limit
+    return found
 
 
 def post_cursor(post_id: str | None) -> str | None:

@@ -2,7 +2,8 @@
 
 An error that is the infrastructure's fault (Redis, PostgreSQL or Kafka down, full, busy, read-only, not
 answering in time) is no bug of ours and no fault of the client: `unavailable()` turns it into 503 with
-`Retry-After`, and `ServiceErrors` answers so for whatever raised it (an endpoint or a middleware).
+`Retry-After`, and gateway.middleware.PerRequest answers so for whatever raised it (an endpoint or the rate
+limiter).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chirp.logging import get_logger
 from chirp.outages import outage_reason
@@ -258,36 +258,3 @@ def unavailable(exc: BaseException, retry_after_s: int = 5) -> Unavailable | Non
             else "Kafka is unavailable; nothing was published."
         )
     return Unavailable(message, headers={"Retry-After": str(retry_after_s)}, details=details)
-
-
-class ServiceErrors:
-    """Pure ASGI: an infrastructure error raised anywhere below (endpoint or middleware) becomes a 503.
-
-    It sits inside the metrics, so those 503s are counted under their route; other errors pass on to
-    Starlette's 500 handler. A response already started (an event stream) cannot change: it is only logged.
-    """
-
-    def __init__(self, app: ASGIApp, *, on_unavailable: Handler, retry_after_s: int = 5) -> None:
-        self.app = app
-        self.on_unavailable = on_unavailable  # the app's handler of API errors
-        self.retry_after_s = retry_after_s
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception as exc:
-            refusal = unavailable(exc, self.retry_after_s)
-            if refusal is None:
-                raise
-            log.warning("dependency unavailable", path=scope["path"], error=f"{type(exc).__name__}: {exc}")
-            if not started:
-                await (await self.on_unavailable(Request(scope), refusal))(scope, receive, send)

@@ -1,4 +1,4 @@
-"""Bounded requests: the one ASGI middleware that caps what a request may make the gateway hold.
+"""Bounded requests: what caps what a request may make the gateway hold (applied by gateway.middleware.PerRequest).
 
 - A `Content-Length` over the route's limit is refused with 413 before any of the body is read.
 - A body without a length (chunked) is counted as it arrives and cut off with 413 at the limit.
@@ -14,10 +14,9 @@ from __future__ import annotations
 import asyncio
 import re
 
-from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope
 
-from gateway.errors import ApiError, Handler
+from gateway.errors import ApiError
 
 # Routes that take only a few fields allow less than the default (logins are unauthenticated: every byte an
 # anonymous client may make us hold counts).
@@ -35,12 +34,11 @@ class RequestTimeout(ApiError):
     status, code = 408, "request_timeout"
 
 
-class BoundedRequests:
-    """Pure ASGI middleware: body size per route and body time, refused before the app pays for them."""
+class BodyLimits:
+    """Body size per route and body time, refused before the app pays for them (gateway.middleware.PerRequest
+    applies them to every request)."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, body_timeout_s: float, on_refused: Handler) -> None:
-        self.app = app
-        self.on_refused = on_refused  # the app's handler of API errors: JSON, or an error page for browsers
+    def __init__(self, *, max_body_bytes: int, body_timeout_s: float) -> None:
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
 
@@ -51,22 +49,25 @@ class BoundedRequests:
                 return min(limit, self.max_body_bytes)
         return self.max_body_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
+    def bounded(self, scope: Scope, receive: Receive) -> Receive:
+        """`receive` for the app: raises PayloadTooLarge at once for a `Content-Length` over the limit, and while
+        reading once the body grows past it, RequestTimeout once it is late. A request announcing no body (neither
+        `Content-Length` nor `Transfer-Encoding`) has none, so its `receive` is left as it is."""
+        length, chunked = _body_headers(scope)
+        if length is None and not chunked:
+            return receive
         limit = self.limit_for(scope["path"])
-        length = _content_length(scope)
         if length is not None and length > limit:
-            return await self._refuse(scope, send, PayloadTooLarge(f"The body is over {limit} bytes.", headers=_CLOSE))
+            raise PayloadTooLarge(f"The body is over {limit} bytes.", headers=_CLOSE)
         received = 0
         deadline: float | None = None
         complete = False
-        started = False
+        timeout_s = self.body_timeout_s
 
         async def bounded_receive() -> Message:
             nonlocal received, deadline, complete
             if deadline is None:
-                deadline = asyncio.get_running_loop().time() + self.body_timeout_s
+                deadline = asyncio.get_running_loop().time() + timeout_s
             try:
                 # Once the body is complete, a read waits for the disconnect (an event stream): no deadline.
                 async with asyncio.timeout_at(None if complete else deadline):
@@ -80,30 +81,18 @@ class BoundedRequests:
                 complete = not message.get("more_body", False)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, bounded_receive, tracking_send)
-        except (PayloadTooLarge, RequestTimeout) as exc:  # raised in a middleware, outside the app's handlers
-            if started:
-                raise
-            await self._refuse(scope, send, exc)
-
-    async def _refuse(self, scope: Scope, send: Send, exc: ApiError) -> None:
-        async def no_body() -> Message:
-            return {"type": "http.disconnect"}
-
-        await (await self.on_refused(Request(scope, no_body), exc))(scope, no_body, send)
+        return bounded_receive
 
 
-def _content_length(scope: Scope) -> int | None:
+def _body_headers(scope: Scope) -> tuple[int | None, bool]:
+    """(the `Content-Length`, whether a `Transfer-Encoding` is named)."""
+    length, chunked = None, False
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:
-                return int(value)
+                length = int(value)
             except ValueError:
-                return None  # the server refuses a malformed length before the app sees it
-    return None
+                chunked = True  # the server refuses a malformed length before the app sees it: bound it anyway
+        elif name == b"transfer-encoding":
+            chunked = True
+    return length, chunked

@@ -80,3 +80,19 @@ def post_json(post: PostView) -> dict[str, Any]:
         "reply_count": post.reply_count,
         "created_at": post.created_at,
     }
+
+
+_built: dict[str, tuple[PostView, dict[str, Any]]] = {}  # post id -> (the view, its post object)
+_MAX_BUILT = 50_000
+
+
+def cached_post_json(post: PostView) -> dict[str, Any]:
+    """`post_json` of a view read again and again (the timeline's cached posts hand out the same view for seconds),
+    built once per view: a fresh shallow copy of it, so the caller may add fields (the nested ones are shared and
+    never changed)."""
+    entry = _built.get(post.id)
+    if entry is None or entry[0] is not post:
+        if len(_built) >= _MAX_BUILT:
+            _built.clear()
+        entry = _built[post.id] = (post, post_json(post))
+    return dict(entry[1])

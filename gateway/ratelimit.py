@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 from redis.asyncio import Redis
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.auth.current import viewer
@@ -130,10 +131,16 @@ class RateLimiter:
         return await self.hit(key, rate_per_s=limit.rate_per_s, burst=limit.burst, cost=cost)
 
 
+_RULES_BY_METHOD = {
+    method: tuple((pattern, action) for methods, pattern, action in RULES if method in methods)
+    for method in frozenset().union(*(methods for methods, _, _ in RULES))
+}
+
+
 def action_for(method: str, path: str) -> str | None:
     """The rate-limited action a request performs, if any."""
-    for methods, pattern, action in RULES:
-        if method in methods and pattern.fullmatch(path):
+    for pattern, action in _RULES_BY_METHOD.get(method, ()):
+        if pattern.fullmatch(path):
             return action
     return None
 
@@ -160,15 +167,22 @@ class RateLimitMiddleware:
         self._limits: tuple[int, dict[str, Limit], dict[str, Limit]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        action = action_for(scope["method"], scope["path"]) if scope["type"] == "http" else None
-        if action is None:
+        refusal = await self.refusal(scope) if scope["type"] == "http" else None
+        if refusal is None:
             return await self.app(scope, receive, send)
+        await refusal(scope, receive, send)
+
+    async def refusal(self, scope: Scope) -> Response | None:
+        """The 429 for an HTTP request over its limits; None when it may go on (most routes: no I/O)."""
+        action = action_for(scope["method"], scope["path"])
+        if action is None:
+            return None
         refused = await self._check(scope, action)
         if refused is None:
-            return await self.app(scope, receive, send)
+            return None
         seconds = refused.retry_after_header
         body = error_body("rate_limited", f"Too many requests; try again in {seconds} s.")
-        await JSONResponse(body, 429, headers={"Retry-After": seconds})(scope, receive, send)
+        return JSONResponse(body, 429, headers={"Retry-After": seconds})
 
     async def _check(self, scope: Scope, action: str) -> Decision | None:
         """The refusal, or None when both buckets had a token."""

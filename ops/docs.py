@@ -83,19 +83,28 @@ def asyncapi_schema(settings: Settings | None = None) -> dict[str, Any]:
 
 
 def _typed_subscriptions(doc: dict[str, Any]) -> dict[str, Any]:
-    """Point each consumer's received messages at its topic's event schema.
+    """Point each consumer's received messages at its topic's event schema (a retry topic's at no payload).
 
-    The runtime's batch handler takes raw records (it decodes them itself), so FastStream sees no payload type.
+    The runtime's batch handler takes raw records (it decodes them itself), so FastStream sees no payload type: it
+    names an untyped `<consumer>:Message:Payload`, which is dropped.
     """
     messages = doc["components"]["messages"]
+    schemas = doc["components"]["schemas"]
+    raw = {name for name, schema in schemas.items() if name.endswith(":Message:Payload") and len(schema) == 1}
     for channel in doc["channels"].values():
         model = BY_TOPIC.get(channel.get("address", ""))
         for ref in channel.get("messages", {}).values():
-            name = ref["$ref"].rsplit("/", 1)[-1]
-            if model is not None and messages[name]["payload"] == {"$ref": "#/components/schemas/EmptyPayload"}:
-                messages[name]["payload"] = {"$ref": f"#/components/schemas/{model.__name__}"}
-    if "EmptyPayload" not in orjson.dumps(messages).decode():
-        doc["components"]["schemas"].pop("EmptyPayload", None)
+            message = messages[ref["$ref"].rsplit("/", 1)[-1]]
+            payload = message["payload"].get("$ref", "").rsplit("/", 1)[-1]
+            if payload in raw or payload == "EmptyPayload":
+                message["payload"] = {"$ref": f"#/components/schemas/{model.__name__ if model else 'EmptyPayload'}"}
+    for name in raw:
+        schemas.pop(name)
+    used = orjson.dumps(messages).decode()
+    if "EmptyPayload" in used:
+        schemas.setdefault("EmptyPayload", {"title": "EmptyPayload", "type": "null"})
+    else:
+        schemas.pop("EmptyPayload", None)
     return doc
 
 

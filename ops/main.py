@@ -40,32 +40,47 @@ BrokersOpt = Annotated[
 ]
 
 
-def _services_settings(brokers: int | None) -> Settings:
-    return Settings() if brokers is None else Settings(kafka_brokers=brokers)
+RedisClusterOpt = Annotated[
+    bool,
+    typer.Option(
+        "--redis-cluster",
+        help="A three-master Redis Cluster on loopback (ports CHIRP_REDIS_CLUSTER_PORT, default 7000, and the next"
+        " two) instead of the single Redis; the app's processes then need CHIRP_REDIS_CLUSTER=1 too.",
+    ),
+]
+
+
+def _services_settings(brokers: int | None, redis_cluster: bool = False) -> Settings:
+    overrides: dict[str, object] = {}
+    if brokers is not None:
+        overrides["kafka_brokers"] = brokers
+    if redis_cluster:
+        overrides["redis_cluster"] = True
+    return Settings(**overrides)  # type: ignore[arg-type]
 
 
 @services_app.command("up")
-def services_up(brokers: BrokersOpt = None) -> None:
+def services_up(brokers: BrokersOpt = None, redis_cluster: RedisClusterOpt = False) -> None:
     """Install what is missing and start what is not running; returns when everything answers."""
     from ops import services
 
-    services.up(_services_settings(brokers))
+    services.up(_services_settings(brokers, redis_cluster))
 
 
 @services_app.command("down")
-def services_down(brokers: BrokersOpt = None) -> None:
+def services_down(brokers: BrokersOpt = None, redis_cluster: RedisClusterOpt = False) -> None:
     """Stop the local services started by `chirp services up`."""
     from ops import services
 
-    services.down(_services_settings(brokers))
+    services.down(_services_settings(brokers, redis_cluster))
 
 
 @services_app.command("status")
-def services_status(brokers: BrokersOpt = None) -> None:
+def services_status(brokers: BrokersOpt = None, redis_cluster: RedisClusterOpt = False) -> None:
     """Say which services answer; exit 1 if any does not."""
     from ops import services
 
-    status = services.status(_services_settings(brokers))
+    status = services.status(_services_settings(brokers, redis_cluster))
     for name, ok in status.items():
         typer.echo(f"{name}: {'up' if ok else 'down'}")
     raise typer.Exit(0 if all(status.values()) else 1)

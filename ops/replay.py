@@ -67,6 +67,7 @@ from consumers.runtime import (
     all_consumers,
     decode,
     load,
+    poll,
 )
 from ops import _kafka, _shadow_pg, _shadow_redis
 from producers.broker import Publisher, ensure_topics, make_broker
@@ -288,6 +289,11 @@ class Replay:
         for m in self.members:
             if any(m.redis_root.startswith(p) or not p for p in m.model.redis_prefixes):
                 raise ReplayError(f"redis prefixes {m.model.redis_prefixes} would contain the shadow keys")
+            if m.model.redis_prefixes and settings.redis_cluster:  # the swap is one script over every key
+                raise ReplayError(
+                    f"{m.consumer.name} keeps its read model in Redis, and a replay's atomic swap needs a single"
+                    " Redis, not a cluster (docs/scaling.md)"
+                )
 
     # Planning ------------------------------------------------------------------------------------------------
 
@@ -349,7 +355,7 @@ class Replay:
             for m in sorted(self.members, key=lambda m: m.consumer.name):
                 if not await lock.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"replay:{m.consumer.name}"):
                     raise ReplayError(f"another replay of {m.consumer.name} is running")
-            live_redis = redis_client.from_url(self.settings.redis_url, decode_responses=True)
+            live_redis = redis_client.connect(self.settings, decode_responses=True)
             stack.push_async_callback(live_redis.aclose)
             for m in self.members:
                 await self._remove_leftovers(m, lock, live_redis)
@@ -603,18 +609,8 @@ class Replay:
         return views
 
     async def _poll(self, kafka: AIOKafkaConsumer) -> dict[TopicPartition, list[ConsumerRecord]]:
-        """Up to a full batch: what the fetcher holds is taken in one go (one transaction, one pipeline)."""
-        size = self.settings.replay_batch_size
-        batch = await kafka.getmany(timeout_ms=200, max_records=size)
-        count = sum(len(part) for part in batch.values())
-        while 0 < count < size:
-            more = await kafka.getmany(timeout_ms=0, max_records=size - count)
-            if not more:
-                break
-            for tp, part in more.items():
-                batch.setdefault(tp, []).extend(part)
-            count += sum(len(part) for part in more.values())
-        return batch
+        """Up to a full batch, as a live consumer takes one (consumers/runtime/polling.py)."""
+        return await poll(kafka, self.settings.replay_batch_size, 200)
 
     async def _swap_pg(self, live_pg: asyncpg.Pool, kafka: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
         """Move every member's shadow tables in and live ones out, in one transaction (retried on lock timeouts)."""

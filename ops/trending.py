@@ -97,7 +97,7 @@ async def _show(settings: Settings, window: str, *, as_json: bool) -> None:
 
     from store.trending import RedisTrending
 
-    client = redis_client.from_url(settings.redis_url, decode_responses=True)
+    client = redis_client.connect(settings, decode_responses=True)
     try:
         counts = RedisTrending(client)
         blob, hidden = await counts.ranking(window), await counts.hidden()

@@ -2,6 +2,8 @@
 
 Per user a sorted set of item ids by the item's latest time (at most `KEPT`) and one of the unread ones; per item a
 hash (type, post) and a sorted set of its actors by time; `BELL_CHANNEL` announces a user's new unread count.
+A user's keys carry the Redis Cluster hash tag `{user_id}` (as their hidden set in store/relations.py does, which
+the reads intersect with the actors), a post's keys `{post_id}`.
 """
 
 from __future__ import annotations
@@ -14,29 +16,29 @@ KEPT = 1000  # the newest items kept per user; older ones are dropped as new one
 
 
 def items_key(user_id: str) -> str:
-    return f"notify:items:{user_id}"
+    return f"notify:items:{{{user_id}}}"
 
 
 def unread_key(user_id: str) -> str:
-    return f"notify:unread:{user_id}"
+    return f"notify:unread:{{{user_id}}}"
 
 
 def item_key(user_id: str, item_id: str) -> str:
-    return f"notify:item:{user_id}:{item_id}"
+    return f"notify:item:{{{user_id}}}:{item_id}"
 
 
 def actors_key(user_id: str, item_id: str) -> str:
-    return f"notify:actors:{user_id}:{item_id}"
+    return f"notify:actors:{{{user_id}}}:{item_id}"
 
 
 def readmark_key(user_id: str) -> str:
-    return f"notify:readmark:{user_id}"
+    return f"notify:readmark:{{{user_id}}}"
 
 
 def tombstone_key(post_id: str) -> str:
-    return f"notify:deleted:{post_id}"
+    return f"notify:deleted:{{{post_id}}}"
 
 
 def post_items_key(post_id: str) -> str:
     """Which items point at a post (members `<user> <item>`), so a delete finds them."""
-    return f"notify:post:{post_id}"
+    return f"notify:post:{{{post_id}}}"

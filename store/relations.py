@@ -1,12 +1,17 @@
 """Mutes and blocks between users, in Redis (written by consumers/relations.py, read by the gateway).
 
-Keys (all under `chirp:rel:`, the prefix `chirp replay relations` rebuilds):
+Keys (all under `chirp:rel:`, the prefix `chirp replay relations` rebuilds). `{user}` is the Redis Cluster hash
+tag every model gives a user's keys, so one user's keys here, their timeline, notifications and suggestions share
+a slot, and each script below touches one user's keys only:
 - `chirp:rel:pairs:{user}`: hash `{kind}:{target}` -> `pair_state` of the newest mute/unmute or block/unblock
-  applied (last writer wins by occurred_at, so duplicates and out-of-order events leave the same state).
+  applied, and `by:{blocker}` -> the same for blocks of `user` (last writer wins by occurred_at, so duplicates and
+  out-of-order events leave the same state).
 - `chirp:rel:mute:{user}`, `chirp:rel:block:{user}`: sorted sets of the users muted / blocked, scored by when (in
   microseconds): the pages of `GET /api/me/mutes` and `/api/me/blocks`, and "does A block B?" in one ZSCORE.
+- `chirp:rel:blockedby:{user}`: sorted set of who blocks `user`, the other side of their block lists, so "blocked
+  either way" is read from `user`'s own slot.
 - `chirp:rel:hidden:{user}`: the set of users whose posts, reposts, replies and notifications `user` does not see:
-  whom they mute, whom they block, and who blocks them. Kept by the same script that changes a pair, so a read path
+  whom they mute, whom they block, and who blocks them. Kept by the scripts that change a pair, so a read path
   filters a whole page with one set (in a Lua script beside its other keys, or as an array in its SQL).
 - `chirp:rel:version:{user}`: bumped whenever that user's hidden set may have changed. A gateway process keeps the
   sets it read with their version (`RedisRelations.hidden`), so a read checks the version (a few bytes, or a value
@@ -30,19 +35,29 @@ PREFIX = "chirp:rel:"
 
 
 def pairs_key(user_id: str) -> str:
-    return f"{PREFIX}pairs:{user_id}"
+    return f"{PREFIX}pairs:{{{user_id}}}"
 
 
 def list_key(kind: Kind, user_id: str) -> str:
-    return f"{PREFIX}{kind}:{user_id}"
+    return f"{PREFIX}{kind}:{{{user_id}}}"
+
+
+def blocked_by_key(user_id: str) -> str:
+    return f"{PREFIX}blockedby:{{{user_id}}}"
 
 
 def hidden_key(user_id: str) -> str:
-    return f"{PREFIX}hidden:{user_id}"
+    return f"{PREFIX}hidden:{{{user_id}}}"
 
 
 def version_key(user_id: str) -> str:
-    return f"{PREFIX}version:{user_id}"
+    return f"{PREFIX}version:{{{user_id}}}"
+
+
+def side_keys(user_id: str) -> list[str]:
+    """One user's keys, as `_APPLY` takes them."""
+    mute, block = list_key("mute", user_id), list_key("block", user_id)
+    return [pairs_key(user_id), mute, block, blocked_by_key(user_id), hidden_key(user_id), version_key(user_id)]
 
 
 def hidden_keys(user_id: str) -> tuple[str, str]:
@@ -66,27 +81,21 @@ def micros(at: datetime) -> int:
     return (at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
-# KEYS: pairs:u, mute:u, block:u, mute:t, block:t, hidden:u, hidden:t, version:u, version:t.
-# ARGV: kind, user, target, state, micros.
-# A state not newer than the recorded one changes nothing; otherwise the pair's list moves and each side's hidden
-# set is recomputed from the four lists, so a mute and a block of one person undo independently.
+# One side of a pair: the user's own mute or block of `other` (field `{kind}:{other}`, list mute or block), or a
+# block of the user by `other` (field `by:{other}`, list blockedby). Either way the user's hidden set then holds
+# `other` exactly when they mute, block or are blocked by them, so a mute and a block undo independently.
+# KEYS: pairs, mute, block, blockedby, hidden, version (one user's: one slot).
+# ARGV: field, list index in KEYS (2, 3 or 4), other, state, micros.  A state not newer than the recorded one
+# changes nothing.
 _APPLY = """
-local kind, u, t, state, at = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local field = kind .. ':' .. t
+local field, list, other, state, at = ARGV[1], KEYS[tonumber(ARGV[2])], ARGV[3], ARGV[4], ARGV[5]
 local old = redis.call('HGET', KEYS[1], field)
 if old and old >= state then return 0 end
 redis.call('HSET', KEYS[1], field, state)
-local list = KEYS[2]
-if kind == 'block' then list = KEYS[3] end
-if string.sub(state, -1) == '1' then redis.call('ZADD', list, at, t) else redis.call('ZREM', list, t) end
-local blocked = redis.call('ZSCORE', KEYS[3], t) or redis.call('ZSCORE', KEYS[5], u)
-local function keep(set, member, shown)
-  if shown then redis.call('SADD', set, member) else redis.call('SREM', set, member) end
-end
-keep(KEYS[6], t, blocked or redis.call('ZSCORE', KEYS[2], t))
-keep(KEYS[7], u, blocked or redis.call('ZSCORE', KEYS[4], u))
-redis.call('INCR', KEYS[8])
-redis.call('INCR', KEYS[9])
+if string.sub(state, -1) == '1' then redis.call('ZADD', list, at, other) else redis.call('ZREM', list, other) end
+if redis.call('ZSCORE', KEYS[2], other) or redis.call('ZSCORE', KEYS[3], other) or redis.call('ZSCORE', KEYS[4], other)
+then redis.call('SADD', KEYS[5], other) else redis.call('SREM', KEYS[5], other) end
+redis.call('INCR', KEYS[6])
 return 1
 """
 
@@ -98,18 +107,6 @@ if version == ARGV[1] then return {version} end
 return {version, redis.call('SMEMBERS', KEYS[1])}
 """
 
-# KEYS: hidden:u, mute:u, block:u.  ARGV: u, the prefix of block lists.  The users u blocks or is blocked by: the
-# hidden ones except those only muted (who blocks u is kept only in their own list, so a muted one's is asked).
-_BLOCKED = """
-local out = {}
-for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if not redis.call('ZSCORE', KEYS[2], m) or redis.call('ZSCORE', KEYS[3], m)
-     or redis.call('ZSCORE', ARGV[2] .. m, ARGV[1]) then
-    table.insert(out, m)
-  end
-end
-return out
-"""
 CACHED_SETS = 10_000  # hidden sets a gateway process keeps (the oldest read goes first)
 
 
@@ -134,7 +131,6 @@ class RedisRelations:
         self.redis = redis
         self._apply = redis.register_script(_APPLY)
         self._hidden = redis.register_script(_HIDDEN)
-        self._blocked = redis.register_script(_BLOCKED)
         self._sets: dict[str, tuple[str, frozenset[str]]] = {}  # user -> (version, hidden set) as last read
 
     async def apply(self, changes: Sequence[Change]) -> None:
@@ -143,11 +139,11 @@ class RedisRelations:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             for c in changes:
-                u, t = c.user_id, c.target_id
-                keys = [pairs_key(u), list_key("mute", u), list_key("block", u), list_key("mute", t)]
-                keys += [list_key("block", t), hidden_key(u), hidden_key(t), version_key(u), version_key(t)]
-                args: list[str | int] = [c.kind, u, t, pair_state(c.at, c.active), micros(c.at)]
-                await self._apply(keys=keys, args=args, client=pipe)
+                u, t, state, at = c.user_id, c.target_id, pair_state(c.at, c.active), micros(c.at)
+                own: list[str | int] = [f"{c.kind}:{t}", 2 if c.kind == "mute" else 3, t, state, at]
+                await self._apply(keys=side_keys(u), args=own, client=pipe)
+                if c.kind == "block":  # a mute is private; a block hides the blocker from the blocked too
+                    await self._apply(keys=side_keys(t), args=[f"by:{u}", 4, u, state, at], client=pipe)
             await pipe.execute()
 
     async def hidden(self, user_id: str, version: str | None = None) -> frozenset[str]:
@@ -167,15 +163,15 @@ class RedisRelations:
 
     async def blocked_either_way(self, user_id: str) -> list[str]:
         """Whom `user_id` blocks or is blocked by (not whom they only mute), in one round trip."""
-        keys = [hidden_key(user_id), list_key("mute", user_id), list_key("block", user_id)]
-        return [str(m) for m in await self._blocked(keys=keys, args=[user_id, f"{PREFIX}block:"])]
+        found = await self.redis.zunion([list_key("block", user_id), blocked_by_key(user_id)])
+        return [str(m) for m in found]
 
     async def state(self, user_id: str, target_id: str) -> dict[str, bool]:
         """`{"muted": …, "blocked": …, "blocks_me": …}` between a viewer and another user, in one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zscore(list_key("mute", user_id), target_id)
             pipe.zscore(list_key("block", user_id), target_id)
-            pipe.zscore(list_key("block", target_id), user_id)
+            pipe.zscore(blocked_by_key(user_id), target_id)
             muted, blocked, blocks_me = await pipe.execute()
         return {"muted": muted is not None, "blocked": blocked is not None, "blocks_me": blocks_me is not None}
 

@@ -1,26 +1,30 @@
-"""The suggestions read model's Redis layout (written by consumers/suggestions.py, read by the gateway)."""
+"""The suggestions read model's Redis layout (written by consumers/suggestions.py, read by the gateway).
+
+Every key is a user's, hash-tagged `{user_id}` for Redis Cluster (an edge is its follower's), so the ranking script
+reads the user's hidden set (store/relations.py) in the same slot.
+"""
 
 from __future__ import annotations
 
 
 def following_key(user_id: str) -> str:
-    return f"suggest:following:{user_id}"
+    return f"suggest:following:{{{user_id}}}"
 
 
 def followers_key(user_id: str) -> str:
-    return f"suggest:followers:{user_id}"
+    return f"suggest:followers:{{{user_id}}}"
 
 
 def via_key(user_id: str, candidate: str) -> str:
-    return f"suggest:via:{user_id}:{candidate}"
+    return f"suggest:via:{{{user_id}}}:{candidate}"
 
 
 def rank_key(user_id: str) -> str:
-    return f"suggest:rank:{user_id}"
+    return f"suggest:rank:{{{user_id}}}"
 
 
 def edge_key(follower: str, followee: str) -> str:
-    return f"suggest:edge:{follower}:{followee}"
+    return f"suggest:edge:{{{follower}}}:{followee}"
 
 
 # KEYS: rank, the viewer's hidden set (store/relations.py).  ARGV: how many.  {member, score, …}: the best ranked

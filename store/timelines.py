@@ -1,6 +1,7 @@
 """Home timelines: a Redis sorted set of post ids per user, filled on write, rebuilt from PostgreSQL when cold.
 
-Keys:
+Keys (`{user}` and `{author}` are Redis Cluster hash tags: a user's keys, and their hidden set of
+store/relations.py that the window script reads, share one slot):
 - `chirp:tl:home:{user}`: every score is 0 and members are `{post_id}:{author_id}`, so the set is in lexicographic order
   of ULID post ids, which is time order. `ZRANGE BYLEX REV` with an exclusive bound pages newest first without the
   ties a millisecond score has; the author in the member lets an unfollow remove that author's posts without a second
@@ -26,6 +27,7 @@ follow state. So that a rebuild misses nothing the store does not show yet, a po
 its author's `fresh` set for `FRESH_TTL_S`, and a follow the follows table lacks is backfilled even into a missing
 timeline, created to expire after `FRESH_TTL_S` unless a rebuild adopts it.
 Every key is under `chirp:tl:` (the prefix `chirp replay` rebuilds) and scripts touch only the keys they are given.
+A script over many timelines takes keys of one slot per call on a cluster (`slot_chunks`).
 """
 
 from __future__ import annotations
@@ -34,12 +36,16 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
 from ulid import ULID
 
+from chirp.redis_client import evalsha_of, slot_chunks
 from store.posts import REPLY_TO_HANDLE, PostView, post_view
 from store.users import FollowChange
 
@@ -60,27 +66,27 @@ def _state(change: FollowChange) -> str:
 
 
 def timeline_key(user_id: str) -> str:
-    return f"chirp:tl:home:{user_id}"
+    return f"chirp:tl:home:{{{user_id}}}"
 
 
 def big_key(user_id: str) -> str:
-    return f"chirp:tl:big:{user_id}"
+    return f"chirp:tl:big:{{{user_id}}}"
 
 
 def pairs_key(user_id: str) -> str:
-    return f"chirp:tl:pairs:{user_id}"
+    return f"chirp:tl:pairs:{{{user_id}}}"
 
 
 def recent_key(author_id: str) -> str:
-    return f"chirp:tl:recent:{author_id}"
+    return f"chirp:tl:recent:{{{author_id}}}"
 
 
 def fresh_key(author_id: str) -> str:
-    return f"chirp:tl:fresh:{author_id}"
+    return f"chirp:tl:fresh:{{{author_id}}}"
 
 
 def lock_key(user_id: str) -> str:
-    return f"chirp:tl:lock:{user_id}"
+    return f"chirp:tl:lock:{{{user_id}}}"
 
 
 def member(post_id: str, author_id: str) -> str:
@@ -267,6 +273,14 @@ def page_of(rows: list[PostView], window_ids: list[str], limit: int) -> tuple[li
     return page, page[-1].id if page else lower
 
 
+def window_of(found: list[Any] | None) -> Window | None:
+    """The window in the window script's reply (None: the timeline is cold)."""
+    if found is None:
+        return None
+    members, big, version = found
+    return Window([post_id_of(m) for m in members], list(big), str(version))
+
+
 class RedisTimelines:
     """Timelines in Redis (see the module docstring for the keys)."""
 
@@ -285,13 +299,27 @@ class RedisTimelines:
     async def window(self, user_id: str, cursor: str | None, limit: int, hidden_keys: tuple[str, str]) -> Window | None:
         """Up to limit+1 post ids older than `cursor` and the big authors to merge, both without the authors in the
         set `hidden_keys[0]` (whose version, `hidden_keys[1]`, comes back too); None when the timeline is cold."""
+        keys, args = self._window_call(user_id, cursor, limit, hidden_keys)
+        return window_of(await self._window(keys=keys, args=args))
+
+    def queue_window(
+        self, pipe: Pipeline, user_id: str, cursor: str | None, limit: int, hidden_keys: tuple[str, str]
+    ) -> None:
+        """`window` as a command on a pipeline (`chirp.redis_client.pipelined`, with `scripts`): `window_of` reads
+        its reply."""
+        evalsha_of(pipe, self._window, *self._window_call(user_id, cursor, limit, hidden_keys))
+
+    @property
+    def scripts(self) -> tuple[AsyncScript, ...]:
+        """The scripts `queue_window` calls."""
+        return (self._window,)
+
+    @staticmethod
+    def _window_call(
+        user_id: str, cursor: str | None, limit: int, hidden_keys: tuple[str, str]
+    ) -> tuple[list[str], list[str | int]]:
         keys = [timeline_key(user_id), big_key(user_id), pairs_key(user_id), *hidden_keys]
-        start = f"({cursor}" if cursor else f"({BUILT}"
-        found = await self._window(keys=keys, args=[start, limit + 1, TTL_S])
-        if found is None:
-            return None
-        members, big, version = found
-        return Window([post_id_of(m) for m in members], list(big), str(version))
+        return keys, [f"({cursor}" if cursor else f"({BUILT}", limit + 1, TTL_S]
 
     async def add(self, posts_by_timeline: Mapping[str, Iterable[str]], *, create: bool) -> None:
         """Add members to each user's timeline, trimmed to the newest `length`; a missing timeline is created
@@ -307,8 +335,7 @@ class RedisTimelines:
             if create:
                 pipe.set(HOMES, 1)
             pending = 0
-            for i in range(0, len(items), _KEYS_PER_CALL):
-                chunk = items[i : i + _KEYS_PER_CALL]
+            for chunk in slot_chunks(self.redis, items, lambda item: timeline_key(item[0]), _KEYS_PER_CALL):
                 members = (orjson.dumps(values).decode() for _, values in chunk)
                 args: list[str | int] = [self.length, TTL_S, "1" if create else "0", FRESH_TTL_S, *members]
                 await self._add(keys=[timeline_key(user) for user, _ in chunk], args=args, client=pipe)
@@ -325,8 +352,8 @@ class RedisTimelines:
             for value, timelines in removals:
                 pipe.zrem(fresh_key(author_of(value)), value)
                 keys = [timeline_key(user) for user in timelines]
-                for i in range(0, len(keys), _KEYS_PER_CALL):
-                    await self._remove(keys=keys[i : i + _KEYS_PER_CALL], args=[value], client=pipe)
+                for chunk in slot_chunks(self.redis, keys, str, _KEYS_PER_CALL):
+                    await self._remove(keys=chunk, args=[value], client=pipe)
             await pipe.execute()
 
     async def drop_authors(self, pairs: Iterable[tuple[str, str]]) -> None:
@@ -356,8 +383,7 @@ class RedisTimelines:
             by_follower.setdefault(change.follower_id, []).append(i)
         groups = list(by_follower.items())
         applied: list[str | None] = [None] * len(changes)
-        for start in range(0, len(groups), _CHUNK):
-            chunk = groups[start : start + _CHUNK]
+        for chunk in slot_chunks(self.redis, groups, lambda group: pairs_key(group[0]), _CHUNK):
             args: list[str | int] = []
             for _, indices in chunk:
                 args += [len(indices), *(changes[i].followee_id for i in indices)]
@@ -370,17 +396,16 @@ class RedisTimelines:
     async def record_pairs(self, changes: list[FollowChange], projected: Iterable[bool]) -> None:
         """Remember these changes as applied (a newer one already recorded is kept), per follower and per followee;
         `projected` says, per change, whether the follows table showed it already (then no recent entry is made)."""
-        items = list(zip(changes, projected, strict=True))
+        entries: list[tuple[str, list[str | int]]] = []  # (pair hash, its field, state, TTL and mode)
+        for c, shown in zip(changes, projected, strict=True):
+            state = _state(c)
+            entries.append((pairs_key(c.follower_id), [c.followee_id, state, TTL_S, "NX"]))
+            mode = "KNOWN" if shown else "XX"
+            entries.append((recent_key(c.followee_id), [c.follower_id, state, RECENT_TTL_S, mode]))
         async with self.redis.pipeline(transaction=False) as pipe:
-            for start in range(0, len(items), _KEYS_PER_CALL // 2):
-                keys: list[str] = []
-                args: list[str | int] = []
-                for c, shown in items[start : start + _KEYS_PER_CALL // 2]:
-                    state = _state(c)
-                    keys += [pairs_key(c.follower_id), recent_key(c.followee_id)]
-                    args += [c.followee_id, state, TTL_S, "NX", c.follower_id, state, RECENT_TTL_S]
-                    args.append("KNOWN" if shown else "XX")
-                await self._record_pairs(keys=keys, args=args, client=pipe)
+            for chunk in slot_chunks(self.redis, entries, lambda entry: entry[0], _KEYS_PER_CALL):
+                args = [arg for _, four in chunk for arg in four]
+                await self._record_pairs(keys=[key for key, _ in chunk], args=args, client=pipe)
             await pipe.execute()
 
     async def applied_pairs(self, user_id: str) -> dict[str, str]:
@@ -391,8 +416,7 @@ class RedisTimelines:
         """author -> {follower: following?} from the follow events of the last `RECENT_TTL_S` seconds."""
         names = list(authors)
         recent: dict[str, dict[str, bool]] = {}
-        for i in range(0, len(names), _CHUNK):
-            chunk = names[i : i + _CHUNK]
+        for chunk in slot_chunks(self.redis, names, recent_key, _CHUNK):
             found = await self._hashes(keys=[recent_key(author) for author in chunk])
             for author, flat in zip(chunk, found, strict=True):
                 recent[author] = {str(f): is_active(str(s)) for f, s in zip(flat[::2], flat[1::2], strict=True)}
@@ -421,7 +445,7 @@ class RedisTimelines:
         it was missing and is set now. Without `homes` this SCANs for a timeline key: for a consumer's start."""
         if await self.any_exist():
             return False
-        async for _ in self.redis.scan_iter(match=f"{timeline_key('')}*", count=1000):
+        async for _ in self.redis.scan_iter(match="chirp:tl:home:{*", count=1000):
             await self.redis.set(HOMES, 1)
             return True
         return False
@@ -430,8 +454,7 @@ class RedisTimelines:
         """Which of these users have a timeline (built, being rebuilt, or holding fresh writes)."""
         users = list(set(user_ids))
         found: set[str] = set()
-        for i in range(0, len(users), _CHUNK):  # one script call per chunk: thousands of keys, one command
-            chunk = users[i : i + _CHUNK]
+        for chunk in slot_chunks(self.redis, users, timeline_key, _CHUNK):  # one script call: thousands of keys
             flags = await self._existing(keys=[timeline_key(user) for user in chunk])
             found.update(user for user, flag in zip(chunk, flags, strict=True) if flag)
         return found
@@ -455,8 +478,8 @@ class RedisTimelines:
 
     async def prepare(self, user_id: str) -> None:
         """Mark a rebuild under way (before it reads the store): fan-out writes reach the timeline from now on."""
+        await self.redis.set(HOMES, 1)  # before the timeline exists; not in its transaction (another slot)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(HOMES, 1)
             pipe.zadd(timeline_key(user_id), {BUILDING: 0})
             pipe.expire(timeline_key(user_id), FRESH_TTL_S, nx=True)
             await pipe.execute()
@@ -465,8 +488,8 @@ class RedisTimelines:
         """Merge a rebuild from the store into the timeline and mark it built (writes since are kept)."""
         keys = [timeline_key(user_id), big_key(user_id)]
         authors = list(big)
+        await self.redis.set(HOMES, 1)  # before the timeline is built; not in its transaction (another slot)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(HOMES, 1)
             pipe.zadd(keys[0], {value: 0 for value in [*values, BUILT]})
             pipe.zrem(keys[0], BUILDING)
             pipe.zremrangebyrank(keys[0], 0, -(self.length + 2))

@@ -1,6 +1,9 @@
 """Trending counts in Redis: the `TrendingCounts` port and its adapter, `RedisTrending`.
 
-Every key starts with a prefix (`DEFAULT_PREFIX`, or another one so a replay can build into a fresh namespace):
+Every key starts with a prefix (`DEFAULT_PREFIX`, or another one so a replay can build into a fresh namespace).
+The prefix holds a Redis Cluster hash tag (`{trending}`), so the whole model is one slot: a post's script writes its
+tags' and users' buckets, `now` and `version` at once, and ranking unions actor sets across buckets (the model is
+bounded by the activity of 50 hours, not by the number of users: docs/scaling.md).
 
 | key | what |
 | --- | --- |
@@ -45,7 +48,7 @@ import redis.asyncio as aioredis
 from domain.text import HANDLE, tag_key
 from store.trending_score import WINDOWS, Ranked, Window, rank, score, slices
 
-DEFAULT_PREFIX = "trending:"
+DEFAULT_PREFIX = "trending:{trending}:"  # the tag: one slot for the whole model (see above)
 RES_S = {"m": 60, "h": 3600}
 TTL_S = {"m": 3 * 3600, "h": 50 * 3600}
 RECORD_TTL_S = 50 * 3600

@@ -25,6 +25,13 @@ os.environ.setdefault("CHIRP_TOPIC_NAMESPACE", "test-")
 os.environ.setdefault("CHIRP_ERASURE_LOST_KEYS", "skip")
 
 
+# A replay swaps a Redis model in with one script over all its keys, which a Redis Cluster cannot run (replay refuses
+# there: docs/scaling.md), so tests that replay a Redis model run on a single Redis only.
+replays_redis = pytest.mark.skipif(
+    Settings().redis_cluster, reason="replaying a Redis read model needs a single Redis (docs/scaling.md)"
+)
+
+
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return Settings()

@@ -12,9 +12,9 @@ from contextlib import suppress
 from dataclasses import dataclass
 
 import asyncpg
-import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 
+from chirp import redis_client
 from chirp.settings import Settings
 from consumers.runtime import all_consumers
 from ops import _kafka
@@ -41,7 +41,7 @@ async def start_fresh(settings: Settings) -> KafkaNames:
         await conn.execute(f'CREATE DATABASE "{settings.postgres_db}" OWNER "{settings.postgres_user}"')
     finally:
         await conn.close()
-    async with aioredis.Redis.from_url(settings.redis_url) as client:
+    async with redis_client.connect(settings) as client:  # on a cluster: every master
         await client.flushdb()
     await ensure_topics(settings)
     for consumer in all_consumers():

@@ -19,7 +19,11 @@ through FastStream (wiring.py: one consumer group per consumer, manual acks) and
    circuit opens, and the next failing event is held (tried every `consumer_breaker_retry_ms`, its partition
    waiting behind it, `chirp_consumer_circuit_open` at 1) until it succeeds, e.g. after the fix;
 4. commits only after every event of the batch was handled or dead-lettered (committer.py), so the committed
-   offset never passes an unhandled event; a crash before the commit means redelivery, and handlers are idempotent.
+   offset never passes an unhandled event; commits are gathered for `consumer_commit_interval_ms`, so a crash
+   redelivers the events handled since the last one, and handlers are idempotent.
+
+Batches are taken by `poll` (polling.py), live and in a replay alike: wait for the first records, take what the
+fetcher holds, never sleep after an empty poll.
 
 On SIGTERM/SIGINT FastStream stops polling and waits for the batch in flight, which then commits. Metrics are in
 metrics.py. Consumer files import what they use from here (`from consumers.runtime import Consumer, Context`).
@@ -60,6 +64,7 @@ from consumers.runtime.metrics import (
 )
 from consumers.runtime.outages import OUTAGE_RETRY_MAX_S, Outages, ShuttingDown
 from consumers.runtime.policy import Runner
+from consumers.runtime.polling import poll
 from consumers.runtime.wiring import build_app, subscribe
 
 __all__ = [
@@ -96,6 +101,7 @@ __all__ = [
     "load_keys",
     "newest_events",
     "open_context",
+    "poll",
     "retried_record",
     "subscribe",
 ]

@@ -53,7 +53,7 @@ async def open_context(settings: Settings, broker: KafkaBroker) -> Context:
     from store.postgres import connect
 
     pg = await connect(settings)
-    cache = redis_client.from_url(settings.redis_url, decode_responses=True)
+    cache = redis_client.connect(settings, decode_responses=True)
     publisher = Publisher(broker, keys=PgKeyStore.from_settings(settings, pg))
     return Context(settings=settings, pg=pg, redis=cache, publisher=publisher)
 

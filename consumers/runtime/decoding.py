@@ -2,7 +2,12 @@
 to an erased key is `Erased` and skipped (counted in `chirp_consumer_erased_total`, never dead-lettered).
 
 Sealed records (producers/sealing.py) are opened here, once per event, with the keys `load_keys` fetched for the
-batch beforehand (one query per batch, cached with a bound: store/keys.py)."""
+batch beforehand (one query per batch, cached with a bound: store/keys.py).
+
+A process decodes a record once, whatever number of its consumers read it (`chirp consume --all` runs seven on
+post-parsed): decoded events are kept in a small bounded cache keyed by the record's bytes, the event model and the
+key it is opened with; events are frozen, so consumers share them. A record of an erased key is checked before the
+cache, and a record that fails is never kept, so the cache changes no outcome."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from typing import get_args
 
 import orjson
 from aiokafka import ConsumerRecord
+from cachetools import LRUCache
 from pydantic import ValidationError
 
 from chirp import kafka_admin
@@ -25,6 +31,8 @@ from schemas.events import Event
 from store.keys import PgKeyStore
 
 Keys = Mapping[str, bytes]  # key id -> key (ERASED_KEY once erased) for one batch
+# (model, sealed?, the key it is opened with or None, value) -> the event; a few batches of every consumer
+_DECODED: LRUCache[tuple[type[Event], bool, bytes | None, bytes], Event] = LRUCache(maxsize=4096)
 
 
 class Rejected(Exception):
@@ -85,10 +93,19 @@ def decode(record: ConsumerRecord, model: type[Event], keys: Keys | None = None)
     bound, sealed = erasure_of(record) if record.headers else ((), False)
     if bound and keys is not None and any(keys.get(k) == ERASED_KEY for k in bound):
         raise Erased(bound[0])
-    if sealed:
-        return _open(record, model, bound, keys or {})
+    value = record.value or b""
+    # a sealed record's outcome depends on the key it is opened with (none loaded: rejected, never kept)
+    known = (model, sealed, (keys or {}).get(bound[0]) if sealed and bound else None, value)
+    event = _DECODED.get(known)
+    if event is None:
+        event = _open(record, model, bound, keys or {}) if sealed else _validate(record, model, value)
+        _DECODED[known] = event
+    return event
+
+
+def _validate(record: ConsumerRecord, model: type[Event], value: bytes) -> Event:
     try:
-        return model.__pydantic_validator__.validate_json(record.value or b"")  # type: ignore[no-any-return]
+        return model.__pydantic_validator__.validate_json(value)  # type: ignore[no-any-return]
     except ValidationError as exc:
         raise _reason(record, model, exc) from None
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from itertools import chain
+import time
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import ConsumerRecord
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -21,33 +21,25 @@ from consumers.runtime.lease import Lease
 from consumers.runtime.metrics import update_lag
 from consumers.runtime.outages import ShuttingDown
 from consumers.runtime.policy import Runner
+from consumers.runtime.polling import take_batches_with_poll
 from producers.broker import ensure_topics, make_broker
 
 log = get_logger("chirp.consumer")
+LAG_EVERY_S = 1.0  # the lag gauges are scraped every few seconds: per batch they cost a look-up per partition
 
 
-async def _records_only(msg: Any) -> None:
-    """Skip FastStream's per-message body decoding: the runner decodes the raw records itself."""
-    return None
-
-
-def poll_without_pause(subscriber: Any) -> None:
-    """Make a FastStream batch subscriber poll again as soon as a poll finds nothing. FastStream sleeps
-    `batch_timeout_ms` after an empty poll, on top of the poll's own wait, so an event arriving during that sleep
-    waited up to that long; aiokafka's `getmany` already waits for records and returns as soon as some arrive."""
-
-    async def get_msg(kafka: AIOKafkaConsumer) -> tuple[ConsumerRecord, ...]:
-        found = await kafka.getmany(timeout_ms=subscriber.batch_timeout_ms, max_records=subscriber.max_records)
-        return tuple(chain.from_iterable(found.values()))
-
-    subscriber.get_msg = get_msg  # FastStream's consume loop calls `self.get_msg(consumer)`
+async def _records_only(msg: KafkaMessage) -> Any:
+    """The batch's raw records as the handler's argument: the runner decodes them itself, and the handler needs no
+    `KafkaMessage` parameter, whose context field FastStream resolves on a worker thread (a thread hop per batch)."""
+    return msg.raw_message
 
 
 def subscribe(broker: KafkaBroker, consumer: Consumer, ctx: Context, stopping: asyncio.Event) -> Committer:
     """Attach one consumer group to the broker as a FastStream batch subscriber with manual acks."""
     runner = Runner(consumer, ctx, stopping)
-    committer = Committer()
     settings = ctx.settings
+    committer = Committer(settings.consumer_commit_interval_ms / 1000)
+    lag_updated_at = 0.0
 
     async def records_only(records: tuple[ConsumerRecord, ...]) -> KafkaMessage:
         """FastStream's own parser decodes every record's headers; the runner reads the raw records itself."""
@@ -69,12 +61,13 @@ def subscribe(broker: KafkaBroker, consumer: Consumer, ctx: Context, stopping: a
         title=consumer.name,
         description=consumer.description,
     )
-    poll_without_pause(subscriber)
+
+    take_batches_with_poll(subscriber, settings.consumer_batch_size, settings.consumer_batch_timeout_ms)
 
     @subscriber
-    async def on_batch(msg: KafkaMessage) -> None:
-        records: tuple[ConsumerRecord, ...] = msg.raw_message  # type: ignore[assignment]
-        kafka: Any = msg.consumer
+    async def on_batch(records: Any) -> None:  # the batch's records, as `_records_only` hands them over
+        nonlocal lag_updated_at
+        kafka: Any = subscriber.consumer
         try:
             await runner.run_batch(records)
         except ShuttingDown:
@@ -83,7 +76,9 @@ def subscribe(broker: KafkaBroker, consumer: Consumer, ctx: Context, stopping: a
                 kafka.seek(tp, offset)  # these records are redelivered after restart
             return
         await committer.commit(kafka, records, wait=stopping.is_set())
-        await update_lag(consumer.name, kafka)
+        if (now := time.monotonic()) - lag_updated_at >= LAG_EVERY_S:
+            lag_updated_at = now
+            await update_lag(consumer.name, kafka)
 
     return committer
 

@@ -8,11 +8,16 @@ cannot make a browser send our `Authorization` header.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
+from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
 from starlette.requests import Request
 from starlette.responses import Response
 
+from chirp.redis_client import pipelined
 from gateway.auth.csrf import csrf_ok, new_csrf_token, origin_ok
 from gateway.auth.tokens import TokenError, issue_access_token, www_authenticate
 from gateway.errors import Forbidden, Unauthorized
@@ -59,7 +64,7 @@ async def viewer(request: Request) -> Viewer | None:
     token, via_cookie = bearer_or_cookie(request)
     found = None
     if token:
-        found = await _resolve(state_of(request), token, via_cookie)
+        found, _ = await _resolve(state_of(request), token, via_cookie)
     request.scope["viewer"] = found
     return found
 
@@ -72,6 +77,26 @@ async def require_viewer(request: Request) -> Viewer:
     if found.via_cookie and request.method in UNSAFE_METHODS and not request.scope.get(_CSRF_VERIFIED):
         await check_csrf(request)
     return found
+
+
+async def require_viewer_with(
+    request: Request, queue: Callable[[Pipeline, str], object], scripts: Iterable[AsyncScript] = ()
+) -> tuple[Viewer, list[Any]]:
+    """`require_viewer`, and the replies to the Redis commands `queue` adds for the viewer's user id (scripts by
+    `chirp.redis_client.evalsha_of`), sent in the same round trip as the session check: a read path's first Redis
+    step costs no round trip of its own. The replies are returned only once the viewer is let in."""
+    state = state_of(request)
+    token, via_cookie = bearer_or_cookie(request)
+    if "viewer" in request.scope or not token:
+        me = await require_viewer(request)
+        replies = await pipelined(state.redis, lambda pipe: queue(pipe, me.user_id), scripts)
+    else:
+        request.scope["viewer"], replies = await _resolve(state, token, via_cookie, queue, scripts)
+        me = await require_viewer(request)
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return me, replies
 
 
 def mark_csrf_verified(request: Request) -> None:
@@ -99,7 +124,15 @@ async def check_csrf(request: Request) -> None:
     mark_csrf_verified(request)
 
 
-async def _resolve(state: State, token: str, via_cookie: bool) -> Viewer:
+async def _resolve(
+    state: State,
+    token: str,
+    via_cookie: bool,
+    queue: Callable[[Pipeline, str], object] | None = None,
+    scripts: Iterable[AsyncScript] = (),
+) -> tuple[Viewer, list[Any]]:
+    """The viewer a token names, checked against its session and the suspended accounts (one Redis round trip,
+    with what `queue` adds for its user id: their replies come second)."""
     settings = state.settings
     try:
         claims = state.verified_tokens.verify(
@@ -111,16 +144,24 @@ async def _resolve(state: State, token: str, via_cookie: bool) -> Viewer:
         )
     except TokenError as exc:
         raise Unauthorized(exc.message, headers={"WWW-Authenticate": www_authenticate(exc.reason)}) from None
-    async with state.redis.pipeline(transaction=False) as pipe:
+
+    def commands(pipe: Pipeline) -> None:
         pipe.exists(state.sessions.session_key(claims.sid))
         pipe.get(_HANDLE_KEY.format(claims.sub))
         pipe.sismember(SUSPENDED_KEY, claims.sub)
-        active, handle, suspended = await pipe.execute()
+        if queue is not None:
+            queue(pipe, claims.sub)
+
+    replies = await pipelined(state.redis, commands, scripts)
+    for reply in replies[:3]:
+        if isinstance(reply, Exception):
+            raise reply
+    active, handle, suspended = replies[:3]
     if not active:
         raise Unauthorized("This session has ended; log in again.", headers={"WWW-Authenticate": "Bearer"})
     if suspended:
         raise Forbidden("This account is suspended.")
-    return Viewer(claims.sub, handle or "", claims.sid, via_cookie)
+    return Viewer(claims.sub, handle or "", claims.sid, via_cookie), replies[3:]
 
 
 async def refuse_suspended(state: State, user_id: str) -> None:

@@ -18,7 +18,9 @@ from redis.asyncio import Redis
 
 PREFIX = "chirp"
 
-# KEYS: session hash, refresh key for the new token.  ARGV: presented hash, new hash, sid, now.
+# KEYS: session hash.  ARGV: presented hash, new hash, now.  Returns {'ok', user id, the session's TTL in ms}: the
+# caller then stores the new token's refresh key (another key, so another slot on a Redis Cluster) before handing
+# the token out.
 _ROTATE = """
 local stored = redis.call('HGET', KEYS[1], 'token_hash')
 if not stored then return {'revoked'} end
@@ -26,14 +28,8 @@ if stored ~= ARGV[1] then
   redis.call('DEL', KEYS[1])
   return {'reused'}
 end
-local ttl = redis.call('PTTL', KEYS[1])
-redis.call('HSET', KEYS[1], 'token_hash', ARGV[2], 'rotated_at', ARGV[4])
-if ttl > 0 then
-  redis.call('SET', KEYS[2], ARGV[3], 'PX', ttl)
-else
-  redis.call('SET', KEYS[2], ARGV[3])
-end
-return {'ok', redis.call('HGET', KEYS[1], 'user_id')}
+redis.call('HSET', KEYS[1], 'token_hash', ARGV[2], 'rotated_at', ARGV[3])
+return {'ok', redis.call('HGET', KEYS[1], 'user_id'), redis.call('PTTL', KEYS[1])}
 """
 
 
@@ -78,12 +74,16 @@ class SessionStore:
         token_hash = _hash(token)
         now = str(int(time.time()))
         key = self.session_key(session_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
+        # Listed first, so `revoke_user` finds every login that works; the keys are in different slots on a Redis
+        # Cluster, so no transaction: a failure half way leaves a session that cannot be used, never one not listed.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.sadd(self.user_sessions_key(user_id), session_id)
+            pipe.pexpire(self.user_sessions_key(user_id), self._ttl_ms)
+            await pipe.execute()
+        async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(key, mapping={"user_id": user_id, "token_hash": token_hash, "created_at": now})
             pipe.pexpire(key, self._ttl_ms)
             pipe.set(self._refresh_key(token_hash), session_id, px=self._ttl_ms)
-            pipe.sadd(self.user_sessions_key(user_id), session_id)  # so `revoke_user` finds every login
-            pipe.pexpire(self.user_sessions_key(user_id), self._ttl_ms)
             await pipe.execute()
         return session_id, token
 
@@ -97,13 +97,12 @@ class SessionStore:
         session_id = _text(raw_sid)
         new_token = secrets.token_urlsafe(32)
         new_hash = _hash(new_token)
-        result = await self._rotate(
-            keys=[self.session_key(session_id), self._refresh_key(new_hash)],
-            args=[token_hash, new_hash, session_id, int(time.time())],
-        )
+        result = await self._rotate(keys=[self.session_key(session_id)], args=[token_hash, new_hash, int(time.time())])
         outcome = _text(result[0])
         if outcome != "ok":
             raise SessionError(outcome)
+        ttl_ms = int(result[2])
+        await self._redis.set(self._refresh_key(new_hash), session_id, px=ttl_ms if ttl_ms > 0 else None)
         return session_id, _text(result[1]), new_token
 
     async def revoke(self, session_id: str) -> None:

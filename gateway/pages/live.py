@@ -47,6 +47,7 @@ from starlette.routing import Route
 
 from chirp import redis_client
 from chirp.logging import get_logger
+from chirp.settings import Settings
 from domain.text import tag_key
 from gateway.auth.current import viewer
 from gateway.errors import InvalidInput, Unauthorized
@@ -162,9 +163,9 @@ class Relay:
     """Redis pub/sub to the open streams of this process, with a replay buffer (see the module docstring)."""
 
     def __init__(
-        self, redis_url: str, *, keep: int = KEEP, idle_s: float = IDLE_S, counts: ReadCounts | None = None
+        self, settings: Settings, *, keep: int = KEEP, idle_s: float = IDLE_S, counts: ReadCounts | None = None
     ) -> None:
-        self.redis_url = redis_url
+        self.settings = settings
         self.idle_s = idle_s
         self.read_counts = counts  # None: no counts notices
         self.watched: Counter[str] = Counter()  # post -> open pages showing its counts
@@ -283,7 +284,8 @@ class Relay:
         return notice
 
     async def _run(self) -> None:
-        client = redis_client.from_url(self.redis_url, decode_responses=True)
+        # On a cluster the subscription is on one node: PUBLISH reaches every node.
+        client = redis_client.connect(self.settings, decode_responses=True)
         try:
             while not await self._subscribed(client):
                 # Redis went away: notices may have been missed, so open pages resync once it is back.

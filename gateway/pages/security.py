@@ -7,6 +7,8 @@ cookies; static files aside), one that sets a cookie, and the token endpoints un
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from starlette.types import Scope
 
 CSP = (
@@ -33,7 +35,15 @@ def carries_credentials(scope: Scope) -> bool:
     return scope["path"].startswith("/auth/")
 
 
-def add_security_headers(headers: list[tuple[bytes, bytes]]) -> None:
-    """Add each security header a response does not set itself."""
-    present = {name.lower() for name, _ in headers}
-    headers.extend(pair for pair in _RAW if pair[0] not in present)
+def response_headers(
+    headers: Iterable[tuple[bytes, bytes]], private: bool, *extra: tuple[bytes, bytes]
+) -> list[tuple[bytes, bytes]]:
+    """A response's headers, plus `Cache-Control: no-store` when it is `private` or sets a cookie (unless it sets
+    its own), each security header it does not set itself, and `extra`."""
+    found = list(headers)
+    names = {name.lower() for name, _ in found}
+    if (private or b"set-cookie" in names) and b"cache-control" not in names:
+        found.append(NO_STORE)
+    found.extend(pair for pair in _RAW if pair[0] not in names)
+    found.extend(extra)
+    return found

@@ -1,11 +1,12 @@
 """The home timeline: `GET /api/timeline?cursor&limit`, the viewer's posts and their followees', newest first.
 
 Warm path: one Redis script (a page of post ids after the cursor, plus the followed big accounts, both without the
-authors the viewer mutes, blocks or is blocked by) and one SQL query loading those posts by id merged with the big
-accounts' newest. Posts, their counts, the viewer's flags and the reposts merged in are cached briefly in the
-process (CachedPosts, gateway/interaction_cache.py), so a page read again within seconds needs no SQL at all; the
-viewer's own likes and reposts show as soon as they are applied. Cold path (no built timeline in Redis): the page
-is served from SQL with `"partial": true` while the timeline is rebuilt in the background.
+authors the viewer mutes, blocks or is blocked by), sent in the same round trip as the session check, and one SQL
+query loading those posts by id merged with the big accounts' newest. Posts, their counts, the viewer's flags and
+the reposts merged in are cached briefly in the process (CachedPosts, gateway/interaction_cache.py), so a page read
+again within seconds needs no SQL at all; the viewer's own likes and reposts show as soon as they are applied.
+Cold path (no built timeline in Redis): the page is served from SQL with `"partial": true` while the timeline is
+rebuilt in the background.
 """
 
 from __future__ import annotations
@@ -13,20 +14,21 @@ from __future__ import annotations
 import asyncio
 
 from pydantic import Field
+from redis.asyncio.client import Pipeline
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from chirp.logging import get_logger
-from gateway.auth.current import require_viewer
+from gateway.auth.current import require_viewer, require_viewer_with
 from gateway.cursors import PageQuery, post_cursor, post_page_params
-from gateway.errors import JSONResponse
+from gateway.errors import InvalidInput, JSONResponse
 from gateway.interactions import with_interactions, with_reposts
 from gateway.openapi import contract
-from gateway.post_objects import PostPage, post_json
+from gateway.post_objects import PostPage, cached_post_json
 from gateway.state import State, state_of
 from store.relations import hidden_keys
-from store.timelines import followees_of, page_of, rebuild
+from store.timelines import followees_of, page_of, rebuild, window_of
 
 log = get_logger("chirp.gateway")
 
@@ -38,10 +40,19 @@ class Timeline(PostPage):
 @contract(Timeline, query=PageQuery, auth="required")
 async def timeline(request: Request) -> Response:
     """`GET /api/timeline`: `{items, next_cursor, partial}`."""
-    me = await require_viewer(request)
-    cursor, limit = post_page_params(request)
+    try:
+        cursor, limit = post_page_params(request)
+    except InvalidInput:
+        await require_viewer(request)  # an anonymous request is refused whatever its query
+        raise
     state = state_of(request)
-    window = await state.timelines.window(me.user_id, cursor, limit, hidden_keys(me.user_id))
+    timelines = state.timelines
+
+    def window_for(pipe: Pipeline, user_id: str) -> None:
+        timelines.queue_window(pipe, user_id, cursor, limit, hidden_keys(user_id))
+
+    me, (found,) = await require_viewer_with(request, window_for, timelines.scripts)  # one round trip
+    window = window_of(found)
     if window is None:
         _start_rebuild(state, me.user_id)
         source = state.timeline_posts.source
@@ -61,7 +72,7 @@ async def timeline(request: Request) -> Response:
         me.user_id,
         cursor,
         limit,
-        post_json,
+        cached_post_json,
         state.timeline_posts.by_ids,
         hidden=hidden,
     )

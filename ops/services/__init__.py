@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chirp.settings import Settings
-from ops.services import kafka, postgres, redis
+from ops.services import kafka, postgres, redis, redis_cluster
 from ops.services._util import ServiceError
 
 __all__ = ["ServiceError", "down", "status", "up"]
@@ -13,14 +13,20 @@ def up(settings: Settings) -> None:
     """Install what is missing, start what is not running and wait until every service is ready."""
     settings.home.mkdir(parents=True, exist_ok=True)
     postgres.up(settings)
-    redis.up(settings)
+    if settings.redis_cluster:
+        redis_cluster.up(settings)
+    else:
+        redis.up(settings)
     kafka.up(settings)
 
 
 def down(settings: Settings) -> None:
     """Stop the services we started."""
     kafka.down(settings)
-    redis.down(settings)
+    if settings.redis_cluster:
+        redis_cluster.down(settings)
+    else:
+        redis.down(settings)
     postgres.down(settings)
 
 
@@ -28,6 +34,6 @@ def status(settings: Settings) -> dict[str, bool]:
     """Which services answer on their ports."""
     return {
         "kafka": kafka.status(settings),
-        "redis": redis.status(settings),
+        "redis": redis_cluster.status(settings) if settings.redis_cluster else redis.status(settings),
         "postgres": postgres.status(settings),
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -27,23 +28,27 @@ from tests.integration.faults import free_port, wait_port
 BROKERS = 3
 
 
-def free_port_block(size: int) -> int:
-    """The first of `size` consecutive ports nothing listens on (node i takes base + 2i and base + 2i + 1)."""
+def free_port_block(size: int, *, highest: int = 65535, bus_offset: int = 0) -> int:
+    """The first of `size` consecutive ports nothing listens on, the block ending at or below `highest`; with
+    `bus_offset`, the ports that far above each are free too (a Redis Cluster node's bus port is its port + 10000,
+    and Redis refuses a port above 55535)."""
     for _ in range(200):
-        base = free_port()
-        if base + size > 65535:
+        base = free_port() if highest == 65535 else random.randint(20000, highest - size + 1)
+        if base + size - 1 > highest:
             continue
-        ok = True
-        for port in range(base, base + size):
-            with socket.socket() as sock:
-                try:
-                    sock.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
+        wanted = [p + offset for p in range(base, base + size) for offset in {0, bus_offset}]
+        if all(_bindable(port) for port in wanted):
             return base
     raise AssertionError(f"no {size} consecutive free ports")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 @dataclass

@@ -36,8 +36,10 @@ from schemas.events import (
     UserRegisteredData,
     new_id,
 )
+from store.notifications import items_key
 from store.relations import hidden_keys
 from store.timelines import PostgresTimelineSource, RedisTimelines, rebuild
+from store.trending import DEFAULT_PREFIX
 from tests.conftest import eventually
 from tests.faults.stack import FaultStack, elapsed, free_port, wire
 
@@ -80,8 +82,8 @@ class World:
             self.reader, None, 900, hidden_keys(self.reader)
         )
         timeline = set(window.post_ids if window else ())
-        trending = await self.redis.exists(*(f"trending:post:{post_id}" for post_id in ids))
-        mentions = set(await self.redis.zrange(f"notify:items:{self.reader}", 0, -1))  # mention items: the post ids
+        trending = await self.redis.exists(*(f"{DEFAULT_PREFIX}post:{post_id}" for post_id in ids))
+        mentions = set(await self.redis.zrange(items_key(self.reader), 0, -1))  # mention items: the post ids
         return {
             "posts": len(ids) - len(posts),
             "search": len(ids) - len(search),

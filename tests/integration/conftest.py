@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
 
+from chirp.redis_client import connect as redis_client_for
 from chirp.settings import Settings
 from gateway.app import create_app
 from producers.broker import Publisher, make_broker
@@ -54,7 +55,7 @@ async def pg(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture(scope="module")
 async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = redis_client_for(settings, decode_responses=True)  # a cluster client when the run is on one
     yield client
     await client.aclose()
 

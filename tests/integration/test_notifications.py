@@ -33,7 +33,7 @@ from schemas.events import (
     UserUnfollowed,
     new_id,
 )
-from tests.conftest import eventually
+from tests.conftest import eventually, replays_redis
 from tests.integration.helpers import login, unique_handle
 
 
@@ -260,6 +260,7 @@ def replay_notifications() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@replays_redis
 @pytest.mark.usefixtures("pipeline")
 async def test_notifications_through_the_api_and_a_replay_rebuilds_them_identically(
     client: httpx.AsyncClient, ctx: Context
@@ -331,6 +332,7 @@ async def test_notifications_through_the_api_and_a_replay_rebuilds_them_identica
     assert await unread(client, ann_h) == 0
 
 
+@replays_redis
 @pytest.mark.usefixtures("pipeline")
 async def test_likes_reposts_and_quotes_through_the_api_and_a_replay_rebuilds_them(
     client: httpx.AsyncClient, ctx: Context

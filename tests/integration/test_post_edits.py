@@ -140,7 +140,7 @@ async def test_the_newest_version_wins_whatever_order_the_renders_arrive_in(pg: 
 
 @pytest.fixture
 async def counts(settings: Settings, pg: asyncpg.Pool, redis_client: aioredis.Redis, publisher: Publisher) -> Any:
-    prefix = f"test-trending:{new_id()}:"
+    prefix = f"test-trending:{{{new_id()}}}:"
     yield Context(settings, pg, redis_client, publisher, trending_prefix=prefix)
     await drop(redis_client, prefix)
 

@@ -24,7 +24,7 @@ from consumers.runtime import Context
 from schemas.events import RelationData, UserBlock, UserMute, new_id
 from store.notifications import items_key
 from store.relations import PREFIX, RedisRelations, hidden_key
-from tests.conftest import eventually
+from tests.conftest import eventually, replays_redis
 from tests.integration.helpers import login, unique_handle
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -354,6 +354,7 @@ async def test_a_block_hides_each_side_from_the_other(
     assert {my_post, their_post, their_reply, my_reply} <= await shown(client, f"/api/search?q={tag}", None)
 
 
+@replays_redis
 @pipelined
 async def test_a_replay_rebuilds_mutes_and_blocks(client: httpx.AsyncClient, redis_client: aioredis.Redis) -> None:
     me, mine = await user(client, "rr")

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from producers.broker import Publisher
 from schemas.events import new_id
 from store.reports import SUSPENDED_KEY
+from store.trending import DEFAULT_PREFIX
 from tests.conftest import eventually
 from tests.integration.explore_support import ago
 from tests.integration.helpers import login, unique_handle
@@ -169,7 +170,7 @@ async def test_a_suspension_hides_the_account_and_refuses_its_logins_and_tokens(
     await eventually(found_in_search, until=lambda handles: dan not in handles)
     (decided,) = await eventually(lambda: mine(client, eve_h), until=lambda items: items[0]["status"] == "resolved")
     assert decided["outcome"] == "suspend" and decided["handle"] == dan
-    hidden = await redis_client.hget("trending:moderation", f"@{dan.lower()}")
+    hidden = await redis_client.hget(f"{DEFAULT_PREFIX}moderation", f"@{dan.lower()}")
     assert hidden is not None and hidden.endswith("|1")
 
     # The model rebuilds from the log: reports, outcomes and the suspension.

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -30,9 +31,10 @@ def topic() -> Topic:
 
 
 @contextmanager
-def probe_process(topic: Topic, group: str) -> Iterator[subprocess.Popen[bytes]]:
+def probe_process(topic: Topic, group: str, **extra: str) -> Iterator[subprocess.Popen[bytes]]:
     env = {
         **os.environ,
+        **extra,
         "CHIRP_PROBE_TOPIC": topic.name,
         "CHIRP_PROBE_GROUP": group,
         "CHIRP_CONSUMER_MAX_ATTEMPTS": "3",
@@ -90,6 +92,23 @@ async def test_event_reaches_consumer_in_another_process(settings, publisher, pg
     with probe_process(topic, f"g-{topic.name}"):
         seen = await eventually(lambda: rows(pg, topic), until=lambda r: len(r) == 10, timeout=60)
     assert set(seen) == {e.id for e in events}
+
+
+async def test_an_event_reaching_an_idle_consumer_is_handled_without_waiting_out_the_poll(
+    settings, publisher, pg, topic
+) -> None:
+    """After a poll that found nothing the consumer polls again at once: with a 3 s poll wait, an event published
+    while the consumer idles past it is handled within a fetch, not after a 3 s pause."""
+    first, second = post(topic, "first"), post(topic, "second")
+    await send(publisher, topic, [first])
+    with probe_process(topic, f"g-{topic.name}", CHIRP_CONSUMER_BATCH_TIMEOUT_MS="3000"):
+        await eventually(lambda: rows(pg, topic), until=lambda r: first.id in r, timeout=60)
+        await asyncio.sleep(3.3)  # the scenario: idle past one empty poll of 3 s (then it used to pause 3 s)
+        sent = time.monotonic()
+        await send(publisher, topic, [second])
+        await eventually(lambda: rows(pg, topic), until=lambda r: second.id in r, timeout=10)
+        waited = time.monotonic() - sent
+    assert waited < 2.0, f"handled {waited:.2f} s after it was published"
 
 
 async def test_sigkill_after_write_before_commit_redelivers_once(settings, publisher, pg, topic) -> None:

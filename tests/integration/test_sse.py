@@ -20,6 +20,7 @@ import pytest
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
 
+from chirp import redis_client
 from chirp.settings import Settings
 from schemas.events import new_id
 from store.posts import CHANNEL, DELETED_CHANNEL
@@ -117,7 +118,7 @@ def notice(post_id: str, author_id: str, reply_to: str | None = None, hashtags: 
 
 @pytest.fixture(scope="module")
 async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = redis_client.connect(settings)
     yield client
     await client.aclose()
 

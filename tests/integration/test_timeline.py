@@ -28,7 +28,7 @@ from store.timelines import (
     recent_key,
     timeline_key,
 )
-from tests.conftest import eventually
+from tests.conftest import eventually, replays_redis
 from tests.integration.explore_support import drop, dump
 from tests.integration.users_support import (
     api_user,
@@ -338,6 +338,7 @@ async def test_what_the_tables_show_goes_only_to_existing_timelines(ctx, pg) -> 
     assert await members(ctx, new_follower) == [value, "~"]
 
 
+@replays_redis
 async def test_a_replay_behind_up_to_date_tables_keeps_only_the_follow_state(ctx, pg) -> None:
     """What `chirp replay timelines` builds after the posts and users rebuilds: no timeline (each is rebuilt from the
     tables on its owner's next read) but the follow state, the same whatever the order or repetition of events."""
@@ -375,6 +376,7 @@ async def test_a_replay_behind_up_to_date_tables_keeps_only_the_follow_state(ctx
             await drop(ctx.redis, root)
 
 
+@replays_redis
 async def test_with_no_timeline_anywhere_the_big_authors_are_the_same(ctx, pg) -> None:
     """A replay's shadow copy has no timeline, so fan-out reads no follower lists there; which authors are big
     (more followers than the limit, counting a follow the table does not show yet) must come out as with timelines.
@@ -408,6 +410,7 @@ async def test_with_no_timeline_anywhere_the_big_authors_are_the_same(ctx, pg) -
             await drop(ctx.redis, root)
 
 
+@replays_redis
 async def test_timelines_made_before_the_homes_marker_are_adopted_at_start(ctx) -> None:
     """Timelines created before `homes` was kept must still get fan-out: the consumer's setup sets the marker."""
     older, empty = f"~test-tl:{new_id()}:", f"~test-tl:{new_id()}:"

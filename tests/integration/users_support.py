@@ -9,9 +9,9 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-import redis.asyncio as aioredis
 from starlette.applications import Starlette
 
+from chirp import redis_client
 from chirp.settings import Settings
 from consumers.runtime import Context
 from producers.broker import Publisher
@@ -61,7 +61,7 @@ async def logged_in(client: httpx.AsyncClient, pg: asyncpg.Pool, prefix: str = "
 @pytest.fixture(scope="module")
 async def ctx(settings: Settings, pg: asyncpg.Pool, publisher: Publisher) -> AsyncIterator[Context]:
     """What a consumer handler gets, on the real stores: handlers called directly replay events exactly."""
-    redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    redis = redis_client.connect(settings, decode_responses=True)
     yield Context(settings=settings, pg=pg, redis=redis, publisher=publisher)
     await redis.aclose()
 

@@ -9,11 +9,12 @@ import orjson
 import pytest
 from starlette.requests import Request
 
+from chirp.settings import Settings
 from gateway.errors import InvalidInput
 from gateway.pages.explore import snippet_html, sparkline
 from gateway.pages.flash import FLASH_COOKIE, flash_text
 from gateway.pages.live import Feed, Notice, Relay, parse_feed, shows
-from gateway.pages.security import HEADERS, add_security_headers
+from gateway.pages.security import HEADERS, response_headers
 from gateway.pages.templating import ENV, exact_time, iso_time, reltime
 from gateway.pages.web import local_path
 from store.interactions import Counts
@@ -81,8 +82,7 @@ def test_templates_escape_everything_but_the_sanitized_html() -> None:
 
 
 def test_security_headers_are_added_without_replacing_a_route_s_own() -> None:
-    headers = [(b"x-frame-options", b"SAMEORIGIN")]
-    add_security_headers(headers)
+    headers = response_headers([(b"x-frame-options", b"SAMEORIGIN")], False)
     names = [name for name, _ in headers]
     assert names.count(b"x-frame-options") == 1 and len(headers) == len(HEADERS)
     assert "script-src 'self'" in HEADERS["Content-Security-Policy"]
@@ -130,7 +130,7 @@ def test_which_feeds_show_a_post() -> None:
 
 
 def _relay(keep: int = 3) -> Relay:
-    relay = Relay("redis://unused", keep=keep)
+    relay = Relay(Settings(), keep=keep)
     relay.boot = "b"
     return relay
 
@@ -188,7 +188,7 @@ async def test_the_relay_reads_the_counts_of_watched_posts_only_and_in_one_query
         reads.append(list(post_ids))
         return {p: {"like_count": len(reads), "repost_count": 0, "quote_count": 0} for p in post_ids}
 
-    relay = Relay("redis://unused", counts=read)
+    relay = Relay(Settings(), counts=read)
     kinds = {"p1": "like", "p2": "repost", "p3": "bookmark", "p4": "like"}
     changes = {"changes": [[f"u{post_id}", post_id, kind] for post_id, kind in kinds.items()]}
     relay.changed(orjson.dumps(changes))
