@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
@@ -31,7 +32,7 @@ from schemas.events import (
     PostRepost,
     new_id,
 )
-from store.interactions import Change, PostgresInteractions
+from store.interactions import _OF_POSTS, Change, PostgresInteractions
 from tests.conftest import eventually
 from tests.integration.helpers import login, unique_handle
 
@@ -121,6 +122,10 @@ class RoundTrips:
         self.calls.append("acquire")
         return self.pool.acquire()
 
+    async def fetch(self, *args: Any) -> list[asyncpg.Record]:
+        self.calls.append("fetch")
+        return await self.pool.fetch(*args)
+
 
 async def test_a_batch_of_likes_is_one_round_trip_and_concurrent_batches_count_every_like(pg: asyncpg.Pool) -> None:
     posts = sorted(new_id() for _ in range(5))
@@ -135,6 +140,35 @@ async def test_a_batch_of_likes_is_one_round_trip_and_concurrent_batches_count_e
 
     await asyncio.gather(*(batch(user) for user in range(1, 21)))
     assert [await counters(pg, p) for p in posts] == [(21, 1, 0)] + [(21, 0, 0)] * 4
+
+
+async def test_a_page_of_20_posts_is_one_query_and_100k_likes_cost_what_one_does(pg: asyncpg.Pool) -> None:
+    """Counts and the viewer's flags of a whole page come in one query, and a post liked by 100,000 people reads as
+    cheaply as one liked by one (counters, not counting at read time; the flags looked up by the viewer)."""
+    big, small, *others = sorted(new_id() for _ in range(20))
+    viewer = f"v-{new_id()}"
+    await pg.execute(
+        "INSERT INTO interactions SELECT $1, 'like', 'fan-' || g, true, $2 FROM generate_series(1, 100000) g", big, T0
+    )
+    await pg.execute("INSERT INTO post_counters (post_id, like_count) VALUES ($1, 100000)", big)
+    await PostgresInteractions(pg).apply(
+        [Change(small, "like", viewer, True, T0), Change(big, "bookmark", viewer, True, T0)]
+        + [Change(p, "repost", viewer, True, T0) for p in others[:5]]
+    )
+    traced = RoundTrips(pg)
+    page = await PostgresInteractions(traced).of_posts([big, small, *others], viewer)  # type: ignore[arg-type]
+    assert traced.calls == ["fetch"]
+    assert (page[big]["like_count"], page[big]["liked_by_me"], page[big]["bookmarked_by_me"]) == (100000, False, True)
+    assert (page[small]["like_count"], page[small]["liked_by_me"]) == (1, True)
+    assert [page[p]["reposted_by_me"] for p in others] == [True] * 5 + [False] * 13
+
+    async def blocks(post_id: str) -> int:
+        """Buffers the page query touches for this one post."""
+        plan = await pg.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {_OF_POSTS}", [post_id], viewer)
+        top = (orjson.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
+        return int(top["Shared Hit Blocks"] + top["Shared Read Blocks"])
+
+    assert await blocks(big) <= await blocks(small) + 2
 
 
 # End to end ---------------------------------------------------------------------------------------------------
