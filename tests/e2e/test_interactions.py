@@ -66,7 +66,7 @@ async def test_like_repost_bookmark_and_quote_with_javascript(browser: Browser, 
     await bob_ctx.close()
 
 
-async def test_like_repost_bookmark_without_javascript(browser: Browser, site: Site) -> None:
+async def test_like_repost_bookmark_and_quote_without_javascript(browser: Browser, site: Site) -> None:
     word = unique("nojs-likes")
     ada_ctx = await new_context(browser, site)
     ada = await ada_ctx.new_page()
@@ -89,6 +89,16 @@ async def test_like_repost_bookmark_without_javascript(browser: Browser, site: S
         await control(await card_of(carol, post_id), "bookmark").click()
     assert carol.url.split("#")[0].endswith("/bookmarks")
     await expect(carol.locator(f"#post-{post_id}")).to_have_count(0)
+
+    # Quote: a link to the composer with the post embedded, a plain form post
+    await carol.goto(f"/posts/{post_id}")
+    await (await card_of(carol, post_id)).get_by_role("link", name="Quote this post").click()
+    await expect(carol.locator("form[data-composer] .quoted")).to_contain_text(f"Forms only {word}")
+    quoting = f"Quoting without scripts {word}"
+    await carol.get_by_label("What’s happening?").fill(quoting)
+    await submit(carol, "Post")
+    quote = await reload_until(carol, "/", lambda p: p.locator("article.post", has_text=quoting))
+    await expect(quote.locator(".quoted")).to_contain_text(f"Forms only {word}")
     await ctx.close()
     await ada_ctx.close()
 
