@@ -3,6 +3,7 @@
     .venv/bin/python bench/runtime.py [--events 200000] [--rate 1000] [--seconds 10] [--runs 5]
 
 Prints a table and appends JSON lines to bench/results/runtime.jsonl. Method: ../shared/BENCH.md.
+Groups get the CHIRP_CONSUMER_GROUP_PREFIX the consumer child gets, so the figures are read from its own groups.
 1. Ceiling: Kafka's ConsumerPerformance / ProducerPerformance on the same box, same record size.
 2. Raw Python client: a no-op aiokafka `getmany` loop over the same topic (same `max_records` as the runtime),
    and the same loop validating each record into its pydantic event model, as the runtime does.
@@ -49,12 +50,15 @@ def event_bytes(body: str) -> bytes:
 
 
 async def fill(settings: Settings, topic: str, n: int) -> int:
+    """`n` distinct events (each its own id, as in the log: no decoding is saved by repeated bytes)."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5, max_batch_size=262144)
     await producer.start()
     value = event_bytes("x" * 240)
     try:
         for i in range(0, n, 5000):
-            batch = [producer.send(topic, value, key=str(j).encode()) for j in range(i, min(n, i + 5000))]
+            batch = [
+                producer.send(topic, event_bytes("x" * 240), key=str(j).encode()) for j in range(i, min(n, i + 5000))
+            ]
             await asyncio.gather(*batch)
     finally:
         await producer.stop()
@@ -99,7 +103,7 @@ async def committed_total(probe: AIOKafkaConsumer, tps: list[TopicPartition]) ->
 
 async def runtime_rate(settings: Settings, topic: str, n: int) -> float:
     group = f"{RUN}rt-{new_id()}"
-    probe = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=group)
+    probe = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=settings.group(group))
     await probe.start()
     tps = [TopicPartition(topic, p) for p in range(3)]
     proc = spawn(topic, group)
@@ -127,7 +131,7 @@ async def latency(settings: Settings, rate: int, seconds: int) -> dict[str, dict
         log = Path(tmp.name)
     proc = spawn(topic, group, str(log))
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=0, acks="all")
-    probe = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=group)
+    probe = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=settings.group(group))
     await producer.start()
     await probe.start()
     total = rate * seconds

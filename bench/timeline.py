@@ -4,7 +4,9 @@
                                        [--hiding 1000]
 
 Prints a table and appends JSON lines to bench/results/timeline.jsonl. Method: ../shared/BENCH.md.
-- Data (deterministic from the seed, idempotent, in the app database): a reader following 200 accounts that wrote
+- Stores: the Redis database `CHIRP_REDIS_DB` names, and the PostgreSQL database `CHIRP_POSTGRES_TEST_DB` names when
+  set (as the tests read it: a developer's own, created when missing), else the app's (`CHIRP_POSTGRES_DB`).
+- Data (deterministic from the seed, idempotent, in that database): a reader following 200 accounts that wrote
   5 posts each (200-280 characters, 0-3 hashtags from a Zipf-distributed set, a link in 30 %); the reader's timeline
   is built in Redis first, so every request takes the warm path (auth, one Redis script, one SQL query).
 - Throughput: `wrk` (keep-alive, `--connections`) against the gateway (`uvicorn gateway.asgi:app`) and, alternating
@@ -40,6 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import orjson
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
@@ -102,6 +105,16 @@ def synthetic_posts(rng: random.Random, authors: list[str], per_author: int) -> 
 def muted_followees(authors: list[str], hiding: int) -> list[str]:
     """The followees the hiding reader mutes: 1 % of its mutes, those with the newest posts (on the first page)."""
     return authors[-max(1, hiding // 100) :]
+
+
+async def ensure_database(settings: Settings) -> None:
+    """Create the settings' database when it does not exist yet (migrations are applied on connecting)."""
+    conn = await asyncpg.connect(settings.postgres_dsn("postgres"))
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", settings.postgres_db):
+            await conn.execute(f'CREATE DATABASE "{settings.postgres_db}" OWNER "{settings.postgres_user}"')
+    finally:
+        await conn.close()
 
 
 async def seed(settings: Settings, seed_value: int, followees: int, per_author: int, hiding: int) -> list[str]:
@@ -340,7 +353,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--hiding", type=int, default=0, help="also measure a reader muting and blocking N each")
     args = parser.parse_args()
+    if "CHIRP_POSTGRES_TEST_DB" in os.environ:  # the gateway under test reads the same environment
+        os.environ["CHIRP_POSTGRES_DB"] = os.environ["CHIRP_POSTGRES_TEST_DB"]
     settings = Settings()
+    asyncio.run(ensure_database(settings))
     pin = args.workers == 1
     if pin:
         os.sched_setaffinity(0, {1})  # the load (wrk, the open-loop client) on core 1

@@ -6,7 +6,9 @@ unreachable fails every piece of work alike, and the same work succeeds once it 
 and blaming the work (a dead letter, an error page naming the input) is wrong.
 
 PostgreSQL errors are read by SQLSTATE, Redis errors by redis-py's classes (its reply prefix where it has no class),
-Kafka errors by aiokafka's classes. An exception raised `from` an outage (a store wrapping the driver's error) and an
+Kafka errors by aiokafka's classes, ArangoDB's (CHIRP_STORE=arango) by python-arango's connection error, the HTTP
+status 503 and its error numbers for a server shutting down or read-only (its transport's `requests` errors are
+OSErrors). An exception raised `from` an outage (a store wrapping the driver's error) and an
 exception group holding one are outages too.
 """
 
@@ -17,6 +19,8 @@ import re
 import asyncpg
 import redis.exceptions as redis_errors
 from aiokafka import errors as kafka_errors
+from arango import errno as arango_errno
+from arango import exceptions as arango_errors
 
 # SQLSTATE -> reason; the prefixes below name the rest of their class.
 _POSTGRES_CODES = {
@@ -61,6 +65,9 @@ _KAFKA_CLASSES: tuple[tuple[type[Exception], str], ...] = (
     (kafka_errors.KafkaTimeoutError, "kafka_timeout"),
     (kafka_errors.KafkaConnectionError, "kafka_connection"),
 )
+
+
+_ARANGO_CODES = {arango_errno.SHUTTING_DOWN: "arango_shutdown", arango_errno.READ_ONLY: "arango_read_only"}
 
 
 class KeyStoreIncomplete(Exception):
@@ -109,6 +116,12 @@ def _own_reason(exc: BaseException) -> str | None:
             if isinstance(exc, cls):
                 return reason
         return "kafka_unavailable" if exc.retriable else None
+    if isinstance(exc, arango_errors.ServerConnectionError):
+        return "arango_connection"
+    if isinstance(exc, arango_errors.ArangoServerError):
+        if exc.error_code in _ARANGO_CODES:
+            return _ARANGO_CODES[exc.error_code]
+        return "arango_unavailable" if exc.http_code == 503 else None
     if isinstance(exc, TimeoutError):
         return "timeout"
     if isinstance(exc, OSError):  # ConnectionError and the socket errors beneath every client

@@ -4,7 +4,7 @@ its cluster client when `redis_cluster` is set (docs/scaling.md)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis.asyncio as aioredis
@@ -86,6 +86,17 @@ def from_url(url: str, **options: Any) -> aioredis.Redis:
     return aioredis.Redis.from_url(url, connection_class=HiredisPacking, **options)
 
 
+class _Queued:
+    """What awaiting a command queued on a pipeline gives: the pipeline, untouched."""
+
+    def __init__(self, pipe: ClusterPipeline) -> None:
+        self.pipe = pipe
+
+    def __await__(self) -> Generator[Any, None, ClusterPipeline]:
+        yield from ()
+        return self.pipe
+
+
 class ScriptingPipeline(ClusterPipeline):
     """redis-py's cluster pipeline, with the commands it refuses that the app pipelines: scripts, PUBLISH and
     SUNIONSTORE (redis-py blocks them in cluster pipelines; each is one slot, or none, here).
@@ -94,9 +105,9 @@ class ScriptingPipeline(ClusterPipeline):
     NOSCRIPT; the node caches it by its SHA all the same. A PUBLISH goes to any node (it reaches every node).
     """
 
-    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> _Queued:
-        """Queue the script at once (for `evalsha_of`), returning what `Script.__call__` awaits (awaiting the
-        pipeline itself would reset it)."""
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
+        """Queue the script at once (as `evalsha_of` expects); `Script.__call__` awaits the result, which must not
+        be the pipeline itself: awaiting a cluster pipeline resets it."""
         self.execute_command("EVAL", _SCRIPTS[sha], numkeys, *keys_and_args)
         return _Queued(self)
 
@@ -105,17 +116,6 @@ class ScriptingPipeline(ClusterPipeline):
 
     def sunionstore(self, dest: Any, keys: Any, *args: Any) -> Any:
         return self.execute_command("SUNIONSTORE", dest, *([keys] if isinstance(keys, str | bytes) else keys), *args)
-
-
-class _Queued(Awaitable[ClusterPipeline]):
-    """An awaitable answering the pipeline a command was queued on, without resending it."""
-
-    def __init__(self, pipe: ClusterPipeline) -> None:
-        self.pipe = pipe
-
-    def __await__(self) -> Generator[None, None, ClusterPipeline]:
-        return self.pipe
-        yield  # a generator: awaiting it takes no turn of the loop
 
 
 _SCRIPTS: dict[str, Any] = {}  # SHA -> text of every script registered with a `Cluster`

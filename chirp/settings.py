@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -76,9 +76,17 @@ class Settings(BaseSettings):
         " across a network.",
     )
 
-    # ArangoDB (optional adapter; tests run only when set)
+    # Where the read models the ArangoDB adapter covers live (store/backends.py: the posts read model)
+    store: Literal["postgres", "arango"] = Field(
+        default="postgres",
+        description="Store of the posts read model: `postgres`, or `arango` (ArangoDB at CHIRP_ARANGO_URL). Every"
+        " other read model stays in PostgreSQL and Redis either way.",
+    )
+    # ArangoDB (optional adapter; its contract tests run only when set)
     arango_url: str = Field(
-        default="", description="ArangoDB server of the optional posts adapter; empty: its contract tests are skipped."
+        default="",
+        description="ArangoDB server: the posts read model's when CHIRP_STORE=arango; empty: the ArangoDB contract"
+        " tests are skipped.",
     )
     arango_db: str = Field(default="chirp", description="ArangoDB database (created when missing).")
     arango_user: str = Field(default="root", description="ArangoDB user.")
@@ -278,3 +286,21 @@ class Settings(BaseSettings):
     @property
     def dev(self) -> bool:
         return self.env == "dev"
+
+    @model_validator(mode="after")
+    def _store_has_a_server(self) -> Settings:
+        if self.store == "arango" and not self.arango_url:
+            raise ValueError("CHIRP_STORE=arango needs CHIRP_ARANGO_URL (the ArangoDB server)")
+        return self
+
+
+def refusal(error: ValidationError) -> str:
+    """Settings the environment got wrong, in one line: `CHIRP_STORE: Input should be 'postgres' or 'arango'
+    (got 'mongo')`."""
+    parts = []
+    for found in error.errors():
+        name = "CHIRP_" + str(found["loc"][0]).upper() if found["loc"] else ""
+        got = f" (got {found['input']!r})" if name and not isinstance(found["input"], dict) else ""
+        message = str(found["msg"]).removeprefix("Value error, ")
+        parts.append(f"{name}: {message}{got}" if name else message)
+    return "invalid settings: " + "; ".join(parts)

@@ -52,7 +52,7 @@ _UNDO: dict[str, tuple[type[Event], str]] = {
 async def undo_account(event: AccountDeleted, ctx: Context) -> list[Event]:
     """The events that take the account's posts, follows and interactions out of the read models."""
     user_id = event.payload.user_id
-    found = await erasure.footprint(ctx.pg, user_id)
+    found = await erasure.footprint(ctx.pg, ctx.posts, user_id)
 
     def derived(model: type[Event], kind: str, payload: dict[str, str]) -> Event:
         return model.model_validate(

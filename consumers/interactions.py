@@ -16,7 +16,7 @@ from datetime import datetime
 from consumers.runtime import Consumer, Context
 from schemas import topics
 from schemas.events import PostBookmark, PostDeleted, PostLike, PostParsed, PostRepost
-from store.interactions import Change, Kind, PostgresInteractions, Quote, announce
+from store.interactions import Change, Kind, Quote, announce
 
 consumer = Consumer(
     "interactions",
@@ -34,7 +34,7 @@ def change(event: PostLike | PostRepost | PostBookmark, kind: Kind) -> Change:
 
 
 async def _apply(ctx: Context, changes: list[Change]) -> None:
-    await PostgresInteractions(ctx.pg).apply(changes)
+    await ctx.interactions.apply(changes)
     if ctx.announcing:
         await announce(ctx.redis, ((c.user_id, c.post_id, c.kind) for c in changes))
 
@@ -58,7 +58,7 @@ async def on_bookmarks(events: list[PostBookmark], ctx: Context) -> None:
 async def on_post_parsed(events: list[PostParsed], ctx: Context) -> None:
     quotes = {e.payload.post_id: e.payload for e in events if e.payload.quote_of}
     found = [Quote(d.post_id, d.quote_of, d.created_at) for d in quotes.values() if d.quote_of]
-    await PostgresInteractions(ctx.pg).add_quotes(found)
+    await ctx.interactions.add_quotes(found)
     if ctx.announcing:  # the quoting post gains `quote_of`, the quoted one a count
         changed = [(d.author_id, p, "quote") for d in quotes.values() for p in (d.post_id, d.quote_of) if p]
         await announce(ctx.redis, changed)
@@ -70,4 +70,4 @@ async def on_post_deleted(events: list[PostDeleted], ctx: Context) -> None:
     for event in events:  # the earliest delete of each post dates its tombstone, whatever the delivery order
         post_id = event.payload.post_id
         deleted[post_id] = min(deleted.get(post_id, event.occurred_at), event.occurred_at)
-    await PostgresInteractions(ctx.pg).delete_posts(deleted)
+    await ctx.interactions.delete_posts(deleted)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from consumers.runtime import Consumer, Context
 from schemas import topics
 from schemas.events import AccountDeleted, ReportFiled, ReportResolved
-from store.reports import SUSPENDED_KEY, PostgresReports
+from store.reports import SUSPENDED_KEY
 
 consumer = Consumer(
     "moderation",
@@ -24,12 +24,12 @@ consumer = Consumer(
 
 @consumer.on(topics.REPORTS, batch=True)
 async def on_report_filed(events: list[ReportFiled], ctx: Context) -> None:
-    await PostgresReports(ctx.pg).save_filed(events)
+    await ctx.reports.save_filed(events)
 
 
 @consumer.on(topics.REPORT_DECISIONS, batch=True)
 async def on_report_resolved(events: list[ReportResolved], ctx: Context) -> None:
-    await PostgresReports(ctx.pg).save_resolved(events)
+    await ctx.reports.save_resolved(events)
     suspended = sorted({e.payload.user_id for e in events if e.payload.action == "suspend"})
     if suspended:
         await ctx.redis.sadd(SUSPENDED_KEY, *suspended)

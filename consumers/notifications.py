@@ -228,8 +228,7 @@ async def _user_ids(ctx: Context, handles: set[str]) -> dict[str, str]:
 
 async def _authors(ctx: Context, post_ids: set[str]) -> dict[str, str]:
     """The authors of live posts (read from the posts model)."""
-    sql = "SELECT post_id, author_id FROM posts WHERE post_id = ANY($1::text[]) AND deleted_at IS NULL"
-    return {r["post_id"]: r["author_id"] for r in await ctx.pg.fetch(sql, sorted(post_ids))}
+    return await ctx.posts.authors_of(sorted(post_ids))
 
 
 @consumer.on(topics.POST_PARSED, batch=True)

@@ -1,4 +1,5 @@
-"""The posts read model (PostgreSQL `posts`) and its announcements.
+"""The posts read model (`posts` and `post_versions`, in PostgreSQL or ArangoDB: `CHIRP_STORE`) and its
+announcements.
 
 In: post-parsed, post-deleted.  Out: rows in `posts` and every version in `post_versions` (a post-parsed of an
 edit carries `edited_at`; the newest version is the one shown) through the `PostReadModel` port; on Redis
@@ -16,7 +17,7 @@ import orjson
 from consumers.runtime import Consumer, Context
 from schemas import topics
 from schemas.events import PostDeleted, PostParsed
-from store.posts import CHANNEL, DELETED_CHANNEL, EDITED_CHANNEL, PostgresPosts, Projected
+from store.posts import CHANNEL, DELETED_CHANNEL, EDITED_CHANNEL, Projected
 
 consumer = Consumer(
     "posts",
@@ -45,7 +46,7 @@ async def _announce(ctx: Context, channel: str, messages: list[bytes]) -> None:
 async def on_post_parsed(events: list[PostParsed], ctx: Context) -> None:
     """Upsert the batch in one statement, then announce the posts that became visible (unless nobody would
     receive it: a replay's shadow copy announces nothing)."""
-    visible = await PostgresPosts(ctx.pg).save_parsed(events)
+    visible = await ctx.posts.save_parsed(events)
     if ctx.announcing:
         await _announce(ctx, CHANNEL, [notice(p) for p in visible])
         edited = {e.payload.post_id for e in events if e.payload.edited_at}
@@ -55,6 +56,6 @@ async def on_post_parsed(events: list[PostParsed], ctx: Context) -> None:
 @consumer.on(topics.POST_DELETED, batch=True)
 async def on_post_deleted(events: list[PostDeleted], ctx: Context) -> None:
     """Tombstone the batch in one statement, then announce the posts that left the read model."""
-    removed = await PostgresPosts(ctx.pg).save_deleted(events)
+    removed = await ctx.posts.save_deleted(events)
     if ctx.announcing:
         await _announce(ctx, DELETED_CHANNEL, [orjson.dumps({"id": post_id}) for post_id in removed])

@@ -12,7 +12,7 @@ from __future__ import annotations
 from consumers.runtime import Consumer, Context
 from schemas import topics
 from schemas.events import UserBlock, UserMute
-from store.relations import PREFIX, Change, Kind, RedisRelations
+from store.relations import PREFIX, Change, Kind
 
 consumer = Consumer(
     "relations",
@@ -30,9 +30,9 @@ def change(event: UserMute | UserBlock, kind: Kind) -> Change:
 
 @consumer.on(topics.USER_MUTES, batch=True)
 async def on_mutes(events: list[UserMute], ctx: Context) -> None:
-    await RedisRelations(ctx.redis).apply([change(e, "mute") for e in events])
+    await ctx.relations.apply([change(e, "mute") for e in events])
 
 
 @consumer.on(topics.USER_BLOCKS, batch=True)
 async def on_blocks(events: list[UserBlock], ctx: Context) -> None:
-    await RedisRelations(ctx.redis).apply([change(e, "block") for e in events])
+    await ctx.relations.apply([change(e, "block") for e in events])

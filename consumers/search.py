@@ -22,7 +22,6 @@ from schemas.events import (
     UserProfileUpdated,
     UserRegistered,
 )
-from store.search import PostgresSearch
 from store.users import ProfileChange
 
 consumer = Consumer(
@@ -36,31 +35,31 @@ consumer = Consumer(
 @consumer.on(topics.POST_PARSED, batch=True)
 async def on_post_parsed(events: list[PostParsed], ctx: Context) -> None:
     """Index the batch's posts in one statement."""
-    await PostgresSearch(ctx.pg).save_parsed(events)
+    await ctx.search.save_parsed(events)
 
 
 @consumer.on(topics.POST_DELETED, batch=True)
 async def on_post_deleted(events: list[PostDeleted], ctx: Context) -> None:
     """Tombstone the batch's posts in one statement."""
-    await PostgresSearch(ctx.pg).save_deleted(events)
+    await ctx.search.save_deleted(events)
 
 
 @consumer.on(topics.USER_REGISTERED, batch=True)
 async def on_user_registered(events: list[UserRegistered], ctx: Context) -> None:
     """Index new users' handles and names."""
-    await PostgresSearch(ctx.pg).save_profiles([ProfileChange.of(e) for e in events])
+    await ctx.search.save_profiles([ProfileChange.of(e) for e in events])
 
 
 @consumer.on(topics.USER_PROFILE_SYNCED, batch=True)
 async def on_user_profile_synced(events: list[UserProfileSynced], ctx: Context) -> None:
     """Apply handle, name and avatar changes synced from GitHub."""
-    await PostgresSearch(ctx.pg).save_profiles([ProfileChange.of(e) for e in events])
+    await ctx.search.save_profiles([ProfileChange.of(e) for e in events])
 
 
 @consumer.on(topics.USER_PROFILE_UPDATED, batch=True)
 async def on_user_profile_updated(events: list[UserProfileUpdated], ctx: Context) -> None:
     """Apply name and bio edits."""
-    await PostgresSearch(ctx.pg).save_profiles([ProfileChange.of(e) for e in events])
+    await ctx.search.save_profiles([ProfileChange.of(e) for e in events])
 
 
 @consumer.on(topics.REPORT_DECISIONS, batch=True)
@@ -68,7 +67,7 @@ async def on_report_resolved(events: list[ReportResolved], ctx: Context) -> None
     """Leave suspended accounts out of user search."""
     suspended = [e.payload.user_id for e in events if e.payload.action == "suspend"]
     if suspended:
-        await PostgresSearch(ctx.pg).save_suspended(suspended)
+        await ctx.search.save_suspended(suspended)
 
 
 @consumer.on(topics.ACCOUNT_DELETED, batch=True)

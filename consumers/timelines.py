@@ -90,7 +90,7 @@ def _change(event: UserFollowed | UserUnfollowed, *, active: bool) -> FollowChan
 
 
 def _stores(ctx: Context) -> tuple[RedisTimelines, PostgresTimelineSource]:
-    return ctx.timelines, PostgresTimelineSource(ctx.pg)
+    return ctx.timelines, ctx.timeline_source
 
 
 @consumer.on_setup

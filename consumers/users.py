@@ -19,7 +19,7 @@ from schemas.events import (
     UserRegistered,
     UserUnfollowed,
 )
-from store.users import FollowChange, PostgresUsersReadModel, ProfileChange, ProfileEvent
+from store.users import FollowChange, ProfileChange, ProfileEvent
 
 consumer = Consumer(
     "users",
@@ -36,11 +36,11 @@ def follow_change(event: UserFollowed | UserUnfollowed) -> FollowChange:
 
 
 async def _profiles(events: list[ProfileEvent], ctx: Context) -> None:
-    await PostgresUsersReadModel(ctx.pg).apply_profiles([ProfileChange.of(e) for e in events])
+    await ctx.users.apply_profiles([ProfileChange.of(e) for e in events])
 
 
 async def _follows(events: list[UserFollowed] | list[UserUnfollowed], ctx: Context) -> None:
-    await PostgresUsersReadModel(ctx.pg).apply_follows([follow_change(e) for e in events])
+    await ctx.users.apply_follows([follow_change(e) for e in events])
 
 
 @consumer.on(topics.USER_REGISTERED, batch=True)
@@ -71,4 +71,4 @@ async def on_user_unfollowed(events: list[UserUnfollowed], ctx: Context) -> None
 @consumer.on(topics.ACCOUNT_DELETED, batch=True)
 async def on_account_deleted(events: list[AccountDeleted], ctx: Context) -> None:
     """The profile goes; its follows go with the unfollows the erasure consumer derives (others' counts move)."""
-    await PostgresUsersReadModel(ctx.pg).delete_users([e.payload.user_id for e in events])
+    await ctx.users.delete_users([e.payload.user_id for e in events])

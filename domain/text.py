@@ -21,6 +21,12 @@ HANDLE_CHARS = r"[A-Za-z0-9][A-Za-z0-9-]{0,38}"  # a GitHub login: letters, digi
 HANDLE = re.compile(rf"^{HANDLE_CHARS}$")
 Handle = Annotated[str, StringConstraints(pattern=rf"^{HANDLE_CHARS}$")]
 
+
+def is_handle(value: str) -> bool:
+    """Whether `value` is a handle, whole: `HANDLE.match` would also take one followed by a newline (`$`)."""
+    return HANDLE.fullmatch(value) is not None
+
+
 MAX_POST_CHARS = 2000
 MAX_TAG_CHARS = 100  # the renderer links no longer tag, so every tag link opens
 DISPLAY_NAME_MAX = 50

@@ -34,15 +34,14 @@ from gateway.ratelimit import RateLimiter
 from gateway.router import IndexedRouter
 from gateway.state import State
 from producers.broker import Publisher, ensure_topics, make_broker, stop_within
-from store.interactions import PostgresInteractions
+from store.backends import interactions_read_model, posts_read_model, users_read_model
 from store.keys import PgKeyStore
 from store.postgres import connect
-from store.posts import PostgresPosts
 from store.relations import RedisRelations
 from store.reports import PostgresReports
 from store.search import PLAN_ONCE, PostgresSearch
+from store.threads import Threads
 from store.timelines import CachedPosts, PostgresTimelineSource, RedisTimelines
-from store.users import PostgresUsersReadModel
 
 POST_CACHE_TTL_S = 2.0  # how late a reply count, a rename or a re-render may show in timelines
 
@@ -88,7 +87,8 @@ def create_app(settings: Settings) -> Starlette:
                 **redis_options,
             )
             redis_client = aioredis.Redis(connection_pool=pool)
-        interactions = PostgresInteractions(pg)
+        posts = posts_read_model(settings, pg)
+        interactions = interactions_read_model(settings, pg, posts)
         app.state.chirp = state = State(
             settings,
             broker,
@@ -98,15 +98,16 @@ def create_app(settings: Settings) -> Starlette:
             keys=KeyRing.from_settings(settings),
             sessions=SessionStore(redis_client, settings.refresh_token_days),
             limiter=RateLimiter(redis_client),
-            posts=PostgresPosts(pg),
-            users=PostgresUsersReadModel(pg),
+            posts=posts,
+            users=users_read_model(settings, pg, posts),
             interactions=interactions,
             interaction_cache=InteractionCache(redis_client, interactions),
             relations=RedisRelations(redis_client),
             reports=PostgresReports(pg),
             search=PostgresSearch(search_pg),
+            threads=Threads(posts),
             timelines=RedisTimelines(redis_client, settings.timeline_length),
-            timeline_posts=CachedPosts(PostgresTimelineSource(pg), POST_CACHE_TTL_S),
+            timeline_posts=CachedPosts(PostgresTimelineSource(pg, posts), POST_CACHE_TTL_S),
             post_waits=PostWaits(redis_client),
             live_relay=Relay(settings, counts=interactions.counts),
             verified_tokens=VerifiedTokens(),

@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -95,13 +94,6 @@ def error_body(
         error["field"] = field
     error.update(details or {})
     return {"error": error}
-
-
-def invalid_from(exc: ValidationError) -> InvalidInput:
-    """The first pydantic error as an InvalidInput naming its field."""
-    first = exc.errors()[0]
-    field = ".".join(str(p) for p in first["loc"]) or None
-    return InvalidInput(first["msg"], field=field)
 
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}

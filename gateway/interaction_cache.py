@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from chirp.logging import get_logger
-from store.interactions import CHANNEL, InteractionsReadModel, Parts, flags_json
+from store.interactions import CHANNEL, InteractionsReadModel, flags_json
 
 log = get_logger("chirp.gateway")
 
@@ -62,6 +62,16 @@ class _TTLMap(Generic[K, V]):
         self._entries.clear()
 
 
+_FLAGS: dict[tuple[str, ...], dict[str, bool]] = {}  # the viewer's active kinds -> their flags (a few shapes)
+
+
+def _flags(kinds: tuple[str, ...]) -> dict[str, bool]:
+    found = _FLAGS.get(kinds)
+    if found is None:
+        found = _FLAGS[kinds] = flags_json(kinds)
+    return found
+
+
 RepostsKey = tuple[str, datetime | None, int, frozenset[str]]  # (viewer, before, limit, hidden)
 
 
@@ -88,23 +98,25 @@ class InteractionCache:
         if not self._usable():
             return await self._store.of_posts(post_ids, viewer_id)
         now = time.monotonic()
-        found: dict[str, tuple[dict[str, Any] | None, tuple[str, ...] | None] | Parts] = {
-            p: (self._shared.get(p, now), self._mine.get((viewer_id, p), now) if viewer_id else ()) for p in post_ids
-        }
-        missing = [p for p, (shared, mine) in found.items() if shared is None or mine is None]
+        shared, mine = self._shared.get, self._mine.get
+        answer: dict[str, dict[str, Any]] = {}
+        missing = []
+        for post_id in post_ids:
+            counts = shared(post_id, now)
+            kinds = mine((viewer_id, post_id), now) if viewer_id else ()
+            if counts is None or kinds is None:
+                missing.append(post_id)
+            else:
+                answer[post_id] = {**counts, **_flags(kinds)} if viewer_id else dict(counts)
         if missing:
             async with self._watching() as (users, posts):
                 parts = await self._store.parts_of_posts(missing, viewer_id)
             for post_id, (counts, kinds) in parts.items():
-                found[post_id] = (counts, kinds)
+                answer[post_id] = {**counts, **_flags(kinds)} if viewer_id else dict(counts)
                 if post_id not in posts:
                     self._shared.put(post_id, counts, now)
                 if viewer_id and viewer_id not in users:
                     self._mine.put((viewer_id, post_id), kinds, now)
-        answer: dict[str, dict[str, Any]] = {}
-        for post_id, (cached_counts, cached_kinds) in found.items():
-            if cached_counts is not None:
-                answer[post_id] = {**cached_counts, **(flags_json(cached_kinds or ()) if viewer_id else {})}
         return answer
 
     async def reposts_by(

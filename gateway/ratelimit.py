@@ -1,6 +1,8 @@
 """Token-bucket rate limits in Redis, one bucket per action and actor (`chirp:rl:{action}:{user|ip}:{id}`).
 
-One Lua script reads, refills, spends and writes the bucket, so concurrent gateways cannot overspend it. Time comes
+One Lua script reads, refills, spends and writes a request's buckets (the viewer's, then the address's) in one
+round trip, so concurrent gateways cannot overspend them (on a Redis Cluster, where the two buckets live in
+different slots, one call each). Time comes
 from Redis (`TIME`), not from the gateways, so their clock skew does not matter. A bucket expires once it would
 be full again, so idle actors cost no memory.
 
@@ -14,11 +16,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -31,27 +34,34 @@ if TYPE_CHECKING:
 
 PREFIX = "chirp:rl"
 
-# KEYS: bucket.  ARGV: rate per second, burst, cost.  Returns {allowed 0|1, retry after ms, tokens left}.
-_TOKEN_BUCKET = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
+# KEYS: buckets, spent in order.  ARGV: cost, then rate per second and burst of each bucket.
+# Stops at the first bucket short of `cost` (later ones are not spent). Returns {allowed 0|1, retry after ms,
+# tokens left} of the refusing bucket, or of the last one.
+_TOKEN_BUCKETS = """
+local cost = tonumber(ARGV[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1]) or burst
-local ts = tonumber(state[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
-local allowed, retry_ms = 0, 0
-if tokens >= cost then
-  tokens = tokens - cost
-  allowed = 1
-else
-  retry_ms = math.ceil((cost - tokens) * 1000 / rate)
+local allowed, retry_ms, left = 1, 0, 0
+for i, key in ipairs(KEYS) do
+  local rate = tonumber(ARGV[2 * i])
+  local burst = tonumber(ARGV[2 * i + 1])
+  local state = redis.call('HMGET', key, 'tokens', 'ts')
+  local tokens = tonumber(state[1]) or burst
+  local ts = tonumber(state[2]) or now
+  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+  if tokens >= cost then
+    tokens = tokens - cost
+  else
+    allowed, retry_ms = 0, math.ceil((cost - tokens) * 1000 / rate)
+  end
+  redis.call('HSET', key, 'tokens', string.format('%.6f', tokens), 'ts', now)
+  redis.call('PEXPIRE', key, math.ceil((burst - tokens) * 1000 / rate) + 1000)
+  left = math.floor(tokens)
+  if allowed == 0 then
+    break
+  end
 end
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'ts', now)
-redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) * 1000 / rate) + 1000)
-return {allowed, retry_ms, math.floor(tokens)}
+return {allowed, retry_ms, left}
 """
 
 
@@ -113,15 +123,33 @@ class RateLimiter:
     """Spend tokens from Redis buckets; `limits` overrides entries of `LIMITS`."""
 
     def __init__(self, redis: Redis, limits: Mapping[str, Limit] | None = None, *, prefix: str = PREFIX) -> None:
-        self._script = redis.register_script(_TOKEN_BUCKET)
+        self._script = redis.register_script(_TOKEN_BUCKETS)
+        self._one_key_a_call = isinstance(redis, RedisCluster)  # a request's buckets live in different slots
         self.limits: dict[str, Limit] = {**LIMITS, **(limits or {})}
         self.prefix = prefix
 
     async def hit(self, key: str, *, rate_per_s: float, burst: int, cost: int = 1) -> Decision:
         """Spend `cost` tokens from the bucket at `key` if it holds that many."""
-        if rate_per_s <= 0 or burst < 1 or not 0 < cost <= burst:
-            raise ValueError("need rate_per_s > 0, burst >= 1 and 0 < cost <= burst")
-        allowed, retry_ms, remaining = await self._script(keys=[key], args=[repr(rate_per_s), burst, cost])
+        return await self.hit_all([(key, Limit(rate_per_s, burst))], cost=cost)
+
+    async def hit_all(self, buckets: Sequence[tuple[str, Limit]], *, cost: int = 1) -> Decision:
+        """Spend `cost` tokens from each bucket in turn, in one round trip, stopping at the first that lacks them
+        (its refusal is the decision; the buckets after it are not spent)."""
+        args: list[str | int] = [cost]
+        for _, limit in buckets:
+            if limit.rate_per_s <= 0 or limit.burst < 1 or not 0 < cost <= limit.burst:
+                raise ValueError("need rate_per_s > 0, burst >= 1 and 0 < cost <= burst")
+            args += [repr(limit.rate_per_s), limit.burst]
+        if self._one_key_a_call and len(buckets) > 1:
+            for i, (key, _) in enumerate(buckets):
+                decision = await self._spend([key], [cost, *args[1 + 2 * i : 3 + 2 * i]])
+                if not decision.allowed:
+                    break
+            return decision
+        return await self._spend([key for key, _ in buckets], args)
+
+    async def _spend(self, keys: list[str], args: list[str | int]) -> Decision:
+        allowed, retry_ms, remaining = await self._script(keys=keys, args=args)
         return Decision(allowed=bool(allowed), retry_after_s=int(retry_ms) / 1000, remaining=int(remaining))
 
     async def hit_action(self, action: str, kind: Literal["user", "ip"], actor: str, *, cost: int = 1) -> Decision:
@@ -197,26 +225,19 @@ class RateLimitMiddleware:
             who = await viewer(Request(scope))  # cached in the scope for the endpoint
         except ApiError:
             who = None  # a bad token: the endpoint answers 401; the address still pays
+        buckets = []  # the viewer's, then the address's: one round trip for both
         if who is not None and action in user_limits:
-            decision = await _spend(limiter, prefix, action, "user", who.user_id, user_limits[action])
-            if not decision.allowed:
-                return decision
+            buckets.append((rate_key(action, "user", who.user_id, prefix=prefix), user_limits[action]))
         client = scope.get("client")
         address = client[0] if client else "unknown"
         if action in ip_limits:
-            decision = await _spend(limiter, prefix, action, "ip", address, ip_limits[action])
-            if not decision.allowed:
-                return decision
-        return None
+            buckets.append((rate_key(action, "ip", address, prefix=prefix), ip_limits[action]))
+        if not buckets:
+            return None
+        decision = await limiter.hit_all(buckets)
+        return None if decision.allowed else decision
 
     def _limits_for(self, settings: Settings) -> tuple[dict[str, Limit], dict[str, Limit]]:
         if self._limits is None or self._limits[0] != id(settings):
             self._limits = (id(settings), *limits_from(settings))
         return self._limits[1], self._limits[2]
-
-
-async def _spend(
-    limiter: RateLimiter, prefix: str, action: str, kind: Literal["user", "ip"], actor: str, limit: Limit
-) -> Decision:
-    key = rate_key(action, kind, actor, prefix=prefix)
-    return await limiter.hit(key, rate_per_s=limit.rate_per_s, burst=limit.burst)

@@ -33,12 +33,11 @@ class IndexedRouter(Router):
             if self._fixed is None:
                 self._fixed = self._index()
             route = self._fixed.get((scope["path"], scope["method"]))
-            if route is not None:
-                match, child_scope = route.matches(scope)
-                if match is Match.FULL:
-                    scope.setdefault("router", self)
-                    scope["route"] = route
-                    scope.update(child_scope)
-                    await route.handle(scope, receive, send)
-                    return
+            if route is not None:  # a full match by construction: what `route.matches` would add, without a regex
+                scope.setdefault("router", self)
+                scope["route"] = route
+                scope["endpoint"] = route.endpoint
+                scope["path_params"] = dict(scope.get("path_params", {}))
+                await route.handle(scope, receive, send)
+                return
         await super().app(scope, receive, send)

@@ -21,6 +21,7 @@ from store.posts import PostReadModel
 from store.relations import RelationsReadModel
 from store.reports import ReportsReadModel
 from store.search import SearchIndex
+from store.threads import Threads
 from store.timelines import CachedPosts, RedisTimelines
 from store.users import UsersReadModel
 
@@ -50,6 +51,7 @@ class State:
     reports: ReportsReadModel
     interaction_cache: InteractionCache  # `interactions` kept briefly for the home timeline
     search: SearchIndex  # on connections that plan search statements once (store/search.py)
+    threads: Threads  # conversations, on `posts`
     timelines: RedisTimelines
     timeline_posts: CachedPosts
     # This process's subscribers to the posts channels: writes waiting to be visible, and the live streams.

@@ -266,6 +266,8 @@ def _print_plan(results: list[Any]) -> None:
         table.add_row("all", "", "", f"{r.planned:,}", style="bold")
         console.print(table)
         console.print(f"tables: {', '.join(r.tables) or '-'}", highlight=False)
+        if r.collections:
+            console.print(f"arangodb collections (dropped and rebuilt): {', '.join(r.collections)}", highlight=False)
         console.print(f"redis keys: {', '.join(f'{p}*' for p in r.redis_prefixes) or '-'}", highlight=False)
 
 

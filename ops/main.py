@@ -224,7 +224,18 @@ def _supervise(procs: dict[str, subprocess.Popen[bytes]]) -> None:
 
 
 def main() -> None:
-    app()
+    """`chirp`: the commands above; settings the environment got wrong are refused in one line (exit 2)."""
+    from pydantic import ValidationError
+
+    from chirp.settings import refusal
+
+    try:
+        app()
+    except ValidationError as error:
+        if error.title != Settings.__name__:
+            raise
+        typer.echo(f"chirp: {refusal(error)}", err=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

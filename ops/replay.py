@@ -72,6 +72,7 @@ from consumers.runtime import (
 from ops import _kafka, _shadow_pg, _shadow_redis
 from producers.broker import Publisher, ensure_topics, make_broker
 from schemas.events import Event
+from store.backends import arango_tables
 
 T = TypeVar("T")
 # A replay that dead-letters more than this (a bug, a schema the code does not match) stops before its swap.
@@ -158,6 +159,7 @@ class ReplayResult:
     start: dict[str, int] = field(default_factory=dict)  # "topic/partition" -> first offset replayed
     end: dict[str, int] = field(default_factory=dict)  # "topic/partition" -> end offset when planned (dry runs)
     redis_prefixes: tuple[str, ...] = ()  # the keys the model owns (dry runs)
+    collections: tuple[str, ...] = ()  # its ArangoDB collections (CHIRP_STORE=arango), dropped and rebuilt
 
     @property
     def rate(self) -> float:
@@ -211,8 +213,9 @@ class _Member:
     """One consumer's part in a replay: its shadow schema and keys, and the context and runner writing there."""
 
     consumer: Consumer
-    model: ReadModel
+    model: ReadModel  # its PostgreSQL and Redis part
     generation: int
+    collections: tuple[str, ...] = ()  # its ArangoDB part: rebuilt in place (see `_reset_collections`)
     tps: list[TopicPartition] = field(default_factory=list)
     late_indexes: list[str] = field(default_factory=list)
     processed: int = 0
@@ -278,7 +281,7 @@ class Replay:
         self.on_progress = on_progress or (lambda _: None)
         self.catch_up_lag = settings.consumer_batch_size if catch_up_lag is None else catch_up_lag
         self.generation = time.time_ns() // 1_000_000
-        self.members = [_Member(c, m, self.generation) for c, m in zip(consumers, models, strict=True)]
+        self.members = [self._member_of(c, m) for c, m in zip(consumers, models, strict=True)]
         self.name = "+".join(names)
         self.group = f"{settings.group(self.name)}.replay-{self.generation}"
         self.progress = Progress(self.name, "plan")
@@ -294,6 +297,28 @@ class Replay:
                     f"{m.consumer.name} keeps its read model in Redis, and a replay's atomic swap needs a single"
                     " Redis, not a cluster (docs/scaling.md)"
                 )
+
+    def _member_of(self, consumer: Consumer, model: ReadModel) -> _Member:
+        """A member whose tables that live in ArangoDB on this store (store/backends.py) are collections instead."""
+        collections = arango_tables(self.settings, model.tables)
+        tables = tuple(t for t in model.tables if t not in collections)
+        pg_part = ReadModel(tables, model.redis_prefixes, model.after, model.reader_indexes)
+        return _Member(consumer, pg_part, self.generation, collections)
+
+    def _refuse_empty(self) -> None:
+        for m in self.members:
+            if m.model.empty and not m.collections:
+                raise ReplayError(f"{m.consumer.name} owns no read model: nothing to rebuild")
+
+    async def _reset_collections(self) -> None:
+        """Drop and recreate the members' ArangoDB collections, which their handlers then fill from the log. Unlike
+        PostgreSQL's tables there is no shadow to swap in: readers see the model refill (the live consumer goes on
+        writing into it, as idempotently as the replay)."""
+        from store.arango import connect_arango, reset_collections
+
+        collections = [name for m in self.members for name in m.collections]
+        if collections:
+            await asyncio.to_thread(lambda: reset_collections(connect_arango(self.settings), collections))
 
     # Planning ------------------------------------------------------------------------------------------------
 
@@ -318,6 +343,7 @@ class Replay:
                 self.group,
                 planned=sum(ends[tp] - start[tp] for tp in m.tps),
                 tables=m.model.tables,
+                collections=m.collections,
                 start={f"{tp.topic}/{tp.partition}": start[tp] for tp in m.tps},
             )
             for m in self.members
@@ -325,9 +351,7 @@ class Replay:
 
     async def plan(self) -> list[ReplayResult]:
         """What a replay would do, without doing it (`--dry-run`): refused as `run()` refuses it."""
-        for m in self.members:
-            if m.model.empty:
-                raise ReplayError(f"{m.consumer.name} owns no read model: nothing to rebuild")
+        self._refuse_empty()
         async with _kafka.reader(self.settings) as kafka:
             tps = await self._partitions(kafka)
             start = await self._start_offsets(kafka, tps)
@@ -343,9 +367,7 @@ class Replay:
 
     async def run(self) -> list[ReplayResult]:
         """Build, swap, drain, hand off, clean up; raises ReplayError (the live models untouched) on failure."""
-        for m in self.members:
-            if m.model.empty:
-                raise ReplayError(f"{m.consumer.name} owns no read model: nothing to rebuild")
+        self._refuse_empty()
         self._started = time.monotonic()
         async with AsyncExitStack() as stack:
             live_pg = await _shadow_pg.pool(self.settings, max_size=3)
@@ -378,6 +400,7 @@ class Replay:
             broker = make_broker(self.settings)
             await broker.connect()
             stack.push_async_callback(broker.stop)
+            await self._reset_collections()
             for m in self.members:
                 m.publisher = _DroppingPublisher(broker)
                 m.ctx = await self._prepare_shadow(m, stack, lock, live_redis, m.publisher)
@@ -817,7 +840,10 @@ async def replay_in_child(
         if "progress" in message and on_progress:
             on_progress(Progress(**message["progress"]))
         elif "results" in message:
-            results = [ReplayResult(**{**found, "tables": tuple(found["tables"])}) for found in message["results"]]
+            results = [
+                ReplayResult(**{**found, "tables": tuple(found["tables"]), "collections": tuple(found["collections"])})
+                for found in message["results"]
+            ]
     if await child.wait() != 0 or results is None:
         raise ReplayError(f"the replay of {' '.join(names)} failed (exit {child.returncode}); its errors are above")
     return results

@@ -26,6 +26,8 @@ from schemas.events import (
     TrendingModerated,
     TrendingModeratedData,
 )
+from store.backends import posts_read_model
+from store.posts import PostReadModel
 from store.reports import PostgresReports, Report
 
 EXIT_USAGE, EXIT_UNAVAILABLE = 2, 3
@@ -121,7 +123,7 @@ def resolve(
     _run(_resolve(Settings(), report_id, action, note))  # type: ignore[arg-type]
 
 
-async def decision_events(pool: asyncpg.Pool, report: Report, action: Action, note: str) -> list[Event]:
+async def decision_events(posts: PostReadModel, report: Report, action: Action, note: str) -> list[Event]:
     """The decision and what it hides (moderated deletes; a trending hide for a suspended account)."""
     if action == "takedown" and report.post_id is None:
         typer.echo("a takedown needs a reported post; this report names an account (use --action suspend)", err=True)
@@ -138,8 +140,7 @@ async def decision_events(pool: asyncpg.Pool, report: Report, action: Action, no
     if action == "takedown" and report.post_id:
         hidden = [report.post_id]
     elif action == "suspend":
-        sql = "SELECT post_id FROM posts WHERE author_id = $1 AND deleted_at IS NULL ORDER BY post_id"
-        hidden = [r["post_id"] for r in await pool.fetch(sql, report.user_id)]
+        hidden = await posts.ids_by_author(report.user_id)
         if report.handle:
             moderated = TrendingModeratedData(target=f"@{report.handle.lower()}", hidden=True)
             events.append(TrendingModerated(actor="operator", payload=moderated))
@@ -156,7 +157,7 @@ async def _resolve(settings: Settings, report_id: str, action: Action, note: str
     pool = await _pool(settings)
     try:
         report = await _found(pool, report_id)
-        events = await decision_events(pool, report, action, note)
+        events = await decision_events(posts_read_model(settings, pool), report, action, note)
     finally:
         await pool.close()
     broker = make_broker(settings)

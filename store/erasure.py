@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from store.posts import PostReadModel
+
 
 @dataclass(frozen=True, slots=True)
 class Footprint:
@@ -40,15 +42,13 @@ async def schedule(pool: asyncpg.Pool, targets: Sequence[tuple[str, datetime]], 
         )
 
 
-async def footprint(pool: asyncpg.Pool, user_id: str) -> Footprint:
+async def footprint(pool: asyncpg.Pool, posts: PostReadModel, user_id: str) -> Footprint:
     """The user's live posts, active follows both ways and active interactions, from their read models."""
-    posts = await pool.fetch("SELECT post_id FROM posts WHERE author_id = $1 AND deleted_at IS NULL", user_id)
+    own = await posts.ids_by_author(user_id)
     following = await pool.fetch("SELECT followee_id FROM follows WHERE follower_id = $1 AND active", user_id)
     followers = await pool.fetch("SELECT follower_id FROM follows WHERE followee_id = $1 AND active", user_id)
     acts = await pool.fetch("SELECT post_id, kind FROM interactions WHERE user_id = $1 AND active", user_id)
-    return Footprint(
-        [r[0] for r in posts], [r[0] for r in following], [r[0] for r in followers], [(r[0], r[1]) for r in acts]
-    )
+    return Footprint(own, [r[0] for r in following], [r[0] for r in followers], [(r[0], r[1]) for r in acts])
 
 
 async def due(pool: asyncpg.Pool, limit: int = 100) -> list[str]:

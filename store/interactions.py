@@ -16,7 +16,7 @@ the live relay (gateway/pages/live.py) reads `counts` again for the open post pa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -26,6 +26,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from schemas.topics import NAMESPACE
+from store.posts import PostReadModel, PostView
 
 Kind = Literal["like", "repost", "bookmark"]
 KINDS: tuple[Kind, ...] = ("like", "repost", "bookmark")
@@ -117,6 +118,20 @@ LEFT JOIN posts qp ON qp.post_id = q.quote_of
 LEFT JOIN users u ON u.user_id = qp.author_id
 """
 
+# The same without the quoted posts, for a posts read model on another store (hydrated through its port).
+_OF_POSTS_UNQUOTED = """
+SELECT x.post_id, coalesce(c.like_count, 0) AS like_count, coalesce(c.repost_count, 0) AS repost_count,
+       coalesce(c.quote_count, 0) AS quote_count,
+       array_remove(array(
+           SELECT CASE WHEN i.active THEN i.kind END FROM interactions i
+           WHERE i.post_id = x.post_id AND i.kind IN ('like', 'repost', 'bookmark') AND i.user_id = $2
+       ), NULL) AS mine,
+       q.quote_of
+FROM unnest($1::text[]) AS x(post_id)
+LEFT JOIN post_counters c ON c.post_id = x.post_id
+LEFT JOIN quotes q ON q.post_id = x.post_id
+"""
+
 # The counts of live posts (a post never interacted with has no row: its counts are 0).
 _COUNTS = """
 SELECT post_id, like_count, repost_count, quote_count FROM post_counters
@@ -177,7 +192,22 @@ def flags_json(mine: Sequence[str]) -> dict[str, bool]:
     return {"liked_by_me": "like" in mine, "reposted_by_me": "repost" in mine, "bookmarked_by_me": "bookmark" in mine}
 
 
-def interactions_json(row: asyncpg.Record, signed_in: bool) -> dict[str, Any]:
+def quote_columns(quoted: PostView | None) -> dict[str, Any]:
+    """The quoted post's columns of `_OF_POSTS`, from its view (None: deleted or unknown)."""
+    if quoted is None:
+        return {"quote_live": False}
+    return {
+        "quote_live": True,
+        "quote_html": quoted.html,
+        "quote_text": quoted.text,
+        "quote_created_at": quoted.created_at,
+        "quote_handle": quoted.handle,
+        "quote_display_name": quoted.display_name,
+        "quote_avatar_url": quoted.avatar_url,
+    }
+
+
+def interactions_json(row: Mapping[str, Any], signed_in: bool) -> dict[str, Any]:
     """The fields a post object gains: counts, the viewer's flags, and `quote_of` for a quote."""
     found: dict[str, Any] = {k: row[k] for k in ("like_count", "repost_count", "quote_count")}
     if signed_in:
@@ -224,8 +254,20 @@ class InteractionsReadModel(Protocol):
 
 
 class PostgresInteractions:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, posts_elsewhere: PostReadModel | None = None) -> None:
         self._pool = pool
+        self._posts = posts_elsewhere  # the posts read model when it is not in this database (CHIRP_STORE)
+
+    async def _of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> Sequence[Mapping[str, Any]]:
+        """`_OF_POSTS`'s rows: the quoted posts joined in SQL, or read through the posts port when elsewhere."""
+        if not post_ids:
+            return []
+        if self._posts is None:
+            return await self._pool.fetch(_OF_POSTS, list(post_ids), viewer_id)
+        rows = await self._pool.fetch(_OF_POSTS_UNQUOTED, list(post_ids), viewer_id)
+        wanted = sorted({r["quote_of"] for r in rows if r["quote_of"] is not None})
+        quoted = {p.id: p for p in await self._posts.many(wanted)} if wanted else {}
+        return [{**r, **quote_columns(quoted.get(r["quote_of"]))} for r in rows]
 
     async def _locked(self, conn: asyncpg.Connection, post_ids: Sequence[str]) -> None:
         ids = sorted(set(post_ids))
@@ -267,7 +309,7 @@ class PostgresInteractions:
 
     async def of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, dict[str, Any]]:
         """post id -> the fields its post object gains, for a whole page in one query."""
-        rows = await self._pool.fetch(_OF_POSTS, list(post_ids), viewer_id) if post_ids else []
+        rows = await self._of_posts(post_ids, viewer_id)
         return {r["post_id"]: interactions_json(r, viewer_id is not None) for r in rows}
 
     async def counts(self, post_ids: Sequence[str]) -> dict[str, Counts]:
@@ -278,7 +320,7 @@ class PostgresInteractions:
     async def parts_of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, Parts]:
         """post id -> what every viewer sees (counts, `quote_of`) and the kinds the viewer has active on it, in one
         query: a cache keeps the two apart."""
-        rows = await self._pool.fetch(_OF_POSTS, list(post_ids), viewer_id) if post_ids else []
+        rows = await self._of_posts(post_ids, viewer_id)
         return {r["post_id"]: (interactions_json(r, False), tuple(r["mine"])) for r in rows}
 
     async def _keyset(

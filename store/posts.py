@@ -16,7 +16,7 @@ Writes come from the posts consumer, one statement per batch; reads serve the ga
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -49,6 +49,19 @@ class PostView:
 
 
 @dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A deleted post in a conversation: where it was, not what it said."""
+
+    id: str
+    reply_to: str | None
+    created_at: datetime
+
+
+Shown = PostView | Tombstone  # a post as a conversation shows it
+Reply = tuple[Shown, int]  # a reply and its `later`: 0 by the conversation's original author (first), else 1
+
+
+@dataclass(frozen=True, slots=True)
 class Version:
     """One version of a post: its Markdown, its rendering, and when it was written."""
 
@@ -73,6 +86,25 @@ class Projected:
     hashtags: list[str]
 
 
+@dataclass(frozen=True, slots=True)
+class Author:
+    """How a post's author shows: empty names when the author is not projected yet (or has a placeholder handle)."""
+
+    handle: str
+    display_name: str
+    avatar_url: str
+
+
+NO_AUTHOR = Author("", "", "")
+
+
+class Authors(Protocol):
+    """Author names for a store that does not hold the users read model (ArangoDB's posts: store/arango.py)."""
+
+    async def of(self, user_ids: Collection[str]) -> dict[str, Author]: ...
+    async def user_id_of(self, handle: str) -> str | None: ...
+
+
 class PostReadModel(Protocol):
     async def get(self, post_id: str) -> PostView | None: ...
     async def exists(self, post_id: str) -> bool: ...
@@ -87,6 +119,25 @@ class PostReadModel(Protocol):
     async def save_deleted(self, events: Sequence[PostDeleted]) -> list[str]: ...
     async def taken_down(self, post_id: str) -> str | None: ...
     async def history(self, post_id: str) -> list[Version]: ...
+    # For read paths that keep post ids of their own (timelines, notifications, profiles, erasure, exports) and
+    # hydrate or count them here rather than joining the posts table.
+    async def states(self, post_ids: Sequence[str]) -> dict[str, bool]: ...
+    async def authors_of(self, post_ids: Sequence[str]) -> dict[str, str]: ...
+    async def ids_by_author(self, author_id: str) -> list[str]: ...
+    async def count_by_author(self, author_id: str) -> int: ...
+    async def recent_ids(self, authors: Sequence[str], per_author: int) -> dict[str, list[str]]: ...
+    async def newest_ids(self, authors: Sequence[str], since: str, total: int) -> list[tuple[str, str]]: ...
+    async def timeline_items(
+        self, post_ids: Sequence[str], authors: Sequence[str], before: str | None, limit: int
+    ) -> list[PostView]: ...
+    # Conversations (store/threads.py): deleted posts show as tombstones where the chain needs them.
+    async def ancestors(self, post_id: str, max_depth: int) -> list[Shown]: ...
+    async def children(
+        self, parent_ids: Sequence[str], op: str, per_parent: int, hidden: Sequence[str]
+    ) -> list[Reply]: ...
+    async def more_children(
+        self, post_id: str, op: str, after: tuple[int, str], limit: int, hidden: Sequence[str]
+    ) -> list[Reply]: ...
 
 
 # Redis pub/sub: the posts consumer announces what it made visible and what it removed --------------------------
@@ -169,6 +220,87 @@ ON CONFLICT (post_id) DO UPDATE SET
 WHERE p.deleted_at IS NULL AND p.author_id = EXCLUDED.author_id
 RETURNING post_id
 """
+
+
+# The ids drive primary-key lookups (`= ANY`), whatever the statistics say; big authors' newest posts before the
+# cursor join them in the same array (an init plan run once).
+_TIMELINE_ITEMS = f"""
+SELECT p.post_id, p.author_id, CASE WHEN u.handle LIKE '~%' THEN '' ELSE coalesce(u.handle, '') END AS handle,
+       coalesce(u.display_name, '') AS display_name, coalesce(u.avatar_url, '') AS avatar_url,
+       p.body, p.html, p.text, p.hashtags, p.mentions, p.reply_to, p.created_at,
+       (SELECT count(*) FROM posts r WHERE r.reply_to = p.post_id AND r.deleted_at IS NULL) AS reply_count,
+       {REPLY_TO_HANDLE}
+FROM posts p LEFT JOIN users u ON u.user_id = p.author_id
+WHERE p.deleted_at IS NULL AND p.post_id = ANY($1::text[] || ARRAY(
+    SELECT b.post_id FROM unnest($2::text[]) AS a(author_id), LATERAL (
+        SELECT post_id FROM posts
+        WHERE posts.author_id = a.author_id AND deleted_at IS NULL AND ($3::text IS NULL OR post_id < $3)
+        ORDER BY post_id DESC LIMIT $4) b))
+ORDER BY p.post_id DESC
+LIMIT $4"""
+
+_RECENT_IDS = """
+SELECT a.author_id, ARRAY(
+    SELECT post_id FROM posts WHERE posts.author_id = a.author_id AND deleted_at IS NULL
+    ORDER BY post_id DESC LIMIT $2) AS post_ids
+FROM unnest($1::text[]) AS a(author_id)"""
+
+# Index range scans on posts_by_author, one per author, bounded by `since` (ids are ULIDs, so a time).
+_NEWEST_IDS = """
+SELECT post_id, author_id FROM posts
+WHERE author_id = ANY($1::text[]) AND deleted_at IS NULL AND post_id > $2
+ORDER BY post_id DESC
+LIMIT $3"""
+
+
+# Conversations: the columns of a post or tombstone, the ancestors in one recursive query, and replies per level.
+_THREAD_COLUMNS = f"""p.post_id, p.author_id, p.reply_to, p.created_at, p.deleted_at IS NOT NULL AS deleted,
+       CASE WHEN u.handle LIKE '~%' THEN '' ELSE coalesce(u.handle, '') END AS handle,
+       coalesce(u.display_name, '') AS display_name, coalesce(u.avatar_url, '') AS avatar_url,
+       p.body, p.html, p.text, p.hashtags, p.mentions,
+       (SELECT count(*) FROM posts r WHERE r.reply_to = p.post_id AND r.deleted_at IS NULL) AS reply_count,
+       {REPLY_TO_HANDLE}"""
+
+_ANCESTORS = f"""
+WITH RECURSIVE up(post_id, reply_to, depth) AS (
+    SELECT post_id, reply_to, 0 FROM posts WHERE post_id = $1
+    UNION ALL
+    SELECT p.post_id, p.reply_to, up.depth + 1 FROM posts p JOIN up ON p.post_id = up.reply_to WHERE up.depth < $2
+)
+SELECT {_THREAD_COLUMNS} FROM up JOIN posts p USING (post_id) LEFT JOIN users u ON u.user_id = p.author_id
+WHERE up.depth > 0 ORDER BY up.depth DESC
+"""
+
+# Replies shown: live ones, and deleted ones that live replies hang below (so the chain stays whole).
+_SHOWN = """(p.deleted_at IS NULL
+    OR EXISTS (SELECT 1 FROM posts c WHERE c.reply_to = p.post_id AND c.deleted_at IS NULL))"""
+
+_CHILDREN = f"""
+WITH kids AS (
+    SELECT p.*, (p.author_id <> $2)::int AS later,
+           row_number() OVER (PARTITION BY p.reply_to ORDER BY (p.author_id <> $2), p.post_id) AS n
+    FROM posts p WHERE p.reply_to = ANY($1::text[]) AND {_SHOWN} AND p.author_id NOT IN (SELECT unnest($4::text[]))
+)
+SELECT {_THREAD_COLUMNS}, p.later FROM kids p LEFT JOIN users u ON u.user_id = p.author_id
+WHERE p.n <= $3 ORDER BY p.reply_to, p.n
+"""
+
+_MORE_CHILDREN = f"""
+WITH kids AS (
+    SELECT p.*, (p.author_id <> $2)::int AS later FROM posts p
+    WHERE p.reply_to = $1 AND {_SHOWN} AND ((p.author_id <> $2)::int, p.post_id) > ($3::int, $4::text)
+      AND p.author_id NOT IN (SELECT unnest($6::text[]))
+    ORDER BY (p.author_id <> $2), p.post_id LIMIT $5
+)
+SELECT {_THREAD_COLUMNS}, p.later FROM kids p LEFT JOIN users u ON u.user_id = p.author_id ORDER BY p.later, p.post_id
+"""
+
+
+def shown(row: Mapping[str, Any]) -> Shown:
+    """A conversation's row (with `deleted`) as a post, or as a tombstone when deleted."""
+    if row["deleted"]:
+        return Tombstone(row["post_id"], row["reply_to"], row["created_at"])
+    return post_view(row)
 
 
 def post_view(row: Mapping[str, Any]) -> PostView:
@@ -331,3 +463,79 @@ class PostgresPosts:
     async def history(self, post_id: str) -> list[Version]:
         """Every version of a live post, newest first (empty when unknown or deleted)."""
         return [Version(r["body"], r["html"], r["at"]) for r in await self._pool.fetch(_HISTORY, post_id)]
+
+    async def states(self, post_ids: Sequence[str]) -> dict[str, bool]:
+        """The posts among these that the model holds, live or tombstoned: post id -> whether it is deleted."""
+        sql = "SELECT post_id, deleted_at IS NOT NULL AS deleted FROM posts WHERE post_id = ANY($1::text[])"
+        return {r["post_id"]: r["deleted"] for r in await self._pool.fetch(sql, list(post_ids))}
+
+    async def authors_of(self, post_ids: Sequence[str]) -> dict[str, str]:
+        """The authors of the live posts among these ids."""
+        sql = "SELECT post_id, author_id FROM posts WHERE post_id = ANY($1::text[]) AND deleted_at IS NULL"
+        return {r["post_id"]: r["author_id"] for r in await self._pool.fetch(sql, list(post_ids))}
+
+    async def ids_by_author(self, author_id: str) -> list[str]:
+        """Every live post id of an author, oldest first."""
+        sql = "SELECT post_id FROM posts WHERE author_id = $1 AND deleted_at IS NULL ORDER BY post_id"
+        return [r["post_id"] for r in await self._pool.fetch(sql, author_id)]
+
+    async def count_by_author(self, author_id: str) -> int:
+        """How many live posts an author has."""
+        sql = "SELECT count(*) FROM posts WHERE author_id = $1 AND deleted_at IS NULL"
+        return int(await self._pool.fetchval(sql, author_id))
+
+    async def recent_ids(self, authors: Sequence[str], per_author: int) -> dict[str, list[str]]:
+        """Each author's newest `per_author` live post ids, newest first (one array per author: no row per post)."""
+        return {r["author_id"]: r["post_ids"] for r in await self._pool.fetch(_RECENT_IDS, list(authors), per_author)}
+
+    async def newest_ids(self, authors: Sequence[str], since: str, total: int) -> list[tuple[str, str]]:
+        """(post_id, author_id) of the newest `total` live posts of these authors together with ids above `since`
+        (a ULID floor, or "" for all), newest first."""
+        rows = await self._pool.fetch(_NEWEST_IDS, list(authors), since, total)
+        return [(r["post_id"], r["author_id"]) for r in rows]
+
+    async def timeline_items(
+        self, post_ids: Sequence[str], authors: Sequence[str], before: str | None, limit: int
+    ) -> list[PostView]:
+        """Live posts among `post_ids` and the newest of `authors` before `before`, newest first, at most `limit`
+        (a home timeline's page: its Redis ids and its big followees' posts, in one query)."""
+        rows = await self._pool.fetch(_TIMELINE_ITEMS, list(post_ids), list(authors), before, limit)
+        return [post_view(r) for r in rows]
+
+    async def ancestors(self, post_id: str, max_depth: int) -> list[Shown]:
+        """From the root down to the parent, at most `max_depth` of them (deleted ones as tombstones)."""
+        return [shown(r) for r in await self._pool.fetch(_ANCESTORS, post_id, max_depth)]
+
+    async def children(self, parent_ids: Sequence[str], op: str, per_parent: int, hidden: Sequence[str]) -> list[Reply]:
+        """Up to `per_parent` replies shown below each parent, by parent, `op`'s first, then oldest first; none by
+        the `hidden` authors."""
+        rows = await self._pool.fetch(_CHILDREN, list(parent_ids), op, per_parent, list(hidden))
+        return [(shown(r), r["later"]) for r in rows]
+
+    async def more_children(
+        self, post_id: str, op: str, after: tuple[int, str], limit: int, hidden: Sequence[str]
+    ) -> list[Reply]:
+        """The replies shown below one post after the key `after` (later, post id), at most `limit`."""
+        rows = await self._pool.fetch(_MORE_CHILDREN, post_id, op, after[0], after[1], limit, list(hidden))
+        return [(shown(r), r["later"]) for r in rows]
+
+
+class PostgresAuthors:
+    """`Authors` from the users table (the users read model stays in PostgreSQL on either store)."""
+
+    _OF = """SELECT user_id, CASE WHEN handle LIKE '~%' THEN '' ELSE handle END AS handle, display_name, avatar_url
+             FROM users WHERE user_id = ANY($1::text[])"""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def of(self, user_ids: Collection[str]) -> dict[str, Author]:
+        """The names of those of these users who are projected."""
+        if not user_ids:
+            return {}
+        rows = await self._pool.fetch(self._OF, list(user_ids))
+        return {r["user_id"]: Author(r["handle"], r["display_name"], r["avatar_url"]) for r in rows}
+
+    async def user_id_of(self, handle: str) -> str | None:
+        """The id of the user with this handle (case-insensitive), None when no such user is projected."""
+        return await self._pool.fetchval("SELECT user_id FROM users WHERE lower(handle) = lower($1)", handle)

@@ -14,7 +14,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from domain.text import HANDLE, tag_key
+from domain.text import is_handle, tag_key
 
 MAX_QUERY_CHARS = 256
 MAX_TERMS = 16  # more terms add nothing a person types, only cost
@@ -67,7 +67,7 @@ def _term(token: str) -> tuple[Term | None, str | None, str | None]:
     body = token[1:] if negated else token
     if body.lower().startswith("from:"):
         handle = body[5:].removeprefix("@")
-        return None, None, handle.lower() if HANDLE.match(handle) and not negated else None
+        return None, None, handle.lower() if is_handle(handle) and not negated else None
     if body.startswith('"'):
         text = body.strip('"').strip()
         return (Term(text, negated) if _WORDY.search(text) else None), None, None

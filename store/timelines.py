@@ -46,7 +46,7 @@ from redis.commands.core import AsyncScript
 from ulid import ULID
 
 from chirp.redis_client import evalsha_of, slot_chunks
-from store.posts import REPLY_TO_HANDLE, PostView, post_view
+from store.posts import PostgresPosts, PostReadModel, PostView
 from store.users import FollowChange
 
 BUILT = "~"
@@ -509,36 +509,6 @@ class RedisTimelines:
 
 # PostgreSQL ------------------------------------------------------------------------------------------------
 
-# The ids drive primary-key lookups (`= ANY`), whatever the statistics say; big authors' newest posts before the
-# cursor join them in the same array (an init plan run once).
-_ITEMS = f"""
-SELECT p.post_id, p.author_id, CASE WHEN u.handle LIKE '~%' THEN '' ELSE coalesce(u.handle, '') END AS handle,
-       coalesce(u.display_name, '') AS display_name, coalesce(u.avatar_url, '') AS avatar_url,
-       p.body, p.html, p.text, p.hashtags, p.mentions, p.reply_to, p.created_at,
-       (SELECT count(*) FROM posts r WHERE r.reply_to = p.post_id AND r.deleted_at IS NULL) AS reply_count,
-       {REPLY_TO_HANDLE}
-FROM posts p LEFT JOIN users u ON u.user_id = p.author_id
-WHERE p.deleted_at IS NULL AND p.post_id = ANY($1::text[] || ARRAY(
-    SELECT b.post_id FROM unnest($2::text[]) AS a(author_id), LATERAL (
-        SELECT post_id FROM posts
-        WHERE posts.author_id = a.author_id AND deleted_at IS NULL AND ($3::text IS NULL OR post_id < $3)
-        ORDER BY post_id DESC LIMIT $4) b))
-ORDER BY p.post_id DESC
-LIMIT $4"""
-
-_RECENT = """
-SELECT a.author_id, ARRAY(
-    SELECT post_id FROM posts WHERE posts.author_id = a.author_id AND deleted_at IS NULL
-    ORDER BY post_id DESC LIMIT $2) AS post_ids
-FROM unnest($1::text[]) AS a(author_id)"""
-
-# Index range scans on posts_by_author, one per author, bounded by a time window (ids are ULIDs).
-_NEWEST_SINCE = """
-SELECT post_id, author_id FROM posts
-WHERE author_id = ANY($1::text[]) AND deleted_at IS NULL AND post_id > $2
-ORDER BY post_id DESC
-LIMIT $3"""
-
 _FOLLOWERS = """
 SELECT a.author_id, f.follower_id FROM unnest($1::text[]) AS a(author_id), LATERAL (
     SELECT follower_id FROM follows WHERE followee_id = a.author_id AND active LIMIT $2) f"""
@@ -573,18 +543,20 @@ WHERE CASE WHEN u.user_id IS NOT NULL THEN u.followers_count > $2
 
 
 class PostgresTimelineSource:
-    """What timelines are made of, read from the `posts`, `follows` and `users` tables."""
+    """What timelines are made of: follows and users from PostgreSQL, posts from the posts read model (on the
+    configured store; PostgreSQL's own when none is given)."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, posts: PostReadModel | None = None) -> None:
         self.pool = pool
+        self.posts = posts or PostgresPosts(pool)
 
     async def items(self, post_ids: list[str], authors: list[str], before: str | None, limit: int) -> list[PostView]:
         """Live posts among `post_ids` and the newest of `authors` before `before`, newest first, at most `limit`."""
-        return [post_view(r) for r in await self.pool.fetch(_ITEMS, post_ids, authors, before, limit)]
+        return await self.posts.timeline_items(post_ids, authors, before, limit)
 
     async def recent(self, authors: Iterable[str], per_author: int) -> dict[str, list[str]]:
-        """Each author's newest `per_author` live post ids, newest first (one array per author: no row per post)."""
-        return {r["author_id"]: r["post_ids"] for r in await self.pool.fetch(_RECENT, list(authors), per_author)}
+        """Each author's newest `per_author` live post ids, newest first."""
+        return await self.posts.recent_ids(list(authors), per_author)
 
     async def newest(self, authors: list[str], total: int) -> list[tuple[str, str]]:
         """(post_id, author_id) of the newest `total` live posts of all these authors together, newest first.
@@ -595,9 +567,9 @@ class PostgresTimelineSource:
         days, now = 1, time.time()
         while True:
             since = ulid_floor(now - days * 86400) if days <= 512 else ""
-            rows = await self.pool.fetch(_NEWEST_SINCE, authors, since, total)
-            if len(rows) >= total or not since:
-                return [(r["post_id"], r["author_id"]) for r in rows]
+            found = await self.posts.newest_ids(authors, since, total)
+            if len(found) >= total or not since:
+                return found
             days *= 8
 
     async def followers(self, authors: Iterable[str], at_most: int | None = None) -> dict[str, list[str]]:
@@ -636,11 +608,8 @@ class PostgresTimelineSource:
         return [states.get((c.follower_id, c.followee_id), "") >= _state(c) for c in changes]
 
     async def stored(self, post_ids: list[str]) -> dict[str, bool]:
-        """The posts among these that the posts table holds: post id -> whether it is deleted."""
-        rows = await self.pool.fetch(
-            "SELECT post_id, deleted_at IS NOT NULL AS deleted FROM posts WHERE post_id = ANY($1::text[])", post_ids
-        )
-        return {r["post_id"]: r["deleted"] for r in rows}
+        """The posts among these that the posts read model holds: post id -> whether it is deleted."""
+        return await self.posts.states(post_ids)
 
 
 async def followees_of(timelines: RedisTimelines, source: PostgresTimelineSource, user_id: str) -> dict[str, int]:

@@ -45,7 +45,7 @@ import asyncpg
 import orjson
 import redis.asyncio as aioredis
 
-from domain.text import HANDLE, tag_key
+from domain.text import is_handle, tag_key
 from store.trending_score import WINDOWS, Ranked, Window, rank, score, slices
 
 DEFAULT_PREFIX = "trending:{trending}:"  # the tag: one slot for the whole model (see above)
@@ -114,7 +114,7 @@ def moderation_target(raw: str) -> str | None:
     """`#tag` (case-folded, NFC; a bare `tag` too) or `@handle` (lower-case) as stored; None if neither."""
     raw = raw.strip()
     if raw.startswith("@"):
-        return f"@{raw[1:].lower()}" if HANDLE.match(raw[1:]) else None
+        return f"@{raw[1:].lower()}" if is_handle(raw[1:]) else None
     tag = tag_key(raw)
     return f"#{tag}" if _TAG.match(tag) and any(c.isalpha() for c in tag) else None
 

@@ -20,6 +20,7 @@ from schemas.events import (
     UserRegistered,
     UserRegisteredData,
 )
+from store.posts import PostReadModel
 
 ProfileEvent = UserRegistered | UserProfileSynced | UserProfileUpdated
 PLACEHOLDER = "~"  # prefix of the handle of a user whose handle is unknown (never matches a valid handle)
@@ -147,12 +148,14 @@ WITH incoming AS (
 UPDATE users u SET followers_count = u.followers_count + p.followers, following_count = u.following_count + p.following
 FROM per_user p WHERE u.user_id = p.user_id"""
 
+# {posts_count}: counted here when the posts read model is in PostgreSQL too (`_COUNTED`), else 0 and asked of it.
 _PROFILE = """
 SELECT u.user_id, u.handle, u.display_name, u.bio, u.avatar_url, u.joined_at, u.followers_count, u.following_count,
-       (SELECT count(*) FROM posts p WHERE p.author_id = u.user_id AND p.deleted_at IS NULL) AS posts_count,
+       {posts_count} AS posts_count,
        coalesce((SELECT f.active FROM follows f WHERE f.follower_id = $2 AND f.followee_id = u.user_id), false)
            AS followed_by_me
 FROM users u WHERE lower(u.handle) = lower($1)"""
+_COUNTED = "(SELECT count(*) FROM posts p WHERE p.author_id = u.user_id AND p.deleted_at IS NULL)"
 
 
 def _page_sql(side: str, other: str) -> str:
@@ -197,8 +200,10 @@ class UsersReadModel(Protocol):
 class PostgresUsersReadModel:
     """The users read model on the `users` and `follows` tables."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, posts_elsewhere: PostReadModel | None = None) -> None:
         self.pool = pool
+        self._posts = posts_elsewhere  # the posts read model when it is not in this database (CHIRP_STORE)
+        self._profile = _PROFILE.format(posts_count="0" if posts_elsewhere else _COUNTED)
 
     async def apply_profiles(self, changes: list[ProfileChange]) -> None:
         """Apply profile events in one transaction, last writer wins per field, handles kept unique."""
@@ -273,8 +278,13 @@ class PostgresUsersReadModel:
 
     async def profile(self, handle: str, viewer_id: str | None) -> dict[str, Any] | None:
         """The public profile of `handle` (case-insensitive) as seen by `viewer_id`."""
-        row = await self.pool.fetchrow(_PROFILE, handle, viewer_id)
-        return dict(row) if row else None
+        row = await self.pool.fetchrow(self._profile, handle, viewer_id)
+        if row is None:
+            return None
+        profile = dict(row)
+        if self._posts is not None:
+            profile["posts_count"] = await self._posts.count_by_author(profile["user_id"])
+        return profile
 
     async def user_id(self, handle: str) -> str | None:
         """The id of the user holding `handle` (case-insensitive)."""

@@ -5,9 +5,9 @@ Sealed records (producers/sealing.py) are opened here, once per event, with the 
 batch beforehand (one query per batch, cached with a bound: store/keys.py).
 
 A process decodes a record once, whatever number of its consumers read it (`chirp consume --all` runs seven on
-post-parsed): decoded events are kept in a small bounded cache keyed by the record's bytes, the event model and the
-key it is opened with; events are frozen, so consumers share them. A record of an erased key is checked before the
-cache, and a record that fails is never kept, so the cache changes no outcome."""
+post-parsed): `RecentlyDecoded` keeps the events of the topics several of them read, keyed by the record's bytes, the
+event model and the key it is opened with; events are frozen, so consumers share them. A record of an erased key is
+checked before it, and a record that fails is never kept, so it changes no outcome."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from typing import get_args
 
 import orjson
 from aiokafka import ConsumerRecord
-from cachetools import LRUCache
 from pydantic import ValidationError
 
 from chirp import kafka_admin
@@ -31,8 +30,26 @@ from schemas.events import Event
 from store.keys import PgKeyStore
 
 Keys = Mapping[str, bytes]  # key id -> key (ERASED_KEY once erased) for one batch
-# (model, sealed?, the key it is opened with or None, value) -> the event; a few batches of every consumer
-_DECODED: LRUCache[tuple[type[Event], bool, bytes | None, bytes], Event] = LRUCache(maxsize=4096)
+Known = tuple[type[Event], bool, bytes | None, bytes]  # (model, sealed?, the key it is opened with or None, value)
+
+
+class RecentlyDecoded:
+    """The events a process decoded lately from `topics` (those several of its consumers read): two generations of
+    `size` events, a plain dict each (an LRU cost about as much as the validation it saves)."""
+
+    def __init__(self, topics: set[str], size: int = 4096) -> None:
+        self.topics = topics
+        self.size = size
+        self.new: dict[Known, Event] = {}
+        self.old: dict[Known, Event] = {}
+
+    def get(self, known: Known) -> Event | None:
+        return self.new.get(known) or self.old.get(known)
+
+    def put(self, known: Known, event: Event) -> None:
+        if len(self.new) >= self.size:
+            self.old, self.new = self.new, {}
+        self.new[known] = event
 
 
 class Rejected(Exception):
@@ -87,19 +104,24 @@ async def load_keys(store: PgKeyStore, records: Sequence[ConsumerRecord]) -> dic
     return await store.load(bound, sealing) if bound else {}
 
 
-def decode(record: ConsumerRecord, model: type[Event], keys: Keys | None = None) -> Event:
+def decode(
+    record: ConsumerRecord, model: type[Event], keys: Keys | None = None, recent: RecentlyDecoded | None = None
+) -> Event:
     """Parse a record into `model` (opening it with `keys` when sealed); `Erased` when it belongs to an erased key,
-    `Rejected` naming why when it can never be read."""
+    `Rejected` naming why when it can never be read. With `recent`, a record another consumer of the process decoded
+    is not decoded again."""
     bound, sealed = erasure_of(record) if record.headers else ((), False)
     if bound and keys is not None and any(keys.get(k) == ERASED_KEY for k in bound):
         raise Erased(bound[0])
     value = record.value or b""
+    if recent is None or record.topic not in recent.topics:
+        return _open(record, model, bound, keys or {}) if sealed else _validate(record, model, value)
     # a sealed record's outcome depends on the key it is opened with (none loaded: rejected, never kept)
     known = (model, sealed, (keys or {}).get(bound[0]) if sealed and bound else None, value)
-    event = _DECODED.get(known)
+    event = recent.get(known)
     if event is None:
         event = _open(record, model, bound, keys or {}) if sealed else _validate(record, model, value)
-        _DECODED[known] = event
+        recent.put(known, event)
     return event
 
 
@@ -124,7 +146,12 @@ def _open(record: ConsumerRecord, model: type[Event], bound: tuple[str, ...], ke
         raise Rejected("invalid_payload", _short(exc)) from None
 
 
-def decode_batch(consumer: Consumer, records: Sequence[ConsumerRecord], keys: Keys | None = None) -> Decoded:
+def decode_batch(
+    consumer: Consumer,
+    records: Sequence[ConsumerRecord],
+    keys: Keys | None = None,
+    recent: RecentlyDecoded | None = None,
+) -> Decoded:
     """A polled batch decoded (CPU only): records of the retry topic stand for the ones first dead-lettered;
     erased records are left out."""
     decoded = Decoded(defaultdict(list), [])
@@ -133,7 +160,7 @@ def decode_batch(consumer: Consumer, records: Sequence[ConsumerRecord], keys: Ke
         try:
             if record.topic == retry_topic:
                 record = retried_record(record, consumer)
-            event = decode(record, consumer.handlers[record.topic].model, keys)
+            event = decode(record, consumer.handlers[record.topic].model, keys, recent)
             decoded.by_topic[record.topic].append(Item(record, event))  # (a topic whose events are all erased: none)
         except Rejected as exc:
             decoded.rejected.append((record, exc))

@@ -21,7 +21,7 @@ from chirp.outages import outage_reason
 from consumers.runtime.context import Context
 from consumers.runtime.dead_letters import dead_letter_headers, publish_dead_letter
 from consumers.runtime.declaration import Consumer, Handler, PermanentError
-from consumers.runtime.decoding import Decoded, Item, Keys, decode_batch, header, load_keys
+from consumers.runtime.decoding import Decoded, Item, Keys, RecentlyDecoded, decode_batch, header, load_keys
 from consumers.runtime.metrics import CIRCUIT_OPEN, DEAD_LETTERED, FAILED, LATENCY, PROCESSED
 from consumers.runtime.outages import Outages, ShuttingDown
 from producers.broker import CORRELATION_HEADER
@@ -32,8 +32,11 @@ log = get_logger("chirp.consumer")
 class Runner:
     """Runs one consumer's batches: decode, handle with retries, dead-letter, wait out outages, hold when broken."""
 
-    def __init__(self, consumer: Consumer, ctx: Context, stopping: asyncio.Event) -> None:
+    def __init__(
+        self, consumer: Consumer, ctx: Context, stopping: asyncio.Event, recent: RecentlyDecoded | None = None
+    ) -> None:
         self.consumer = consumer
+        self.recent = recent  # what the process's other consumers decoded lately
         self.ctx = ctx
         self.stopping = stopping
         settings = ctx.settings
@@ -62,7 +65,7 @@ class Runner:
 
     def decode_batch(self, records: Sequence[ConsumerRecord], keys: Keys | None = None) -> Decoded:
         """Step 1 alone (CPU only), so a caller can decode the next batch while this one's handlers wait on I/O."""
-        return decode_batch(self.consumer, records, keys)
+        return decode_batch(self.consumer, records, keys, self.recent)
 
     async def run_decoded(self, decoded: Decoded) -> None:
         """Steps 2 and 3 for a decoded batch; its undecodable records are dead-lettered first."""

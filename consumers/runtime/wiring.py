@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from typing import Any
 
 from aiokafka import ConsumerRecord
@@ -17,6 +18,7 @@ from chirp.settings import Settings
 from consumers.runtime.committer import Committer, earliest
 from consumers.runtime.context import Context, close_context, open_context
 from consumers.runtime.declaration import Consumer
+from consumers.runtime.decoding import RecentlyDecoded
 from consumers.runtime.lease import Lease
 from consumers.runtime.metrics import update_lag
 from consumers.runtime.outages import ShuttingDown
@@ -34,9 +36,15 @@ async def _records_only(msg: KafkaMessage) -> Any:
     return msg.raw_message
 
 
-def subscribe(broker: KafkaBroker, consumer: Consumer, ctx: Context, stopping: asyncio.Event) -> Committer:
+def subscribe(
+    broker: KafkaBroker,
+    consumer: Consumer,
+    ctx: Context,
+    stopping: asyncio.Event,
+    recent: RecentlyDecoded | None = None,
+) -> Committer:
     """Attach one consumer group to the broker as a FastStream batch subscriber with manual acks."""
-    runner = Runner(consumer, ctx, stopping)
+    runner = Runner(consumer, ctx, stopping, recent)
     settings = ctx.settings
     committer = Committer(settings.consumer_commit_interval_ms / 1000)
     lag_updated_at = 0.0
@@ -101,10 +109,16 @@ def build_app(settings: Settings, consumers: list[Consumer]) -> FastStream:
             lease = Lease(ctx.redis, settings.group(consumer.name))
             await lease.acquire()  # LeaseHeld: another process runs it; this one stops before subscribing
             leases.append(lease)
+        read = Counter(topic for c in consumers for topic in c.handlers)
+        recent = (
+            RecentlyDecoded({topic for topic, n in read.items() if n > 1})
+            if max(read.values(), default=0) > 1
+            else None
+        )
         for consumer in consumers:
             if consumer.setup:
                 await consumer.setup(ctx, consumer)
-            committers.append(subscribe(broker, consumer, ctx, stopping))
+            committers.append(subscribe(broker, consumer, ctx, stopping, recent))
         settle_after_startup()
         log.info("consumers starting", consumers=[c.name for c in consumers])
 

@@ -7,16 +7,14 @@ one is ignored). That is why it needs no signature. It lives a minute and is cle
 
 from __future__ import annotations
 
-import re
-
 from starlette.requests import Request
 from starlette.responses import Response
 
+from domain.text import is_handle
 from gateway.state import state_of
 
 FLASH_COOKIE = "chirp_flash"
 FLASH_TTL_S = 60
-_HANDLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}")
 MESSAGES = {
     "posted": "Your post is live.",
     "replied": "Your reply is posted.",
@@ -50,7 +48,7 @@ def flash_text(request: Request) -> str:
     """The message this request's cookie names ('' for none, an unknown key or a malformed handle)."""
     key, _, handle = request.cookies.get(FLASH_COOKIE, "").partition(":")
     template = MESSAGES.get(key)
-    if template is None or ("{handle}" in template and not _HANDLE.fullmatch(handle)):
+    if template is None or ("{handle}" in template and not is_handle(handle)):
         return ""
     return template.format(handle=handle)
 

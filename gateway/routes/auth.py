@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from domain.text import HANDLE
+from domain.text import HANDLE, is_handle
 from gateway.auth.current import (
     REFRESH_COOKIE,
     access_token_for,
@@ -67,7 +67,7 @@ def _differs(row: Mapping[str, Any], data: UserRegisteredData) -> bool:
 
 
 def _login(value: str) -> str:
-    if not HANDLE.match(value):
+    if not is_handle(value):
         raise ValueError("a GitHub-style login: letters, digits and hyphens, at most 39")
     return value
 

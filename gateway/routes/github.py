@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from chirp.logging import get_logger
 from chirp.settings import Settings
-from domain.text import HANDLE
+from domain.text import is_handle
 from gateway.auth.current import set_session_cookies
 from gateway.errors import ApiError
 from gateway.routes.account import user_id_for
@@ -81,7 +81,7 @@ def profile_from(user: Any, emails: Any) -> GitHubProfile:
     github_id, login = user.get("id"), user.get("login")
     if not isinstance(github_id, int) or isinstance(github_id, bool) or github_id <= 0:
         raise _unavailable()
-    if not isinstance(login, str) or not HANDLE.match(login):
+    if not isinstance(login, str) or not is_handle(login):
         raise _unavailable()
     name, avatar = user.get("name"), user.get("avatar_url")
     return GitHubProfile(

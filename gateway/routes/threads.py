@@ -26,7 +26,7 @@ from gateway.relations import hidden_for_viewer
 from gateway.requests import QueryModel, path_param, query_as
 from gateway.state import State, state_of
 from store.posts import PostView
-from store.threads import Node, Shown, Threads, Tombstone
+from store.threads import Node, Shown, Tombstone
 
 BREADTH = (20, 5, 3)  # replies per post at each depth below the post
 
@@ -89,7 +89,7 @@ async def conversation(
 ) -> dict[str, Any]:
     """The thread around a live post (the post page renders the same structure), without the replies of the
     `hidden` users (those the viewer mutes, blocks or is blocked by)."""
-    threads = Threads(state.pg)
+    threads = state.threads
     ancestors = await threads.ancestors(post.id)
     root = ancestors[0] if ancestors else post
     op = root.author_id if isinstance(root, PostView) else post.author_id

@@ -110,7 +110,7 @@ def _users(request: Request) -> UsersReadModel:
 async def user_id_of_path(request: Request) -> str:
     """The id of the user `{handle}` names; 404 when there is none."""
     handle = request.path_params["handle"]
-    found = await _users(request).user_id(handle) if text.HANDLE.match(handle) else None
+    found = await _users(request).user_id(handle) if text.is_handle(handle) else None
     if found is None or await _suspended(request, found):
         raise NotFound(f"No user @{handle}.")
     return found
@@ -126,7 +126,7 @@ async def profile(request: Request) -> Response:
     """`GET /api/users/{handle}`: a public profile; `followed_by_me` for the logged-in viewer."""
     handle = request.path_params["handle"]
     me = await viewer(request)
-    found = await _users(request).profile(handle, me.user_id if me else None) if text.HANDLE.match(handle) else None
+    found = await _users(request).profile(handle, me.user_id if me else None) if text.is_handle(handle) else None
     if found is None or await _suspended(request, await _users(request).user_id(handle) or ""):
         raise NotFound(f"No user @{handle}.")
     user_id = found.pop("user_id")

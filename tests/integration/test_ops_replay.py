@@ -231,6 +231,15 @@ async def test_replay_refuses_consumers_without_a_read_model(settings: Settings)
         await Replay(settings, bare, ReadModel()).run()
 
 
+async def test_on_arangodb_the_posts_replay_rebuilds_collections_not_tables(settings: Settings) -> None:
+    posts = replay.resolve("posts")
+    on_arango = settings.model_copy(update={"store": "arango", "arango_url": "http://127.0.0.1:1"})
+    [planned] = await Replay(on_arango, posts).plan()
+    assert (planned.tables, planned.collections) == ((), ("posts", "post_versions"))
+    [on_pg] = await Replay(settings, posts).plan()
+    assert (on_pg.tables, on_pg.collections) == (("posts", "post_versions"), ())
+
+
 async def _noop(events: list[PostCreated], ctx: object) -> None:
     return None
 

@@ -22,6 +22,21 @@ async def prefix(redis_client: aioredis.Redis) -> AsyncIterator[str]:
         await redis_client.delete(*keys)
 
 
+async def test_buckets_spent_together_stop_at_the_first_refusal(redis_client: aioredis.Redis, prefix: str) -> None:
+    """A request's buckets go in one call: the viewer's first; when it refuses, the address's is not spent."""
+    limiter = RateLimiter(redis_client, prefix=prefix)
+    user, ip = f"{prefix}:user", f"{prefix}:ip"
+    tight, wide = Limit(rate_per_s=0.01, burst=1), Limit(rate_per_s=0.01, burst=3)
+    assert (await limiter.hit_all([(user, tight), (ip, wide)])).allowed
+    refused = await limiter.hit_all([(user, tight), (ip, wide)])
+    assert not refused.allowed and refused.retry_after_s > 0
+    assert (await limiter.hit(ip, rate_per_s=0.01, burst=3)).remaining == 1, (
+        "the refused request spent no address token"
+    )
+    assert (await limiter.hit(f"{prefix}:ip2", rate_per_s=0.01, burst=1)).allowed
+    assert not (await limiter.hit_all([(f"{prefix}:u2", wide), (f"{prefix}:ip2", tight)])).allowed, "the address"
+
+
 async def test_burst_then_refusal(redis_client: aioredis.Redis, prefix: str) -> None:
     limiter = RateLimiter(redis_client, prefix=prefix)
     key = rate_key("post", "user", "u1", prefix=prefix)

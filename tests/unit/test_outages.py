@@ -151,3 +151,38 @@ def test_a_wrapped_outage_is_an_outage() -> None:
     group = ExceptionGroup("several", [ValueError("x"), redis_reply("OOM command not allowed")])
     assert outage_reason(group) == "redis_oom"
     assert outage_reason(ExceptionGroup("bugs", [ValueError("x")])) is None
+
+
+def arango_error(status: int, errno: int | None, cls: type[Exception] | None = None) -> Exception:
+    """The exception python-arango raises for a server reply with this HTTP status and error number."""
+    from arango import exceptions as arango_errors
+    from arango.request import Request
+    from arango.response import Response
+
+    response = Response("POST", "http://arango/_api/cursor", {}, status, "status", "{}")
+    response.error_code = errno
+    response.error_message = "server says no"
+    return (cls or arango_errors.AQLQueryExecuteError)(response, Request("POST", "/_api/cursor"))
+
+
+@pytest.mark.parametrize(
+    ("status", "errno", "reason"),
+    [
+        (503, 30, "arango_shutdown"),
+        (403, 1004, "arango_read_only"),
+        (503, None, "arango_unavailable"),
+        (503, 503, "arango_unavailable"),
+        (400, 1501, None),  # a query the server cannot parse: the work's fault
+        (409, 1210, None),  # a unique constraint
+    ],
+)
+def test_arango_errors_by_status_and_number(status: int, errno: int | None, reason: str | None) -> None:
+    assert outage_reason(arango_error(status, errno)) == reason
+
+
+def test_arango_unreachable_is_an_outage() -> None:
+    import requests
+    from arango import exceptions as arango_errors
+
+    assert outage_reason(arango_error(401, None, arango_errors.ServerConnectionError)) == "arango_connection"
+    assert outage_reason(requests.ConnectionError("refused")) == "connection"  # the transport's own error

@@ -60,3 +60,13 @@ def test_every_reader_of_a_tag_uses_the_same_key(raw: str, key: str) -> None:
 
 def test_newlines_are_unified_before_counting() -> None:
     assert text.unify_newlines("a\r\nb\rc\n") == "a\nb\nc\n"
+
+
+@pytest.mark.parametrize("value", ["ann\n", "ann\r\n", "ann ", "-ann", "a" * 40, ""])
+def test_a_handle_is_the_whole_value_everywhere_one_is_checked(value: str) -> None:
+    from gateway.routes.auth import DevLogin
+
+    assert not text.is_handle(value)
+    with pytest.raises(ValidationError):
+        DevLogin.model_validate({"login": value})
+    assert text.is_handle("ann-1") and text.is_handle("a" * 39)

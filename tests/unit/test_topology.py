@@ -20,7 +20,9 @@ def test_compose_runs_every_consumer_and_only_the_stores_the_app_uses() -> None:
     missing = [c.name for c in all_consumers() if ["chirp", "consume", c.name] not in commands]
     assert missing == [], f"compose.yaml runs no container for {missing}"
     default = {name for name, s in services.items() if not s.get("profiles")}
-    assert "arangodb" not in default, "the app does not use ArangoDB: start it only under a profile"
+    assert "arangodb" not in default, "the app runs on PostgreSQL by default: start ArangoDB only under a profile"
+    environment = yaml.safe_load((ROOT / "compose.yaml").read_text())["x-app"]["environment"]
+    assert environment["CHIRP_STORE"] == "${CHIRP_STORE:-postgres}", "without ArangoDB the posts live in PostgreSQL"
 
 
 def test_the_architectures_topic_table_names_every_consumer_of_each_topic() -> None:
