@@ -97,16 +97,15 @@ FROM unnest($1::text[], $2::timestamptz[]) AS x(post_id, at) WHERE c.post_id = x
 """
 
 # Counts, the viewer's flags and the quoted post (with its author) of each post of a page, in the page's order.
-# The flags are found by whole primary keys (post, each kind, viewer): three index probes per post, however many
-# people liked it. `active` is tested in the select list, not the condition: there it would let the planner take
-# the partial index by post, which walks every like of the post to find the viewer.
+# The flags are looked up by whole primary keys, one per kind (post, kind, viewer): three index probes per post,
+# however many people liked it. A condition on the post and the viewer alone let the planner walk every like of
+# the post (by the partial index by post, or the primary key with the kind as a filter).
 _OF_POSTS = """
 SELECT x.post_id, coalesce(c.like_count, 0) AS like_count, coalesce(c.repost_count, 0) AS repost_count,
        coalesce(c.quote_count, 0) AS quote_count,
-       array_remove(array(
-           SELECT CASE WHEN i.active THEN i.kind END FROM interactions i
-           WHERE i.post_id = x.post_id AND i.kind IN ('like', 'repost', 'bookmark') AND i.user_id = $2
-       ), NULL) AS mine,
+       array(SELECT k.kind FROM unnest('{like,repost,bookmark}'::text[]) AS k(kind)
+             WHERE (SELECT i.active FROM interactions i
+                    WHERE i.post_id = x.post_id AND i.kind = k.kind AND i.user_id = $2)) AS mine,
        q.quote_of, qp.deleted_at IS NULL AND qp.post_id IS NOT NULL AS quote_live, qp.html AS quote_html,
        qp.text AS quote_text, qp.created_at AS quote_created_at,
        CASE WHEN u.handle LIKE '~%' THEN '' ELSE coalesce(u.handle, '') END AS quote_handle,
@@ -122,10 +121,9 @@ LEFT JOIN users u ON u.user_id = qp.author_id
 _OF_POSTS_UNQUOTED = """
 SELECT x.post_id, coalesce(c.like_count, 0) AS like_count, coalesce(c.repost_count, 0) AS repost_count,
        coalesce(c.quote_count, 0) AS quote_count,
-       array_remove(array(
-           SELECT CASE WHEN i.active THEN i.kind END FROM interactions i
-           WHERE i.post_id = x.post_id AND i.kind IN ('like', 'repost', 'bookmark') AND i.user_id = $2
-       ), NULL) AS mine,
+       array(SELECT k.kind FROM unnest('{like,repost,bookmark}'::text[]) AS k(kind)
+             WHERE (SELECT i.active FROM interactions i
+                    WHERE i.post_id = x.post_id AND i.kind = k.kind AND i.user_id = $2)) AS mine,
        q.quote_of
 FROM unnest($1::text[]) AS x(post_id)
 LEFT JOIN post_counters c ON c.post_id = x.post_id
