@@ -2,14 +2,21 @@
 
     .venv/bin/python bench/likes.py [--rate 500] [--seconds 60] [--posts 10000] [--users 1000]
 
-Prints the figures and appends a JSON line to bench/results/likes.jsonl. Run it against a database and topic
-namespace of your own (`CHIRP_POSTGRES_DB`, `CHIRP_TOPIC_NAMESPACE`): it writes posts rows and like events.
+Prints the figures and appends a JSON line to bench/results/likes.jsonl. It runs beside others on shared
+services, inside the isolation variables the tests use: its database is `<CHIRP_POSTGRES_TEST_DB>_likes` (created
+and emptied by each run), its Redis database `CHIRP_REDIS_DB` (10 when unset), and its topics and consumer group
+carry `CHIRP_TOPIC_NAMESPACE` and `CHIRP_CONSUMER_GROUP_PREFIX` plus a run id (`bench-` when unset); both are
+deleted at the end of the run.
 - Data: `--posts` posts inserted straight into the posts read model (the gateway's 404 check reads it), and the
   interactions consumer (`chirp consume interactions`, a consumer group of its own) in a child process.
 - Load: likes and unlikes (60/40) by `--users` users on random posts, each event published at its scheduled time
   (open loop: a slow broker does not slow the schedule down), for `--seconds` at `--rate` events per second.
 - Visibility: every 100 ms a probe likes a post of its own and polls `GET /api/posts/{id}` (the in-process gateway)
-  until `like_count` is 1; the time from the publish to the first answer showing it, p50 and p99.
+  until `like_count` is 1; the time from the publish to the first answer showing it, p50 and p99. On the way, the
+  time until Kafka acknowledged the like (`acked`), until a bare aiokafka consumer in this process received it
+  (`delivered`: the same-run ceiling, what the broker and this machine's load cost before any of Chirp's consumer
+  code runs) and until the consumer announced it applied (`applied`, from the interactions channel) say where the
+  time goes; `chirp_p50/p99` is visible minus delivered per probe (the consumer, PostgreSQL and the read).
 - Nothing lost: once the consumer has caught up, every post's `like_count` equals the count implied by the events
   published (last writer wins per user and post, as the consumer applies them).
 - CPU-ms per like of the consumer process and of this one (utime+stime from /proc).
@@ -19,9 +26,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
+import secrets
 import statistics
 import subprocess
 import sys
@@ -30,17 +39,38 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
+# Names of this run, set before anything reads them (schemas.topics reads the namespace when imported); the
+# consumer child inherits them.
+os.environ["CHIRP_BENCH_RUN"] = f"likes{secrets.token_hex(3)}-"
+os.environ["CHIRP_TOPIC_NAMESPACE"] = os.environ.get("CHIRP_TOPIC_NAMESPACE", "bench-") + os.environ["CHIRP_BENCH_RUN"]
+os.environ["CHIRP_CONSUMER_GROUP_PREFIX"] = (
+    os.environ.get("CHIRP_CONSUMER_GROUP_PREFIX", "bench-") + os.environ["CHIRP_BENCH_RUN"]
+)
+os.environ["CHIRP_POSTGRES_DB"] = os.environ.get("CHIRP_POSTGRES_TEST_DB", "chirp_test") + "_likes"
+os.environ["CHIRP_REDIS_DB"] = os.environ.get("CHIRP_REDIS_DB", "10")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import asyncpg
+import httpx
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer
+
+from chirp import kafka_admin
 from chirp.settings import Settings
 from gateway.app import create_app
-from producers.broker import Publisher, make_broker
+from ops import _kafka
+from producers.broker import Publisher, ensure_topics, make_broker
+from schemas import topics
 from schemas.events import InteractionData, PostLike, new_id
+from schemas.topics import NAMESPACE
+from store.interactions import CHANNEL
 from store.postgres import connect
 
 RESULTS = Path(__file__).with_name("results") / "likes.jsonl"
 PROBE_EVERY_S = 0.1
 TICKS = os.sysconf("SC_CLK_TCK")
+COMMIT = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 
 
 def cpu_ms(pid: int) -> float:
@@ -51,6 +81,28 @@ def cpu_ms(pid: int) -> float:
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
+
+
+async def prepare(settings: Settings) -> None:
+    """The bench's database, created when missing, migrated, and emptied of earlier runs' posts and likes."""
+    conn = await asyncpg.connect(settings.postgres_dsn("postgres"))
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", settings.postgres_db):
+            await conn.execute(f'CREATE DATABASE "{settings.postgres_db}" OWNER "{settings.postgres_user}"')
+    finally:
+        await conn.close()
+    pool = await connect(settings, max_size=1)
+    await pool.execute("TRUNCATE posts, interactions, quotes, post_counters")
+    await pool.close()
+
+
+async def cleanup(settings: Settings) -> None:
+    """Delete this run's topics and consumer group (their names carry the run id)."""
+    async with _kafka.admin(settings) as admin:
+        for group in await _kafka.groups(admin):
+            if group.startswith(settings.consumer_group_prefix):
+                await _kafka.delete_group(admin, group)
+        await admin.delete_topics([t for t in await admin.list_topics() if t.startswith(NAMESPACE)])
 
 
 async def seed(settings: Settings, posts: int) -> list[str]:
@@ -96,7 +148,38 @@ async def run(args: argparse.Namespace, consumer: subprocess.Popen[bytes]) -> di
     latest: dict[tuple[str, str], tuple[datetime, bool]] = {}
     published = 0
     latencies: list[float] = []
+    stages: dict[str, list[float]] = {"acked": [], "delivered": [], "applied": [], "chirp": []}
+    # a probe's post -> when a bare Kafka consumer received its like, when the interactions consumer announced it
+    waiting: dict[str, dict[str, asyncio.Future[float]]] = {"delivered": {}, "applied": {}}
     pending: set[asyncio.Task[None]] = set()
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(CHANNEL)
+
+    def arrived(stage: str, post_id: str, at: float) -> None:
+        if (waiter := waiting[stage].get(post_id)) is not None and not waiter.done():
+            waiter.set_result(at)
+
+    async def announcements() -> None:
+        async for message in pubsub.listen():
+            if message["type"] == "message":
+                at = time.monotonic()
+                for _, post_id, _ in orjson.loads(message["data"])["changes"]:
+                    arrived("applied", post_id, at)
+
+    async def deliveries(kafka: AIOKafkaConsumer) -> None:
+        while True:
+            found = await kafka.getmany(timeout_ms=1000)
+            at = time.monotonic()
+            for record in (r for records in found.values() for r in records):
+                arrived("delivered", orjson.loads(record.value or b"{}")["payload"]["post_id"], at)
+
+    await ensure_topics(settings)
+    kafka = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
+    await kafka.start()
+    kafka.assign(await kafka_admin.partitions(kafka, [topics.POST_LIKES.name]))
+    await kafka.seek_to_end()
+    listeners = [asyncio.create_task(announcements()), asyncio.create_task(deliveries(kafka))]
     try:
         async with (
             app.router.lifespan_context(app),
@@ -113,10 +196,20 @@ async def run(args: argparse.Namespace, consumer: subprocess.Popen[bytes]) -> di
                 published += 1
 
             async def probe(post_id: str) -> None:
+                for futures in waiting.values():
+                    futures[post_id] = asyncio.get_running_loop().create_future()
                 started = time.monotonic()
                 await publisher.publish(PostLike(payload=InteractionData(user_id="bench-probe", post_id=post_id)))
+                stages["acked"].append((time.monotonic() - started) * 1000)
                 if await _visible(http, post_id, 30):
-                    latencies.append((time.monotonic() - started) * 1000)
+                    visible = time.monotonic()
+                    latencies.append((visible - started) * 1000)
+                    with contextlib.suppress(TimeoutError):
+                        for stage, futures in waiting.items():
+                            at = await asyncio.wait_for(futures.pop(post_id), 5)
+                            stages[stage].append((at - started) * 1000)
+                            if stage == "delivered":
+                                stages["chirp"].append((visible - at) * 1000)
 
             cpu_before = (cpu_ms(consumer.pid), cpu_ms(os.getpid()))
             start = time.monotonic()
@@ -151,9 +244,16 @@ async def run(args: argparse.Namespace, consumer: subprocess.Popen[bytes]) -> di
             good, checked = await caught_up(settings, expected, 120)
             cpu_after = (cpu_ms(consumer.pid), cpu_ms(os.getpid()))
     finally:
+        for task in listeners:
+            task.cancel()
+        await kafka.stop()
+        await pubsub.aclose()
+        await redis.aclose()
         await broker.stop()
     return {
         "at": datetime.now(UTC).isoformat(),
+        "commit": COMMIT,
+        "load": os.getloadavg(),
         "rate": args.rate,
         "seconds": args.seconds,
         "achieved_rate": round(total / elapsed, 1),
@@ -163,6 +263,7 @@ async def run(args: argparse.Namespace, consumer: subprocess.Popen[bytes]) -> di
         "visible_p50_ms": round(percentile(latencies, 50), 1),
         "visible_p99_ms": round(percentile(latencies, 99), 1),
         "visible_mean_ms": round(statistics.fmean(latencies), 1) if latencies else None,
+        **{f"{stage}_p{p}_ms": round(percentile(values, p), 1) for stage, values in stages.items() for p in (50, 99)},
         "posts_matching": good,
         "posts_checked": checked,
         "consumer_cpu_ms_per_like": round((cpu_after[0] - cpu_before[0]) / total, 3),
@@ -187,16 +288,17 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=10_000)
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=7)
-    # The consumer in a group of its own (it reads the topic from the start, then the load).
-    env = {**os.environ, "CHIRP_CONSUMER_GROUP_PREFIX": f"bench-likes-{new_id()[-8:].lower()}-"}
-    consumer = subprocess.Popen(
-        [sys.executable, "-m", "ops", "consume", "interactions", "--metrics-port", "0"], env=env
-    )
+    args = parser.parse_args()
+    settings = Settings()
+    asyncio.run(prepare(settings))
+    # The consumer, in this run's group on this run's topics.
+    consumer = subprocess.Popen([sys.executable, "-m", "ops", "consume", "interactions", "--metrics-port", "0"])
     try:
-        result = asyncio.run(run(parser.parse_args(), consumer))
+        result = asyncio.run(run(args, consumer))
     finally:
         consumer.terminate()
         consumer.wait(timeout=60)
+        asyncio.run(cleanup(settings))
     RESULTS.parent.mkdir(exist_ok=True)
     with RESULTS.open("a") as out:
         out.write(json.dumps(result) + "\n")

@@ -113,7 +113,7 @@ def create_app(settings: Settings) -> Starlette:
             timelines=RedisTimelines(redis_client, settings.timeline_length),
             timeline_posts=CachedPosts(PostgresTimelineSource(pg, posts), POST_CACHE_TTL_S),
             post_waits=PostWaits(redis_client),
-            live_relay=Relay(settings),
+            live_relay=Relay(settings, counts=interactions.counts),
             verified_tokens=VerifiedTokens(),
         )
         settle_after_startup()

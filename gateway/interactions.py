@@ -22,19 +22,26 @@ from store.posts import PostView
 NONE = {"like_count": 0, "repost_count": 0, "quote_count": 0}
 
 
+async def interactions_of(request: Request, post_ids: list[str], *, cached: bool = False) -> dict[str, dict[str, Any]]:
+    """post id -> the fields its post object gains (counts, and the flags of the request's viewer if logged in), for
+    every id given (blank for posts nobody interacted with): one query."""
+    if not post_ids:
+        return {}
+    me = await viewer(request)
+    state = state_of(request)
+    source = state.interaction_cache if cached else state.interactions
+    found = await source.of_posts(post_ids, me.user_id if me else None)
+    blank = {**NONE, **({"liked_by_me": False, "reposted_by_me": False, "bookmarked_by_me": False} if me else {})}
+    return {post_id: found.get(post_id, blank) for post_id in post_ids}
+
+
 async def with_interactions(
     request: Request, items: list[dict[str, Any]], *, cached: bool = False
 ) -> list[dict[str, Any]]:
     """`items` (post objects) with their interaction fields added, for the request's viewer (if logged in)."""
-    if not items:
-        return items
-    me = await viewer(request)
-    state = state_of(request)
-    source = state.interaction_cache if cached else state.interactions
-    found = await source.of_posts([p["id"] for p in items], me.user_id if me else None)
-    blank = {**NONE, **({"liked_by_me": False, "reposted_by_me": False, "bookmarked_by_me": False} if me else {})}
+    found = await interactions_of(request, [p["id"] for p in items], cached=cached)
     for post in items:
-        post.update(found.get(post["id"], blank))
+        post.update(found[post["id"]])
     return items
 
 

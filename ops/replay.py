@@ -11,10 +11,12 @@
 2. **Swap** once the shadow is within a batch of the end (its tables ANALYZEd first, so the first queries after
    the swap are planned with statistics): one transaction takes a SHARE lock on the live tables
    (readers go on, the live consumer's writes wait), catches the shadow up to the end offsets read under that
-   lock (so it holds every event any reader could have seen), then moves the live tables out and the shadow ones
-   in. Redis keys follow in one atomic script, once the shadow has caught up to the end again (a model of keys
-   only swaps before, caught up to the end, while PostgreSQL builds the late indexes of the others replayed with
-   it). Readers see the old model or the new one, never a half-built one.
+   lock (so it holds every event any reader could have seen), then takes every live table's exclusive lock at once
+   with a short `lock_timeout` (a reader holding one table while waiting for another would otherwise deadlock with
+   the swap, and PostgreSQL could fail the reader; the swap is tried again instead) and moves the live tables out
+   and the shadow ones in. Redis keys follow in one atomic script, once the shadow has caught up to the end again
+   (a model of keys only swaps before, caught up to the end, while PostgreSQL builds the late indexes of the others
+   replayed with it). Readers see the old model or the new one, never a half-built one.
 3. **Drain**: the live consumer may have applied, into the old tables, events fetched just before the swap; the
    replay group consumes up to the end offsets read after the swap, into the now-live model (handlers are
    idempotent, so events the live consumer also applies are harmless).
@@ -75,6 +77,8 @@ from store.backends import arango_tables
 T = TypeVar("T")
 # A replay that dead-letters more than this (a bug, a schema the code does not match) stops before its swap.
 DEAD_LETTERS_ALLOWED, DEAD_LETTER_SHARE = 100, 0.01
+SWAP_LOCK_MS = 100  # the swap's wait for its exclusive locks: well under PostgreSQL's deadlock_timeout (1 s)
+SWAP_ATTEMPTS = 10
 COMMIT_EVERY_S = 1.0  # the replay group's offsets only show progress: the hand-off uses the handled positions
 MEMBER_QUEUE = 2  # batches a member may be behind the reader: enough to keep it busy, each costs RSS
 REPLAY_FETCH_BYTES = 1024 * 1024  # per partition and fetch: a backlog batch (2,000 events) at once; more only costs RSS
@@ -637,7 +641,7 @@ class Replay:
         if not owned:
             return
         q = _shadow_pg.ident
-        for attempt in range(1, 6):
+        for attempt in range(1, SWAP_ATTEMPTS + 1):
             try:
                 async with live_pg.acquire() as conn, conn.transaction():
                     await conn.execute("SET LOCAL lock_timeout = '3s'")
@@ -647,6 +651,12 @@ class Replay:
                         # Readers go on; the live consumers' writes wait until the swap commits.
                         await conn.execute(f"LOCK TABLE {', '.join(existing)} IN SHARE MODE")
                     await self._catch_up(kafka, tps, "swap", await self._ends(tps))
+                    if existing:
+                        # Every live table at once, giving up quickly: a reader holding one of them while it waits
+                        # for another would deadlock with the swap, and PostgreSQL might fail the reader. Readers
+                        # wait at most this long; the swap is tried again.
+                        await conn.execute(f"SET LOCAL lock_timeout = '{SWAP_LOCK_MS}ms'")
+                        await conn.execute(f"LOCK TABLE {', '.join(existing)} IN ACCESS EXCLUSIVE MODE")
                     for m in [m for m in self.members if m.model.tables]:
                         await conn.execute(f"CREATE SCHEMA {q(m.old_schema)}")
                     for m, table, schema in live:
@@ -656,7 +666,7 @@ class Replay:
                         await conn.execute(f"ALTER TABLE {q(m.shadow_schema)}.{q(table)} SET SCHEMA {target}")
                 return
             except (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError):
-                if attempt == 5:
+                if attempt == SWAP_ATTEMPTS:
                     raise
                 await asyncio.sleep(0.2 * attempt)
 

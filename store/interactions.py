@@ -1,6 +1,7 @@
 """The interactions read model (tables from 050_interactions.sql): likes, reposts, bookmarks, quotes, counters.
 
-Writes come from the interactions consumer, one transaction per batch:
+Writes come from the interactions consumer, one transaction per batch (a batch of likes, reposts or bookmarks in one
+round trip: the function `interactions_apply`, store/migrations/052_interactions_apply.sql):
 - a (post, kind, user) row is last-writer-wins by changed_at (at the same instant the active state wins), so
   duplicates and out-of-order events leave the same state;
 - counters move by what each upsert changed (a row turning active or inactive), in the same statement, after the
@@ -9,7 +10,8 @@ Writes come from the interactions consumer, one transaction per batch:
   and later events about it change nothing.
 Reads: `of_posts` gives the counts, the viewer's flags and the quoted posts of a whole page in one query.
 After each batch the consumer announces on `CHANNEL` whose flags, which posts' counts and which kinds moved, so a
-process that caches them (gateway/interaction_cache.py) drops them: a viewer reads their own like once applied.
+process that caches them (gateway/interaction_cache.py) drops them: a viewer reads their own like once applied; and
+the live relay (gateway/pages/live.py) reads `counts` again for the open post pages whose post moved.
 """
 
 from __future__ import annotations
@@ -59,34 +61,13 @@ class Keyset:
 # SQL --------------------------------------------------------------------------------------------------------
 
 # Counter rows first (so they can be locked), in id order: writers of the same posts queue instead of deadlocking.
+# (A batch of likes, reposts or bookmarks does the same in `interactions_apply`, 052_interactions_apply.sql.)
 _LOCK_COUNTERS = """
 INSERT INTO post_counters (post_id) SELECT DISTINCT unnest($1::text[]) ORDER BY 1 ON CONFLICT DO NOTHING
 """
 _FOR_UPDATE = "SELECT 1 FROM post_counters WHERE post_id = ANY($1::text[]) ORDER BY post_id FOR UPDATE"
 
-_APPLY = """
-WITH incoming AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[], $5::timestamptz[])
-        AS x(post_id, kind, user_id, active, changed_at)
-    WHERE NOT EXISTS (SELECT 1 FROM post_counters c WHERE c.post_id = x.post_id AND c.deleted_at IS NOT NULL)
-), before AS (
-    SELECT i.post_id, i.kind, i.user_id, i.active FROM interactions i JOIN incoming USING (post_id, kind, user_id)
-), changed AS (
-    INSERT INTO interactions AS i (post_id, kind, user_id, active, changed_at) SELECT * FROM incoming
-    ON CONFLICT (post_id, kind, user_id) DO UPDATE SET active = EXCLUDED.active, changed_at = EXCLUDED.changed_at
-    WHERE (EXCLUDED.changed_at, EXCLUDED.active) > (i.changed_at, i.active)
-    RETURNING i.post_id, i.kind, i.user_id, i.active
-), per_post AS (
-    SELECT c.post_id,
-           sum(c.active::int - coalesce(b.active, false)::int) FILTER (WHERE c.kind = 'like') AS likes,
-           sum(c.active::int - coalesce(b.active, false)::int) FILTER (WHERE c.kind = 'repost') AS reposts
-    FROM changed c LEFT JOIN before b USING (post_id, kind, user_id)
-    GROUP BY c.post_id
-)
-UPDATE post_counters c
-SET like_count = c.like_count + coalesce(p.likes, 0), repost_count = c.repost_count + coalesce(p.reposts, 0)
-FROM per_post p WHERE c.post_id = p.post_id
-"""
+_APPLY = "SELECT interactions_apply($1, $2, $3, $4, $5)"  # one round trip: see 052_interactions_apply.sql
 
 # A quote counts once (its row is inserted once); a quote whose own post is already deleted is not recorded.
 _QUOTES = """
@@ -116,10 +97,15 @@ FROM unnest($1::text[], $2::timestamptz[]) AS x(post_id, at) WHERE c.post_id = x
 """
 
 # Counts, the viewer's flags and the quoted post (with its author) of each post of a page, in the page's order.
+# The flags are looked up by whole primary keys, one per kind (post, kind, viewer): three index probes per post,
+# however many people liked it. A condition on the post and the viewer alone let the planner walk every like of
+# the post (by the partial index by post, or the primary key with the kind as a filter).
 _OF_POSTS = """
 SELECT x.post_id, coalesce(c.like_count, 0) AS like_count, coalesce(c.repost_count, 0) AS repost_count,
        coalesce(c.quote_count, 0) AS quote_count,
-       array(SELECT i.kind FROM interactions i WHERE i.post_id = x.post_id AND i.user_id = $2 AND i.active) AS mine,
+       array(SELECT k.kind FROM unnest('{like,repost,bookmark}'::text[]) AS k(kind)
+             WHERE (SELECT i.active FROM interactions i
+                    WHERE i.post_id = x.post_id AND i.kind = k.kind AND i.user_id = $2)) AS mine,
        q.quote_of, qp.deleted_at IS NULL AND qp.post_id IS NOT NULL AS quote_live, qp.html AS quote_html,
        qp.text AS quote_text, qp.created_at AS quote_created_at,
        CASE WHEN u.handle LIKE '~%' THEN '' ELSE coalesce(u.handle, '') END AS quote_handle,
@@ -135,12 +121,21 @@ LEFT JOIN users u ON u.user_id = qp.author_id
 _OF_POSTS_UNQUOTED = """
 SELECT x.post_id, coalesce(c.like_count, 0) AS like_count, coalesce(c.repost_count, 0) AS repost_count,
        coalesce(c.quote_count, 0) AS quote_count,
-       array(SELECT i.kind FROM interactions i WHERE i.post_id = x.post_id AND i.user_id = $2 AND i.active) AS mine,
+       array(SELECT k.kind FROM unnest('{like,repost,bookmark}'::text[]) AS k(kind)
+             WHERE (SELECT i.active FROM interactions i
+                    WHERE i.post_id = x.post_id AND i.kind = k.kind AND i.user_id = $2)) AS mine,
        q.quote_of
 FROM unnest($1::text[]) AS x(post_id)
 LEFT JOIN post_counters c ON c.post_id = x.post_id
 LEFT JOIN quotes q ON q.post_id = x.post_id
 """
+
+# The counts of live posts (a post never interacted with has no row: its counts are 0).
+_COUNTS = """
+SELECT post_id, like_count, repost_count, quote_count FROM post_counters
+WHERE post_id = ANY($1::text[]) AND deleted_at IS NULL
+"""
+Counts = dict[str, int]  # {"like_count", "repost_count", "quote_count"}
 
 _POSTS_OF_USER = """
 SELECT i.post_id AS id, i.changed_at FROM interactions i
@@ -241,6 +236,7 @@ class InteractionsReadModel(Protocol):
     """What the gateway reads about likes, reposts, bookmarks and quotes."""
 
     async def of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, dict[str, Any]]: ...
+    async def counts(self, post_ids: Sequence[str]) -> dict[str, Counts]: ...
     async def parts_of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, Parts]: ...
     async def reposts_by(
         self, users: Sequence[str] | str, before: datetime | None, limit: int, hidden: Sequence[str] = ()
@@ -281,10 +277,8 @@ class PostgresInteractions:
         newest = newest_per_row(changes)
         if not newest:
             return
-        async with self._pool.acquire() as conn, conn.transaction():
-            await self._locked(conn, [c.post_id for c in newest])
-            columns = [[c.post_id for c in newest], [c.kind for c in newest], [c.user_id for c in newest]]
-            await conn.execute(_APPLY, *columns, [c.active for c in newest], [c.at for c in newest])
+        columns = [[c.post_id for c in newest], [c.kind for c in newest], [c.user_id for c in newest]]
+        await self._pool.execute(_APPLY, *columns, [c.active for c in newest], [c.at for c in newest])
 
     async def add_quotes(self, quotes: Sequence[Quote]) -> None:
         """Record quoting posts (each once) and count them on the posts they quote."""
@@ -315,6 +309,11 @@ class PostgresInteractions:
         """post id -> the fields its post object gains, for a whole page in one query."""
         rows = await self._of_posts(post_ids, viewer_id)
         return {r["post_id"]: interactions_json(r, viewer_id is not None) for r in rows}
+
+    async def counts(self, post_ids: Sequence[str]) -> dict[str, Counts]:
+        """post id -> its like, repost and quote counts, for the posts that have any and are not deleted."""
+        rows = await self._pool.fetch(_COUNTS, list(post_ids)) if post_ids else []
+        return {r["post_id"]: {k: r[k] for k in ("like_count", "repost_count", "quote_count")} for r in rows}
 
     async def parts_of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, Parts]:
         """post id -> what every viewer sees (counts, `quote_of`) and the kinds the viewer has active on it, in one

@@ -1,7 +1,9 @@
 """Live updates: Server-Sent Events at `GET /events?feed=...`, relayed from Redis pub/sub `chirp:posts` (new posts,
 `event: post`), `chirp:posts:deleted` (removed posts, `event: post-deleted`, sent to every stream) and
 `chirp:notifications` (a user's unread count changed, `event: notifications` with `{"unread": n}`, sent only to
-that user's streams: the bell in the nav updates over the stream the page already has).
+that user's streams: the bell in the nav updates over the stream the page already has) and `chirp:interactions`
+(a batch of likes, reposts and quotes was applied: a post page's stream, `replies:<post id>`, gets `event: counts`
+with `{"id", "like_count", "repost_count", "quote_count"}` of its post, first on connecting, then after each change).
 
 One `Relay` per gateway process subscribes to the channel while streams are open (and `IDLE_S` after the last
 one closes), numbers each notice `<boot>.<seq>`, keeps the last `KEEP` in memory and hands each to every open
@@ -9,7 +11,10 @@ stream. A stream sends the notices its page shows (`Feed`): `all` (every new pos
 their followees' posts), `user:<id>` (one author's), `replies:<post id>`, `tag:<tag>`, or `bell` (nothing but the
 viewer's unread count, starting with its current value: for pages without posts to update, so every page keeps
 one connection per tab and a live bell); never a post by someone the viewer mutes, blocks or is blocked by (as of
-connecting; a muted author's own profile page still gets theirs).
+connecting; a muted author's own profile page still gets theirs). Counts are read from the interactions read model
+only for posts an open page of this process shows, by one task per process (one query for every post a change
+touched, at most every `COUNTS_EVERY_S` while changes keep coming), so a read after the last change has the last
+counts.
 
 Nothing is lost across a reconnect: the browser's EventSource sends `Last-Event-ID` (heartbeats carry an `id:`
 line so it advances past notices the page does not show), and the buffered notices after it are sent first.
@@ -28,8 +33,8 @@ import functools
 import random
 import secrets
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +53,8 @@ from gateway.auth.current import viewer
 from gateway.errors import InvalidInput, Unauthorized
 from gateway.relations import hidden_for_viewer, hidden_on_profile
 from gateway.state import State, state_of
+from store.interactions import CHANNEL as INTERACTIONS_CHANNEL
+from store.interactions import Counts
 from store.notifications import BELL_CHANNEL, unread_key
 from store.posts import CHANNEL, DELETED_CHANNEL
 
@@ -62,6 +69,9 @@ RETRY_MS = 1000
 FOLLOWEES_STALE_S = 2.0
 MAX_FOLLOWEES = 5000  # a home stream shows posts of at most this many followees (the newest follows)
 FEED_KINDS = ("all", "home", "user", "replies", "tag", "bell")
+COUNTS_EVERY_S = 0.2  # while a watched post's counts keep changing, they are read at most this often per process
+COUNTED = frozenset({"like", "repost", "quote"})  # the kinds of change that move a post's counts
+ReadCounts = Callable[[Sequence[str]], Awaitable[dict[str, Counts]]]
 
 
 # Pure parts ---------------------------------------------------------------------------------------------------
@@ -78,8 +88,11 @@ class Notice:
     deleted: bool = False  # a post that was removed (`post-deleted`): every page that shows it drops it
     recipient: str = ""  # a bell notice (`notifications`): whose unread count is now `unread`
     unread: int = 0
+    counts: Counts | None = None  # a counts notice (`counts`): the post's like, repost and quote counts
 
     def sse(self) -> str:
+        if self.counts is not None:
+            return f"id: {self.event_id}\nevent: counts\ndata: {_counts_json(self.post_id, self.counts)}\n\n"
         if self.recipient:
             return (
                 f"id: {self.event_id}\nevent: notifications\ndata: {orjson.dumps({'unread': self.unread}).decode()}\n\n"
@@ -90,6 +103,10 @@ class Notice:
             {"id": self.post_id, "author_id": self.author_id, "reply_to": self.reply_to, "hashtags": self.hashtags}
         ).decode()
         return f"id: {self.event_id}\nevent: post\ndata: {data}\n\n"
+
+
+def _counts_json(post_id: str, counts: Counts) -> str:
+    return orjson.dumps({"id": post_id, **counts}).decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +128,8 @@ def shows(feed: Feed, notice: Notice, followees: frozenset[str] = frozenset(), v
     go to every page, since any of them may show the post (a parent above its replies, a quote, an old page)."""
     if notice.recipient:
         return notice.recipient == viewer_id
+    if notice.counts is not None:  # counts go to the page of that post
+        return feed.kind == "replies" and feed.arg == notice.post_id
     if feed.kind == "bell":
         return False
     if feed.kind == "all" or notice.deleted:
@@ -131,6 +150,7 @@ def shows(feed: Feed, notice: Notice, followees: frozenset[str] = frozenset(), v
 class Listener:
     queue: asyncio.Queue[Notice] = field(default_factory=asyncio.Queue)
     lost: bool = False  # notices were dropped for it: the page must resync
+    watch: str = ""  # the post whose counts its page shows (a post page), if any
 
     def push(self, notice: Notice) -> None:
         if self.queue.qsize() >= MAX_PENDING:
@@ -142,9 +162,15 @@ class Listener:
 class Relay:
     """Redis pub/sub to the open streams of this process, with a replay buffer (see the module docstring)."""
 
-    def __init__(self, settings: Settings, *, keep: int = KEEP, idle_s: float = IDLE_S) -> None:
+    def __init__(
+        self, settings: Settings, *, keep: int = KEEP, idle_s: float = IDLE_S, counts: ReadCounts | None = None
+    ) -> None:
         self.settings = settings
         self.idle_s = idle_s
+        self.read_counts = counts  # None: no counts notices
+        self.watched: Counter[str] = Counter()  # post -> open pages showing its counts
+        self.stale: set[str] = set()  # watched posts whose counts changed since they were last read
+        self.counting: asyncio.Task[None] | None = None
         self.boot = secrets.token_hex(4)
         self.seq = 0
         self.complete_after = 0  # every notice with a greater seq is in the buffer or was evicted in order
@@ -158,21 +184,28 @@ class Relay:
         """The id of the newest notice seen (`<boot>.<seq>`): a page rendered now has seen everything up to it."""
         return f"{self.boot}.{self.seq}"
 
-    def listen_without_task(self) -> Listener:
-        """A listener fed by `dispatch` (what `listen` does, minus the subscription; for tests and tools)."""
-        listener = Listener()
+    def listen_without_task(self, watch: str = "") -> Listener:
+        """A listener fed by `dispatch` (what `listen` does, minus the subscription; for tests and tools); `watch`:
+        the post whose counts its page shows."""
+        listener = Listener(watch=watch)
         self.listeners.add(listener)
+        if watch:
+            self.watched[watch] += 1
         return listener
 
-    def listen(self) -> Listener:
+    def listen(self, watch: str = "") -> Listener:
         """A listener for one stream; subscribes to Redis if no subscription is running."""
-        listener = self.listen_without_task()
+        listener = self.listen_without_task(watch)
         if self.task is None or self.task.done():
             self.ready = asyncio.Event()
             self.task = asyncio.create_task(self._run(), name="chirp-live-relay")
         return listener
 
     def forget(self, listener: Listener) -> None:
+        if listener in self.listeners and listener.watch:
+            self.watched[listener.watch] -= 1
+            if self.watched[listener.watch] <= 0:
+                del self.watched[listener.watch]
         self.listeners.discard(listener)
 
     def since(self, event_id: str) -> list[Notice] | None:
@@ -214,6 +247,42 @@ class Relay:
             listener.push(notice)
         return notice
 
+    def changed(self, raw: str | bytes) -> None:
+        """An interactions notice (`{"changes": [[user, post, kind], ...]}`): the watched posts whose counts moved
+        are read again (by one task, so reads of one post are in order and the last one is the newest)."""
+        if not self.watched or self.read_counts is None:
+            return
+        try:
+            moved = {str(post) for _, post, kind in orjson.loads(raw)["changes"] if kind in COUNTED}
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            log.warning("ignored a malformed interactions notice", notice=str(raw)[:200])
+            return
+        self.stale |= moved & self.watched.keys()
+        if self.stale and (self.counting is None or self.counting.done()):
+            self.counting = asyncio.create_task(self._send_counts(self.read_counts), name="chirp-live-counts")
+
+    async def _send_counts(self, read_counts: ReadCounts) -> None:
+        while self.stale:
+            started = time.monotonic()
+            post_ids, self.stale = sorted(self.stale), set()
+            try:
+                found = await read_counts(post_ids)
+            except Exception as exc:  # a store outage: these counts wait for the next change or reload
+                log.warning("live counts could not be read", error=repr(exc))
+                return
+            for post_id, counts in found.items():
+                self.counted(post_id, counts)
+            await asyncio.sleep(max(0.0, started + COUNTS_EVERY_S - time.monotonic()))
+
+    def counted(self, post_id: str, counts: Counts) -> Notice:
+        """Number a post's new counts, buffer them, hand them out."""
+        self.seq += 1
+        notice = Notice(self.seq, f"{self.boot}.{self.seq}", post_id, "", None, (), counts=counts)
+        self.buffer.append(notice)
+        for listener in self.listeners:
+            listener.push(notice)
+        return notice
+
     async def _run(self) -> None:
         # On a cluster the subscription is on one node: PUBLISH reaches every node.
         client = redis_client.connect(self.settings, decode_responses=True)
@@ -231,14 +300,17 @@ class Relay:
         idle_since: float | None = None
         try:
             async with client.pubsub() as pubsub:
-                await pubsub.subscribe(CHANNEL, DELETED_CHANNEL, BELL_CHANNEL)
+                await pubsub.subscribe(CHANNEL, DELETED_CHANNEL, BELL_CHANNEL, INTERACTIONS_CHANNEL)
                 self.complete_after = self.seq
                 self.ready.set()
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None and message["type"] == "message":
                         channel = message["channel"]
-                        self.dispatch(message["data"], channel == DELETED_CHANNEL, channel == BELL_CHANNEL)
+                        if channel == INTERACTIONS_CHANNEL:
+                            self.changed(message["data"])
+                        else:
+                            self.dispatch(message["data"], channel == DELETED_CHANNEL, channel == BELL_CHANNEL)
                     if self.listeners:
                         idle_since = None
                     elif idle_since is None:
@@ -287,6 +359,20 @@ def _bell(unread: int) -> str:
     return f"event: notifications\ndata: {orjson.dumps({'unread': unread}).decode()}\n\n"
 
 
+async def _counts_now(relay: Relay, post_id: str) -> str:
+    """The post's counts as of connecting (a change applied between the page's rendering and now has no notice
+    for this page); nothing when they cannot be read."""
+    if relay.read_counts is None:
+        return ""
+    try:
+        found = await relay.read_counts([post_id])
+    except Exception as exc:
+        log.warning("live counts could not be read", error=repr(exc))
+        return ""
+    counts = found.get(post_id, {"like_count": 0, "repost_count": 0, "quote_count": 0})
+    return f"event: counts\ndata: {_counts_json(post_id, counts)}\n\n"
+
+
 async def _stream(
     relay: Relay,
     listener: Listener,
@@ -305,6 +391,8 @@ async def _stream(
         yield f"retry: {RETRY_MS}\n\n"  # first bytes once subscribed: nothing published after them is missed
         if unread is not None:  # read once subscribed, so a change after it comes as a notice
             yield _bell(await unread())
+        if listener.watch and (counts := await _counts_now(relay, listener.watch)):  # likewise
+            yield counts
         backlog = relay.since(last) if last else None
         if last and backlog is None:
             yield _resync()  # a reconnect that cannot be replayed
@@ -315,7 +403,7 @@ async def _stream(
         end = time.monotonic() + STREAM_S + random.uniform(0, 10)
         while time.monotonic() < end:
             for notice in pending:
-                if followees is not None and not notice.deleted and not notice.recipient:
+                if followees is not None and notice.author_id and not notice.deleted:
                     await followees.refresh_for(notice.author_id)
                 if notice.author_id in hidden and not notice.deleted:
                     continue
@@ -352,7 +440,7 @@ async def events(request: Request) -> Response:
     if feed.kind == "bell" and me is not None:
         unread = functools.partial(_unread, state.redis, me.user_id)
     relay = state.live_relay
-    listener = relay.listen()
+    listener = relay.listen(watch=feed.arg if feed.kind == "replies" else "")
     start, last = relay.position, request.headers.get("last-event-id")
     since = request.query_params.get("since")
     # Authors the viewer mutes, blocks or is blocked by, as of connecting (a stream lasts about a minute).

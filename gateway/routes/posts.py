@@ -19,6 +19,7 @@ key); the same key with a different post gets 409.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from datetime import datetime
@@ -35,7 +36,7 @@ from domain.text import MAX_TAG_CHARS, PostBody, Tag, unify_lines
 from gateway.auth.current import Viewer, require_viewer, viewer
 from gateway.cursors import PageQuery, post_cursor, post_page_params
 from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, NotFound, RemovedByModerators
-from gateway.interactions import with_interactions, with_reposts
+from gateway.interactions import interactions_of, with_interactions, with_reposts
 from gateway.openapi import contract
 from gateway.post_objects import Post, PostPage, post_json
 from gateway.relations import hidden_for_viewer, hidden_on_profile, refuse_if_blocked
@@ -278,13 +279,15 @@ async def get_post(request: Request) -> Response:
     """`GET /api/posts/{id}` → the post, 404 when unknown or deleted; 410 ("removed by moderators") for the author of
     a post the operators took down, 404 for everyone else."""
     posts = _posts(request)
-    post = await posts.get(post_id := path_param(request, "post_id", "No such post."))
+    post_id = path_param(request, "post_id", "No such post.")
+    # The post and its interactions at once (two stores' queries, neither waiting for the other).
+    post, found = await asyncio.gather(posts.get(post_id), interactions_of(request, [post_id]))
     if post is None:
         author = await posts.taken_down(post_id)
         if author is not None and (me := await viewer(request)) is not None and me.user_id == author:
             raise RemovedByModerators("This post was removed by moderators.")
         raise NotFound("No such post.")
-    return JSONResponse((await with_interactions(request, [post_json(post)]))[0])
+    return JSONResponse({**post_json(post), **found[post_id]})
 
 
 @contract(PostHistory, errors=(404,))

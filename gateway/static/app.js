@@ -1,6 +1,6 @@
 // Chirp progressive enhancement: every page works without this file; it adds live updates, the composer's
 // preview and counter, local times, deletes asked in a dialog (the confirm page without scripts) and live removal
-// of deleted posts, and likes, reposts and bookmarks sent in place.
+// of deleted posts, likes, reposts and bookmarks sent in place, and a post page's counts kept live.
 (function () {
   "use strict";
 
@@ -78,6 +78,19 @@
     });
   }
 
+  // A post's like, repost and quote counts as the server has them now (a post page's stream sends them when
+  // others like, repost or quote it); they also correct a count this page changed in place.
+  function setCounts(counts) {
+    var card = document.getElementById("post-" + counts.id);
+    if (!card) return;
+    [["like", counts.like_count], ["repost", counts.repost_count], ["quote", counts.quote_count]].forEach(function (pair) {
+      card.querySelectorAll('.post-actions [data-count="' + pair[0] + '"]').forEach(function (count) {
+        count.textContent = String(pair[1]);
+        if (pair[0] === "quote") count.hidden = pair[1] === 0;
+      });
+    });
+  }
+
   // Pages without posts to update (settings, notifications, people, …) still get a live bell: a stream that carries
   // only the viewer's unread count, so every tab holds one connection whatever the page.
   function bellOnly() {
@@ -145,6 +158,7 @@
     });
     source.addEventListener("post-deleted", function (e) { removePost(JSON.parse(e.data).id); });
     source.addEventListener("notifications", function (e) { setUnread(JSON.parse(e.data).unread); });
+    source.addEventListener("counts", function (e) { setCounts(JSON.parse(e.data)); });
     source.addEventListener("resync", function () { resync = true; show(); });
     button.addEventListener("click", function () {
       if (resync) { location.reload(); return; }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from playwright.async_api import Browser, Locator, Page, expect
 
@@ -65,7 +66,7 @@ async def test_like_repost_bookmark_and_quote_with_javascript(browser: Browser, 
     await bob_ctx.close()
 
 
-async def test_like_repost_bookmark_without_javascript(browser: Browser, site: Site) -> None:
+async def test_like_repost_bookmark_and_quote_without_javascript(browser: Browser, site: Site) -> None:
     word = unique("nojs-likes")
     ada_ctx = await new_context(browser, site)
     ada = await ada_ctx.new_page()
@@ -88,5 +89,39 @@ async def test_like_repost_bookmark_without_javascript(browser: Browser, site: S
         await control(await card_of(carol, post_id), "bookmark").click()
     assert carol.url.split("#")[0].endswith("/bookmarks")
     await expect(carol.locator(f"#post-{post_id}")).to_have_count(0)
+
+    # Quote: a link to the composer with the post embedded, a plain form post
+    await carol.goto(f"/posts/{post_id}")
+    await (await card_of(carol, post_id)).get_by_role("link", name="Quote this post").click()
+    await expect(carol.locator("form[data-composer] .quoted")).to_contain_text(f"Forms only {word}")
+    quoting = f"Quoting without scripts {word}"
+    await carol.get_by_label("What’s happening?").fill(quoting)
+    await submit(carol, "Post")
+    quote = await reload_until(carol, "/", lambda p: p.locator("article.post", has_text=quoting))
+    await expect(quote.locator(".quoted")).to_contain_text(f"Forms only {word}")
     await ctx.close()
+    await ada_ctx.close()
+
+
+async def test_an_open_post_page_shows_others_likes_and_reposts_live(browser: Browser, site: Site) -> None:
+    ada_ctx = await new_context(browser, site)
+    ada = await ada_ctx.new_page()
+    await dev_login(ada, unique("ada-"))
+    post_id = await post_via_page(ada, f"Watch the counts {unique('live')}")
+    await ada.goto(f"/posts/{post_id}")
+    await ada.evaluate("window.notReloaded = true")
+    card = await card_of(ada, post_id)
+    async with httpx.AsyncClient(base_url=site.url, timeout=10) as http:
+        login = await http.post("/auth/dev-login", json={"login": unique("bob-")})
+        assert login.status_code == 200, login.text
+        bob = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        http.cookies.clear()
+        for kind in ("like", "repost"):
+            assert (await http.post(f"/api/posts/{post_id}/{kind}", headers=bob)).status_code == 202
+        await expect(control(card, "like").locator("[data-count]")).to_have_text("1")
+        await expect(control(card, "repost").locator("[data-count]")).to_have_text("1")
+        assert (await http.delete(f"/api/posts/{post_id}/like", headers=bob)).status_code == 202
+        await expect(control(card, "like").locator("[data-count]")).to_have_text("0")
+    await expect(control(card, "repost").locator("[data-count]")).to_have_text("1")
+    assert await ada.evaluate("window.notReloaded === true"), "the counts changed in place, not by a reload"
     await ada_ctx.close()

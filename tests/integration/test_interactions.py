@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
@@ -31,6 +32,7 @@ from schemas.events import (
     PostRepost,
     new_id,
 )
+from store.interactions import _OF_POSTS, Change, PostgresInteractions
 from tests.conftest import eventually
 from tests.integration.helpers import login, unique_handle
 
@@ -103,6 +105,71 @@ async def test_a_delete_drops_the_interactions_and_later_ones_change_nothing(ctx
     await interactions.on_post_deleted([deleted], ctx)
     assert await counters(ctx.pg, post_id) == (0, 0, 0) and await rows(ctx.pg, post_id) == []
     assert await counters(ctx.pg, quoted) == (0, 0, 0)
+
+
+class RoundTrips:
+    """A pool that notes each call that reaches PostgreSQL (a connection taken for a transaction counts as one)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.calls: list[str] = []
+
+    async def execute(self, *args: Any) -> str:
+        self.calls.append("execute")
+        return await self.pool.execute(*args)
+
+    def acquire(self) -> Any:
+        self.calls.append("acquire")
+        return self.pool.acquire()
+
+    async def fetch(self, *args: Any) -> list[asyncpg.Record]:
+        self.calls.append("fetch")
+        return await self.pool.fetch(*args)
+
+
+async def test_a_batch_of_likes_is_one_round_trip_and_concurrent_batches_count_every_like(pg: asyncpg.Pool) -> None:
+    posts = sorted(new_id() for _ in range(5))
+    traced = RoundTrips(pg)
+    first = [Change(p, "like", "u0", True, T0) for p in posts] + [Change(posts[0], "repost", "u0", True, T0)]
+    await PostgresInteractions(traced).apply(first)  # type: ignore[arg-type]
+    assert traced.calls == ["execute"], "BEGIN, locks, upsert and COMMIT are one call"
+
+    async def batch(user: int) -> None:  # each in its own order of posts: the locks are taken in id order
+        shuffled = random.Random(user).sample(posts, len(posts))
+        await PostgresInteractions(pg).apply([Change(p, "like", f"u{user}", True, T0) for p in shuffled])
+
+    await asyncio.gather(*(batch(user) for user in range(1, 21)))
+    assert [await counters(pg, p) for p in posts] == [(21, 1, 0)] + [(21, 0, 0)] * 4
+
+
+async def test_a_page_of_20_posts_is_one_query_and_100k_likes_cost_what_one_does(pg: asyncpg.Pool) -> None:
+    """Counts and the viewer's flags of a whole page come in one query, and a post liked by 100,000 people reads as
+    cheaply as one liked by one (counters, not counting at read time; the flags looked up by the viewer)."""
+    big, small, *others = sorted(new_id() for _ in range(20))
+    viewer = f"v-{new_id()}"
+    await pg.execute(
+        "INSERT INTO interactions SELECT $1, 'like', 'fan-' || g, true, $2 FROM generate_series(1, 100000) g", big, T0
+    )
+    await pg.execute("INSERT INTO post_counters (post_id, like_count) VALUES ($1, 100000)", big)
+    await pg.execute("ANALYZE interactions")  # as autovacuum would: the planner knows the post is liked by many
+    await PostgresInteractions(pg).apply(
+        [Change(small, "like", viewer, True, T0), Change(big, "bookmark", viewer, True, T0)]
+        + [Change(p, "repost", viewer, True, T0) for p in others[:5]]
+    )
+    traced = RoundTrips(pg)
+    page = await PostgresInteractions(traced).of_posts([big, small, *others], viewer)  # type: ignore[arg-type]
+    assert traced.calls == ["fetch"]
+    assert (page[big]["like_count"], page[big]["liked_by_me"], page[big]["bookmarked_by_me"]) == (100000, False, True)
+    assert (page[small]["like_count"], page[small]["liked_by_me"]) == (1, True)
+    assert [page[p]["reposted_by_me"] for p in others] == [True] * 5 + [False] * 13
+
+    async def blocks(post_id: str) -> int:
+        """Buffers the page query touches for this one post."""
+        plan = await pg.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {_OF_POSTS}", [post_id], viewer)
+        top = (orjson.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
+        return int(top["Shared Hit Blocks"] + top["Shared Read Blocks"])
+
+    assert await blocks(big) <= await blocks(small) + 2
 
 
 # End to end ---------------------------------------------------------------------------------------------------
@@ -217,12 +284,23 @@ async def test_deleting_a_post_removes_its_interactions_from_every_view(client: 
         assert (await client.get(f"/api/posts/{post_id}/{kind}s")).status_code == 404
 
 
+async def chirp(*args: str) -> None:
+    """Run an operator command (`chirp ...`) to its end; it must succeed."""
+    command = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ops", *args, env={**os.environ}, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await asyncio.wait_for(command.communicate(), timeout=600)
+    assert command.returncode == 0, stderr.decode()[-2000:]
+
+
 @pipelined
-async def test_counts_are_the_same_after_a_replay(client: httpx.AsyncClient, pg: asyncpg.Pool) -> None:
+async def test_counts_are_the_same_through_a_replay_and_a_rebuild_while_the_app_serves(
+    client: httpx.AsyncClient, pg: asyncpg.Pool
+) -> None:
     _, author = await user(client, "ir")
-    fans = [(await user(client, f"ir{i}"))[1] for i in range(3)]
+    fans = [(await user(client, f"ir{i}"))[1] for i in range(4)]
     first, second = await post(client, author, "one"), await post(client, author, "two")
-    for i, fan in enumerate(fans):
+    for i, fan in enumerate(fans[:3]):
         await client.post(f"/api/posts/{first}/like", headers=fan)
         await client.post(f"/api/posts/{second}/repost", headers=fan)
         if i == 0:
@@ -231,20 +309,31 @@ async def test_counts_are_the_same_after_a_replay(client: httpx.AsyncClient, pg:
     await seen(client, f"/api/posts/{first}", like_count=2, quote_count=1)
     await seen(client, f"/api/posts/{second}", repost_count=3)
     await seen(client, f"/api/posts/{quote}", fans[0])
-    before = [(await client.get(f"/api/posts/{p}", headers=fans[0])).json() for p in (first, second, quote)]
-    ours = "SELECT * FROM post_counters WHERE post_id = ANY($1::text[]) ORDER BY post_id"
-    table_before = [tuple(r) for r in await pg.fetch(ours, [first, second, quote])]
+    ours = [first, second, quote]
 
-    replay = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ops", "replay", "interactions", env={**os.environ}, stderr=asyncio.subprocess.PIPE
-    )
-    _, stderr = await asyncio.wait_for(replay.communicate(), timeout=300)
-    assert replay.returncode == 0, stderr.decode()[-2000:]
-    after = [(await client.get(f"/api/posts/{p}", headers=fans[0])).json() for p in (first, second, quote)]
-    assert after == before
+    async def read() -> list[dict[str, Any]]:
+        return [(await client.get(f"/api/posts/{p}", headers=fans[0])).json() for p in ours]
+
+    before = await read()
+    counters_sql = "SELECT * FROM post_counters WHERE post_id = ANY($1::text[]) ORDER BY post_id"
+    table_before = [tuple(r) for r in await pg.fetch(counters_sql, ours)]
+    for command in (("replay", "interactions"), ("rebuild", "--all")):
+        rebuilding = asyncio.create_task(chirp(*command))
+        served = 0
+        while not rebuilding.done():  # readers are answered throughout, with the same counts
+            assert await read() == before, f"during {' '.join(command)}"
+            served += 1
+            await asyncio.sleep(0.1)
+        await rebuilding
+        assert served > 0
+        after = await read()
+        assert after == before, f"after {' '.join(command)}"
+        assert [tuple(r) for r in await pg.fetch(counters_sql, ours)] == table_before
     assert (after[0]["like_count"], after[0]["liked_by_me"], after[1]["repost_count"]) == (2, False, 3)
     assert after[2]["quote_of"]["id"] == first
-    assert [tuple(r) for r in await pg.fetch(ours, [first, second, quote])] == table_before
+    # The running consumer writes the tables the rebuild put in place
+    assert (await client.post(f"/api/posts/{first}/like", headers=fans[3])).status_code == 202
+    await seen(client, f"/api/posts/{first}", like_count=3, quote_count=1)
 
 
 @pipelined

@@ -27,6 +27,7 @@ from store.posts import CHANNEL, DELETED_CHANNEL
 from store.relations import Change, RedisRelations
 from tests.conftest import eventually
 from tests.integration.helpers import login, unique_handle
+from tests.integration.test_interactions import post, user
 
 STREAM_TIMEOUT_S = 20.0
 
@@ -281,3 +282,34 @@ async def test_streams_leave_out_whom_the_viewer_mutes_or_blocks_or_is_blocked_b
             await s.until(lambda st: any(orjson.loads(e["data"]) == {"id": gone} for e in st.named("post-deleted")))
     assert not {posts[muted], posts[blocked], posts[blocker]} & {p["id"] for p in every.posts()}
     assert blocked_profile.posts() == []
+
+
+def counts_of(s: Stream, post_id: str) -> list[tuple[int, int, int]]:
+    found = [orjson.loads(e["data"]) for e in s.named("counts")]
+    return [(c["like_count"], c["repost_count"], c["quote_count"]) for c in found if c["id"] == post_id]
+
+
+async def test_a_post_page_gets_its_counts_live_as_others_like_and_repost(
+    app: Starlette, client: httpx.AsyncClient, pipeline: Any
+) -> None:
+    """A post page's stream (`replies:<id>`) starts with the post's counts, then gets them again after each like,
+    repost or quote others make or undo; a page of another post gets none of them."""
+    _, author = await user(client, "sa")
+    _, fan = await user(client, "sb")
+    post_id, other_id = await post(client, author, "count me"), await post(client, author, "not me")
+    async with (
+        stream(app, f"/events?feed=replies:{post_id}") as page,
+        stream(app, f"/events?feed=replies:{other_id}") as other_page,
+    ):
+        await page.until(lambda s: counts_of(s, post_id))  # as of connecting
+        assert counts_of(page, post_id) == [(0, 0, 0)]
+        for kind in ("like", "repost"):
+            assert (await client.post(f"/api/posts/{post_id}/{kind}", headers=fan)).status_code == 202
+        await page.until(lambda s: counts_of(s, post_id)[-1] == (1, 1, 0), timeout=60)
+        await post(client, fan, "quoting", quote_of=post_id)
+        await page.until(lambda s: counts_of(s, post_id)[-1] == (1, 1, 1))
+        assert (await client.delete(f"/api/posts/{post_id}/like", headers=fan)).status_code == 202
+        await page.until(lambda s: counts_of(s, post_id)[-1] == (0, 1, 1))
+    live = [e for e in page.named("counts") if "id" in e]
+    assert live and all(e["id"].count(".") == 1 for e in live), "numbered, so a reconnect replays them"
+    assert counts_of(other_page, post_id) == [] and counts_of(other_page, other_id) == [(0, 0, 0)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -16,6 +17,7 @@ from gateway.pages.live import Feed, Notice, Relay, parse_feed, shows
 from gateway.pages.security import HEADERS, response_headers
 from gateway.pages.templating import ENV, exact_time, iso_time, reltime
 from gateway.pages.web import local_path
+from store.interactions import Counts
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
@@ -122,6 +124,9 @@ def test_which_feeds_show_a_post() -> None:
     bell = Notice(3, "b.3", "", "", None, (), recipient="u1", unread=4)
     assert not shows(Feed("bell"), post) and not shows(Feed("bell"), deleted), "a bell stream carries the bell only"
     assert shows(Feed("bell"), bell, viewer_id="u1") and not shows(Feed("bell"), bell, viewer_id="u2")
+    counts = Notice(4, "b.4", "p0", "", None, (), counts={"like_count": 1, "repost_count": 0, "quote_count": 0})
+    assert shows(Feed("replies", "p0"), counts), "the page of that post"
+    assert not any(shows(f, counts, frozenset({""})) for f in (Feed("replies", "p9"), Feed("all"), Feed("home")))
 
 
 def _relay(keep: int = 3) -> Relay:
@@ -174,6 +179,34 @@ def test_a_slow_listener_is_told_to_resync_instead_of_growing_without_bound(monk
     for post_id in ("p1", "p2", "p3"):
         _say(relay, post_id)
     assert listener.queue.qsize() == 2 and listener.lost
+
+
+async def test_the_relay_reads_the_counts_of_watched_posts_only_and_in_one_query_per_change() -> None:
+    reads: list[list[str]] = []
+
+    async def read(post_ids: Sequence[str]) -> dict[str, Counts]:
+        reads.append(list(post_ids))
+        return {p: {"like_count": len(reads), "repost_count": 0, "quote_count": 0} for p in post_ids}
+
+    relay = Relay(Settings(), counts=read)
+    kinds = {"p1": "like", "p2": "repost", "p3": "bookmark", "p4": "like"}
+    changes = {"changes": [[f"u{post_id}", post_id, kind] for post_id, kind in kinds.items()]}
+    relay.changed(orjson.dumps(changes))
+    assert relay.counting is None, "no open page shows a post's counts: nothing is read"
+    pages = [relay.listen_without_task(watch) for watch in ("p1", "p2", "p3", "p2")]
+    relay.changed(orjson.dumps(changes))
+    relay.changed(b"not json")
+    assert relay.counting is not None
+    await relay.counting
+    assert reads == [["p1", "p2"]], "a bookmark moves no count; p4 is not shown"
+    sent = [pages[0].queue.get_nowait() for _ in range(pages[0].queue.qsize())]
+    assert [(n.post_id, n.counts) for n in sent] == [
+        ("p1", {"like_count": 1, "repost_count": 0, "quote_count": 0}),
+        ("p2", {"like_count": 1, "repost_count": 0, "quote_count": 0}),
+    ]
+    for page in pages:
+        relay.forget(page)
+    assert not relay.watched
 
 
 @pytest.mark.parametrize(
