@@ -23,11 +23,11 @@ from starlette.applications import Starlette
 
 from chirp.settings import Settings
 from gateway.auth.current import start_session
-from gateway.routes.account import handle_digest
 from gateway.state import State
 from ops.erasure import status, verify
 from schemas.events import UserProfileUpdated, UserProfileUpdatedData, UserRegistered, UserRegisteredData, new_id
 from schemas.topics import NAMESPACE
+from store.accounts import handle_digest
 from store.relations import list_key
 from tests.conftest import eventually
 from tests.integration.helpers import login, unique_handle

@@ -490,6 +490,7 @@ async def test_likes_reposts_and_quotes_through_the_api_and_a_replay_rebuilds_th
     assert await unread(client, ann_h) == 3
 
 
+@replays_redis
 @pytest.mark.usefixtures("pipeline")
 async def test_likes_a_read_mark_and_more_likes_replay_to_the_same_items(
     client: httpx.AsyncClient, ctx: Context
