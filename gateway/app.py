@@ -14,6 +14,7 @@ from redis.backoff import NoBackoff
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
+from starlette.types import ASGIApp
 
 import gateway.routes as routes_package
 from chirp.heap import settle_after_startup
@@ -26,6 +27,7 @@ from gateway.auth.tokens import VerifiedTokens
 from gateway.errors import ErrorHandlers
 from gateway.interaction_cache import InteractionCache
 from gateway.middleware import PerRequest
+from gateway.one_write import OneWrite
 from gateway.pages.errors import error_page
 from gateway.pages.live import Relay
 from gateway.pages.security import HEADERS
@@ -55,6 +57,12 @@ def routes() -> list[BaseRoute]:
     for info in sorted(pkgutil.iter_modules(routes_package.__path__), key=lambda m: (m.name != "health", m.name)):
         found.extend(importlib.import_module(f"gateway.routes.{info.name}").routes)
     return found
+
+
+class Gateway(Starlette):
+    def build_middleware_stack(self) -> ASGIApp:
+        # Outside Starlette's own error middleware, so that it sees the server's `send` (gateway/one_write.py).
+        return OneWrite(super().build_middleware_stack())
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -127,7 +135,7 @@ def create_app(settings: Settings) -> Starlette:
             await search_pg.close()
 
     errors = ErrorHandlers(error_page, HEADERS)  # pages in the site's layout for browsers, JSON for the API
-    app = Starlette(
+    app = Gateway(
         routes=routes(),
         lifespan=lifespan,
         exception_handlers=errors.by_class(),
