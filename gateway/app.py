@@ -18,7 +18,7 @@ from starlette.types import ASGIApp
 
 import gateway.routes as routes_package
 from chirp.heap import settle_after_startup
-from chirp.redis_client import HiredisPacking
+from chirp.redis_client import HiredisPacking, RoundTrips
 from chirp.redis_client import connect as redis_connect
 from chirp.settings import Settings
 from gateway.auth.keys import KeyRing
@@ -104,6 +104,7 @@ def create_app(settings: Settings) -> Starlette:
             broker,
             Publisher(broker, deadline_s=settings.publish_timeout_s, keys=PgKeyStore.for_sealing(settings, pg)),
             redis_client,
+            RoundTrips(redis_client),
             pg,
             keys=KeyRing.from_settings(settings),
             sessions=SessionStore(redis_client, settings.refresh_token_days),
@@ -129,6 +130,7 @@ def create_app(settings: Settings) -> Starlette:
             yield
         finally:
             await state.interaction_cache.close()
+            await state.round_trips.aclose()
             await stop_within(broker, timeout_s=5)
             await redis_client.aclose()
             await pg.close()
