@@ -4,9 +4,11 @@ its cluster client when `redis_cluster` is set (docs/scaling.md)."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+import hiredis
 import redis.asyncio as aioredis
 from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
 from redis.asyncio.client import Pipeline
@@ -213,6 +215,7 @@ class RoundTrips:
         self._idle: list[Connection] = []
         self._open = 0
         self._direct = not is_cluster(redis)
+        self._callbacks: dict[str, Any] = {}  # command name -> redis-py's reply callback (or None), looked up once
 
     async def pipelined(self, queue: Callable[[Pipeline], object], scripts: Iterable[AsyncScript] = ()) -> list[Any]:
         """As `pipelined(redis, queue, scripts)`."""
@@ -229,24 +232,28 @@ class RoundTrips:
         return replies
 
     async def _round_trip(self, stack: list[tuple[Any, Any]]) -> list[Any]:
+        plain = all(not options or options.keys() == {"keys"} for _, options in stack)  # no reply-shaping options
         for attempt in range(2):
             connection = self._idle.pop() if self._idle else self._connection()
             try:
                 if not connection.is_connected:
                     await connection.connect()
+                parser = connection._parser
+                direct = plain and isinstance(parser, _AsyncHiredisParser) and parser._connected
                 writer = connection._writer
                 assert writer is not None  # set while connected
-                writer.writelines(connection.pack_commands([args for args, _ in stack]))
+                writer.write(_packed(stack) if direct else b"".join(connection.pack_commands([a for a, _ in stack])))
                 await writer.drain()
-                replies: list[Any] = []
-                for args, options in stack:
-                    try:
-                        replies.append(await self.redis.parse_response(connection, args[0], **options))
-                    except ResponseError as exc:
-                        replies.append(exc)
-            except (ConnectionError, RedisTimeoutError, OSError):
+                if direct:
+                    async with asyncio.timeout(connection.socket_timeout):
+                        replies = await self._read(cast(_AsyncHiredisParser, parser), stack)
+                else:
+                    replies = await self._parsed(connection, stack)
+            except (ConnectionError, RedisTimeoutError, OSError) as exc:
                 await self._discard(connection)
                 if attempt:
+                    if isinstance(exc, TimeoutError):  # the read deadline (socket_timeout), as redis-py raises it
+                        raise RedisTimeoutError("Timeout reading from Redis") from None
                     raise
                 continue
             except BaseException:
@@ -255,6 +262,40 @@ class RoundTrips:
             self._idle.append(connection)
             return replies
         raise AssertionError("unreachable")
+
+    async def _read(self, parser: _AsyncHiredisParser, stack: list[tuple[Any, Any]]) -> list[Any]:
+        """The replies, straight from hiredis's reader: what `Redis.parse_response` returns for commands without
+        reply-shaping options (an error reply is its exception, in its place)."""
+        reader: Any = parser._reader  # set while connected
+        replies: list[Any] = []
+        for args, _ in stack:
+            reply = reader.gets()
+            while reply is NOT_ENOUGH_DATA:
+                await parser.read_from_socket()
+                reply = reader.gets()
+            broken = reply[0] if isinstance(reply, list) and reply else reply
+            if isinstance(broken, ConnectionError) or not isinstance(reply, _PLAIN_REPLIES):  # RESP2 has no pushes
+                raise broken if isinstance(broken, ConnectionError) else ConnectionError("unexpected reply")
+            if not isinstance(reply, ResponseError):
+                name = args[0]
+                callback = self._callbacks.get(name, _UNKNOWN)
+                if callback is _UNKNOWN:
+                    callback = self._callbacks[name] = self.redis.response_callbacks.get(name)
+                if callback is not None:
+                    reply = callback(reply)
+                    if inspect.isawaitable(reply):
+                        reply = await reply
+            replies.append(reply)
+        return replies
+
+    async def _parsed(self, connection: Connection, stack: list[tuple[Any, Any]]) -> list[Any]:
+        replies: list[Any] = []
+        for args, options in stack:
+            try:
+                replies.append(await self.redis.parse_response(connection, args[0], **options))
+            except ResponseError as exc:
+                replies.append(exc)
+        return replies
 
     def _connection(self) -> Connection:
         self._open += 1
@@ -269,6 +310,21 @@ class RoundTrips:
         idle, self._idle = self._idle, []
         for connection in idle:
             await self._discard(connection)
+
+
+_UNKNOWN = object()
+_PLAIN_REPLIES = (str, bytes, int, float, list, type(None), ResponseError)
+
+
+def _packed(stack: list[tuple[Any, Any]]) -> bytes:
+    """The commands of a pipeline in RESP, packed by hiredis (as `HiredisPacking.pack_command`, without its per
+    argument checks: the read path's arguments are str, bytes and numbers)."""
+    packed = []
+    for args, _ in stack:
+        if isinstance(args[0], str) and " " in args[0]:  # a two-word command (`CLIENT ID`) goes as two arguments
+            args = (*args[0].split(), *args[1:])
+        packed.append(hiredis.pack_command(args))
+    return b"".join(packed)
 
 
 def evalsha_of(pipe: Pipeline, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> None:

@@ -15,6 +15,7 @@ import jwt
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.applications import Starlette
 
 from chirp.redis_client import RoundTrips, evalsha_of, pipelined
@@ -127,3 +128,17 @@ async def test_a_closed_or_interrupted_connection_leaves_no_wrong_answer(redis_c
     finally:
         await trips.aclose()
         await redis_client.delete(empty)
+
+
+async def test_a_reply_later_than_the_socket_timeout_fails_as_redis_times_out(settings: Settings) -> None:
+    slow = aioredis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=0.2)
+    trips = RoundTrips(slow)
+    started = time.monotonic()
+    try:
+        with pytest.raises(RedisTimeoutError):  # what the gateway answers 503 for (gateway/errors.py)
+            await trips.pipelined(lambda pipe: pipe.blpop([f"chirp:test:trips:{uuid.uuid4().hex}"], timeout=3))
+        assert time.monotonic() - started < 1.5  # two tries of 0.2 s, not BLPOP's 3 s
+        assert await trips.pipelined(lambda pipe: pipe.ping()) == [True]
+    finally:
+        await trips.aclose()
+        await slow.aclose()
