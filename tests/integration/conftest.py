@@ -18,6 +18,7 @@ from chirp.settings import Settings
 from gateway.app import create_app
 from producers.broker import Publisher, make_broker
 from store.postgres import connect
+from tests.integration.helpers import stop
 from tests.scratch import scratch_id
 
 
@@ -67,11 +68,7 @@ def pipeline(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
     cmd = [sys.executable, "-m", "ops", "consume", "--all", "--metrics-port", "0"]
     proc = subprocess.Popen(cmd, env={**os.environ})
     yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop(proc)
 
 
 ERASURE_DELAY_S = 2.0  # the erasure delay of the `fast_erasure` consumer
@@ -86,8 +83,4 @@ def fast_erasure(settings: Settings) -> Iterator[str]:
     cmd = [sys.executable, "-m", "ops", "consume", "erasure", "--group", group, "--metrics-port", "0"]
     proc = subprocess.Popen(cmd, env=env)
     yield group
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop(proc, timeout=30)

@@ -43,7 +43,7 @@ from store.postgres import connect
 from tests.conftest import eventually
 from tests.integration.erasure_support import raw_log
 from tests.integration.faults import free_port, private_redis
-from tests.integration.helpers import unique_handle
+from tests.integration.helpers import stop, unique_handle
 from tests.scratch import scratch_id
 
 
@@ -124,15 +124,6 @@ async def publish_legacy(stack: Stack, events: list[Event]) -> None:
             await producer.send_and_wait(stack.topic(event.topic), value, key=event.key.encode())
     finally:
         await producer.stop()
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 async def login(http: httpx.AsyncClient, handle: str) -> dict[str, str]:
