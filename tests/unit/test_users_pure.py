@@ -91,7 +91,7 @@ def test_newest_per_pair_keeps_the_newest_and_drops_self_follows() -> None:
 
 def test_fanout_plan_skips_followers_of_big_authors_but_not_the_author() -> None:
     followers = {"small": ["f1", "f2"], "big": ["f1", "f2", "f3"]}
-    posts = [("p1", "small"), ("p2", "big"), ("p3", "loner"), ("p4", "known")]
+    posts = [(member(p, a), a) for p, a in (("p1", "small"), ("p2", "big"), ("p3", "loner"), ("p4", "known"))]
     plan = plan_fanout(posts, followers, {"known"}, max_followers=2)
     assert plan.big == {"big", "known"} and plan.small == {"small", "loner"}
     assert dict(plan.timelines) == {
@@ -106,7 +106,9 @@ def test_fanout_plan_skips_followers_of_big_authors_but_not_the_author() -> None
 
 def test_fanout_plan_reaches_only_the_timelines_named() -> None:
     followers = {"small": ["f1", "f2"], "big": ["f1", "f2", "f3"]}
-    plan = plan_fanout([("p1", "small"), ("p2", "big")], followers, set(), max_followers=2, reach={"f2", "big"})
+    plan = plan_fanout(
+        [("p1:small", "small"), ("p2:big", "big")], followers, set(), max_followers=2, reach={"f2", "big"}
+    )
     assert dict(plan.timelines) == {"f2": ["p1:small"], "big": ["p2:big"]}
     assert plan.big == {"big"} and plan.small == {"small"}, "who is big does not depend on who is reached"
 
