@@ -22,7 +22,19 @@ from schemas.events import (
     UserUnfollowed,
 )
 from store.posts import PostView
-from store.timelines import followed, member, page_of, pair_state, post_id_of
+from store.timelines import (
+    RepostChange,
+    entry_of,
+    followed,
+    member,
+    newest_reposts,
+    page_of,
+    pair_state,
+    post_id_of,
+    repost_key,
+    repost_member,
+    via_of,
+)
 from store.users import FollowChange, ProfileChange, newest_per_pair
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -157,3 +169,26 @@ def test_page_of_never_serves_past_what_redis_returned(rows, window, limit, page
     served, after = page_of([_view(r) for r in rows], window, limit)
     assert [p.id for p in served] == page
     assert after == cursor
+
+
+def test_repost_members_sort_at_the_repost_and_name_the_reposter_and_the_post() -> None:
+    post_id = repost_key("01M97XTJ3M9HA75WNT65EX8PM7", T0)  # a post written at T0
+    later = T0 + timedelta(days=3)
+    value = repost_member(post_id, "author", "reposter", later)
+    assert value == f"{repost_key(post_id, later)}:reposter:{post_id}:author"
+    assert (via_of(value), post_id_of(value)) == ("reposter", post_id)
+    assert entry_of(value).post_id == post_id and entry_of(value).reposter == "reposter"
+    assert entry_of(member(post_id, "author")).reposter is None and via_of(member(post_id, "author")) == "author"
+    newer = repost_member(post_id, "author", "other", later + timedelta(milliseconds=1))
+    written_since = repost_key("01M97XTJ3M9HA75WNT65EX8PM8", T0 + timedelta(days=1))
+    assert sorted([newer, member(written_since, "x"), value]) == [member(written_since, "x"), value, newer]
+
+
+def test_the_newest_repost_or_unrepost_of_each_user_and_post_wins() -> None:
+    changes = [
+        RepostChange("a", "p", True, T0),
+        RepostChange("a", "p", False, T0 + timedelta(seconds=1)),
+        RepostChange("b", "p", False, T0),
+        RepostChange("b", "p", True, T0),
+    ]
+    assert newest_reposts(changes) == newest_reposts(changes[::-1]) == [changes[1], changes[3]]
