@@ -465,21 +465,6 @@ return #KEYS
 """
 
 
-def page_of(rows: list[PostView], window_ids: list[str], limit: int) -> tuple[list[PostView], str | None]:
-    """Cut the page from live rows (newest first) merged from a Redis window of up to limit+1 ids and big authors.
-
-    Redis may still hold ids the store no longer serves (deleted, not projected yet), so the page only goes down
-    to the lowest id Redis returned when Redis has more: nothing past it was fetched, so nothing past it is served.
-    """
-    lower = window_ids[limit] if len(window_ids) > limit else None
-    live = [r for r in rows if lower is None or r.id >= lower]
-    page = live[:limit]
-    more = len(live) > limit or lower is not None
-    if not more:
-        return page, None
-    return page, page[-1].id if page else lower
-
-
 def window_of(found: list[Any] | None) -> Window | None:
     """The window in the window script's reply (None: the timeline is cold)."""
     if found is None:

@@ -133,7 +133,7 @@ async def _warm_page(
                 candidates.append((repost_key(r["post_id"], r["changed_at"]), view, card))
     if big:
         candidates = await _newest_only(state, user_id, candidates, big)
-    return _cut(candidates, max(lowers, default=""), limit)
+    return cut_page(candidates, max(lowers, default=""), limit)
 
 
 async def _newest_only(state: State, user_id: str, candidates: list[Candidate], big: list[str]) -> list[Candidate]:
@@ -147,7 +147,7 @@ async def _newest_only(state: State, user_id: str, candidates: list[Candidate], 
     return [c for c in candidates if c[0] >= max(by_big.get(c[1].id, ""), in_timeline.get(c[1].id, ""))]
 
 
-def _cut(candidates: list[Candidate], lower: str, limit: int) -> tuple[list[dict[str, Any]], str | None]:
+def cut_page(candidates: list[Candidate], lower: str, limit: int) -> tuple[list[dict[str, Any]], str | None]:
     """The newest `limit` candidates at or above `lower`, each post once (at its newest), as post objects; then the
     next cursor (None when no source has more)."""
     candidates.sort(key=lambda c: c[0], reverse=True)

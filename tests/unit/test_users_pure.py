@@ -21,14 +21,12 @@ from schemas.events import (
     UserRegisteredData,
     UserUnfollowed,
 )
-from store.posts import PostView
 from store.timelines import (
     RepostChange,
     entry_of,
     followed,
     member,
     newest_reposts,
-    page_of,
     pair_state,
     post_id_of,
     repost_key,
@@ -148,27 +146,6 @@ def test_recent_follow_events_correct_the_projected_followers() -> None:
     followers = {"x": ["f1", "f2"], "y": []}
     recent = {"x": {"f2": False, "f3": True, "f1": True}, "y": {"f4": False}}
     assert with_recent(followers, recent) == {"x": ["f1", "f3"], "y": []}
-
-
-def _view(post_id: str) -> PostView:
-    return PostView(post_id, "a", "h", "", "", "", "", "", [], [], None, 0, T0)
-
-
-@pytest.mark.parametrize(
-    ("rows", "window", "limit", "page", "cursor"),
-    [
-        (["9", "8", "7"], ["9", "8", "7"], 2, ["9", "8"], "8"),  # more in Redis
-        (["9", "8"], ["9", "8"], 2, ["9", "8"], None),  # the end
-        (["9", "7"], ["9", "8", "7"], 2, ["9", "7"], "7"),  # 8 deleted: 7, the lowest fetched, may still be served
-        (["9", "5", "4"], ["9", "8", "7"], 2, ["9"], "9"),  # 8 and 7 deleted; 5 is past Redis' lowest: next page
-        ([], ["9", "8", "7"], 2, [], "7"),  # all deleted: continue below the lowest fetched
-        (["9", "6", "5"], ["9"], 2, ["9", "6"], "6"),  # Redis done, big authors have more
-    ],
-)
-def test_page_of_never_serves_past_what_redis_returned(rows, window, limit, page, cursor) -> None:
-    served, after = page_of([_view(r) for r in rows], window, limit)
-    assert [p.id for p in served] == page
-    assert after == cursor
 
 
 def test_repost_members_sort_at_the_repost_and_name_the_reposter_and_the_post() -> None:
