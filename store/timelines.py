@@ -11,7 +11,8 @@ store/relations.py that the window script reads, share one slot):
 - Reposts by accounts the user follows are members too, `{repost_key}:{reposter_id}:{post_id}:{author_id}`, where the
   repost key (`repost_key`: the repost's instant, then the rest of the post id) sorts the repost among post ids as
   the read path's cursors do. A post shows once, at its newest member: the window skips a member when a newer one of
-  the same post is in the timeline and visible (neither reposter nor author hidden).
+  the same post is in the timeline and visible (neither reposter nor author hidden). A deleted post's reposts stay
+  until trimmed or unreposted: the read path no longer finds the post, so they are not served.
 - `chirp:tl:held:{user}`: post id -> its repost members in the timeline (space-separated), so that check is one
   HGET per member read; kept with the timeline (members trimmed, unreposted or unfollowed leave it; an entry whose
   member is gone is ignored). A reposter has at most one member per post: its newest repost.
@@ -25,7 +26,7 @@ store/relations.py that the window script reads, share one slot):
   interactions table) did not show yet when fanned out: a rebuild adds them to what it reads from the table.
 - `chirp:tl:reposted:{user}`: post -> `pair_state` of the user's newest repost or unrepost applied in the last
   minutes that the interactions table did not show yet (as `recent` for follows): an older event is not applied.
-- `chirp:tl:big-authors`: authors currently not fanned out (more than `fanout_max_followers` followers).
+- `chirp:tl:big-authors`: accounts currently not fanned out (more than `fanout_max_followers` followers).
 - `chirp:tl:homes`: set (before it) by everything that creates a timeline. Without it no timeline exists, as in a
   replay's shadow copy, and fan-out needs no follower lists. Timelines older than the marker are adopted (the marker
   set) when the consumer starts.
@@ -216,6 +217,10 @@ _HELD_LUA = """
 local function parts(m)  -- key, reposter, post, author of a repost member; nil for a post or a mark
   return string.match(m, '^([^:]*):([^:]*):([^:]*):([^:]*)$')
 end
+local function is_repost(m)  -- as parts(m) ~= nil, in two plain finds (fan-out asks it of every member it writes)
+  local sep = string.find(m, ':', 1, true)
+  return sep ~= nil and string.find(m, ':', sep + 1, true) ~= nil
+end
 local function held_del(held, m)
   local _, _, p = parts(m)
   local list = {}
@@ -241,7 +246,7 @@ local function trim(tl, held, keep)  -- the newest `keep` members stay
   if extra <= 0 then return false end
   local touched = false
   for _, m in ipairs(redis.call('ZRANGE', tl, 0, extra - 1)) do
-    if parts(m) then held_del(held, m); touched = true end
+    if is_repost(m) then held_del(held, m); touched = true end
   end
   redis.call('ZREMRANGEBYRANK', tl, 0, extra - 1)
   return touched
@@ -273,7 +278,7 @@ for k = 1, #KEYS, 2 do
     end
     local touched = false
     for _, m in ipairs(members) do
-      if parts(m) then held_add(tl, held, m); touched = true end
+      if is_repost(m) then held_add(tl, held, m); touched = true end
     end
     if trim(tl, held, length + 1) then touched = true end
     if missing then redis.call('EXPIRE', tl, fresh_ttl) else redis.call('EXPIRE', tl, ttl, 'NX') end
