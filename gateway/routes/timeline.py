@@ -79,6 +79,9 @@ async def timeline(request: Request) -> Response:
             state.timeline_posts.by_ids,
             hidden=hidden,
         )
+        for item in items:  # to the millisecond, as a warm page's (a repost's place in Redis)
+            if (at := item.get("reposted_at")) is not None:
+                item["reposted_at"] = ULID.from_str(repost_key(item["id"], at)).datetime
     else:
         hidden = await state.relations.hidden(me.user_id, window.hidden_version)  # held at that version: no I/O
         items, after = await _warm_page(state, me.user_id, window, cursor, limit, hidden)
