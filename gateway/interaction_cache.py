@@ -1,12 +1,13 @@
 """Interactions kept briefly in the gateway process for the home timeline, the page read again and again.
 
 What is cached, `ttl_s` each: a post's counts and quoted post (shared by every viewer), a viewer's `*_by_me` flags
-per post, and the pages of what a viewer and their followees reposted. Likes, reposts, bookmarks and quotes show as
-soon as they are applied: the interactions consumer announces each committed batch's (user, post, kind) changes
-(store/interactions.py `CHANNEL`; a quote names the quoting and the quoted post) and one subscriber task per
-process drops those posts' counts and those users' flags, and every reposts page when a repost moved. A follow's
-reposts show at most `ttl_s` late, as a reply count does in the timeline's cached posts. A change announced while
-a query is in flight is not cached from that query. While the subscription is down (not yet started, Redis away),
+per post, and the pages of what a viewer and their followees reposted (for a cold home timeline: a warm one has
+its reposts from Redis and big accounts). Likes, reposts, bookmarks and quotes show as soon as they are applied:
+the interactions consumer announces each committed batch's (user, post, kind) changes (store/interactions.py
+`CHANNEL`; a quote names the quoting and the quoted post) and one subscriber task per process drops those posts'
+counts and those users' flags, and every reposts page when a repost moved. A follow's reposts show at most `ttl_s`
+late, as a reply count does in the timeline's cached posts. A change announced while a query is in flight is not
+cached from that query. While the subscription is down (not yet started, Redis away),
 every read goes to the store.
 """
 

@@ -18,6 +18,7 @@ from gateway.auth.current import viewer
 from gateway.errors import InvalidInput
 from gateway.state import state_of
 from store.posts import PostView
+from store.timelines import repost_key
 
 NONE = {"like_count": 0, "repost_count": 0, "quote_count": 0}
 
@@ -44,13 +45,7 @@ async def with_interactions(
     return [post | found[post["id"]] for post in items]
 
 
-def repost_key(post_id: str, at: datetime) -> str:
-    """Where a repost sorts among post ids (ULIDs, time-ordered): the time part of a ULID of the repost's instant,
-    then the rest of the post's id (unique per post). Cursors of lists with reposts are such keys or post ids."""
-    return str(ULID.from_timestamp(at.timestamp()))[:10] + post_id[10:]
-
-
-def _cursor_time(cursor: str | None) -> datetime | None:
+def cursor_time(cursor: str | None) -> datetime | None:
     """The instant just after the millisecond a cursor key stands for (reposts are filtered finely by key)."""
     if cursor is None:
         return None
@@ -81,7 +76,7 @@ async def with_reposts(
     user's (a home timeline) come from the InteractionCache; `load` reads the reposted posts by id (default: one
     posts query)."""
     state = state_of(request)
-    before = _cursor_time(cursor)
+    before = cursor_time(cursor)
     if isinstance(users, str):
         reposts = await state.interaction_cache.reposts_by(users, before, limit + 1, hidden)
     else:

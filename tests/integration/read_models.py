@@ -32,6 +32,8 @@ UNCOMPARED_KEYS = (
     "chirp:tl:lock:",  # a timeline's rebuild under way
     "chirp:tl:recent:",  # follows the follows table did not show yet, kept minutes (a replay keeps none)
     "chirp:tl:fresh:",  # posts the posts table did not show yet, kept minutes (a replay keeps none)
+    "chirp:tl:held:",  # a timeline's index of its reposts, kept with the timeline: compared as read
+    "chirp:tl:reposted:",  # reposts the interactions table did not show yet, kept minutes (a replay keeps none)
     "chirp:rel:version:",  # a count of changes to a user's hidden set, for the gateway's cache: a replay counts anew
     "trending:{trending}:ranking:",  # every test's tags ranked at the model's `now`, recomputed by the refresher
 )
