@@ -270,14 +270,16 @@ class Notices:
         finally:
             await pubsub.aclose()
 
-    async def wait(self, post_id: str, timeout: float) -> None:
+    async def wait(self, post_id: str, timeout: float) -> float | None:
+        """When the id's notice arrived (monotonic), or None when it did not within `timeout`."""
         if post_id in self.seen:
-            return
+            return self.seen.pop(post_id)
         future = self.waiting[post_id] = asyncio.get_running_loop().create_future()
         try:
-            await asyncio.wait_for(future, timeout)
+            return await asyncio.wait_for(future, timeout)
         except TimeoutError:
             self.waiting.pop(post_id, None)
+            return None
 
 
 @dataclass
@@ -292,6 +294,8 @@ class Run:
     invisible: int = 0
     timeline: list[tuple[float, float]] = field(default_factory=list)  # (scheduled, accepted latency)
     last_visible_at: float = 0.0
+    # post id -> wall-clock seconds (scheduled, accepted, notice arrived, visible): hops() adds Kafka's record times
+    marks: dict[str, list[float]] = field(default_factory=dict)
 
 
 async def one_post(http: MiniHTTP, headers: dict[str, str], body: str, scheduled: float, notices: Notices,
@@ -301,16 +305,19 @@ async def one_post(http: MiniHTTP, headers: dict[str, str], body: str, scheduled
         run.errors += 1
         run.error_statuses[status] = run.error_statuses.get(status, 0) + 1
         return
-    run.accepted.append(time.monotonic() - scheduled)
-    run.timeline.append((scheduled, run.accepted[-1]))
+    accepted = time.monotonic()
+    run.accepted.append(accepted - scheduled)
+    run.timeline.append((scheduled, accepted - scheduled))
     post_id = orjson.loads(data)["id"]
     run.ids.append(post_id)
-    await notices.wait(post_id, VISIBLE_TIMEOUT_S)
+    wall = time.time() - time.monotonic()  # monotonic -> wall clock, to line up with Kafka's record times
+    noticed = await notices.wait(post_id, VISIBLE_TIMEOUT_S) or time.monotonic()
     while True:
         if (await http.request("GET", f"/api/posts/{post_id}"))[0] == 200:
             now = time.monotonic()
             run.visible.append(now - scheduled)
             run.last_visible_at = max(run.last_visible_at, now)
+            run.marks[post_id] = [wall + t for t in (scheduled, accepted, noticed, now)]
             return
         if time.monotonic() - scheduled > VISIBLE_TIMEOUT_S:
             run.invisible += 1
@@ -395,11 +402,53 @@ class Harness:
         ends = await self.offsets.end_offsets(tps)
         return {name: sum(offset for tp, offset in ends.items() if tp.topic == name) for name in names}
 
+    async def partition_ends(self) -> dict[TopicPartition, int]:
+        names = (POST_CREATED.name, POST_PARSED.name)
+        return await self.offsets.end_offsets(
+            [TopicPartition(n, p) for n in names for p in range(BY_NAME[n].partitions)]
+        )
+
+    async def record_times(self, since: dict[TopicPartition, int]) -> dict[str, dict[str, float]]:
+        """topic -> post id (the record key) -> the record's CreateTime in seconds, for the records since `since`."""
+        ends = await self.partition_ends()
+        wanted = {tp: end for tp, end in ends.items() if end > since[tp]}
+        times: dict[str, dict[str, float]] = {tp.topic: {} for tp in since}
+        if not wanted:
+            return times
+        self.offsets.assign(list(wanted))
+        for tp in wanted:
+            self.offsets.seek(tp, since[tp])
+        while wanted:
+            for tp, records in (await self.offsets.getmany(timeout_ms=1000)).items():
+                for record in records:
+                    if record.offset < wanted.get(tp, 0):
+                        times[tp.topic].setdefault(record.key.decode(), record.timestamp / 1000)
+                if records and records[-1].offset + 1 >= wanted.get(tp, 0):
+                    wanted.pop(tp, None)
+        return times
+
+    def hops(self, run: Run, times: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        """Where one post's time to visible goes, hop by hop (Kafka's CreateTime is set when a producer sends)."""
+        created, parsed = times[POST_CREATED.name], times[POST_PARSED.name]
+        spans: dict[str, list[float]] = {
+            "gateway_to_send": [], "send_to_202": [], "preparse_hop": [], "posts_hop": [], "notice_to_200": []
+        }  # fmt: skip
+        for post_id, (scheduled, accepted, noticed, visible) in run.marks.items():
+            if post_id not in created or post_id not in parsed:
+                continue
+            spans["gateway_to_send"].append(created[post_id] - scheduled)
+            spans["send_to_202"].append(accepted - created[post_id])
+            spans["preparse_hop"].append(parsed[post_id] - created[post_id])
+            spans["posts_hop"].append(noticed - parsed[post_id])
+            spans["notice_to_200"].append(visible - noticed)
+        return {name: pcts(values) for name, values in spans.items()}
+
     async def measure(self, rate: int, seconds: float, seed: int) -> dict[str, Any]:
         bodies = make_bodies(max(1, int(rate * seconds)), seed)
-        before, ends_before = self.watched.ticks(), await self.topic_ends()
+        before, ends_before, since = self.watched.ticks(), await self.topic_ends(), await self.partition_ends()
         run = await open_loop(self.http, self.users, bodies, rate, self.notices)
         after, ends_after = self.watched.ticks(), await self.topic_ends()
+        hops = self.hops(run, await self.record_times(since))
         live = await count_live(self.pg, run.ids)
         if os.environ.get("BENCH_TIMELINE"):
             t0 = run.timeline[0][0] if run.timeline else 0
@@ -414,6 +463,7 @@ class Harness:
             "posts": len(bodies),
             "accepted": pcts(run.accepted),
             "visible": pcts(run.visible),
+            "hops": hops,
             "count_in": len(run.ids),
             "count_out": live,
             "errors": run.errors,
@@ -581,6 +631,10 @@ def report(args: argparse.Namespace, size: int, ceiling: list[float], runs: list
         "record_bytes": size,
         "accepted_ms": {q: over_runs(("accepted", q)) for q in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
         "visible_ms": {q: over_runs(("visible", q)) for q in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
+        "hops_ms": {
+            hop: {q: spread([r["hops"][hop][q] for r in runs if q in r["hops"][hop]]) for q in ("p50_ms", "p99_ms")}
+            for hop in runs[0]["hops"]
+        },
         "loadavg_1m_per_run": [r["loadavg_1m"] for r in runs],
         "count_in": sum(r["count_in"] for r in runs),
         # more than count_in: others published during the runs (their events cost the bench's consumers too)
@@ -600,6 +654,8 @@ def report(args: argparse.Namespace, size: int, ceiling: list[float], runs: list
     for kind in ("accepted_ms", "visible_ms"):
         for q, s in result[kind].items():
             print(f"{kind[:-3] + ' ' + q:<28} {s['median']:>9} ({s['min']}..{s['max']})")
+    for hop, by_q in result["hops_ms"].items():
+        print(f"{'hop ' + hop:<28} p50 {by_q['p50_ms']['median']:>7}  p99 {by_q['p99_ms']['median']:>7}")
     for name, s in result["cpu_ms_per_post"].items():
         print(f"{'cpu-ms/post ' + name:<28} {s['median']:>9} ({s['min']}..{s['max']})")
     print(f"{'cpu-ms/post all':<28} {result['cpu_ms_per_post_total']['median']:>9} "
