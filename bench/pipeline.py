@@ -1,7 +1,7 @@
 """Posts end to end: POST /api/posts → 202 → visible at GET /api/posts/{id}, open loop, CPU per process.
 
     .venv/bin/python bench/pipeline.py [--rate 200] [--seconds 20] [--runs 5] [--users 8] [--find-max]
-                                       [--app-groups] [--no-ceiling] [--clear]
+                                       [--app-groups] [--no-ceiling] [--clear] [--direct]
 
 Prints a table and appends JSON lines to bench/results/pipeline.jsonl. Method: ../shared/BENCH.md.
 - Processes: the gateway (`chirp gateway`: uvicorn, one worker, CHIRP_ENV=dev for the dev login) and every consumer
@@ -11,6 +11,8 @@ Prints a table and appends JSON lines to bench/results/pipeline.jsonl. Method: .
   (`<CHIRP_CONSUMER_GROUP_PREFIX>bench-<consumer>`), database `<CHIRP_POSTGRES_TEST_DB or chirp>_bench`, Redis
   database `CHIRP_REDIS_DB` (10 when unset; emptied first) and a free port, so its users and posts never enter the
   app's log (the source of truth) or its read models, nor another developer's benchmark run at the same time.
+- `--direct`: the driver publishes post-created itself (sealed, as the gateway would) and a post is visible when its
+  notice arrives: the consumers' share without the gateway's load on the box.
 - `--clear`: the gateway and consumers publish in clear (`CHIRP_ERASURE_SEAL=false`), the before of sealing.
 - Load: `--users` dev-login users post 200-280 character posts (0-3 hashtags from a Zipf set, a link in 30%,
   seeded) at `--rate` per second, open loop: every request starts at its scheduled time whatever happened to the
@@ -58,9 +60,10 @@ from bench.rebuild import BENCH_DB, prepare_stores
 from chirp.settings import Settings
 from ops.services import kafka as kafka_service
 from ops.services import redis as redis_service
-from producers.broker import ensure_topics
+from producers.broker import Publisher, ensure_topics, make_broker
 from schemas.events import PostCreated, PostCreatedData, new_id
 from schemas.topics import BY_NAME, POST_CREATED, POST_DELETED, POST_PARSED
+from store.keys import PgKeyStore
 from store.posts import CHANNEL
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -298,20 +301,31 @@ class Run:
     marks: dict[str, list[float]] = field(default_factory=dict)
 
 
-async def one_post(http: MiniHTTP, headers: dict[str, str], body: str, scheduled: float, notices: Notices,
-                   run: Run) -> None:  # fmt: skip
-    status, data = await http.request("POST", "/api/posts", headers, {"body": body})
-    if status != 202:
-        run.errors += 1
-        run.error_statuses[status] = run.error_statuses.get(status, 0) + 1
-        return
+async def one_post(http: MiniHTTP | Publisher, headers: dict[str, str], body: str, scheduled: float,
+                   notices: Notices, run: Run) -> None:  # fmt: skip
+    if isinstance(http, Publisher):  # --direct: published as the gateway would, visible when its notice arrives
+        post_id = new_id()
+        author = "bench-direct-" + headers["Authorization"][-8:].lower()
+        await http.publish(PostCreated(actor=author, payload=PostCreatedData(post_id=post_id, author_id=author,
+                                                                             body=body)))  # fmt: skip
+    else:
+        status, data = await http.request("POST", "/api/posts", headers, {"body": body})
+        if status != 202:
+            run.errors += 1
+            run.error_statuses[status] = run.error_statuses.get(status, 0) + 1
+            return
+        post_id = orjson.loads(data)["id"]
     accepted = time.monotonic()
     run.accepted.append(accepted - scheduled)
     run.timeline.append((scheduled, accepted - scheduled))
-    post_id = orjson.loads(data)["id"]
     run.ids.append(post_id)
     wall = time.time() - time.monotonic()  # monotonic -> wall clock, to line up with Kafka's record times
     noticed = await notices.wait(post_id, VISIBLE_TIMEOUT_S) or time.monotonic()
+    if isinstance(http, Publisher):
+        run.visible.append(noticed - scheduled)
+        run.last_visible_at = max(run.last_visible_at, noticed)
+        run.marks[post_id] = [wall + t for t in (scheduled, accepted, noticed, noticed)]
+        return
     while True:
         if (await http.request("GET", f"/api/posts/{post_id}"))[0] == 200:
             now = time.monotonic()
@@ -325,7 +339,7 @@ async def one_post(http: MiniHTTP, headers: dict[str, str], body: str, scheduled
         await asyncio.sleep(0.02)
 
 
-async def open_loop(http: MiniHTTP, users: list[dict[str, str]], bodies: list[str], rate: int,
+async def open_loop(http: MiniHTTP | Publisher, users: list[dict[str, str]], bodies: list[str], rate: int,
                     notices: Notices) -> Run:  # fmt: skip
     run = Run(rate, len(bodies) / rate)
     tasks = []
@@ -394,6 +408,7 @@ class Harness:
     notices: Notices
     watched: Watched
     offsets: AIOKafkaConsumer
+    direct: Publisher | None = None  # --direct: the driver publishes post-created itself
 
     async def topic_ends(self) -> dict[str, int]:
         """Records in the post topics so far: others publish too, and the bench's consumers handle theirs as well."""
@@ -446,7 +461,7 @@ class Harness:
     async def measure(self, rate: int, seconds: float, seed: int) -> dict[str, Any]:
         bodies = make_bodies(max(1, int(rate * seconds)), seed)
         before, ends_before, since = self.watched.ticks(), await self.topic_ends(), await self.partition_ends()
-        run = await open_loop(self.http, self.users, bodies, rate, self.notices)
+        run = await open_loop(self.direct or self.http, self.users, bodies, rate, self.notices)
         after, ends_after = self.watched.ticks(), await self.topic_ends()
         hops = self.hops(run, await self.record_times(since))
         live = await count_live(self.pg, run.ids)
@@ -548,6 +563,7 @@ async def main() -> None:
     parser.add_argument("--consumers", default="", help="only these consumers (comma-separated), e.g. preparse,posts")
     parser.add_argument("--no-ceiling", action="store_true")
     parser.add_argument("--clear", action="store_true", help="publish in clear (no sealing), to compare")
+    parser.add_argument("--direct", action="store_true", help="publish post-created from the driver (consumers alone)")
     parser.add_argument("--logs", help="directory for the children's logs (default: discarded)")
     args = parser.parse_args()
     if args.clear:
@@ -574,6 +590,7 @@ async def main() -> None:
     listener = asyncio.create_task(notices.listen(redis_client))
     offsets = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
     await offsets.start()
+    direct = make_broker(settings)
     try:
         await wait_healthy(http, gateway)
         users = await login_users(http, args.users)
@@ -585,6 +602,9 @@ async def main() -> None:
             if pid:
                 pids[name] = (pid, name == "postgres")
         harness = Harness(settings, mini, pg, users, notices, Watched(pids), offsets)
+        if args.direct:
+            await direct.start()
+            harness.direct = Publisher(direct, keys=PgKeyStore.for_sealing(settings, pg))
         runs = []
         for i in range(args.runs):
             result = await harness.measure(args.rate, args.seconds, seed=i)
@@ -600,6 +620,8 @@ async def main() -> None:
         await http.aclose()
         await mini.close()
         await offsets.stop()
+        if args.direct:
+            await direct.stop()
         await redis_client.aclose()
         await pg.close()
         for proc in (gateway, consumers):
@@ -628,6 +650,7 @@ def report(args: argparse.Namespace, size: int, ceiling: list[float], runs: list
         "groups": "app" if args.app_groups else "bench",
         "sealed": not args.clear,
         "consumers": args.consumers or "all",
+        "direct": args.direct,
         "record_bytes": size,
         "accepted_ms": {q: over_runs(("accepted", q)) for q in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
         "visible_ms": {q: over_runs(("visible", q)) for q in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
