@@ -182,26 +182,30 @@ def newer_version(row: str) -> str:
     )
 
 
+# One statement (one round trip, its own transaction): upsert the newest render of each post, and keep every version
+# of the batch (a re-render of one replaces its html) unless the post is deleted. The versions' check reads the rows
+# as they were before the statement, which is what it needs: the upsert never changes `deleted_at`.
 _SAVE_PARSED = f"""
-INSERT INTO posts AS p (post_id, author_id, body, html, text, hashtags, mentions, links, reply_to, created_at,
-                        parsed_at, edited_at)
-SELECT post_id, author_id, body, html, text, hashtags::text[], mentions::text[], links::text[], reply_to, created_at,
-       parsed_at, edited_at
-FROM {PARSED_ROWS}
-ON CONFLICT (post_id) DO UPDATE SET
-    body = EXCLUDED.body, html = EXCLUDED.html, text = EXCLUDED.text, hashtags = EXCLUDED.hashtags,
-    mentions = EXCLUDED.mentions, links = EXCLUDED.links, parsed_at = EXCLUDED.parsed_at, edited_at = EXCLUDED.edited_at
-WHERE p.deleted_at IS NULL AND {newer_version("p")}
-RETURNING post_id, author_id, reply_to, hashtags, xmax = 0 AS inserted
-"""
-
-# Every version of the batch (a re-render of one replaces its html), unless the post is deleted.
-_SAVE_VERSIONS = """
-INSERT INTO post_versions AS v (post_id, at, body, html)
-SELECT x.post_id, x.at, x.body, x.html
-FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[]) AS x(post_id, at, body, html)
-WHERE NOT EXISTS (SELECT 1 FROM posts d WHERE d.post_id = x.post_id AND d.deleted_at IS NOT NULL)
-ON CONFLICT (post_id, at) DO UPDATE SET body = EXCLUDED.body, html = EXCLUDED.html
+WITH written AS (
+    INSERT INTO posts AS p (post_id, author_id, body, html, text, hashtags, mentions, links, reply_to, created_at,
+                            parsed_at, edited_at)
+    SELECT post_id, author_id, body, html, text, hashtags::text[], mentions::text[], links::text[], reply_to,
+           created_at, parsed_at, edited_at
+    FROM {PARSED_ROWS}
+    ON CONFLICT (post_id) DO UPDATE SET
+        body = EXCLUDED.body, html = EXCLUDED.html, text = EXCLUDED.text, hashtags = EXCLUDED.hashtags,
+        mentions = EXCLUDED.mentions, links = EXCLUDED.links, parsed_at = EXCLUDED.parsed_at,
+        edited_at = EXCLUDED.edited_at
+    WHERE p.deleted_at IS NULL AND {newer_version("p")}
+    RETURNING post_id, author_id, reply_to, hashtags, xmax = 0 AS inserted
+), versions AS (
+    INSERT INTO post_versions AS v (post_id, at, body, html)
+    SELECT x.post_id, x.at, x.body, x.html
+    FROM unnest($13::text[], $14::timestamptz[], $15::text[], $16::text[]) AS x(post_id, at, body, html)
+    WHERE NOT EXISTS (SELECT 1 FROM posts d WHERE d.post_id = x.post_id AND d.deleted_at IS NOT NULL)
+    ON CONFLICT (post_id, at) DO UPDATE SET body = EXCLUDED.body, html = EXCLUDED.html
+)
+SELECT * FROM written
 """
 
 _HISTORY = """
@@ -430,15 +434,14 @@ class PostgresPosts:
     async def save_parsed(self, events: Sequence[PostParsed]) -> list[Projected]:
         """Upsert parsed posts in one statement; returns the posts this write made visible for the first time."""
         versions = {(e.payload.post_id, e.payload.edited_at or e.payload.created_at): e.payload for e in events}
-        async with self._pool.acquire() as conn, conn.transaction():
-            written = await conn.fetch(_SAVE_PARSED, *parsed_columns(newest_per_post(events)))
-            await conn.execute(
-                _SAVE_VERSIONS,
-                [post_id for post_id, _ in versions],
-                [at for _, at in versions],
-                [d.body for d in versions.values()],
-                [d.html for d in versions.values()],
-            )
+        written = await self._pool.fetch(
+            _SAVE_PARSED,
+            *parsed_columns(newest_per_post(events)),
+            [post_id for post_id, _ in versions],
+            [at for _, at in versions],
+            [d.body for d in versions.values()],
+            [d.html for d in versions.values()],
+        )
         return [Projected(r["post_id"], r["author_id"], r["reply_to"], r["hashtags"]) for r in written if r["inserted"]]
 
     async def save_deleted(self, events: Sequence[PostDeleted]) -> list[str]:
