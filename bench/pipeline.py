@@ -62,6 +62,7 @@ from ops.services import kafka as kafka_service
 from ops.services import redis as redis_service
 from producers.broker import Publisher, ensure_topics, make_broker
 from schemas.events import PostCreated, PostCreatedData, new_id
+from schemas.personal import user_key
 from schemas.topics import BY_NAME, POST_CREATED, POST_DELETED, POST_PARSED
 from store.keys import PgKeyStore
 from store.posts import CHANNEL
@@ -305,7 +306,7 @@ async def one_post(http: MiniHTTP | Publisher, headers: dict[str, str], body: st
                    notices: Notices, run: Run) -> None:  # fmt: skip
     if isinstance(http, Publisher):  # --direct: published as the gateway would, visible when its notice arrives
         post_id = new_id()
-        author = "bench-direct-" + headers["Authorization"][-8:].lower()
+        author = direct_author(headers)
         await http.publish(PostCreated(actor=author, payload=PostCreatedData(post_id=post_id, author_id=author,
                                                                              body=body)))  # fmt: skip
     else:
@@ -337,6 +338,10 @@ async def one_post(http: MiniHTTP | Publisher, headers: dict[str, str], body: st
             run.invisible += 1
             return
         await asyncio.sleep(0.02)
+
+
+def direct_author(headers: dict[str, str]) -> str:
+    return "bench-direct-" + headers["Authorization"][-8:].lower()
 
 
 async def open_loop(http: MiniHTTP | Publisher, users: list[dict[str, str]], bodies: list[str], rate: int,
@@ -605,6 +610,9 @@ async def main() -> None:
         if args.direct:
             await direct.start()
             harness.direct = Publisher(direct, keys=PgKeyStore.for_sealing(settings, pg))
+            for author in {direct_author(user) for user in users}:  # as registering makes a user's key
+                if harness.direct.keys is not None:
+                    await harness.direct.keys.sealing_key(user_key(author), author)
         runs = []
         for i in range(args.runs):
             result = await harness.measure(args.rate, args.seconds, seed=i)
