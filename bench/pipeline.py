@@ -422,6 +422,12 @@ class Harness:
         ends = await self.offsets.end_offsets(tps)
         return {name: sum(offset for tp, offset in ends.items() if tp.topic == name) for name in names}
 
+    async def xacts(self) -> int:
+        """Transactions committed in the benchmark's database so far (the statistics lag up to 0.5 s)."""
+        await self.pg.execute("SELECT pg_stat_clear_snapshot()")
+        sql = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        return int(await self.pg.fetchval(sql))
+
     async def partition_ends(self) -> dict[TopicPartition, int]:
         names = (POST_CREATED.name, POST_PARSED.name)
         return await self.offsets.end_offsets(
@@ -465,9 +471,11 @@ class Harness:
 
     async def measure(self, rate: int, seconds: float, seed: int) -> dict[str, Any]:
         bodies = make_bodies(max(1, int(rate * seconds)), seed)
+        xacts_before = await self.xacts()
         before, ends_before, since = self.watched.ticks(), await self.topic_ends(), await self.partition_ends()
         run = await open_loop(self.direct or self.http, self.users, bodies, rate, self.notices)
         after, ends_after = self.watched.ticks(), await self.topic_ends()
+        xacts = await self.xacts() - xacts_before
         hops = self.hops(run, await self.record_times(since))
         live = await count_live(self.pg, run.ids)
         if os.environ.get("BENCH_TIMELINE"):
@@ -491,6 +499,8 @@ class Harness:
             "invisible": run.invisible,
             "drain_s": round(run.last_visible_at, 3),
             "cpu_ms_per_post": cpu,
+            # the benchmark's own database: commits per post (each one a WAL flush), statements and reads included
+            "pg_xacts_per_post": round(xacts / n, 2),
             # posts others published meanwhile also cost the bench's consumers, Kafka and PostgreSQL CPU
             "topic_records": {name: ends_after[name] - ends_before[name] for name in ends_after},
         }
@@ -675,6 +685,7 @@ def report(args: argparse.Namespace, size: int, ceiling: list[float], runs: list
         "cpu_ms_per_post": {p: spread([r["cpu_ms_per_post"][p] for r in runs], 3) for p in processes},
         # What the CPU figures imply: posts/s the processes measured could carry per core of their own.
         "cpu_ms_per_post_total": spread(totals, 3),
+        "pg_xacts_per_post": spread([r["pg_xacts_per_post"] for r in runs], 2),
         "posts_per_s_per_core": round(1000 / statistics.median(totals)),
         "rss_mb": {"idle": idle_rss, "peak": peak_rss},
         "producer_perf_per_s": [round(c) for c in ceiling],
@@ -691,6 +702,7 @@ def report(args: argparse.Namespace, size: int, ceiling: list[float], runs: list
         print(f"{'cpu-ms/post ' + name:<28} {s['median']:>9} ({s['min']}..{s['max']})")
     print(f"{'cpu-ms/post all':<28} {result['cpu_ms_per_post_total']['median']:>9} "
           f"(= {result['posts_per_s_per_core']} posts/s per core)")  # fmt: skip
+    print(f"{'pg commits/post':<28} {result['pg_xacts_per_post']['median']:>9}")
     print(f"{'count in / out':<28} {result['count_in']} / {result['count_out']} (errors {result['errors']}; "
           f"records that entered the post topics meanwhile: {result['topic_records']})")  # fmt: skip
     print(f"{'rss MB idle / peak':<28} {idle_rss} / {peak_rss}")
