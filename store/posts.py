@@ -213,16 +213,22 @@ SELECT v.body, v.html, v.at FROM post_versions v JOIN posts p USING (post_id)
 WHERE v.post_id = $1 AND p.deleted_at IS NULL ORDER BY v.at DESC
 """
 
-# A delete for an unknown id inserts the tombstone; one for a live post by the same author clears it.
+# A delete for an unknown id inserts the tombstone; one for a live post by the same author clears it and drops its
+# versions (one statement, one round trip).
 _SAVE_DELETED = """
-INSERT INTO posts AS p (post_id, author_id, created_at, deleted_at, moderated)
-SELECT x.post_id, x.author_id, x.at, x.at, x.moderated
-FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bool[]) AS x(post_id, author_id, at, moderated)
-ON CONFLICT (post_id) DO UPDATE SET
-    deleted_at = EXCLUDED.deleted_at, body = '', html = '', text = '', hashtags = '{}', mentions = '{}',
-    links = '{}', moderated = EXCLUDED.moderated
-WHERE p.deleted_at IS NULL AND p.author_id = EXCLUDED.author_id
-RETURNING post_id
+WITH removed AS (
+    INSERT INTO posts AS p (post_id, author_id, created_at, deleted_at, moderated)
+    SELECT x.post_id, x.author_id, x.at, x.at, x.moderated
+    FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bool[]) AS x(post_id, author_id, at, moderated)
+    ON CONFLICT (post_id) DO UPDATE SET
+        deleted_at = EXCLUDED.deleted_at, body = '', html = '', text = '', hashtags = '{}', mentions = '{}',
+        links = '{}', moderated = EXCLUDED.moderated
+    WHERE p.deleted_at IS NULL AND p.author_id = EXCLUDED.author_id
+    RETURNING post_id
+), versions AS (
+    DELETE FROM post_versions v USING removed r WHERE v.post_id = r.post_id
+)
+SELECT post_id FROM removed
 """
 
 
@@ -445,7 +451,7 @@ class PostgresPosts:
         return [Projected(r["post_id"], r["author_id"], r["reply_to"], r["hashtags"]) for r in written if r["inserted"]]
 
     async def save_deleted(self, events: Sequence[PostDeleted]) -> list[str]:
-        """Tombstone posts in one statement; returns the ids this write removed or tombstoned first."""
+        """Tombstone posts and drop their versions in one statement; returns the ids it removed or tombstoned first."""
         first: dict[str, PostDeleted] = {}
         for event in sorted(events, key=lambda e: e.occurred_at):
             first.setdefault(event.payload.post_id, event)
@@ -453,10 +459,7 @@ class PostgresPosts:
         authors = [e.payload.author_id for e in first.values()]
         times = [e.occurred_at for e in first.values()]
         moderated = [e.payload.moderated for e in first.values()]
-        async with self._pool.acquire() as conn, conn.transaction():
-            removed = [r["post_id"] for r in await conn.fetch(_SAVE_DELETED, ids, authors, times, moderated)]
-            await conn.execute("DELETE FROM post_versions WHERE post_id = ANY($1::text[])", removed)
-        return removed
+        return [r["post_id"] for r in await self._pool.fetch(_SAVE_DELETED, ids, authors, times, moderated)]
 
     async def taken_down(self, post_id: str) -> str | None:
         """The author of this post when the operators took it down, else None."""
