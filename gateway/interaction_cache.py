@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Collection, Sequence
 from datetime import datetime
@@ -24,6 +25,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from chirp.logging import get_logger
+from chirp.single_flight import SingleFlight
 from store.interactions import CHANNEL, InteractionsReadModel, flags_json
 
 log = get_logger("chirp.gateway")
@@ -72,6 +74,7 @@ def _flags(kinds: tuple[str, ...]) -> dict[str, bool]:
     return found
 
 
+_Parts = tuple[dict[str, Any], set[str], set[str]]  # the store's parts, users and posts announced meanwhile
 RepostsKey = tuple[str, datetime | None, int, frozenset[str]]  # (viewer, before, limit, hidden)
 
 
@@ -86,6 +89,8 @@ class InteractionCache:
         self._repost_changes = 0  # announcements of a repost or unrepost so far
         self._in_flight: list[tuple[set[str], set[str]]] = []  # (users, posts) announced during each query
         self._ready = asyncio.Event()
+        self._parts: SingleFlight[_Parts] = SingleFlight()  # one query for concurrent identical misses
+        self._repost_reads: SingleFlight[list[dict[str, Any]]] = SingleFlight()
         self._task: asyncio.Task[None] | None = None
 
     def _usable(self) -> bool:
@@ -109,8 +114,8 @@ class InteractionCache:
             else:
                 answer[post_id] = {**counts, **_flags(kinds)} if viewer_id else dict(counts)
         if missing:
-            async with self._watching() as (users, posts):
-                parts = await self._store.parts_of_posts(missing, viewer_id)
+            read = functools.partial(self._parts_of_posts, missing, viewer_id)
+            parts, users, posts = await self._parts.run((tuple(missing), viewer_id), read)
             for post_id, (counts, kinds) in parts.items():
                 answer[post_id] = {**counts, **_flags(kinds)} if viewer_id else dict(counts)
                 if post_id not in posts:
@@ -118,6 +123,11 @@ class InteractionCache:
                 if viewer_id and viewer_id not in users:
                     self._mine.put((viewer_id, post_id), kinds, now)
         return answer
+
+    async def _parts_of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> _Parts:
+        """The store's answer, with the users and posts announced while it was read (not to be cached for them)."""
+        async with self._watching() as (users, posts):
+            return await self._store.parts_of_posts(post_ids, viewer_id), users, posts
 
     async def reposts_by(
         self, viewer_id: str, before: datetime | None, limit: int, hidden: Collection[str] = ()
@@ -130,7 +140,8 @@ class InteractionCache:
         found = self._reposts.get(key, now)
         if found is None:
             changes = self._repost_changes
-            found = await self._store.reposts_by(viewer_id, before, limit, sorted(hidden))
+            read = functools.partial(self._store.reposts_by, viewer_id, before, limit, sorted(hidden))
+            found = await self._repost_reads.run((key, changes), read)
             if changes == self._repost_changes:  # no repost moved while the query ran
                 self._reposts.put(key, found, now)
         return found

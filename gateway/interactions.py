@@ -38,11 +38,10 @@ async def interactions_of(request: Request, post_ids: list[str], *, cached: bool
 async def with_interactions(
     request: Request, items: list[dict[str, Any]], *, cached: bool = False
 ) -> list[dict[str, Any]]:
-    """`items` (post objects) with their interaction fields added, for the request's viewer (if logged in)."""
+    """`items` (post objects) with their interaction fields added, for the request's viewer (if logged in): new
+    objects, so `items` may be shared ones (`gateway.post_objects.cached_post_json`)."""
     found = await interactions_of(request, [p["id"] for p in items], cached=cached)
-    for post in items:
-        post.update(found[post["id"]])
-    return items
+    return [post | found[post["id"]] for post in items]
 
 
 def repost_key(post_id: str, at: datetime) -> str:
@@ -88,6 +87,8 @@ async def with_reposts(
     else:
         reposts = await state.interactions.reposts_by(users, before, limit + 1, list(hidden))
     reposts = [r for r in reposts if cursor is None or repost_key(r["post_id"], r["changed_at"]) < cursor]
+    if not reposts and len(posts) <= limit:  # nothing to merge (most pages): the posts, the source's next cursor
+        return [post_json(p) for p in posts], posts[-1].id if more and posts else None
     # With more reposts than fetched, the page stops at the oldest fetched one: below it, one may be missing.
     lower = repost_key(reposts[-1]["post_id"], reposts[-1]["changed_at"]) if len(reposts) > limit else ""
     reposted = [r["post_id"] for r in reposts]

@@ -32,6 +32,7 @@ A script over many timelines takes keys of one slot per call on a cluster (`slot
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from redis.commands.core import AsyncScript
 from ulid import ULID
 
 from chirp.redis_client import evalsha_of, slot_chunks
+from chirp.single_flight import SingleFlight
 from store.posts import PostgresPosts, PostReadModel, PostView
 from store.users import FollowChange
 
@@ -643,6 +645,7 @@ class CachedPosts:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._views: dict[str, tuple[float, PostView]] = {}
+        self._reads: SingleFlight[list[PostView]] = SingleFlight()  # one query for concurrent identical misses
 
     async def items(self, post_ids: list[str], authors: list[str], before: str | None, limit: int) -> list[PostView]:
         """As `PostgresTimelineSource.items`, serving fresh cached views without a query."""
@@ -656,7 +659,9 @@ class CachedPosts:
             else:
                 missing.append(post_id)
         if missing or authors:
-            for view in await self.source.items(missing, authors, before, limit):
+            key = (tuple(missing), tuple(authors), before, limit)
+            read = functools.partial(self.source.items, missing, authors, before, limit)
+            for view in await self._reads.run(key, read):
                 found[view.id] = view
                 self._views[view.id] = (now + self.ttl_s, view)
             self._evict(now)

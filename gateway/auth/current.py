@@ -17,7 +17,6 @@ from redis.commands.core import AsyncScript
 from starlette.requests import Request
 from starlette.responses import Response
 
-from chirp.redis_client import pipelined
 from gateway.auth.csrf import csrf_ok, new_csrf_token, origin_ok
 from gateway.auth.tokens import TokenError, issue_access_token, www_authenticate
 from gateway.errors import Forbidden, Unauthorized
@@ -89,7 +88,7 @@ async def require_viewer_with(
     token, via_cookie = bearer_or_cookie(request)
     if "viewer" in request.scope or not token:
         me = await require_viewer(request)
-        replies = await pipelined(state.redis, lambda pipe: queue(pipe, me.user_id), scripts)
+        replies = await state.round_trips.pipelined(lambda pipe: queue(pipe, me.user_id), scripts)
     else:
         request.scope["viewer"], replies = await _resolve(state, token, via_cookie, queue, scripts)
         me = await require_viewer(request)
@@ -152,7 +151,7 @@ async def _resolve(
         if queue is not None:
             queue(pipe, claims.sub)
 
-    replies = await pipelined(state.redis, commands, scripts)
+    replies = await state.round_trips.pipelined(commands, scripts)
     for reply in replies[:3]:
         if isinstance(reply, Exception):
             raise reply

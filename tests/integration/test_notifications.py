@@ -130,6 +130,23 @@ async def test_a_deleted_post_takes_its_notifications_with_it_even_when_its_even
     assert await ctx.redis.zcard(model.unread_key(ann)) == 0
 
 
+async def test_a_deleted_post_takes_the_replies_and_quotes_it_was_told_of_as_a_replay_never_tells_them(
+    ctx: Context,
+) -> None:
+    (ann, _), (bob, _), (cat, cat_h) = await user(ctx), await user(ctx), await user(ctx)
+    parent = await post_row(ctx, ann)
+    reply, quote = parsed(bob, cat_h, reply_to=parent), parsed(bob, quote_of=parent)
+    await model.on_post_parsed([reply, quote], ctx)
+    assert len(await items(ctx, ann)) == 2
+    await ctx.pg.execute("UPDATE posts SET deleted_at = now() WHERE post_id = $1", parent)
+    await model.on_post_deleted([PostDeleted(payload=PostDeletedData(post_id=parent, author_id=ann))], ctx)
+    assert await items(ctx, ann) == [], "what answered a deleted post is no longer news to its author"
+    assert await ctx.redis.zcard(model.unread_key(ann)) == 0
+    assert await items(ctx, cat) == [("mention", reply.payload.post_id, [bob], True)], "a mention in a reply stays"
+    await model.on_post_parsed([reply, quote], ctx)  # as a replay reads them, once the posts model has the delete
+    assert await items(ctx, ann) == []
+
+
 async def test_an_unfollow_removes_the_follow_whichever_arrives_first(ctx: Context) -> None:
     (ann, _), (bob, _), (cat, _) = await user(ctx), await user(ctx), await user(ctx)
     t0 = datetime.now(UTC)
