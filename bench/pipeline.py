@@ -1,7 +1,7 @@
 """Posts end to end: POST /api/posts → 202 → visible at GET /api/posts/{id}, open loop, CPU per process.
 
     .venv/bin/python bench/pipeline.py [--rate 200] [--seconds 20] [--runs 5] [--users 8] [--find-max]
-                                       [--app-groups] [--no-ceiling] [--clear]
+                                       [--app-groups] [--no-ceiling] [--clear] [--direct]
 
 Prints a table and appends JSON lines to bench/results/pipeline.jsonl. Method: ../shared/BENCH.md.
 - Processes: the gateway (`chirp gateway`: uvicorn, one worker, CHIRP_ENV=dev for the dev login) and every consumer
@@ -11,6 +11,8 @@ Prints a table and appends JSON lines to bench/results/pipeline.jsonl. Method: .
   (`<CHIRP_CONSUMER_GROUP_PREFIX>bench-<consumer>`), database `<CHIRP_POSTGRES_TEST_DB or chirp>_bench`, Redis
   database `CHIRP_REDIS_DB` (10 when unset; emptied first) and a free port, so its users and posts never enter the
   app's log (the source of truth) or its read models, nor another developer's benchmark run at the same time.
+- `--direct`: the driver publishes post-created itself (sealed, as the gateway would) and a post is visible when its
+  notice arrives: the consumers' share without the gateway's load on the box.
 - `--clear`: the gateway and consumers publish in clear (`CHIRP_ERASURE_SEAL=false`), the before of sealing.
 - Load: `--users` dev-login users post 200-280 character posts (0-3 hashtags from a Zipf set, a link in 30%,
   seeded) at `--rate` per second, open loop: every request starts at its scheduled time whatever happened to the
@@ -58,9 +60,11 @@ from bench.rebuild import BENCH_DB, prepare_stores
 from chirp.settings import Settings
 from ops.services import kafka as kafka_service
 from ops.services import redis as redis_service
-from producers.broker import ensure_topics
+from producers.broker import Publisher, ensure_topics, make_broker
 from schemas.events import PostCreated, PostCreatedData, new_id
+from schemas.personal import user_key
 from schemas.topics import BY_NAME, POST_CREATED, POST_DELETED, POST_PARSED
+from store.keys import PgKeyStore
 from store.posts import CHANNEL
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -270,14 +274,16 @@ class Notices:
         finally:
             await pubsub.aclose()
 
-    async def wait(self, post_id: str, timeout: float) -> None:
+    async def wait(self, post_id: str, timeout: float) -> float | None:
+        """When the id's notice arrived (monotonic), or None when it did not within `timeout`."""
         if post_id in self.seen:
-            return
+            return self.seen.pop(post_id)
         future = self.waiting[post_id] = asyncio.get_running_loop().create_future()
         try:
-            await asyncio.wait_for(future, timeout)
+            return await asyncio.wait_for(future, timeout)
         except TimeoutError:
             self.waiting.pop(post_id, None)
+            return None
 
 
 @dataclass
@@ -292,25 +298,41 @@ class Run:
     invisible: int = 0
     timeline: list[tuple[float, float]] = field(default_factory=list)  # (scheduled, accepted latency)
     last_visible_at: float = 0.0
+    # post id -> wall-clock seconds (scheduled, accepted, notice arrived, visible): hops() adds Kafka's record times
+    marks: dict[str, list[float]] = field(default_factory=dict)
 
 
-async def one_post(http: MiniHTTP, headers: dict[str, str], body: str, scheduled: float, notices: Notices,
-                   run: Run) -> None:  # fmt: skip
-    status, data = await http.request("POST", "/api/posts", headers, {"body": body})
-    if status != 202:
-        run.errors += 1
-        run.error_statuses[status] = run.error_statuses.get(status, 0) + 1
-        return
-    run.accepted.append(time.monotonic() - scheduled)
-    run.timeline.append((scheduled, run.accepted[-1]))
-    post_id = orjson.loads(data)["id"]
+async def one_post(http: MiniHTTP | Publisher, headers: dict[str, str], body: str, scheduled: float,
+                   notices: Notices, run: Run) -> None:  # fmt: skip
+    if isinstance(http, Publisher):  # --direct: published as the gateway would, visible when its notice arrives
+        post_id = new_id()
+        author = direct_author(headers)
+        await http.publish(PostCreated(actor=author, payload=PostCreatedData(post_id=post_id, author_id=author,
+                                                                             body=body)))  # fmt: skip
+    else:
+        status, data = await http.request("POST", "/api/posts", headers, {"body": body})
+        if status != 202:
+            run.errors += 1
+            run.error_statuses[status] = run.error_statuses.get(status, 0) + 1
+            return
+        post_id = orjson.loads(data)["id"]
+    accepted = time.monotonic()
+    run.accepted.append(accepted - scheduled)
+    run.timeline.append((scheduled, accepted - scheduled))
     run.ids.append(post_id)
-    await notices.wait(post_id, VISIBLE_TIMEOUT_S)
+    wall = time.time() - time.monotonic()  # monotonic -> wall clock, to line up with Kafka's record times
+    noticed = await notices.wait(post_id, VISIBLE_TIMEOUT_S) or time.monotonic()
+    if isinstance(http, Publisher):
+        run.visible.append(noticed - scheduled)
+        run.last_visible_at = max(run.last_visible_at, noticed)
+        run.marks[post_id] = [wall + t for t in (scheduled, accepted, noticed, noticed)]
+        return
     while True:
         if (await http.request("GET", f"/api/posts/{post_id}"))[0] == 200:
             now = time.monotonic()
             run.visible.append(now - scheduled)
             run.last_visible_at = max(run.last_visible_at, now)
+            run.marks[post_id] = [wall + t for t in (scheduled, accepted, noticed, now)]
             return
         if time.monotonic() - scheduled > VISIBLE_TIMEOUT_S:
             run.invisible += 1
@@ -318,7 +340,11 @@ async def one_post(http: MiniHTTP, headers: dict[str, str], body: str, scheduled
         await asyncio.sleep(0.02)
 
 
-async def open_loop(http: MiniHTTP, users: list[dict[str, str]], bodies: list[str], rate: int,
+def direct_author(headers: dict[str, str]) -> str:
+    return "bench-direct-" + headers["Authorization"][-8:].lower()
+
+
+async def open_loop(http: MiniHTTP | Publisher, users: list[dict[str, str]], bodies: list[str], rate: int,
                     notices: Notices) -> Run:  # fmt: skip
     run = Run(rate, len(bodies) / rate)
     tasks = []
@@ -387,6 +413,7 @@ class Harness:
     notices: Notices
     watched: Watched
     offsets: AIOKafkaConsumer
+    direct: Publisher | None = None  # --direct: the driver publishes post-created itself
 
     async def topic_ends(self) -> dict[str, int]:
         """Records in the post topics so far: others publish too, and the bench's consumers handle theirs as well."""
@@ -395,11 +422,61 @@ class Harness:
         ends = await self.offsets.end_offsets(tps)
         return {name: sum(offset for tp, offset in ends.items() if tp.topic == name) for name in names}
 
+    async def xacts(self) -> int:
+        """Transactions committed in the benchmark's database so far (the statistics lag up to 0.5 s)."""
+        await self.pg.execute("SELECT pg_stat_clear_snapshot()")
+        sql = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        return int(await self.pg.fetchval(sql))
+
+    async def partition_ends(self) -> dict[TopicPartition, int]:
+        names = (POST_CREATED.name, POST_PARSED.name)
+        return await self.offsets.end_offsets(
+            [TopicPartition(n, p) for n in names for p in range(BY_NAME[n].partitions)]
+        )
+
+    async def record_times(self, since: dict[TopicPartition, int]) -> dict[str, dict[str, float]]:
+        """topic -> post id (the record key) -> the record's CreateTime in seconds, for the records since `since`."""
+        ends = await self.partition_ends()
+        wanted = {tp: end for tp, end in ends.items() if end > since[tp]}
+        times: dict[str, dict[str, float]] = {tp.topic: {} for tp in since}
+        if not wanted:
+            return times
+        self.offsets.assign(list(wanted))
+        for tp in wanted:
+            self.offsets.seek(tp, since[tp])
+        while wanted:
+            for tp, records in (await self.offsets.getmany(timeout_ms=1000)).items():
+                for record in records:
+                    if record.offset < wanted.get(tp, 0):
+                        times[tp.topic].setdefault(record.key.decode(), record.timestamp / 1000)
+                if records and records[-1].offset + 1 >= wanted.get(tp, 0):
+                    wanted.pop(tp, None)
+        return times
+
+    def hops(self, run: Run, times: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        """Where one post's time to visible goes, hop by hop (Kafka's CreateTime is set when a producer sends)."""
+        created, parsed = times[POST_CREATED.name], times[POST_PARSED.name]
+        spans: dict[str, list[float]] = {
+            "gateway_to_send": [], "send_to_202": [], "preparse_hop": [], "posts_hop": [], "notice_to_200": []
+        }  # fmt: skip
+        for post_id, (scheduled, accepted, noticed, visible) in run.marks.items():
+            if post_id not in created or post_id not in parsed:
+                continue
+            spans["gateway_to_send"].append(created[post_id] - scheduled)
+            spans["send_to_202"].append(accepted - created[post_id])
+            spans["preparse_hop"].append(parsed[post_id] - created[post_id])
+            spans["posts_hop"].append(noticed - parsed[post_id])
+            spans["notice_to_200"].append(visible - noticed)
+        return {name: pcts(values) for name, values in spans.items()}
+
     async def measure(self, rate: int, seconds: float, seed: int) -> dict[str, Any]:
         bodies = make_bodies(max(1, int(rate * seconds)), seed)
-        before, ends_before = self.watched.ticks(), await self.topic_ends()
-        run = await open_loop(self.http, self.users, bodies, rate, self.notices)
+        xacts_before = await self.xacts()
+        before, ends_before, since = self.watched.ticks(), await self.topic_ends(), await self.partition_ends()
+        run = await open_loop(self.direct or self.http, self.users, bodies, rate, self.notices)
         after, ends_after = self.watched.ticks(), await self.topic_ends()
+        xacts = await self.xacts() - xacts_before
+        hops = self.hops(run, await self.record_times(since))
         live = await count_live(self.pg, run.ids)
         if os.environ.get("BENCH_TIMELINE"):
             t0 = run.timeline[0][0] if run.timeline else 0
@@ -414,6 +491,7 @@ class Harness:
             "posts": len(bodies),
             "accepted": pcts(run.accepted),
             "visible": pcts(run.visible),
+            "hops": hops,
             "count_in": len(run.ids),
             "count_out": live,
             "errors": run.errors,
@@ -421,6 +499,8 @@ class Harness:
             "invisible": run.invisible,
             "drain_s": round(run.last_visible_at, 3),
             "cpu_ms_per_post": cpu,
+            # the benchmark's own database: commits per post (each one a WAL flush), statements and reads included
+            "pg_xacts_per_post": round(xacts / n, 2),
             # posts others published meanwhile also cost the bench's consumers, Kafka and PostgreSQL CPU
             "topic_records": {name: ends_after[name] - ends_before[name] for name in ends_after},
         }
@@ -498,6 +578,7 @@ async def main() -> None:
     parser.add_argument("--consumers", default="", help="only these consumers (comma-separated), e.g. preparse,posts")
     parser.add_argument("--no-ceiling", action="store_true")
     parser.add_argument("--clear", action="store_true", help="publish in clear (no sealing), to compare")
+    parser.add_argument("--direct", action="store_true", help="publish post-created from the driver (consumers alone)")
     parser.add_argument("--logs", help="directory for the children's logs (default: discarded)")
     args = parser.parse_args()
     if args.clear:
@@ -524,6 +605,7 @@ async def main() -> None:
     listener = asyncio.create_task(notices.listen(redis_client))
     offsets = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
     await offsets.start()
+    direct = make_broker(settings)
     try:
         await wait_healthy(http, gateway)
         users = await login_users(http, args.users)
@@ -535,6 +617,12 @@ async def main() -> None:
             if pid:
                 pids[name] = (pid, name == "postgres")
         harness = Harness(settings, mini, pg, users, notices, Watched(pids), offsets)
+        if args.direct:
+            await direct.start()
+            harness.direct = Publisher(direct, keys=PgKeyStore.for_sealing(settings, pg))
+            for author in {direct_author(user) for user in users}:  # as registering makes a user's key
+                if harness.direct.keys is not None:
+                    await harness.direct.keys.sealing_key(user_key(author), author)
         runs = []
         for i in range(args.runs):
             result = await harness.measure(args.rate, args.seconds, seed=i)
@@ -550,6 +638,8 @@ async def main() -> None:
         await http.aclose()
         await mini.close()
         await offsets.stop()
+        if args.direct:
+            await direct.stop()
         await redis_client.aclose()
         await pg.close()
         for proc in (gateway, consumers):
@@ -578,9 +668,14 @@ def report(args: argparse.Namespace, size: int, ceiling: list[float], runs: list
         "groups": "app" if args.app_groups else "bench",
         "sealed": not args.clear,
         "consumers": args.consumers or "all",
+        "direct": args.direct,
         "record_bytes": size,
         "accepted_ms": {q: over_runs(("accepted", q)) for q in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
         "visible_ms": {q: over_runs(("visible", q)) for q in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
+        "hops_ms": {
+            hop: {q: spread([r["hops"][hop][q] for r in runs if q in r["hops"][hop]]) for q in ("p50_ms", "p99_ms")}
+            for hop in runs[0]["hops"]
+        },
         "loadavg_1m_per_run": [r["loadavg_1m"] for r in runs],
         "count_in": sum(r["count_in"] for r in runs),
         # more than count_in: others published during the runs (their events cost the bench's consumers too)
@@ -590,6 +685,7 @@ def report(args: argparse.Namespace, size: int, ceiling: list[float], runs: list
         "cpu_ms_per_post": {p: spread([r["cpu_ms_per_post"][p] for r in runs], 3) for p in processes},
         # What the CPU figures imply: posts/s the processes measured could carry per core of their own.
         "cpu_ms_per_post_total": spread(totals, 3),
+        "pg_xacts_per_post": spread([r["pg_xacts_per_post"] for r in runs], 2),
         "posts_per_s_per_core": round(1000 / statistics.median(totals)),
         "rss_mb": {"idle": idle_rss, "peak": peak_rss},
         "producer_perf_per_s": [round(c) for c in ceiling],
@@ -600,10 +696,13 @@ def report(args: argparse.Namespace, size: int, ceiling: list[float], runs: list
     for kind in ("accepted_ms", "visible_ms"):
         for q, s in result[kind].items():
             print(f"{kind[:-3] + ' ' + q:<28} {s['median']:>9} ({s['min']}..{s['max']})")
+    for hop, by_q in result["hops_ms"].items():
+        print(f"{'hop ' + hop:<28} p50 {by_q['p50_ms']['median']:>7}  p99 {by_q['p99_ms']['median']:>7}")
     for name, s in result["cpu_ms_per_post"].items():
         print(f"{'cpu-ms/post ' + name:<28} {s['median']:>9} ({s['min']}..{s['max']})")
     print(f"{'cpu-ms/post all':<28} {result['cpu_ms_per_post_total']['median']:>9} "
           f"(= {result['posts_per_s_per_core']} posts/s per core)")  # fmt: skip
+    print(f"{'pg commits/post':<28} {result['pg_xacts_per_post']['median']:>9}")
     print(f"{'count in / out':<28} {result['count_in']} / {result['count_out']} (errors {result['errors']}; "
           f"records that entered the post topics meanwhile: {result['topic_records']})")  # fmt: skip
     print(f"{'rss MB idle / peak':<28} {idle_rss} / {peak_rss}")

@@ -226,6 +226,14 @@ class Settings(BaseSettings):
     consumer_breaker_retry_ms: int = Field(default=30_000, description="How often a held event is tried again.")
     consumer_batch_size: int = Field(default=500, description="Most events a consumer takes per poll (one batch).")
     consumer_batch_timeout_ms: int = Field(default=50, description="How long a poll waits to fill a batch.")
+    consumer_gather_ms: int = Field(
+        default=40,
+        description="How long Kafka holds a fetch of a consumer that gathers batches (search, trending, timelines)"
+        " unless `consumer_gather_bytes` arrive first; the others fetch each event at once.",
+    )
+    consumer_gather_bytes: int = Field(
+        default=64 * 1024, description="Bytes that end a gathering consumer's fetch before `consumer_gather_ms`."
+    )
     consumer_commit_interval_ms: int = Field(
         default=500,
         description="Handled offsets are committed at most this often (0: after every batch); a crash redelivers"

@@ -29,6 +29,7 @@ consumer = Consumer(
     "Full-text index of posts and users for GET /api/search.",
     tables=("search_posts", "search_users"),
     reader_indexes=("search_posts_author", "search_posts_replies"),
+    gather=True,
 )
 
 

@@ -42,6 +42,7 @@ consumer = Consumer(
     "Home timelines: fan-out on write into Redis, big accounts merged at read time.",
     redis_prefixes=("chirp:tl:",),
     after=("users", "posts", "interactions"),  # it reads their tables
+    gather=True,
 )
 log = get_logger("chirp.timelines")
 BACKFILL_CHUNK = 200  # follows backfilled together: up to `timeline_length` posts each are in memory at once

@@ -41,6 +41,7 @@ consumer = Consumer(
     # Everything under `trending:`, the keys' home before they had a hash tag too, so a rebuild clears those.
     redis_prefixes=(DEFAULT_PREFIX.split("{", 1)[0],),
     after=("users",),  # the ranking reads handles from `users`
+    gather=True,
 )
 
 REFRESH_S = 2.0

@@ -182,26 +182,30 @@ def newer_version(row: str) -> str:
     )
 
 
+# One statement (one round trip, its own transaction): upsert the newest render of each post, and keep every version
+# of the batch (a re-render of one replaces its html) unless the post is deleted. The versions' check reads the rows
+# as they were before the statement, which is what it needs: the upsert never changes `deleted_at`.
 _SAVE_PARSED = f"""
-INSERT INTO posts AS p (post_id, author_id, body, html, text, hashtags, mentions, links, reply_to, created_at,
-                        parsed_at, edited_at)
-SELECT post_id, author_id, body, html, text, hashtags::text[], mentions::text[], links::text[], reply_to, created_at,
-       parsed_at, edited_at
-FROM {PARSED_ROWS}
-ON CONFLICT (post_id) DO UPDATE SET
-    body = EXCLUDED.body, html = EXCLUDED.html, text = EXCLUDED.text, hashtags = EXCLUDED.hashtags,
-    mentions = EXCLUDED.mentions, links = EXCLUDED.links, parsed_at = EXCLUDED.parsed_at, edited_at = EXCLUDED.edited_at
-WHERE p.deleted_at IS NULL AND {newer_version("p")}
-RETURNING post_id, author_id, reply_to, hashtags, xmax = 0 AS inserted
-"""
-
-# Every version of the batch (a re-render of one replaces its html), unless the post is deleted.
-_SAVE_VERSIONS = """
-INSERT INTO post_versions AS v (post_id, at, body, html)
-SELECT x.post_id, x.at, x.body, x.html
-FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[]) AS x(post_id, at, body, html)
-WHERE NOT EXISTS (SELECT 1 FROM posts d WHERE d.post_id = x.post_id AND d.deleted_at IS NOT NULL)
-ON CONFLICT (post_id, at) DO UPDATE SET body = EXCLUDED.body, html = EXCLUDED.html
+WITH written AS (
+    INSERT INTO posts AS p (post_id, author_id, body, html, text, hashtags, mentions, links, reply_to, created_at,
+                            parsed_at, edited_at)
+    SELECT post_id, author_id, body, html, text, hashtags::text[], mentions::text[], links::text[], reply_to,
+           created_at, parsed_at, edited_at
+    FROM {PARSED_ROWS}
+    ON CONFLICT (post_id) DO UPDATE SET
+        body = EXCLUDED.body, html = EXCLUDED.html, text = EXCLUDED.text, hashtags = EXCLUDED.hashtags,
+        mentions = EXCLUDED.mentions, links = EXCLUDED.links, parsed_at = EXCLUDED.parsed_at,
+        edited_at = EXCLUDED.edited_at
+    WHERE p.deleted_at IS NULL AND {newer_version("p")}
+    RETURNING post_id, author_id, reply_to, hashtags, xmax = 0 AS inserted
+), versions AS (
+    INSERT INTO post_versions AS v (post_id, at, body, html)
+    SELECT x.post_id, x.at, x.body, x.html
+    FROM unnest($13::text[], $14::timestamptz[], $15::text[], $16::text[]) AS x(post_id, at, body, html)
+    WHERE NOT EXISTS (SELECT 1 FROM posts d WHERE d.post_id = x.post_id AND d.deleted_at IS NOT NULL)
+    ON CONFLICT (post_id, at) DO UPDATE SET body = EXCLUDED.body, html = EXCLUDED.html
+)
+SELECT * FROM written
 """
 
 _HISTORY = """
@@ -209,16 +213,22 @@ SELECT v.body, v.html, v.at FROM post_versions v JOIN posts p USING (post_id)
 WHERE v.post_id = $1 AND p.deleted_at IS NULL ORDER BY v.at DESC
 """
 
-# A delete for an unknown id inserts the tombstone; one for a live post by the same author clears it.
+# A delete for an unknown id inserts the tombstone; one for a live post by the same author clears it and drops its
+# versions (one statement, one round trip).
 _SAVE_DELETED = """
-INSERT INTO posts AS p (post_id, author_id, created_at, deleted_at, moderated)
-SELECT x.post_id, x.author_id, x.at, x.at, x.moderated
-FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bool[]) AS x(post_id, author_id, at, moderated)
-ON CONFLICT (post_id) DO UPDATE SET
-    deleted_at = EXCLUDED.deleted_at, body = '', html = '', text = '', hashtags = '{}', mentions = '{}',
-    links = '{}', moderated = EXCLUDED.moderated
-WHERE p.deleted_at IS NULL AND p.author_id = EXCLUDED.author_id
-RETURNING post_id
+WITH removed AS (
+    INSERT INTO posts AS p (post_id, author_id, created_at, deleted_at, moderated)
+    SELECT x.post_id, x.author_id, x.at, x.at, x.moderated
+    FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bool[]) AS x(post_id, author_id, at, moderated)
+    ON CONFLICT (post_id) DO UPDATE SET
+        deleted_at = EXCLUDED.deleted_at, body = '', html = '', text = '', hashtags = '{}', mentions = '{}',
+        links = '{}', moderated = EXCLUDED.moderated
+    WHERE p.deleted_at IS NULL AND p.author_id = EXCLUDED.author_id
+    RETURNING post_id
+), versions AS (
+    DELETE FROM post_versions v USING removed r WHERE v.post_id = r.post_id
+)
+SELECT post_id FROM removed
 """
 
 
@@ -430,19 +440,18 @@ class PostgresPosts:
     async def save_parsed(self, events: Sequence[PostParsed]) -> list[Projected]:
         """Upsert parsed posts in one statement; returns the posts this write made visible for the first time."""
         versions = {(e.payload.post_id, e.payload.edited_at or e.payload.created_at): e.payload for e in events}
-        async with self._pool.acquire() as conn, conn.transaction():
-            written = await conn.fetch(_SAVE_PARSED, *parsed_columns(newest_per_post(events)))
-            await conn.execute(
-                _SAVE_VERSIONS,
-                [post_id for post_id, _ in versions],
-                [at for _, at in versions],
-                [d.body for d in versions.values()],
-                [d.html for d in versions.values()],
-            )
+        written = await self._pool.fetch(
+            _SAVE_PARSED,
+            *parsed_columns(newest_per_post(events)),
+            [post_id for post_id, _ in versions],
+            [at for _, at in versions],
+            [d.body for d in versions.values()],
+            [d.html for d in versions.values()],
+        )
         return [Projected(r["post_id"], r["author_id"], r["reply_to"], r["hashtags"]) for r in written if r["inserted"]]
 
     async def save_deleted(self, events: Sequence[PostDeleted]) -> list[str]:
-        """Tombstone posts in one statement; returns the ids this write removed or tombstoned first."""
+        """Tombstone posts and drop their versions in one statement; returns the ids it removed or tombstoned first."""
         first: dict[str, PostDeleted] = {}
         for event in sorted(events, key=lambda e: e.occurred_at):
             first.setdefault(event.payload.post_id, event)
@@ -450,10 +459,7 @@ class PostgresPosts:
         authors = [e.payload.author_id for e in first.values()]
         times = [e.occurred_at for e in first.values()]
         moderated = [e.payload.moderated for e in first.values()]
-        async with self._pool.acquire() as conn, conn.transaction():
-            removed = [r["post_id"] for r in await conn.fetch(_SAVE_DELETED, ids, authors, times, moderated)]
-            await conn.execute("DELETE FROM post_versions WHERE post_id = ANY($1::text[])", removed)
-        return removed
+        return [r["post_id"] for r in await self._pool.fetch(_SAVE_DELETED, ids, authors, times, moderated)]
 
     async def taken_down(self, post_id: str) -> str | None:
         """The author of this post when the operators took it down, else None."""

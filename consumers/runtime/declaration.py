@@ -69,6 +69,9 @@ class Consumer:
     before_swap: BeforeSwap | None = None
     # Handlers that share state inside the process: one process per group, enforced with a lease (lease.py).
     single_process: bool = False
+    # Nobody waits on its writes by the millisecond (an index, counters, timelines): Kafka holds its fetches up to
+    # `consumer_gather_ms` to gather batches, so it makes fewer requests, statements and round trips per event.
+    gather: bool = False
 
     def on(
         self, topic: topics.Topic, *, batch: bool = False, model: type[Event] | None = None

@@ -48,6 +48,11 @@ def subscribe(
     settings = ctx.settings
     committer = Committer(settings.consumer_commit_interval_ms / 1000)
     lag_updated_at = 0.0
+    fetch: dict[str, Any] = (
+        {"fetch_max_wait_ms": settings.consumer_gather_ms, "fetch_min_bytes": settings.consumer_gather_bytes}
+        if consumer.gather
+        else {}
+    )
 
     async def records_only(records: tuple[ConsumerRecord, ...]) -> KafkaMessage:
         """FastStream's own parser decodes every record's headers; the runner reads the raw records itself."""
@@ -68,6 +73,7 @@ def subscribe(
         decoder=_records_only,
         title=consumer.name,
         description=consumer.description,
+        **fetch,
     )
 
     take_batches_with_poll(subscriber, settings.consumer_batch_size, settings.consumer_batch_timeout_ms)

@@ -1,7 +1,8 @@
 """A consumer used by the runtime tests: records each delivery of a post-created event in `probe_events`.
 
-Configured by environment (it runs in a child process): CHIRP_PROBE_TOPIC, CHIRP_PROBE_GROUP. A body of
-`poison` always raises; a body of `block` waits forever after its first write (a test kills it before the commit).
+Configured by environment (it runs in a child process): CHIRP_PROBE_TOPIC, CHIRP_PROBE_GROUP, CHIRP_PROBE_GATHER
+(`1`: a consumer that gathers batches). A body of `poison` always raises; a body of `block` waits forever after its
+first write (a test kills it before the commit). Each batch's size goes in `probe_batches`.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ from schemas.events import PostCreated
 from schemas.topics import Topic
 
 TOPIC = Topic(os.environ.get("CHIRP_PROBE_TOPIC", "probe"), key="post_id")
-consumer = Consumer(os.environ.get("CHIRP_PROBE_GROUP", "probe"), "Test probe")
+consumer = Consumer(
+    os.environ.get("CHIRP_PROBE_GROUP", "probe"), "Test probe", gather=os.environ.get("CHIRP_PROBE_GATHER") == "1"
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS probe_events (
     topic text NOT NULL, event_id text NOT NULL, post_id text NOT NULL, deliveries integer NOT NULL DEFAULT 1,
     PRIMARY KEY (topic, event_id)
-)"""
+);
+CREATE TABLE IF NOT EXISTS probe_batches (topic text NOT NULL, size integer NOT NULL)"""
 
 
 @consumer.on_setup
@@ -41,6 +45,7 @@ async def on_post_created(events: list[PostCreated], ctx: Context) -> None:
         [e.id for e in events],
         [e.payload.post_id for e in events],
     )
+    await ctx.pg.execute("INSERT INTO probe_batches VALUES ($1, $2)", TOPIC.name, len(events))
     first_time = {r["event_id"] for r in rows if r["deliveries"] == 1}
     if any(e.payload.body == "block" and e.id in first_time for e in events):
         await asyncio.Event().wait()  # written, never committed: the test kills the process here

@@ -23,7 +23,7 @@ from schemas.events import PostParsed, new_id
 from store.posts import PostgresPosts
 from store.trending import RedisTrending
 from tests.conftest import eventually
-from tests.integration.explore_support import ago, drop, parsed
+from tests.integration.explore_support import ago, deleted, drop, parsed
 from tests.integration.helpers import login, unique_handle
 from tests.integration.test_search import word
 
@@ -136,6 +136,20 @@ async def test_the_newest_version_wins_whatever_order_the_renders_arrive_in(pg: 
     assert [v.body for v in await posts.history(created.payload.post_id)] == ["v2", "v1", "v0"]
     await posts.save_parsed([created, v1, v2, v1])  # one batch, in any order: the same
     assert (await posts.get(created.payload.post_id)).body == "v2"  # type: ignore[union-attr]
+
+
+async def test_a_delete_drops_every_version_and_a_later_render_keeps_none(pg: asyncpg.Pool) -> None:
+    posts = PostgresPosts(pg)
+    created = parsed(f"a-{new_id()}", "v0", at=ago(minutes=5))
+    post_id = created.payload.post_id
+    versions = "SELECT count(*) FROM post_versions WHERE post_id = $1"
+    await posts.save_parsed([created, edit_of(created, "v1", after=timedelta(minutes=1))])
+    assert await pg.fetchval(versions, post_id) == 2
+    assert await posts.save_deleted([deleted(created)]) == [post_id]
+    assert await pg.fetchval(versions, post_id) == 0
+    await posts.save_parsed([edit_of(created, "v2", after=timedelta(minutes=2))])  # a render after the delete
+    assert await pg.fetchval(versions, post_id) == 0
+    assert await posts.get(post_id) is None
 
 
 @pytest.fixture

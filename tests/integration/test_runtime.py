@@ -111,6 +111,34 @@ async def test_an_event_reaching_an_idle_consumer_is_handled_without_waiting_out
     assert waited < 2.0, f"handled {waited:.2f} s after it was published"
 
 
+async def batch_sizes(pg: asyncpg.Pool, topic: Topic) -> list[int]:
+    return [r["size"] for r in await pg.fetch("SELECT size FROM probe_batches WHERE topic = $1", topic.name)]
+
+
+@pytest.mark.parametrize("gather", [True, False])
+async def test_a_gathering_consumer_takes_events_that_trickle_in_as_one_batch(
+    settings, publisher, pg, topic, gather
+) -> None:
+    """Kafka holds a gathering consumer's fetch for `consumer_gather_ms`: 20 events published 20 ms apart reach it
+    in a few batches; a consumer that does not gather takes each as it comes."""
+    first = post(topic, "first")
+    await send(publisher, topic, [first])
+    extra = {"CHIRP_PROBE_GATHER": "1" if gather else "0", "CHIRP_CONSUMER_GATHER_MS": "1000"}
+    with probe_process(topic, f"g-{topic.name}", **extra):
+        await eventually(lambda: rows(pg, topic), until=lambda r: first.id in r, timeout=60)
+        trickle = [post(topic, f"trickle {i}") for i in range(20)]
+        for event in trickle:
+            await send(publisher, topic, [event])
+            await asyncio.sleep(0.02)
+        await eventually(lambda: rows(pg, topic), until=lambda r: len(r) == 21, timeout=30)
+    batches = (await batch_sizes(pg, topic))[1:]  # the first event's batch came before the trickle
+    assert sum(batches) == 20
+    if gather:
+        assert len(batches) <= 3, f"batches of {batches}"
+    else:
+        assert len(batches) >= 10, f"batches of {batches}"
+
+
 async def test_sigkill_after_write_before_commit_redelivers_once(settings, publisher, pg, topic) -> None:
     group = f"g-{topic.name}"
     blocker = post(topic, "block")
