@@ -75,11 +75,6 @@ def validate_post(data: dict[str, Any]) -> tuple[str, str | None]:
     return post.body, post.reply_to
 
 
-def validate_quote(data: dict[str, Any]) -> str | None:
-    """The `quote_of` of a `POST /api/posts` body (a post id), or InvalidInput naming it."""
-    return validated(NewPost, data).quote_of
-
-
 def tag_key(raw: str) -> str:
     """The key a hashtag is stored under (as the renderer writes it); InvalidInput for what no tag can be."""
     try:
@@ -174,8 +169,8 @@ async def create_post(request: Request) -> Response:
     state = state_of(request)
     posts = state.posts
     data = await json_body(request)
-    body, reply_to = validate_post(data)
-    quote_of = validate_quote(data)
+    post = validated(NewPost, data)  # once: the body's rules are most of a post's validation
+    body, reply_to, quote_of = post.body, post.reply_to, post.quote_of
     for field, target, what in (("reply_to", reply_to, "replied to"), ("quote_of", quote_of, "quoted")):
         if target is None:
             continue
