@@ -12,17 +12,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
+from redis.asyncio.client import Pipeline
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.auth.current import require_viewer
+from chirp.redis_client import pipelined
+from gateway.auth.current import require_viewer, require_viewer_with
 from gateway.cursors import CursorShape, PageQuery
-from gateway.errors import JSONResponse
+from gateway.errors import InvalidInput, JSONResponse
 from gateway.openapi import contract
 from gateway.post_objects import Author, Post, post_json
 from gateway.read_marks import mark_read
@@ -30,6 +33,7 @@ from gateway.requests import RequestModel, body_as
 from gateway.state import State, state_of
 from schemas.events import Id
 from store.notifications import SHOWN_ACTORS, actors_key, item_key, items_key, unread_key
+from store.posts import PostView
 from store.relations import hidden_key
 
 TIES = 50  # items sharing the cursor's millisecond we can step over
@@ -87,32 +91,51 @@ async def _people(state: State, user_ids: set[str]) -> dict[str, dict[str, str]]
     }
 
 
-async def notification_page(state: State, user_id: str, cursor: tuple[int, str] | None, limit: int) -> dict[str, Any]:
-    """One page of a user's notifications, as the API serves it (the notifications page renders it too)."""
+def queue_head(pipe: Pipeline, user_id: str, cursor: tuple[int, str] | None, limit: int) -> None:
+    """The first Redis step of a page (its items and the reader's hidden users), for the viewer's round trip."""
     score, last = _after(cursor)
     # Inclusive bound, then skip what was served: same-millisecond items sort by id, descending.
-    found: list[tuple[str, float]] = await state.redis.zrevrangebyscore(  # type: ignore[assignment]
+    pipe.zrevrangebyscore(
         items_key(user_id), score, "-inf", start=0, num=limit + 1 + (TIES if last else 0), withscores=True
     )
+    pipe.smembers(hidden_key(user_id))
+
+
+async def _none() -> list[PostView]:
+    return []
+
+
+async def notification_page(
+    state: State, user_id: str, cursor: tuple[int, str] | None, limit: int, head: list[Any] | None = None
+) -> dict[str, Any]:
+    """One page of a user's notifications, as the API serves it (the notifications page renders it too); `head`:
+    the replies to `queue_head`'s commands when they were already sent."""
+    if head is None:
+        head = await pipelined(state.redis, lambda pipe: queue_head(pipe, user_id, cursor, limit))
+    found: list[tuple[str, float]]
+    unseen: set[str]
+    found, unseen = head
+    score, last = _after(cursor)
     page = [(m, s) for m, s in found if not last or s < float(score) or m < last][: limit + 1]
     shown = page[:limit]
     hidden = hidden_key(user_id)
     async with state.redis.pipeline(transaction=False) as pipe:
-        pipe.smembers(hidden)
         for item_id, _ in shown:
             pipe.hgetall(item_key(user_id, item_id))
             pipe.zrevrange(actors_key(user_id, item_id), 0, SHOWN_ACTORS + HIDDEN_SLACK - 1)
             pipe.zcard(actors_key(user_id, item_id))
             pipe.zintercard(2, [actors_key(user_id, item_id), hidden])
             pipe.zscore(unread_key(user_id), item_id)
-        unseen, *found_details = await pipe.execute()
+        found_details = await pipe.execute() if shown else []
     details = [found_details[i : i + 5] for i in range(0, len(found_details), 5)]
     for d in details:  # the actors the reader mutes, blocks or is blocked by are not shown, nor counted
         d[1] = [a for a in d[1] if a not in unseen][:SHOWN_ACTORS]
         d[2] -= d.pop(3)
-    people = await _people(state, {a for d in details for a in d[1]})
     wanted = sorted({d[0]["post"] for d in details if d[0].get("post")})
-    posts = {p.id: p for p in await state.posts.many(wanted)} if wanted else {}
+    people, found_posts = await asyncio.gather(  # two queries at once
+        _people(state, {a for d in details for a in d[1]}), state.posts.many(wanted) if wanted else _none()
+    )
+    posts = {p.id: p for p in found_posts}
     items: list[dict[str, Any]] = []
     for (item_id, at), (info, actors, count, unread) in zip(shown, details, strict=True):
         if count <= 0:
@@ -155,9 +178,13 @@ async def unread_count(state: State, user_id: str) -> int:
 @contract(NotificationPage, query=PageQuery, auth="required")
 async def notifications(request: Request) -> Response:
     """The viewer's notifications, newest first; likes and reposts of one post grouped while unread."""
-    me = await require_viewer(request)
-    cursor, limit = NOTIFICATIONS_CURSOR.page(request)
-    return JSONResponse(await notification_page(state_of(request), me.user_id, cursor, limit))
+    try:
+        cursor, limit = NOTIFICATIONS_CURSOR.page(request)
+    except InvalidInput:
+        await require_viewer(request)  # an anonymous request is refused whatever its query
+        raise
+    me, head = await require_viewer_with(request, lambda pipe, user_id: queue_head(pipe, user_id, cursor, limit))
+    return JSONResponse(await notification_page(state_of(request), me.user_id, cursor, limit, head))
 
 
 @contract(UnreadCount, auth="required")
