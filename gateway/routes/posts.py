@@ -179,18 +179,24 @@ async def create_post(request: Request) -> Response:
             raise InvalidInput(f"The post {what} does not exist.", field=field)
         await refuse_if_blocked(request, author, viewer.user_id, f"The author of the post {what} blocks you.")
     wait = wait_seconds(request.headers.get("prefer"))
-    post_id, published, key = new_id(), False, request.headers.get("idempotency-key")
-    fingerprint = _fingerprint(body, reply_to, quote_of)
+    post_id, published, key, fingerprint = new_id(), False, request.headers.get("idempotency-key"), ""
     if key is not None:
-        key = _idempotency_key(viewer, key)
+        key, fingerprint = _idempotency_key(viewer, key), _fingerprint(body, reply_to, quote_of)
         post_id, published = await _claim(state, key, post_id, fingerprint)
         if published and (not wait or await posts.exists(post_id)):
             return _accepted(post_id, bool(wait))
-    async with state.post_waits.expecting(CHANNEL, post_id, wait) as seen:
+
+    async def publish() -> None:
         if not published:
             await _publish(state, viewer, post_id, body, reply_to, quote_of)
             if key is not None:
                 await state.redis.set(key, f"{post_id} {fingerprint} published", xx=True, keepttl=True)
+
+    if not wait:  # no subscription to enter
+        await publish()
+        return _accepted(post_id, False)
+    async with state.post_waits.expecting(CHANNEL, post_id, wait) as seen:
+        await publish()
         visible = await seen(lambda: posts.exists(post_id))
     return _accepted(post_id, visible)
 
