@@ -8,6 +8,8 @@ be full again, so idle actors cost no memory.
 
 `RateLimitMiddleware` applies them to the routes of `RULES`: a request spends from the viewer's bucket (when
 logged in) and from its client address's bucket, and is refused with 429 and `Retry-After` if either is empty.
+The script rides on the pipeline that checks the viewer's session (`gateway.auth.current.viewer_and`), so a
+limited write costs one Redis round trip before its endpoint, not two.
 The client address is the ASGI `client` host: behind a proxy, run uvicorn with `--proxy-headers` and
 `--forwarded-allow-ips` so it is the real one.
 """
