@@ -542,6 +542,7 @@ async def test_a_page_reads_its_items_in_the_round_trip_that_checks_the_viewer(
         taken.append(args)
         return await get_connection(*args, **kwargs)
 
+    assert (await client.get("/api/notifications?limit=2", headers=headers)).status_code == 200  # scripts loaded
     monkeypatch.setattr(pool, "get_connection", counted)
     page = await client.get("/api/notifications?limit=2", headers=headers)
     assert page.status_code == 200, page.text
