@@ -3,7 +3,7 @@
 
 - `GET /api/notifications?cursor&limit` → `{"items": [{"id", "type", "actors", "count", "post"?, "at", "read"}],
   "next_cursor"}`, newest first: one sorted-set page (in the round trip that checks the viewer), the items'
-  details in one script call, then the actors in one SQL query and the posts in another, at once. Actors the
+  details in one script call, then the actors in one SQL query and the posts in another. Actors the
   reader mutes, blocks or is blocked by are neither shown nor counted, and an item only they acted in is left out
   (so is its unread count).
 - `GET /api/notifications/unread` → `{"count": n}`: one ZCARD.
@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -34,7 +33,6 @@ from gateway.requests import RequestModel, body_as
 from gateway.state import State, state_of
 from schemas.events import Id
 from store.notifications import SHOWN_ACTORS, actors_key, item_key, items_key, unread_key
-from store.posts import PostView
 from store.relations import hidden_key
 
 TIES = 50  # items sharing the cursor's millisecond we can step over
@@ -119,10 +117,6 @@ def queue_head(pipe: Pipeline, user_id: str, cursor: tuple[int, str] | None, lim
     pipe.smembers(hidden_key(user_id))
 
 
-async def _none() -> list[PostView]:
-    return []
-
-
 async def notification_page(
     state: State, user_id: str, cursor: tuple[int, str] | None, limit: int, head: list[Any] | None = None
 ) -> dict[str, Any]:
@@ -148,11 +142,9 @@ async def notification_page(
             # the actors the reader mutes, blocks or is blocked by are not shown (the script did not count them)
             shown_actors = [a for a in actors if a not in unseen][:SHOWN_ACTORS]
             details.append((dict(zip(info[::2], info[1::2], strict=True)), shown_actors, int(count), unread))
+    people = await _people(state, {a for d in details for a in d[1]})
     wanted = sorted({d[0]["post"] for d in details if d[0].get("post")})
-    people, found_posts = await asyncio.gather(  # two queries at once
-        _people(state, {a for d in details for a in d[1]}), state.posts.many(wanted) if wanted else _none()
-    )
-    posts = {p.id: p for p in found_posts}
+    posts = {p.id: p for p in await state.posts.many(wanted)} if wanted else {}
     items: list[dict[str, Any]] = []
     for (item_id, at), (info, actors, count, unread) in zip(shown, details, strict=True):
         if count <= 0:
