@@ -3,7 +3,9 @@
     .venv/bin/python bench/fanout.py [--rate 4] [--seconds 20] [--runs 3] [--seed 7]
 
 Prints a table and appends JSON lines to bench/results/fanout.jsonl. Method: ../shared/BENCH.md.
-- Data (deterministic, idempotent, in the app database): two authors followed by 1,000 and 4,999 accounts, each
+- Stores: the Redis database `CHIRP_REDIS_DB` names, and the PostgreSQL database `CHIRP_POSTGRES_TEST_DB` names when
+  set (a developer's own, created when missing), else the app's; the topic is under `CHIRP_TOPIC_NAMESPACE`.
+- Data (deterministic, idempotent, in that database): two authors followed by 1,000 and 4,999 accounts, each
   follower with a (built, empty) timeline in Redis, as users who read theirs: fan-out writes only into those.
 - The timelines consumer's own post-parsed handler runs in `chirp consume bench.fanout` (a child process) on a
   topic and group of its own, so nothing else consumes these events and it reads no history.
@@ -29,6 +31,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import redis.asyncio as aioredis
 
 from chirp.settings import Settings
@@ -36,7 +39,7 @@ from consumers import timelines
 from consumers.runtime import Consumer, Context
 from producers.broker import Publisher, ensure_topics, make_broker
 from schemas.events import PostParsed, PostParsedData, new_id
-from schemas.topics import Topic
+from schemas.topics import NAMESPACE, Topic
 from store.postgres import connect
 from store.timelines import RedisTimelines, member, timeline_key
 
@@ -68,6 +71,16 @@ def author_id(seed: int, size: int) -> str:
 
 def follower_ids(seed: int, size: int) -> list[str]:
     return [f"bench-fo{seed}-a{size}-f{i:04d}" for i in range(size)]
+
+
+async def ensure_database(settings: Settings) -> None:
+    """Create the settings' database when it does not exist yet (migrations are applied on connecting)."""
+    conn = await asyncpg.connect(settings.postgres_dsn("postgres"))
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", settings.postgres_db):
+            await conn.execute(f'CREATE DATABASE "{settings.postgres_db}" OWNER "{settings.postgres_user}"')
+    finally:
+        await conn.close()
 
 
 async def seed_data(settings: Settings, seed: int) -> None:
@@ -188,7 +201,7 @@ def pcts(values: list[float]) -> dict[str, float]:
 
 
 async def run_once(settings: Settings, publisher: Publisher, args: argparse.Namespace) -> dict[str, object]:
-    topic = f"bench-fanout-{new_id().lower()}"
+    topic = f"{NAMESPACE}bench-fanout-{new_id().lower()}"
     await ensure_topics(settings, (Topic(topic, key="post_id"),))
     with tempfile.NamedTemporaryFile(suffix=".lat", delete=False) as tmp:
         log = Path(tmp.name)
@@ -245,7 +258,10 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
+    if "CHIRP_POSTGRES_TEST_DB" in os.environ:  # the consumer process reads the same environment
+        os.environ["CHIRP_POSTGRES_DB"] = os.environ["CHIRP_POSTGRES_TEST_DB"]
     settings = Settings()
+    await ensure_database(settings)
     await seed_data(settings, args.seed)
     await warm(settings, args.seed)
     broker = make_broker(settings)

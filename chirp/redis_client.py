@@ -4,9 +4,11 @@ its cluster client when `redis_cluster` is set (docs/scaling.md)."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+import hiredis
 import redis.asyncio as aioredis
 from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
 from redis.asyncio.client import Pipeline
@@ -16,6 +18,7 @@ from redis.commands.core import AsyncScript
 from redis.connection import HiredisRespSerializer
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
 class HiredisPacking(Connection):
@@ -192,6 +195,136 @@ async def pipelined(
         for script in scripts:
             await redis.script_load(script.script)
     raise AssertionError("unreachable")
+
+
+class RoundTrips:
+    """`pipelined` for the hottest read path (the session check and the timeline's window, every request), on
+    connections of its own when the client is one server's.
+
+    A redis-py pipeline spent more CPU around the round trip than on it: a pool lock and condition, a read-ahead
+    check of the socket and a timeout task per send, a retry wrapper, observability hooks. Here a pipeline is
+    packed (hiredis) and written on an idle connection of this object's, and its replies read as redis-py reads
+    them (`parse_response`: same reply types, each failed command's error in its place). Up to `max_connections`
+    are open at once, as many as the requests in flight need; past that, and on a cluster, the client's own
+    pipelines serve. A connection that failed or was interrupted is closed, not reused; a broken connection is
+    retried once, as the clients here are (`Retry(NoBackoff(), 1)`).
+    """
+
+    def __init__(self, redis: aioredis.Redis, max_connections: int = 64) -> None:
+        self.redis, self.max_connections = redis, max_connections
+        self._idle: list[Connection] = []
+        self._open = 0
+        self._direct = not is_cluster(redis)
+        self._callbacks: dict[str, Any] = {}  # command name -> redis-py's reply callback (or None), looked up once
+
+    async def pipelined(self, queue: Callable[[Pipeline], object], scripts: Iterable[AsyncScript] = ()) -> list[Any]:
+        """As `pipelined(redis, queue, scripts)`."""
+        if not self._direct or (not self._idle and self._open >= self.max_connections):
+            return await pipelined(self.redis, queue, scripts)
+        pipe = self.redis.pipeline(transaction=False)  # only records the commands: never executed
+        queue(pipe)
+        stack = pipe.command_stack
+        replies = await self._round_trip(stack)
+        if any(isinstance(reply, NoScriptError) for reply in replies):
+            for script in scripts:
+                await self.redis.script_load(script.script)
+            replies = await self._round_trip(stack)
+        return replies
+
+    async def _round_trip(self, stack: list[tuple[Any, Any]]) -> list[Any]:
+        plain = all(not options or options.keys() == {"keys"} for _, options in stack)  # no reply-shaping options
+        for attempt in range(2):
+            connection = self._idle.pop() if self._idle else self._connection()
+            try:
+                if not connection.is_connected:
+                    await connection.connect()
+                parser = connection._parser
+                direct = plain and isinstance(parser, _AsyncHiredisParser) and parser._connected
+                writer = connection._writer
+                assert writer is not None  # set while connected
+                writer.write(_packed(stack) if direct else b"".join(connection.pack_commands([a for a, _ in stack])))
+                await writer.drain()
+                if direct:
+                    async with asyncio.timeout(connection.socket_timeout):
+                        replies = await self._read(cast(_AsyncHiredisParser, parser), stack)
+                else:
+                    replies = await self._parsed(connection, stack)
+            except (ConnectionError, RedisTimeoutError, OSError) as exc:
+                await self._discard(connection)
+                if attempt:
+                    if isinstance(exc, TimeoutError):  # the read deadline (socket_timeout), as redis-py raises it
+                        raise RedisTimeoutError("Timeout reading from Redis") from None
+                    raise
+                continue
+            except BaseException:
+                await self._discard(connection)
+                raise
+            self._idle.append(connection)
+            return replies
+        raise AssertionError("unreachable")
+
+    async def _read(self, parser: _AsyncHiredisParser, stack: list[tuple[Any, Any]]) -> list[Any]:
+        """The replies, straight from hiredis's reader: what `Redis.parse_response` returns for commands without
+        reply-shaping options (an error reply is its exception, in its place)."""
+        reader: Any = parser._reader  # set while connected
+        replies: list[Any] = []
+        for args, _ in stack:
+            reply = reader.gets()
+            while reply is NOT_ENOUGH_DATA:
+                await parser.read_from_socket()
+                reply = reader.gets()
+            broken = reply[0] if isinstance(reply, list) and reply else reply
+            if isinstance(broken, ConnectionError) or not isinstance(reply, _PLAIN_REPLIES):  # RESP2 has no pushes
+                raise broken if isinstance(broken, ConnectionError) else ConnectionError("unexpected reply")
+            if not isinstance(reply, ResponseError):
+                name = args[0]
+                callback = self._callbacks.get(name, _UNKNOWN)
+                if callback is _UNKNOWN:
+                    callback = self._callbacks[name] = self.redis.response_callbacks.get(name)
+                if callback is not None:
+                    reply = callback(reply)
+                    if inspect.isawaitable(reply):
+                        reply = await reply
+            replies.append(reply)
+        return replies
+
+    async def _parsed(self, connection: Connection, stack: list[tuple[Any, Any]]) -> list[Any]:
+        replies: list[Any] = []
+        for args, options in stack:
+            try:
+                replies.append(await self.redis.parse_response(connection, args[0], **options))
+            except ResponseError as exc:
+                replies.append(exc)
+        return replies
+
+    def _connection(self) -> Connection:
+        self._open += 1
+        pool = self.redis.connection_pool
+        return cast(Connection, pool.connection_class(**pool.connection_kwargs))
+
+    async def _discard(self, connection: Connection) -> None:
+        self._open -= 1
+        await connection.disconnect(nowait=True)
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await self._discard(connection)
+
+
+_UNKNOWN = object()
+_PLAIN_REPLIES = (str, bytes, int, float, list, type(None), ResponseError)
+
+
+def _packed(stack: list[tuple[Any, Any]]) -> bytes:
+    """The commands of a pipeline in RESP, packed by hiredis (as `HiredisPacking.pack_command`, without its per
+    argument checks: the read path's arguments are str, bytes and numbers)."""
+    packed = []
+    for args, _ in stack:
+        if isinstance(args[0], str) and " " in args[0]:  # a two-word command (`CLIENT ID`) goes as two arguments
+            args = (*args[0].split(), *args[1:])
+        packed.append(hiredis.pack_command(args))
+    return b"".join(packed)
 
 
 def evalsha_of(pipe: Pipeline, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> None:

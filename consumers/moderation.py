@@ -37,5 +37,6 @@ async def on_report_resolved(events: list[ReportResolved], ctx: Context) -> None
 
 @consumer.on(topics.ACCOUNT_DELETED, batch=True)
 async def on_account_deleted(events: list[AccountDeleted], ctx: Context) -> None:
-    """The reports a deleted account filed go (those about it stay, for the operators)."""
-    await ctx.pg.execute("DELETE FROM reports WHERE reporter_id = ANY($1::text[])", [e.payload.user_id for e in events])
+    """The reports a deleted account filed go, the decisions on them stay (and reports about it, for the
+    operators)."""
+    await ctx.reports.forget_reporters([e.payload.user_id for e in events])

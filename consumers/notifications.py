@@ -78,6 +78,7 @@ class Note:
     at: int  # milliseconds since the epoch
     item_id: str  # the id of the item it makes when it starts one
     target: str = ""
+    parent: str = ""  # the post a reply or quote answers: its deletion takes the item too (`on_post_deleted`)
 
     @property
     def field(self) -> str:  # in the user's `by` hash and undo times
@@ -166,8 +167,8 @@ async def _add(ctx: Context, notes: Iterable[Note]) -> None:
             if readmark is None or n.at > int(readmark):
                 pipe.zadd(unread_key(n.user_id), {item_id: n.at}, gt=True)
             pipe.hset(by_key(n.user_id), n.field, item_id)
-            if n.target:
-                pipe.sadd(post_items_key(n.target), f"{n.user_id} {item_id}")
+            for post in {n.target, n.parent} - {""}:
+                pipe.sadd(post_items_key(post), f"{n.user_id} {item_id}")
         await pipe.execute()
     touched = {user_id for user_id, _ in seen}
     await _trim(ctx, touched)
@@ -342,7 +343,7 @@ async def on_post_parsed(events: list[PostParsed], ctx: Context) -> None:
         at, told = ms(data.edited_at or data.created_at), set[str]()
         for kind, parent in (("reply", data.reply_to), ("quote", data.quote_of)):
             if (author := parents.get(parent or "")) and author not in told:
-                notes.append(Note(author, kind, data.author_id, at, data.post_id, data.post_id))
+                notes.append(Note(author, kind, data.author_id, at, data.post_id, data.post_id, parent or ""))
                 told.add(author)
         mentioned = {user_ids[h.lower()] for h in data.mentions if h.lower() in user_ids}
         for uid in sorted(mentioned - told):
@@ -424,7 +425,8 @@ async def on_reposts(events: list[PostRepost], ctx: Context) -> None:
 
 @consumer.on(topics.POST_DELETED, batch=True)
 async def on_post_deleted(events: list[PostDeleted], ctx: Context) -> None:
-    """A deleted post takes its items with it (in every user's list), now and when its events come again."""
+    """A deleted post takes its items with it (in every user's list), now and when its events come again, and the
+    replies and quotes it was told of: a replay, which finds the post deleted, would not tell of them either."""
     post_ids = sorted({e.payload.post_id for e in events})
     async with ctx.redis.pipeline(transaction=False) as pipe:
         for post_id in post_ids:

@@ -14,10 +14,11 @@ from redis.backoff import NoBackoff
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
+from starlette.types import ASGIApp
 
 import gateway.routes as routes_package
 from chirp.heap import settle_after_startup
-from chirp.redis_client import HiredisPacking
+from chirp.redis_client import HiredisPacking, RoundTrips
 from chirp.redis_client import connect as redis_connect
 from chirp.settings import Settings
 from gateway.auth.keys import KeyRing
@@ -26,6 +27,7 @@ from gateway.auth.tokens import VerifiedTokens
 from gateway.errors import ErrorHandlers
 from gateway.interaction_cache import InteractionCache
 from gateway.middleware import PerRequest
+from gateway.one_write import OneWrite
 from gateway.pages.errors import error_page
 from gateway.pages.live import Relay
 from gateway.pages.security import HEADERS
@@ -55,6 +57,12 @@ def routes() -> list[BaseRoute]:
     for info in sorted(pkgutil.iter_modules(routes_package.__path__), key=lambda m: (m.name != "health", m.name)):
         found.extend(importlib.import_module(f"gateway.routes.{info.name}").routes)
     return found
+
+
+class Gateway(Starlette):
+    def build_middleware_stack(self) -> ASGIApp:
+        # Outside Starlette's own error middleware, so that it sees the server's `send` (gateway/one_write.py).
+        return OneWrite(super().build_middleware_stack())
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -96,6 +104,7 @@ def create_app(settings: Settings) -> Starlette:
             broker,
             Publisher(broker, deadline_s=settings.publish_timeout_s, keys=PgKeyStore.for_sealing(settings, pg)),
             redis_client,
+            RoundTrips(redis_client),
             pg,
             keys=KeyRing.from_settings(settings),
             sessions=SessionStore(redis_client, settings.refresh_token_days),
@@ -121,13 +130,14 @@ def create_app(settings: Settings) -> Starlette:
             yield
         finally:
             await state.interaction_cache.close()
+            await state.round_trips.aclose()
             await stop_within(broker, timeout_s=5)
             await redis_client.aclose()
             await pg.close()
             await search_pg.close()
 
     errors = ErrorHandlers(error_page, HEADERS)  # pages in the site's layout for browsers, JSON for the API
-    app = Starlette(
+    app = Gateway(
         routes=routes(),
         lifespan=lifespan,
         exception_handlers=errors.by_class(),

@@ -1,12 +1,13 @@
 """Interactions kept briefly in the gateway process for the home timeline, the page read again and again.
 
 What is cached, `ttl_s` each: a post's counts and quoted post (shared by every viewer), a viewer's `*_by_me` flags
-per post, and the pages of what a viewer and their followees reposted. Likes, reposts, bookmarks and quotes show as
-soon as they are applied: the interactions consumer announces each committed batch's (user, post, kind) changes
-(store/interactions.py `CHANNEL`; a quote names the quoting and the quoted post) and one subscriber task per
-process drops those posts' counts and those users' flags, and every reposts page when a repost moved. A follow's
-reposts show at most `ttl_s` late, as a reply count does in the timeline's cached posts. A change announced while
-a query is in flight is not cached from that query. While the subscription is down (not yet started, Redis away),
+per post, and the pages of what a viewer and their followees reposted (for a cold home timeline: a warm one has
+its reposts from Redis and big accounts). Likes, reposts, bookmarks and quotes show as soon as they are applied:
+the interactions consumer announces each committed batch's (user, post, kind) changes (store/interactions.py
+`CHANNEL`; a quote names the quoting and the quoted post) and one subscriber task per process drops those posts'
+counts and those users' flags, and every reposts page when a repost moved. A follow's reposts show at most `ttl_s`
+late, as a reply count does in the timeline's cached posts. A change announced while a query is in flight is not
+cached from that query. While the subscription is down (not yet started, Redis away),
 every read goes to the store.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Collection, Sequence
 from datetime import datetime
@@ -24,6 +26,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from chirp.logging import get_logger
+from chirp.single_flight import SingleFlight
 from store.interactions import CHANNEL, InteractionsReadModel, flags_json
 
 log = get_logger("chirp.gateway")
@@ -72,6 +75,7 @@ def _flags(kinds: tuple[str, ...]) -> dict[str, bool]:
     return found
 
 
+_Parts = tuple[dict[str, Any], set[str], set[str]]  # the store's parts, users and posts announced meanwhile
 RepostsKey = tuple[str, datetime | None, int, frozenset[str]]  # (viewer, before, limit, hidden)
 
 
@@ -86,6 +90,8 @@ class InteractionCache:
         self._repost_changes = 0  # announcements of a repost or unrepost so far
         self._in_flight: list[tuple[set[str], set[str]]] = []  # (users, posts) announced during each query
         self._ready = asyncio.Event()
+        self._parts: SingleFlight[_Parts] = SingleFlight()  # one query for concurrent identical misses
+        self._repost_reads: SingleFlight[list[dict[str, Any]]] = SingleFlight()
         self._task: asyncio.Task[None] | None = None
 
     def _usable(self) -> bool:
@@ -109,8 +115,8 @@ class InteractionCache:
             else:
                 answer[post_id] = {**counts, **_flags(kinds)} if viewer_id else dict(counts)
         if missing:
-            async with self._watching() as (users, posts):
-                parts = await self._store.parts_of_posts(missing, viewer_id)
+            read = functools.partial(self._parts_of_posts, missing, viewer_id)
+            parts, users, posts = await self._parts.run((tuple(missing), viewer_id), read)
             for post_id, (counts, kinds) in parts.items():
                 answer[post_id] = {**counts, **_flags(kinds)} if viewer_id else dict(counts)
                 if post_id not in posts:
@@ -118,6 +124,11 @@ class InteractionCache:
                 if viewer_id and viewer_id not in users:
                     self._mine.put((viewer_id, post_id), kinds, now)
         return answer
+
+    async def _parts_of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> _Parts:
+        """The store's answer, with the users and posts announced while it was read (not to be cached for them)."""
+        async with self._watching() as (users, posts):
+            return await self._store.parts_of_posts(post_ids, viewer_id), users, posts
 
     async def reposts_by(
         self, viewer_id: str, before: datetime | None, limit: int, hidden: Collection[str] = ()
@@ -130,7 +141,8 @@ class InteractionCache:
         found = self._reposts.get(key, now)
         if found is None:
             changes = self._repost_changes
-            found = await self._store.reposts_by(viewer_id, before, limit, sorted(hidden))
+            read = functools.partial(self._store.reposts_by, viewer_id, before, limit, sorted(hidden))
+            found = await self._repost_reads.run((key, changes), read)
             if changes == self._repost_changes:  # no repost moved while the query ran
                 self._reposts.put(key, found, now)
         return found

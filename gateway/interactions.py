@@ -18,6 +18,7 @@ from gateway.auth.current import viewer
 from gateway.errors import InvalidInput
 from gateway.state import state_of
 from store.posts import PostView
+from store.timelines import repost_key
 
 NONE = {"like_count": 0, "repost_count": 0, "quote_count": 0}
 
@@ -38,20 +39,13 @@ async def interactions_of(request: Request, post_ids: list[str], *, cached: bool
 async def with_interactions(
     request: Request, items: list[dict[str, Any]], *, cached: bool = False
 ) -> list[dict[str, Any]]:
-    """`items` (post objects) with their interaction fields added, for the request's viewer (if logged in)."""
+    """`items` (post objects) with their interaction fields added, for the request's viewer (if logged in): new
+    objects, so `items` may be shared ones (`gateway.post_objects.cached_post_json`)."""
     found = await interactions_of(request, [p["id"] for p in items], cached=cached)
-    for post in items:
-        post.update(found[post["id"]])
-    return items
+    return [post | found[post["id"]] for post in items]
 
 
-def repost_key(post_id: str, at: datetime) -> str:
-    """Where a repost sorts among post ids (ULIDs, time-ordered): the time part of a ULID of the repost's instant,
-    then the rest of the post's id (unique per post). Cursors of lists with reposts are such keys or post ids."""
-    return str(ULID.from_timestamp(at.timestamp()))[:10] + post_id[10:]
-
-
-def _cursor_time(cursor: str | None) -> datetime | None:
+def cursor_time(cursor: str | None) -> datetime | None:
     """The instant just after the millisecond a cursor key stands for (reposts are filtered finely by key)."""
     if cursor is None:
         return None
@@ -82,12 +76,14 @@ async def with_reposts(
     user's (a home timeline) come from the InteractionCache; `load` reads the reposted posts by id (default: one
     posts query)."""
     state = state_of(request)
-    before = _cursor_time(cursor)
+    before = cursor_time(cursor)
     if isinstance(users, str):
         reposts = await state.interaction_cache.reposts_by(users, before, limit + 1, hidden)
     else:
         reposts = await state.interactions.reposts_by(users, before, limit + 1, list(hidden))
     reposts = [r for r in reposts if cursor is None or repost_key(r["post_id"], r["changed_at"]) < cursor]
+    if not reposts and len(posts) <= limit:  # nothing to merge (most pages): the posts, the source's next cursor
+        return [post_json(p) for p in posts], posts[-1].id if more and posts else None
     # With more reposts than fetched, the page stops at the oldest fetched one: below it, one may be missing.
     lower = repost_key(reposts[-1]["post_id"], reposts[-1]["changed_at"]) if len(reposts) > limit else ""
     reposted = [r["post_id"] for r in reposts]

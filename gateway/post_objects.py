@@ -88,11 +88,11 @@ _MAX_BUILT = 50_000
 
 def cached_post_json(post: PostView) -> dict[str, Any]:
     """`post_json` of a view read again and again (the timeline's cached posts hand out the same view for seconds),
-    built once per view: a fresh shallow copy of it, so the caller may add fields (the nested ones are shared and
-    never changed)."""
+    built once per view and shared: callers never change it, they build the page's objects from it
+    (`gateway.interactions.with_interactions` and `with_reposts` make new ones)."""
     entry = _built.get(post.id)
     if entry is None or entry[0] is not post:
         if len(_built) >= _MAX_BUILT:
             _built.clear()
         entry = _built[post.id] = (post, post_json(post))
-    return dict(entry[1])
+    return entry[1]

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from faststream.kafka import KafkaBroker
 from starlette.requests import Request
 
+from chirp.redis_client import RoundTrips
 from chirp.settings import Settings
 from gateway.interaction_cache import InteractionCache
 from gateway.post_waits import PostWaits
@@ -41,6 +42,7 @@ class State:
     broker: KafkaBroker
     publisher: Publisher
     redis: aioredis.Redis
+    round_trips: RoundTrips  # the read path's pipelines on `redis` (the session check and what rides with it)
     pg: asyncpg.Pool
     keys: KeyRing
     sessions: SessionStore

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -295,6 +296,39 @@ async def rewritten(
     return event, value, headers + [(k, v.encode()) for k, v in erasure.items()]
 
 
+Send = Callable[[ConsumerRecord, bytes | None, bytes | None, int | None, list[tuple[str, bytes]]], Awaitable[None]]
+
+
+@asynccontextmanager
+async def sending(settings: Settings, topic: str) -> AsyncIterator[Send]:
+    """`send(record, value, key, partition, headers)` writes a copy of `record` (its time kept) to `topic`, in order
+    (one idempotent producer), waiting for Kafka's acknowledgements every `FLUSH_EVERY` records and at the end."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, enable_idempotence=True, acks="all")
+    await producer.start()
+    sent: list[asyncio.Future[Any]] = []
+
+    async def send(
+        record: ConsumerRecord,
+        value: bytes | None,
+        key: bytes | None,
+        partition: int | None,
+        headers: list[tuple[str, bytes]],
+    ) -> None:
+        future = await producer.send(
+            topic, value, key=key, partition=partition, timestamp_ms=record.timestamp, headers=headers
+        )
+        sent.append(future)
+        if len(sent) >= FLUSH_EVERY:
+            await asyncio.gather(*sent)
+            sent.clear()
+
+    try:
+        yield send
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
 async def stage(
     settings: Settings, pool: asyncpg.Pool, store: PgKeyStore, name: str, ids: dict[str, str]
 ) -> TopicResult:
@@ -303,10 +337,7 @@ async def stage(
     source_ends = await end_offsets(settings, name)
     await recreate(settings, copy, len(source_ends))
     done = TopicResult(name)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, enable_idempotence=True, acks="all")
-    await producer.start()
-    try:
-        sent: list[asyncio.Future[Any]] = []
+    async with sending(settings, copy) as send:
         async for tp, records in partitions_of(settings, name):
             keys = await load_keys(store, records)
             for record in records:
@@ -327,17 +358,7 @@ async def stage(
                         key = event.key.encode()
                         done.rewritten += 1
                 partition = tp.partition if key == record.key else None  # a new key goes where it hashes to
-                sent.append(
-                    await producer.send(
-                        copy, value, key=key, partition=partition, timestamp_ms=record.timestamp, headers=headers
-                    )
-                )
-                if len(sent) >= FLUSH_EVERY:
-                    await asyncio.gather(*sent)
-                    sent.clear()
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
+                await send(record, value, key, partition, headers)
     staged = sum((await end_offsets(settings, copy)).values())
     if staged != done.records - done.dropped:
         raise Refused(f"{copy} holds {staged} records, {done.records - done.dropped} were written: run again")
@@ -363,29 +384,11 @@ async def swap(settings: Settings, pool: asyncpg.Pool, name: str, row: asyncpg.R
     copy = name + STAGING
     await recreate(settings, name, len(row["source_ends"]))
     copied = 0
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, enable_idempotence=True, acks="all")
-    await producer.start()
-    try:
-        sent: list[asyncio.Future[Any]] = []
+    async with sending(settings, name) as send:
         async for tp, records in partitions_of(settings, copy):
             for r in records:
-                sent.append(
-                    await producer.send(
-                        name,
-                        r.value,
-                        key=r.key,
-                        partition=tp.partition,
-                        timestamp_ms=r.timestamp,
-                        headers=list(r.headers),
-                    )
-                )
+                await send(r, r.value, r.key, tp.partition, list(r.headers))
             copied += len(records)
-            if len(sent) >= FLUSH_EVERY:
-                await asyncio.gather(*sent)
-                sent.clear()
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
     if copied != row["records"] - row["dropped"]:
         raise Refused(f"{name}: {copied} records copied back, {row['records'] - row['dropped']} staged: run again")
     await pool.execute("UPDATE log_migration SET phase = 'swapped', changed_at = now() WHERE topic = $1", name)

@@ -43,7 +43,9 @@ def tombstone_key(post_id: str) -> str:
 
 
 def post_items_key(post_id: str) -> str:
-    """Which items point at a post (members `<user> <item>`), so a delete finds them."""
+    """Which items point at a post (members `<user> <item>`), so a delete finds them: the post's own items, and the
+    reply and quote items of posts answering it (a ref left after such an item went otherwise is harmless: dropping
+    a missing item changes nothing)."""
     return f"notify:post:{{{post_id}}}"
 
 

@@ -54,6 +54,15 @@ ON CONFLICT (report_id) DO UPDATE SET action = EXCLUDED.action, note = EXCLUDED.
 WHERE r.resolved_at IS NULL OR r.resolved_at < EXCLUDED.resolved_at
 """
 
+# A departed reporter's reports go; a decision on one stays as the row the decision alone writes (what it acted on,
+# when, why), which is what a rebuild leaves once the report itself is erased from the log.
+_FORGET_REPORTERS = """
+WITH open AS (DELETE FROM reports WHERE reporter_id = ANY($1::text[]) AND resolved_at IS NULL)
+UPDATE reports SET reporter_id = NULL, reason = NULL, comment = '', filed_at = NULL,
+    post_id = CASE WHEN action = 'takedown' THEN post_id END
+WHERE reporter_id = ANY($1::text[]) AND resolved_at IS NOT NULL
+"""
+
 _SELECT = """
 SELECT r.*, coalesce(u.handle, '') AS handle FROM reports r LEFT JOIN users u ON u.user_id = r.user_id
 """
@@ -109,6 +118,10 @@ class PostgresReports:
         await self._pool.execute(
             _SAVE_RESOLVED, *[[getattr(d, c) for d, _ in rows] for c in columns], [a for _, a in rows]
         )
+
+    async def forget_reporters(self, user_ids: Sequence[str]) -> None:
+        """Take deleted accounts' reports out, keeping the operators' decisions on them (`_FORGET_REPORTERS`)."""
+        await self._pool.execute(_FORGET_REPORTERS, list(user_ids))
 
     async def get(self, report_id: str) -> Report | None:
         row = await self._pool.fetchrow(f"{_SELECT} WHERE r.report_id = $1 AND r.filed_at IS NOT NULL", report_id)

@@ -8,15 +8,25 @@ store/relations.py that the window script reads, share one slot):
   structure. The member `~` sorts after every post and marks a timeline *built* from the store: a set without it only
   holds what writes added since and the read path rebuilds it. The member `!` sorts before every post and marks a
   rebuild under way (set before the rebuild reads the store, so no write in between is lost).
-- `chirp:tl:big:{user}`: authors the user follows whose posts are not fanned out (merged at read time).
+- Reposts by accounts the user follows are members too, `{repost_key}:{reposter_id}:{post_id}:{author_id}`, where the
+  repost key (`repost_key`: the repost's instant, then the rest of the post id) sorts the repost among post ids as
+  the read path's cursors do. A post shows once, at its newest member: the window skips a member when a newer one of
+  the same post is in the timeline and visible (neither reposter nor author hidden). A deleted post's reposts stay
+  until trimmed or unreposted: the read path no longer finds the post, so they are not served.
+- `chirp:tl:held:{user}`: post id -> its repost members in the timeline (space-separated), so that check is one
+  HGET per member read; kept with the timeline (members trimmed, unreposted or unfollowed leave it; an entry whose
+  member is gone is ignored). A reposter has at most one member per post: its newest repost.
+- `chirp:tl:big:{user}`: accounts the user follows whose posts and reposts are not fanned out (merged at read time).
 - `chirp:tl:pairs:{user}`: followee -> `pair_state` of the newest follow/unfollow applied (last writer wins).
 - `chirp:tl:recent:{author}`: follower -> `pair_state`, the follow events of the last minutes that the follows table
   (another consumer's projection) did not show yet when applied: for its own pair an event is the truth. Events the
   projection already showed only update an entry that is there, so a replay behind a rebuilt projection keeps
   these hashes empty instead of copying every follow into them.
-- `chirp:tl:fresh:{author}`: the author's posts of the last minutes that the posts table (another consumer's
-  projection) did not show yet when fanned out: a rebuild adds them to what it reads from the table.
-- `chirp:tl:big-authors`: authors currently not fanned out (more than `fanout_max_followers` followers).
+- `chirp:tl:fresh:{author}`: the author's posts (and reposts) of the last minutes that the posts table (the
+  interactions table) did not show yet when fanned out: a rebuild adds them to what it reads from the table.
+- `chirp:tl:reposted:{user}`: post -> `pair_state` of the user's newest repost or unrepost applied in the last
+  minutes that the interactions table did not show yet (as `recent` for follows): an older event is not applied.
+- `chirp:tl:big-authors`: accounts currently not fanned out (more than `fanout_max_followers` followers).
 - `chirp:tl:homes`: set (before it) by everything that creates a timeline. Without it no timeline exists, as in a
   replay's shadow copy, and fan-out needs no follower lists. Timelines older than the marker are adopted (the marker
   set) when the consumer starts.
@@ -32,6 +42,7 @@ A script over many timelines takes keys of one slot per call on a cluster (`slot
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -46,6 +57,7 @@ from redis.commands.core import AsyncScript
 from ulid import ULID
 
 from chirp.redis_client import evalsha_of, slot_chunks
+from chirp.single_flight import SingleFlight
 from store.posts import PostgresPosts, PostReadModel, PostView
 from store.users import FollowChange
 
@@ -85,6 +97,14 @@ def fresh_key(author_id: str) -> str:
     return f"chirp:tl:fresh:{{{author_id}}}"
 
 
+def held_key(user_id: str) -> str:
+    return f"chirp:tl:held:{{{user_id}}}"
+
+
+def reposted_key(user_id: str) -> str:
+    return f"chirp:tl:reposted:{{{user_id}}}"
+
+
 def lock_key(user_id: str) -> str:
     return f"chirp:tl:lock:{{{user_id}}}"
 
@@ -93,12 +113,64 @@ def member(post_id: str, author_id: str) -> str:
     return f"{post_id}:{author_id}"
 
 
-def author_of(value: str) -> str:
-    return value.split(":", 1)[1]
+def repost_key(post_id: str, at: datetime) -> str:
+    """Where a repost sorts among post ids (ULIDs, time-ordered): the time part of a ULID of the repost's instant,
+    then the rest of the post's id (unique per post). Cursors of lists with reposts are such keys or post ids."""
+    return str(ULID.from_timestamp(at.timestamp()))[:10] + post_id[10:]
+
+
+def repost_member(post_id: str, author_id: str, reposter_id: str, at: datetime) -> str:
+    return f"{repost_key(post_id, at)}:{reposter_id}:{post_id}:{author_id}"
+
+
+def via_of(value: str) -> str:
+    """Whom the member is in the timeline for: the post's author, or the repost's reposter."""
+    return value.split(":", 2)[1]
 
 
 def post_id_of(value: str) -> str:
-    return value.split(":", 1)[0]
+    parts = value.split(":")
+    return parts[2] if len(parts) == 4 else parts[0]
+
+
+@dataclass(frozen=True, slots=True)
+class RepostChange:
+    """A user's repost (active) or unrepost of a post, at a time."""
+
+    user_id: str
+    post_id: str
+    active: bool
+    at: datetime
+
+    @property
+    def state(self) -> str:
+        return pair_state(self.at, self.active)
+
+
+def newest_reposts(changes: Iterable[RepostChange]) -> list[RepostChange]:
+    """The newest change of each (user, post) (at the same instant a repost wins), in key order."""
+    newest: dict[tuple[str, str], RepostChange] = {}
+    for c in changes:
+        key = (c.user_id, c.post_id)
+        if key not in newest or c.state > newest[key].state:
+            newest[key] = c
+    return [newest[key] for key in sorted(newest)]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A member of a timeline: where it sorts, its post, and who reposted it (None: the post itself)."""
+
+    key: str
+    post_id: str
+    reposter: str | None
+
+
+def entry_of(value: str) -> Entry:
+    parts = value.split(":")
+    if len(parts) == 4:
+        return Entry(parts[0], parts[2], parts[1])
+    return Entry(parts[0], parts[0], None)
 
 
 def ulid_floor(seconds: float) -> str:
@@ -129,39 +201,146 @@ def followed(projected: Mapping[str, tuple[str, int]], applied: Mapping[str, str
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    """One page read from Redis: up to limit+1 member ids after the cursor, and the big authors to merge."""
+    """One page read from Redis: up to limit+1 members after the cursor (each post once, at its newest member), and
+    the big accounts to merge (their posts and reposts)."""
 
-    post_ids: list[str]
+    entries: list[Entry]
     big_authors: list[str]
     hidden_version: str  # of the set of authors the user does not see (left out of the two lists above)
 
+    @property
+    def post_ids(self) -> list[str]:
+        """The posts of the entries, each once."""
+        return list(dict.fromkeys(e.post_id for e in self.entries))
+
+
+# Lua helpers the scripts below share: a repost member's parts, and the upkeep of the `held` index.
+_HELD_LUA = """
+local function parts(m)  -- key, reposter, post, author of a repost member; nil for a post or a mark
+  return string.match(m, '^([^:]*):([^:]*):([^:]*):([^:]*)$')
+end
+local function is_repost(m)  -- as parts(m) ~= nil, in two plain finds (fan-out asks it of every member it writes)
+  local sep = string.find(m, ':', 1, true)
+  return sep ~= nil and string.find(m, ':', sep + 1, true) ~= nil
+end
+local function held_del(held, m)
+  local _, _, p = parts(m)
+  local list = {}
+  for h in string.gmatch(redis.call('HGET', held, p) or '', '%S+') do
+    if h ~= m then list[#list + 1] = h end
+  end
+  if #list == 0 then redis.call('HDEL', held, p) else redis.call('HSET', held, p, table.concat(list, ' ')) end
+end
+local function held_add(tl, held, m)  -- m is in tl; a reposter keeps one member per post, its newest
+  local _, r, p = parts(m)
+  local list, newest = {}, m
+  for h in string.gmatch(redis.call('HGET', held, p) or '', '%S+') do
+    local _, hr = parts(h)
+    if hr ~= r then list[#list + 1] = h
+    elseif h > newest then redis.call('ZREM', tl, newest); newest = h
+    elseif h < newest then redis.call('ZREM', tl, h) end
+  end
+  list[#list + 1] = newest
+  redis.call('HSET', held, p, table.concat(list, ' '))
+end
+local function trim(tl, held, keep)  -- the newest `keep` members stay
+  local extra = redis.call('ZCARD', tl) - keep
+  if extra <= 0 then return false end
+  local touched = false
+  for _, m in ipairs(redis.call('ZRANGE', tl, 0, extra - 1)) do
+    if is_repost(m) then held_del(held, m); touched = true end
+  end
+  redis.call('ZREMRANGEBYRANK', tl, 0, extra - 1)
+  return touched
+end
+"""
 
 # Lua: one command does a whole step, for one timeline or (fan-out) for hundreds.
-# KEYS: timelines.  ARGV: length, TTL, '1' to create missing timelines (expiring in ARGV[4]) or '0' to skip them,
-# then for each key a JSON array of its members (one argument per timeline keeps the client's protocol encoding
-# short; ZADD takes up to 1,000 members per call).  Returns how many timelines were written.
-_ADD = """
+# KEYS: per timeline, its key then its held index.  ARGV: length, TTL, '1' to create missing timelines (expiring in
+# ARGV[4]) or '0' to skip them, then for each timeline a JSON array of its members (one argument per timeline keeps
+# the client's protocol encoding short; ZADD takes up to 1,000 members per call).  Returns how many timelines were
+# written.  The held index lives exactly as long as its timeline.
+_ADD = (
+    _HELD_LUA
+    + """
 local length, ttl, create, fresh_ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3] == '1', ARGV[4]
 local written = 0
-for k = 1, #KEYS do
-  local missing = redis.call('EXISTS', KEYS[k]) == 0
+for k = 1, #KEYS, 2 do
+  local tl, held = KEYS[k], KEYS[k + 1]
+  local missing = redis.call('EXISTS', tl) == 0
   if create or not missing then
-    local members = cjson.decode(ARGV[k + 4])
+    local members = cjson.decode(ARGV[(k + 1) / 2 + 4])
     for first = 1, #members, 1000 do
       local args = {}
       for j = first, math.min(first + 999, #members) do
         args[#args + 1] = 0
         args[#args + 1] = members[j]
       end
-      redis.call('ZADD', KEYS[k], unpack(args))
+      redis.call('ZADD', tl, unpack(args))
     end
-    redis.call('ZREMRANGEBYRANK', KEYS[k], 0, -(length + 2))
-    if missing then redis.call('EXPIRE', KEYS[k], fresh_ttl) else redis.call('EXPIRE', KEYS[k], ttl, 'NX') end
+    local touched = false
+    for _, m in ipairs(members) do
+      if is_repost(m) then held_add(tl, held, m); touched = true end
+    end
+    if trim(tl, held, length + 1) then touched = true end
+    if missing then redis.call('EXPIRE', tl, fresh_ttl) else redis.call('EXPIRE', tl, ttl, 'NX') end
+    if touched and redis.call('EXISTS', held) == 1 then redis.call('PEXPIRE', held, redis.call('PTTL', tl)) end
     written = written + 1
   end
 end
 return written
 """
+)
+
+# KEYS: per timeline, its key then its held index.  ARGV: a post, a reposter: that reposter's members of that post
+# leave each timeline.
+_UNREPOST = (
+    _HELD_LUA
+    + """
+for k = 1, #KEYS, 2 do
+  local tl, held = KEYS[k], KEYS[k + 1]
+  local list = {}
+  for h in string.gmatch(redis.call('HGET', held, ARGV[1]) or '', '%S+') do
+    local _, r = parts(h)
+    if r == ARGV[2] then redis.call('ZREM', tl, h) else list[#list + 1] = h end
+  end
+  if #list == 0 then redis.call('HDEL', held, ARGV[1])
+  else redis.call('HSET', held, ARGV[1], table.concat(list, ' ')) end
+end
+return #KEYS
+"""
+)
+
+# KEYS: a fresh set.  ARGV: a post, a reposter: that reposter's members of that post leave it.
+_FORGET_FRESH = (
+    _HELD_LUA
+    + """
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local _, r, p = parts(m)
+  if r == ARGV[2] and p == ARGV[1] then redis.call('ZREM', KEYS[1], m) end
+end
+return 1
+"""
+)
+
+# KEYS: timeline, held index, the set of users the reader does not see.  ARGV: posts.  For each post, its newest
+# repost member in the timeline that the reader sees ('' for none).
+_NEWEST_HELD = (
+    _HELD_LUA
+    + """
+local found = {}
+for i, p in ipairs(ARGV) do
+  local newest = ''
+  for h in string.gmatch(redis.call('HGET', KEYS[2], p) or '', '%S+') do
+    local _, r, _, a = parts(h)
+    if h > newest and redis.call('SISMEMBER', KEYS[3], r) == 0 and redis.call('SISMEMBER', KEYS[3], a) == 0
+       and redis.call('ZSCORE', KEYS[1], h) then newest = h end
+  end
+  found[i] = newest
+end
+return found
+"""
+)
 
 # KEYS: any.  Returns 1 or 0 per key: does it exist?
 _EXISTING = """
@@ -194,23 +373,49 @@ for k = 1, #KEYS do redis.call('ZREM', KEYS[k], ARGV[1]) end
 return #KEYS
 """
 
-# KEYS: timeline, big, pairs, then the set of authors the user does not see and its version (store/relations.py).
-# ARGV: start, how many ids, TTL.  Returns false when cold, else {ids, big authors, version of the hidden set}: the
-# ids and big authors without the hidden ones (read on until the window is full), so a muted or blocked author costs
-# the page nothing, and the reader needs the hidden set itself only when its version is not the one it holds.
-_WINDOW = """
+# KEYS: timeline, big, pairs, then the set of authors the user does not see and its version (store/relations.py),
+# then the held index.  ARGV: start, how many members, TTL.  Returns false when cold, else {members, big authors,
+# version of the hidden set}: the members without the hidden authors and reposters, each post once at its newest
+# member the user sees (read on until the window is full), and the big authors without the hidden ones, so a muted
+# or blocked author costs the page nothing, and the reader needs the hidden set itself only when its version is not
+# the one it holds. A timeline without reposts and a user hiding nobody take one ZRANGE.
+_WINDOW = (
+    _HELD_LUA
+    + """
 if not redis.call('ZSCORE', KEYS[1], '~') then return false end
 local want = tonumber(ARGV[2])
 local ids, big = {}, redis.call('SMEMBERS', KEYS[2])
-if redis.call('SCARD', KEYS[4]) == 0 then
+local hiding = redis.call('SCARD', KEYS[4]) > 0
+local holding = redis.call('EXISTS', KEYS[6]) == 1
+local function hidden(u) return hiding and redis.call('SISMEMBER', KEYS[4], u) == 1 end
+local function shown(m)
+  local _, r, p, a = parts(m)
+  if r then
+    if hidden(r) or hidden(a) then return false end
+  else
+    local sep = string.find(m, ':', 1, true)
+    if not sep then return false end
+    p = string.sub(m, 1, sep - 1)
+    if hidden(string.sub(m, sep + 1)) then return false end
+  end
+  if holding then
+    for h in string.gmatch(redis.call('HGET', KEYS[6], p) or '', '%S+') do
+      if h > m then
+        local _, hr, _, ha = parts(h)
+        if not (hidden(hr) or hidden(ha)) and redis.call('ZSCORE', KEYS[1], h) then return false end
+      end
+    end
+  end
+  return true
+end
+if not (hiding or holding) then
   ids = redis.call('ZRANGE', KEYS[1], ARGV[1], '(!', 'BYLEX', 'REV', 'LIMIT', 0, want)
 else
   local start = ARGV[1]
   while #ids < want do
     local chunk = redis.call('ZRANGE', KEYS[1], start, '(!', 'BYLEX', 'REV', 'LIMIT', 0, want)
     for _, m in ipairs(chunk) do
-      local sep = string.find(m, ':', 1, true)
-      if not (sep and redis.call('SISMEMBER', KEYS[4], string.sub(m, sep + 1)) == 1) then
+      if shown(m) then
         ids[#ids + 1] = m
         if #ids == want then break end
       end
@@ -218,28 +423,37 @@ else
     if #chunk < want then break end
     start = '(' .. chunk[#chunk]
   end
-  local shown = {}
+end
+if hiding then
+  local visible = {}
   for _, a in ipairs(big) do
-    if redis.call('SISMEMBER', KEYS[4], a) == 0 then shown[#shown + 1] = a end
+    if not hidden(a) then visible[#visible + 1] = a end
   end
-  big = shown
+  big = visible
 end
 for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+if holding then redis.call('EXPIRE', KEYS[6], ARGV[3]) end
 return {ids, big, redis.call('GET', KEYS[5]) or '0'}
 """
+)
 
-_DROP_AUTHOR = """
+# KEYS: timeline, big, held index.  ARGV: a user unfollowed: their posts and reposts leave the timeline.
+_DROP_AUTHOR = (
+    _HELD_LUA
+    + """
 local n = 0
 for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local sep = string.find(m, ':', 1, true)
-  if sep and string.sub(m, sep + 1) == ARGV[1] then
+  if sep and string.match(m, '^[^:]*:([^:]*)') == ARGV[1] then
     redis.call('ZREM', KEYS[1], m)
+    if parts(m) then held_del(KEYS[3], m) end
     n = n + 1
   end
 end
 redis.call('SREM', KEYS[2], ARGV[1])
 return n
 """
+)
 
 # KEYS: pair hashes (a key may repeat).  ARGV: for each key a field, its new state, a TTL and a mode: NX (set the
 # TTL only if none), XX (reset it) or KNOWN (update only a field already there, resetting the TTL). A state older
@@ -258,27 +472,12 @@ return #KEYS
 """
 
 
-def page_of(rows: list[PostView], window_ids: list[str], limit: int) -> tuple[list[PostView], str | None]:
-    """Cut the page from live rows (newest first) merged from a Redis window of up to limit+1 ids and big authors.
-
-    Redis may still hold ids the store no longer serves (deleted, not projected yet), so the page only goes down
-    to the lowest id Redis returned when Redis has more: nothing past it was fetched, so nothing past it is served.
-    """
-    lower = window_ids[limit] if len(window_ids) > limit else None
-    live = [r for r in rows if lower is None or r.id >= lower]
-    page = live[:limit]
-    more = len(live) > limit or lower is not None
-    if not more:
-        return page, None
-    return page, page[-1].id if page else lower
-
-
 def window_of(found: list[Any] | None) -> Window | None:
     """The window in the window script's reply (None: the timeline is cold)."""
     if found is None:
         return None
     members, big, version = found
-    return Window([post_id_of(m) for m in members], list(big), str(version))
+    return Window([entry_of(m) for m in members], list(big), str(version))
 
 
 class RedisTimelines:
@@ -295,6 +494,9 @@ class RedisTimelines:
         self._existing = redis.register_script(_EXISTING)
         self._hashes = redis.register_script(_HASHES)
         self._fields = redis.register_script(_FIELDS)
+        self._unrepost = redis.register_script(_UNREPOST)
+        self._forget_fresh = redis.register_script(_FORGET_FRESH)
+        self._newest_held = redis.register_script(_NEWEST_HELD)
 
     async def window(self, user_id: str, cursor: str | None, limit: int, hidden_keys: tuple[str, str]) -> Window | None:
         """Up to limit+1 post ids older than `cursor` and the big authors to merge, both without the authors in the
@@ -318,7 +520,7 @@ class RedisTimelines:
     def _window_call(
         user_id: str, cursor: str | None, limit: int, hidden_keys: tuple[str, str]
     ) -> tuple[list[str], list[str | int]]:
-        keys = [timeline_key(user_id), big_key(user_id), pairs_key(user_id), *hidden_keys]
+        keys = [timeline_key(user_id), big_key(user_id), pairs_key(user_id), *hidden_keys, held_key(user_id)]
         return keys, [f"({cursor}" if cursor else f"({BUILT}", limit + 1, TTL_S]
 
     async def add(self, posts_by_timeline: Mapping[str, Iterable[str]], *, create: bool) -> None:
@@ -338,7 +540,8 @@ class RedisTimelines:
             for chunk in slot_chunks(self.redis, items, lambda item: timeline_key(item[0]), _KEYS_PER_CALL):
                 members = (orjson.dumps(values).decode() for _, values in chunk)
                 args: list[str | int] = [self.length, TTL_S, "1" if create else "0", FRESH_TTL_S, *members]
-                await self._add(keys=[timeline_key(user) for user, _ in chunk], args=args, client=pipe)
+                keys = [key for user, _ in chunk for key in (timeline_key(user), held_key(user))]
+                await self._add(keys=keys, args=args, client=pipe)
                 pending += sum(len(values) for _, values in chunk)
                 if pending >= _MEMBERS_PER_ROUND_TRIP:  # the encoded commands stay a few MB, whatever the batch
                     await pipe.execute()
@@ -350,20 +553,71 @@ class RedisTimelines:
         in one pipeline."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for value, timelines in removals:
-                pipe.zrem(fresh_key(author_of(value)), value)
+                pipe.zrem(fresh_key(via_of(value)), value)
                 keys = [timeline_key(user) for user in timelines]
                 for chunk in slot_chunks(self.redis, keys, str, _KEYS_PER_CALL):
                     await self._remove(keys=chunk, args=[value], client=pipe)
             await pipe.execute()
 
     async def drop_authors(self, pairs: Iterable[tuple[str, str]]) -> None:
-        """After unfollows (user, author): the author's posts leave the user's timeline, the author its big set."""
+        """After unfollows (user, author): the author's posts and reposts leave the user's timeline, the author its big
+        set."""
         items = list(pairs)
         for i in range(0, len(items), _CHUNK):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for user, author in items[i : i + _CHUNK]:
-                    await self._drop_author(keys=[timeline_key(user), big_key(user)], args=[author], client=pipe)
+                    keys = [timeline_key(user), big_key(user), held_key(user)]
+                    await self._drop_author(keys=keys, args=[author], client=pipe)
                 await pipe.execute()
+
+    async def unrepost(self, removals: Iterable[tuple[str, str, Iterable[str]]]) -> None:
+        """For each (reposter, post, users): the reposter's repost of the post leaves those users' timelines and the
+        reposter's fresh set, in one pipeline."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for reposter, post_id, users in removals:
+                await self._forget_fresh(keys=[fresh_key(reposter)], args=[post_id, reposter], client=pipe)
+                for chunk in slot_chunks(self.redis, list(users), timeline_key, _KEYS_PER_CALL):
+                    keys = [key for user in chunk for key in (timeline_key(user), held_key(user))]
+                    await self._unrepost(keys=keys, args=[post_id, reposter], client=pipe)
+            await pipe.execute()
+
+    async def newest_held(self, user_id: str, post_ids: list[str], hidden_set: str) -> dict[str, str]:
+        """post -> the key of its newest repost in the user's timeline that the user sees (none: left out)."""
+        if not post_ids:
+            return {}
+        keys = [timeline_key(user_id), held_key(user_id), hidden_set]
+        found = await self._newest_held(keys=keys, args=post_ids)
+        return {p: entry_of(str(m)).key for p, m in zip(post_ids, found, strict=True) if m}
+
+    async def newer_reposts(self, changes: list[RepostChange]) -> list[bool]:
+        """For each change: is it newer than the last one applied to that (reposter, post) in the last minutes?"""
+        by_user: dict[str, list[int]] = {}
+        for i, change in enumerate(changes):
+            by_user.setdefault(change.user_id, []).append(i)
+        groups = list(by_user.items())
+        applied: list[str | None] = [None] * len(changes)
+        for chunk in slot_chunks(self.redis, groups, lambda group: reposted_key(group[0]), _CHUNK):
+            args: list[str | int] = []
+            for _, indices in chunk:
+                args += [len(indices), *(changes[i].post_id for i in indices)]
+            states = iter(await self._fields(keys=[reposted_key(user) for user, _ in chunk], args=args))
+            for _, indices in chunk:
+                for i in indices:
+                    applied[i] = next(states)
+        return [old is None or old < c.state for old, c in zip(applied, changes, strict=True)]
+
+    async def record_reposts(self, changes: list[RepostChange], shown: Iterable[bool]) -> None:
+        """Remember these changes as applied for `RECENT_TTL_S`, except those the interactions table showed already
+        (those only update an entry that is there)."""
+        entries: list[tuple[str, list[str | int]]] = [
+            (reposted_key(c.user_id), [c.post_id, c.state, RECENT_TTL_S, "KNOWN" if known else "XX"])
+            for c, known in zip(changes, shown, strict=True)
+        ]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for chunk in slot_chunks(self.redis, entries, lambda entry: entry[0], _KEYS_PER_CALL):
+                args = [arg for _, four in chunk for arg in four]
+                await self._record_pairs(keys=[key for key, _ in chunk], args=args, client=pipe)
+            await pipe.execute()
 
     async def add_big(self, authors_by_user: Mapping[str, Iterable[str]]) -> None:
         """Merge these authors' posts at read time for these users."""
@@ -485,16 +739,20 @@ class RedisTimelines:
             await pipe.execute()
 
     async def build(self, user_id: str, values: list[str], big: Iterable[str]) -> None:
-        """Merge a rebuild from the store into the timeline and mark it built (writes since are kept)."""
-        keys = [timeline_key(user_id), big_key(user_id)]
+        """Merge a rebuild from the store into the timeline and mark it built (writes since are kept).
+
+        The big accounts go first, so a reader who sees the built mark merges them; the members and the mark go in
+        one script call (with their held index), and the rebuild's mark leaves last."""
+        keys = [timeline_key(user_id), big_key(user_id), held_key(user_id)]
         authors = list(big)
         await self.redis.set(HOMES, 1)  # before the timeline is built; not in its transaction (another slot)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(keys[0], {value: 0 for value in [*values, BUILT]})
-            pipe.zrem(keys[0], BUILDING)
-            pipe.zremrangebyrank(keys[0], 0, -(self.length + 2))
+        async with self.redis.pipeline(transaction=False) as pipe:
             if authors:
                 pipe.sadd(keys[1], *authors)
+            args: list[str | int] = [self.length + 1, TTL_S, "1", TTL_S, orjson.dumps([*values, BUILT]).decode()]
+            await self._add(keys=[keys[0], keys[2]], args=args, client=pipe)
+            pipe.zrem(keys[0], BUILDING)
+            pipe.zremrangebyrank(keys[0], 0, -(self.length + 2))  # a held entry this drops is ignored, then expires
             for key in keys:
                 pipe.expire(key, TTL_S)
             await pipe.execute()
@@ -540,6 +798,23 @@ LEFT JOIN users u ON u.user_id = a.author_id
 WHERE CASE WHEN u.user_id IS NOT NULL THEN u.followers_count > $2
       ELSE (SELECT count(*) FROM (SELECT FROM follows WHERE followee_id = a.author_id AND active LIMIT $2 + 1) f) > $2
       END"""
+
+
+# The interactions table's state of each (user, post) repost, and each user's newest reposts (interactions_by_user).
+_REPOST_STATES = """
+SELECT i.user_id, i.post_id, i.active, i.changed_at FROM unnest($1::text[], $2::text[]) AS x(user_id, post_id)
+JOIN interactions i ON i.post_id = x.post_id AND i.kind = 'repost' AND i.user_id = x.user_id"""
+
+_RECENT_REPOSTS = """
+SELECT u.user_id, r.post_id, r.changed_at FROM unnest($1::text[]) AS u(user_id), LATERAL (
+    SELECT post_id, changed_at FROM interactions WHERE user_id = u.user_id AND kind = 'repost' AND active
+    ORDER BY changed_at DESC, post_id DESC LIMIT $2) r"""
+
+# The newest repost of each of these posts by any of these users (interactions_by_post).
+_NEWEST_REPOSTS = """
+SELECT DISTINCT ON (post_id) post_id, changed_at FROM interactions
+WHERE post_id = ANY($1::text[]) AND kind = 'repost' AND active AND user_id = ANY($2::text[])
+ORDER BY post_id, changed_at DESC"""
 
 
 class PostgresTimelineSource:
@@ -607,6 +882,37 @@ class PostgresTimelineSource:
         states = {(r["follower_id"], r["followee_id"]): pair_state(r["changed_at"], r["active"]) for r in rows}
         return [states.get((c.follower_id, c.followee_id), "") >= _state(c) for c in changes]
 
+    async def repost_states(self, changes: list[RepostChange]) -> list[str]:
+        """For each change, the state the interactions table shows for its (user, post) ('' for none)."""
+        if not changes:
+            return []
+        rows = await self.pool.fetch(_REPOST_STATES, [c.user_id for c in changes], [c.post_id for c in changes])
+        states = {(r["user_id"], r["post_id"]): pair_state(r["changed_at"], r["active"]) for r in rows}
+        return [states.get((c.user_id, c.post_id), "") for c in changes]
+
+    async def recent_reposts(self, users: Iterable[str], per_user: int) -> dict[str, list[str]]:
+        """Each user's newest `per_user` reposts of live posts, as timeline members, newest first."""
+        found: dict[str, list[str]] = {u: [] for u in users}
+        rows = await self.pool.fetch(_RECENT_REPOSTS, list(found), per_user)
+        authors = await self.posts.authors_of(sorted({r["post_id"] for r in rows})) if rows else {}
+        for r in rows:
+            if (author := authors.get(r["post_id"])) is not None:
+                found[r["user_id"]].append(repost_member(r["post_id"], author, r["user_id"], r["changed_at"]))
+        return found
+
+    async def newest_reposts(self, post_ids: list[str], users: list[str]) -> dict[str, str]:
+        """post -> the repost key of its newest repost by any of `users` (posts none of them reposted: absent)."""
+        if not post_ids or not users:
+            return {}
+        rows = await self.pool.fetch(_NEWEST_REPOSTS, post_ids, users)
+        return {r["post_id"]: repost_key(r["post_id"], r["changed_at"]) for r in rows}
+
+    async def cards(self, user_ids: list[str]) -> dict[str, dict[str, str]]:
+        """user id -> handle, display_name and avatar_url of those of these users the users table holds."""
+        sql = "SELECT user_id, handle, display_name, avatar_url FROM users WHERE user_id = ANY($1::text[])"
+        rows = await self.pool.fetch(sql, user_ids)
+        return {r["user_id"]: {k: r[k] for k in ("handle", "display_name", "avatar_url")} for r in rows}
+
     async def stored(self, post_ids: list[str]) -> dict[str, bool]:
         """The posts among these that the posts read model holds: post id -> whether it is deleted."""
         return await self.posts.states(post_ids)
@@ -618,7 +924,8 @@ async def followees_of(timelines: RedisTimelines, source: PostgresTimelineSource
 
 
 async def rebuild(timelines: RedisTimelines, source: PostgresTimelineSource, user_id: str, max_followers: int) -> None:
-    """Build a user's timeline from the store: the newest posts of the user and of the followees fanned out."""
+    """Build a user's timeline from the store: the newest posts and reposts of the user and of the followees fanned
+    out."""
     await timelines.prepare(user_id)
     followees = await followees_of(timelines, source, user_id)
     marked = await timelines.all_big()
@@ -626,8 +933,11 @@ async def rebuild(timelines: RedisTimelines, source: PostgresTimelineSource, use
     big = {author for author, followers in followees.items() if followers > max_followers or author in marked}
     small = [author for author in followees if author not in big]
     recent = await source.newest([*small, user_id], timelines.length)
-    fresh = await timelines.fresh([*small, user_id])  # posts the table did not show yet when fanned out
-    await timelines.build(user_id, [member(post_id, author) for post_id, author in recent] + fresh, big)
+    reposts = await source.recent_reposts([*small, user_id], timelines.length)
+    newest_reposts = sorted((m for ms in reposts.values() for m in ms), reverse=True)[: timelines.length]
+    fresh = await timelines.fresh([*small, user_id])  # posts the tables did not show yet when fanned out
+    posts = [member(post_id, author) for post_id, author in recent]
+    await timelines.build(user_id, posts + newest_reposts + fresh, big)
 
 
 class CachedPosts:
@@ -643,6 +953,8 @@ class CachedPosts:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._views: dict[str, tuple[float, PostView]] = {}
+        self._reads: SingleFlight[list[PostView]] = SingleFlight()  # one query for concurrent identical misses
+        self._cards: dict[str, tuple[float, dict[str, str]]] = {}  # reposters' names, kept as the posts are
 
     async def items(self, post_ids: list[str], authors: list[str], before: str | None, limit: int) -> list[PostView]:
         """As `PostgresTimelineSource.items`, serving fresh cached views without a query."""
@@ -656,7 +968,9 @@ class CachedPosts:
             else:
                 missing.append(post_id)
         if missing or authors:
-            for view in await self.source.items(missing, authors, before, limit):
+            key = (tuple(missing), tuple(authors), before, limit)
+            read = functools.partial(self.source.items, missing, authors, before, limit)
+            for view in await self._reads.run(key, read):
                 found[view.id] = view
                 self._views[view.id] = (now + self.ttl_s, view)
             self._evict(now)
@@ -665,6 +979,21 @@ class CachedPosts:
     async def by_ids(self, post_ids: list[str]) -> list[PostView]:
         """The live posts among these ids, newest first."""
         return await self.items(post_ids, [], None, len(post_ids))
+
+    async def cards(self, user_ids: list[str]) -> dict[str, dict[str, str]]:
+        """As `PostgresTimelineSource.cards`, serving fresh cached names without a query."""
+        now = time.monotonic()
+        found = {u: e[1] for u in user_ids if (e := self._cards.get(u)) is not None and e[0] > now}
+        if missing := [u for u in user_ids if u not in found]:
+            fetched = await self.source.cards(missing)
+            if len(self._cards) + len(fetched) > self.max_entries:
+                self._cards = {k: v for k, v in self._cards.items() if v[0] > now}
+                if len(self._cards) + len(fetched) > self.max_entries:
+                    self._cards.clear()
+            for user_id, card in fetched.items():
+                self._cards[user_id] = (now + self.ttl_s, card)
+            found.update(fetched)
+        return found
 
     def _evict(self, now: float) -> None:
         if len(self._views) <= self.max_entries:

@@ -17,7 +17,6 @@ from redis.commands.core import AsyncScript
 from starlette.requests import Request
 from starlette.responses import Response
 
-from chirp.redis_client import pipelined
 from gateway.auth.csrf import csrf_ok, new_csrf_token, origin_ok
 from gateway.auth.tokens import Claims, TokenError, issue_access_token, www_authenticate
 from gateway.errors import Forbidden, Unauthorized
@@ -89,7 +88,7 @@ async def require_viewer_with(
     token, via_cookie = bearer_or_cookie(request)
     if "viewer" in request.scope or not token:
         me = await require_viewer(request)
-        replies = await pipelined(state.redis, lambda pipe: queue(pipe, me.user_id), scripts)
+        replies = await state.round_trips.pipelined(lambda pipe: queue(pipe, me.user_id), scripts)
     else:
         request.scope["viewer"], replies = await _resolve(state, token, via_cookie, queue, scripts)
         me = await require_viewer(request)
@@ -110,12 +109,14 @@ async def viewer_and(
     token, via_cookie = bearer_or_cookie(request)
     if "viewer" in request.scope or not token:
         found = await viewer(request)
-        return found, await pipelined(state.redis, lambda pipe: queue(pipe, found.user_id if found else None), scripts)
+        return found, await state.round_trips.pipelined(
+            lambda pipe: queue(pipe, found.user_id if found else None), scripts
+        )
     try:
         claims = _claims(state, token)
     except Unauthorized:
-        return None, await pipelined(state.redis, lambda pipe: queue(pipe, None), scripts)
-    replies = await pipelined(state.redis, lambda pipe: _queue_checks(pipe, state, claims, queue), scripts)
+        return None, await state.round_trips.pipelined(lambda pipe: queue(pipe, None), scripts)
+    replies = await state.round_trips.pipelined(lambda pipe: _queue_checks(pipe, state, claims, queue), scripts)
     try:
         request.scope["viewer"] = _viewer_of(claims, replies, via_cookie)
     except (Unauthorized, Forbidden):
@@ -197,7 +198,7 @@ async def _resolve(
     """The viewer a token names, checked against its session and the suspended accounts (one Redis round trip,
     with what `queue` adds for its user id: their replies come second)."""
     claims = _claims(state, token)
-    replies = await pipelined(state.redis, lambda pipe: _queue_checks(pipe, state, claims, queue), scripts)
+    replies = await state.round_trips.pipelined(lambda pipe: _queue_checks(pipe, state, claims, queue), scripts)
     return _viewer_of(claims, replies, via_cookie), replies[3:]
 
 

@@ -24,6 +24,7 @@ HEADERS: dict[str, str] = {
 _RAW = [(name.lower().encode(), value.encode()) for name, value in HEADERS.items()]
 NO_STORE = (b"cache-control", b"no-store")
 _LOGIN_COOKIES = (b"chirp_access=", b"chirp_refresh=")
+_DECIDING = frozenset({b"cache-control", b"set-cookie", *(name for name, _ in _RAW)})  # headers that change ours
 
 
 def carries_credentials(scope: Scope) -> bool:
@@ -42,8 +43,13 @@ def response_headers(
     its own), each security header it does not set itself, and `extra`."""
     found = list(headers)
     names = {name.lower() for name, _ in found}
-    if (private or b"set-cookie" in names) and b"cache-control" not in names:
-        found.append(NO_STORE)
-    found.extend(pair for pair in _RAW if pair[0] not in names)
+    if names.isdisjoint(_DECIDING):  # most responses (every request pays this): all of ours, as they are
+        if private:
+            found.append(NO_STORE)
+        found += _RAW
+    else:
+        if (private or b"set-cookie" in names) and b"cache-control" not in names:
+            found.append(NO_STORE)
+        found.extend(pair for pair in _RAW if pair[0] not in names)
     found.extend(extra)
     return found

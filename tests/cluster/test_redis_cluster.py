@@ -23,6 +23,7 @@ from tests.cluster.stack import free_port_block
 # The timelines and trending tests, and the other read models, sessions, rate limits and live updates on Redis.
 SUITE = [
     "tests/integration/test_timeline.py",
+    "tests/integration/test_timeline_reposts.py",
     "tests/integration/test_trending.py",
     "tests/integration/test_relations.py",
     "tests/integration/test_relations_reads.py",

@@ -18,6 +18,8 @@ from chirp.settings import Settings
 from gateway.app import create_app
 from producers.broker import Publisher, make_broker
 from store.postgres import connect
+from tests.integration.helpers import stop
+from tests.scratch import scratch_id
 
 
 @pytest.fixture(scope="session")
@@ -66,8 +68,19 @@ def pipeline(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
     cmd = [sys.executable, "-m", "ops", "consume", "--all", "--metrics-port", "0"]
     proc = subprocess.Popen(cmd, env={**os.environ})
     yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop(proc)
+
+
+ERASURE_DELAY_S = 2.0  # the erasure delay of the `fast_erasure` consumer
+
+
+@pytest.fixture(scope="module")
+def fast_erasure(settings: Settings) -> Iterator[str]:
+    """An erasure consumer (a group of its own, yielded) whose erasures are due `ERASURE_DELAY_S` after they are
+    asked for: the soonest due time counts, so it decides for the pipeline's erasure consumer too."""
+    group = scratch_id()
+    env = {**os.environ, "CHIRP_ERASURE_DELAY_S": str(ERASURE_DELAY_S), "CHIRP_ERASURE_POLL_S": "0.2"}
+    cmd = [sys.executable, "-m", "ops", "consume", "erasure", "--group", group, "--metrics-port", "0"]
+    proc = subprocess.Popen(cmd, env=env)
+    yield group
+    stop(proc, timeout=30)

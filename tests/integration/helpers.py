@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 
 import asyncpg
 import httpx
@@ -36,3 +37,13 @@ async def opened(pg: asyncpg.Pool, records: list[ConsumerRecord]) -> list[Event]
     """Records read from Kafka as consumers read them: sealed personal fields opened with their keys."""
     keys = await load_keys(PgKeyStore(pg), records)
     return [decode(r, BY_TOPIC[r.topic], keys) for r in records]
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Stop a child process as an operator would (SIGTERM, a graceful shutdown), killing it after `timeout` s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -7,18 +7,10 @@ no trace of them and dead-letters nothing; other people's data is unchanged.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
-
 import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from starlette.applications import Starlette
 
 from chirp.settings import Settings
@@ -26,67 +18,18 @@ from gateway.auth.current import start_session
 from gateway.state import State
 from ops.erasure import status, verify
 from schemas.events import UserProfileUpdated, UserProfileUpdatedData, UserRegistered, UserRegisteredData, new_id
-from schemas.topics import NAMESPACE
 from store.accounts import handle_digest
 from store.relations import list_key
 from tests.conftest import eventually
+from tests.integration.erasure_support import dead_letters, raw_log, rebuild_all
 from tests.integration.helpers import login, unique_handle
-from tests.scratch import scratch_id
 
 pytestmark = pytest.mark.usefixtures("pipeline")
-DELAY_S = 2.0
-
-
-@pytest.fixture(scope="module")
-def fast_erasure(settings: Settings) -> Iterator[None]:
-    """An erasure consumer (a group of its own) whose erasures are due `DELAY_S` after they are asked for: the
-    soonest due time counts, so it decides for the pipeline's erasure consumer too."""
-    env = {**os.environ, "CHIRP_ERASURE_DELAY_S": str(DELAY_S), "CHIRP_ERASURE_POLL_S": "0.2"}
-    cmd = [sys.executable, "-m", "ops", "consume", "erasure", "--group", scratch_id(), "--metrics-port", "0"]
-    proc = subprocess.Popen(cmd, env=env)
-    yield
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 @pytest.fixture
 async def state(app: Starlette) -> State:
     return app.state.chirp  # type: ignore[no-any-return]
-
-
-async def raw_log(settings: Settings) -> bytes:
-    """Every record (key, value, headers) of every topic of this namespace, from offset 0, as bytes."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    try:
-        names = [t for t in await admin.list_topics() if t.startswith(NAMESPACE)]
-    finally:
-        await admin.close()
-    reader = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
-    await reader.start()
-    chunks: list[bytes] = []
-    try:
-        tps = [TopicPartition(t, p) for t in names for p in (reader.partitions_for_topic(t) or ())]
-        if not tps:
-            for t in names:
-                await reader._client.force_metadata_update()
-                tps += [TopicPartition(t, p) for p in (reader.partitions_for_topic(t) or ())]
-        reader.assign(tps)
-        await reader.seek_to_beginning(*tps)
-        ends = await reader.end_offsets(tps)
-        left = {tp for tp in tps if ends[tp] > 0}
-        while left:
-            for tp, records in (await reader.getmany(timeout_ms=500, max_records=5000)).items():
-                for r in records:
-                    chunks += [r.key or b"", r.value or b"", *(v for _, v in r.headers)]
-                if records and records[-1].offset + 1 >= ends[tp]:
-                    left.discard(tp)
-    finally:
-        await reader.stop()
-    return b"\n".join(chunks)
 
 
 async def user_with_github(state: State) -> tuple[str, str, int, dict[str, str], str]:
@@ -124,39 +67,6 @@ async def followers(pg: asyncpg.Pool, user_id: str) -> int:
     return -1 if found is None else int(found)
 
 
-async def rebuild_all() -> None:
-    cmd = [sys.executable, "-m", "ops", "rebuild", "--all", "--jobs", "2"]
-    proc = await asyncio.create_subprocess_exec(*cmd, env={**os.environ})
-    assert await asyncio.wait_for(proc.wait(), 600) == 0
-
-
-async def dead_letters(settings: Settings) -> set[tuple[str, ...]]:
-    """Every dead letter of this namespace as (dead-letter topic, original topic, partition, offset): a rebuild
-    that dead-letters again a poison event planted by another test adds no new one."""
-    reader = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
-    await reader.start()
-    found: set[tuple[str, ...]] = set()
-    try:
-        names = [t for t in await reader.topics() if t.startswith(f"{NAMESPACE}dead-letters-")]
-        await reader._client.set_topics(names)
-        tps = [TopicPartition(t, p) for t in names for p in reader._client.cluster.partitions_for_topic(t) or ()]
-        ends = await reader.end_offsets(tps) if tps else {}
-        left = {tp for tp, end in ends.items() if end > 0}
-        reader.assign(list(left))
-        if left:
-            await reader.seek_to_beginning(*left)
-        while left:
-            for tp, records in (await reader.getmany(timeout_ms=500)).items():
-                for r in records:
-                    h = {k: v.decode() for k, v in r.headers}
-                    found.add((tp.topic, h.get("dlq_topic", ""), h.get("dlq_partition", ""), h.get("dlq_offset", "")))
-                if records and records[-1].offset + 1 >= ends[tp]:
-                    left.discard(tp)
-    finally:
-        await reader.stop()
-    return found
-
-
 async def traces(pg: asyncpg.Pool, user_id: str, secrets: list[str], *, tombstones: bool = False) -> list[str]:
     """Where the read models in PostgreSQL still mention the user or any of `secrets` (with `tombstones`, rows
     that say only that something was undone, by opaque ids, do not count: the live models keep those until the
@@ -189,7 +99,7 @@ async def notified_by(client: httpx.AsyncClient, reader: dict[str, str], handle:
 
 
 async def test_a_deleted_account_leaves_no_readable_trace_in_kafka_or_any_rebuilt_model(
-    fast_erasure: None,
+    fast_erasure: str,
     client: httpx.AsyncClient,
     state: State,
     pg: asyncpg.Pool,
@@ -265,7 +175,7 @@ async def test_a_deleted_account_leaves_no_readable_trace_in_kafka_or_any_rebuil
     # After the erasure delay the keys are gone: nothing of theirs is readable in the log.
     done = "SELECT done_at IS NOT NULL FROM erasures WHERE target = $1"
     await eventually(lambda: pg.fetchval(done, f"u:{user_id}"), timeout=30)
-    log = await raw_log(settings)
+    log = await raw_log(settings.bootstrap_servers)
     secrets = [*bodies, handle, f"Name {handle}", bio, str(github_id), f"avatars.example/{handle}", report_comment]
     for secret in secrets:
         assert secret.encode() not in log, f"{secret!r} is readable in the log"
@@ -289,7 +199,7 @@ async def test_a_deleted_account_leaves_no_readable_trace_in_kafka_or_any_rebuil
 
 
 async def test_a_deleted_post_is_erased_from_the_log_and_the_author_stays(
-    fast_erasure: None, client: httpx.AsyncClient, pg: asyncpg.Pool, settings: Settings
+    fast_erasure: str, client: httpx.AsyncClient, pg: asyncpg.Pool, settings: Settings
 ) -> None:
     handle = unique_handle("keeps")
     me = await login(client, handle)
@@ -304,7 +214,7 @@ async def test_a_deleted_post_is_erased_from_the_log_and_the_author_stays(
     [row] = [r for r in await status(settings) if r["target"] == f"p:{gone}"]
     assert row["done_at"] is not None and row["keys_erased"] == 1
 
-    log = await raw_log(settings)
+    log = await raw_log(settings.bootstrap_servers)
     assert gone_body.encode() not in log
     verdict = await verify(settings, gone)
     assert verdict.clean and verdict.mentioned >= 3, verdict  # created, parsed, deleted: none readable

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from chirp import kafka_admin
@@ -41,8 +41,9 @@ from schemas.events import (
 from store.keys import PgKeyStore
 from store.postgres import connect
 from tests.conftest import eventually
+from tests.integration.erasure_support import raw_log
 from tests.integration.faults import free_port, private_redis
-from tests.integration.helpers import unique_handle
+from tests.integration.helpers import stop, unique_handle
 from tests.scratch import scratch_id
 
 
@@ -125,39 +126,6 @@ async def publish_legacy(stack: Stack, events: list[Event]) -> None:
         await producer.stop()
 
 
-async def raw_log(stack: Stack) -> bytes:
-    """Every record (key, value, headers) of every topic of the stack, from offset 0, with plain aiokafka."""
-    reader = AIOKafkaConsumer(bootstrap_servers=stack.settings.bootstrap_servers, enable_auto_commit=False)
-    await reader.start()
-    chunks: list[bytes] = []
-    try:
-        names = [t for t in await reader.topics() if t.startswith(stack.namespace)]
-        await reader._client.set_topics(names)
-        tps = [TopicPartition(t, p) for t in names for p in reader._client.cluster.partitions_for_topic(t) or ()]
-        ends = await reader.end_offsets(tps)
-        left = {tp for tp, end in ends.items() if end > 0}
-        reader.assign(tps)
-        await reader.seek_to_beginning(*tps)
-        while left:
-            for tp, records in (await reader.getmany(timeout_ms=500, max_records=5000)).items():
-                for r in records:
-                    chunks += [r.key or b"", r.value or b"", *(v for _, v in r.headers)]
-                if records and records[-1].offset + 1 >= ends[tp]:
-                    left.discard(tp)
-    finally:
-        await reader.stop()
-    return b"\n".join(chunks)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 async def login(http: httpx.AsyncClient, handle: str) -> dict[str, str]:
     response = await http.post("/auth/dev-login", json={"login": handle})
     assert response.status_code == 200, response.text
@@ -199,12 +167,12 @@ async def test_migrate_seals_the_legacy_log_under_opaque_ids_and_the_account_sta
     finally:
         stop(consumers)
     secrets = [old_id, str(github_id), fan_id, handle, *bodies]
-    before = await raw_log(stack)
+    before = await raw_log(stack.settings.bootstrap_servers, stack.namespace)
     assert all(s.encode() in before for s in secrets), "the legacy log holds them in clear"
 
     migrated = stack.run("erasure", "migrate", "--jobs", "1")
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
-    after = await raw_log(stack)
+    after = await raw_log(stack.settings.bootstrap_servers, stack.namespace)
     for secret in secrets:
         assert secret.encode() not in after, f"{secret!r} is still in the log"
     assert not [t for t in await topic_names(stack) if t.endswith(".migrating")], "no staging copy is left"
@@ -265,7 +233,7 @@ async def test_a_migration_interrupted_while_swapping_resumes_from_its_complete_
 
     migrated = stack.run("erasure", "migrate", "--jobs", "1")
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
-    log = await raw_log(stack)
+    log = await raw_log(stack.settings.bootstrap_servers, stack.namespace)
     for secret in (old_id, handle, *bodies):
         assert secret.encode() not in log, f"{secret!r} is still in the log"
     refilled = await records_of(stack, topic)
@@ -295,7 +263,7 @@ async def test_a_topic_written_to_after_it_was_staged_is_not_swapped_but_staged_
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     refilled = await records_of(stack, topic)
     assert sorted(r.key for r in refilled) == sorted(p.payload.post_id.encode() for p in (first, late))
-    assert old_id.encode() not in await raw_log(stack)
+    assert old_id.encode() not in await raw_log(stack.settings.bootstrap_servers, stack.namespace)
 
 
 async def records_of(stack: Stack, topic: str) -> list[ConsumerRecord]:

@@ -418,8 +418,8 @@ async def test_reposts_show_in_home_timelines_and_profiles_once_at_the_latest_re
             if not (cursor := body["next_cursor"]):
                 return items
 
-    listed = await timeline()
-    assert listed[:2] == [(old, bob), (newer, None)], "once, at its latest repost"
+    # The warm timeline follows the timelines consumer, which may apply bob's repost after the cold page showed it.
+    listed = await eventually(timeline, until=lambda found: found[:2] == [(old, bob), (newer, None)])
     assert [i for i, _ in listed].count(old) == 1
     profile = (await client.get(f"/api/users/{ann}/posts")).json()["items"]
     assert [(p["id"], p.get("reposted_by", {}).get("handle")) for p in profile[:2]] == [(old, ann), (newer, None)]
@@ -428,4 +428,4 @@ async def test_reposts_show_in_home_timelines_and_profiles_once_at_the_latest_re
     await seen(client, "/api/timeline", reader, id=old, reposted_by=top["reposted_by"])
     await client.delete(f"/api/posts/{old}/repost", headers=ann_headers)
     await seen(client, "/api/timeline", reader, id=newer)
-    assert old not in [i for i, _ in await timeline()], "no followee's repost holds it any more"
+    await eventually(timeline, until=lambda found: old not in [i for i, _ in found])  # no followee's repost holds it

@@ -131,6 +131,23 @@ async def test_a_deleted_post_takes_its_notifications_with_it_even_when_its_even
     assert await ctx.redis.zcard(model.unread_key(ann)) == 0
 
 
+async def test_a_deleted_post_takes_the_replies_and_quotes_it_was_told_of_as_a_replay_never_tells_them(
+    ctx: Context,
+) -> None:
+    (ann, _), (bob, _), (cat, cat_h) = await user(ctx), await user(ctx), await user(ctx)
+    parent = await post_row(ctx, ann)
+    reply, quote = parsed(bob, cat_h, reply_to=parent), parsed(bob, quote_of=parent)
+    await model.on_post_parsed([reply, quote], ctx)
+    assert len(await items(ctx, ann)) == 2
+    await ctx.pg.execute("UPDATE posts SET deleted_at = now() WHERE post_id = $1", parent)
+    await model.on_post_deleted([PostDeleted(payload=PostDeletedData(post_id=parent, author_id=ann))], ctx)
+    assert await items(ctx, ann) == [], "what answered a deleted post is no longer news to its author"
+    assert await ctx.redis.zcard(model.unread_key(ann)) == 0
+    assert await items(ctx, cat) == [("mention", reply.payload.post_id, [bob], True)], "a mention in a reply stays"
+    await model.on_post_parsed([reply, quote], ctx)  # as a replay reads them, once the posts model has the delete
+    assert await items(ctx, ann) == []
+
+
 async def test_an_unfollow_removes_the_follow_whichever_arrives_first(ctx: Context) -> None:
     (ann, _), (bob, _), (cat, _) = await user(ctx), await user(ctx), await user(ctx)
     t0 = datetime.now(UTC)
@@ -534,16 +551,22 @@ async def test_a_page_reads_its_items_in_the_round_trip_that_checks_the_viewer(
         await redis_client.hset(model.item_key(reader, f"follow-{i}"), mapping={"type": "follow", "post": ""})
         await redis_client.zadd(model.actors_key(reader, f"follow-{i}"), {f"u-actor-{i}": now + i})
         await redis_client.zadd(model.items_key(reader), {f"follow-{i}": now + i})
-    pool = app.state.chirp.redis.connection_pool  # type: ignore[attr-defined]
-    taken: list[object] = []
-    get_connection = pool.get_connection
+    state = app.state.chirp  # type: ignore[attr-defined]
+    pool, round_trips = state.redis.connection_pool, state.round_trips
+    taken: list[object] = []  # Redis round trips: the client's pool, and the session check's own connections
+    get_connection, round_trip = pool.get_connection, round_trips._round_trip
 
     async def counted(*args: object, **kwargs: object) -> object:
         taken.append(args)
         return await get_connection(*args, **kwargs)
 
+    async def counted_trip(*args: object, **kwargs: object) -> object:
+        taken.append(args)
+        return await round_trip(*args, **kwargs)
+
     assert (await client.get("/api/notifications?limit=2", headers=headers)).status_code == 200  # scripts loaded
     monkeypatch.setattr(pool, "get_connection", counted)
+    monkeypatch.setattr(round_trips, "_round_trip", counted_trip)
     page = await client.get("/api/notifications?limit=2", headers=headers)
     assert page.status_code == 200, page.text
     assert [item["id"] for item in page.json()["items"]] == ["follow-2", "follow-1"]

@@ -7,6 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -14,8 +15,19 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from chirp.settings import Settings
+from consumers import moderation
+from consumers.runtime import Context
 from producers.broker import Publisher
-from schemas.events import new_id
+from schemas.events import (
+    AccountDeleted,
+    AccountDeletedData,
+    ReportFiled,
+    ReportFiledData,
+    ReportResolved,
+    ReportResolvedData,
+    new_id,
+)
 from store.reports import SUSPENDED_KEY
 from store.trending import DEFAULT_PREFIX
 from tests.conftest import eventually
@@ -195,3 +207,32 @@ async def test_trending_leaves_out_taken_down_posts(
         await eventually(lambda: mine(client, fay_h), until=lambda items, r=report_id: r in [i["id"] for i in items])
         await operator("reports", "resolve", report_id, "--action", "takedown")
     await eventually(lambda: ranking(client), until=lambda b: name not in tags_of(b), timeout=60)
+
+
+@pytest.mark.parametrize("action", ["dismiss", "takedown", "suspend"])
+async def test_a_departed_reporters_decided_report_leaves_the_row_a_rebuild_after_its_erasure_leaves(
+    action: str, settings: Settings, pg: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    """Live, the reports an account filed go with it; a rebuild once its key is erased reads no report-filed, only the
+    operator's decision: both leave the decision alone, as its row."""
+    ctx = Context(settings=settings, pg=pg, redis=redis_client, publisher=None)  # type: ignore[arg-type]
+    reporter, author, post_id, at = new_id(), new_id(), new_id(), datetime.now(UTC)
+
+    def events(report_id: str) -> tuple[ReportFiled, ReportResolved]:
+        filed = ReportFiledData(
+            report_id=report_id, reporter_id=reporter, post_id=post_id, user_id=author, reason="spam"
+        )
+        taken_down = post_id if action == "takedown" else None
+        decided = ReportResolvedData(report_id=report_id, action=action, note="why", post_id=taken_down, user_id=author)
+        return ReportFiled(payload=filed), ReportResolved(actor="operator", occurred_at=at, payload=decided)
+
+    live, rebuilt, still_open = new_id(), new_id(), new_id()
+    await moderation.on_report_filed([events(live)[0], events(still_open)[0]], ctx)
+    await moderation.on_report_resolved([events(live)[1]], ctx)
+    await moderation.on_account_deleted([AccountDeleted(payload=AccountDeletedData(user_id=reporter))], ctx)
+    await moderation.on_report_resolved([events(rebuilt)[1]], ctx)  # all a rebuild reads once the key is erased
+    row = "SELECT * FROM reports WHERE report_id = $1"
+    found, expected = await pg.fetchrow(row, live), await pg.fetchrow(row, rebuilt)
+    assert found is not None, "the operator's decision stays"
+    assert {**dict(found), "report_id": rebuilt} == dict(expected)
+    assert await pg.fetchrow(row, still_open) is None, "an open report of theirs goes"

@@ -1,11 +1,16 @@
-"""Post objects built once per view (the timeline's): each call gets its own copy, and a new view of a post (a
-rename, an edit, a reply count) is built anew."""
+"""Post objects built once per view (the timeline's) and shared, never changed by the page built from them; a new
+view of a post (a rename, an edit, a reply count) is built anew."""
 
 from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
 
+from starlette.requests import Request
+
+from gateway.interactions import with_interactions
 from gateway.post_objects import cached_post_json, post_json
 from store.posts import PostView
 
@@ -26,10 +31,18 @@ VIEW = PostView(
 )
 
 
-def test_each_call_gets_its_own_copy() -> None:
+async def _likes(post_ids: list[str], viewer_id: str | None) -> dict[str, dict[str, Any]]:
+    return {post_id: {"like_count": 3, "repost_count": 0, "quote_count": 0} for post_id in post_ids}
+
+
+async def test_the_shared_object_is_not_changed_by_a_page_built_from_it() -> None:
     first = cached_post_json(VIEW)
-    assert first == post_json(VIEW)
-    first["like_count"] = 3  # what gateway/interactions.py adds to a page's objects
+    assert first == post_json(VIEW) and cached_post_json(VIEW) is first
+    cache = SimpleNamespace(of_posts=_likes)
+    app = SimpleNamespace(state=SimpleNamespace(chirp=SimpleNamespace(interaction_cache=cache)))
+    request = Request({"type": "http", "method": "GET", "path": "/", "headers": [], "viewer": None, "app": app})
+    [shown] = await with_interactions(request, [first], cached=True)
+    assert shown == post_json(VIEW) | {"like_count": 3, "repost_count": 0, "quote_count": 0}
     assert "like_count" not in cached_post_json(VIEW)
 
 

@@ -21,8 +21,18 @@ from schemas.events import (
     UserRegisteredData,
     UserUnfollowed,
 )
-from store.posts import PostView
-from store.timelines import followed, member, page_of, pair_state, post_id_of
+from store.timelines import (
+    RepostChange,
+    entry_of,
+    followed,
+    member,
+    newest_reposts,
+    pair_state,
+    post_id_of,
+    repost_key,
+    repost_member,
+    via_of,
+)
 from store.users import FollowChange, ProfileChange, newest_per_pair
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -91,7 +101,7 @@ def test_newest_per_pair_keeps_the_newest_and_drops_self_follows() -> None:
 
 def test_fanout_plan_skips_followers_of_big_authors_but_not_the_author() -> None:
     followers = {"small": ["f1", "f2"], "big": ["f1", "f2", "f3"]}
-    posts = [("p1", "small"), ("p2", "big"), ("p3", "loner"), ("p4", "known")]
+    posts = [(member(p, a), a) for p, a in (("p1", "small"), ("p2", "big"), ("p3", "loner"), ("p4", "known"))]
     plan = plan_fanout(posts, followers, {"known"}, max_followers=2)
     assert plan.big == {"big", "known"} and plan.small == {"small", "loner"}
     assert dict(plan.timelines) == {
@@ -106,7 +116,9 @@ def test_fanout_plan_skips_followers_of_big_authors_but_not_the_author() -> None
 
 def test_fanout_plan_reaches_only_the_timelines_named() -> None:
     followers = {"small": ["f1", "f2"], "big": ["f1", "f2", "f3"]}
-    plan = plan_fanout([("p1", "small"), ("p2", "big")], followers, set(), max_followers=2, reach={"f2", "big"})
+    plan = plan_fanout(
+        [("p1:small", "small"), ("p2:big", "big")], followers, set(), max_followers=2, reach={"f2", "big"}
+    )
     assert dict(plan.timelines) == {"f2": ["p1:small"], "big": ["p2:big"]}
     assert plan.big == {"big"} and plan.small == {"small"}, "who is big does not depend on who is reached"
 
@@ -136,22 +148,24 @@ def test_recent_follow_events_correct_the_projected_followers() -> None:
     assert with_recent(followers, recent) == {"x": ["f1", "f3"], "y": []}
 
 
-def _view(post_id: str) -> PostView:
-    return PostView(post_id, "a", "h", "", "", "", "", "", [], [], None, 0, T0)
+def test_repost_members_sort_at_the_repost_and_name_the_reposter_and_the_post() -> None:
+    post_id = repost_key("01M97XTJ3M9HA75WNT65EX8PM7", T0)  # a post written at T0
+    later = T0 + timedelta(days=3)
+    value = repost_member(post_id, "author", "reposter", later)
+    assert value == f"{repost_key(post_id, later)}:reposter:{post_id}:author"
+    assert (via_of(value), post_id_of(value)) == ("reposter", post_id)
+    assert entry_of(value).post_id == post_id and entry_of(value).reposter == "reposter"
+    assert entry_of(member(post_id, "author")).reposter is None and via_of(member(post_id, "author")) == "author"
+    newer = repost_member(post_id, "author", "other", later + timedelta(milliseconds=1))
+    written_since = repost_key("01M97XTJ3M9HA75WNT65EX8PM8", T0 + timedelta(days=1))
+    assert sorted([newer, member(written_since, "x"), value]) == [member(written_since, "x"), value, newer]
 
 
-@pytest.mark.parametrize(
-    ("rows", "window", "limit", "page", "cursor"),
-    [
-        (["9", "8", "7"], ["9", "8", "7"], 2, ["9", "8"], "8"),  # more in Redis
-        (["9", "8"], ["9", "8"], 2, ["9", "8"], None),  # the end
-        (["9", "7"], ["9", "8", "7"], 2, ["9", "7"], "7"),  # 8 deleted: 7, the lowest fetched, may still be served
-        (["9", "5", "4"], ["9", "8", "7"], 2, ["9"], "9"),  # 8 and 7 deleted; 5 is past Redis' lowest: next page
-        ([], ["9", "8", "7"], 2, [], "7"),  # all deleted: continue below the lowest fetched
-        (["9", "6", "5"], ["9"], 2, ["9", "6"], "6"),  # Redis done, big authors have more
-    ],
-)
-def test_page_of_never_serves_past_what_redis_returned(rows, window, limit, page, cursor) -> None:
-    served, after = page_of([_view(r) for r in rows], window, limit)
-    assert [p.id for p in served] == page
-    assert after == cursor
+def test_the_newest_repost_or_unrepost_of_each_user_and_post_wins() -> None:
+    changes = [
+        RepostChange("a", "p", True, T0),
+        RepostChange("a", "p", False, T0 + timedelta(seconds=1)),
+        RepostChange("b", "p", False, T0),
+        RepostChange("b", "p", True, T0),
+    ]
+    assert newest_reposts(changes) == newest_reposts(changes[::-1]) == [changes[1], changes[3]]
