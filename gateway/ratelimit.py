@@ -8,6 +8,8 @@ be full again, so idle actors cost no memory.
 
 `RateLimitMiddleware` applies them to the routes of `RULES`: a request spends from the viewer's bucket (when
 logged in) and from its client address's bucket, and is refused with 429 and `Retry-After` if either is empty.
+The script rides on the pipeline that checks the viewer's session (`gateway.auth.current.viewer_and`), so a
+limited write costs one Redis round trip before its endpoint, not two.
 The client address is the ASGI `client` host: behind a proxy, run uvicorn with `--proxy-headers` and
 `--forwarded-allow-ips` so it is the real one.
 """
@@ -18,15 +20,18 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import RedisCluster
+from redis.commands.core import AsyncScript
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.auth.current import viewer
+from chirp.redis_client import evalsha_of
+from gateway.auth.current import viewer, viewer_and
 from gateway.errors import ApiError, JSONResponse, error_body
 
 if TYPE_CHECKING:
@@ -63,6 +68,11 @@ for i, key in ipairs(KEYS) do
 end
 return {allowed, retry_ms, left}
 """
+
+
+def _decision(reply: Any) -> Decision:
+    allowed, retry_ms, remaining = reply
+    return Decision(allowed=bool(allowed), retry_after_s=int(retry_ms) / 1000, remaining=int(remaining))
 
 
 @dataclass(frozen=True)
@@ -132,14 +142,19 @@ class RateLimiter:
         """Spend `cost` tokens from the bucket at `key` if it holds that many."""
         return await self.hit_all([(key, Limit(rate_per_s, burst))], cost=cost)
 
-    async def hit_all(self, buckets: Sequence[tuple[str, Limit]], *, cost: int = 1) -> Decision:
-        """Spend `cost` tokens from each bucket in turn, in one round trip, stopping at the first that lacks them
-        (its refusal is the decision; the buckets after it are not spent)."""
+    @staticmethod
+    def _args(buckets: Sequence[tuple[str, Limit]], cost: int) -> list[str | int]:
         args: list[str | int] = [cost]
         for _, limit in buckets:
             if limit.rate_per_s <= 0 or limit.burst < 1 or not 0 < cost <= limit.burst:
                 raise ValueError("need rate_per_s > 0, burst >= 1 and 0 < cost <= burst")
             args += [repr(limit.rate_per_s), limit.burst]
+        return args
+
+    async def hit_all(self, buckets: Sequence[tuple[str, Limit]], *, cost: int = 1) -> Decision:
+        """Spend `cost` tokens from each bucket in turn, in one round trip, stopping at the first that lacks them
+        (its refusal is the decision; the buckets after it are not spent)."""
+        args = self._args(buckets, cost)
         if self._one_key_a_call and len(buckets) > 1:
             for i, (key, _) in enumerate(buckets):
                 decision = await self._spend([key], [cost, *args[1 + 2 * i : 3 + 2 * i]])
@@ -149,8 +164,27 @@ class RateLimiter:
         return await self._spend([key for key, _ in buckets], args)
 
     async def _spend(self, keys: list[str], args: list[str | int]) -> Decision:
-        allowed, retry_ms, remaining = await self._script(keys=keys, args=args)
-        return Decision(allowed=bool(allowed), retry_after_s=int(retry_ms) / 1000, remaining=int(remaining))
+        return _decision(await self._script(keys=keys, args=args))
+
+    @property
+    def one_call_for_all(self) -> bool:
+        """Whether a request's buckets are spent by one script call (not on a cluster: they live in different
+        slots), which can then ride on another pipeline (`queue`)."""
+        return not self._one_key_a_call
+
+    @property
+    def scripts(self) -> tuple[AsyncScript]:
+        return (self._script,)
+
+    def queue(self, pipe: Pipeline, buckets: Sequence[tuple[str, Limit]], *, cost: int = 1) -> None:
+        """Queue `hit_all(buckets)` on `pipe` (`chirp.redis_client.pipelined`); `decision` reads its reply."""
+        evalsha_of(pipe, self._script, [key for key, _ in buckets], self._args(buckets, cost))
+
+    @staticmethod
+    def decision(reply: object) -> Decision:
+        if isinstance(reply, Exception):
+            raise reply
+        return _decision(reply)
 
     async def hit_action(self, action: str, kind: Literal["user", "ip"], actor: str, *, cost: int = 1) -> Decision:
         """Spend from `actor`'s bucket for `action` under the configured limit."""
@@ -221,21 +255,37 @@ class RateLimitMiddleware:
         # Outside prod the limits are scaled, so those buckets live apart: a dev gateway and a prod-like one
         # sharing a Redis (the test suite) must not clamp each other's buckets to their own burst.
         prefix = limiter.prefix if state.settings.env == "prod" else f"{limiter.prefix}:{state.settings.env}"
-        try:
-            who = await viewer(Request(scope))  # cached in the scope for the endpoint
-        except ApiError:
-            who = None  # a bad token: the endpoint answers 401; the address still pays
-        buckets = []  # the viewer's, then the address's: one round trip for both
-        if who is not None and action in user_limits:
-            buckets.append((rate_key(action, "user", who.user_id, prefix=prefix), user_limits[action]))
         client = scope.get("client")
         address = client[0] if client else "unknown"
-        if action in ip_limits:
-            buckets.append((rate_key(action, "ip", address, prefix=prefix), ip_limits[action]))
-        if not buckets:
-            return None
-        decision = await limiter.hit_all(buckets)
-        return None if decision.allowed else decision
+
+        def buckets_of(user_id: str | None) -> list[tuple[str, Limit]]:
+            """The viewer's bucket, then the address's: one script call spends both."""
+            buckets = []
+            if user_id is not None and action in user_limits:
+                buckets.append((rate_key(action, "user", user_id, prefix=prefix), user_limits[action]))
+            if action in ip_limits:
+                buckets.append((rate_key(action, "ip", address, prefix=prefix), ip_limits[action]))
+            return buckets
+
+        request = Request(scope)
+        if limiter.one_call_for_all:  # the spending rides on the session check's round trip
+            spent: list[bool] = []
+
+            def queue(pipe: Pipeline, user_id: str | None) -> None:
+                if buckets := buckets_of(user_id):
+                    limiter.queue(pipe, buckets)
+                    spent.append(True)
+
+            _, replies = await viewer_and(request, queue, limiter.scripts)  # the viewer is kept for the endpoint
+            decision = limiter.decision(replies[0]) if spent else None
+        else:
+            try:
+                who = await viewer(request)  # cached in the scope for the endpoint
+            except ApiError:
+                who = None  # a bad token: the endpoint answers 401; the address still pays
+            buckets = buckets_of(who.user_id if who is not None else None)
+            decision = await limiter.hit_all(buckets) if buckets else None
+        return None if decision is None or decision.allowed else decision
 
     def _limits_for(self, settings: Settings) -> tuple[dict[str, Limit], dict[str, Limit]]:
         if self._limits is None or self._limits[0] != id(settings):

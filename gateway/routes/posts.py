@@ -75,11 +75,6 @@ def validate_post(data: dict[str, Any]) -> tuple[str, str | None]:
     return post.body, post.reply_to
 
 
-def validate_quote(data: dict[str, Any]) -> str | None:
-    """The `quote_of` of a `POST /api/posts` body (a post id), or InvalidInput naming it."""
-    return validated(NewPost, data).quote_of
-
-
 def tag_key(raw: str) -> str:
     """The key a hashtag is stored under (as the renderer writes it); InvalidInput for what no tag can be."""
     try:
@@ -174,8 +169,8 @@ async def create_post(request: Request) -> Response:
     state = state_of(request)
     posts = state.posts
     data = await json_body(request)
-    body, reply_to = validate_post(data)
-    quote_of = validate_quote(data)
+    post = validated(NewPost, data)  # once: the body's rules are most of a post's validation
+    body, reply_to, quote_of = post.body, post.reply_to, post.quote_of
     for field, target, what in (("reply_to", reply_to, "replied to"), ("quote_of", quote_of, "quoted")):
         if target is None:
             continue
@@ -184,18 +179,24 @@ async def create_post(request: Request) -> Response:
             raise InvalidInput(f"The post {what} does not exist.", field=field)
         await refuse_if_blocked(request, author, viewer.user_id, f"The author of the post {what} blocks you.")
     wait = wait_seconds(request.headers.get("prefer"))
-    post_id, published, key = new_id(), False, request.headers.get("idempotency-key")
-    fingerprint = _fingerprint(body, reply_to, quote_of)
+    post_id, published, key, fingerprint = new_id(), False, request.headers.get("idempotency-key"), ""
     if key is not None:
-        key = _idempotency_key(viewer, key)
+        key, fingerprint = _idempotency_key(viewer, key), _fingerprint(body, reply_to, quote_of)
         post_id, published = await _claim(state, key, post_id, fingerprint)
         if published and (not wait or await posts.exists(post_id)):
             return _accepted(post_id, bool(wait))
-    async with state.post_waits.expecting(CHANNEL, post_id, wait) as seen:
+
+    async def publish() -> None:
         if not published:
             await _publish(state, viewer, post_id, body, reply_to, quote_of)
             if key is not None:
                 await state.redis.set(key, f"{post_id} {fingerprint} published", xx=True, keepttl=True)
+
+    if not wait:  # no subscription to enter
+        await publish()
+        return _accepted(post_id, False)
+    async with state.post_waits.expecting(CHANNEL, post_id, wait) as seen:
+        await publish()
         visible = await seen(lambda: posts.exists(post_id))
     return _accepted(post_id, visible)
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
+import jwt
 import pytest
 import redis.asyncio as aioredis
 
@@ -36,7 +37,7 @@ from schemas.events import (
     new_id,
 )
 from tests.conftest import eventually, replays_redis
-from tests.integration.helpers import login, unique_handle
+from tests.integration.helpers import forge, login, unique_handle
 
 
 @pytest.fixture
@@ -537,3 +538,39 @@ async def test_likes_a_read_mark_and_more_likes_replay_to_the_same_items(
     await asyncio.to_thread(replay_notifications)
     assert await page(client, ann_h, limit=50) == before, "the same ids, counts, actors and read state"
     assert await unread(client, ann_h) == 1
+
+
+async def test_a_page_reads_its_items_in_the_round_trip_that_checks_the_viewer(
+    app: object, client: httpx.AsyncClient, redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = await login(client, unique_handle("n-rt"))
+    token = headers["Authorization"].removeprefix("Bearer ")
+    reader = str(jwt.decode(token, options={"verify_signature": False})["sub"])
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    for i in range(3):
+        await redis_client.hset(model.item_key(reader, f"follow-{i}"), mapping={"type": "follow", "post": ""})
+        await redis_client.zadd(model.actors_key(reader, f"follow-{i}"), {f"u-actor-{i}": now + i})
+        await redis_client.zadd(model.items_key(reader), {f"follow-{i}": now + i})
+    state = app.state.chirp  # type: ignore[attr-defined]
+    pool, round_trips = state.redis.connection_pool, state.round_trips
+    taken: list[object] = []  # Redis round trips: the client's pool, and the session check's own connections
+    get_connection, round_trip = pool.get_connection, round_trips._round_trip
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        taken.append(args)
+        return await get_connection(*args, **kwargs)
+
+    async def counted_trip(*args: object, **kwargs: object) -> object:
+        taken.append(args)
+        return await round_trip(*args, **kwargs)
+
+    assert (await client.get("/api/notifications?limit=2", headers=headers)).status_code == 200  # scripts loaded
+    monkeypatch.setattr(pool, "get_connection", counted)
+    monkeypatch.setattr(round_trips, "_round_trip", counted_trip)
+    page = await client.get("/api/notifications?limit=2", headers=headers)
+    assert page.status_code == 200, page.text
+    assert [item["id"] for item in page.json()["items"]] == ["follow-2", "follow-1"]
+    assert len(taken) == 2, "the viewer's check and the page's items, then the items' details"
+    rest = await client.get("/api/notifications", params={"cursor": page.json()["next_cursor"]}, headers=headers)
+    assert [item["id"] for item in rest.json()["items"]] == ["follow-0"] and rest.json()["next_cursor"] is None
+    assert (await client.get("/api/notifications", params={"cursor": forge(["x", 1])})).status_code == 401

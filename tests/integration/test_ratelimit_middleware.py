@@ -158,3 +158,30 @@ def test_limits_scale_outside_prod(settings: Settings) -> None:
     assert dev_user["post"].rate_per_s == pytest.approx(1000 * LIMITS["post"].rate_per_s)
     custom, _ = limits_from(settings.model_copy(update={"ratelimit_scale": 2.0, "ratelimits": {"post": (1.0, 3)}}))
     assert custom["post"] == Limit(rate_per_s=2.0, burst=6)
+
+
+async def test_a_limited_post_checks_its_viewer_and_spends_its_buckets_in_one_round_trip(
+    tight_app: Starlette, from_address: Callable[[str], Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tight_app.state.chirp
+    pool, round_trips = state.redis.connection_pool, state.round_trips
+    taken: list[object] = []  # Redis round trips: the client's pool, and the session check's own connections
+    get_connection, round_trip = pool.get_connection, round_trips._round_trip
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        taken.append(args)
+        return await get_connection(*args, **kwargs)
+
+    async def counted_trip(*args: object, **kwargs: object) -> object:
+        taken.append(args)
+        return await round_trip(*args, **kwargs)
+
+    async with from_address(new_address())() as http:
+        ada = await bearer_login(http)
+        monkeypatch.setattr(pool, "get_connection", counted)
+        monkeypatch.setattr(round_trips, "_round_trip", counted_trip)
+        assert (await http.post("/api/posts", json={"body": "hello"}, headers=ada)).status_code == 202
+        assert len(taken) == 1, "the session check and the rate limit script share one round trip"
+        assert (await http.post("/api/posts", json={"body": "again"}, headers=ada)).status_code == 202
+        assert_limited(await http.post("/api/posts", json={"body": "over"}, headers=ada))
+        assert len(taken) == 3
