@@ -48,7 +48,7 @@ from aiokafka import AIOKafkaProducer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import redis_db  # noqa: E402
+from bench import commit, redis_db  # noqa: E402
 from chirp.settings import Settings  # noqa: E402
 from consumers.preparse import parsed, render_post  # noqa: E402
 from consumers.runtime import Consumer, all_consumers  # noqa: E402
@@ -325,11 +325,13 @@ def report(
     )
     print(f"ConsumerPerformance: {kafka:,.0f} msg/s [{min(ceiling):,.0f}-{max(ceiling):,.0f}]")
     print(f"ratio rebuild / Kafka consumer ceiling: {r['median'] / kafka:.3f}")
+    print(f"commit: {commit()}")
     RESULTS.parent.mkdir(exist_ok=True)
     with RESULTS.open("a") as out:
         line = {
             "bench": "rebuild",
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "commit": commit(),
             "events": sum(counts.values()),
             "sealed": not args.clear,
             "runs": args.runs,
