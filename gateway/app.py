@@ -60,6 +60,8 @@ def routes() -> list[BaseRoute]:
 
 
 class Gateway(Starlette):
+    chirp: State | None = None  # set by the lifespan, with `state.chirp`: what `gateway.state.state_of` reads
+
     def build_middleware_stack(self) -> ASGIApp:
         # Outside Starlette's own error middleware, so that it sees the server's `send` (gateway/one_write.py).
         return OneWrite(super().build_middleware_stack())
@@ -125,6 +127,8 @@ def create_app(settings: Settings) -> Starlette:
             live_relay=Relay(settings, counts=interactions.counts),
             verified_tokens=VerifiedTokens(),
         )
+        if isinstance(app, Gateway):
+            app.chirp = state
         settle_after_startup()
         try:
             yield

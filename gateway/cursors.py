@@ -112,6 +112,16 @@ def post_page_params(request: Request) -> tuple[str | None, int]:
     return found
 
 
+_post_cursors: dict[str, str] = {}  # post id -> its cursor: the first page's is issued again and again
+
+
 def post_cursor(post_id: str | None) -> str | None:
     """The next-page cursor of a post list continuing after `post_id` (None on the last page)."""
-    return POST_ID.encode((post_id,)) if post_id else None
+    if not post_id:
+        return None
+    found = _post_cursors.get(post_id)
+    if found is None:
+        if len(_post_cursors) >= _MAX_POST_PAGES:
+            _post_cursors.clear()
+        found = _post_cursors[post_id] = POST_ID.encode((post_id,))
+    return found

@@ -69,4 +69,9 @@ class State:
 
 
 def state_of(request: Request) -> State:
-    return request.app.state.chirp
+    """The app's state: the gateway's own attribute (`gateway.app.Gateway.chirp`, a plain read), else
+    `app.state.chirp` (other apps: Starlette's `State` finds it only after a failed attribute lookup, an exception
+    raised and caught, a few times per request)."""
+    app = request.scope["app"]
+    found: State | None = getattr(app, "chirp", None)
+    return found if found is not None else app.state.chirp

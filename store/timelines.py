@@ -47,7 +47,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import orjson
@@ -157,20 +157,25 @@ def newest_reposts(changes: Iterable[RepostChange]) -> list[RepostChange]:
     return [newest[key] for key in sorted(newest)]
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """A member of a timeline: where it sorts, its post, and who reposted it (None: the post itself)."""
+class Entry(NamedTuple):
+    """A member of a timeline: where it sorts, its post, and who reposted it (None: the post itself). A tuple: a
+    page's window makes 21 of them per request, ~3x cheaper than a frozen dataclass."""
 
     key: str
     post_id: str
     reposter: str | None
 
 
+_tuple = tuple.__new__  # builds an Entry without NamedTuple's Python-level `__new__`
+
+
 def entry_of(value: str) -> Entry:
+    if ":" not in value:  # a post (most members)
+        return _tuple(Entry, (value, value, None))
     parts = value.split(":")
     if len(parts) == 4:
-        return Entry(parts[0], parts[2], parts[1])
-    return Entry(parts[0], parts[0], None)
+        return _tuple(Entry, (parts[0], parts[2], parts[1]))
+    return _tuple(Entry, (parts[0], parts[0], None))
 
 
 def ulid_floor(seconds: float) -> str:
