@@ -4,6 +4,7 @@ its cluster client when `redis_cluster` is set (docs/scaling.md)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -198,84 +199,70 @@ async def pipelined(
 
 
 class RoundTrips:
-    """`pipelined` for the hottest read path (the session check and the timeline's window, every request), on
-    connections of its own when the client is one server's.
+    """`pipelined` for the hottest read path (the session check and the timeline's window, every request), on a
+    connection of its own when the client is one server's.
 
     A redis-py pipeline spent more CPU around the round trip than on it: a pool lock and condition, a read-ahead
-    check of the socket and a timeout task per send, a retry wrapper, observability hooks. Here a pipeline is
-    packed (hiredis) and written on an idle connection of this object's, and its replies read as redis-py reads
-    them (`parse_response`: same reply types, each failed command's error in its place). Up to `max_connections`
-    are open at once, as many as the requests in flight need; past that, and on a cluster, the client's own
-    pipelines serve. A connection that failed or was interrupted is closed, not reused; a broken connection is
-    retried once, as the clients here are (`Retry(NoBackoff(), 1)`).
+    check of the socket and a timeout task per send, a retry wrapper, observability hooks. Here the pipelines of the
+    requests that ask in the same turn of the event loop go out together, packed by hiredis, in one socket write on
+    one connection, and their replies come back in order on it: a write and a read (system calls, on this side and
+    on Redis's) per turn, not per request. The replies are what redis-py's pipelines give (`parse_response`: same
+    reply types, each failed command's error in its place). A pipeline with reply-shaping options, and every
+    pipeline on a cluster, goes through the client's own pipelines. A pipeline not answered within the client's
+    `socket_timeout` fails with a timeout and closes the connection (every pipeline waiting on it fails with it);
+    a failed or closed connection is replaced, and a pipeline that failed with it is sent once more, as the
+    clients here retry (`Retry(NoBackoff(), 1)`). A pipeline whose request went away is still read off the
+    connection, its replies dropped. Blocking commands do not belong here: they would hold up every request behind
+    them.
     """
 
-    def __init__(self, redis: aioredis.Redis, max_connections: int = 64) -> None:
-        self.redis, self.max_connections = redis, max_connections
-        self._idle: list[Connection] = []
-        self._open = 0
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
         self._direct = not is_cluster(redis)
+        self._link: _Link | None = None
+        self._connecting: asyncio.Lock | None = None
         self._callbacks: dict[str, Any] = {}  # command name -> redis-py's reply callback (or None), looked up once
 
     async def pipelined(self, queue: Callable[[Pipeline], object], scripts: Iterable[AsyncScript] = ()) -> list[Any]:
         """As `pipelined(redis, queue, scripts)`."""
-        if not self._direct or (not self._idle and self._open >= self.max_connections):
+        if not self._direct:
             return await pipelined(self.redis, queue, scripts)
         pipe = self.redis.pipeline(transaction=False)  # only records the commands: never executed
         queue(pipe)
         stack = pipe.command_stack
-        replies = await self._round_trip(stack)
-        if any(isinstance(reply, NoScriptError) for reply in replies):
-            for script in scripts:
-                await self.redis.script_load(script.script)
-            replies = await self._round_trip(stack)
-        return replies
+        if not all(not options or options.keys() == {"keys"} for _, options in stack):  # reply-shaping options
+            return await pipelined(self.redis, queue, scripts)
+        packed = _packed(stack)
+        try:
+            replies = await self._round_trip(packed, len(stack))
+            if any(isinstance(reply, NoScriptError) for reply in replies):
+                for script in scripts:
+                    await self.redis.script_load(script.script)
+                replies = await self._round_trip(packed, len(stack))
+        except _NotDirect:
+            return await pipelined(self.redis, queue, scripts)
+        return await self._shaped(stack, replies)
 
-    async def _round_trip(self, stack: list[tuple[Any, Any]]) -> list[Any]:
-        plain = all(not options or options.keys() == {"keys"} for _, options in stack)  # no reply-shaping options
+    async def _round_trip(self, packed: bytes, count: int) -> list[Any]:
         for attempt in range(2):
-            connection = self._idle.pop() if self._idle else self._connection()
+            link = self._link
+            if link is None or link.closed:
+                link = await self._connected()
+                if link is None:  # not a connection this can drive (see `_connected`): the client's pipelines
+                    raise _NotDirect
             try:
-                if not connection.is_connected:
-                    await connection.connect()
-                parser = connection._parser
-                direct = plain and isinstance(parser, _AsyncHiredisParser) and parser._connected
-                writer = connection._writer
-                assert writer is not None  # set while connected
-                writer.write(_packed(stack) if direct else b"".join(connection.pack_commands([a for a, _ in stack])))
-                await writer.drain()
-                if direct:
-                    async with asyncio.timeout(connection.socket_timeout):
-                        replies = await self._read(cast(_AsyncHiredisParser, parser), stack)
-                else:
-                    replies = await self._parsed(connection, stack)
+                return await link.send(packed, count)
             except (ConnectionError, RedisTimeoutError, OSError) as exc:
-                await self._discard(connection)
                 if attempt:
                     if isinstance(exc, TimeoutError):  # the read deadline (socket_timeout), as redis-py raises it
                         raise RedisTimeoutError("Timeout reading from Redis") from None
                     raise
-                continue
-            except BaseException:
-                await self._discard(connection)
-                raise
-            self._idle.append(connection)
-            return replies
         raise AssertionError("unreachable")
 
-    async def _read(self, parser: _AsyncHiredisParser, stack: list[tuple[Any, Any]]) -> list[Any]:
-        """The replies, straight from hiredis's reader: what `Redis.parse_response` returns for commands without
-        reply-shaping options (an error reply is its exception, in its place)."""
-        reader: Any = parser._reader  # set while connected
-        replies: list[Any] = []
-        for args, _ in stack:
-            reply = reader.gets()
-            while reply is NOT_ENOUGH_DATA:
-                await parser.read_from_socket()
-                reply = reader.gets()
-            broken = reply[0] if isinstance(reply, list) and reply else reply
-            if isinstance(broken, ConnectionError) or not isinstance(reply, _PLAIN_REPLIES):  # RESP2 has no pushes
-                raise broken if isinstance(broken, ConnectionError) else ConnectionError("unexpected reply")
+    async def _shaped(self, stack: list[tuple[Any, Any]], replies: list[Any]) -> list[Any]:
+        """Each reply through redis-py's callback for its command (`EXISTS` -> int, `SISMEMBER` -> bool, ...)."""
+        shaped: list[Any] = []
+        for (args, _), reply in zip(stack, replies, strict=True):
             if not isinstance(reply, ResponseError):
                 name = args[0]
                 callback = self._callbacks.get(name, _UNKNOWN)
@@ -285,31 +272,122 @@ class RoundTrips:
                     reply = callback(reply)
                     if inspect.isawaitable(reply):
                         reply = await reply
-            replies.append(reply)
-        return replies
+            shaped.append(reply)
+        return shaped
 
-    async def _parsed(self, connection: Connection, stack: list[tuple[Any, Any]]) -> list[Any]:
-        replies: list[Any] = []
-        for args, options in stack:
-            try:
-                replies.append(await self.redis.parse_response(connection, args[0], **options))
-            except ResponseError as exc:
-                replies.append(exc)
-        return replies
-
-    def _connection(self) -> Connection:
-        self._open += 1
-        pool = self.redis.connection_pool
-        return cast(Connection, pool.connection_class(**pool.connection_kwargs))
-
-    async def _discard(self, connection: Connection) -> None:
-        self._open -= 1
-        await connection.disconnect(nowait=True)
+    async def _connected(self) -> _Link | None:
+        """The open link, connecting one if there is none (one connect for the requests that find none); None
+        when the client's connections are not the plain hiredis ones this drives."""
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            link = self._link
+            if link is not None and not link.closed:
+                return link
+            if link is not None:
+                await link.connection.disconnect(nowait=True)
+                self._link = None
+            pool = self.redis.connection_pool
+            connection = cast(Connection, pool.connection_class(**pool.connection_kwargs))
+            await connection.connect()  # redis-py's handshake: AUTH, SELECT, HELLO, client name, ...
+            parser, writer = connection._parser, connection._writer
+            if not isinstance(parser, _AsyncHiredisParser) or writer is None:
+                await connection.disconnect(nowait=True)
+                self._direct = False
+                return None
+            self._link = _Link(connection, writer.transport, parser._reader, connection.socket_timeout)
+            return self._link
 
     async def aclose(self) -> None:
-        idle, self._idle = self._idle, []
-        for connection in idle:
-            await self._discard(connection)
+        link, self._link = self._link, None
+        if link is not None:
+            link.close(ConnectionError("Connection closed by the client."))
+            await link.connection.disconnect(nowait=True)
+
+
+class _NotDirect(Exception):
+    """The client's connections are not ones `RoundTrips` drives (raised once: `pipelined` falls back)."""
+
+
+class _Link(asyncio.Protocol):
+    """One connection's transport, taken over from redis-py's stream once its handshake is done: what is sent in a
+    turn of the loop goes out in one write; replies are read by hiredis as they arrive and handed, in order, to
+    the pipeline waiting for them."""
+
+    def __init__(self, connection: Connection, transport: Any, reader: Any, timeout_s: float | None) -> None:
+        self.connection, self.transport, self.reader = connection, transport, reader
+        self.timeout_s = timeout_s
+        self.closed = False
+        self._loop = asyncio.get_running_loop()
+        self._out: list[bytes] = []  # this turn's pipelines, written together
+        # Pipelines sent, oldest first: [replies expected, replies so far, the future to answer, when it was sent].
+        self._waiting: collections.deque[list[Any]] = collections.deque()
+        self._timer: asyncio.TimerHandle | None = None
+        transport.set_protocol(self)
+
+    def send(self, packed: bytes, count: int) -> asyncio.Future[list[Any]]:
+        if self.closed:
+            raise ConnectionError("Connection closed by server.")
+        if not self._out:
+            self._loop.call_soon(self._flush)
+        self._out.append(packed)
+        answer: asyncio.Future[list[Any]] = self._loop.create_future()
+        self._waiting.append([count, [], answer, self._loop.time()])
+        if self._timer is None and self.timeout_s is not None:
+            self._timer = self._loop.call_later(self.timeout_s, self._check_time)
+        return answer
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if not self.closed:
+            self.transport.write(b"".join(out))
+
+    def data_received(self, data: bytes) -> None:
+        reader, waiting = self.reader, self._waiting
+        reader.feed(data)
+        try:
+            while waiting:
+                reply = reader.gets()
+                if reply is NOT_ENOUGH_DATA:
+                    return
+                if not isinstance(reply, _PLAIN_REPLIES) or isinstance(reply, ConnectionError):  # RESP2: no pushes
+                    raise reply if isinstance(reply, ConnectionError) else ConnectionError("unexpected reply")
+                entry = waiting[0]
+                entry[1].append(reply)
+                if len(entry[1]) == entry[0]:
+                    waiting.popleft()
+                    if not entry[2].done():  # a request that went away: its replies are dropped
+                        entry[2].set_result(entry[1])
+            if reader.gets() is not NOT_ENOUGH_DATA:
+                raise ConnectionError("a reply nothing asked for")
+        except Exception as exc:  # a protocol error: nothing more on this connection can be trusted
+            self.close(exc if isinstance(exc, ConnectionError) else ConnectionError(str(exc)))
+
+    def _check_time(self) -> None:
+        self._timer = None
+        if not self._waiting or self.closed or self.timeout_s is None:
+            return
+        due = self._waiting[0][3] + self.timeout_s
+        if self._loop.time() >= due:
+            self.close(TimeoutError("Timeout reading from Redis"))
+        else:
+            self._timer = self._loop.call_at(due, self._check_time)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.close(ConnectionError("Connection closed by server."))
+
+    def close(self, error: BaseException) -> None:
+        """Fail every pipeline waiting with `error` and close the connection."""
+        if not self.closed:
+            self.closed = True
+            self.transport.abort()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiting, self._waiting = self._waiting, collections.deque()
+        for _, _, answer, _ in waiting:
+            if not answer.done():
+                answer.set_exception(error)
 
 
 _UNKNOWN = object()

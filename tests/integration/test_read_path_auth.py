@@ -142,3 +142,35 @@ async def test_a_reply_later_than_the_socket_timeout_fails_as_redis_times_out(se
     finally:
         await trips.aclose()
         await slow.aclose()
+
+
+async def test_concurrent_round_trips_share_one_write_and_each_gets_its_own_replies(
+    redis_client: aioredis.Redis,
+) -> None:
+    key = f"chirp:test:trips:{uuid.uuid4().hex}"
+    await redis_client.mset({f"{key}:{i}": f"v{i}" for i in range(50)})
+    trips = RoundTrips(redis_client)
+    try:
+        await trips.pipelined(lambda pipe: pipe.ping())  # connected, on the connection it drives itself
+        link = trips._link
+        assert link is not None, "RoundTrips fell back to the client's pipelines: redis-py's internals changed?"
+        writes: list[bytes] = []
+        transport = link.transport
+        write = transport.write
+
+        def counted(data: bytes) -> None:
+            writes.append(data)
+            write(data)
+
+        link.transport = type("Counted", (), {"write": staticmethod(counted), "abort": transport.abort})()
+
+        def queue(i: int) -> Any:
+            return lambda pipe: pipe.get(f"{key}:{i}").exists(f"{key}:{i}").sismember(key, "x")
+
+        replies = await asyncio.gather(*(trips.pipelined(queue(i)) for i in range(50)))
+        link.transport = transport
+    finally:
+        await trips.aclose()
+        await redis_client.delete(*(f"{key}:{i}" for i in range(50)))
+    assert replies == [[f"v{i}", 1, False] for i in range(50)]  # each its own, shaped as redis-py shapes them
+    assert len(writes) == 1  # the 50 pipelines asked in one turn of the loop went out in one write
