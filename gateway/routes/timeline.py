@@ -164,9 +164,9 @@ def cut_page(candidates: list[Candidate], lower: str, limit: int) -> tuple[list[
             more = True
             break
         shown.add(view.id)
-        item = cached_post_json(view)
+        item = cached_post_json(view)  # shared: a repost is a new object built from it
         if card is not None:
-            item["reposted_by"], item["reposted_at"] = card, ULID.from_str(key).datetime
+            item = {**item, "reposted_by": card, "reposted_at": ULID.from_str(key).datetime}
         page.append(item)
         last = key
     if not more:

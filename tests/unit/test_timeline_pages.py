@@ -44,3 +44,12 @@ def test_a_post_shows_once_at_its_newest_place_with_who_reposted_it() -> None:
     served, after = cut_page(candidates, "", 5)
     assert [(p["id"], p.get("reposted_by")) for p in served] == [(post, card), (other, None)]
     assert served[0]["reposted_at"] == datetime(2026, 1, 4, 7, 54, 20, 32000, tzinfo=UTC) and after is None
+
+
+def test_a_repost_leaves_the_shared_post_object_as_it_was() -> None:
+    card = {"handle": "bob", "display_name": "Bob", "avatar_url": ""}
+    view = _view("01KE34VF000000000000000002")  # one view, as the timeline's post cache hands it out for seconds
+    reposted, _ = cut_page([("01KE4000000000000000000002", view, card)], "", 5)  # in one reader's timeline
+    plain, _ = cut_page([(view.id, view, None)], "", 5)  # in another's, who follows its author
+    assert reposted[0]["reposted_by"] == card
+    assert "reposted_by" not in plain[0] and "reposted_at" not in plain[0]
