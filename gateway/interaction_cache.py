@@ -93,6 +93,8 @@ class InteractionCache:
         self._parts: SingleFlight[_Parts] = SingleFlight()  # one query for concurrent identical misses
         self._repost_reads: SingleFlight[list[dict[str, Any]]] = SingleFlight()
         self._task: asyncio.Task[None] | None = None
+        # (viewer, post) -> (post object, counts, flags, the post object with them): see `post_objects`.
+        self._objects: dict[tuple[str | None, str], tuple[dict[str, Any], Any, Any, dict[str, Any]]] = {}
 
     def _usable(self) -> bool:
         if self._task is None:
@@ -124,6 +126,47 @@ class InteractionCache:
                 if viewer_id and viewer_id not in users:
                     self._mine.put((viewer_id, post_id), kinds, now)
         return answer
+
+    async def post_objects(
+        self, items: list[dict[str, Any]], viewer_id: str | None, blank: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """`items` (post objects) with the fields `of_posts` gives them (`blank` for posts nobody interacted with).
+
+        A page read again is mostly the same post objects with the same cached counts and flags: the object built
+        for a viewer is kept, and handed out again while the post object, its counts and the viewer's flags are
+        the very ones it was built from (fresh in this cache: an announced change or `ttl_s` replaces them). The
+        objects handed out are shared: callers never change them."""
+        now = time.monotonic()
+        shared, mine, objects = self._shared.get, self._mine.get, self._objects
+        out: list[dict[str, Any] | None] = []
+        missing: list[str] = []
+        for post in items:
+            key = (viewer_id, post["id"])
+            kept = objects.get(key)
+            if (
+                kept is not None
+                and kept[0] is post
+                and kept[1] is shared(key[1], now)
+                and (viewer_id is None or kept[2] is mine(key, now))  # type: ignore[arg-type]
+            ):
+                out.append(kept[3])
+            else:
+                out.append(None)
+                missing.append(key[1])
+        if not missing:
+            return out  # type: ignore[return-value]  # no None left
+        found = await self.of_posts(missing, viewer_id)
+        if len(objects) > MAX_ENTRIES:
+            objects.clear()
+        for i, post in enumerate(items):
+            if out[i] is not None:
+                continue
+            key = (viewer_id, post["id"])
+            built = out[i] = post | found.get(key[1], blank)
+            counts, kinds = shared(key[1], now), mine(key, now) if viewer_id else None  # type: ignore[arg-type]
+            if counts is not None and (viewer_id is None or kinds is not None):  # what `built` was made from
+                objects[key] = (post, counts, kinds, built)
+        return out  # type: ignore[return-value]
 
     async def _parts_of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> _Parts:
         """The store's answer, with the users and posts announced while it was read (not to be cached for them)."""
@@ -175,6 +218,7 @@ class InteractionCache:
             self._task = None
 
     def _clear(self) -> None:
+        self._objects.clear()
         self._shared.clear()
         self._mine.clear()
         self._reposts.clear()

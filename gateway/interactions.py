@@ -32,15 +32,26 @@ async def interactions_of(request: Request, post_ids: list[str], *, cached: bool
     state = state_of(request)
     source = state.interaction_cache if cached else state.interactions
     found = await source.of_posts(post_ids, me.user_id if me else None)
-    blank = {**NONE, **({"liked_by_me": False, "reposted_by_me": False, "bookmarked_by_me": False} if me else {})}
+    blank = _blank(me is not None)
     return {post_id: found.get(post_id, blank) for post_id in post_ids}
+
+
+def _blank(logged_in: bool) -> dict[str, Any]:
+    """The fields of a post nobody interacted with."""
+    return {**NONE, **({"liked_by_me": False, "reposted_by_me": False, "bookmarked_by_me": False} if logged_in else {})}
 
 
 async def with_interactions(
     request: Request, items: list[dict[str, Any]], *, cached: bool = False
 ) -> list[dict[str, Any]]:
     """`items` (post objects) with their interaction fields added, for the request's viewer (if logged in): new
-    objects, so `items` may be shared ones (`gateway.post_objects.cached_post_json`)."""
+    objects, so `items` may be shared ones (`gateway.post_objects.cached_post_json`). With `cached`, the objects
+    come from the InteractionCache, which hands out the same ones while nothing in them changed: the caller must
+    not change them either."""
+    if cached and items:
+        me = await viewer(request)
+        cache = state_of(request).interaction_cache
+        return await cache.post_objects(items, me.user_id if me else None, _blank(me is not None))
     found = await interactions_of(request, [p["id"] for p in items], cached=cached)
     return [post | found[post["id"]] for post in items]
 

@@ -86,3 +86,32 @@ async def test_a_quote_applied_after_a_read_shows_at_once(
         assert after[quoting]["quote_of"] == {"id": quoted, "deleted": True} and after[quoted]["quote_count"] == 1
     finally:
         await cache.close()
+
+
+async def test_a_page_read_again_is_the_same_post_objects_until_a_change_is_announced(
+    pg: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    store = Counting(pg)
+    cache = InteractionCache(redis_client, store, ttl_s=600)
+    viewer, posts = new_id(), [new_id() for _ in range(20)]
+    items = [{"id": post_id, "body": "shared"} for post_id in posts]  # as cached_post_json hands them out
+    blank = {"like_count": 0, "liked_by_me": False}
+
+    async def read() -> list[dict[str, Any]]:
+        return await cache.post_objects(items, viewer, blank)
+
+    try:
+        first = await eventually(read, until=lambda _: cache._ready.is_set(), timeout=5)
+        first = await read()  # once subscribed: built from what the cache holds
+        again = await read()
+        assert all(a is b for a, b in zip(first, again, strict=True))  # none built again
+        assert again[3]["liked_by_me"] is False and again[3]["body"] == "shared" and "liked_by_me" not in items[3]
+        await store.apply([Change(posts[3], "like", viewer, True, datetime.now(UTC))])
+        await announce(redis_client, [(viewer, posts[3], "like")])
+        after = await eventually(read, until=lambda found: found[3]["liked_by_me"] is True, timeout=5)
+        assert after[3] is not first[3] and after[3]["like_count"] == 1
+        assert all(a is b for i, (a, b) in enumerate(zip(first, after, strict=True)) if i != 3)
+        items[5] = {"id": posts[5], "body": "edited"}  # a new post object (a re-render): a new object for it
+        assert (await read())[5]["body"] == "edited"
+    finally:
+        await cache.close()
