@@ -1,14 +1,15 @@
-"""Interactions kept briefly in the gateway process for the home timeline, the page read again and again.
+"""Interactions kept briefly in the gateway process for the home timeline and `GET /api/posts/{id}`, read again and
+again (a post read when its interactions are not kept comes with them in one query: `post_and_fields`).
 
 What is cached, `ttl_s` each: a post's counts and quoted post (shared by every viewer), a viewer's `*_by_me` flags
 per post, and the pages of what a viewer and their followees reposted (for a cold home timeline: a warm one has
 its reposts from Redis and big accounts). Likes, reposts, bookmarks and quotes show as soon as they are applied:
 the interactions consumer announces each committed batch's (user, post, kind) changes (store/interactions.py
-`CHANNEL`; a quote names the quoting and the quoted post) and one subscriber task per process drops those posts'
-counts and those users' flags, and every reposts page when a repost moved. A follow's reposts show at most `ttl_s`
-late, as a reply count does in the timeline's cached posts. A change announced while a query is in flight is not
-cached from that query. While the subscription is down (not yet started, Redis away),
-every read goes to the store.
+`CHANNEL`; a quote names the quoting and the quoted post, a deletion the deleted post, those it quoted and those
+quoting it) and one subscriber task per process drops those posts' counts and those users' flags, and every reposts
+page when a repost moved. A follow's reposts show at most `ttl_s` late, as a reply count does in the timeline's
+cached posts. A change announced while a query is in flight is not cached from that query. While the subscription
+is down (not yet started, Redis away), every read goes to the store.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from redis.exceptions import RedisError
 from chirp.logging import get_logger
 from chirp.single_flight import SingleFlight
 from store.interactions import CHANNEL, InteractionsReadModel, flags_json
+from store.posts import PostReadModel, PostView
 
 log = get_logger("chirp.gateway")
 
@@ -124,6 +126,35 @@ class InteractionCache:
                 if viewer_id and viewer_id not in users:
                     self._mine.put((viewer_id, post_id), kinds, now)
         return answer
+
+    async def post_and_fields(
+        self, post_id: str, viewer_id: str | None, posts: PostReadModel
+    ) -> tuple[PostView | None, dict[str, Any]]:
+        """A live post (None when unknown or deleted) and the fields it gains (as `of_posts`): from memory when fresh
+        (then only the post is read, from `posts`), else both in one query, whose parts are kept as `of_posts` keeps
+        its own."""
+        if not self._usable():
+            found = await self._store.post_and_parts(post_id, viewer_id)
+            return (found[0], self._fields(*found[1], viewer_id)) if found is not None else (None, {})
+        now = time.monotonic()
+        counts = self._shared.get(post_id, now)
+        kinds = self._mine.get((viewer_id, post_id), now) if viewer_id else ()
+        if counts is not None and kinds is not None:
+            return await posts.get(post_id), self._fields(counts, kinds, viewer_id)
+        async with self._watching() as (users, moved):
+            found = await self._store.post_and_parts(post_id, viewer_id)
+        if found is None:
+            return None, {}
+        post, (counts, kinds) = found
+        if post_id not in moved:
+            self._shared.put(post_id, counts, now)
+        if viewer_id and viewer_id not in users:
+            self._mine.put((viewer_id, post_id), kinds, now)
+        return post, self._fields(counts, kinds, viewer_id)
+
+    @staticmethod
+    def _fields(counts: dict[str, Any], kinds: tuple[str, ...], viewer_id: str | None) -> dict[str, Any]:
+        return {**counts, **_flags(kinds)} if viewer_id else dict(counts)
 
     async def _parts_of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> _Parts:
         """The store's answer, with the users and posts announced while it was read (not to be cached for them)."""
