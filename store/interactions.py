@@ -100,20 +100,24 @@ FROM unnest($1::text[], $2::timestamptz[]) AS x(post_id, at) WHERE c.post_id = x
 # Counts, the viewer's flags and the quoted post (with its author) of each post of a page, in the page's order.
 # The flags are looked up by whole primary keys, one per kind (post, kind, viewer): three index probes per post,
 # however many people liked it. A condition on the post and the viewer alone let the planner walk every like of
-# the post (by the partial index by post, or the primary key with the kind as a filter).
+# the post (by the partial index by post, or the primary key with the kind as a filter). A quoted post is shown as
+# deleted once either read model has it so: this one's tombstone is what the consumer announces (the posts table may
+# record the deletion a moment later, and a cache must not keep the quote from a read in between).
 _OF_POSTS = """
 SELECT x.post_id, coalesce(c.like_count, 0) AS like_count, coalesce(c.repost_count, 0) AS repost_count,
        coalesce(c.quote_count, 0) AS quote_count,
        array(SELECT k.kind FROM unnest('{like,repost,bookmark}'::text[]) AS k(kind)
              WHERE (SELECT i.active FROM interactions i
                     WHERE i.post_id = x.post_id AND i.kind = k.kind AND i.user_id = $2)) AS mine,
-       q.quote_of, qp.deleted_at IS NULL AND qp.post_id IS NOT NULL AS quote_live, qp.html AS quote_html,
+       q.quote_of, qp.deleted_at IS NULL AND qp.post_id IS NOT NULL AND qc.deleted_at IS NULL AS quote_live,
+       qp.html AS quote_html,
        qp.text AS quote_text, qp.created_at AS quote_created_at,
        CASE WHEN u.handle LIKE '~%' THEN '' ELSE coalesce(u.handle, '') END AS quote_handle,
        coalesce(u.display_name, '') AS quote_display_name, coalesce(u.avatar_url, '') AS quote_avatar_url
 FROM unnest($1::text[]) AS x(post_id)
 LEFT JOIN post_counters c ON c.post_id = x.post_id
 LEFT JOIN quotes q ON q.post_id = x.post_id
+LEFT JOIN post_counters qc ON qc.post_id = q.quote_of
 LEFT JOIN posts qp ON qp.post_id = q.quote_of
 LEFT JOIN users u ON u.user_id = qp.author_id
 """
@@ -125,10 +129,11 @@ SELECT x.post_id, coalesce(c.like_count, 0) AS like_count, coalesce(c.repost_cou
        array(SELECT k.kind FROM unnest('{like,repost,bookmark}'::text[]) AS k(kind)
              WHERE (SELECT i.active FROM interactions i
                     WHERE i.post_id = x.post_id AND i.kind = k.kind AND i.user_id = $2)) AS mine,
-       q.quote_of
+       q.quote_of, qc.deleted_at IS NOT NULL AS quote_tombstoned
 FROM unnest($1::text[]) AS x(post_id)
 LEFT JOIN post_counters c ON c.post_id = x.post_id
 LEFT JOIN quotes q ON q.post_id = x.post_id
+LEFT JOIN post_counters qc ON qc.post_id = q.quote_of
 """
 
 # A live post (as `PostgresPosts.get` reads it) and its `_OF_POSTS` columns, in one statement: `GET /api/posts/{id}`.
@@ -277,7 +282,7 @@ class PostgresInteractions:
         rows = await self._pool.fetch(_OF_POSTS_UNQUOTED, list(post_ids), viewer_id)
         wanted = sorted({r["quote_of"] for r in rows if r["quote_of"] is not None})
         quoted = {p.id: p for p in await self._posts.many(wanted)} if wanted else {}
-        return [{**r, **quote_columns(quoted.get(r["quote_of"]))} for r in rows]
+        return [{**r, **quote_columns(None if r["quote_tombstoned"] else quoted.get(r["quote_of"]))} for r in rows]
 
     async def _locked(self, conn: asyncpg.Connection, post_ids: Sequence[str]) -> None:
         ids = sorted(set(post_ids))

@@ -86,3 +86,28 @@ async def test_a_quote_applied_after_a_read_shows_at_once(
         assert after[quoting]["quote_of"] == {"id": quoted, "deleted": True} and after[quoted]["quote_count"] == 1
     finally:
         await cache.close()
+
+
+async def test_a_quote_shows_its_quoted_post_deleted_once_the_interactions_model_has_the_deletion(
+    settings: Settings, pg: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    """The interactions consumer announces a deletion once its own model has it; the posts table may record it a
+    moment later. A read in between (which a cache then keeps) must already show the quoted post deleted."""
+    ctx = Context(settings=settings, pg=pg, redis=redis_client, publisher=None)  # type: ignore[arg-type]
+    quoted, quoting = new_id(), new_id()
+
+    def parsed(post_id: str, quote_of: str | None = None) -> PostParsed:
+        data = PostParsedData(
+            post_id=post_id, author_id="a", body="b", html="<p>b</p>", text="b", quote_of=quote_of, created_at=T0
+        )
+        return PostParsed(payload=data)
+
+    await ctx.posts.save_parsed([parsed(quoted), parsed(quoting, quoted)])
+    await interactions.on_post_parsed([parsed(quoting, quoted)], ctx)
+    store = PostgresInteractions(pg)
+    assert (await store.of_posts([quoting], None))[quoting]["quote_of"]["id"] == quoted
+    moved = await store.delete_posts({quoted: T0})  # the interactions model's deletion alone
+    assert moved == {quoting}, "the quoting post is named for the announcement"
+    assert (await store.of_posts([quoting], None))[quoting]["quote_of"] == {"id": quoted, "deleted": True}
+    found = await store.post_and_parts(quoting, "v")
+    assert found is not None and found[1][0]["quote_of"] == {"id": quoted, "deleted": True}
