@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 
 from chirp.logging import get_logger
 from chirp.single_flight import SingleFlight
-from store.interactions import CHANNEL, InteractionsReadModel, flags_json
+from store.interactions import CHANNEL, InteractionsReadModel, Parts, flags_json
 from store.posts import PostReadModel, PostView
 
 log = get_logger("chirp.gateway")
@@ -78,6 +78,7 @@ def _flags(kinds: tuple[str, ...]) -> dict[str, bool]:
 
 
 _Parts = tuple[dict[str, Any], set[str], set[str]]  # the store's parts, users and posts announced meanwhile
+_PostParts = tuple[tuple[PostView, Parts] | None, set[str], set[str]]  # a post and its parts, as `_Parts`
 RepostsKey = tuple[str, datetime | None, int, frozenset[str]]  # (viewer, before, limit, hidden)
 
 
@@ -93,6 +94,7 @@ class InteractionCache:
         self._in_flight: list[tuple[set[str], set[str]]] = []  # (users, posts) announced during each query
         self._ready = asyncio.Event()
         self._parts: SingleFlight[_Parts] = SingleFlight()  # one query for concurrent identical misses
+        self._post_reads: SingleFlight[_PostParts] = SingleFlight()
         self._repost_reads: SingleFlight[list[dict[str, Any]]] = SingleFlight()
         self._task: asyncio.Task[None] | None = None
 
@@ -141,8 +143,8 @@ class InteractionCache:
         kinds = self._mine.get((viewer_id, post_id), now) if viewer_id else ()
         if counts is not None and kinds is not None:
             return await posts.get(post_id), self._fields(counts, kinds, viewer_id)
-        async with self._watching() as (users, moved):
-            found = await self._store.post_and_parts(post_id, viewer_id)
+        read = functools.partial(self._post_and_parts, post_id, viewer_id)
+        found, users, moved = await self._post_reads.run((post_id, viewer_id), read)
         if found is None:
             return None, {}
         post, (counts, kinds) = found
@@ -155,6 +157,11 @@ class InteractionCache:
     @staticmethod
     def _fields(counts: dict[str, Any], kinds: tuple[str, ...], viewer_id: str | None) -> dict[str, Any]:
         return {**counts, **_flags(kinds)} if viewer_id else dict(counts)
+
+    async def _post_and_parts(self, post_id: str, viewer_id: str | None) -> _PostParts:
+        """The store's post and parts, with the users and posts announced while they were read."""
+        async with self._watching() as (users, posts):
+            return await self._store.post_and_parts(post_id, viewer_id), users, posts
 
     async def _parts_of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> _Parts:
         """The store's answer, with the users and posts announced while it was read (not to be cached for them)."""
