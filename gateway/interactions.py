@@ -3,6 +3,7 @@
 One query to the interactions read model per page (store/interactions.py), whatever the page's size or the posts'
 popularity (counters, not counts at read time). The home timeline, read again and again, passes `cached=True`:
 then fresh answers come from this process's InteractionCache (gateway/interaction_cache.py) without a query.
+`GET /api/posts/{id}` (`post_with_interactions`) uses the same cache, and on a miss reads the post with them.
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ async def interactions_of(request: Request, post_ids: list[str], *, cached: bool
 def _blank(logged_in: bool) -> dict[str, Any]:
     """The fields of a post nobody interacted with."""
     return {**NONE, **({"liked_by_me": False, "reposted_by_me": False, "bookmarked_by_me": False} if logged_in else {})}
+
+
+async def post_with_interactions(request: Request, post_id: str) -> tuple[PostView | None, dict[str, Any]]:
+    """A live post (None when unknown or deleted) and the fields it gains for the request's viewer: counts and flags
+    from the process's InteractionCache when fresh (as the home timeline's), else read with the post in one query."""
+    me = await viewer(request)
+    state = state_of(request)
+    return await state.interaction_cache.post_and_fields(post_id, me.user_id if me else None, state.posts)
 
 
 async def with_interactions(

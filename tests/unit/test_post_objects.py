@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from gateway.interaction_cache import InteractionCache
 from gateway.interactions import with_interactions
 from gateway.post_objects import cached_post_json, post_json
 from store.posts import PostView
@@ -35,10 +36,20 @@ async def _likes(post_ids: list[str], viewer_id: str | None) -> dict[str, dict[s
     return {post_id: {"like_count": 3, "repost_count": 0, "quote_count": 0} for post_id in post_ids}
 
 
+class _Likes(InteractionCache):
+    """The cache, answering `_likes` (no Redis, no store)."""
+
+    def __init__(self) -> None:
+        super().__init__(None, None)  # type: ignore[arg-type]
+
+    async def of_posts(self, post_ids: Any, viewer_id: str | None) -> dict[str, dict[str, Any]]:
+        return await _likes(list(post_ids), viewer_id)
+
+
 async def test_the_shared_object_is_not_changed_by_a_page_built_from_it() -> None:
     first = cached_post_json(VIEW)
     assert first == post_json(VIEW) and cached_post_json(VIEW) is first
-    cache = SimpleNamespace(of_posts=_likes)
+    cache = _Likes()
     app = SimpleNamespace(state=SimpleNamespace(chirp=SimpleNamespace(interaction_cache=cache)))
     request = Request({"type": "http", "method": "GET", "path": "/", "headers": [], "viewer": None, "app": app})
     [shown] = await with_interactions(request, [first], cached=True)
