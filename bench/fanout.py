@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import subprocess
@@ -31,9 +30,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 import redis.asyncio as aioredis
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a package, run as a script
+
+from bench import ensure_database, pcts, record
 from chirp.settings import Settings
 from consumers import timelines
 from consumers.runtime import Consumer, Context
@@ -71,16 +72,6 @@ def author_id(seed: int, size: int) -> str:
 
 def follower_ids(seed: int, size: int) -> list[str]:
     return [f"bench-fo{seed}-a{size}-f{i:04d}" for i in range(size)]
-
-
-async def ensure_database(settings: Settings) -> None:
-    """Create the settings' database when it does not exist yet (migrations are applied on connecting)."""
-    conn = await asyncpg.connect(settings.postgres_dsn("postgres"))
-    try:
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", settings.postgres_db):
-            await conn.execute(f'CREATE DATABASE "{settings.postgres_db}" OWNER "{settings.postgres_user}"')
-    finally:
-        await conn.close()
 
 
 async def seed_data(settings: Settings, seed: int) -> None:
@@ -191,15 +182,6 @@ async def missing(redis: aioredis.Redis, seed: int, values: list[str]) -> int:
     return count
 
 
-def pcts(values: list[float]) -> dict[str, float]:
-    values = sorted(values)
-
-    def at(q: float) -> float:
-        return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1)
-
-    return {"n": len(values), "p50_ms": at(0.5), "p95_ms": at(0.95), "p99_ms": at(0.99), "max_ms": at(1.0)}
-
-
 async def run_once(settings: Settings, publisher: Publisher, args: argparse.Namespace) -> dict[str, object]:
     topic = f"{NAMESPACE}bench-fanout-{new_id().lower()}"
     await ensure_topics(settings, (Topic(topic, key="post_id"),))
@@ -228,7 +210,7 @@ async def run_once(settings: Settings, publisher: Publisher, args: argparse.Name
     log.unlink()  # noqa: ASYNC240
     tick = os.sysconf("SC_CLK_TCK")
     return {
-        "latency": {size: pcts([float(s) for a, s in lines if a == author_id(args.seed, size)]) for size in SIZES},
+        "latency": {size: pcts([float(s) for a, s in lines if a == author_id(args.seed, size)], 1) for size in SIZES},
         "ceiling_ms": {size: round(s * 1000, 1) for size, s in bare.items()},
         "posts": len(lines),
         "timelines_missing_last_post": lack,
@@ -292,12 +274,7 @@ async def main() -> None:
         }
     result["timelines_missing_last_post"] = sum(r["timelines_missing_last_post"] for r in runs)  # type: ignore[misc]
     result["cpu_ms_per_post"] = runs[len(runs) // 2]["cpu_ms_per_post"]
-    print(f"{'figure':<28} value")
-    for key, value in result.items():
-        print(f"{key:<28} {value}")
-    RESULTS.parent.mkdir(exist_ok=True)
-    with RESULTS.open("a") as out:
-        out.write(json.dumps(result) + "\n")
+    record(RESULTS, result)
 
 
 if __name__ == "__main__":

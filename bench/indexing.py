@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaProducer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import commit  # noqa: E402
 from bench.rebuild import BENCH_DB, bench_topic, cleanup, prepare_stores, remapped  # noqa: E402
 from chirp.logging import configure  # noqa: E402
 from chirp.settings import Settings  # noqa: E402
@@ -183,6 +184,7 @@ def main() -> None:
     kept_up = [r["lag_max"] <= 2 * args.rate and r["drain_s"] <= 2.0 for r in runs]
     result = {
         "bench": "indexing",
+        "commit": commit(),
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "rate": args.rate,
         "seconds": args.seconds,

@@ -50,12 +50,12 @@ os.environ["CHIRP_POSTGRES_DB"] = os.environ.get("CHIRP_POSTGRES_TEST_DB", "chir
 os.environ["CHIRP_REDIS_DB"] = os.environ.get("CHIRP_REDIS_DB", "10")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import asyncpg
 import httpx
 import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
 
+from bench import ensure_database
 from chirp import kafka_admin
 from chirp.settings import Settings
 from gateway.app import create_app
@@ -85,12 +85,7 @@ def percentile(values: list[float], p: float) -> float:
 
 async def prepare(settings: Settings) -> None:
     """The bench's database, created when missing, migrated, and emptied of earlier runs' posts and likes."""
-    conn = await asyncpg.connect(settings.postgres_dsn("postgres"))
-    try:
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", settings.postgres_db):
-            await conn.execute(f'CREATE DATABASE "{settings.postgres_db}" OWNER "{settings.postgres_user}"')
-    finally:
-        await conn.close()
+    await ensure_database(settings)
     pool = await connect(settings, max_size=1)
     await pool.execute("TRUNCATE posts, interactions, quotes, post_counters")
     await pool.close()

@@ -21,6 +21,7 @@ import os
 import platform
 import random
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from importlib.metadata import version
@@ -28,6 +29,9 @@ from pathlib import Path
 
 import mistune
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a package, run as a script
+
+from bench import commit
 from domain.markdown import render_post, sanitize
 
 RESULTS = Path(__file__).with_name("results") / "render.jsonl"
@@ -132,6 +136,7 @@ def main() -> None:
     lengths = [len(post) for post in posts]
     meta = {
         "bench": "render",
+        "commit": commit(),
         "at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "host": platform.node(),
         "python": platform.python_version(),

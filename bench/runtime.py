@@ -31,7 +31,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench import commit
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a package, run as a script
+
+from bench import commit, pcts
 from chirp.settings import Settings
 from ops import _kafka
 from producers.broker import ensure_topics
@@ -176,17 +178,6 @@ async def latency(settings: Settings, rate: int, seconds: int) -> dict[str, dict
     handler_lat = [float(line) for line in log.read_text().split()]  # noqa: ASYNC240 (after the run)
     log.unlink()  # noqa: ASYNC240
     return {"handler": pcts(handler_lat), "commit": pcts(commit_lat)}
-
-
-def pcts(values: list[float]) -> dict[str, float]:
-    values = sorted(values)
-    if not values:
-        return {}
-
-    def at(q: float) -> float:
-        return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 2)
-
-    return {"n": len(values), "p50_ms": at(0.5), "p95_ms": at(0.95), "p99_ms": at(0.99), "max_ms": at(1.0)}
 
 
 def kafka_tool(settings: Settings, cls: str, *args: str) -> str:

@@ -23,12 +23,12 @@ import argparse
 import asyncio
 import hashlib
 import itertools
-import json
 import os
 import random
 import re
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -36,8 +36,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a package, run as a script
+
 import asyncpg
 
+from bench import record
 from chirp.settings import Settings
 from store.postgres import MIGRATIONS, connect
 from store.search import CANDIDATES, PLAN_ONCE, SEARCH_POSTS, PostgresSearch
@@ -341,12 +344,7 @@ async def main() -> None:
         "adapter_to_pgbench_ratio": round(statistics.median(rates) / pg_tps, 3),
         "example_queries": texts[:5],
     }
-    print(f"{'figure':<28} value")
-    for key, value in result.items():
-        print(f"{key:<28} {value}")
-    RESULTS.parent.mkdir(exist_ok=True)
-    with RESULTS.open("a") as out:
-        out.write(json.dumps(result) + "\n")
+    record(RESULTS, result)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import orjson
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
@@ -54,7 +53,7 @@ from ulid import ULID
 from chirp.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: `bench` is the repo's folder
-from bench import commit
+from bench import commit, ensure_database, pcts
 from gateway.auth.keys import KeyRing
 from gateway.auth.sessions import SessionStore
 from gateway.auth.tokens import issue_access_token
@@ -105,16 +104,6 @@ def synthetic_posts(rng: random.Random, authors: list[str], per_author: int) -> 
 def muted_followees(authors: list[str], hiding: int) -> list[str]:
     """The followees the hiding reader mutes: 1 % of its mutes, those with the newest posts (on the first page)."""
     return authors[-max(1, hiding // 100) :]
-
-
-async def ensure_database(settings: Settings) -> None:
-    """Create the settings' database when it does not exist yet (migrations are applied on connecting)."""
-    conn = await asyncpg.connect(settings.postgres_dsn("postgres"))
-    try:
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", settings.postgres_db):
-            await conn.execute(f'CREATE DATABASE "{settings.postgres_db}" OWNER "{settings.postgres_user}"')
-    finally:
-        await conn.close()
 
 
 async def seed(settings: Settings, seed_value: int, followees: int, per_author: int, hiding: int) -> list[str]:
@@ -275,15 +264,6 @@ async def open_loop(
 
     await asyncio.gather(*(connection(k) for k in range(connections)))
     return latencies
-
-
-def pcts(values: list[float]) -> dict[str, float]:
-    values = sorted(values)
-
-    def at(q: float) -> float:
-        return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 2)
-
-    return {"n": len(values), "p50_ms": at(0.5), "p95_ms": at(0.95), "p99_ms": at(0.99), "max_ms": at(1.0)}
 
 
 # CPU accounting ---------------------------------------------------------------------------------------------

@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 from aiokafka import ConsumerRecord
 
 from consumers.runtime import decode, load_keys
@@ -47,3 +49,23 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def count_redis_round_trips(state: Any, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """From now on, one entry per Redis round trip the gateway's `state` takes: through the client's pool, or on
+    the session check's own connections (`RoundTrips`)."""
+    taken: list[object] = []
+    pool, round_trips = state.redis.connection_pool, state.round_trips
+    get_connection, round_trip = pool.get_connection, round_trips._round_trip
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        taken.append(args)
+        return await get_connection(*args, **kwargs)
+
+    async def counted_trip(*args: object, **kwargs: object) -> object:
+        taken.append(args)
+        return await round_trip(*args, **kwargs)
+
+    monkeypatch.setattr(pool, "get_connection", counted)
+    monkeypatch.setattr(round_trips, "_round_trip", counted_trip)
+    return taken

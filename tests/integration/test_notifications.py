@@ -37,7 +37,7 @@ from schemas.events import (
     new_id,
 )
 from tests.conftest import eventually, replays_redis
-from tests.integration.helpers import forge, login, unique_handle
+from tests.integration.helpers import count_redis_round_trips, forge, login, unique_handle
 
 
 @pytest.fixture
@@ -551,22 +551,8 @@ async def test_a_page_reads_its_items_in_the_round_trip_that_checks_the_viewer(
         await redis_client.hset(model.item_key(reader, f"follow-{i}"), mapping={"type": "follow", "post": ""})
         await redis_client.zadd(model.actors_key(reader, f"follow-{i}"), {f"u-actor-{i}": now + i})
         await redis_client.zadd(model.items_key(reader), {f"follow-{i}": now + i})
-    state = app.state.chirp  # type: ignore[attr-defined]
-    pool, round_trips = state.redis.connection_pool, state.round_trips
-    taken: list[object] = []  # Redis round trips: the client's pool, and the session check's own connections
-    get_connection, round_trip = pool.get_connection, round_trips._round_trip
-
-    async def counted(*args: object, **kwargs: object) -> object:
-        taken.append(args)
-        return await get_connection(*args, **kwargs)
-
-    async def counted_trip(*args: object, **kwargs: object) -> object:
-        taken.append(args)
-        return await round_trip(*args, **kwargs)
-
     assert (await client.get("/api/notifications?limit=2", headers=headers)).status_code == 200  # scripts loaded
-    monkeypatch.setattr(pool, "get_connection", counted)
-    monkeypatch.setattr(round_trips, "_round_trip", counted_trip)
+    taken = count_redis_round_trips(app.state.chirp, monkeypatch)  # type: ignore[attr-defined]
     page = await client.get("/api/notifications?limit=2", headers=headers)
     assert page.status_code == 200, page.text
     assert [item["id"] for item in page.json()["items"]] == ["follow-2", "follow-1"]

@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from chirp.settings import Settings
 from gateway.app import create_app
 from gateway.ratelimit import IP_LIMITS, LIMITS, Limit, action_for, limits_from
-from tests.integration.helpers import unique_handle
+from tests.integration.helpers import count_redis_round_trips, unique_handle
 
 Client = Callable[[], AbstractAsyncContextManager[httpx.AsyncClient]]
 
@@ -163,23 +163,9 @@ def test_limits_scale_outside_prod(settings: Settings) -> None:
 async def test_a_limited_post_checks_its_viewer_and_spends_its_buckets_in_one_round_trip(
     tight_app: Starlette, from_address: Callable[[str], Client], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    state = tight_app.state.chirp
-    pool, round_trips = state.redis.connection_pool, state.round_trips
-    taken: list[object] = []  # Redis round trips: the client's pool, and the session check's own connections
-    get_connection, round_trip = pool.get_connection, round_trips._round_trip
-
-    async def counted(*args: object, **kwargs: object) -> object:
-        taken.append(args)
-        return await get_connection(*args, **kwargs)
-
-    async def counted_trip(*args: object, **kwargs: object) -> object:
-        taken.append(args)
-        return await round_trip(*args, **kwargs)
-
     async with from_address(new_address())() as http:
         ada = await bearer_login(http)
-        monkeypatch.setattr(pool, "get_connection", counted)
-        monkeypatch.setattr(round_trips, "_round_trip", counted_trip)
+        taken = count_redis_round_trips(tight_app.state.chirp, monkeypatch)
         assert (await http.post("/api/posts", json={"body": "hello"}, headers=ada)).status_code == 202
         assert len(taken) == 1, "the session check and the rate limit script share one round trip"
         assert (await http.post("/api/posts", json={"body": "again"}, headers=ada)).status_code == 202

@@ -15,14 +15,20 @@ from store.users import PostgresUsersReadModel
 from tests.integration.test_posts_store import deleted, parsed
 
 
-async def test_quoted_posts_come_through_the_port_as_from_the_join(pg: asyncpg.Pool) -> None:
-    posts = PostgresPosts(pg)
-    author, handle = new_id(), f"q{new_id()[-10:].lower()}"
+async def a_user(pg: asyncpg.Pool, prefix: str, name: str = "", avatar: str = "") -> tuple[str, str]:
+    """A new user row: (id, handle)."""
+    user, handle = new_id(), f"{prefix}{new_id()[-10:].lower()}"
     await pg.execute(
         "INSERT INTO users (user_id, handle, display_name, avatar_url, joined_at, profile_at)"
-        " VALUES ($1, $2, 'Quoted', 'https://a/q.png', now(), now())",
-        author, handle,
+        " VALUES ($1, $2, $3, $4, now(), now())",
+        user, handle, name, avatar,
     )  # fmt: skip
+    return user, handle
+
+
+async def test_quoted_posts_come_through_the_port_as_from_the_join(pg: asyncpg.Pool) -> None:
+    posts = PostgresPosts(pg)
+    author, handle = await a_user(pg, "q", "Quoted", "https://a/q.png")
     quoted, gone = parsed(author, html="<p>quoted</p>"), parsed(author)
     quoting, quoting_gone, plain = parsed(new_id()), parsed(new_id()), parsed(new_id())
     await posts.save_parsed([quoted, gone, quoting, quoting_gone, plain])
@@ -43,12 +49,7 @@ async def test_quoted_posts_come_through_the_port_as_from_the_join(pg: asyncpg.P
 
 async def test_a_profiles_post_count_comes_through_the_port_as_from_the_join(pg: asyncpg.Pool) -> None:
     posts = PostgresPosts(pg)
-    user, handle = new_id(), f"c{new_id()[-10:].lower()}"
-    await pg.execute(
-        "INSERT INTO users (user_id, handle, display_name, avatar_url, joined_at, profile_at)"
-        " VALUES ($1, $2, '', '', now(), now())",
-        user, handle,
-    )  # fmt: skip
+    user, handle = await a_user(pg, "c")
     written = [parsed(user) for _ in range(3)]
     await posts.save_parsed(written)
     await posts.save_deleted([deleted(written[0].payload.post_id, user)])

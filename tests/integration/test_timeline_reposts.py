@@ -104,15 +104,22 @@ async def test_a_big_accounts_repost_is_merged_at_read_time(client: httpx.AsyncC
         await ctx.redis.srem(GLOBAL_BIG, big)
 
 
-async def test_a_post_shows_once_at_its_newest_repost_whoever_holds_it(client: httpx.AsyncClient, ctx, pg) -> None:
-    """The author's own post (fanned out), a small account's repost (fanned out) and a big account's (merged): one
-    item, at the newest; an unrepost falls back to the next holder, and the last one to the post itself."""
-    reader = await logged_in(client, pg, "ro")
+async def three_followed(client: httpx.AsyncClient, pg: Any, reader_prefix: str) -> tuple[Any, ...]:
+    """A reader who follows an author, a small account and a big one: the reader, the author's headers, (handle,
+    headers) of the small account and (id, handle, headers) of the big one."""
+    reader = await logged_in(client, pg, reader_prefix)
     _author, author_handle, author_h = await logged_in(client, pg, "ra")
     _small, small_handle, small_h = await logged_in(client, pg, "rs")
     big, big_handle, big_h = await logged_in(client, pg, "rc")
     await follows(client, pg, reader, author_handle, small_handle, big_handle)
     await made_big(pg, big)
+    return reader, author_h, (small_handle, small_h), (big, big_handle, big_h)
+
+
+async def test_a_post_shows_once_at_its_newest_repost_whoever_holds_it(client: httpx.AsyncClient, ctx, pg) -> None:
+    """The author's own post (fanned out), a small account's repost (fanned out) and a big account's (merged): one
+    item, at the newest; an unrepost falls back to the next holder, and the last one to the post itself."""
+    reader, author_h, (small_handle, small_h), (big, big_handle, big_h) = await three_followed(client, pg, "ro")
     try:
         await shows(client, reader[2], [])
         original = await post(client, author_h, "reposted twice")
@@ -181,12 +188,7 @@ def replay_timelines() -> None:
 
 @replays_redis
 async def test_a_replay_rebuilds_the_same_timeline_with_reposts(client: httpx.AsyncClient, ctx, pg) -> None:
-    reader = await logged_in(client, pg, "rp")
-    _author, author_handle, author_h = await logged_in(client, pg, "ra")
-    _small, small_handle, small_h = await logged_in(client, pg, "rs")
-    big, big_handle, big_h = await logged_in(client, pg, "rc")
-    await follows(client, pg, reader, author_handle, small_handle, big_handle)
-    await made_big(pg, big)
+    reader, author_h, (small_handle, small_h), (big, big_handle, big_h) = await three_followed(client, pg, "rp")
     try:
         await shows(client, reader[2], [])
         posts = [await post(client, author_h, f"post {i}") for i in range(4)]
