@@ -6,7 +6,8 @@ Out: PostgreSQL `interactions` (one row per post, kind, user), `quotes`, `post_c
 Idempotency: every (post, kind, user) row is last-writer-wins by occurred_at and the counters move by what an upsert
 changed, so duplicates and out-of-order events leave the same state; a quote is one row per quoting post; a delete
 tombstones the post, dropping its likes, reposts and bookmarks, and later events about it change nothing.
-After each batch is committed, what it changed is announced (store/interactions.py `CHANNEL`) for caches.
+After each batch is committed (a deletion's too), what it changed is announced (store/interactions.py `CHANNEL`)
+for caches.
 """
 
 from __future__ import annotations
@@ -71,4 +72,8 @@ async def on_post_deleted(events: list[PostDeleted], ctx: Context) -> None:
     for event in events:  # the earliest delete of each post dates its tombstone, whatever the delivery order
         post_id = event.payload.post_id
         deleted[post_id] = min(deleted.get(post_id, event.occurred_at), event.occurred_at)
-    await ctx.interactions.delete_posts(deleted)
+    moved = await ctx.interactions.delete_posts(deleted)
+    if ctx.announcing:  # the deleted posts' counts, the quoted posts' counts, the quoting posts' `quote_of`
+        authors = {e.payload.post_id: e.payload.author_id for e in events}
+        changed = [(authors[p], p, "quote") for p in deleted] + [("", p, "quote") for p in moved]
+        await announce(ctx.redis, changed)

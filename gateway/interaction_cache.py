@@ -1,14 +1,15 @@
-"""Interactions kept briefly in the gateway process for the home timeline, the page read again and again.
+"""Interactions kept briefly in the gateway process for the home timeline and `GET /api/posts/{id}`, read again and
+again (a post read when its interactions are not kept comes with them in one query: `post_and_fields`).
 
 What is cached, `ttl_s` each: a post's counts and quoted post (shared by every viewer), a viewer's `*_by_me` flags
 per post, and the pages of what a viewer and their followees reposted (for a cold home timeline: a warm one has
 its reposts from Redis and big accounts). Likes, reposts, bookmarks and quotes show as soon as they are applied:
 the interactions consumer announces each committed batch's (user, post, kind) changes (store/interactions.py
-`CHANNEL`; a quote names the quoting and the quoted post) and one subscriber task per process drops those posts'
-counts and those users' flags, and every reposts page when a repost moved. A follow's reposts show at most `ttl_s`
-late, as a reply count does in the timeline's cached posts. A change announced while a query is in flight is not
-cached from that query. While the subscription is down (not yet started, Redis away),
-every read goes to the store.
+`CHANNEL`; a quote names the quoting and the quoted post, a deletion the deleted post, those it quoted and those
+quoting it) and one subscriber task per process drops those posts' counts and those users' flags, and every reposts
+page when a repost moved. A follow's reposts show at most `ttl_s` late, as a reply count does in the timeline's
+cached posts. A change announced while a query is in flight is not cached from that query. While the subscription
+is down (not yet started, Redis away), every read goes to the store.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from redis.exceptions import RedisError
 
 from chirp.logging import get_logger
 from chirp.single_flight import SingleFlight
-from store.interactions import CHANNEL, InteractionsReadModel, flags_json
+from store.interactions import CHANNEL, InteractionsReadModel, Parts, flags_json
+from store.posts import PostReadModel, PostView
 
 log = get_logger("chirp.gateway")
 
@@ -76,6 +78,7 @@ def _flags(kinds: tuple[str, ...]) -> dict[str, bool]:
 
 
 _Parts = tuple[dict[str, Any], set[str], set[str]]  # the store's parts, users and posts announced meanwhile
+_PostParts = tuple[tuple[PostView, Parts] | None, set[str], set[str]]  # a post and its parts, as `_Parts`
 RepostsKey = tuple[str, datetime | None, int, frozenset[str]]  # (viewer, before, limit, hidden)
 
 
@@ -91,6 +94,7 @@ class InteractionCache:
         self._in_flight: list[tuple[set[str], set[str]]] = []  # (users, posts) announced during each query
         self._ready = asyncio.Event()
         self._parts: SingleFlight[_Parts] = SingleFlight()  # one query for concurrent identical misses
+        self._post_reads: SingleFlight[_PostParts] = SingleFlight()
         self._repost_reads: SingleFlight[list[dict[str, Any]]] = SingleFlight()
         self._task: asyncio.Task[None] | None = None
 
@@ -124,6 +128,40 @@ class InteractionCache:
                 if viewer_id and viewer_id not in users:
                     self._mine.put((viewer_id, post_id), kinds, now)
         return answer
+
+    async def post_and_fields(
+        self, post_id: str, viewer_id: str | None, posts: PostReadModel
+    ) -> tuple[PostView | None, dict[str, Any]]:
+        """A live post (None when unknown or deleted) and the fields it gains (as `of_posts`): from memory when fresh
+        (then only the post is read, from `posts`), else both in one query, whose parts are kept as `of_posts` keeps
+        its own."""
+        if not self._usable():
+            found = await self._store.post_and_parts(post_id, viewer_id)
+            return (found[0], self._fields(*found[1], viewer_id)) if found is not None else (None, {})
+        now = time.monotonic()
+        counts = self._shared.get(post_id, now)
+        kinds = self._mine.get((viewer_id, post_id), now) if viewer_id else ()
+        if counts is not None and kinds is not None:
+            return await posts.get(post_id), self._fields(counts, kinds, viewer_id)
+        read = functools.partial(self._post_and_parts, post_id, viewer_id)
+        found, users, moved = await self._post_reads.run((post_id, viewer_id), read)
+        if found is None:
+            return None, {}
+        post, (counts, kinds) = found
+        if post_id not in moved:
+            self._shared.put(post_id, counts, now)
+        if viewer_id and viewer_id not in users:
+            self._mine.put((viewer_id, post_id), kinds, now)
+        return post, self._fields(counts, kinds, viewer_id)
+
+    @staticmethod
+    def _fields(counts: dict[str, Any], kinds: tuple[str, ...], viewer_id: str | None) -> dict[str, Any]:
+        return {**counts, **_flags(kinds)} if viewer_id else dict(counts)
+
+    async def _post_and_parts(self, post_id: str, viewer_id: str | None) -> _PostParts:
+        """The store's post and parts, with the users and posts announced while they were read."""
+        async with self._watching() as (users, posts):
+            return await self._store.post_and_parts(post_id, viewer_id), users, posts
 
     async def _parts_of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> _Parts:
         """The store's answer, with the users and posts announced while it was read (not to be cached for them)."""

@@ -3,6 +3,7 @@
 One query to the interactions read model per page (store/interactions.py), whatever the page's size or the posts'
 popularity (counters, not counts at read time). The home timeline, read again and again, passes `cached=True`:
 then fresh answers come from this process's InteractionCache (gateway/interaction_cache.py) without a query.
+`GET /api/posts/{id}` (`post_with_interactions`) uses the same cache, and on a miss reads the post with them.
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ async def interactions_of(request: Request, post_ids: list[str], *, cached: bool
     found = await source.of_posts(post_ids, me.user_id if me else None)
     blank = {**NONE, **({"liked_by_me": False, "reposted_by_me": False, "bookmarked_by_me": False} if me else {})}
     return {post_id: found.get(post_id, blank) for post_id in post_ids}
+
+
+async def post_with_interactions(request: Request, post_id: str) -> tuple[PostView | None, dict[str, Any]]:
+    """A live post (None when unknown or deleted) and the fields it gains for the request's viewer: counts and flags
+    from the process's InteractionCache when fresh (as the home timeline's), else read with the post in one query."""
+    me = await viewer(request)
+    state = state_of(request)
+    return await state.interaction_cache.post_and_fields(post_id, me.user_id if me else None, state.posts)
 
 
 async def with_interactions(

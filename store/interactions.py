@@ -16,6 +16,7 @@ the live relay (gateway/pages/live.py) reads `counts` again for the open post pa
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +27,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from schemas.topics import NAMESPACE
-from store.posts import PostReadModel, PostView
+from store.posts import PAGE, PostReadModel, PostView, post_view
 
 Kind = Literal["like", "repost", "bookmark"]
 KINDS: tuple[Kind, ...] = ("like", "repost", "bookmark")
@@ -99,20 +100,24 @@ FROM unnest($1::text[], $2::timestamptz[]) AS x(post_id, at) WHERE c.post_id = x
 # Counts, the viewer's flags and the quoted post (with its author) of each post of a page, in the page's order.
 # The flags are looked up by whole primary keys, one per kind (post, kind, viewer): three index probes per post,
 # however many people liked it. A condition on the post and the viewer alone let the planner walk every like of
-# the post (by the partial index by post, or the primary key with the kind as a filter).
+# the post (by the partial index by post, or the primary key with the kind as a filter). A quoted post is shown as
+# deleted once either read model has it so: this one's tombstone is what the consumer announces (the posts table may
+# record the deletion a moment later, and a cache must not keep the quote from a read in between).
 _OF_POSTS = """
 SELECT x.post_id, coalesce(c.like_count, 0) AS like_count, coalesce(c.repost_count, 0) AS repost_count,
        coalesce(c.quote_count, 0) AS quote_count,
        array(SELECT k.kind FROM unnest('{like,repost,bookmark}'::text[]) AS k(kind)
              WHERE (SELECT i.active FROM interactions i
                     WHERE i.post_id = x.post_id AND i.kind = k.kind AND i.user_id = $2)) AS mine,
-       q.quote_of, qp.deleted_at IS NULL AND qp.post_id IS NOT NULL AS quote_live, qp.html AS quote_html,
+       q.quote_of, qp.deleted_at IS NULL AND qp.post_id IS NOT NULL AND qc.deleted_at IS NULL AS quote_live,
+       qp.html AS quote_html,
        qp.text AS quote_text, qp.created_at AS quote_created_at,
        CASE WHEN u.handle LIKE '~%' THEN '' ELSE coalesce(u.handle, '') END AS quote_handle,
        coalesce(u.display_name, '') AS quote_display_name, coalesce(u.avatar_url, '') AS quote_avatar_url
 FROM unnest($1::text[]) AS x(post_id)
 LEFT JOIN post_counters c ON c.post_id = x.post_id
 LEFT JOIN quotes q ON q.post_id = x.post_id
+LEFT JOIN post_counters qc ON qc.post_id = q.quote_of
 LEFT JOIN posts qp ON qp.post_id = q.quote_of
 LEFT JOIN users u ON u.user_id = qp.author_id
 """
@@ -124,10 +129,21 @@ SELECT x.post_id, coalesce(c.like_count, 0) AS like_count, coalesce(c.repost_cou
        array(SELECT k.kind FROM unnest('{like,repost,bookmark}'::text[]) AS k(kind)
              WHERE (SELECT i.active FROM interactions i
                     WHERE i.post_id = x.post_id AND i.kind = k.kind AND i.user_id = $2)) AS mine,
-       q.quote_of
+       q.quote_of, qc.deleted_at IS NOT NULL AS quote_tombstoned
 FROM unnest($1::text[]) AS x(post_id)
 LEFT JOIN post_counters c ON c.post_id = x.post_id
 LEFT JOIN quotes q ON q.post_id = x.post_id
+LEFT JOIN post_counters qc ON qc.post_id = q.quote_of
+"""
+
+# A live post (as `PostgresPosts.get` reads it) and its `_OF_POSTS` columns, in one statement: `GET /api/posts/{id}`.
+_POST_WITH_PARTS = f"""
+WITH shown AS ({PAGE.format(where="p.post_id = $1", order="DESC", limit="1")})
+SELECT shown.*, parts.like_count, parts.repost_count, parts.quote_count, parts.mine, parts.quote_of,
+       parts.quote_live, parts.quote_html, parts.quote_text, parts.quote_created_at, parts.quote_handle,
+       parts.quote_display_name, parts.quote_avatar_url
+FROM shown CROSS JOIN LATERAL ({_OF_POSTS.replace("unnest($1::text[]) AS x(post_id)", "(SELECT shown.post_id) x")})
+    AS parts
 """
 
 # The counts of live posts (a post never interacted with has no row: its counts are 0).
@@ -238,6 +254,7 @@ class InteractionsReadModel(Protocol):
     async def of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, dict[str, Any]]: ...
     async def counts(self, post_ids: Sequence[str]) -> dict[str, Counts]: ...
     async def parts_of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, Parts]: ...
+    async def post_and_parts(self, post_id: str, viewer_id: str | None) -> tuple[PostView, Parts] | None: ...
     async def reposts_by(
         self, users: Sequence[str] | str, before: datetime | None, limit: int, hidden: Sequence[str] = ()
     ) -> list[dict[str, Any]]: ...
@@ -265,7 +282,7 @@ class PostgresInteractions:
         rows = await self._pool.fetch(_OF_POSTS_UNQUOTED, list(post_ids), viewer_id)
         wanted = sorted({r["quote_of"] for r in rows if r["quote_of"] is not None})
         quoted = {p.id: p for p in await self._posts.many(wanted)} if wanted else {}
-        return [{**r, **quote_columns(quoted.get(r["quote_of"]))} for r in rows]
+        return [{**r, **quote_columns(None if r["quote_tombstoned"] else quoted.get(r["quote_of"]))} for r in rows]
 
     async def _locked(self, conn: asyncpg.Connection, post_ids: Sequence[str]) -> None:
         ids = sorted(set(post_ids))
@@ -289,17 +306,20 @@ class PostgresInteractions:
             args = [[q.post_id for q in quotes], [q.quote_of for q in quotes], [q.created_at for q in quotes]]
             await conn.execute(_QUOTES, *args)
 
-    async def delete_posts(self, deleted: dict[str, datetime]) -> None:
-        """Tombstone deleted posts (id -> when): drop their likes, reposts and bookmarks, uncount their quotes."""
+    async def delete_posts(self, deleted: dict[str, datetime]) -> set[str]:
+        """Tombstone deleted posts (id -> when): drop their likes, reposts and bookmarks, uncount their quotes.
+        Returns the other posts whose parts this changed: those they quoted (a count) and those quoting them."""
         if not deleted:
-            return
+            return set()
         post_ids = sorted(deleted)
         async with self._pool.acquire() as conn, conn.transaction():
             quoted = await conn.fetch("SELECT quote_of FROM quotes WHERE post_id = ANY($1::text[])", post_ids)
+            quoting = await conn.fetch("SELECT post_id FROM quotes WHERE quote_of = ANY($1::text[])", post_ids)
             await self._locked(conn, [*post_ids, *(r["quote_of"] for r in quoted)])
             await conn.execute(_DELETED_QUOTES, post_ids)
             await conn.execute(_TOMBSTONE, post_ids, [deleted[p] for p in post_ids])
             await conn.execute("DELETE FROM interactions WHERE post_id = ANY($1::text[])", post_ids)
+        return {r["quote_of"] for r in quoted} | {r["post_id"] for r in quoting}
 
     async def quoted(self, post_id: str) -> str | None:
         """The post this one quotes, None when it quotes none."""
@@ -320,6 +340,15 @@ class PostgresInteractions:
         query: a cache keeps the two apart."""
         rows = await self._of_posts(post_ids, viewer_id)
         return {r["post_id"]: (interactions_json(r, False), tuple(r["mine"])) for r in rows}
+
+    async def post_and_parts(self, post_id: str, viewer_id: str | None) -> tuple[PostView, Parts] | None:
+        """The live post with this id (None when unknown or deleted) and its parts (as `parts_of_posts`): one query
+        when the posts are in this database, else the posts port's and this one's at once."""
+        if self._posts is not None:
+            post, parts = await asyncio.gather(self._posts.get(post_id), self.parts_of_posts([post_id], viewer_id))
+            return (post, parts[post_id]) if post is not None else None
+        row = await self._pool.fetchrow(_POST_WITH_PARTS, post_id, viewer_id)
+        return (post_view(row), (interactions_json(row, False), tuple(row["mine"]))) if row is not None else None
 
     async def _keyset(
         self, sql: str, key: str | None, other: str, after: tuple[datetime, str] | None, limit: int

@@ -154,7 +154,7 @@ REPLY_TO_HANDLE = """(SELECT CASE WHEN pu.handle LIKE '~%' THEN '' ELSE pu.handl
         FROM posts pp JOIN users pu ON pu.user_id = pp.author_id WHERE pp.post_id = p.reply_to) AS reply_to_handle"""
 
 # {where} filters live posts before the LIMIT; names and reply counts are looked up for that page only.
-_PAGE = f"""
+PAGE = f"""
 WITH page AS (
     SELECT * FROM posts p WHERE p.deleted_at IS NULL AND {{where}} ORDER BY p.post_id {{order}} LIMIT {{limit}}
 )
@@ -393,7 +393,7 @@ class PostgresPosts:
         if after is not None:  # a separate statement: `$n IS NULL OR id < $n` would not bound the index scan
             args = [*args, after]
             where = f"{where} AND p.post_id {cmp} ${len(args)}"
-        sql = _PAGE.format(where=where, order=order, limit=f"${len(args) + 1}")
+        sql = PAGE.format(where=where, order=order, limit=f"${len(args) + 1}")
         rows = await self._pool.fetch(sql, *args, limit + 1)
         items = [post_view(r) for r in rows[:limit]]
         return Page(items, items[-1].id if len(rows) > limit else None)

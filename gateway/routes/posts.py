@@ -19,7 +19,6 @@ key); the same key with a different post gets 409.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 from datetime import datetime
@@ -36,7 +35,7 @@ from domain.text import MAX_TAG_CHARS, PostBody, Tag, unify_lines
 from gateway.auth.current import Viewer, require_viewer, viewer
 from gateway.cursors import PageQuery, post_cursor, post_page_params
 from gateway.errors import Conflict, Forbidden, InvalidInput, JSONResponse, NotFound, RemovedByModerators
-from gateway.interactions import interactions_of, with_interactions, with_reposts
+from gateway.interactions import post_with_interactions, with_interactions, with_reposts
 from gateway.openapi import contract
 from gateway.post_objects import Post, PostPage, post_json
 from gateway.relations import hidden_for_viewer, hidden_on_profile, refuse_if_blocked
@@ -281,14 +280,13 @@ async def get_post(request: Request) -> Response:
     a post the operators took down, 404 for everyone else."""
     posts = _posts(request)
     post_id = path_param(request, "post_id", "No such post.")
-    # The post and its interactions at once (two stores' queries, neither waiting for the other).
-    post, found = await asyncio.gather(posts.get(post_id), interactions_of(request, [post_id]))
+    post, found = await post_with_interactions(request, post_id)
     if post is None:
         author = await posts.taken_down(post_id)
         if author is not None and (me := await viewer(request)) is not None and me.user_id == author:
             raise RemovedByModerators("This post was removed by moderators.")
         raise NotFound("No such post.")
-    return JSONResponse({**post_json(post), **found[post_id]})
+    return JSONResponse({**post_json(post), **found})
 
 
 @contract(PostHistory, errors=(404,))

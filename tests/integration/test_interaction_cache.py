@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,7 @@ from consumers.runtime import Context
 from gateway.interaction_cache import InteractionCache
 from schemas.events import PostParsed, PostParsedData, new_id
 from store.interactions import Change, Parts, PostgresInteractions, announce
+from store.posts import PostView
 from tests.conftest import eventually
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -24,6 +26,10 @@ class Counting(PostgresInteractions):
     """The store, counting its queries."""
 
     queries = 0
+
+    async def post_and_parts(self, post_id: str, viewer_id: str | None) -> tuple[PostView, Parts] | None:
+        self.queries += 1
+        return await super().post_and_parts(post_id, viewer_id)
 
     async def parts_of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, Parts]:
         self.queries += 1
@@ -84,5 +90,52 @@ async def test_a_quote_applied_after_a_read_shows_at_once(
             lambda: cache.of_posts([quoting, quoted], "v"), until=lambda f: "quote_of" in f[quoting], timeout=2
         )
         assert after[quoting]["quote_of"] == {"id": quoted, "deleted": True} and after[quoted]["quote_count"] == 1
+    finally:
+        await cache.close()
+
+
+async def test_a_quote_shows_its_quoted_post_deleted_once_the_interactions_model_has_the_deletion(
+    settings: Settings, pg: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    """The interactions consumer announces a deletion once its own model has it; the posts table may record it a
+    moment later. A read in between (which a cache then keeps) must already show the quoted post deleted."""
+    ctx = Context(settings=settings, pg=pg, redis=redis_client, publisher=None)  # type: ignore[arg-type]
+    quoted, quoting = new_id(), new_id()
+
+    def parsed(post_id: str, quote_of: str | None = None) -> PostParsed:
+        data = PostParsedData(
+            post_id=post_id, author_id="a", body="b", html="<p>b</p>", text="b", quote_of=quote_of, created_at=T0
+        )
+        return PostParsed(payload=data)
+
+    await ctx.posts.save_parsed([parsed(quoted), parsed(quoting, quoted)])
+    await interactions.on_post_parsed([parsed(quoting, quoted)], ctx)
+    store = PostgresInteractions(pg)
+    assert (await store.of_posts([quoting], None))[quoting]["quote_of"]["id"] == quoted
+    moved = await store.delete_posts({quoted: T0})  # the interactions model's deletion alone
+    assert moved == {quoting}, "the quoting post is named for the announcement"
+    assert (await store.of_posts([quoting], None))[quoting]["quote_of"] == {"id": quoted, "deleted": True}
+    found = await store.post_and_parts(quoting, "v")
+    assert found is not None and found[1][0]["quote_of"] == {"id": quoted, "deleted": True}
+
+
+async def test_concurrent_reads_of_a_post_not_cached_take_one_query(
+    settings: Settings, pg: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    """A post many read at once (a link shared widely) costs one query for all of them, then none while fresh."""
+    ctx = Context(settings=settings, pg=pg, redis=redis_client, publisher=None)  # type: ignore[arg-type]
+    post_id = new_id()
+    data = PostParsedData(post_id=post_id, author_id="a", body="b", html="<p>b</p>", text="b", created_at=T0)
+    await ctx.posts.save_parsed([PostParsed(payload=data)])
+    store = Counting(pg)
+    cache = InteractionCache(redis_client, store, ttl_s=600)
+    try:
+        await eventually(lambda: cache.of_posts([new_id()], None), until=lambda _: cache._ready.is_set())
+        before = store.queries
+        found = await asyncio.gather(*(cache.post_and_fields(post_id, "v", ctx.posts) for _ in range(20)))
+        assert store.queries - before == 1
+        assert all(post is not None and post.id == post_id and fields["like_count"] == 0 for post, fields in found)
+        await cache.post_and_fields(post_id, "v", ctx.posts)
+        assert store.queries - before == 1, "then the counts come from memory"
     finally:
         await cache.close()

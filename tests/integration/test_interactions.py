@@ -32,7 +32,8 @@ from schemas.events import (
     PostRepost,
     new_id,
 )
-from store.interactions import _OF_POSTS, Change, PostgresInteractions
+from store.interactions import _OF_POSTS, Change, Parts, PostgresInteractions
+from store.posts import PostView
 from tests.conftest import eventually
 from tests.integration.helpers import login, unique_handle
 
@@ -266,6 +267,54 @@ async def test_the_cached_timeline_shows_a_like_once_it_is_applied(
             ),
             timeout=1.0,
         )
+
+
+class CountingJoined(PostgresInteractions):
+    """The store, counting its reads of a post with its interactions."""
+
+    joined = 0
+
+    async def post_and_parts(self, post_id: str, viewer_id: str | None) -> tuple[PostView, Parts] | None:
+        self.joined += 1
+        return await super().post_and_parts(post_id, viewer_id)
+
+
+@pipelined
+async def test_a_post_read_again_takes_its_interactions_from_the_cache_and_shows_changes_at_once(
+    client: httpx.AsyncClient, app: Starlette, pg: asyncpg.Pool
+) -> None:
+    """`GET /api/posts/{id}` reads the post with its interactions in one query, then, while they are fresh, only the
+    post: the interactions come from the process's cache, as the timeline's do (here for 10 minutes). A like, and
+    the deletion of the post it quotes, still show at once: the consumer announces both."""
+    state = app.state.chirp
+    store = CountingJoined(pg)
+    await state.interaction_cache.close()
+    state.interaction_cache = InteractionCache(state.redis, store, ttl_s=600)
+    try:
+        _, author = await user(client, "ig")
+        _, fan = await user(client, "ih")
+        quoted = await post(client, author, "quoted")
+        quote = await post(client, author, "quoting", quote_of=quoted)
+        shown = await eventually(
+            lambda: client.get(f"/api/posts/{quote}", headers=fan), until=lambda r: "quote_of" in r.json()
+        )
+        first = shown.json()
+        assert first["quote_of"]["id"] == quoted and first["liked_by_me"] is False and store.joined >= 1
+
+        async def reads_of_a_second_get() -> int:
+            await client.get(f"/api/posts/{quote}", headers=fan)
+            before = store.joined
+            assert (await client.get(f"/api/posts/{quote}", headers=fan)).json() == first
+            return store.joined - before
+
+        await eventually(reads_of_a_second_get, until=lambda n: n == 0, timeout=5)  # once subscribed
+        assert (await client.post(f"/api/posts/{quote}/like", headers=fan)).status_code == 202
+        await seen(client, f"/api/posts/{quote}", fan, like_count=1, liked_by_me=True)
+        assert (await client.delete(f"/api/posts/{quoted}", headers={**author, "Prefer": "wait"})).status_code == 202
+        await seen(client, f"/api/posts/{quote}", fan, quote_of={"id": quoted, "deleted": True}, like_count=1)
+    finally:
+        await state.interaction_cache.close()
+        state.interaction_cache = InteractionCache(state.redis, state.interactions)
 
 
 @pipelined
