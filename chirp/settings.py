@@ -228,8 +228,14 @@ class Settings(BaseSettings):
     consumer_batch_timeout_ms: int = Field(default=50, description="How long a poll waits to fill a batch.")
     consumer_gather_ms: int = Field(
         default=40,
-        description="How long Kafka holds a fetch of a consumer that gathers batches (search, trending, timelines)"
-        " unless `consumer_gather_bytes` arrive first; the others fetch each event at once.",
+        description="While events keep coming, how long Kafka holds a fetch of a consumer that gathers batches"
+        " (search, trending, timelines) unless `consumer_gather_bytes` arrive first; the first event after a"
+        " quiet spell is fetched at once. Consumers that do not gather fetch each event at once.",
+    )
+    consumer_brief_gather_ms: int = Field(
+        default=10,
+        description="The same for consumers that gather briefly (notifications, interactions): their readers wait"
+        " for likes and notifications, so they hold a fetch for less.",
     )
     consumer_gather_bytes: int = Field(
         default=64 * 1024, description="Bytes that end a gathering consumer's fetch before `consumer_gather_ms`."

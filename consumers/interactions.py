@@ -24,6 +24,7 @@ consumer = Consumer(
     "Likes, reposts, bookmarks and quotes of posts, with counters, in PostgreSQL.",
     tables=("interactions", "quotes", "post_counters"),
     reader_indexes=("interactions_by_user", "interactions_by_post", "quotes_of"),
+    gather="brief",  # a like's count shows within tens of ms either way, with fewer fetches per event
 )
 ACTIVE = frozenset({"post-liked", "post-reposted", "post-bookmarked"})  # the other types undo one of these
 

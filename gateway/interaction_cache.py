@@ -77,8 +77,6 @@ def _flags(kinds: tuple[str, ...]) -> dict[str, bool]:
     return found
 
 
-_Parts = tuple[dict[str, Any], set[str], set[str]]  # the store's parts, users and posts announced meanwhile
-_PostParts = tuple[tuple[PostView, Parts] | None, set[str], set[str]]  # a post and its parts, as `_Parts`
 RepostsKey = tuple[str, datetime | None, int, frozenset[str]]  # (viewer, before, limit, hidden)
 
 
@@ -93,8 +91,8 @@ class InteractionCache:
         self._repost_changes = 0  # announcements of a repost or unrepost so far
         self._in_flight: list[tuple[set[str], set[str]]] = []  # (users, posts) announced during each query
         self._ready = asyncio.Event()
-        self._parts: SingleFlight[_Parts] = SingleFlight()  # one query for concurrent identical misses
-        self._post_reads: SingleFlight[_PostParts] = SingleFlight()
+        self._parts: SingleFlight[dict[str, Parts]] = SingleFlight()  # one query for concurrent identical misses
+        self._post_reads: SingleFlight[tuple[PostView, Parts] | None] = SingleFlight()
         self._repost_reads: SingleFlight[list[dict[str, Any]]] = SingleFlight()
         self._task: asyncio.Task[None] | None = None
         # (viewer, post) -> (post object, counts, flags, the post object with them): see `post_objects`.
@@ -121,14 +119,9 @@ class InteractionCache:
             else:
                 answer[post_id] = {**counts, **_flags(kinds)} if viewer_id else dict(counts)
         if missing:
-            read = functools.partial(self._parts_of_posts, missing, viewer_id)
-            parts, users, posts = await self._parts.run((tuple(missing), viewer_id), read)
-            for post_id, (counts, kinds) in parts.items():
+            read = functools.partial(self._parts_of_posts, missing, viewer_id, now)
+            for post_id, (counts, kinds) in (await self._parts.run((tuple(missing), viewer_id), read)).items():
                 answer[post_id] = {**counts, **_flags(kinds)} if viewer_id else dict(counts)
-                if post_id not in posts:
-                    self._shared.put(post_id, counts, now)
-                if viewer_id and viewer_id not in users:
-                    self._mine.put((viewer_id, post_id), kinds, now)
         return answer
 
     async def post_objects(
@@ -186,30 +179,42 @@ class InteractionCache:
         kinds = self._mine.get((viewer_id, post_id), now) if viewer_id else ()
         if counts is not None and kinds is not None:
             return await posts.get(post_id), self._fields(counts, kinds, viewer_id)
-        read = functools.partial(self._post_and_parts, post_id, viewer_id)
-        found, users, moved = await self._post_reads.run((post_id, viewer_id), read)
+        read = functools.partial(self._post_and_parts, post_id, viewer_id, now)
+        found = await self._post_reads.run((post_id, viewer_id), read)
         if found is None:
             return None, {}
         post, (counts, kinds) = found
-        if post_id not in moved:
-            self._shared.put(post_id, counts, now)
-        if viewer_id and viewer_id not in users:
-            self._mine.put((viewer_id, post_id), kinds, now)
         return post, self._fields(counts, kinds, viewer_id)
 
     @staticmethod
     def _fields(counts: dict[str, Any], kinds: tuple[str, ...], viewer_id: str | None) -> dict[str, Any]:
         return {**counts, **_flags(kinds)} if viewer_id else dict(counts)
 
-    async def _post_and_parts(self, post_id: str, viewer_id: str | None) -> _PostParts:
-        """The store's post and parts, with the users and posts announced while they were read."""
+    async def _post_and_parts(self, post_id: str, viewer_id: str | None, now: float) -> tuple[PostView, Parts] | None:
+        """The store's post and parts, kept as `_parts_of_posts` keeps its answer."""
         async with self._watching() as (users, posts):
-            return await self._store.post_and_parts(post_id, viewer_id), users, posts
+            found = await self._store.post_and_parts(post_id, viewer_id)
+            if found is not None:
+                self._keep({post_id: found[1]}, viewer_id, users, posts, now)
+        return found
 
-    async def _parts_of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> _Parts:
-        """The store's answer, with the users and posts announced while it was read (not to be cached for them)."""
+    async def _parts_of_posts(self, post_ids: Sequence[str], viewer_id: str | None, now: float) -> dict[str, Parts]:
+        """The store's answer, kept for the posts and users not announced while it was read. It is kept here, in
+        the read's own task and before its watch ends: its callers resume a turn of the event loop later, after
+        an announcement that came meanwhile has been dispatched, and would keep what that announcement dropped."""
         async with self._watching() as (users, posts):
-            return await self._store.parts_of_posts(post_ids, viewer_id), users, posts
+            parts = await self._store.parts_of_posts(post_ids, viewer_id)
+            self._keep(parts, viewer_id, users, posts, now)
+        return parts
+
+    def _keep(
+        self, parts: dict[str, Parts], viewer_id: str | None, users: set[str], posts: set[str], now: float
+    ) -> None:
+        for post_id, (counts, kinds) in parts.items():
+            if post_id not in posts:
+                self._shared.put(post_id, counts, now)
+            if viewer_id and viewer_id not in users:
+                self._mine.put((viewer_id, post_id), kinds, now)
 
     async def reposts_by(
         self, viewer_id: str, before: datetime | None, limit: int, hidden: Collection[str] = ()

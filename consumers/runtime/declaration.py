@@ -7,7 +7,7 @@ import importlib
 import pkgutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from schemas import topics
 from schemas.events import BY_TOPIC, Event
@@ -69,9 +69,10 @@ class Consumer:
     before_swap: BeforeSwap | None = None
     # Handlers that share state inside the process: one process per group, enforced with a lease (lease.py).
     single_process: bool = False
-    # Nobody waits on its writes by the millisecond (an index, counters, timelines): Kafka holds its fetches up to
-    # `consumer_gather_ms` to gather batches, so it makes fewer requests, statements and round trips per event.
-    gather: bool = False
+    # Nobody waits on its writes by the millisecond (an index, counters, timelines): while events keep coming, Kafka
+    # holds its fetches up to `consumer_gather_ms` to gather batches, so it makes fewer requests, statements and
+    # round trips per event. "brief": up to `consumer_brief_gather_ms`, for models read within tens of ms.
+    gather: bool | Literal["brief"] = False
 
     def on(
         self, topic: topics.Topic, *, batch: bool = False, model: type[Event] | None = None

@@ -23,7 +23,7 @@ from consumers.runtime.lease import Lease
 from consumers.runtime.metrics import update_lag
 from consumers.runtime.outages import ShuttingDown
 from consumers.runtime.policy import Runner
-from consumers.runtime.polling import take_batches_with_poll
+from consumers.runtime.polling import Gathering, take_batches_with_poll
 from producers.broker import ensure_topics, make_broker
 
 log = get_logger("chirp.consumer")
@@ -48,11 +48,8 @@ def subscribe(
     settings = ctx.settings
     committer = Committer(settings.consumer_commit_interval_ms / 1000)
     lag_updated_at = 0.0
-    fetch: dict[str, Any] = (
-        {"fetch_max_wait_ms": settings.consumer_gather_ms, "fetch_min_bytes": settings.consumer_gather_bytes}
-        if consumer.gather
-        else {}
-    )
+    gather_ms = settings.consumer_brief_gather_ms if consumer.gather == "brief" else settings.consumer_gather_ms
+    gathering = Gathering(gather_ms, settings.consumer_gather_bytes) if consumer.gather else None
 
     async def records_only(records: tuple[ConsumerRecord, ...]) -> KafkaMessage:
         """FastStream's own parser decodes every record's headers; the runner reads the raw records itself."""
@@ -73,10 +70,9 @@ def subscribe(
         decoder=_records_only,
         title=consumer.name,
         description=consumer.description,
-        **fetch,
     )
 
-    take_batches_with_poll(subscriber, settings.consumer_batch_size, settings.consumer_batch_timeout_ms)
+    take_batches_with_poll(subscriber, settings.consumer_batch_size, settings.consumer_batch_timeout_ms, gathering)
 
     @subscriber
     async def on_batch(records: Any) -> None:  # the batch's records, as `_records_only` hands them over

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import orjson
 import redis.asyncio as aioredis
 
 from chirp.settings import Settings
@@ -166,5 +168,47 @@ async def test_concurrent_reads_of_a_post_not_cached_take_one_query(
         assert all(post is not None and post.id == post_id and fields["like_count"] == 0 for post, fields in found)
         await cache.post_and_fields(post_id, "v", ctx.posts)
         assert store.queries - before == 1, "then the counts come from memory"
+    finally:
+        await cache.close()
+
+
+class AnnouncedAsItEnds(PostgresInteractions):
+    """The store, whose reads end just as a like of theirs is applied: the announcement is dispatched in the next
+    turn of the event loop, before the callers of the read resume."""
+
+    cache: InteractionCache
+
+    def like_announced_next(self, post_id: str) -> None:
+        raw = orjson.dumps({"changes": [["u-liker", post_id, "like"]]})
+        asyncio.get_running_loop().call_soon(self.cache._dispatch, raw)
+
+    async def post_and_parts(self, post_id: str, viewer_id: str | None) -> tuple[PostView, Parts] | None:
+        found = await super().post_and_parts(post_id, viewer_id)
+        self.like_announced_next(post_id)
+        return found
+
+    async def parts_of_posts(self, post_ids: Sequence[str], viewer_id: str | None) -> dict[str, Parts]:
+        found = await super().parts_of_posts(post_ids, viewer_id)
+        self.like_announced_next(post_ids[0])
+        return found
+
+
+async def test_a_change_announced_as_a_read_ends_is_not_kept_from_that_read(
+    settings: Settings, pg: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    """Concurrent reads share one query, run as a task of its own: its callers resume a turn later. What the read
+    found is kept before then, so an announcement dispatched in between drops it, and the next read asks again."""
+    ctx = Context(settings=settings, pg=pg, redis=redis_client, publisher=None)  # type: ignore[arg-type]
+    post_id = new_id()
+    data = PostParsedData(post_id=post_id, author_id="a", body="b", html="<p>b</p>", text="b", created_at=T0)
+    await ctx.posts.save_parsed([PostParsed(payload=data)])
+    store = AnnouncedAsItEnds(pg)
+    cache = store.cache = InteractionCache(redis_client, store, ttl_s=600)
+    try:
+        await eventually(lambda: cache.of_posts([new_id()], None), until=lambda _: cache._ready.is_set())
+        await cache.post_and_fields(post_id, None, ctx.posts)
+        assert cache._shared.get(post_id, time.monotonic()) is None, "the post's read is not kept"
+        await cache.of_posts([post_id], None)
+        assert cache._shared.get(post_id, time.monotonic()) is None, "nor the page's"
     finally:
         await cache.close()

@@ -9,7 +9,9 @@ one fails loudly in this file (not as a hang or a slow path in production):
 - `producers/broker.py` `stop_within` closes FastStream's aiokafka producer through `_sender` and `client` when
   `stop()` would wait for ever on a dead broker (aio-libs/aiokafka#1101);
 - `consumers/runtime/polling.py` `take_batches_with_poll` replaces a FastStream batch subscriber's `get_msg`, which
-  sleeps `batch_timeout_ms` after every empty poll; the consume loop must still take its batches from it.
+  sleeps `batch_timeout_ms` after every empty poll; the consume loop must still take its batches from it;
+- `consumers/runtime/polling.py` `Gathering` sets aiokafka's `Fetcher._fetch_max_wait_ms` and `_fetch_min_bytes`
+  between fetches (aiokafka fixes them when the consumer is made), and the next fetch request must carry them.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ import inspect
 import time
 
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import NewTopic
+from aiokafka.protocol.fetch import FetchRequest
 from redis._parsers.hiredis import _AsyncHiredisParser
 from redis.exceptions import ResponseError
 
 from chirp import kafka_admin
 from chirp.redis_client import HiredisPacking
 from chirp.settings import Settings
-from consumers.runtime.polling import take_batches_with_poll
+from consumers.runtime.polling import Gathering, poll, take_batches_with_poll
 from producers.broker import ensure_topics, make_broker
 from schemas import topics
 from tests.scratch import scratch_id
@@ -101,3 +105,56 @@ async def test_a_batch_subscriber_takes_its_batches_from_get_msg(settings: Setti
             return {}
 
     assert await subscriber.get_msg(Fake()) == ()
+
+
+async def test_a_gathering_consumer_holds_its_fetches_while_events_come_and_long_polls_when_idle(
+    settings: Settings,
+) -> None:
+    """After a batch Kafka holds the next fetches for the gathering time; after an empty poll they are long polls
+    again, answered by the first record, and an idle consumer sends one per long poll, not one per gathering."""
+    topic = f"probe-{scratch_id()}"
+    async with kafka_admin.admin(settings) as client:
+        await client.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    kafka = AIOKafkaConsumer(
+        topic, bootstrap_servers=settings.bootstrap_servers, group_id=f"g-{topic}", auto_offset_reset="earliest"
+    )
+    await producer.start()
+    await kafka.start()
+    fetches: list[tuple[int, int]] = []  # (max wait ms, min bytes) of each fetch request sent
+    send = kafka._client.send
+
+    def recording(node_id: int, request: object, **kwargs: object) -> object:
+        if isinstance(request, FetchRequest):
+            fetches.append((request._max_wait_ms, request._min_bytes))
+        return send(node_id, request, **kwargs)
+
+    kafka._client.send = recording  # type: ignore[method-assign]
+    gathering = Gathering(100, 1 << 20)
+
+    async def taken(wait_ms: int) -> tuple[int, float]:
+        started = time.monotonic()
+        batch = await poll(kafka, 10, wait_ms)
+        gathering.after(kafka, bool(batch))
+        return sum(len(records) for records in batch.values()), time.monotonic() - started
+
+    try:
+        await producer.send_and_wait(topic, b"first")
+        assert (await taken(10_000))[0] == 1
+        assert fetches[-1][1] == 1, "the fetch that found the first record was not a long poll"
+        gathered = len(fetches)
+        await producer.send_and_wait(topic, b"second")
+        count, waited = await taken(5_000)
+        assert count == 1 and waited >= 0.06, f"the fetch after a batch was answered in {waited:.3f} s"
+        assert fetches[gathered] == (100, 1 << 20), "the fetch after a batch did not gather"
+        assert (await taken(300))[0] == 0  # a quiet spell: the next fetches long-poll
+        await asyncio.sleep(0.15)  # the gathering fetch still parked at the broker expires
+        idle = len(fetches)
+        assert (await taken(2_000))[0] == 0
+        assert len(fetches) - idle <= 6, f"{len(fetches) - idle} fetches in 2 s of idling"
+        assert all(min_bytes == 1 for _, min_bytes in fetches[idle:])
+    finally:
+        await kafka.stop()
+        await producer.stop()
+        async with kafka_admin.admin(settings) as client:
+            await client.delete_topics([topic])
