@@ -159,10 +159,13 @@ class InteractionCache:
             if out[i] is not None:
                 continue
             key = (viewer_id, post["id"])
-            built = out[i] = post | found.get(key[1], blank)
             counts, kinds = shared(key[1], now), mine(key, now) if viewer_id else None  # type: ignore[arg-type]
-            if counts is not None and (viewer_id is None or kinds is not None):  # what `built` was made from
-                objects[key] = (post, counts, kinds, built)
+            if counts is None or (viewer_id is not None and kinds is None):  # not kept (announced meanwhile)
+                out[i] = post | found.get(key[1], blank)
+                continue
+            # Built from the very entries it is checked against when handed out again.
+            built = out[i] = post | ({**counts, **_flags(kinds)} if viewer_id else counts)  # type: ignore[arg-type]
+            objects[key] = (post, counts, kinds, built)
         return out  # type: ignore[return-value]
 
     async def post_and_fields(
